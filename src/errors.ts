@@ -1,0 +1,156 @@
+/**
+ * One error module for the whole project. Every failure a caller can act on is
+ * a subclass of {@link VectorsealError} with a literal, stable `code`; callers
+ * match on `code` (or `instanceof`), never on message text. A provider's or the
+ * platform's own error is kept as `cause`.
+ *
+ * Messages never contain key bytes, vector values or metadata: they name files,
+ * pages, collections and key references only.
+ */
+
+export interface VectorsealErrorOptions {
+  cause?: unknown;
+}
+
+/** Base class of every typed error vectorseal throws. */
+export class VectorsealError extends Error {
+  readonly code: string = 'VS_ERROR';
+
+  constructor(message: string, options?: VectorsealErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+  }
+}
+
+/** A key (master key, KEK or DEK) is not the one the data was protected with. */
+export class WrongKeyError extends VectorsealError {
+  override readonly code = 'VS_WRONG_KEY';
+}
+
+export interface CorruptDataDetails extends VectorsealErrorOptions {
+  /** The file in which the damage was found, when there is one. */
+  file?: string;
+  /** The page (chunk) index inside that file, when the damage is in one page. */
+  page?: number;
+  /** A short machine-readable reason: 'auth', 'truncated', 'trailing', 'header', 'hash', 'rollback', 'missing', ... */
+  reason?: string;
+}
+
+/** Persisted data is corrupt, truncated, extended, reordered, swapped or rolled back. */
+export class CorruptDataError extends VectorsealError {
+  override readonly code: string = 'VS_CORRUPT_DATA';
+  readonly file: string | undefined;
+  readonly page: number | undefined;
+  readonly reason: string | undefined;
+
+  constructor(message: string, details: CorruptDataDetails = {}) {
+    const where = [
+      details.file === undefined ? undefined : `file ${details.file}`,
+      details.page === undefined ? undefined : `page ${details.page}`,
+    ]
+      .filter((part) => part !== undefined)
+      .join(', ');
+    super(where ? `${message} (${where})` : message, details);
+    this.file = details.file;
+    this.page = details.page;
+    this.reason = details.reason;
+  }
+}
+
+/** A file was replaced by an older version of itself (a rollback). */
+export class RollbackError extends CorruptDataError {
+  override readonly code = 'VS_ROLLBACK';
+}
+
+/** The key (KEK, tenant or collection) is disabled. */
+export class KeyDisabledError extends VectorsealError {
+  override readonly code = 'VS_KEY_DISABLED';
+}
+
+/** The key is scheduled for deletion and cannot be used until the deletion is cancelled. */
+export class KeyPendingDeletionError extends VectorsealError {
+  override readonly code = 'VS_KEY_PENDING_DELETION';
+}
+
+/** The key was destroyed (crypto-shredded): the data it protected cannot be opened. */
+export class KeyDestroyedError extends VectorsealError {
+  override readonly code = 'VS_KEY_DESTROYED';
+}
+
+/** The key provider refused the operation for this principal. */
+export class AccessDeniedError extends VectorsealError {
+  override readonly code = 'VS_ACCESS_DENIED';
+}
+
+/** A collection, key, tenant or file does not exist. */
+export class NotFoundError extends VectorsealError {
+  override readonly code = 'VS_NOT_FOUND';
+}
+
+/** Something of that name already exists. */
+export class AlreadyExistsError extends VectorsealError {
+  override readonly code = 'VS_ALREADY_EXISTS';
+}
+
+/** An argument has the wrong type, size or value. */
+export class InvalidArgumentError extends VectorsealError {
+  override readonly code = 'VS_INVALID_ARGUMENT';
+}
+
+/** Another process holds the store's write lock. */
+export class StoreLockedError extends VectorsealError {
+  override readonly code = 'VS_STORE_LOCKED';
+}
+
+/** The store or collection was closed (or dropped) before the call. */
+export class ClosedError extends VectorsealError {
+  override readonly code = 'VS_CLOSED';
+}
+
+/** A file was written in a format version this build does not read. */
+export class UnsupportedVersionError extends VectorsealError {
+  override readonly code = 'VS_UNSUPPORTED_VERSION';
+}
+
+/** The key provider cannot be reached or did not answer in time. */
+export class KeyProviderUnavailableError extends VectorsealError {
+  override readonly code = 'VS_PROVIDER_UNAVAILABLE';
+}
+
+/** The provider does not support the requested operation or mechanism. */
+export class UnsupportedOperationError extends VectorsealError {
+  override readonly code = 'VS_UNSUPPORTED_OPERATION';
+}
+
+/** No RAM-backed staging location exists and none was named explicitly. */
+export class StagingUnavailableError extends VectorsealError {
+  override readonly code = 'VS_STAGING_UNAVAILABLE';
+}
+
+/** A limit was exceeded (metadata size, record count, message length). */
+export class LimitExceededError extends VectorsealError {
+  override readonly code = 'VS_LIMIT_EXCEEDED';
+}
+
+/** Every stable error code, for documentation and exhaustive matching. */
+export const ERROR_CODES = [
+  'VS_WRONG_KEY',
+  'VS_CORRUPT_DATA',
+  'VS_ROLLBACK',
+  'VS_KEY_DISABLED',
+  'VS_KEY_PENDING_DELETION',
+  'VS_KEY_DESTROYED',
+  'VS_ACCESS_DENIED',
+  'VS_NOT_FOUND',
+  'VS_ALREADY_EXISTS',
+  'VS_INVALID_ARGUMENT',
+  'VS_STORE_LOCKED',
+  'VS_CLOSED',
+  'VS_UNSUPPORTED_VERSION',
+  'VS_PROVIDER_UNAVAILABLE',
+  'VS_UNSUPPORTED_OPERATION',
+  'VS_STAGING_UNAVAILABLE',
+  'VS_LIMIT_EXCEEDED',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
