@@ -1,0 +1,671 @@
+import { createHash, createPrivateKey, generateKeyPair, privateDecrypt, randomBytes, randomUUID, constants as cryptoConstants } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { Clock } from './clock.js';
+import { DAY_MS } from './clock.js';
+import { openCiphertext, parseCiphertextHeader, sealCiphertext } from './ciphertext.js';
+import { KmsException, kmsErrors } from './errors.js';
+import { decodeImportToken, encodeImportToken, IMPORT_TOKEN_TTL_MS } from './import-token.js';
+import type { KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
+import type { PolicyRequest } from './policy.js';
+import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, type WireInput } from './wire.js';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+const BACKING_KEY_BYTES = 32;
+const MAX_PLAINTEXT = 4096;
+const MAX_CIPHERTEXT = 6144;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ALIAS_NAME = /^alias\/[a-zA-Z0-9/_-]{1,250}$/;
+
+/** A policy check plus the facts the audit line records about it. */
+export interface RequestTarget extends PolicyRequest {
+  /** The resolved key's ARN, when the reference resolved. */
+  keyArn?: string;
+}
+
+type Handler = (input: WireInput) => Promise<WireInput>;
+
+/**
+ * The KMS operations over the key store, in wire shapes (JSON members, base64
+ * blobs, epoch-second timestamps). Knows nothing of HTTP, signatures or
+ * policy; `targets` tells the caller what a request touches so it can
+ * authorise and audit it first.
+ */
+export class KeyService {
+  private readonly handlers: Record<string, Handler>;
+
+  constructor(
+    private readonly store: KeyStore,
+    private readonly region: string,
+    private readonly accountId: string,
+    private readonly clock: Clock,
+  ) {
+    this.handlers = {
+      CreateKey: (i) => this.createKey(i),
+      DescribeKey: (i) => this.describeKey(i),
+      ListKeys: (i) => this.listKeys(i),
+      CreateAlias: (i) => this.createAlias(i),
+      ListAliases: (i) => this.listAliases(i),
+      GenerateDataKey: (i) => this.generateDataKey(i, true),
+      GenerateDataKeyWithoutPlaintext: (i) => this.generateDataKey(i, false),
+      Encrypt: (i) => this.encrypt(i),
+      Decrypt: (i) => this.decrypt(i),
+      ReEncrypt: (i) => this.reEncrypt(i),
+      EnableKey: (i) => this.setEnabled(i, true),
+      DisableKey: (i) => this.setEnabled(i, false),
+      EnableKeyRotation: (i) => this.enableKeyRotation(i),
+      DisableKeyRotation: (i) => this.disableKeyRotation(i),
+      GetKeyRotationStatus: (i) => this.getKeyRotationStatus(i),
+      RotateKeyOnDemand: (i) => this.rotateKeyOnDemand(i),
+      ListKeyRotations: (i) => this.listKeyRotations(i),
+      ScheduleKeyDeletion: (i) => this.scheduleKeyDeletion(i),
+      CancelKeyDeletion: (i) => this.cancelKeyDeletion(i),
+      GetParametersForImport: (i) => this.getParametersForImport(i),
+      ImportKeyMaterial: (i) => this.importKeyMaterial(i),
+    };
+  }
+
+  /** Whether the service implements an operation. */
+  supports(operation: string): boolean {
+    return Object.hasOwn(this.handlers, operation);
+  }
+
+  /** Runs one operation. Throws KmsException for every client-visible failure. */
+  async execute(operation: string, input: WireInput): Promise<WireInput> {
+    const handler = this.handlers[operation];
+    if (handler === undefined) throw kmsErrors.unknownOperation(`Operation ${operation} is not supported`);
+    return handler(input);
+  }
+
+  /**
+   * What a request acts on, for policy and audit. ReEncrypt yields two targets
+   * (`ReEncryptFrom` on the source key, `ReEncryptTo` on the destination).
+   * Never throws: references that do not resolve are reported as given.
+   */
+  targets(operation: string, input: WireInput): RequestTarget[] {
+    const ctx = (name: string): Record<string, string> | undefined => {
+      try {
+        return input[name] === undefined ? {} : optContext(input, name);
+      } catch {
+        return undefined;
+      }
+    };
+    const ref = (name: string): unknown => input[name];
+    const blobKey = (): string | undefined => {
+      try {
+        return parseCiphertextHeader(Buffer.from(String(input.CiphertextBlob), 'base64')).keyId;
+      } catch {
+        return undefined;
+      }
+    };
+    switch (operation) {
+      case 'CreateKey':
+      case 'ListKeys':
+      case 'ListAliases':
+        return [{ operation }];
+      case 'CreateAlias':
+        return [this.target(operation, ref('TargetKeyId'))];
+      case 'Encrypt':
+      case 'GenerateDataKey':
+      case 'GenerateDataKeyWithoutPlaintext':
+        return [this.target(operation, ref('KeyId'), ctx('EncryptionContext'))];
+      case 'Decrypt':
+        return [this.target(operation, ref('KeyId') ?? blobKey(), ctx('EncryptionContext'))];
+      case 'ReEncrypt':
+        return [
+          this.target('ReEncryptFrom', ref('SourceKeyId') ?? blobKey(), ctx('SourceEncryptionContext')),
+          this.target('ReEncryptTo', ref('DestinationKeyId'), ctx('DestinationEncryptionContext')),
+        ];
+      default:
+        return [this.target(operation, ref('KeyId'))];
+    }
+  }
+
+  /**
+   * Completes what time has made due: deletions whose window ended, automatic
+   * rotations, imported material past its ValidTo. Cheap when nothing is due.
+   */
+  async sweep(): Promise<void> {
+    const now = this.clock.now();
+    const due = (k: KeyRecord): boolean =>
+      (k.state === 'PendingDeletion' && k.deletionDate !== undefined && k.deletionDate <= now) ||
+      (k.state === 'Enabled' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
+      (k.validTo !== undefined && k.validTo <= now && k.backing.length > 0);
+    if (!Object.values(this.store.snapshot.keys).some(due)) return;
+    await this.store.mutate(async (draft) => {
+      for (const key of Object.values(draft.keys)) {
+        if (!due(key)) continue;
+        if (key.state === 'PendingDeletion') {
+          deleteKey(draft, key.keyId);
+        } else if (key.validTo !== undefined && key.validTo <= now && key.backing.length > 0) {
+          // Expired imported material is deleted; the key waits for a re-import of the same material.
+          key.backing = [];
+          key.validTo = undefined;
+          if (key.state === 'Enabled' || key.state === 'Disabled') key.state = 'PendingImport';
+        } else {
+          await this.addBackingKey(key, 'AUTOMATIC', now);
+          key.rotation.nextRotation = now + key.rotation.periodDays * DAY_MS;
+        }
+      }
+    });
+  }
+
+  // ---- references ----------------------------------------------------------
+
+  /** The ARN of a key id. */
+  keyArn(keyId: string): string {
+    return `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
+  }
+
+  private aliasArn(name: string): string {
+    return `arn:aws:kms:${this.region}:${this.accountId}:${name}`;
+  }
+
+  /** Finds a key by id, key ARN, alias name or alias ARN. */
+  private resolve(ref: string, state: Readonly<KeyStoreState> = this.store.snapshot): KeyRecord | undefined {
+    const prefix = `arn:aws:kms:${this.region}:${this.accountId}:`;
+    let local = ref;
+    if (ref.startsWith('arn:')) {
+      if (!ref.startsWith(prefix)) return undefined;
+      local = ref.slice(prefix.length);
+    }
+    if (local.startsWith('key/')) local = local.slice(4);
+    else if (ref.startsWith('arn:') && !local.startsWith('alias/')) return undefined;
+    if (local.startsWith('alias/')) {
+      const alias = state.aliases[local];
+      return alias === undefined ? undefined : state.keys[alias.targetKeyId];
+    }
+    return UUID.test(local) ? state.keys[local] : undefined;
+  }
+
+  private requireKey(input: WireInput, name = 'KeyId', state?: Readonly<KeyStoreState>): KeyRecord {
+    const ref = reqString(input, name);
+    const key = this.resolve(ref, state);
+    if (key === undefined) throw kmsErrors.notFound(`Key '${ref}' does not exist`);
+    return key;
+  }
+
+  private target(operation: string, ref: unknown, encryptionContext?: Record<string, string>): RequestTarget {
+    const out: RequestTarget = { operation, keyNames: [] };
+    if (encryptionContext !== undefined) out.encryptionContext = encryptionContext;
+    if (typeof ref !== 'string') return out;
+    const key = this.resolve(ref);
+    if (key === undefined) {
+      out.keyNames = [ref];
+      return out;
+    }
+    const arn = this.keyArn(key.keyId);
+    const names = [key.keyId, arn];
+    for (const alias of Object.values(this.store.snapshot.aliases)) {
+      if (alias.targetKeyId === key.keyId) names.push(alias.name, this.aliasArn(alias.name));
+    }
+    out.keyNames = names;
+    out.keyArn = arn;
+    return out;
+  }
+
+  // ---- key metadata --------------------------------------------------------
+
+  private metadata(key: KeyRecord): WireInput {
+    const m: WireInput = {
+      AWSAccountId: this.accountId,
+      KeyId: key.keyId,
+      Arn: this.keyArn(key.keyId),
+      CreationDate: epochSeconds(key.creationDate),
+      Enabled: key.state === 'Enabled',
+      Description: key.description,
+      KeyUsage: 'ENCRYPT_DECRYPT',
+      KeyState: key.state,
+      Origin: key.origin,
+      KeyManager: 'CUSTOMER',
+      CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
+      KeySpec: 'SYMMETRIC_DEFAULT',
+      EncryptionAlgorithms: ['SYMMETRIC_DEFAULT'],
+      MultiRegion: false,
+    };
+    if (key.deletionDate !== undefined) m.DeletionDate = epochSeconds(key.deletionDate);
+    if (key.pendingWindowInDays !== undefined) m.PendingDeletionWindowInDays = key.pendingWindowInDays;
+    if (key.origin === 'EXTERNAL' && key.backing.length > 0) {
+      m.ExpirationModel = key.expirationModel ?? 'KEY_MATERIAL_DOES_NOT_EXPIRE';
+      if (key.validTo !== undefined) m.ValidTo = epochSeconds(key.validTo);
+    }
+    return m;
+  }
+
+  private async createKey(input: WireInput): Promise<WireInput> {
+    const description = input.Description === undefined ? '' : String(optString(input, 'Description', 8192) ?? '');
+    const usage = optEnum(input, 'KeyUsage', ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const);
+    const spec = optString(input, 'KeySpec') ?? optString(input, 'CustomerMasterKeySpec') ?? 'SYMMETRIC_DEFAULT';
+    const origin = optEnum(input, 'Origin', ['AWS_KMS', 'EXTERNAL', 'AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE'] as const) ?? 'AWS_KMS';
+    if ((usage !== undefined && usage !== 'ENCRYPT_DECRYPT') || spec !== 'SYMMETRIC_DEFAULT') {
+      throw kmsErrors.unsupportedOperation('Only SYMMETRIC_DEFAULT keys for ENCRYPT_DECRYPT are supported');
+    }
+    if (origin !== 'AWS_KMS' && origin !== 'EXTERNAL') throw kmsErrors.unsupportedOperation(`Origin ${origin} is not supported`);
+    const tags = readTags(input);
+    const now = this.clock.now();
+    const key: KeyRecord = {
+      keyId: randomUUID(),
+      creationDate: now,
+      description,
+      origin,
+      state: origin === 'EXTERNAL' ? 'PendingImport' : 'Enabled',
+      tags,
+      rotation: { enabled: false, periodDays: 365 },
+      backing: [],
+    };
+    if (origin === 'AWS_KMS') await this.addBackingKey(key, undefined, now);
+    await this.store.mutate((draft) => {
+      draft.keys[key.keyId] = key;
+    });
+    return { KeyMetadata: this.metadata(key) };
+  }
+
+  private async describeKey(input: WireInput): Promise<WireInput> {
+    return { KeyMetadata: this.metadata(this.requireKey(input)) };
+  }
+
+  private async listKeys(input: WireInput): Promise<WireInput> {
+    const limit = optInt(input, 'Limit', 1, 1000) ?? 100;
+    const marker = optString(input, 'Marker', 1024);
+    if (marker !== undefined && !UUID.test(marker)) throw kmsErrors.invalidMarker('Marker is not valid');
+    const ids = Object.keys(this.store.snapshot.keys)
+      .sort()
+      .filter((id) => marker === undefined || id > marker);
+    const page = ids.slice(0, limit);
+    const truncated = ids.length > limit;
+    const out: WireInput = { Keys: page.map((id) => ({ KeyId: id, KeyArn: this.keyArn(id) })), Truncated: truncated };
+    if (truncated) out.NextMarker = page[page.length - 1];
+    return out;
+  }
+
+  private async createAlias(input: WireInput): Promise<WireInput> {
+    const name = reqString(input, 'AliasName', 256);
+    if (!ALIAS_NAME.test(name) || name.startsWith('alias/aws/')) {
+      throw kmsErrors.invalidAliasName(`Alias name must start with "alias/" (not "alias/aws/") and use [a-zA-Z0-9/_-]`);
+    }
+    const targetRef = reqString(input, 'TargetKeyId');
+    if (targetRef.startsWith('alias/') || targetRef.includes(':alias/')) {
+      throw kmsErrors.validation('TargetKeyId must be a key id or key ARN, not an alias');
+    }
+    await this.store.mutate((draft) => {
+      if (draft.aliases[name] !== undefined) throw kmsErrors.alreadyExists(`An alias with the name ${this.aliasArn(name)} already exists`);
+      const key = this.resolve(targetRef, draft);
+      if (key === undefined) throw kmsErrors.notFound(`Key '${targetRef}' does not exist`);
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      const now = this.clock.now();
+      draft.aliases[name] = { name, targetKeyId: key.keyId, creationDate: now, lastUpdatedDate: now };
+    });
+    return {};
+  }
+
+  private async listAliases(input: WireInput): Promise<WireInput> {
+    const limit = optInt(input, 'Limit', 1, 1000) ?? 100;
+    const marker = optString(input, 'Marker', 1024);
+    const keyFilter = input.KeyId === undefined ? undefined : this.requireKey(input).keyId;
+    if (marker !== undefined && !ALIAS_NAME.test(marker)) throw kmsErrors.invalidMarker('Marker is not valid');
+    const aliases = Object.values(this.store.snapshot.aliases)
+      .filter((a) => keyFilter === undefined || a.targetKeyId === keyFilter)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .filter((a) => marker === undefined || a.name > marker);
+    const page = aliases.slice(0, limit);
+    const truncated = aliases.length > limit;
+    const out: WireInput = {
+      Aliases: page.map((a) => ({
+        AliasName: a.name,
+        AliasArn: this.aliasArn(a.name),
+        TargetKeyId: a.targetKeyId,
+        CreationDate: epochSeconds(a.creationDate),
+        LastUpdatedDate: epochSeconds(a.lastUpdatedDate),
+      })),
+      Truncated: truncated,
+    };
+    if (truncated) out.NextMarker = page[page.length - 1]!.name;
+    return out;
+  }
+
+  // ---- cryptographic operations -------------------------------------------
+
+  private async generateDataKey(input: WireInput, withPlaintext: boolean): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const context = optContext(input, 'EncryptionContext');
+    const bytes = optInt(input, 'NumberOfBytes', 1, 1024);
+    const spec = optEnum(input, 'KeySpec', ['AES_256', 'AES_128'] as const);
+    if ((bytes === undefined) === (spec === undefined)) {
+      throw kmsErrors.validation('Exactly one of NumberOfBytes and KeySpec is required');
+    }
+    this.requireUsable(key);
+    const plaintext = randomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
+    try {
+      const blob = await this.seal(key, plaintext, context);
+      const out: WireInput = { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId) };
+      if (withPlaintext) out.Plaintext = b64(plaintext);
+      return out;
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  private async encrypt(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const plaintext = reqBlob(input, 'Plaintext', MAX_PLAINTEXT);
+    const context = optContext(input, 'EncryptionContext');
+    checkAlgorithm(input, 'EncryptionAlgorithm');
+    this.requireUsable(key);
+    try {
+      const blob = await this.seal(key, plaintext, context);
+      return { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  private async decrypt(input: WireInput): Promise<WireInput> {
+    const { key, plaintext } = await this.open(input, 'KeyId', 'EncryptionContext', 'EncryptionAlgorithm');
+    try {
+      return { KeyId: this.keyArn(key.keyId), Plaintext: b64(plaintext), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  private async reEncrypt(input: WireInput): Promise<WireInput> {
+    const destination = this.requireKey(input, 'DestinationKeyId');
+    const destinationContext = optContext(input, 'DestinationEncryptionContext');
+    checkAlgorithm(input, 'DestinationEncryptionAlgorithm');
+    const { key: source, plaintext } = await this.open(input, 'SourceKeyId', 'SourceEncryptionContext', 'SourceEncryptionAlgorithm');
+    try {
+      this.requireUsable(destination);
+      const blob = await this.seal(destination, plaintext, destinationContext);
+      return {
+        CiphertextBlob: b64(blob),
+        SourceKeyId: this.keyArn(source.keyId),
+        KeyId: this.keyArn(destination.keyId),
+        SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
+        DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
+      };
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  /** Decrypts a request's CiphertextBlob; the blob names its key, and a given key id must agree. */
+  private async open(input: WireInput, keyField: string, contextField: string, algorithmField: string) {
+    const blob = reqBlob(input, 'CiphertextBlob', MAX_CIPHERTEXT);
+    const context = optContext(input, contextField);
+    checkAlgorithm(input, algorithmField);
+    const header = parseCiphertextHeader(blob);
+    const named = input[keyField] === undefined ? undefined : this.requireKey(input, keyField);
+    const key = this.store.snapshot.keys[header.keyId];
+    if (named !== undefined && named.keyId !== header.keyId) {
+      throw kmsErrors.incorrectKey('The key ID in the request does not identify the KMS key that encrypted the ciphertext');
+    }
+    if (key === undefined) throw kmsErrors.notFound(`Key '${this.keyArn(header.keyId)}' does not exist`);
+    this.requireUsable(key);
+    const material = await this.store.backingKey(key, header.backingVersion);
+    if (material === undefined) throw kmsErrors.invalidCiphertext('The ciphertext refers to key material that does not exist');
+    return { key, plaintext: openCiphertext(material, blob, context) };
+  }
+
+  private async seal(key: KeyRecord, plaintext: Uint8Array, context: Record<string, string>): Promise<Buffer> {
+    const newest = key.backing[key.backing.length - 1];
+    const material = newest === undefined ? undefined : await this.store.backingKey(key, newest.version);
+    if (newest === undefined || material === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
+    return sealCiphertext(material, { keyId: key.keyId, backingVersion: newest.version }, plaintext, context);
+  }
+
+  // ---- key state -----------------------------------------------------------
+
+  /** Refuses keys that cannot be used for cryptography, with the exception AWS uses for each state. */
+  private requireUsable(key: KeyRecord): void {
+    const arn = this.keyArn(key.keyId);
+    if (key.state === 'Disabled') throw kmsErrors.disabled(`${arn} is disabled.`);
+    this.requireNotPending(key);
+    if (key.state !== 'Enabled') throw kmsErrors.invalidState(`${arn} is ${key.state}.`);
+  }
+
+  private requireNotPending(key: KeyRecord): void {
+    const arn = this.keyArn(key.keyId);
+    if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${arn} is pending deletion.`);
+    if (key.state === 'PendingImport') throw kmsErrors.invalidState(`${arn} is pending import.`);
+  }
+
+  /** Resolves the request's key inside a mutation, so the change applies to the latest state. */
+  private async change(input: WireInput, apply: (key: KeyRecord) => void | Promise<void>): Promise<KeyRecord> {
+    return this.store.mutate(async (draft) => {
+      const key = this.requireKey(input, 'KeyId', draft);
+      await apply(key);
+      return key;
+    });
+  }
+
+  private async setEnabled(input: WireInput, enabled: boolean): Promise<WireInput> {
+    await this.change(input, (key) => {
+      this.requireNotPending(key);
+      key.state = enabled ? 'Enabled' : 'Disabled';
+    });
+    return {};
+  }
+
+  private async scheduleKeyDeletion(input: WireInput): Promise<WireInput> {
+    const days = input.PendingWindowInDays === undefined ? 30 : optInt(input, 'PendingWindowInDays', 7, 30)!;
+    const key = await this.change(input, (k) => {
+      if (k.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(k.keyId)} is pending deletion.`);
+      k.state = 'PendingDeletion';
+      k.deletionDate = this.clock.now() + days * DAY_MS;
+      k.pendingWindowInDays = days;
+    });
+    return {
+      KeyId: this.keyArn(key.keyId),
+      DeletionDate: epochSeconds(key.deletionDate!),
+      KeyState: 'PendingDeletion',
+      PendingWindowInDays: days,
+    };
+  }
+
+  private async cancelKeyDeletion(input: WireInput): Promise<WireInput> {
+    const key = await this.change(input, (k) => {
+      if (k.state !== 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(k.keyId)} is not pending deletion.`);
+      // AWS returns a cancelled key disabled, or waiting for material if it never had any.
+      k.state = k.backing.length > 0 ? 'Disabled' : 'PendingImport';
+      delete k.deletionDate;
+      delete k.pendingWindowInDays;
+    });
+    return { KeyId: this.keyArn(key.keyId) };
+  }
+
+  // ---- rotation ------------------------------------------------------------
+
+  private rotationGate(key: KeyRecord): void {
+    if (key.origin !== 'AWS_KMS') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} has imported key material; rotate it by creating a new key.`);
+    if (key.state === 'Disabled') throw kmsErrors.disabled(`${this.keyArn(key.keyId)} is disabled.`);
+    this.requireNotPending(key);
+  }
+
+  private async enableKeyRotation(input: WireInput): Promise<WireInput> {
+    const period = optInt(input, 'RotationPeriodInDays', 90, 2560) ?? 365;
+    await this.change(input, (key) => {
+      this.rotationGate(key);
+      key.rotation = { enabled: true, periodDays: period, nextRotation: this.clock.now() + period * DAY_MS };
+    });
+    return {};
+  }
+
+  private async disableKeyRotation(input: WireInput): Promise<WireInput> {
+    await this.change(input, (key) => {
+      this.rotationGate(key);
+      key.rotation = { enabled: false, periodDays: key.rotation.periodDays };
+    });
+    return {};
+  }
+
+  private async getKeyRotationStatus(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const enabled = key.rotation.enabled && key.state !== 'PendingDeletion';
+    const out: WireInput = { KeyRotationEnabled: enabled, KeyId: this.keyArn(key.keyId) };
+    if (enabled) {
+      out.RotationPeriodInDays = key.rotation.periodDays;
+      if (key.rotation.nextRotation !== undefined) out.NextRotationDate = epochSeconds(key.rotation.nextRotation);
+    }
+    return out;
+  }
+
+  private async rotateKeyOnDemand(input: WireInput): Promise<WireInput> {
+    const key = await this.change(input, async (k) => {
+      this.rotationGate(k);
+      await this.addBackingKey(k, 'ON_DEMAND', this.clock.now());
+    });
+    return { KeyId: key.keyId };
+  }
+
+  private async listKeyRotations(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const limit = optInt(input, 'Limit', 1, 1000) ?? 100;
+    const marker = optString(input, 'Marker', 1024);
+    if (marker !== undefined && !/^\d{1,10}$/.test(marker)) throw kmsErrors.invalidMarker('Marker is not valid');
+    const rotations = key.backing.filter((b) => b.rotationType !== undefined && (marker === undefined || b.version > Number(marker)));
+    const page = rotations.slice(0, limit);
+    const truncated = rotations.length > limit;
+    const out: WireInput = {
+      Rotations: page.map((b) => ({ KeyId: key.keyId, RotationDate: epochSeconds(b.createdAt), RotationType: b.rotationType })),
+      Truncated: truncated,
+    };
+    if (truncated) out.NextMarker = String(page[page.length - 1]!.version);
+    return out;
+  }
+
+  /** Adds a fresh backing key; earlier ones stay so their ciphertexts still decrypt. */
+  private async addBackingKey(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND' | undefined, now: number): Promise<void> {
+    const version = (key.backing[key.backing.length - 1]?.version ?? 0) + 1;
+    const material = randomBytes(BACKING_KEY_BYTES);
+    try {
+      const wrapped = await this.store.wrapMaterial(key.keyId, version, material);
+      key.backing.push(rotationType === undefined ? { version, createdAt: now, material: wrapped } : { version, createdAt: now, rotationType, material: wrapped });
+    } finally {
+      material.fill(0);
+    }
+  }
+
+  // ---- import (bring your own key) ----------------------------------------
+
+  private importGate(key: KeyRecord): void {
+    if (key.origin !== 'EXTERNAL') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} does not have Origin EXTERNAL.`);
+    if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+  }
+
+  private async getParametersForImport(input: WireInput): Promise<WireInput> {
+    const algorithm = reqString(input, 'WrappingAlgorithm');
+    const spec = reqString(input, 'WrappingKeySpec');
+    if (algorithm !== 'RSAES_OAEP_SHA_256') throw kmsErrors.unsupportedOperation('Only the RSAES_OAEP_SHA_256 wrapping algorithm is supported');
+    const bits = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 }[spec];
+    if (bits === undefined) throw kmsErrors.validation('WrappingKeySpec expected one of RSA_2048, RSA_3072, RSA_4096');
+    this.importGate(this.requireKey(input));
+    const { publicKey, privateKey } = await generateKeyPairAsync('rsa', { modulusLength: bits });
+    const publicDer = publicKey.export({ format: 'der', type: 'spki' });
+    const privateDer = privateKey.export({ format: 'der', type: 'pkcs8' });
+    const tokenId = randomBytes(16).toString('hex');
+    const validTo = this.clock.now() + IMPORT_TOKEN_TTL_MS;
+    try {
+      const key = await this.change(input, async (k) => {
+        this.importGate(k);
+        k.importParams = { tokenId, validTo, privateKey: await this.store.wrapImportKey(k.keyId, tokenId, privateDer) };
+      });
+      return {
+        KeyId: this.keyArn(key.keyId),
+        ImportToken: b64(encodeImportToken(key.keyId, tokenId)),
+        PublicKey: b64(publicDer),
+        ParametersValidTo: epochSeconds(validTo),
+      };
+    } finally {
+      privateDer.fill(0);
+    }
+  }
+
+  private async importKeyMaterial(input: WireInput): Promise<WireInput> {
+    const token = decodeImportToken(reqBlob(input, 'ImportToken', MAX_CIPHERTEXT));
+    const encrypted = reqBlob(input, 'EncryptedKeyMaterial', MAX_CIPHERTEXT);
+    const model = optEnum(input, 'ExpirationModel', ['KEY_MATERIAL_EXPIRES', 'KEY_MATERIAL_DOES_NOT_EXPIRE'] as const);
+    const validToInput = input.ValidTo;
+    if (validToInput !== undefined && typeof validToInput !== 'number') throw kmsErrors.validation('ValidTo expected a timestamp');
+    const expires = model === 'KEY_MATERIAL_EXPIRES' || (model === undefined && validToInput !== undefined);
+    if (expires && validToInput === undefined) throw kmsErrors.validation('ValidTo is required with KEY_MATERIAL_EXPIRES');
+    if (!expires && validToInput !== undefined) throw kmsErrors.validation('ValidTo is not allowed with KEY_MATERIAL_DOES_NOT_EXPIRE');
+    const validTo = validToInput === undefined ? undefined : Math.round(validToInput * 1000);
+    const now = this.clock.now();
+    if (validTo !== undefined && (validTo <= now || validTo > now + 365 * DAY_MS)) {
+      throw kmsErrors.validation('ValidTo must be in the future and at most 365 days away');
+    }
+
+    await this.change(input, async (key) => {
+      this.importGate(key);
+      const params = key.importParams;
+      if (token.keyId !== key.keyId || params === undefined || params.tokenId !== token.tokenId) {
+        throw kmsErrors.invalidImportToken('The import token is not valid for this key');
+      }
+      if (params.validTo <= now) throw kmsErrors.expiredImportToken('The import token has expired');
+      const privateDer = await this.store.unwrapImportKey(key.keyId, params);
+      let material: Buffer;
+      try {
+        material = privateDecrypt(
+          {
+            key: createPrivateKey({ key: privateDer, format: 'der', type: 'pkcs8' }),
+            padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING,
+            oaepHash: 'sha256',
+          },
+          encrypted,
+        );
+      } catch {
+        throw kmsErrors.invalidCiphertext('The encrypted key material could not be decrypted with the import parameters');
+      } finally {
+        privateDer.fill(0);
+      }
+      try {
+        if (material.length !== BACKING_KEY_BYTES) {
+          throw kmsErrors.validation(`Key material expected ${BACKING_KEY_BYTES} bytes, got length=${material.length}`);
+        }
+        const check = createHash('sha256').update(`vectorseal/kms/material-check/v1\0${key.keyId}\0`).update(material).digest('hex');
+        if (key.materialCheck !== undefined && key.materialCheck !== check) {
+          throw kmsErrors.incorrectKeyMaterial('The key material is not the material previously imported into this key');
+        }
+        if (key.backing.length === 0) {
+          key.backing.push({ version: 1, createdAt: now, material: await this.store.wrapMaterial(key.keyId, 1, material) });
+        }
+        key.materialCheck = check;
+      } finally {
+        material.fill(0);
+      }
+      key.expirationModel = expires ? 'KEY_MATERIAL_EXPIRES' : 'KEY_MATERIAL_DOES_NOT_EXPIRE';
+      if (validTo === undefined) delete key.validTo;
+      else key.validTo = validTo;
+      delete key.importParams;
+      if (key.state === 'PendingImport') key.state = 'Enabled';
+    });
+    return {};
+  }
+}
+
+function deleteKey(draft: KeyStoreState, keyId: string): void {
+  delete draft.keys[keyId];
+  for (const [name, alias] of Object.entries(draft.aliases)) {
+    if (alias.targetKeyId === keyId) delete draft.aliases[name];
+  }
+}
+
+function checkAlgorithm(input: WireInput, name: string): void {
+  const algorithm = input[name];
+  if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
+    throw new KmsException('InvalidKeyUsageException', `${name} ${String(algorithm)} is not valid for a symmetric key`);
+  }
+}
+
+function readTags(input: WireInput): { TagKey: string; TagValue: string }[] {
+  const tags = input.Tags;
+  if (tags === undefined || tags === null) return [];
+  if (!Array.isArray(tags)) throw kmsErrors.validation('Tags expected a list');
+  return tags.map((t: unknown) => {
+    const tag = t as { TagKey?: unknown; TagValue?: unknown };
+    if (typeof tag?.TagKey !== 'string' || typeof tag.TagValue !== 'string' || tag.TagKey.length === 0) {
+      throw new KmsException('TagException', 'Each tag expected a TagKey and a TagValue string');
+    }
+    return { TagKey: tag.TagKey, TagValue: tag.TagValue };
+  });
+}

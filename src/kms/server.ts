@@ -1,0 +1,250 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import { createAuditLog, type AuditRecord } from './audit.js';
+import { systemClock, type Clock } from './clock.js';
+import { loadKeyServiceConfig, validateKeyServiceConfig, type KeyServiceConfig, type PrincipalConfig } from './config.js';
+import { KmsException, kmsErrors } from './errors.js';
+import { KeyService } from './key-service.js';
+import { KeyStore } from './key-store.js';
+import { isAllowed } from './policy.js';
+import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
+import { verifySigV4 } from './sigv4.js';
+import type { WireInput } from './wire.js';
+
+export interface KeyServiceOptions {
+  /** TCP port; 0 picks a free one. */
+  port?: number;
+  /** Listen address. Default 127.0.0.1. */
+  host?: string;
+  /** Where the key store (and, by default, the root key file and audit log) live. */
+  dataDir: string;
+  /** Path of the JSON configuration (region, account id, principals); or pass `config`. */
+  configFile?: string;
+  config?: KeyServiceConfig;
+  /** Time for key lifecycle (deletion windows, rotation, import tokens). Default: the system clock. */
+  clock?: Clock;
+  /**
+   * Time for the SigV4 clock-skew check. Default: the system clock, because
+   * clients sign with real time even when tests move the lifecycle clock.
+   */
+  authClock?: Clock;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Protects stored key material. Default: a local root key file. */
+  rootKey?: RootKeyProtector;
+  /** The local root key file. Default `<dataDir>/root.key`. */
+  rootKeyFile?: string;
+  /** The audit log file. Default `<dataDir>/audit.log`. */
+  auditFile?: string;
+  /** Also write audit lines to stdout. */
+  auditStdout?: boolean;
+  /** Largest accepted request body. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** How often scheduled deletions and rotations are checked besides on each request. Default 60 s. */
+  sweepIntervalMs?: number;
+}
+
+export interface RunningKeyService {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const SERVICE_PREFIX = 'TrentService.';
+const JSON_CONTENT_TYPE = 'application/x-amz-json-1.1';
+
+/** Starts vectorseal's AWS-KMS-compatible key service. */
+export async function startKeyService(options: KeyServiceOptions): Promise<RunningKeyService> {
+  if (options.config === undefined && options.configFile === undefined) {
+    throw new InvalidArgumentError('startKeyService expected "config" or "configFile"');
+  }
+  const config = options.config !== undefined ? validateKeyServiceConfig(options.config) : await loadKeyServiceConfig(options.configFile!);
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const clock = options.clock ?? systemClock;
+  const authClock = options.authClock ?? systemClock;
+  const protector = options.rootKey ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key')));
+  const store = await KeyStore.open(options.dataDir, protector);
+  const service = new KeyService(store, config.region, config.accountId, clock);
+  const audit = createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
+  const principals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
+  const maxBody = options.maxBodyBytes ?? 1024 * 1024;
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = Date.now();
+    const requestId = randomUUID();
+    const entry: AuditRecord = { requestId, outcome: 'error', status: 500, durationMs: 0 };
+    if (req.socket.remoteAddress !== undefined) entry.remoteAddress = req.socket.remoteAddress;
+    const finish = (status: number, body: WireInput, closeConnection = false): void => {
+      entry.status = status;
+      entry.durationMs = Date.now() - started;
+      audit.record(entry);
+      const payload = JSON.stringify(body);
+      res.writeHead(status, {
+        'Content-Type': JSON_CONTENT_TYPE,
+        'Content-Length': Buffer.byteLength(payload),
+        'x-amzn-RequestId': requestId,
+        ...(closeConnection ? { Connection: 'close' } : {}),
+      });
+      res.end(payload);
+    };
+    const fail = (err: unknown, closeConnection = false): void => {
+      const e = err instanceof KmsException ? err : kmsErrors.internal('An internal error occurred');
+      entry.outcome = e.type === 'AccessDeniedException' ? 'denied' : 'error';
+      // Only the exception name of unexpected faults is recorded: their messages are not vetted for secrets.
+      entry.errorType = err instanceof KmsException ? e.type : `KMSInternalException:${(err as Error)?.name ?? 'unknown'}`;
+      finish(e.status, { __type: e.type, message: e.message }, closeConnection);
+    };
+
+    readBody(req, maxBody).then(
+      async (body) => {
+        try {
+          if (body === undefined) {
+            fail(kmsErrors.validation(`Request body exceeds ${maxBody} bytes`), true);
+            return;
+          }
+          const output = await serve(req, body, entry);
+          entry.outcome = 'success';
+          finish(200, output);
+        } catch (err) {
+          fail(err);
+        }
+      },
+      (err: unknown) => fail(err, true),
+    );
+  };
+
+  const serve = async (req: IncomingMessage, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
+    const target = req.headers['x-amz-target'];
+    if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
+
+    const { accessKeyId } = verifySigV4(
+      { method: req.method ?? '', url: req.url ?? '/', rawHeaders: req.rawHeaders, body },
+      {
+        region: config.region,
+        service: 'kms',
+        now: authClock.now(),
+        secretFor: (id) => principals.get(id)?.secretAccessKey,
+      },
+    );
+    const principal = principals.get(accessKeyId)!;
+    entry.accessKeyId = accessKeyId;
+    entry.principal = principal.name;
+    if (principal.sessionToken !== undefined && !sameSecret(req.headers['x-amz-security-token'], principal.sessionToken)) {
+      throw kmsErrors.unrecognizedClient('The security token included in the request is invalid.');
+    }
+
+    if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw kmsErrors.unknownOperation('Requests must be POST /');
+    const operation = entry.operation;
+    if (operation === undefined || !service.supports(operation)) {
+      throw kmsErrors.unknownOperation(`Operation ${operation ?? '(none)'} is not supported`);
+    }
+    const input = parseJson(body);
+
+    await service.sweep();
+    const targets = service.targets(operation, input);
+    const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
+    if (arns.length > 0) entry.keyArns = arns;
+    const context = targets.find((t) => t.encryptionContext !== undefined)?.encryptionContext;
+    if (context !== undefined) entry.encryptionContext = context;
+    for (const t of targets) {
+      if (!isAllowed(principal.policy, t)) {
+        const resource = t.keyArn ?? t.keyNames?.[0] ?? '*';
+        throw kmsErrors.accessDenied(`User: ${principal.name} is not authorized to perform: kms:${t.operation} on resource: ${resource}`);
+      }
+    }
+    return service.execute(operation, input);
+  };
+
+  const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createHttpServer(handle);
+  const sweepTimer = setInterval(() => {
+    service.sweep().catch(() => {
+      audit.record({ requestId: 'sweep', outcome: 'error', errorType: 'SweepFailed', status: 500, durationMs: 0 });
+    });
+  }, options.sweepIntervalMs ?? 60_000);
+  sweepTimer.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = options.host ?? '127.0.0.1';
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+
+  let closed: Promise<void> | undefined;
+  return {
+    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`,
+    port: address.port,
+    close() {
+      closed ??= (async () => {
+        clearInterval(sweepTimer);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        store.clearMaterial();
+        await audit.close();
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Reads the whole body, or resolves undefined once it passes `max` bytes (the rest is discarded). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > max) {
+      req.resume();
+      resolve(undefined);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > max) {
+        over = true;
+        chunks.length = 0;
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', reject);
+  });
+}
+
+function parseJson(body: Buffer): WireInput {
+  if (body.length === 0) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw kmsErrors.serialization('The request body is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw kmsErrors.serialization('The request body must be a JSON object');
+  }
+  return value as WireInput;
+}
+
+function sameSecret(given: string | string[] | undefined, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given, 'utf8');
+  const b = Buffer.from(expected, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
