@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { CorruptDataError, NotFoundError, UnsupportedVersionError } from '../errors.js';
+import { writeFileAtomic } from '../storage/fsutil.js';
+import { isId } from '../util/ids.js';
+
+/**
+ * The keyring: one small JSON file per store holding every collection's DEK
+ * versions wrapped under the store's (or tenant's) KEKs, with states and
+ * timestamps, and the KEK references (never key material). It is rewritten
+ * atomically and carries a checksum so that accidental damage is named
+ * rather than misread; tampering with a wrap is caught by the wrap's own
+ * authentication.
+ */
+
+export const KEYRING_FORMAT = 'vectorseal-keyring';
+export const KEYRING_VERSION = 1;
+
+/** A KEK the store knows by name, and how to reach it (no secrets). */
+export interface KekEntry {
+  provider: string;
+  keyId: string;
+  /** The KEK version new wraps are made under, as last seen by a rotation. */
+  currentVersion?: string;
+  /** Provider settings that are not secret: endpoint, region, module path, token label. */
+  config?: Record<string, string>;
+  createdAt: string;
+}
+
+export type DekState = 'active' | 'retired' | 'destroyed';
+
+export interface StoredWrap {
+  /** Name of the KEK entry in `keks`. */
+  kek: string;
+  provider: string;
+  keyId: string;
+  kekVersion?: string;
+  /** base64 */
+  blob: string;
+}
+
+export interface DekRecord {
+  version: number;
+  state: DekState;
+  createdAt: string;
+  retiredAt?: string;
+  destroyedAt?: string;
+  /** Empty once destroyed. */
+  wraps: StoredWrap[];
+}
+
+export interface CollectionKeys {
+  name: string;
+  tenant?: string;
+  /** KEK names every DEK of this collection is wrapped under, in unwrap order. */
+  keks: string[];
+  /** The DEK version new segments and WAL files use. */
+  activeVersion: number;
+  /** DEKs below this version are refused even if they unwrap. */
+  minDecryptVersion?: number;
+  deks: DekRecord[];
+}
+
+export interface TenantEntry {
+  keks: string[];
+  state: 'enabled' | 'disabled' | 'pending-deletion' | 'deleted';
+  createdAt: string;
+  deleteAfter?: string;
+}
+
+export interface RotationState {
+  kek: string;
+  fromVersion?: string;
+  startedAt: string;
+}
+
+export interface KeyringData {
+  format: typeof KEYRING_FORMAT;
+  version: typeof KEYRING_VERSION;
+  storeId: string;
+  /** Incremented on every rewrite. */
+  generation: number;
+  updatedAt: string;
+  /** The KEK names used for collections without a tenant of their own. */
+  defaultKeks: string[];
+  keks: Record<string, KekEntry>;
+  tenants: Record<string, TenantEntry>;
+  collections: Record<string, CollectionKeys>;
+  /** Set while a KEK rotation is under way, so that it can be resumed. */
+  rotation?: RotationState;
+  /** Policies applied by maintenance (rotation periods), free-form. */
+  policy?: Record<string, unknown>;
+}
+
+interface KeyringEnvelope extends KeyringData {
+  checksum: string;
+}
+
+function checksum(data: KeyringData): string {
+  return createHash('sha256').update(JSON.stringify(data)).digest('hex');
+}
+
+/** Serialises a keyring with its checksum. */
+export function encodeKeyring(data: KeyringData): Buffer {
+  const envelope: KeyringEnvelope = { ...data, checksum: checksum(data) };
+  return Buffer.from(`${JSON.stringify(envelope, null, 1)}\n`, 'utf8');
+}
+
+/** Parses and checks a keyring file's bytes. */
+export function decodeKeyring(bytes: Uint8Array, file: string): KeyringData {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw new CorruptDataError('keyring is not valid JSON', { file, reason: 'parse', cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || (parsed as { format?: unknown }).format !== KEYRING_FORMAT) {
+    throw new CorruptDataError('not a vectorseal keyring', { file, reason: 'header' });
+  }
+  const envelope = parsed as KeyringEnvelope;
+  if (envelope.version !== KEYRING_VERSION) {
+    throw new UnsupportedVersionError(`keyring format version ${String(envelope.version)} is not supported (this build reads ${KEYRING_VERSION}) (file ${file})`);
+  }
+  const { checksum: stored, ...data } = envelope;
+  if (typeof stored !== 'string' || stored !== checksum(data)) {
+    throw new CorruptDataError('keyring checksum does not match its contents', { file, reason: 'checksum' });
+  }
+  if (!isId(data.storeId) || !Number.isSafeInteger(data.generation) || typeof data.collections !== 'object' || typeof data.keks !== 'object') {
+    throw new CorruptDataError('keyring is missing required fields', { file, reason: 'schema' });
+  }
+  return data;
+}
+
+export async function readKeyring(file: string): Promise<KeyringData> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`no keyring at ${file}`, { cause: err });
+    }
+    throw err;
+  }
+  return decodeKeyring(bytes, file);
+}
+
+/** Writes the keyring atomically with the next generation number. */
+export async function writeKeyring(file: string, data: KeyringData): Promise<KeyringData> {
+  const next: KeyringData = { ...data, generation: data.generation + 1, updatedAt: new Date().toISOString() };
+  await writeFileAtomic(file, encodeKeyring(next));
+  return next;
+}

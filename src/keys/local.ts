@@ -1,0 +1,273 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CorruptDataError,
+  InvalidArgumentError,
+  KeyDestroyedError,
+  NotFoundError,
+  UnsupportedOperationError,
+  WrongKeyError,
+} from '../errors.js';
+import { createFileAtomic, fsyncDir } from '../storage/fsutil.js';
+import { contextBytes, type DekContext } from './context.js';
+import { DEK_BYTES, KekProvider, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
+
+/**
+ * The embedded default KEK provider. The master key is 32 random bytes per KEK
+ * version, each in its own file `<keyDir>/<keyId>/v<N>.key` (mode 0600, in a
+ * 0700 directory) kept outside the data directory; or given in the environment
+ * as `VECTORSEAL_MASTER_KEY` (base64 of 32 bytes, or `1:<b64>,2:<b64>` for
+ * several versions).
+ *
+ * Wrapped DEK blob (81 bytes):
+ *   format (1) = 1 || KEK version (u32) || key check value (16) || nonce (12)
+ *   || AES-256-GCM(DEK) (32) || tag (16)
+ * The AEAD's associated data is the DEK context (store, collection, DEK
+ * version), so a wrap copied to another collection fails to authenticate. The
+ * key check value (HMAC-SHA-256 of a fixed label under the KEK, truncated)
+ * tells a wrong master key (WrongKeyError) from a damaged or moved wrap
+ * (CorruptDataError).
+ */
+
+const BLOB_FORMAT = 1;
+const KCV_SIZE = 16;
+const NONCE_SIZE = 12;
+const TAG_SIZE = 16;
+const BLOB_SIZE = 1 + 4 + KCV_SIZE + NONCE_SIZE + DEK_BYTES + TAG_SIZE;
+const KCV_LABEL = Buffer.from('vectorseal/kek-check/v1', 'utf8');
+const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const MASTER_KEY_ENV = 'VECTORSEAL_MASTER_KEY';
+
+export interface LocalKekOptions {
+  /** The KEK's id (a directory name under keyDir). */
+  keyId: string;
+  /** Directory holding key directories. Required unless `masterKey` or the environment gives the key. */
+  keyDir?: string;
+  /**
+   * Key versions given directly (for tests or an environment variable);
+   * version number → 32 bytes. Such a provider cannot rotate.
+   */
+  masterKeys?: Map<number, Uint8Array>;
+}
+
+/** Parses `VECTORSEAL_MASTER_KEY`: base64 of 32 bytes, or `N:<b64>,M:<b64>`. */
+export function parseMasterKeyEnv(value: string): Map<number, Uint8Array> {
+  const keys = new Map<number, Uint8Array>();
+  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const colon = part.indexOf(':');
+    const version = colon < 0 ? 1 : Number(part.slice(0, colon));
+    const key = Buffer.from(colon < 0 ? part : part.slice(colon + 1), 'base64');
+    if (!Number.isSafeInteger(version) || version < 1 || key.length !== 32) {
+      throw new InvalidArgumentError(`${MASTER_KEY_ENV} expected base64 of 32 bytes (or "version:base64,..."), got an entry that is not`);
+    }
+    keys.set(version, key);
+  }
+  if (keys.size === 0) throw new InvalidArgumentError(`${MASTER_KEY_ENV} is empty`);
+  return keys;
+}
+
+export class LocalKekProvider extends KekProvider {
+  readonly name = 'local';
+  readonly keyId: string;
+  private readonly dir: string | undefined;
+  private readonly fixed: Map<number, Uint8Array> | undefined;
+  /** Loaded key versions; zeroed by close(). */
+  private readonly keys = new Map<number, Buffer>();
+
+  constructor(options: LocalKekOptions) {
+    super();
+    if (typeof options.keyId !== 'string' || !KEY_ID.test(options.keyId)) {
+      throw new InvalidArgumentError('"keyId" expected 1-64 characters [A-Za-z0-9._-]');
+    }
+    this.keyId = options.keyId;
+    if (options.masterKeys) {
+      this.fixed = new Map([...options.masterKeys].map(([v, k]) => [v, Buffer.from(k)]));
+    } else if (options.keyDir) {
+      this.dir = join(options.keyDir, options.keyId);
+    } else {
+      throw new InvalidArgumentError('the local KEK provider needs "keyDir" or "masterKeys"');
+    }
+  }
+
+  /**
+   * Creates the key directory and the first KEK version (32 random bytes,
+   * mode 0600). Does nothing if a version exists already.
+   */
+  static async init(options: LocalKekOptions): Promise<LocalKekProvider> {
+    const provider = new LocalKekProvider(options);
+    if (provider.dir) {
+      await fs.mkdir(provider.dir, { recursive: true, mode: 0o700 });
+      await fs.chmod(provider.dir, 0o700);
+      if ((await provider.versions()).length === 0) await provider.createVersion(1);
+    }
+    return provider;
+  }
+
+  protected async _generateDataKey(ctx: DekContext): Promise<GeneratedDek> {
+    const plaintext = randomBytes(DEK_BYTES);
+    return { plaintext, wrapped: await this._wrap(plaintext, ctx) };
+  }
+
+  protected async _wrap(dek: Uint8Array, ctx: DekContext): Promise<WrappedDek> {
+    const version = await this.currentVersion();
+    const kek = await this.key(version);
+    const nonce = randomBytes(NONCE_SIZE);
+    const cipher = createCipheriv('aes-256-gcm', kek, nonce);
+    cipher.setAAD(contextBytes(ctx));
+    const body = cipher.update(dek);
+    cipher.final();
+    const blob = Buffer.alloc(BLOB_SIZE);
+    blob.writeUInt8(BLOB_FORMAT, 0);
+    blob.writeUInt32BE(version, 1);
+    checkValue(kek).copy(blob, 5);
+    nonce.copy(blob, 5 + KCV_SIZE);
+    body.copy(blob, 5 + KCV_SIZE + NONCE_SIZE);
+    cipher.getAuthTag().copy(blob, 5 + KCV_SIZE + NONCE_SIZE + DEK_BYTES);
+    return { provider: this.name, keyId: this.keyId, kekVersion: String(version), blob };
+  }
+
+  protected async _unwrap(wrapped: WrappedDek, ctx: DekContext): Promise<Uint8Array> {
+    if (wrapped.keyId !== this.keyId) {
+      throw new WrongKeyError(`DEK is wrapped under local KEK "${wrapped.keyId}", not "${this.keyId}"`);
+    }
+    const blob = Buffer.from(wrapped.blob);
+    if (blob.length !== BLOB_SIZE || blob.readUInt8(0) !== BLOB_FORMAT) {
+      throw new CorruptDataError('wrapped DEK has the wrong size or format', { reason: 'wrapped-dek' });
+    }
+    const version = blob.readUInt32BE(1);
+    const kek = await this.key(version);
+    if (!timingSafeEqual(checkValue(kek), blob.subarray(5, 5 + KCV_SIZE))) {
+      throw new WrongKeyError(`local KEK "${this.keyId}" version ${version} is not the key this DEK was wrapped with (wrong master key)`);
+    }
+    const at = 5 + KCV_SIZE;
+    const decipher = createDecipheriv('aes-256-gcm', kek, blob.subarray(at, at + NONCE_SIZE));
+    decipher.setAAD(contextBytes(ctx));
+    decipher.setAuthTag(blob.subarray(at + NONCE_SIZE + DEK_BYTES));
+    const dek = decipher.update(blob.subarray(at + NONCE_SIZE, at + NONCE_SIZE + DEK_BYTES));
+    try {
+      decipher.final();
+    } catch (err) {
+      dek.fill(0);
+      throw new CorruptDataError('wrapped DEK failed to authenticate: damaged, or copied from another collection or version', {
+        reason: 'wrapped-dek',
+        cause: err,
+      });
+    }
+    return dek;
+  }
+
+  protected async _describe(): Promise<KekDescription> {
+    const versions = await this.versions();
+    const current = versions.at(-1);
+    return {
+      provider: this.name,
+      keyId: this.keyId,
+      state: current === undefined ? 'destroyed' : 'enabled',
+      ...(current === undefined ? {} : { currentVersion: String(current) }),
+      versions: versions.map(String),
+      details: this.dir ? { keyDir: this.dir } : { source: 'environment' },
+    };
+  }
+
+  protected async _rotate(): Promise<KekDescription> {
+    if (!this.dir) throw new UnsupportedOperationError('a master key given in the environment cannot rotate; add a version there');
+    const next = ((await this.versions()).at(-1) ?? 0) + 1;
+    await this.createVersion(next);
+    return this._describe();
+  }
+
+  /**
+   * Destroys one KEK version (its key file is removed): every DEK still wrapped
+   * only under it becomes unrecoverable. Used after rotation and for
+   * crypto-shredding.
+   */
+  async destroyVersion(version: number): Promise<void> {
+    if (!this.dir) throw new UnsupportedOperationError('a master key given in the environment cannot be destroyed here');
+    const path = join(this.dir, `v${version}.key`);
+    const cached = this.keys.get(version);
+    cached?.fill(0);
+    this.keys.delete(version);
+    try {
+      // Overwrite before unlinking; on copy-on-write or journaling file systems this is best effort.
+      const handle = await fs.open(path, constants.O_WRONLY);
+      await handle.write(randomBytes(32), 0, 32, 0);
+      await handle.sync();
+      await handle.close();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await fs.rm(path, { force: true });
+    await fsyncDir(this.dir);
+  }
+
+  override async close(): Promise<void> {
+    for (const k of this.keys.values()) k.fill(0);
+    this.keys.clear();
+    if (this.fixed) for (const k of this.fixed.values()) k.fill(0);
+  }
+
+  /** Version numbers present, ascending. */
+  async versions(): Promise<number[]> {
+    if (this.fixed) return [...this.fixed.keys()].sort((a, b) => a - b);
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir as string);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return names
+      .map((n) => /^v(\d+)\.key$/.exec(n)?.[1])
+      .filter((v): v is string => v !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+
+  private async currentVersion(): Promise<number> {
+    const current = (await this.versions()).at(-1);
+    if (current === undefined) throw new NotFoundError(`local KEK "${this.keyId}" has no key versions`);
+    return current;
+  }
+
+  private async key(version: number): Promise<Buffer> {
+    const cached = this.keys.get(version);
+    if (cached) return cached;
+    let key: Buffer;
+    if (this.fixed) {
+      const k = this.fixed.get(version);
+      if (!k) throw new WrongKeyError(`local KEK "${this.keyId}" version ${version} is not among the master keys given`);
+      key = Buffer.from(k);
+    } else {
+      try {
+        key = await fs.readFile(join(this.dir as string, `v${version}.key`));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new KeyDestroyedError(`local KEK "${this.keyId}" version ${version} does not exist (destroyed, or another key directory)`, { cause: err });
+        }
+        throw err;
+      }
+      if (key.length !== 32) {
+        key.fill(0);
+        throw new CorruptDataError(`local KEK "${this.keyId}" version ${version} is not 32 bytes`, { reason: 'key-file' });
+      }
+    }
+    this.keys.set(version, key);
+    return key;
+  }
+
+  private async createVersion(version: number): Promise<void> {
+    const key = randomBytes(32);
+    try {
+      await createFileAtomic(join(this.dir as string, `v${version}.key`), key, 0o600);
+    } finally {
+      key.fill(0);
+    }
+  }
+}
+
+function checkValue(kek: Buffer): Buffer {
+  return createHmac('sha256', kek).update(KCV_LABEL).digest().subarray(0, KCV_SIZE);
+}

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { crashPoint } from '../util/crash.js';
+
+/** Fsyncs a directory so that a rename or a new entry in it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Replaces `path` with `data` atomically: write a temp file beside it, fsync
+ * it, rename it over the target, fsync the directory. After a crash the path
+ * holds either the old or the new contents, never a mix.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  crashPoint('atomic:temp-written');
+  await fs.rename(tmp, path);
+  crashPoint('atomic:renamed');
+  await fsyncDir(dir);
+}
+
+/**
+ * Creates `path` with `data` atomically, failing with EEXIST if it exists:
+ * the contents are written and fsynced under a temp name, then hard-linked to
+ * the final name (which never overwrites), so the file appears whole or not
+ * at all.
+ */
+export async function createFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  await writeFileDurable(tmp, data, mode);
+  try {
+    await fs.link(tmp, path);
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+  await fsyncDir(dir);
+}
+
+/** Writes a new file that must not exist yet, fsyncs it and its directory. */
+export async function writeFileDurable(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fsyncDir(dirname(path));
+}
+
+/** Removes temp files left by an interrupted atomic write. */
+export async function removeStaleTemps(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(
+    names.filter((n) => n.startsWith('.') && n.endsWith('.tmp')).map((n) => fs.rm(join(dir, n), { force: true })),
+  );
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await fs.access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
