@@ -1,1 +1,28 @@
 export * from './errors.js';
+export * as chunked from './crypto/index.js';
+export type { ChunkCipher, ChunkEngine } from './crypto/engine.js';
+export { defaultEngine, selectEngine, type EngineChoice } from './crypto/engines.js';
+export { KekProvider, DEK_BYTES } from './keys/provider.js';
+export type { GeneratedDek, KekDescription, KekState, WrappedDek } from './keys/provider.js';
+export { CONTEXT_KEYS, contextBytes, toEncryptionContext, type DekContext } from './keys/context.js';
+export { LocalKekProvider, MASTER_KEY_ENV, type LocalKekOptions } from './keys/local.js';
+export {
+  KeyManager,
+  KEYRING_FILE,
+  defaultLocalKeyDir,
+  type KeyAuditEvent,
+  type KeyManagerOptions,
+  type CreateKeyringOptions,
+  type ProviderFactory,
+  type RotationReport,
+} from './keys/key-manager.js';
+export type { KeyringData, KekEntry, CollectionKeys, DekRecord } from './keys/keyring-file.js';
+export {
+  SegmentKind,
+  SegmentReader,
+  SegmentWriter,
+  readSegment,
+  writeSegment,
+  type SegmentHeader,
+  type SegmentExpectation,
+} from './storage/segment.js';

@@ -1,0 +1,28 @@
+/**
+ * The chunked-encryption API, exported from the package root as `chunked` so
+ * that anyone can check conformance: `chunked.seal(key, context, plaintext)`
+ * and `chunked.open(key, context, ciphertext)`, plus streaming
+ * (`createSealStream`, `createOpenStream`) and page-level
+ * (`MessageSealer`, `MessageOpener`) variants.
+ */
+export {
+  AEAD_NAME,
+  CHUNK_SIZE,
+  COMMITMENT_SIZE,
+  MESSAGE_HEADER_SIZE,
+  MessageOpener,
+  MessageSealer,
+  SALT_SIZE,
+  SEALED_CHUNK_SIZE,
+  TAG_SIZE,
+  chunkCount,
+  chunkOffset,
+  createOpenStream,
+  createSealStream,
+  deriveMessageKeys,
+  messageLength,
+  open,
+  seal,
+  sealedLength,
+} from './chunked.js';
+export type { ChunkedOptions, MessageKeys, SealOptions } from './chunked.js';
