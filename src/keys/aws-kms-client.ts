@@ -1,0 +1,44 @@
+import type {
+  DecryptCommandInput,
+  DecryptCommandOutput,
+  DescribeKeyCommandInput,
+  DescribeKeyCommandOutput,
+  EncryptCommandInput,
+  EncryptCommandOutput,
+  GenerateDataKeyCommandInput,
+  GenerateDataKeyCommandOutput,
+  KMSClientConfig,
+  ListKeyRotationsCommandInput,
+  ListKeyRotationsCommandOutput,
+  ReEncryptCommandInput,
+  ReEncryptCommandOutput,
+  RotateKeyOnDemandCommandInput,
+  RotateKeyOnDemandCommandOutput,
+} from '@aws-sdk/client-kms';
+
+/**
+ * The KMS calls the aws-kms provider makes, as a structural interface: the
+ * SDK's aggregated `KMS` class satisfies it as is, and tests can inject a fake
+ * that implements only these methods.
+ */
+export interface KmsClientLike {
+  generateDataKey(input: GenerateDataKeyCommandInput): Promise<Pick<GenerateDataKeyCommandOutput, 'CiphertextBlob' | 'Plaintext' | 'KeyId'>>;
+  encrypt(input: EncryptCommandInput): Promise<Pick<EncryptCommandOutput, 'CiphertextBlob' | 'KeyId'>>;
+  decrypt(input: DecryptCommandInput): Promise<Pick<DecryptCommandOutput, 'Plaintext' | 'KeyId'>>;
+  reEncrypt(input: ReEncryptCommandInput): Promise<Pick<ReEncryptCommandOutput, 'CiphertextBlob' | 'KeyId'>>;
+  describeKey(input: DescribeKeyCommandInput): Promise<Pick<DescribeKeyCommandOutput, 'KeyMetadata'>>;
+  rotateKeyOnDemand(input: RotateKeyOnDemandCommandInput): Promise<Pick<RotateKeyOnDemandCommandOutput, 'KeyId'>>;
+  listKeyRotations(input: ListKeyRotationsCommandInput): Promise<Pick<ListKeyRotationsCommandOutput, 'Rotations' | 'NextMarker' | 'Truncated'>>;
+  destroy?(): void;
+}
+
+/**
+ * Builds the real client. Region, endpoint and credentials come from the
+ * SDK's usual chain (environment, shared config, instance roles) unless the
+ * options name them. The SDK's own retries are off: the provider retries with
+ * its own backoff so failures end in one typed error.
+ */
+export async function createSdkKmsClient(config: KMSClientConfig = {}): Promise<KmsClientLike> {
+  const { KMS } = await import('@aws-sdk/client-kms');
+  return new KMS({ maxAttempts: 1, ...config });
+}
