@@ -273,6 +273,7 @@ export class KeyManager {
         );
         await this.verifyRewrap(provider, job.wrap, fresh, ctx);
         job.dek.wraps[job.index] = fromWrapped(kekName, fresh);
+        crashPoint('rotate:rewrap-one');
         done += 1;
         options.onProgress?.({ done, total: jobs.length });
       });

@@ -47,8 +47,10 @@ export async function createFileAtomic(path: string, data: Uint8Array, mode = 0o
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   await writeFileDurable(tmp, data, mode);
+  crashPoint('atomic:create-temp-written');
   try {
     await fs.link(tmp, path);
+    crashPoint('atomic:create-linked');
   } finally {
     await fs.rm(tmp, { force: true });
   }

@@ -1,0 +1,102 @@
+import { spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { KEYRING_FILE, KeyManager } from '../../src/keys/key-manager.js';
+import { readKeyring } from '../../src/keys/keyring-file.js';
+import { LocalKekProvider } from '../../src/keys/local.js';
+import { newId } from '../../src/util/ids.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const child = join(here, '../helpers/rotate-child.mjs');
+
+/**
+ * Every step of a KEK rotation at which a process can die. `#n` is the n-th
+ * time the point is reached: the keyring is written twice (the rotation marker,
+ * then the rewrapped keyring), the new KEK version's key file once, and there
+ * are 6 DEKs to rewrap.
+ */
+const CRASH_POINTS = [
+  'atomic:temp-written#1',
+  'atomic:renamed#1',
+  'rotate:marked',
+  'atomic:create-temp-written#1', // the new KEK version's key file
+  'atomic:create-linked#1',
+  'rotate:kek-created',
+  'rotate:rewrap-one#1',
+  'rotate:rewrap-one#3',
+  'rotate:rewrap-one#6',
+  'rotate:rewrapped',
+  'atomic:temp-written#2',
+  'atomic:renamed#2',
+  'rotate:committed',
+];
+
+describe('KEK rotation killed at every step', () => {
+  let template: string;
+  let deks: Map<string, Buffer>;
+
+  beforeAll(async () => {
+    // The child runs the built package: `npm test` builds first.
+    await fs.access(join(here, '../../dist/index.js'));
+    template = tempDir('vs-rot-template-');
+    const storeId = newId();
+    const keyId = `store-${storeId}`;
+    const keyDir = join(template, 'keys');
+    await fs.mkdir(join(template, 'data'));
+    await LocalKekProvider.init({ keyId, keyDir });
+    const km = await KeyManager.create({ dir: join(template, 'data'), storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
+    deks = new Map();
+    for (let i = 0; i < 6; i++) {
+      const cid = newId();
+      await km.addCollection(cid, { name: `c${i}` });
+      deks.set(cid, await km.withDek(cid, 1, (k) => Buffer.from(k)));
+    }
+    await km.close();
+  });
+
+  async function checkEveryDek(km: KeyManager): Promise<void> {
+    km.evict();
+    for (const [cid, dek] of deks) {
+      expect((await km.withDek(cid, 1, (k) => Buffer.from(k))).equals(dek), `DEK of ${cid}`).toBe(true);
+    }
+  }
+
+  it.each(CRASH_POINTS)('killed at %s: no DEK is lost and rotating again completes', async (point) => {
+    const root = tempDir('vs-rot-');
+    await fs.cp(template, root, { recursive: true });
+    // The keyring names its key directory by absolute path: point it at the copy.
+    const ringFile = join(root, 'data', KEYRING_FILE);
+    const text = await fs.readFile(ringFile, 'utf8');
+    const ring = JSON.parse(text.replaceAll(JSON.stringify(join(template, 'keys')).slice(1, -1), join(root, 'keys')));
+    const { checksum: _drop, ...data } = ring;
+    const { writeKeyring } = await import('../../src/keys/keyring-file.js');
+    await writeKeyring(ringFile, { ...data, generation: data.generation - 1 });
+    const dir = join(root, 'data');
+
+    const run = spawnSync(process.execPath, [child, dir], { env: { ...process.env, VECTORSEAL_CRASH_AT: point }, encoding: 'utf8' });
+    expect(run.signal, `child stderr: ${run.stderr}`).toBe('SIGKILL');
+
+    // The keyring opens, and every DEK unwraps under whichever KEK version it names.
+    const km = await KeyManager.open({ dir });
+    await checkEveryDek(km);
+    await km.close();
+
+    // Rotating again completes the interrupted rotation (or rotates anew if it had committed).
+    const done = spawnSync(process.execPath, [child, dir], { encoding: 'utf8' });
+    expect(done.status, done.stderr).toBe(0);
+    const finished = await readKeyring(ringFile);
+    expect(finished.rotation).toBeUndefined();
+    const current = finished.keks['default']?.currentVersion;
+    for (const col of Object.values(finished.collections)) expect(col.deks[0]?.wraps[0]?.kekVersion).toBe(current);
+    const versions = (await fs.readdir(join(root, 'keys', `store-${finished.storeId}`))).filter((n) => n.endsWith('.key'));
+    // A resumed rotation reuses the version it created; only a committed one is followed by a fresh rotation.
+    const committed = point === 'rotate:committed' || point === 'atomic:renamed#2';
+    expect(versions.length).toBe(committed ? 3 : 2);
+    const again = await KeyManager.open({ dir });
+    await checkEveryDek(again);
+    await again.close();
+  });
+});
