@@ -1,0 +1,111 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { createAccessKey, createKeyServiceConfig, loadKeyServiceConfig, startKeyService } from '../../kms/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+
+/**
+ * Adds `vectorseal kms serve` (run the AWS-KMS-compatible key service) and
+ * `vectorseal kms init-config` / `kms add-access-key` (write its configuration).
+ */
+export function registerKmsCommands(program: Command): void {
+  const kms = program.command('kms').description("vectorseal's AWS-KMS-compatible key service");
+
+  kms
+    .command('serve')
+    .description('serve the AWS KMS JSON API with SigV4 authentication')
+    .requiredOption('--port <port>', 'TCP port (0 picks a free one)', parsePort)
+    .requiredOption('--data-dir <dir>', 'directory for the key store, root key file and audit log')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--config <file>', 'configuration file (region, account id, access keys and policies)', 'kms-config.json')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
+    .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string }) => {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+      }
+      const tls =
+        opts.tlsCert !== undefined && opts.tlsKey !== undefined
+          ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
+          : undefined;
+      const service = await startKeyService({
+        port: opts.port,
+        host: opts.host,
+        dataDir: opts.dataDir,
+        configFile: opts.config,
+        auditStdout: true,
+        ...(opts.auditFile === undefined ? {} : { auditFile: opts.auditFile }),
+        ...(tls === undefined ? {} : { tls }),
+      });
+      process.stderr.write(`vectorseal kms listening on ${service.url}\n`);
+      const stop = (): void => {
+        service.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+
+  kms
+    .command('init-config')
+    .description('write a new configuration with one administrator access key (printed once)')
+    .option('--config <file>', 'where to write it', 'kms-config.json')
+    .option('--region <region>', 'region used in ARNs and signatures', 'us-east-1')
+    .option('--account-id <id>', '12-digit account id used in ARNs', '000000000000')
+    .option('--force', 'overwrite an existing file')
+    .action(async (opts: { config: string; region: string; accountId: string; force?: boolean }) => {
+      const config = createKeyServiceConfig(opts.region, opts.accountId);
+      await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
+      const admin = config.principals[0]!;
+      process.stdout.write(
+        `wrote ${opts.config}\naccess key id:     ${admin.accessKeyId}\nsecret access key: ${admin.secretAccessKey}\n`,
+      );
+    });
+
+  kms
+    .command('add-access-key')
+    .description('add a principal with a policy to an existing configuration (the secret is printed once)')
+    .requiredOption('--name <name>', 'principal name shown in audit lines')
+    .option('--config <file>', 'configuration file', 'kms-config.json')
+    .option('--operations <ops>', 'comma-separated operations, or *', '*')
+    .option('--keys <refs>', 'comma-separated key ids, ARNs or aliases, or *', '*')
+    .option('--context <k=v>', 'encryption-context condition, repeatable; v may be a|b|c', collect, [] as string[])
+    .action(async (opts: { name: string; config: string; operations: string; keys: string; context: string[] }) => {
+      const config = await loadKeyServiceConfig(opts.config);
+      const encryptionContext: Record<string, string[]> = {};
+      for (const c of opts.context) {
+        const eq = c.indexOf('=');
+        if (eq <= 0) throw new InvalidArgumentError(`--context expected key=value, got "${c}"`);
+        encryptionContext[c.slice(0, eq)] = c.slice(eq + 1).split('|');
+      }
+      const principal = createAccessKey(opts.name, [
+        {
+          operations: split(opts.operations),
+          keys: split(opts.keys),
+          ...(opts.context.length > 0 ? { encryptionContext } : {}),
+        },
+      ]);
+      config.principals.push(principal);
+      await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+      process.stdout.write(`access key id:     ${principal.accessKeyId}\nsecret access key: ${principal.secretAccessKey}\n`);
+    });
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port expected 0-65535, got "${value}"`);
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function split(list: string): string[] {
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
