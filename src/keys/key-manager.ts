@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   KeyDestroyedError,
   KeyDisabledError,
+  KeyPendingDeletionError,
   NotFoundError,
   VectorsealError,
 } from '../errors.js';
@@ -22,7 +23,9 @@ import {
   type DekRecord,
   type KekEntry,
   type KeyringData,
+  type RotationPolicy,
   type StoredWrap,
+  type TenantEntry,
 } from './keyring-file.js';
 import { LocalKekProvider, MASTER_KEY_ENV, parseMasterKeyEnv } from './local.js';
 import type { KekProvider, WrappedDek } from './provider.js';
@@ -34,8 +37,24 @@ export type ProviderFactory = (entry: KekEntry, name: string) => KekProvider | P
 
 /** One key use, for the audit trail. Never holds key material. */
 export interface KeyAuditEvent {
-  action: 'generate' | 'unwrap' | 'rewrap' | 'rotate-kek' | 'destroy' | 'wrap';
-  outcome: 'ok' | 'error';
+  action:
+    | 'generate'
+    | 'unwrap'
+    | 'rewrap'
+    | 'wrap'
+    | 'rotate-kek'
+    | 'rekey'
+    | 'retire-dek'
+    | 'destroy'
+    | 'disable'
+    | 'enable'
+    | 'schedule-deletion'
+    | 'cancel-deletion'
+    | 'shred'
+    | 'add-kek'
+    | 'remove-kek'
+    | 'denied';
+  outcome: 'ok' | 'error' | 'denied';
   principal?: string;
   collectionId?: string;
   tenant?: string;
@@ -85,6 +104,19 @@ export interface RotationReport {
   /** Whether this run completed a rotation an earlier run started. */
   resumed: boolean;
   collections: number;
+}
+
+export interface ShredReport {
+  /** Tenants shredded by this run. */
+  tenants: string[];
+  /** Their collections, whose DEKs are destroyed: the caller removes the files. */
+  collections: string[];
+  /** KEKs the tenants owned alone, with the provider's outcome ('destroyed', 'scheduled' or an error code). */
+  keks: Record<string, string>;
+  /** KEKs the tenants shared with others: rotated, and their old versions destroyed. */
+  sharedKeks: string[];
+  /** Per shared KEK, the versions destroyed (or an error code where the provider cannot). */
+  retiredVersions: Record<string, string[] | string>;
 }
 
 /** Where local master keys go by default: outside any data directory. */
@@ -160,9 +192,32 @@ export class KeyManager {
   }
 
   collectionKeys(collectionId: string): CollectionKeys {
-    const c = this.data.collections[collectionId];
+    const c = this.data.collections[collectionId] ?? this.data.system?.[collectionId];
     if (!c) throw new NotFoundError(`no keys for collection ${collectionId}`);
     return c;
+  }
+
+  /**
+   * Throws the typed error that explains why a collection's keys cannot be
+   * used now (disabled, tenant disabled or pending deletion, shredded), and
+   * nothing when they can. Cheap: the store calls it on every operation, so
+   * a disable takes effect at once even for open collections.
+   */
+  assertUsable(collectionId: string): void {
+    const col = this.collectionKeys(collectionId);
+    if (col.disabled) throw new KeyDisabledError(`collection ${collectionId} is disabled`);
+    if (col.tenant === undefined) return;
+    const tenant = this.data.tenants[col.tenant];
+    if (!tenant) return;
+    switch (tenant.state) {
+      case 'disabled':
+        throw new KeyDisabledError(`tenant "${col.tenant}" is disabled`);
+      case 'pending-deletion':
+        throw new KeyPendingDeletionError(`tenant "${col.tenant}" is scheduled for deletion after ${tenant.deleteAfter}`);
+      case 'deleted':
+        throw new KeyDestroyedError(`tenant "${col.tenant}" was deleted and its keys destroyed`);
+      default:
+    }
   }
 
   /** The DEK version new segments and WAL files of a collection use. */
@@ -174,7 +229,11 @@ export class KeyManager {
   async addCollection(collectionId: string, info: { name: string; tenant?: string }): Promise<CollectionKeys> {
     return this.serialized(async () => {
       if (this.data.collections[collectionId]) throw new AlreadyExistsError(`collection ${collectionId} already has keys`);
-      const keks = info.tenant !== undefined && this.data.tenants[info.tenant] ? this.data.tenants[info.tenant]!.keks : this.data.defaultKeks;
+      const tenant = info.tenant === undefined ? undefined : this.data.tenants[info.tenant];
+      if (tenant && tenant.state !== 'enabled') {
+        throw new KeyDisabledError(`tenant "${info.tenant}" is ${tenant.state}; no new collection can be keyed under it`);
+      }
+      const keks = tenant ? tenant.keks : this.data.defaultKeks;
       const record = await this.newDek(collectionId, 1, keks, info.tenant);
       const entry: CollectionKeys = {
         name: info.name,
@@ -197,6 +256,7 @@ export class KeyManager {
    * collection's KEKs in order. Release the lease when the operation ends.
    */
   async leaseDek(collectionId: string, version: number): Promise<DekLease> {
+    this.assertUsable(collectionId);
     const id = this.cacheId(collectionId, version);
     const cached = this.cache.lease(id);
     if (cached) return cached;
@@ -254,7 +314,7 @@ export class KeyManager {
       const next = structuredClone(this.data);
       const jobs: { cid: string; dek: DekRecord; index: number; wrap: StoredWrap }[] = [];
       let alreadyCurrent = 0;
-      for (const [cid, col] of Object.entries(next.collections)) {
+      for (const [cid, col] of keySets(next)) {
         for (const dek of col.deks) {
           dek.wraps.forEach((wrap, index) => {
             if (wrap.kek !== kekName) return;
@@ -281,6 +341,7 @@ export class KeyManager {
       delete next.rotation;
       const entry = next.keks[kekName] as KekEntry;
       if (target.currentVersion !== undefined) entry.currentVersion = target.currentVersion;
+      entry.rotatedAt = new Date().toISOString();
       this.data = await writeKeyring(this.file, next);
       crashPoint('rotate:committed');
       this.emit({ action: 'rotate-kek', outcome: 'ok', kek: kekName, keyId: provider.keyId, ...(target.currentVersion === undefined ? {} : { kekVersion: target.currentVersion }) });
@@ -294,6 +355,450 @@ export class KeyManager {
         resumed,
         collections: Object.keys(next.collections).length,
       };
+    });
+  }
+
+  // ----- tenants and lifecycle -------------------------------------------
+
+  /** Registers a KEK under a name (checked by one provider call). */
+  async addKek(name: string, entry: Omit<KekEntry, 'createdAt'>): Promise<void> {
+    await this.serialized(async () => {
+      if (this.data.keks[name]) throw new AlreadyExistsError(`a KEK named "${name}" exists`);
+      const next = structuredClone(this.data);
+      next.keks[name] = { ...entry, createdAt: new Date().toISOString() };
+      const provider = await this.makeProvider(next.keks[name] as KekEntry, name);
+      const desc = await provider.describe();
+      if (desc.state !== 'enabled') throw new KeyDisabledError(`KEK "${name}" is ${desc.state}`);
+      if (desc.currentVersion !== undefined) (next.keks[name] as KekEntry).currentVersion = desc.currentVersion;
+      this.providers.set(name, Promise.resolve(provider));
+      this.data = await writeKeyring(this.file, next);
+      this.emit({ action: 'add-kek', outcome: 'ok', kek: name, keyId: entry.keyId });
+    });
+  }
+
+  /**
+   * Creates a tenant whose collections' DEKs are wrapped under its own KEKs
+   * (named KEK entries; default: the store's). Collections of different
+   * tenants share no key.
+   */
+  async createTenant(tenant: string, options: { keks?: string[]; policy?: RotationPolicy } = {}): Promise<TenantEntry> {
+    checkName('tenant', tenant);
+    return this.serialized(async () => {
+      if (this.data.tenants[tenant]) throw new AlreadyExistsError(`tenant "${tenant}" exists`);
+      const keks = options.keks ?? this.data.defaultKeks;
+      for (const k of keks) if (!this.data.keks[k]) throw new NotFoundError(`no KEK named "${k}"`);
+      if (keks.length === 0) throw new InvalidArgumentError('a tenant needs at least one KEK');
+      const next = structuredClone(this.data);
+      const entry: TenantEntry = { keks: [...keks], state: 'enabled', createdAt: new Date().toISOString(), ...(options.policy ? { policy: options.policy } : {}) };
+      next.tenants[tenant] = entry;
+      this.data = await writeKeyring(this.file, next);
+      return entry;
+    });
+  }
+
+  tenant(tenant: string): TenantEntry {
+    const t = this.data.tenants[tenant];
+    if (!t) throw new NotFoundError(`no tenant "${tenant}"`);
+    return t;
+  }
+
+  /** Collection ids keyed under a tenant. */
+  tenantCollections(tenant: string): string[] {
+    return Object.entries(this.data.collections)
+      .filter(([, c]) => c.tenant === tenant)
+      .map(([id]) => id);
+  }
+
+  /** Disables a tenant at once: its cached DEKs are evicted and zeroed, every use fails until enabled. */
+  async disableTenant(tenant: string): Promise<void> {
+    await this.updateTenant(tenant, 'disable', (t) => {
+      if (t.state === 'deleted') throw new KeyDestroyedError(`tenant "${tenant}" was deleted`);
+      if (t.state === 'pending-deletion') t.stateBeforeDeletion = 'disabled';
+      else t.state = 'disabled';
+    });
+  }
+
+  async enableTenant(tenant: string): Promise<void> {
+    await this.updateTenant(tenant, 'enable', (t) => {
+      if (t.state === 'deleted') throw new KeyDestroyedError(`tenant "${tenant}" was deleted`);
+      if (t.state === 'pending-deletion') throw new KeyPendingDeletionError(`tenant "${tenant}" is scheduled for deletion; cancel it first`);
+      t.state = 'enabled';
+    });
+  }
+
+  /** Schedules a tenant's crypto-shredding `days` (7-30, default 30) from `now`; its keys are unusable meanwhile. */
+  async scheduleTenantDeletion(tenant: string, options: { days?: number; now?: Date } = {}): Promise<Date> {
+    const days = options.days ?? 30;
+    if (!Number.isInteger(days) || days < 7 || days > 30) {
+      throw new InvalidArgumentError(`deletion window expected an integer number of days in 7..30, got ${days}`);
+    }
+    const when = new Date((options.now ?? new Date()).getTime() + days * 86_400_000);
+    await this.updateTenant(tenant, 'schedule-deletion', (t) => {
+      if (t.state === 'deleted') throw new KeyDestroyedError(`tenant "${tenant}" was deleted`);
+      if (t.state !== 'pending-deletion') t.stateBeforeDeletion = t.state;
+      t.state = 'pending-deletion';
+      t.deleteAfter = when.toISOString();
+    });
+    return when;
+  }
+
+  /** Cancels a scheduled deletion; the tenant returns to the state it had. */
+  async cancelTenantDeletion(tenant: string): Promise<void> {
+    await this.updateTenant(tenant, 'cancel-deletion', (t) => {
+      if (t.state !== 'pending-deletion') throw new InvalidArgumentError(`tenant "${tenant}" is not scheduled for deletion`);
+      t.state = t.stateBeforeDeletion ?? 'enabled';
+      delete t.stateBeforeDeletion;
+      delete t.deleteAfter;
+    });
+  }
+
+  /**
+   * Crypto-shreds every tenant whose deletion window has passed: their DEKs
+   * are destroyed in the keyring (wraps removed), and KEKs the tenant owns
+   * alone are deleted in their provider (a KMS schedules it, 7 days). Returns
+   * the shredded collections, whose files the caller removes.
+   */
+  async shredDue(options: { now?: Date } = {}): Promise<ShredReport> {
+    const report = await this.shredKeyring((options.now ?? new Date()).getTime());
+    // A KEK the shredded tenant shared with others still opens copies of the
+    // old keyring: rotate it and destroy the versions the old wraps used.
+    for (const kek of report.sharedKeks) {
+      try {
+        await this.rotateKek({ kek });
+        report.retiredVersions[kek] = await this.retireOldKekVersions(kek);
+      } catch (err) {
+        report.retiredVersions[kek] = `error: ${err instanceof VectorsealError ? err.code : 'VS_ERROR'}`;
+      }
+    }
+    return report;
+  }
+
+  /**
+   * Destroys the versions of a KEK older than its current one. Every wrap
+   * must already be under the current version (run rotateKek first).
+   */
+  async retireOldKekVersions(kekName: string): Promise<string[]> {
+    const entry = this.data.keks[kekName];
+    if (!entry?.currentVersion) throw new NotFoundError(`KEK "${kekName}" has no known current version`);
+    for (const [, col] of keySets(this.data)) {
+      for (const d of col.deks) {
+        if (d.wraps.some((w) => w.kek === kekName && w.kekVersion !== entry.currentVersion)) {
+          throw new InvalidArgumentError(`KEK "${kekName}" still wraps DEKs under an old version; rotate it first`);
+        }
+      }
+    }
+    return (await this.provider(kekName)).destroyOldVersions(entry.currentVersion);
+  }
+
+  private async shredKeyring(now: number): Promise<ShredReport> {
+    return this.serialized(async () => {
+      const due = Object.entries(this.data.tenants).filter(
+        ([, t]) => t.state === 'pending-deletion' && t.deleteAfter !== undefined && Date.parse(t.deleteAfter) <= now,
+      );
+      if (due.length === 0) return { tenants: [], collections: [], keks: {}, sharedKeks: [], retiredVersions: {} };
+      const next = structuredClone(this.data);
+      const collections: string[] = [];
+      const stamp = new Date(now).toISOString();
+      for (const [name] of due) {
+        for (const [cid, col] of Object.entries(next.collections)) {
+          if (col.tenant !== name) continue;
+          for (const d of col.deks) {
+            d.state = 'destroyed';
+            d.destroyedAt = stamp;
+            d.wraps = [];
+          }
+          collections.push(cid);
+          this.cache.evict(cid);
+        }
+        const t = next.tenants[name] as TenantEntry;
+        t.state = 'deleted';
+        t.deletedAt = stamp;
+        delete t.deleteAfter;
+        delete t.stateBeforeDeletion;
+      }
+      // DEK wraps go first: once this keyring is written, no copy of it opens the tenant's data
+      // unless an older keyring and the KEK both survive (see README, crypto-shredding).
+      this.data = await writeKeyring(this.file, next);
+      crashPoint('shred:keyring-written');
+      const keks: Record<string, string> = {};
+      const sharedKeks = new Set<string>();
+      for (const [name, tenant] of due) {
+        for (const kekName of tenant.keks) {
+          const entry = this.data.keks[kekName];
+          if (!entry || entry.state === 'destroyed') continue;
+          const sharedElsewhere =
+            this.data.defaultKeks.includes(kekName) ||
+            Object.entries(this.data.tenants).some(([other, t]) => other !== name && t.state !== 'deleted' && t.keks.includes(kekName));
+          if (sharedElsewhere) {
+            sharedKeks.add(kekName);
+            continue;
+          }
+          try {
+            const provider = await this.provider(kekName);
+            keks[kekName] = await provider.destroyKek({ pendingWindowInDays: 7 });
+          } catch (err) {
+            keks[kekName] = `error: ${err instanceof VectorsealError ? err.code : 'VS_ERROR'}`;
+          }
+        }
+        this.emit({ action: 'shred', outcome: 'ok', tenant: name });
+      }
+      const after = structuredClone(this.data);
+      for (const [kekName, outcome] of Object.entries(keks)) {
+        const entry = after.keks[kekName] as KekEntry;
+        if (outcome === 'destroyed') entry.state = 'destroyed';
+        else if (outcome === 'scheduled') entry.state = 'pending-deletion';
+      }
+      if (Object.keys(keks).length > 0) this.data = await writeKeyring(this.file, after);
+      return { tenants: due.map(([n]) => n), collections, keks, sharedKeks: [...sharedKeks], retiredVersions: {} };
+    });
+  }
+
+  /** Disables one collection at once (cached DEKs evicted and zeroed). */
+  async disableCollection(collectionId: string): Promise<void> {
+    await this.updateCollection(collectionId, 'disable', (c) => {
+      c.disabled = true;
+    });
+  }
+
+  async enableCollection(collectionId: string): Promise<void> {
+    await this.updateCollection(collectionId, 'enable', (c) => {
+      delete c.disabled;
+    });
+  }
+
+  /**
+   * Re-keys a collection: a new DEK version, wrapped under the collection's
+   * KEKs, becomes the one new segments and WAL files use. Older versions stay
+   * readable (state 'retired') until re-encryption rewrites their segments
+   * and {@link destroyDekVersion} removes them.
+   */
+  async rekey(collectionId: string): Promise<number> {
+    return this.serialized(async () => {
+      this.assertUsable(collectionId);
+      const col = this.collectionKeys(collectionId);
+      const version = Math.max(...col.deks.map((d) => d.version)) + 1;
+      const made = await this.newDek(collectionId, version, col.keks, col.tenant);
+      const next = structuredClone(this.data);
+      const target = (next.collections[collectionId] ?? next.system?.[collectionId]) as CollectionKeys;
+      const stamp = new Date().toISOString();
+      for (const d of target.deks) {
+        if (d.state === 'active') {
+          d.state = 'retired';
+          d.retiredAt = stamp;
+        }
+      }
+      target.deks.push(made.record);
+      target.activeVersion = version;
+      target.pagesWritten = 0;
+      this.data = await writeKeyring(this.file, next);
+      this.cache.put(this.cacheId(collectionId, version), made.plaintext).release();
+      this.emit({ action: 'rekey', outcome: 'ok', collectionId, dekVersion: version, ...(col.tenant === undefined ? {} : { tenant: col.tenant }) });
+      return version;
+    });
+  }
+
+  /** Destroys a retired DEK version once nothing is sealed under it any more. */
+  async destroyDekVersion(collectionId: string, version: number): Promise<void> {
+    await this.updateCollection(collectionId, 'retire-dek', (c) => {
+      if (c.activeVersion === version) throw new InvalidArgumentError(`DEK version ${version} is the active one; re-key first`);
+      const d = c.deks.find((x) => x.version === version);
+      if (!d) throw new NotFoundError(`collection ${collectionId} has no DEK version ${version}`);
+      d.state = 'destroyed';
+      d.destroyedAt = new Date().toISOString();
+      d.wraps = [];
+    }, version);
+  }
+
+  /** Refuses DEK versions below `version` from now on, even where a wrap survives. */
+  async setMinDecryptVersion(collectionId: string, version: number): Promise<void> {
+    await this.updateCollection(collectionId, 'retire-dek', (c) => {
+      if (!Number.isInteger(version) || version < 1 || version > c.activeVersion) {
+        throw new InvalidArgumentError(`minimum decryption version expected an integer in 1..${c.activeVersion}, got ${version}`);
+      }
+      c.minDecryptVersion = version;
+    });
+  }
+
+  /** Counts pages sealed under a collection's active DEK (for page-write rotation limits). */
+  async notePagesWritten(collectionId: string, pages: number): Promise<void> {
+    if (pages <= 0) return;
+    await this.serialized(async () => {
+      const next = structuredClone(this.data);
+      const c = next.collections[collectionId];
+      if (!c) return;
+      c.pagesWritten = (c.pagesWritten ?? 0) + pages;
+      this.data = await writeKeyring(this.file, next);
+    });
+  }
+
+  /** Sets the rotation policy of the store or of one tenant. */
+  async setPolicy(policy: RotationPolicy, options: { tenant?: string } = {}): Promise<void> {
+    for (const [k, v] of Object.entries(policy)) {
+      if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw new InvalidArgumentError(`policy "${k}" expected a positive integer, got ${String(v)}`);
+    }
+    await this.serialized(async () => {
+      const next = structuredClone(this.data);
+      if (options.tenant === undefined) next.policy = { ...policy };
+      else {
+        const t = next.tenants[options.tenant];
+        if (!t) throw new NotFoundError(`no tenant "${options.tenant}"`);
+        t.policy = { ...policy };
+      }
+      this.data = await writeKeyring(this.file, next);
+    });
+  }
+
+  /** KEK rotations and re-keys that the rotation policies say are due at `now`. */
+  dueWork(now: Date = new Date()): { kekRotations: string[]; rekeys: string[] } {
+    const t = now.getTime();
+    const policyFor = (tenant?: string): RotationPolicy => (tenant === undefined ? undefined : this.data.tenants[tenant]?.policy) ?? this.data.policy ?? {};
+    const kekRotations = new Set<string>();
+    for (const [name, entry] of Object.entries(this.data.keks)) {
+      if (entry.state === 'destroyed' || entry.state === 'pending-deletion') continue;
+      const days = policyFor(entry.tenant).kekRotationDays;
+      if (days === undefined) continue;
+      const since = Date.parse(entry.rotatedAt ?? entry.createdAt);
+      if (t - since >= days * 86_400_000) kekRotations.add(name);
+    }
+    const rekeys: string[] = [];
+    for (const [cid, col] of Object.entries(this.data.collections)) {
+      const tenant = col.tenant === undefined ? undefined : this.data.tenants[col.tenant];
+      if (col.disabled || (tenant && tenant.state !== 'enabled')) continue;
+      const p = policyFor(col.tenant);
+      const active = col.deks.find((d) => d.version === col.activeVersion);
+      if (!active) continue;
+      const aged = p.dekRotationDays !== undefined && t - Date.parse(active.createdAt) >= p.dekRotationDays * 86_400_000;
+      const worn = p.dekMaxPages !== undefined && (col.pagesWritten ?? 0) >= p.dekMaxPages;
+      if (aged || worn) rekeys.push(cid);
+    }
+    return { kekRotations: [...kekRotations], rekeys };
+  }
+
+  // ----- several KEKs per DEK ---------------------------------------------
+
+  /**
+   * Adds a KEK to the store's defaults (or a tenant's) and wraps every
+   * affected DEK under it too, so any one of the KEKs can open the data. Data
+   * files are not touched.
+   */
+  async attachKek(kekName: string, options: { tenant?: string } = {}): Promise<number> {
+    return this.serialized(async () => {
+      if (!this.data.keks[kekName]) throw new NotFoundError(`no KEK named "${kekName}"`);
+      const next = structuredClone(this.data);
+      const list = options.tenant === undefined ? next.defaultKeks : (next.tenants[options.tenant]?.keks ?? missingTenant(options.tenant));
+      if (!list.includes(kekName)) list.push(kekName);
+      const provider = await this.provider(kekName);
+      let wrapped = 0;
+      for (const [cid, col] of keySets(next)) {
+        if (col.tenant !== options.tenant) continue;
+        if (!col.keks.includes(kekName)) col.keks.push(kekName);
+        for (const d of col.deks) {
+          if (d.state === 'destroyed' || d.wraps.some((w) => w.kek === kekName)) continue;
+          const dek = await this.withDek(cid, d.version, (k) => Buffer.from(k));
+          try {
+            const w = await this.audited({ action: 'wrap', collectionId: cid, kek: kekName, dekVersion: d.version }, () => provider.wrap(dek, this.context(cid, d.version)));
+            d.wraps.push(fromWrapped(kekName, w));
+            wrapped += 1;
+          } finally {
+            dek.fill(0);
+          }
+        }
+      }
+      this.data = await writeKeyring(this.file, next);
+      this.emit({ action: 'add-kek', outcome: 'ok', kek: kekName, ...(options.tenant === undefined ? {} : { tenant: options.tenant }) });
+      return wrapped;
+    });
+  }
+
+  /** Removes a KEK from the defaults (or a tenant's) and drops its wraps; every DEK must keep another. */
+  async detachKek(kekName: string, options: { tenant?: string } = {}): Promise<number> {
+    return this.serialized(async () => {
+      const next = structuredClone(this.data);
+      const owner = options.tenant === undefined ? next : (next.tenants[options.tenant] ?? missingTenant(options.tenant));
+      const list = 'defaultKeks' in owner ? owner.defaultKeks : owner.keks;
+      if (!list.includes(kekName)) throw new NotFoundError(`KEK "${kekName}" is not attached here`);
+      if (list.length === 1) throw new InvalidArgumentError(`KEK "${kekName}" is the only one; attach another first`);
+      list.splice(list.indexOf(kekName), 1);
+      let dropped = 0;
+      for (const [, col] of keySets(next)) {
+        if (col.tenant !== options.tenant) continue;
+        col.keks = col.keks.filter((k) => k !== kekName);
+        for (const d of col.deks) {
+          const kept = d.wraps.filter((w) => w.kek !== kekName);
+          if (d.state !== 'destroyed' && kept.length === 0) {
+            throw new InvalidArgumentError(`DEK version ${d.version} is wrapped only under "${kekName}"`);
+          }
+          dropped += d.wraps.length - kept.length;
+          d.wraps = kept;
+        }
+      }
+      this.data = await writeKeyring(this.file, next);
+      this.emit({ action: 'remove-kek', outcome: 'ok', kek: kekName });
+      return dropped;
+    });
+  }
+
+  /** Asks every KEK's provider for its state; an unreachable one is reported, not thrown. */
+  async kekHealth(): Promise<{ name: string; provider: string; keyId: string; reachable: boolean; state?: string; currentVersion?: string; error?: string }[]> {
+    return Promise.all(
+      Object.entries(this.data.keks).map(async ([name, entry]) => {
+        const base = { name, provider: entry.provider, keyId: entry.keyId };
+        if (entry.state === 'destroyed') return { ...base, reachable: false, state: 'destroyed' };
+        try {
+          const desc = await (await this.provider(name)).describe();
+          return { ...base, reachable: true, state: desc.state, ...(desc.currentVersion === undefined ? {} : { currentVersion: desc.currentVersion }) };
+        } catch (err) {
+          return { ...base, reachable: false, error: err instanceof VectorsealError ? err.code : 'VS_ERROR' };
+        }
+      }),
+    );
+  }
+
+  // ----- system keys -------------------------------------------------------
+
+  /**
+   * A key the store itself uses (e.g. 'audit' for the audit trail's MAC),
+   * made on first use and wrapped under the store's KEKs like a DEK, so that
+   * it rotates and is protected with them.
+   */
+  async systemKey(name: string): Promise<DekLease> {
+    checkName('system key', name);
+    const id = `vectorseal-${name}`;
+    if (!this.data.system?.[id]) {
+      await this.serialized(async () => {
+        if (this.data.system?.[id]) return;
+        const made = await this.newDek(id, 1, this.data.defaultKeks);
+        const next = structuredClone(this.data);
+        next.system ??= {};
+        next.system[id] = { name, keks: [...this.data.defaultKeks], activeVersion: 1, deks: [made.record] };
+        this.data = await writeKeyring(this.file, next);
+        this.cache.put(this.cacheId(id, 1), made.plaintext).release();
+      });
+    }
+    return this.leaseDek(id, 1);
+  }
+
+  private async updateTenant(tenant: string, action: KeyAuditEvent['action'], change: (t: TenantEntry) => void): Promise<void> {
+    await this.serialized(async () => {
+      const next = structuredClone(this.data);
+      const t = next.tenants[tenant];
+      if (!t) throw new NotFoundError(`no tenant "${tenant}"`);
+      change(t);
+      this.data = await writeKeyring(this.file, next);
+      for (const cid of this.tenantCollections(tenant)) this.cache.evict(cid);
+      this.emit({ action, outcome: 'ok', tenant });
+    });
+  }
+
+  private async updateCollection(collectionId: string, action: KeyAuditEvent['action'], change: (c: CollectionKeys) => void, dekVersion?: number): Promise<void> {
+    await this.serialized(async () => {
+      const next = structuredClone(this.data);
+      const c = next.collections[collectionId] ?? next.system?.[collectionId];
+      if (!c) throw new NotFoundError(`no keys for collection ${collectionId}`);
+      change(c);
+      this.data = await writeKeyring(this.file, next);
+      this.cache.evict(collectionId);
+      this.emit({ action, outcome: 'ok', collectionId, ...(dekVersion === undefined ? {} : { dekVersion }), ...(c.tenant === undefined ? {} : { tenant: c.tenant }) });
     });
   }
 
@@ -440,6 +945,23 @@ export class KeyManager {
     const run = this.writeChain.then(fn, fn);
     this.writeChain = run.catch(() => undefined);
     return run;
+  }
+}
+
+/** Every key set of the keyring: collections, then the store's own keys. */
+function keySets(data: KeyringData): [string, CollectionKeys][] {
+  return [...Object.entries(data.collections), ...Object.entries(data.system ?? {})];
+}
+
+function missingTenant(tenant: string): never {
+  throw new NotFoundError(`no tenant "${tenant}"`);
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function checkName(what: string, value: string): void {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw new InvalidArgumentError(`${what} name expected 1-64 characters [A-Za-z0-9._-] starting with a letter or digit`);
   }
 }
 

@@ -25,6 +25,12 @@ export interface KekEntry {
   /** Provider settings that are not secret: endpoint, region, module path, token label. */
   config?: Record<string, string>;
   createdAt: string;
+  /** When the last rotation of this KEK completed. */
+  rotatedAt?: string;
+  /** The tenant that owns this KEK, when it is a tenant's own. */
+  tenant?: string;
+  /** 'destroyed' once crypto-shredding removed (or scheduled the removal of) the key in its provider. */
+  state?: 'enabled' | 'destroyed' | 'pending-deletion';
 }
 
 export type DekState = 'active' | 'retired' | 'destroyed';
@@ -58,14 +64,24 @@ export interface CollectionKeys {
   activeVersion: number;
   /** DEKs below this version are refused even if they unwrap. */
   minDecryptVersion?: number;
+  /** A disabled collection's keys are refused until it is enabled again. */
+  disabled?: boolean;
+  /** Pages sealed under the active DEK version, for page-write rotation limits. */
+  pagesWritten?: number;
   deks: DekRecord[];
 }
 
+export type TenantState = 'enabled' | 'disabled' | 'pending-deletion' | 'deleted';
+
 export interface TenantEntry {
   keks: string[];
-  state: 'enabled' | 'disabled' | 'pending-deletion' | 'deleted';
+  state: TenantState;
   createdAt: string;
+  /** The state to return to when a scheduled deletion is cancelled. */
+  stateBeforeDeletion?: 'enabled' | 'disabled';
   deleteAfter?: string;
+  deletedAt?: string;
+  policy?: RotationPolicy;
 }
 
 export interface RotationState {
@@ -88,8 +104,19 @@ export interface KeyringData {
   collections: Record<string, CollectionKeys>;
   /** Set while a KEK rotation is under way, so that it can be resumed. */
   rotation?: RotationState;
-  /** Policies applied by maintenance (rotation periods), free-form. */
-  policy?: Record<string, unknown>;
+  /** Rotation policy applied by maintenance, for the store (tenants may override). */
+  policy?: RotationPolicy;
+  /** Keys the store itself uses (the audit trail's key), wrapped like DEKs. */
+  system?: Record<string, CollectionKeys>;
+}
+
+export interface RotationPolicy {
+  /** Rotate KEKs this many days after their last rotation. */
+  kekRotationDays?: number;
+  /** Re-key a collection (new DEK version) this many days after its active DEK was made. */
+  dekRotationDays?: number;
+  /** Re-key a collection once this many pages were sealed under its active DEK. */
+  dekMaxPages?: number;
 }
 
 interface KeyringEnvelope extends KeyringData {

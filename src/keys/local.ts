@@ -203,6 +203,21 @@ export class LocalKekProvider extends KekProvider {
     await fsyncDir(this.dir);
   }
 
+  protected override async _destroyOldVersions(current: string): Promise<string[]> {
+    const keep = Number(current);
+    const old = (await this.versions()).filter((v) => v < keep);
+    for (const v of old) await this.destroyVersion(v);
+    return old.map(String);
+  }
+
+  /** Destroys every version of this KEK and its directory. */
+  protected override async _destroyKek(): Promise<'destroyed'> {
+    if (!this.dir) throw new UnsupportedOperationError('a master key given in the environment cannot be destroyed here');
+    for (const v of await this.versions()) await this.destroyVersion(v);
+    await fs.rm(this.dir, { recursive: true, force: true });
+    return 'destroyed';
+  }
+
   override async close(): Promise<void> {
     for (const k of this.keys.values()) k.fill(0);
     this.keys.clear();

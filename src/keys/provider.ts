@@ -1,4 +1,4 @@
-import { InvalidArgumentError, VectorsealError, WrongKeyError } from '../errors.js';
+import { InvalidArgumentError, UnsupportedOperationError, VectorsealError, WrongKeyError } from '../errors.js';
 import { checkDekContext, type DekContext } from './context.js';
 
 /** Size of every DEK: AES-256. */
@@ -118,6 +118,37 @@ export abstract class KekProvider {
    */
   async rotate(): Promise<KekDescription> {
     return this._rotate();
+  }
+
+  /**
+   * Removes the KEK itself, for crypto-shredding a tenant that owns it.
+   * Providers that can delete at once return 'destroyed'; a KMS schedules the
+   * deletion after a waiting period (7-30 days) and returns 'scheduled'.
+   */
+  async destroyKek(options: { pendingWindowInDays?: number } = {}): Promise<'destroyed' | 'scheduled'> {
+    const days = options.pendingWindowInDays;
+    if (days !== undefined && (!Number.isInteger(days) || days < 7 || days > 30)) {
+      throw new InvalidArgumentError(`"pendingWindowInDays" expected an integer in 7..30, got ${days}`);
+    }
+    return this._destroyKek(options);
+  }
+
+  protected async _destroyKek(_options: { pendingWindowInDays?: number }): Promise<'destroyed' | 'scheduled'> {
+    throw new UnsupportedOperationError(`the ${this.name} provider cannot delete its KEKs; delete key ${this.keyId} where it is held`);
+  }
+
+  /**
+   * Destroys every KEK version older than `current` (after a rotation has
+   * rewrapped everything), so that old keyring copies can no longer be
+   * unwrapped. Returns the versions destroyed. Providers whose versions cannot
+   * be destroyed one by one (a KMS) throw UnsupportedOperationError.
+   */
+  async destroyOldVersions(current: string): Promise<string[]> {
+    return this._destroyOldVersions(current);
+  }
+
+  protected async _destroyOldVersions(_current: string): Promise<string[]> {
+    throw new UnsupportedOperationError(`the ${this.name} provider cannot destroy single KEK versions`);
   }
 
   /** Releases sessions and connections. */
