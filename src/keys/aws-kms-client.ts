@@ -14,6 +14,8 @@ import type {
   ReEncryptCommandOutput,
   RotateKeyOnDemandCommandInput,
   RotateKeyOnDemandCommandOutput,
+  ScheduleKeyDeletionCommandInput,
+  ScheduleKeyDeletionCommandOutput,
 } from '@aws-sdk/client-kms';
 
 /**
@@ -29,6 +31,8 @@ export interface KmsClientLike {
   describeKey(input: DescribeKeyCommandInput): Promise<Pick<DescribeKeyCommandOutput, 'KeyMetadata'>>;
   rotateKeyOnDemand(input: RotateKeyOnDemandCommandInput): Promise<Pick<RotateKeyOnDemandCommandOutput, 'KeyId'>>;
   listKeyRotations(input: ListKeyRotationsCommandInput): Promise<Pick<ListKeyRotationsCommandOutput, 'Rotations' | 'NextMarker' | 'Truncated'>>;
+  /** Only needed to crypto-shred a tenant that owns its KMS key. */
+  scheduleKeyDeletion?(input: ScheduleKeyDeletionCommandInput): Promise<Pick<ScheduleKeyDeletionCommandOutput, 'DeletionDate' | 'KeyId'>>;
   destroy?(): void;
 }
 

@@ -1,5 +1,5 @@
 import type { KMSClientConfig, KeyState } from '@aws-sdk/client-kms';
-import { InvalidArgumentError, KeyProviderUnavailableError, VectorsealError } from '../errors.js';
+import { InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError, VectorsealError } from '../errors.js';
 import { createSdkKmsClient, type KmsClientLike } from './aws-kms-client.js';
 import { isRetryableKmsError, mapKmsError } from './aws-kms-errors.js';
 import { toEncryptionContext, type DekContext } from './context.js';
@@ -136,6 +136,15 @@ export class AwsKmsKekProvider extends KekProvider {
   protected async _rotate(): Promise<KekDescription> {
     await this.call('RotateKeyOnDemand', this.keyId, (c) => c.rotateKeyOnDemand({ KeyId: this.keyId }));
     return this._describe();
+  }
+
+  /** ScheduleKeyDeletion: the KMS destroys the key material when the waiting period ends. */
+  protected override async _destroyKek(options: { pendingWindowInDays?: number }): Promise<'scheduled'> {
+    await this.call('ScheduleKeyDeletion', this.keyId, (c) => {
+      if (!c.scheduleKeyDeletion) throw new UnsupportedOperationError('this KMS client cannot schedule key deletion');
+      return c.scheduleKeyDeletion({ KeyId: this.keyId, PendingWindowInDays: options.pendingWindowInDays ?? 30 });
+    });
+    return 'scheduled';
   }
 
   /** Also accepts wraps recorded under the key's ARN when the provider was configured with an alias or id. */

@@ -854,6 +854,13 @@ export class KeyManager {
       const keyDir = this.options.localKeyDir ?? entry.config?.['keyDir'] ?? defaultLocalKeyDir();
       return new LocalKekProvider({ keyId: entry.keyId, keyDir });
     }
+    if (entry.provider === 'aws-kms') {
+      // Region, endpoint and credentials: the keyring's non-secret settings, else the SDK's usual chain.
+      const { AwsKmsKekProvider } = await import('./aws-kms.js');
+      const region = entry.config?.['region'];
+      const endpoint = entry.config?.['endpoint'];
+      return new AwsKmsKekProvider({ keyId: entry.keyId, ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) });
+    }
     throw new InvalidArgumentError(`no provider "${entry.provider}" is configured for KEK "${name}"`);
   }
 
