@@ -1,0 +1,98 @@
+import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { StoreLockedError } from '../errors.js';
+import { createFileAtomic } from './fsutil.js';
+
+export const LOCK_FILE = 'LOCK';
+
+/** What a LOCK file holds: enough to tell a live holder from a dead one. */
+export interface LockInfo {
+  pid: number;
+  hostname: string;
+  startedAt: string;
+  /** Random token so that a holder only ever removes its own lock. */
+  token: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the pid exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function parse(text: string): LockInfo | undefined {
+  try {
+    const v = JSON.parse(text) as LockInfo;
+    return typeof v.pid === 'number' && typeof v.hostname === 'string' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The single-writer lock of a store directory. The LOCK file appears whole or
+ * not at all (hard link of a fsynced temp file), so a reader never sees half a
+ * lock. A lock left by a dead process on this host is taken over; a live
+ * holder, or one on another host (whose liveness cannot be checked), wins.
+ */
+export class StoreLock {
+  private released = false;
+  private readonly onExit = (): void => this.releaseSync();
+
+  private constructor(
+    readonly path: string,
+    readonly info: LockInfo,
+  ) {
+    process.once('exit', this.onExit);
+  }
+
+  static async acquire(dir: string): Promise<StoreLock> {
+    const path = join(dir, LOCK_FILE);
+    const info: LockInfo = {
+      pid: process.pid,
+      hostname: hostname(),
+      startedAt: new Date().toISOString(),
+      token: Math.random().toString(36).slice(2) + Date.now().toString(36),
+    };
+    const body = Buffer.from(JSON.stringify(info));
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await createFileAtomic(path, body, 0o600);
+        return new StoreLock(path, info);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = parse(await fs.readFile(path, 'utf8').catch(() => ''));
+      if (holder && (holder.hostname !== info.hostname || alive(holder.pid))) {
+        throw new StoreLockedError(
+          `store ${dir} is locked by process ${holder.pid} on ${holder.hostname} (since ${holder.startedAt})`,
+        );
+      }
+      // Stale (dead holder) or unreadable: remove only if it is still the same lock.
+      const again = await fs.readFile(path, 'utf8').catch(() => undefined);
+      if (again !== undefined && parse(again)?.token === holder?.token) await fs.rm(path, { force: true });
+    }
+    throw new StoreLockedError(`store ${dir} is locked (the lock changed hands while taking it over)`);
+  }
+
+  /** Removes the lock if it is still ours. */
+  async release(): Promise<void> {
+    this.releaseSync();
+  }
+
+  private releaseSync(): void {
+    if (this.released) return;
+    this.released = true;
+    process.removeListener('exit', this.onExit);
+    try {
+      if (parse(readFileSync(this.path, 'utf8'))?.token === this.info.token) unlinkSync(this.path);
+    } catch {
+      // Already gone: nothing to release.
+    }
+  }
+}

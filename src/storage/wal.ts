@@ -1,0 +1,302 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { loadNativeGcm, nodeGcm, type GcmPrimitive } from '../crypto/gcm.js';
+import { hkdfExpandSha512 } from '../crypto/hkdf.js';
+import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
+import { crashPoint } from '../util/crash.js';
+import { bytesToId, idToBytes } from '../util/ids.js';
+import { createFileAtomic, fsyncDir } from './fsutil.js';
+
+/**
+ * Write-ahead log files. One file per WAL sequence number, append-only.
+ *
+ * Header (84 bytes, plaintext, big-endian):
+ *   0  magic "VWAL"            4
+ *   4  format version          2   (1)
+ *   6  reserved                2   (0)
+ *   8  store id               16
+ *  24  collection id          16
+ *  40  WAL sequence number     8
+ *  48  DEK version             4
+ *  52  manifest generation     8   (the manifest this file follows)
+ *  60  salt                   24
+ *
+ * Records: [u32 sealed length][AES-256-GCM ciphertext || tag]. The record key
+ * is HKDF-SHA-512(DEK, label || header), so every file has its own key; the
+ * nonce is the record's sequence number in the file (unique per key); the
+ * associated data binds collection id, WAL sequence number, record sequence
+ * number and sealed length, so records cannot be moved between files or
+ * positions.
+ */
+
+export const WAL_MAGIC = Buffer.from('VWAL', 'latin1');
+export const WAL_FORMAT_VERSION = 1;
+export const WAL_HEADER_SIZE = 84;
+const KEY_LABEL = Buffer.from('vectorseal/wal/v1', 'latin1');
+const TAG = 16;
+/** A sane upper bound on one record; a larger length field is damage. */
+export const MAX_WAL_RECORD = 256 * 1024 * 1024;
+
+export interface WalHeader {
+  storeId: string;
+  collectionId: string;
+  walSeq: number;
+  dekVersion: number;
+  /** Generation of the manifest that was current when the file was created. */
+  generation: number;
+  salt: Buffer;
+}
+
+export interface WalExpectation {
+  storeId: string;
+  collectionId: string;
+  walSeq: number;
+}
+
+let gcm: GcmPrimitive | undefined;
+function primitive(): GcmPrimitive {
+  gcm ??= process.env['VECTORSEAL_CRYPTO'] === 'node' ? nodeGcm : (loadNativeGcm() ?? nodeGcm);
+  return gcm;
+}
+
+/** File name of WAL file `seq` (zero-padded so names sort by sequence). */
+export function walFileName(seq: number): string {
+  return `${String(seq).padStart(12, '0')}.wal`;
+}
+
+/** The WAL sequence numbers present in `dir`, ascending. */
+export async function listWalFiles(dir: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names
+    .map((n) => /^(\d{12})\.wal$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+function encodeHeader(h: WalHeader): Buffer {
+  const b = Buffer.alloc(WAL_HEADER_SIZE);
+  WAL_MAGIC.copy(b, 0);
+  b.writeUInt16BE(WAL_FORMAT_VERSION, 4);
+  idToBytes(h.storeId).copy(b, 8);
+  idToBytes(h.collectionId).copy(b, 24);
+  b.writeBigUInt64BE(BigInt(h.walSeq), 40);
+  b.writeUInt32BE(h.dekVersion, 48);
+  b.writeBigUInt64BE(BigInt(h.generation), 52);
+  h.salt.copy(b, 60);
+  return b;
+}
+
+function decodeHeader(b: Buffer, file: string): WalHeader {
+  if (b.length < WAL_HEADER_SIZE || !b.subarray(0, 4).equals(WAL_MAGIC)) {
+    throw new CorruptDataError('not a vectorseal WAL file (bad magic or short header)', { file, reason: 'header' });
+  }
+  const version = b.readUInt16BE(4);
+  if (version !== WAL_FORMAT_VERSION) {
+    throw new UnsupportedVersionError(`WAL format version ${version} is not supported (file ${file})`);
+  }
+  return {
+    storeId: bytesToId(b.subarray(8, 24)),
+    collectionId: bytesToId(b.subarray(24, 40)),
+    walSeq: Number(b.readBigUInt64BE(40)),
+    dekVersion: b.readUInt32BE(48),
+    generation: Number(b.readBigUInt64BE(52)),
+    salt: Buffer.from(b.subarray(60, 84)),
+  };
+}
+
+function deriveKey(dek: Uint8Array, header: Buffer): Buffer {
+  return hkdfExpandSha512(dek, Buffer.concat([KEY_LABEL, header]), 32);
+}
+
+function nonce(recordSeq: number): Buffer {
+  const n = Buffer.alloc(12);
+  n.writeBigUInt64BE(BigInt(recordSeq), 4);
+  return n;
+}
+
+function aad(h: WalHeader, recordSeq: number, sealedLength: number): Buffer {
+  const a = Buffer.alloc(16 + 8 + 8 + 4);
+  idToBytes(h.collectionId).copy(a, 0);
+  a.writeBigUInt64BE(BigInt(h.walSeq), 16);
+  a.writeBigUInt64BE(BigInt(recordSeq), 24);
+  a.writeUInt32BE(sealedLength, 32);
+  return a;
+}
+
+/** Appends sealed records to one WAL file. */
+export class WalWriter {
+  private recordSeq = 0;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly header: WalHeader,
+    private readonly handle: FileHandle,
+    private readonly key: Buffer,
+    private readonly sync: boolean,
+  ) {}
+
+  /**
+   * Creates WAL file `header.walSeq` in `dir`. The header appears whole or not
+   * at all; the file is fsynced with its directory before it is used.
+   */
+  static async create(
+    dir: string,
+    fields: Omit<WalHeader, 'salt'>,
+    dek: Uint8Array,
+    options: { sync?: boolean } = {},
+  ): Promise<WalWriter> {
+    const header: WalHeader = { ...fields, salt: randomBytes(24) };
+    const bytes = encodeHeader(header);
+    const path = join(dir, walFileName(fields.walSeq));
+    await createFileAtomic(path, bytes, 0o600);
+    const handle = await fs.open(path, constants.O_WRONLY | constants.O_APPEND);
+    return new WalWriter(path, header, handle, deriveKey(dek, bytes), options.sync ?? true);
+  }
+
+  /** Records appended so far. */
+  get records(): number {
+    return this.recordSeq;
+  }
+
+  /**
+   * Seals each payload as its own record and appends them with one write;
+   * with sync on (the default) resolves only once they are durable.
+   */
+  async append(payloads: Uint8Array[]): Promise<void> {
+    if (this.closed) throw new InvalidArgumentError('WAL file already closed');
+    const g = primitive();
+    const parts: Uint8Array[] = [];
+    for (const p of payloads) {
+      const len = p.length + TAG;
+      if (len > MAX_WAL_RECORD) throw new InvalidArgumentError(`WAL record expected at most ${MAX_WAL_RECORD} bytes, got ${len}`);
+      const seq = this.recordSeq++;
+      const prefix = Buffer.alloc(4);
+      prefix.writeUInt32BE(len, 0);
+      parts.push(prefix, g.seal(this.key, nonce(seq), aad(this.header, seq, len), p));
+    }
+    const buf = Buffer.concat(parts);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off);
+      off += bytesWritten;
+    }
+    crashPoint('wal:written');
+    if (this.sync) await this.handle.datasync();
+    crashPoint('wal:synced');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.key.fill(0);
+    await this.handle.close();
+  }
+}
+
+export interface WalContents {
+  header: WalHeader;
+  /** Decrypted record payloads, in order. */
+  records: Buffer[];
+  /** Bytes dropped from a torn tail (0 when the file ended cleanly). */
+  truncated: number;
+}
+
+function allZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** Reads only the plaintext header of a WAL file (for rollback checks). */
+export async function readWalHeader(path: string, expect: WalExpectation): Promise<WalHeader> {
+  const h = await fs.open(path, constants.O_RDONLY);
+  try {
+    const b = Buffer.alloc(WAL_HEADER_SIZE);
+    const { bytesRead } = await h.read(b, 0, b.length, 0);
+    const header = decodeHeader(b.subarray(0, bytesRead), path);
+    checkHeader(header, expect, path);
+    return header;
+  } finally {
+    await h.close();
+  }
+}
+
+function checkHeader(h: WalHeader, expect: WalExpectation, file: string): void {
+  if (h.storeId !== expect.storeId || h.collectionId !== expect.collectionId) {
+    throw new CorruptDataError('WAL file belongs to another store or collection', { file, reason: 'foreign' });
+  }
+  if (h.walSeq !== expect.walSeq) {
+    throw new CorruptDataError(`WAL file has sequence number ${h.walSeq}, its name says ${expect.walSeq}`, { file, reason: 'swapped' });
+  }
+}
+
+/**
+ * Reads and authenticates every record of a WAL file. A torn last record (its
+ * length runs past the end of the file, or the tail is zero-filled, as a
+ * crash during an append leaves it) is dropped and, with `repair`, truncated
+ * away. Any other damage is a CorruptDataError naming the file and record.
+ */
+export async function readWal(
+  path: string,
+  expect: WalExpectation,
+  keyFor: (dekVersion: number) => Uint8Array | Promise<Uint8Array>,
+  options: { repair?: boolean } = {},
+): Promise<WalContents> {
+  const file = await fs.readFile(path);
+  const header = decodeHeader(file, path);
+  checkHeader(header, expect, path);
+  const key = deriveKey(await keyFor(header.dekVersion), file.subarray(0, WAL_HEADER_SIZE));
+  const g = primitive();
+  const records: Buffer[] = [];
+  let off = WAL_HEADER_SIZE;
+  let seq = 0;
+  let tornAt: number | undefined;
+  try {
+    while (off < file.length) {
+      if (off + 4 > file.length || allZero(file.subarray(off))) {
+        tornAt = off;
+        break;
+      }
+      const len = file.readUInt32BE(off);
+      if (len < TAG || len > MAX_WAL_RECORD) {
+        throw new CorruptDataError(`WAL record ${seq} has an impossible length ${len}`, { file: path, page: seq, reason: 'length' });
+      }
+      if (off + 4 + len > file.length) {
+        tornAt = off;
+        break;
+      }
+      const sealed = file.subarray(off + 4, off + 4 + len);
+      const plain = g.open(key, nonce(seq), aad(header, seq, len), sealed);
+      if (plain === undefined) {
+        throw new CorruptDataError(`WAL record ${seq} failed authentication`, { file: path, page: seq, reason: 'auth' });
+      }
+      records.push(Buffer.from(plain));
+      off += 4 + len;
+      seq++;
+    }
+  } finally {
+    key.fill(0);
+  }
+  const truncated = tornAt === undefined ? 0 : file.length - tornAt;
+  if (tornAt !== undefined && options.repair) {
+    const h = await fs.open(path, constants.O_WRONLY);
+    try {
+      await h.truncate(tornAt);
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await fsyncDir(dirname(path));
+  }
+  file.fill(0);
+  return { header, records, truncated };
+}

@@ -1,0 +1,53 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { CorruptDataError } from '../errors.js';
+import { writeFileAtomic } from '../storage/fsutil.js';
+import type { Space } from './layer.js';
+
+export const CATALOG_FILE = 'CATALOG';
+
+/**
+ * A collection as the catalog records it. The catalog is plaintext JSON:
+ * collection names, tenants and parameters are documented as not
+ * confidential. Each collection's sealed manifest repeats name and
+ * parameters, so a tampered catalog is caught when the collection opens.
+ */
+export interface CollectionInfo {
+  id: string;
+  name: string;
+  dim: number;
+  space: Space;
+  tenant?: string;
+  M: number;
+  efConstruction: number;
+  createdAt: string;
+}
+
+interface CatalogFile {
+  format: 'vectorseal-catalog';
+  version: 1;
+  collections: CollectionInfo[];
+}
+
+export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
+  const file = join(dir, CATALOG_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  try {
+    const c = JSON.parse(text) as CatalogFile;
+    if (c.format !== 'vectorseal-catalog' || !Array.isArray(c.collections)) throw new Error('unexpected shape');
+    return c.collections;
+  } catch (err) {
+    throw new CorruptDataError('catalog does not parse', { file, reason: 'decode', cause: err });
+  }
+}
+
+export async function writeCatalog(dir: string, collections: CollectionInfo[]): Promise<void> {
+  const body: CatalogFile = { format: 'vectorseal-catalog', version: 1, collections };
+  await writeFileAtomic(join(dir, CATALOG_FILE), Buffer.from(`${JSON.stringify(body, null, 2)}\n`), 0o600);
+}

@@ -1,0 +1,740 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { ClosedError, CorruptDataError, InvalidArgumentError, RollbackError } from '../errors.js';
+import type { KeyManager } from '../keys/key-manager.js';
+import type { DekLease } from '../keys/dek-cache.js';
+import {
+  MANIFEST_FORMAT,
+  readManifest,
+  segmentFile,
+  writeManifest,
+  type ManifestData,
+  type SegmentFileEntry,
+  type SegmentGroup,
+} from '../storage/manifest.js';
+import { SegmentKind, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
+import type { Staging } from '../storage/staging.js';
+import { WalWriter, listWalFiles, readWal, readWalHeader, walFileName } from '../storage/wal.js';
+import { crashPoint } from '../util/crash.js';
+import { decodeList, decodeVectorBlock, encodeList, encodeVectorBlock } from './blocks.js';
+import type { CollectionInfo } from './catalog.js';
+import { compileFilter, type Filter } from './filter.js';
+import { deserializeIndex, serializeIndex } from './index-io.js';
+import { Journal } from './journal.js';
+import { Layer, newIndex, type Hit, type IndexParams, type Space } from './layer.js';
+import type { Logger } from './logger.js';
+import { encodeMetadata, pack, unpack, type Metadata } from './metadata.js';
+import { checkId, checkPositiveInt, toVector } from './validate.js';
+
+/** A record as callers give it. */
+export interface VectorRecord {
+  id: string;
+  vector: Float32Array | number[];
+  metadata?: Metadata;
+}
+
+/** A stored record as `get` returns it. */
+export interface StoredRecord {
+  id: string;
+  vector: Float32Array;
+  metadata: Metadata | undefined;
+}
+
+export interface SearchOptions {
+  /** Metadata conditions, all of which must hold (see filter.ts). */
+  filter?: Filter;
+  /** HNSW search breadth; larger is slower and more exact. Default max(64, k). */
+  ef?: number;
+}
+
+/**
+ * One search hit. `score` is the squared Euclidean distance for 'l2' (smaller
+ * is closer) and the similarity for 'ip' (dot product) and 'cosine' (cosine
+ * similarity), where larger is closer. Results are ordered closest first.
+ */
+export interface SearchResult {
+  id: string;
+  score: number;
+  metadata: Metadata | undefined;
+}
+
+export interface CollectionStats {
+  name: string;
+  id: string;
+  dim: number;
+  space: Space;
+  tenant: string | undefined;
+  /** Live records. */
+  count: number;
+  /** Live records not yet flushed into segments. */
+  unflushed: number;
+  /** Segment groups (one per flush or compaction). */
+  segments: number;
+  segmentFiles: number;
+  segmentBytes: number;
+  /** Deleted or superseded records still held in segments (compaction drops them). */
+  deadRecords: number;
+  generation: number;
+  dekVersion: number;
+}
+
+export interface CompactionReport {
+  /** Segment groups merged. */
+  merged: number;
+  /** Records kept. */
+  records: number;
+  /** Dead records dropped. */
+  dropped: number;
+}
+
+/** What a collection needs from its store. */
+export interface CollectionContext {
+  storeId: string;
+  /** The store directory. */
+  storeDir: string;
+  keys: KeyManager;
+  staging: Staging;
+  logger: Logger;
+  durability: 'batch' | 'none';
+  /** Segment groups beyond which a flush compacts automatically. */
+  maxSegments: number;
+}
+
+type Op = { t: 'u'; r: [string, Uint8Array, Uint8Array | null][] } | { t: 'd'; ids: string[] };
+
+const MAX_K = 10_000;
+const MAX_BATCH = 1_000_000;
+const YIELD_EVERY = 2_000;
+
+/**
+ * A collection: an HNSW memtable backed by the encrypted WAL, plus immutable
+ * encrypted segment groups listed by a sealed manifest. Everything searchable
+ * is in memory once open; only writes, flushes and compactions touch keys.
+ */
+export class Collection {
+  private segments: Layer[] = [];
+  /** The memtable being flushed (or left by a flush that failed). */
+  private frozen: Layer | undefined;
+  /** First WAL file not covered by the frozen memtable. */
+  private frozenWalSeq = 0;
+  private memtable: Layer;
+  private readonly current = new Map<string, { layer: Layer; label: number }>();
+  private manifest!: ManifestData;
+  private journal!: Journal;
+  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  readonly dir: string;
+  private readonly params: IndexParams;
+
+  private constructor(
+    private readonly ctx: CollectionContext,
+    readonly info: CollectionInfo,
+  ) {
+    this.dir = collectionDir(ctx.storeDir, info.id);
+    this.params = { space: info.space, dim: info.dim, M: info.M, efConstruction: info.efConstruction };
+    this.memtable = this.newMemtable();
+  }
+
+  /** Creates the files of a new collection (its keys must exist) and opens it. */
+  static async create(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
+    const dir = collectionDir(ctx.storeDir, info.id);
+    await fs.mkdir(join(dir, 'wal'), { recursive: true, mode: 0o700 });
+    await fs.mkdir(join(dir, 'seg'), { recursive: true, mode: 0o700 });
+    const c = new Collection(ctx, info);
+    const version = ctx.keys.activeDekVersion(info.id);
+    await ctx.keys.withDek(info.id, version, (dek) =>
+      writeManifest(dir, ctx.storeId, c.initialManifest(), dek, version),
+    );
+    return Collection.open(ctx, info);
+  }
+
+  /** Opens a collection: checks the manifest, loads its segments, replays the WAL. */
+  static async open(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
+    const c = new Collection(ctx, info);
+    await c.load();
+    return c;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  /**
+   * Inserts or replaces records. The batch is checked whole first (nothing is
+   * applied if any record is bad), then written to the WAL; the promise
+   * resolves once it is durable and visible.
+   */
+  async upsert(records: VectorRecord[] | VectorRecord): Promise<void> {
+    this.assertOpen();
+    const list = Array.isArray(records) ? records : [records];
+    if (list.length === 0) return;
+    if (list.length > MAX_BATCH) throw new InvalidArgumentError(`"records" expected at most ${MAX_BATCH} records, got ${list.length}`);
+    const seen = new Set<string>();
+    const checked: { id: string; vector: Float32Array; meta: Buffer | null; metadata: Metadata | undefined }[] = [];
+    list.forEach((r, i) => {
+      const where = `records[${i}]`;
+      if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and vector`);
+      checkId(r.id, where);
+      if (seen.has(r.id)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
+      seen.add(r.id);
+      const vector = toVector(r.vector, this.info.dim, where);
+      const meta = r.metadata === undefined ? null : encodeMetadata(r.metadata, where);
+      checked.push({ id: r.id, vector, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) });
+    });
+    const op: Op = {
+      t: 'u',
+      r: checked.map((c) => [c.id, new Uint8Array(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength), c.meta]),
+    };
+    const payload = pack(op);
+    for (const c of checked) c.meta?.fill(0);
+    await this.journal.append(payload, () => this.applyUpsert(checked));
+  }
+
+  /** Deletes records by id; resolves with how many existed, once durable. */
+  async delete(ids: string[] | string): Promise<number> {
+    this.assertOpen();
+    const list = Array.isArray(ids) ? ids : [ids];
+    list.forEach((id, i) => checkId(id, `ids[${i}]`));
+    const unique = [...new Set(list)];
+    if (unique.length === 0) return 0;
+    let deleted = 0;
+    await this.journal.append(pack({ t: 'd', ids: unique } satisfies Op), () => {
+      deleted = this.applyDelete(unique);
+    });
+    return deleted;
+  }
+
+  /** The stored record, or undefined. Served from memory. */
+  get(id: string): StoredRecord | undefined {
+    this.assertOpen();
+    checkId(id, 'get');
+    const loc = this.current.get(id);
+    if (!loc) return undefined;
+    return {
+      id,
+      vector: new Float32Array(loc.layer.vectors[loc.label] as Float32Array),
+      metadata: cloneMeta(loc.layer.metadata[loc.label]),
+    };
+  }
+
+  /** Whether a record exists. */
+  has(id: string): boolean {
+    this.assertOpen();
+    return this.current.has(id);
+  }
+
+  /**
+   * The k nearest live records, closest first, across every segment and the
+   * memtable. Runs entirely in memory (no file, no key).
+   */
+  search(vector: Float32Array | number[], k = 10, options: SearchOptions = {}): SearchResult[] {
+    this.assertOpen();
+    const q = Array.from(toVector(vector, this.info.dim, 'search'));
+    checkPositiveInt(k, 'k', MAX_K);
+    const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
+    const accept = options.filter === undefined ? undefined : compileFilter(options.filter);
+    const hits: Hit[] = [];
+    for (const layer of this.layers()) {
+      for (const h of layer.search(q, k, ef, accept)) {
+        const loc = this.current.get(layer.ids[h.label] as string);
+        if (loc && loc.layer === layer && loc.label === h.label) hits.push(h);
+      }
+    }
+    hits.sort((a, b) => a.distance - b.distance);
+    const similarity = this.info.space !== 'l2';
+    return hits.slice(0, k).map((h) => ({
+      id: h.layer.ids[h.label] as string,
+      score: similarity ? 1 - h.distance : h.distance,
+      metadata: cloneMeta(h.layer.metadata[h.label]),
+    }));
+  }
+
+  /** Live record count. */
+  get count(): number {
+    return this.current.size;
+  }
+
+  /** Writes the memtable as a new encrypted segment group and commits a manifest. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.exclusive(() => this.flushLocked());
+  }
+
+  /** Merges every segment group into one, dropping deleted and superseded records. */
+  async compact(): Promise<CompactionReport> {
+    this.assertOpen();
+    return this.exclusive(async () => {
+      await this.flushLocked();
+      return this.compactLocked();
+    });
+  }
+
+  stats(): CollectionStats {
+    const files = this.manifest.groups.flatMap((g) => g.files);
+    return {
+      name: this.info.name,
+      id: this.info.id,
+      dim: this.info.dim,
+      space: this.info.space,
+      tenant: this.info.tenant,
+      count: this.current.size,
+      unflushed: this.memtable.live + (this.frozen?.live ?? 0),
+      segments: this.manifest.groups.length,
+      segmentFiles: files.length,
+      segmentBytes: files.reduce((n, f) => n + f.length, 0),
+      deadRecords: this.segments.reduce((n, l) => n + (l.size - l.live), 0),
+      generation: this.manifest.generation,
+      dekVersion: this.ctx.keys.activeDekVersion(this.info.id),
+    };
+  }
+
+  /** Every live id (in no particular order). */
+  ids(): string[] {
+    return [...this.current.keys()];
+  }
+
+  /** Waits for pending writes; flushes when asked; closes the WAL. */
+  async close(options: { flush?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    await this.exclusive(async () => {
+      if (options.flush ?? true) await this.flushLocked();
+      await this.journal.drain();
+      this.closed = true;
+      await this.journal.current.close();
+    });
+  }
+
+  // ---- writes applied to memory (after the WAL made them durable) ----
+
+  private applyUpsert(records: { id: string; vector: Float32Array; metadata: Metadata | undefined }[]): void {
+    for (const r of records) {
+      const prev = this.current.get(r.id);
+      if (prev) prev.layer.markDead(prev.label);
+      const label = this.memtable.add(r.id, r.vector, r.metadata);
+      this.current.set(r.id, { layer: this.memtable, label });
+      this.memtable.tombstones.delete(r.id);
+    }
+  }
+
+  private applyDelete(ids: string[]): number {
+    let n = 0;
+    for (const id of ids) {
+      const prev = this.current.get(id);
+      if (!prev) continue;
+      prev.layer.markDead(prev.label);
+      this.current.delete(id);
+      // Masks the id in older segment groups once this memtable is flushed.
+      this.memtable.tombstones.add(id);
+      n++;
+    }
+    return n;
+  }
+
+  private applyOp(op: Op, file: string): void {
+    if (op?.t === 'u' && Array.isArray(op.r)) {
+      this.applyUpsert(
+        op.r.map(([id, v, m]) => {
+          const vector = new Float32Array(this.info.dim);
+          new Uint8Array(vector.buffer).set(v);
+          return { id, vector, metadata: m === null ? undefined : (unpack(m) as Metadata) };
+        }),
+      );
+    } else if (op?.t === 'd' && Array.isArray(op.ids)) {
+      this.applyDelete(op.ids);
+    } else {
+      throw new CorruptDataError('WAL record holds an unknown operation', { file, reason: 'decode' });
+    }
+  }
+
+  // ---- flush and compaction ----
+
+  private async flushLocked(): Promise<void> {
+    let froze = false;
+    for (;;) {
+      if (!this.frozen) {
+        if (froze || (this.memtable.size === 0 && this.memtable.tombstones.size === 0)) return;
+        await this.freeze();
+        froze = true;
+      }
+      await this.writeFrozen();
+      if (this.segments.length > this.ctx.maxSegments) await this.compactLocked();
+    }
+  }
+
+  /** Moves the memtable aside and sends new writes to a new WAL file. */
+  private async freeze(): Promise<void> {
+    await this.journal.control(async (j) => {
+      const seq = j.current.header.walSeq + 1;
+      const w = await this.newWal(seq, this.manifest.generation);
+      crashPoint('flush:wal-created');
+      await j.switchTo(w).close();
+      this.frozen = this.memtable;
+      this.frozenWalSeq = seq;
+      this.memtable = this.newMemtable();
+    });
+    crashPoint('flush:frozen');
+  }
+
+  private async writeFrozen(): Promise<void> {
+    const frozen = this.frozen as Layer;
+    const labels: number[] = [];
+    for (let i = 0; i < frozen.size; i++) if (!frozen.isDead(i)) labels.push(i);
+    const segId = this.manifest.nextSegmentId;
+    let layer: Layer | undefined;
+    if (labels.length > 0) {
+      if (labels.length === frozen.size) layer = frozen;
+      else layer = await this.buildLayer(labels.map((label) => ({ layer: frozen, label })), segId);
+    }
+    const files = await this.writeGroup(segId, layer, [...frozen.tombstones], 'flush');
+    const next: ManifestData = {
+      ...this.manifest,
+      generation: this.manifest.generation + 1,
+      nextSegmentId: segId + 1,
+      firstWalSeq: this.frozenWalSeq,
+      groups: [...this.manifest.groups, { id: segId, count: labels.length, files }],
+    };
+    await this.commit(next);
+    crashPoint('flush:committed');
+    // Swap in memory, synchronously, so a search sees either layout whole.
+    if (layer) {
+      layer.segmentId = segId;
+      if (layer !== frozen) this.remap(layer, labels.map((label) => ({ layer: frozen, label })));
+      this.segments.push(layer);
+    }
+    this.frozen = undefined;
+    this.ctx.logger.debug({ collection: this.info.name, segmentId: segId, records: labels.length, generation: next.generation }, 'flush committed');
+    await this.rotateWal();
+    crashPoint('flush:wal-rotated');
+    await this.removeWalBefore(next.firstWalSeq);
+    crashPoint('flush:done');
+  }
+
+  private async compactLocked(): Promise<CompactionReport> {
+    const old = [...this.segments];
+    const oldGroups = this.manifest.groups;
+    const dead = old.reduce((n, l) => n + (l.size - l.live), 0);
+    const tombstoneOnly = oldGroups.some((g) => !g.files.some((f) => f.kind === SegmentKind.Vectors));
+    if (oldGroups.length <= 1 && dead === 0 && !tombstoneOnly) return { merged: 0, records: this.segments[0]?.live ?? 0, dropped: 0 };
+    const entries: { layer: Layer; label: number }[] = [];
+    for (const l of old) for (let i = 0; i < l.size; i++) if (!l.isDead(i)) entries.push({ layer: l, label: i });
+    const segId = this.manifest.nextSegmentId;
+    const layer = entries.length > 0 ? await this.buildLayer(entries, segId) : undefined;
+    crashPoint('compact:built');
+    // Every older group is merged: no tombstone has anything left to mask.
+    const files = await this.writeGroup(segId, layer, [], 'compact');
+    const next: ManifestData = {
+      ...this.manifest,
+      generation: this.manifest.generation + 1,
+      nextSegmentId: segId + 1,
+      groups: layer ? [{ id: segId, count: entries.length, files }] : [],
+    };
+    await this.commit(next);
+    crashPoint('compact:committed');
+    if (layer) this.remap(layer, entries);
+    this.segments = layer ? [layer] : [];
+    await this.rotateWal();
+    for (const g of oldGroups) for (const f of g.files) await fs.rm(segmentFile(this.dir, g.id, f.kind), { force: true });
+    crashPoint('compact:done');
+    this.ctx.logger.debug({ collection: this.info.name, merged: oldGroups.length, records: entries.length, dropped: dead }, 'compaction committed');
+    return { merged: oldGroups.length, records: entries.length, dropped: dead };
+  }
+
+  /** A new segment layer holding copies of the given live records, with a fresh index. */
+  private async buildLayer(entries: { layer: Layer; label: number }[], segId: number): Promise<Layer> {
+    const index = newIndex(this.params, entries.length);
+    const layer = new Layer(index, entries.length, segId);
+    for (let j = 0; j < entries.length; j++) {
+      const e = entries[j] as { layer: Layer; label: number };
+      layer.add(e.layer.ids[e.label] as string, e.layer.vectors[e.label] as Float32Array, e.layer.metadata[e.label]);
+      // Let searches run while a large index builds.
+      if ((j + 1) % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+    }
+    return layer;
+  }
+
+  /**
+   * Points every record of `entries` that is still live at its old place to
+   * its new label in `layer`; marks the rest (deleted or superseded while
+   * the layer was being written) dead.
+   */
+  private remap(layer: Layer, entries: { layer: Layer; label: number }[]): void {
+    entries.forEach((e, j) => {
+      const id = e.layer.ids[e.label] as string;
+      const loc = this.current.get(id);
+      if (loc && loc.layer === e.layer && loc.label === e.label) this.current.set(id, { layer, label: j });
+      else layer.markDead(j);
+    });
+  }
+
+  /** Writes the segment files of one group; returns their manifest entries. */
+  private async writeGroup(segId: number, layer: Layer | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
+    const version = this.ctx.keys.activeDekVersion(this.info.id);
+    const files: SegmentFileEntry[] = [];
+    // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
+    await this.ctx.keys.withDek(this.info.id, version, async (dek) => {
+      const put = async (kind: SegmentKind, data: Buffer): Promise<void> => {
+        try {
+          const r = await writeSegment(segmentFile(this.dir, segId, kind), { kind, storeId: this.ctx.storeId, collectionId: this.info.id, segmentId: segId, dekVersion: version }, dek, data);
+          files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
+        } finally {
+          data.fill(0);
+        }
+      };
+      if (layer) {
+        const n = layer.size;
+        await put(SegmentKind.Vectors, encodeVectorBlock(layer.ids.slice(0, n), layer.vectors.slice(0, n), this.info.dim));
+        crashPoint(`${step}:vectors-written`);
+        await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
+        crashPoint(`${step}:metadata-written`);
+        await put(SegmentKind.Index, await serializeIndex(layer.index, this.ctx.staging));
+        crashPoint(`${step}:index-written`);
+      }
+      if (tombstones.length > 0) {
+        await put(SegmentKind.Tombstones, encodeList(tombstones));
+        crashPoint(`${step}:tombstones-written`);
+      }
+    });
+    return files;
+  }
+
+  private async commit(next: ManifestData): Promise<void> {
+    const version = this.ctx.keys.activeDekVersion(this.info.id);
+    await this.ctx.keys.withDek(this.info.id, version, (dek) => writeManifest(this.dir, this.ctx.storeId, next, dek, version));
+    this.manifest = next;
+  }
+
+  /**
+   * Starts a new WAL file recording the current manifest generation, so that
+   * a manifest rolled back to an older generation is caught on open.
+   */
+  private async rotateWal(): Promise<void> {
+    await this.journal.control(async (j) => {
+      const w = await this.newWal(j.current.header.walSeq + 1, this.manifest.generation);
+      await j.switchTo(w).close();
+    });
+  }
+
+  private async removeWalBefore(seq: number): Promise<void> {
+    for (const s of await listWalFiles(this.walDir)) {
+      if (s < seq) await fs.rm(join(this.walDir, walFileName(s)), { force: true });
+    }
+  }
+
+  private async newWal(walSeq: number, generation: number): Promise<WalWriter> {
+    const version = this.ctx.keys.activeDekVersion(this.info.id);
+    return this.ctx.keys.withDek(this.info.id, version, (dek) =>
+      WalWriter.create(this.walDir, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq, dekVersion: version, generation }, dek, {
+        sync: this.ctx.durability === 'batch',
+      }),
+    );
+  }
+
+  // ---- open ----
+
+  private async load(): Promise<void> {
+    await this.withKeys(async (keyFor) => {
+      const m = await readManifest(this.dir, this.ctx.storeId, this.info.id, keyFor);
+      const manifestFile = join(this.dir, 'MANIFEST');
+      const want = this.paramsRecord();
+      if (m.name !== this.info.name || Object.entries(want).some(([k, v]) => m.params[k] !== v)) {
+        throw new CorruptDataError(`the catalog entry "${this.info.name}" does not match the collection's sealed manifest`, {
+          file: manifestFile,
+          reason: 'catalog',
+        });
+      }
+      const walSeqs = await listWalFiles(this.walDir);
+      for (const s of walSeqs) {
+        const path = join(this.walDir, walFileName(s));
+        const h = await readWalHeader(path, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq: s });
+        if (h.generation > m.generation) {
+          throw new RollbackError(`manifest generation ${m.generation} is older than WAL file ${walFileName(s)} proves (${h.generation})`, {
+            file: manifestFile,
+            reason: 'rollback',
+          });
+        }
+      }
+      this.manifest = m;
+      for (const g of m.groups) await this.loadGroup(g, keyFor);
+      await this.removeOrphanSegments(m);
+      const live = walSeqs.filter((s) => s >= m.firstWalSeq);
+      live.forEach((s, i) => {
+        if (s !== m.firstWalSeq + i) {
+          throw new CorruptDataError(`WAL file ${walFileName(m.firstWalSeq + i)} is missing`, {
+            file: join(this.walDir, walFileName(m.firstWalSeq + i)),
+            reason: 'missing',
+          });
+        }
+      });
+      let replayed = 0;
+      for (const s of live) {
+        const path = join(this.walDir, walFileName(s));
+        const contents = await readWal(path, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq: s }, keyFor, { repair: true });
+        if (contents.truncated > 0) this.ctx.logger.warn({ collection: this.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
+        for (const rec of contents.records) {
+          let op: Op;
+          try {
+            op = unpack(rec) as Op;
+          } catch (err) {
+            rec.fill(0);
+            throw new CorruptDataError('WAL record does not decode', { file: path, reason: 'decode', cause: err });
+          }
+          // Binary fields are views into rec: apply (which copies) before zeroing.
+          this.applyOp(op, path);
+          rec.fill(0);
+          replayed++;
+        }
+      }
+      await this.removeWalBefore(m.firstWalSeq);
+      const nextSeq = Math.max(m.firstWalSeq - 1, ...walSeqs) + 1;
+      this.journal = new Journal(await this.newWal(nextSeq, m.generation));
+      this.ctx.logger.debug({ collection: this.info.name, generation: m.generation, groups: m.groups.length, replayed }, 'collection opened');
+    });
+  }
+
+  private async loadGroup(g: SegmentGroup, keyFor: DekLookup): Promise<void> {
+    const byKind = new Map(g.files.map((f) => [f.kind, f]));
+    const read = async (kind: SegmentKind): Promise<Buffer | undefined> => {
+      const f = byKind.get(kind);
+      if (!f) return undefined;
+      return readSegment(
+        segmentFile(this.dir, g.id, kind),
+        { storeId: this.ctx.storeId, collectionId: this.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
+        keyFor,
+      );
+    };
+    const tombFile = segmentFile(this.dir, g.id, SegmentKind.Tombstones);
+    const tomb = await read(SegmentKind.Tombstones);
+    if (tomb) {
+      const ids = decodeList(tomb, undefined, tombFile);
+      tomb.fill(0);
+      for (const id of ids) {
+        if (typeof id !== 'string') throw new CorruptDataError('tombstone is not an id', { file: tombFile, reason: 'decode' });
+        const prev = this.current.get(id);
+        if (prev) {
+          prev.layer.markDead(prev.label);
+          this.current.delete(id);
+        }
+      }
+    }
+    const vec = await read(SegmentKind.Vectors);
+    if (!vec) return;
+    const vecFile = segmentFile(this.dir, g.id, SegmentKind.Vectors);
+    const block = decodeVectorBlock(vec, this.info.dim, vecFile);
+    vec.fill(0);
+    const metaFile = segmentFile(this.dir, g.id, SegmentKind.Metadata);
+    const metaBytes = await read(SegmentKind.Metadata);
+    const idxBytes = await read(SegmentKind.Index);
+    if (!metaBytes || !idxBytes) {
+      throw new CorruptDataError(`segment group ${g.id} lacks its ${metaBytes ? 'index' : 'metadata'} block`, { file: join(this.dir, 'MANIFEST'), reason: 'missing' });
+    }
+    const metas = decodeList(metaBytes, block.ids.length, metaFile);
+    metaBytes.fill(0);
+    const idxFile = segmentFile(this.dir, g.id, SegmentKind.Index);
+    let index;
+    try {
+      index = await deserializeIndex(idxBytes, this.params, this.ctx.staging);
+    } catch (err) {
+      throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
+    } finally {
+      idxBytes.fill(0);
+    }
+    if (index.getCurrentCount() !== block.ids.length) {
+      throw new CorruptDataError('HNSW index and vector block disagree on the record count', { file: idxFile, reason: 'decode' });
+    }
+    const layer = new Layer(index, block.ids.length, g.id);
+    const dim = this.info.dim;
+    const seen = new Set<string>();
+    block.ids.forEach((id, i) => {
+      if (seen.has(id)) throw new CorruptDataError('vector block repeats an id', { file: vecFile, reason: 'decode' });
+      seen.add(id);
+      const m = metas[i];
+      layer.push(id, block.vectors.subarray(i * dim, (i + 1) * dim), m === null || m === undefined ? undefined : (m as Metadata));
+    });
+    block.ids.forEach((id, i) => {
+      const prev = this.current.get(id);
+      if (prev) prev.layer.markDead(prev.label);
+      this.current.set(id, { layer, label: i });
+    });
+    this.segments.push(layer);
+  }
+
+  /** Removes segment files no manifest lists: leftovers of a flush or compaction cut short. */
+  private async removeOrphanSegments(m: ManifestData): Promise<void> {
+    const segDir = join(this.dir, 'seg');
+    const live = new Set(m.groups.flatMap((g) => g.files.map((f) => segmentFile(this.dir, g.id, f.kind))));
+    let names: string[];
+    try {
+      names = await fs.readdir(segDir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(segDir, n);
+      if (!live.has(p)) await fs.rm(p, { force: true });
+    }
+  }
+
+  // ---- helpers ----
+
+  private initialManifest(): ManifestData {
+    return {
+      format: MANIFEST_FORMAT,
+      collectionId: this.info.id,
+      name: this.info.name,
+      params: this.paramsRecord(),
+      generation: 0,
+      nextSegmentId: 1,
+      firstWalSeq: 1,
+      groups: [],
+    };
+  }
+
+  private paramsRecord(): Record<string, string | number> {
+    return { dim: this.info.dim, space: this.info.space, M: this.info.M, efConstruction: this.info.efConstruction };
+  }
+
+  private get walDir(): string {
+    return join(this.dir, 'wal');
+  }
+
+  private newMemtable(): Layer {
+    return new Layer(newIndex(this.params, 1024), 1024, undefined);
+  }
+
+  private layers(): Layer[] {
+    return this.frozen ? [...this.segments, this.frozen, this.memtable] : [...this.segments, this.memtable];
+  }
+
+  private async withKeys<T>(fn: (keyFor: DekLookup) => Promise<T>): Promise<T> {
+    const leases: DekLease[] = [];
+    try {
+      return await fn(async (v) => {
+        const l = await this.ctx.keys.leaseDek(this.info.id, v);
+        leases.push(l);
+        return l.key;
+      });
+    } finally {
+      for (const l of leases) l.release();
+    }
+  }
+
+  /** Flushes and compactions of one collection run one at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveChain.then(fn, fn);
+    this.exclusiveChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError(`collection "${this.info.name}" is closed`);
+  }
+}
+
+/** The directory of a collection inside a store. */
+export function collectionDir(storeDir: string, collectionId: string): string {
+  return join(storeDir, 'collections', collectionId);
+}
+
+function cloneMeta(m: Metadata | undefined): Metadata | undefined {
+  return m === undefined ? undefined : structuredClone(m);
+}

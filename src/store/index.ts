@@ -1,0 +1,15 @@
+export { openStore, Store, type OpenStoreOptions, type CreateCollectionOptions, type CollectionSummary, type KeysOption } from './store.js';
+export {
+  Collection,
+  type VectorRecord,
+  type StoredRecord,
+  type SearchOptions,
+  type SearchResult,
+  type CollectionStats,
+  type CompactionReport,
+} from './collection.js';
+export type { Filter } from './filter.js';
+export type { Metadata } from './metadata.js';
+export { MAX_METADATA_BYTES } from './metadata.js';
+export { MAX_ID_BYTES } from './validate.js';
+export type { Space } from './layer.js';
