@@ -26,3 +26,4 @@ export {
   type SegmentHeader,
   type SegmentExpectation,
 } from './storage/segment.js';
+export * from './store/index.js';
