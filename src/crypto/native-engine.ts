@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClosedError, InvalidArgumentError } from '../errors.js';
 import { AEAD_KEY_SIZE, PageAuthFailure, type ChunkCipher, type ChunkEngine } from './engine.js';
@@ -17,16 +18,21 @@ export interface AeadAddon {
 const ADDON_FILE = 'vectorseal_aead.node';
 
 /**
- * Where node-gyp leaves the addon: src/crypto/native/build/Release, seen from
- * src/crypto (tests, tsx) or from dist/crypto (the compiled package).
+ * Where node-gyp leaves the addon: src/crypto/native/build/Release. Found by
+ * walking up from this module, so that it is found from src/crypto (tests),
+ * dist/crypto (the compiled package) and any other compiled copy.
  */
 function candidatePaths(): string[] {
   const override = process.env['VECTORSEAL_NATIVE_ADDON'];
-  return [
-    ...(override ? [override] : []),
-    fileURLToPath(new URL(`./native/build/Release/${ADDON_FILE}`, import.meta.url)),
-    fileURLToPath(new URL(`../../src/crypto/native/build/Release/${ADDON_FILE}`, import.meta.url)),
-  ];
+  const paths = override ? [override] : [];
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    paths.push(join(dir, 'src', 'crypto', 'native', 'build', 'Release', ADDON_FILE));
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return paths;
 }
 
 let loaded: { addon: AeadAddon; path: string } | null | undefined;

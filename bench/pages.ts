@@ -1,0 +1,349 @@
+/**
+ * Page benchmark: seal and open MB/s for 4, 16 and 64 KiB pages, measured side
+ * by side in one run, against the hardware limit `openssl speed -evp
+ * aes-256-gcm` that the benchmark runs itself with the same time budget.
+ *
+ * Contenders (each verified before it is timed):
+ *   native       the addon's page engine, one thread, one cipher context reused
+ *   native-pool  the worker pool: the caller's thread plus workers, all cores
+ *   node         the node:crypto page engine (the fallback)
+ *   cipheriv     a plain createCipheriv / createDecipheriv loop per 16 KiB page,
+ *                what a user would write by hand
+ *   openssl      `openssl speed -evp aes-256-gcm [-decrypt] -bytes N -seconds S`
+ *
+ * Run: `npm run bench:pages [-- --quick] [--rounds R] [--seconds S] [--sizes 4,16,64]` (compiles bench/tsconfig.json into
+ * dist/bench-build, runs it, writes bench/results/pages.json). Importable:
+ * {@link runPageBench} returns the numbers without printing or writing.
+ */
+import { execFile } from 'node:child_process';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { CHUNK_SIZE, TAG_SIZE, chunkNonce, sealedSize, type ChunkEngine } from '../src/crypto/engine.js';
+import { loadNativeEngine } from '../src/crypto/native-engine.js';
+import { nodeEngine } from '../src/crypto/node-engine.js';
+import { CryptoPool, sharedBuffer } from '../src/crypto/pool.js';
+
+const run = promisify(execFile);
+
+export type Op = 'seal' | 'open';
+export type Contender = 'native' | 'native-pool' | 'node' | 'cipheriv' | 'openssl';
+
+export interface PageBenchOptions {
+  /** Page sizes in bytes; default 4, 16 and 64 KiB. */
+  sizes?: number[];
+  /** Whole seconds per contender, op, size and round (openssl gets the same). Default 1. */
+  seconds?: number;
+  /** Rounds; each contender's best round is reported. Default 3, or 1 with quick. */
+  rounds?: number;
+  quick?: boolean;
+  /** Progress lines; default silent. */
+  log?: (line: string) => void;
+}
+
+export interface PageBenchRow {
+  pageSize: number;
+  op: Op;
+  /** MB/s (10^6 bytes of plaintext per second) per contender; absent when it could not run. */
+  mbps: Partial<Record<Contender, number>>;
+}
+
+export interface PageBenchResult {
+  machine: { cpu: string; cores: number; node: string; openssl: string; nodeOpenssl: string };
+  seconds: number;
+  rounds: number;
+  poolThreads: number;
+  rows: PageBenchRow[];
+  /** Ratios per page size and op. */
+  ratios: {
+    pageSize: number;
+    op: Op;
+    nativeToOpenssl?: number;
+    allCoresScaling?: number;
+    nativeToCipheriv?: number;
+    nativeToNode?: number;
+  }[];
+}
+
+const MB = 1e6;
+
+/** A set of distinct pages, about 256 KiB in all (cache-resident, like openssl speed's buffer). */
+function pageSet(pageSize: number): Buffer[] {
+  const count = Math.max(4, Math.ceil((256 * 1024) / pageSize));
+  return Array.from({ length: count }, () => randomBytes(pageSize));
+}
+
+const chunksOf = (pageSize: number): number => Math.max(1, Math.ceil(pageSize / CHUNK_SIZE));
+
+/** Runs `step` (which processes `bytesPerStep` bytes) for `seconds`; returns MB/s. */
+function timeSync(seconds: number, bytesPerStep: number, step: () => void): number {
+  for (let i = 0; i < 20; i++) step(); // warm-up
+  const deadline = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
+  const start = process.hrtime.bigint();
+  let steps = 0;
+  let now = start;
+  while (now < deadline) {
+    for (let i = 0; i < 16; i++) step();
+    steps += 16;
+    now = process.hrtime.bigint();
+  }
+  return (steps * bytesPerStep) / (Number(now - start) / 1e9) / MB;
+}
+
+async function timeAsync(seconds: number, bytesPerStep: number, step: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 3; i++) await step();
+  const deadline = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
+  const start = process.hrtime.bigint();
+  let steps = 0;
+  let now = start;
+  while (now < deadline) {
+    await step();
+    steps++;
+    now = process.hrtime.bigint();
+  }
+  return (steps * bytesPerStep) / (Number(now - start) / 1e9) / MB;
+}
+
+function fail(what: string): never {
+  throw new Error(`page benchmark: ${what} produced wrong output; refusing to time it`);
+}
+
+/** Reference ciphertexts: each page sealed by the node:crypto engine at counter i × chunksPerPage. */
+function referenceSealed(key: Buffer, base: Buffer, pages: Buffer[]): Buffer[] {
+  const cipher = nodeEngine.cipher(key);
+  const perPage = chunksOf(pages[0]?.length ?? 1);
+  const out = pages.map((p, i) => {
+    const o = Buffer.alloc(sealedSize(p.length));
+    cipher.seal(base, i * perPage, p, o);
+    return o;
+  });
+  cipher.dispose();
+  return out;
+}
+
+/** One engine's page loop, verified against the reference, then timed. */
+function benchEngine(engine: ChunkEngine, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): number {
+  const pageSize = pages[0]?.length ?? 0;
+  const perPage = chunksOf(pageSize);
+  const cipher = engine.cipher(key);
+  try {
+    const outs = (op === 'seal' ? sealed : pages).map((b) => Buffer.alloc(b.length));
+    const inputs = op === 'seal' ? pages : sealed;
+    const call = (i: number): number =>
+      op === 'seal' ? cipher.seal(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer) : cipher.open(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer);
+    for (let i = 0; i < pages.length; i++) call(i);
+    const expected = op === 'seal' ? sealed : pages;
+    outs.forEach((o, i) => o.equals(expected[i] as Buffer) || fail(`${engine.name} ${op}`));
+    let i = 0;
+    return timeSync(seconds, pageSize, () => {
+      call(i);
+      i = i + 1 === pages.length ? 0 : i + 1;
+    });
+  } finally {
+    cipher.dispose();
+  }
+}
+
+/** createCipheriv / createDecipheriv per 16 KiB piece of a page, allocating as node:crypto does. */
+function cipherivPage(op: Op, key: Buffer, base: Buffer, firstCounter: number, input: Buffer, nonce: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  if (op === 'seal') {
+    for (let at = 0, c = firstCounter; at < input.length; at += CHUNK_SIZE, c++) {
+      const cipher = createCipheriv('aes-256-gcm', key, chunkNonce(base, c, nonce));
+      parts.push(cipher.update(input.subarray(at, at + CHUNK_SIZE)), cipher.final(), cipher.getAuthTag());
+    }
+  } else {
+    const sealedChunk = CHUNK_SIZE + TAG_SIZE;
+    for (let at = 0, c = firstCounter; at < input.length; at += sealedChunk, c++) {
+      const end = Math.min(input.length, at + sealedChunk);
+      const decipher = createDecipheriv('aes-256-gcm', key, chunkNonce(base, c, nonce));
+      decipher.setAuthTag(input.subarray(end - TAG_SIZE, end));
+      parts.push(decipher.update(input.subarray(at, end - TAG_SIZE)), decipher.final());
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): number {
+  const pageSize = pages[0]?.length ?? 0;
+  const perPage = chunksOf(pageSize);
+  const inputs = op === 'seal' ? pages : sealed;
+  const expected = op === 'seal' ? sealed : pages;
+  const nonce = Buffer.alloc(12);
+  inputs.forEach((input, i) => cipherivPage(op, key, base, i * perPage, input, nonce).equals(expected[i] as Buffer) || fail(`createCipheriv ${op}`));
+  let i = 0;
+  return timeSync(seconds, pageSize, () => {
+    cipherivPage(op, key, base, i * perPage, inputs[i] as Buffer, nonce);
+    i = i + 1 === pages.length ? 0 : i + 1;
+  });
+}
+
+/** The pool over one batch of pages per call (about 4 MiB, so that dispatch is a small share of a call). */
+async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Promise<number> {
+  const pageSize = pages[0]?.length ?? 0;
+  const perBatch = Math.max(pool.threads * 4, Math.ceil((4 * 1024 * 1024) / pageSize));
+  const perPage = chunksOf(pageSize);
+  const plain = sharedBuffer(perBatch * pageSize);
+  const sealedPage = sealedSize(pageSize);
+  const ct = sharedBuffer(perBatch * sealedPage);
+  for (let p = 0; p < perBatch; p++) plain.set(pages[p % pages.length] as Buffer, p * pageSize);
+  // Reference for the batch: page p at counter p × perPage.
+  const ref = nodeEngine.cipher(key);
+  for (let p = 0; p < perBatch; p++) ref.seal(base, p * perPage, plain.subarray(p * pageSize, (p + 1) * pageSize), ct.subarray(p * sealedPage));
+  ref.dispose();
+  const out = sharedBuffer(op === 'seal' ? ct.length : plain.length);
+  const step = (): Promise<number> =>
+    op === 'seal' ? pool.seal(key, base, 0, plain, out, { pageSize }) : pool.open(key, base, 0, ct, out, { pageSize });
+  await step();
+  if (!out.equals(op === 'seal' ? ct : plain)) fail(`pool ${op}`);
+  void sealed;
+  return timeAsync(seconds, perBatch * pageSize, step);
+}
+
+/** `openssl speed` for one size and direction, in MB/s; undefined when openssl is not installed. */
+async function opensslSpeed(op: Op, pageSize: number, seconds: number): Promise<number | undefined> {
+  const args = ['speed', '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
+  try {
+    const { stdout } = await run('openssl', args, { timeout: (seconds + 30) * 1000 });
+    // Machine-readable line: +F:<n>:AES-256-GCM:<bytes per second>
+    const line = stdout.split('\n').find((l) => l.startsWith('+F:'));
+    const value = line ? Number(line.split(':').at(-1)) : NaN;
+    return Number.isFinite(value) ? value / MB : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function opensslVersion(): Promise<string> {
+  try {
+    return (await run('openssl', ['version'])).stdout.trim();
+  } catch {
+    return 'not installed';
+  }
+}
+
+const round = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 100) / 100);
+const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || b === 0 ? undefined : round(a / b));
+
+/** Runs the page benchmark and returns the numbers (prints nothing unless `log` is given). */
+export async function runPageBench(options: PageBenchOptions = {}): Promise<PageBenchResult> {
+  const quick = options.quick ?? false;
+  // openssl speed takes whole seconds; every contender gets the same budget per round.
+  const seconds = Math.max(1, Math.round(options.seconds ?? 1));
+  const rounds = Math.max(1, options.rounds ?? (quick ? 1 : 3));
+  const sizes = options.sizes ?? [4096, 16384, 65536];
+  const log = options.log ?? ((): void => undefined);
+  const native = loadNativeEngine();
+  const pool = new CryptoPool({ workers: Math.max(1, availableParallelism() - 1), engine: native ?? nodeEngine });
+  const key = randomBytes(32);
+  const base = randomBytes(12);
+  const rows: PageBenchRow[] = [];
+  try {
+    for (const pageSize of sizes) {
+      const pages = pageSet(pageSize);
+      const sealed = referenceSealed(key, base, pages);
+      for (const op of ['seal', 'open'] as const) {
+        const mbps: PageBenchRow['mbps'] = {};
+        const contenders: [Contender, () => Promise<number | undefined> | number | undefined][] = [
+          ['openssl', () => opensslSpeed(op, pageSize, seconds)],
+          ['native', () => (native ? benchEngine(native, op, key, base, pages, sealed, seconds) : undefined)],
+          ['native-pool', () => benchPool(pool, op, key, base, pages, sealed, seconds)],
+          ['node', () => benchEngine(nodeEngine, op, key, base, pages, sealed, seconds)],
+          ['cipheriv', () => benchCipheriv(op, key, base, pages, sealed, seconds)],
+        ];
+        // Rounds, each contender once per round in a rotating order; the best round counts for every contender alike.
+        for (let r = 0; r < rounds; r++) {
+          for (let k = 0; k < contenders.length; k++) {
+            const [name, measure] = contenders[(k + r) % contenders.length] as (typeof contenders)[number];
+            const value = await measure();
+            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ${value === undefined ? 'n/a' : value.toFixed(0)} MB/s`);
+            if (value !== undefined) mbps[name] = Math.max(mbps[name] ?? 0, round(value) as number);
+          }
+        }
+        rows.push({ pageSize, op, mbps });
+      }
+    }
+  } finally {
+    await pool.close();
+    key.fill(0);
+  }
+  const ratios = rows.map((r) => ({
+    pageSize: r.pageSize,
+    op: r.op,
+    nativeToOpenssl: ratio(r.mbps.native, r.mbps.openssl),
+    allCoresScaling: ratio(r.mbps['native-pool'], r.mbps.native),
+    nativeToCipheriv: ratio(r.mbps.native, r.mbps.cipheriv),
+    nativeToNode: ratio(r.mbps.native, r.mbps.node),
+  }));
+  return {
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cores: availableParallelism(),
+      node: process.version,
+      openssl: await opensslVersion(),
+      nodeOpenssl: process.versions.openssl ?? 'unknown',
+    },
+    seconds,
+    rounds,
+    poolThreads: pool.threads,
+    rows,
+    ratios,
+  };
+}
+
+/** The result as a Markdown table plus the ratio lines. */
+export function formatPageBench(result: PageBenchResult): string {
+  const names: Contender[] = ['openssl', 'native', 'native-pool', 'node', 'cipheriv'];
+  const lines = [
+    `| page | op | ${names.join(' | ')} | native/openssl | all cores | native/cipheriv |`,
+    `|---|---|${names.map(() => '---:').join('|')}|---:|---:|---:|`,
+  ];
+  result.rows.forEach((r, i) => {
+    const q = result.ratios[i];
+    const fmt = (x: number | undefined, suffix = ''): string => (x === undefined ? 'n/a' : `${x.toFixed(suffix ? 2 : 0)}${suffix}`);
+    lines.push(
+      `| ${r.pageSize / 1024} KiB | ${r.op} | ${names.map((n) => fmt(r.mbps[n])).join(' | ')} | ${fmt(q?.nativeToOpenssl, '×')} | ${fmt(q?.allCoresScaling, '×')} | ${fmt(q?.nativeToCipheriv, '×')} |`,
+    );
+  });
+  lines.push(
+    '',
+    `MB/s of plaintext (10^6 B/s), best of ${result.rounds} round(s) of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
+    `${result.machine.cpu}, ${result.machine.cores} cores, Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
+  );
+  return lines.join('\n');
+}
+
+/** The repository root: the nearest directory above this file with a package.json. */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const flag = (name: string): number | undefined => {
+    const at = process.argv.indexOf(name);
+    return at > 0 ? Number(process.argv[at + 1]) : undefined;
+  };
+  const seconds = flag('--seconds');
+  const rounds = flag('--rounds');
+  const sizes = process.argv.includes('--sizes') ? String(process.argv[process.argv.indexOf('--sizes') + 1]).split(',').map((k) => Number(k) * 1024) : undefined;
+  const result = await runPageBench({ quick, ...(seconds ? { seconds } : {}), ...(rounds ? { rounds } : {}), ...(sizes ? { sizes } : {}), log: (l) => console.error(l) });
+  console.log(formatPageBench(result));
+  const dir = join(repoRoot(), 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'pages.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, ...result }, null, 2)}\n`);
+  console.log(`\nwrote ${join(dir, 'pages.json')}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main();
+}
