@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
+import type { Space } from '../../store/index.js';
+import { output, parseIntOption, storeOptions, withStore, type StoreCliOptions } from '../context.js';
+
+export function registerCollectionCommands(program: Command): void {
+  const col = program.command('collection').description('create, list and drop collections');
+
+  storeOptions(col.command('create <name>').description('create a collection with its own data key'))
+    .requiredOption('--dim <n>', 'vector dimension', parseIntOption('--dim', 1, 65_536))
+    .option('--space <space>', 'l2 | ip | cosine', 'l2')
+    .option('--tenant <tenant>', 'tenant (its own KEK when one is configured)')
+    .option('--m <n>', 'HNSW links per node', parseIntOption('--m', 2, 256))
+    .option('--ef-construction <n>', 'HNSW build breadth', parseIntOption('--ef-construction', 1, 10_000))
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: StoreCliOptions & { dim: number; space: string; tenant?: string; m?: number; efConstruction?: number }) => {
+      if (!['l2', 'ip', 'cosine'].includes(opts.space)) throw new InvalidArgumentError(`--space expected l2, ip or cosine, got "${opts.space}"`);
+      await withStore(opts, async (store) => {
+        const c = await store.createCollection(name, {
+          dim: opts.dim,
+          space: opts.space as Space,
+          ...(opts.tenant === undefined ? {} : { tenant: opts.tenant }),
+          ...(opts.m === undefined ? {} : { M: opts.m }),
+          ...(opts.efConstruction === undefined ? {} : { efConstruction: opts.efConstruction }),
+        });
+        const s = c.stats();
+        output(opts, { name: s.name, id: s.id, dim: s.dim, space: s.space, tenant: s.tenant ?? null, dekVersion: s.dekVersion }, () => `created collection ${s.name} (${s.space}, dim ${s.dim}, DEK v${s.dekVersion})`);
+      });
+    });
+
+  storeOptions(col.command('list').description('list collections'))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      await withStore(opts, async (store) => {
+        const list = store.listCollections();
+        output(opts, list, () => (list.length === 0 ? 'no collections' : list.map((c) => `${c.name}\t${c.space}\tdim ${c.dim}\t${c.count} records${c.tenant ? `\ttenant ${c.tenant}` : ''}`).join('\n')));
+      });
+    });
+
+  storeOptions(col.command('drop <name>').description('drop a collection: destroys its data keys, removes its files'))
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: StoreCliOptions) => {
+      await withStore(opts, async (store) => {
+        await store.dropCollection(name);
+        output(opts, { dropped: name }, () => `dropped collection ${name} (its data keys are destroyed)`);
+      });
+    });
+}

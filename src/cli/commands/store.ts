@@ -1,0 +1,103 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { AlreadyExistsError } from '../../errors.js';
+import { defaultLocalKeyDir } from '../../keys/key-manager.js';
+import { exists } from '../../storage/fsutil.js';
+import type { Store } from '../../store/index.js';
+import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
+import { openFromCli, output, storeDir, storeOptions, withStore, type StoreCliOptions } from '../context.js';
+
+/** Everything `info` shows: counts, segments, key references and versions, never key material. */
+export function describeStore(store: Store): Record<string, unknown> {
+  const ring = store.keys.keyring;
+  return {
+    dir: store.dir,
+    storeId: store.storeId,
+    keks: Object.entries(ring.keks).map(([name, k]) => ({
+      name,
+      provider: k.provider,
+      keyId: k.keyId,
+      currentVersion: k.currentVersion ?? null,
+      ...(k.config?.['keyDir'] === undefined ? {} : { keyDir: k.config['keyDir'] }),
+    })),
+    collections: store.listCollections().map((c) => {
+      const s = store.collection(c.name).stats();
+      const keys = ring.collections[c.id];
+      return {
+        name: c.name,
+        id: c.id,
+        dim: c.dim,
+        space: c.space,
+        tenant: c.tenant ?? null,
+        count: s.count,
+        unflushed: s.unflushed,
+        segments: s.segments,
+        segmentFiles: s.segmentFiles,
+        segmentBytes: s.segmentBytes,
+        deadRecords: s.deadRecords,
+        manifestGeneration: s.generation,
+        activeDekVersion: keys?.activeVersion ?? null,
+        deks: (keys?.deks ?? []).map((d) => ({ version: d.version, state: d.state, wrappedUnder: d.wraps.map((w) => `${w.kek} (${w.keyId} v${w.kekVersion ?? '?'})`) })),
+      };
+    }),
+  };
+}
+
+export function registerStoreCommands(program: Command): void {
+  storeOptions(program.command('init').description('create a new store protected by a local master key'))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      const dir = storeDir(opts);
+      if (await exists(join(dir, 'STORE'))) throw new AlreadyExistsError(`a store already exists in ${dir}`);
+      const store = await openFromCli(opts, true);
+      const kek = Object.values(store.keys.keyring.keks)[0];
+      const info = { dir: store.dir, storeId: store.storeId, keyProvider: kek?.provider, keyId: kek?.keyId, keyDir: kek?.config?.['keyDir'] ?? defaultLocalKeyDir() };
+      await store.close();
+      output(opts, info, () =>
+        [
+          `created store ${info.storeId}`,
+          `  data:        ${info.dir}`,
+          `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`,
+        ].join('\n'),
+      );
+    });
+
+  storeOptions(program.command('info').description('collections, counts, segments and key versions (never key material)'))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      await withStore(opts, async (store) => {
+        const d = describeStore(store) as ReturnType<typeof describeStore> & { collections: Record<string, unknown>[]; keks: Record<string, unknown>[] };
+        output(opts, d, () =>
+          [
+            `store ${String(d['storeId'])} at ${String(d['dir'])}`,
+            ...d.keks.map((k) => `  KEK ${String(k['name'])}: ${String(k['provider'])} ${String(k['keyId'])} version ${String(k['currentVersion'])}`),
+            `  ${d.collections.length} collection(s)`,
+            ...d.collections.map(
+              (c) =>
+                `  - ${String(c['name'])} (${String(c['space'])}, dim ${String(c['dim'])}${c['tenant'] ? `, tenant ${String(c['tenant'])}` : ''}): ${String(c['count'])} records, ${String(c['segments'])} segment group(s), ${String(c['segmentBytes'])} bytes, DEK v${String(c['activeDekVersion'])}`,
+            ),
+          ].join('\n'),
+        );
+      });
+    });
+
+  storeOptions(program.command('rotate-kek').description('rewrap every DEK under a new KEK version; data files are not touched'))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      await withStore(opts, async (store) => {
+        await store.flush();
+        const before = await fingerprintDataFiles(store.dir);
+        const report = await store.rotateKek();
+        const after = await fingerprintDataFiles(store.dir);
+        const diff = compareFingerprints(before, after);
+        const result = { ...report, dataFiles: { checked: diff.files, byteIdentical: diff.identical, changed: diff.changed } };
+        output(opts, result, () =>
+          [
+            `rotated KEK "${report.kek}" (${report.keyId}): version ${report.fromVersion ?? '?'} -> ${report.toVersion ?? '?'}${report.resumed ? ' (resumed an interrupted rotation)' : ''}`,
+            `  DEKs rewrapped: ${report.rewrapped} across ${report.collections} collection(s)${report.alreadyCurrent ? `, ${report.alreadyCurrent} already current` : ''}`,
+            `  data files: ${diff.files} checked, ${diff.identical ? 'all byte-identical (SHA-256 and mtime unchanged)' : `CHANGED: ${diff.changed.join(', ')}`}`,
+          ].join('\n'),
+        );
+      });
+    });
+}
