@@ -13,6 +13,7 @@ import { KeyService } from './key-service.js';
 import { KeyStore } from './key-store.js';
 import { isAllowed } from './policy.js';
 import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
+import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
 import type { WireInput } from './wire.js';
 
@@ -37,6 +38,8 @@ export interface KeyServiceOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Protects stored key material. Default: a local root key file. */
   rootKey?: RootKeyProtector;
+  /** Keep the root key in a PKCS#11 token (an HSM) instead of a file; the service logs in at start and out at close. */
+  rootPkcs11?: Pkcs11RootKeyOptions;
   /** The local root key file. Default `<dataDir>/root.key`. */
   rootKeyFile?: string;
   /** The audit log file. Default `<dataDir>/audit.log`. */
@@ -67,8 +70,16 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const clock = options.clock ?? systemClock;
   const authClock = options.authClock ?? systemClock;
-  const protector = options.rootKey ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key')));
-  const store = await KeyStore.open(options.dataDir, protector);
+  if (options.rootPkcs11 !== undefined && (options.rootKey !== undefined || options.rootKeyFile !== undefined)) {
+    throw new InvalidArgumentError('startKeyService expected one root key: "rootPkcs11", "rootKey" or "rootKeyFile"');
+  }
+  const pkcs11Root = options.rootPkcs11 === undefined ? undefined : await Pkcs11RootKey.open(options.rootPkcs11);
+  const protector =
+    options.rootKey ?? pkcs11Root ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key')));
+  const store = await KeyStore.open(options.dataDir, protector).catch(async (err: unknown) => {
+    await pkcs11Root?.close();
+    throw err;
+  });
   const service = new KeyService(store, config.region, config.accountId, clock);
   const audit = createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
   const principals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
@@ -191,6 +202,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
           server.closeAllConnections();
         });
         store.clearMaterial();
+        await pkcs11Root?.close();
         await audit.close();
       })();
       return closed;
