@@ -1,0 +1,55 @@
+// Child process for the crash tests: writes a deterministic sequence of
+// upserts, deletes, flushes and a compaction through the built package, and
+// prints one line per acknowledged operation ("u <i>", "d <i>", "f", "c").
+// VECTORSEAL_CRASH_AT kills it with SIGKILL at a named step.
+import { writeSync } from 'node:fs';
+import { openStore } from '../../dist/index.js';
+
+const [dir, keyDir, mode, marker] = process.argv.slice(2);
+const ack = (line) => writeSync(1, `${line}\n`);
+
+/** Vector of record i: distinctive, reproducible from i alone. */
+export function vectorOf(i) {
+  return Array.from({ length: 8 }, (_, j) => i + j / 8);
+}
+
+const store = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, maxSegments: 3 });
+const col = store.listCollections().some((c) => c.name === 'c') ? store.collection('c') : await store.createCollection('c', { dim: 8 });
+const meta = (i) => ({ i, tag: `${marker ?? 'secret'}-${i}` });
+
+let next = 0;
+async function upserts(n) {
+  for (let b = 0; b < n; b += 5) {
+    const batch = [];
+    for (let k = 0; k < 5; k++, next++) batch.push({ id: `id-${next}`, vector: vectorOf(next), metadata: meta(next) });
+    await col.upsert(batch);
+    for (const r of batch) ack(`u ${r.metadata.i}`);
+  }
+}
+async function del(i) {
+  await col.delete([`id-${i}`]);
+  ack(`d ${i}`);
+}
+
+if (mode === 'sequence') {
+  await upserts(20);
+  await del(3);
+  await col.flush();
+  ack('f');
+  await upserts(20);
+  await del(25);
+  await del(4);
+  await col.flush();
+  ack('f');
+  await upserts(10);
+  await col.flush();
+  ack('f');
+  await upserts(10);
+  await col.flush(); // 4 groups > maxSegments 3: compacts
+  ack('f');
+  await upserts(10);
+  await del(61);
+  ack('end');
+  // Die with the last writes only in the WAL.
+  process.kill(process.pid, 'SIGKILL');
+}
