@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { ClosedError, CorruptDataError, InvalidArgumentError, RollbackError } from '../errors.js';
@@ -596,11 +597,20 @@ export class Collection {
     const read = async (kind: SegmentKind): Promise<Buffer | undefined> => {
       const f = byKind.get(kind);
       if (!f) return undefined;
-      return readSegment(
-        segmentFile(this.dir, g.id, kind),
-        { storeId: this.ctx.storeId, collectionId: this.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
+      const path = segmentFile(this.dir, g.id, kind);
+      // Decrypt first so that damage is reported with its page; then the
+      // hash catches an authentic but different file (an older or replayed one).
+      const plain = await readSegment(
+        path,
+        { storeId: this.ctx.storeId, collectionId: this.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length },
         keyFor,
       );
+      const sha256 = createHash('sha256').update(await fs.readFile(path)).digest('hex');
+      if (sha256 !== f.sha256) {
+        plain.fill(0);
+        throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', { file: path, reason: 'hash' });
+      }
+      return plain;
     };
     const tombFile = segmentFile(this.dir, g.id, SegmentKind.Tombstones);
     const tomb = await read(SegmentKind.Tombstones);
