@@ -9,7 +9,11 @@
  *   node         the node:crypto page engine (the fallback)
  *   cipheriv     a plain createCipheriv / createDecipheriv loop per 16 KiB page,
  *                what a user would write by hand
- *   openssl      `openssl speed -evp aes-256-gcm [-decrypt] -bytes N -seconds S`
+ *   openssl      `openssl speed -elapsed -evp aes-256-gcm [-decrypt] -bytes N -seconds S`
+ *
+ * All figures are wall-clock. On a shared machine they are noisy: each cell is
+ * the best of several rounds, run in rotating order, so that every contender
+ * is treated alike; compare the ratios, which are measured side by side.
  *
  * Run: `npm run bench:pages [-- --quick] [--rounds R] [--seconds S] [--sizes 4,16,64]` (compiles bench/tsconfig.json into
  * dist/bench-build, runs it, writes bench/results/pages.json). Importable:
@@ -18,7 +22,7 @@
 import { execFile } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -52,7 +56,7 @@ export interface PageBenchRow {
 }
 
 export interface PageBenchResult {
-  machine: { cpu: string; cores: number; node: string; openssl: string; nodeOpenssl: string };
+  machine: { cpu: string; cores: number; node: string; openssl: string; nodeOpenssl: string; loadAverage: number[] };
   seconds: number;
   rounds: number;
   poolThreads: number;
@@ -205,7 +209,9 @@ async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pa
 
 /** `openssl speed` for one size and direction, in MB/s; undefined when openssl is not installed. */
 async function opensslSpeed(op: Op, pageSize: number, seconds: number): Promise<number | undefined> {
-  const args = ['speed', '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
+  // -elapsed: wall-clock time, like every other contender here (openssl's default divides by its own CPU time,
+  // which would flatter it on a busy machine).
+  const args = ['speed', '-elapsed', '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
   try {
     const { stdout } = await run('openssl', args, { timeout: (seconds + 30) * 1000 });
     // Machine-readable line: +F:<n>:AES-256-GCM:<bytes per second>
@@ -285,6 +291,7 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
       node: process.version,
       openssl: await opensslVersion(),
       nodeOpenssl: process.versions.openssl ?? 'unknown',
+      loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
     },
     seconds,
     rounds,
@@ -311,7 +318,7 @@ export function formatPageBench(result: PageBenchResult): string {
   lines.push(
     '',
     `MB/s of plaintext (10^6 B/s), best of ${result.rounds} round(s) of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
-    `${result.machine.cpu}, ${result.machine.cores} cores, Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
+    `${result.machine.cpu}, ${result.machine.cores} cores (load average ${result.machine.loadAverage.join(' ')} at the end), Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
   );
   return lines.join('\n');
 }

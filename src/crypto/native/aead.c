@@ -13,8 +13,10 @@
  * buffer.
  */
 #include <node_api.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -61,17 +63,10 @@ static napi_value throw_openssl(napi_env env, const char *what) {
 
 /* Reads a Uint8Array (or Buffer) argument; returns 0 and throws otherwise. */
 static int get_bytes(napi_env env, napi_value value, const char *name, uint8_t **data, size_t *len) {
-  bool is_typed = false;
   napi_typedarray_type type;
   void *ptr = NULL;
-  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "\"%s\" expected Uint8Array", name);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-    return 0;
-  }
-  if (napi_get_typedarray_info(env, value, &type, len, &ptr, NULL, NULL) != napi_ok) return 0;
-  if (type != napi_uint8_array) {
+  /* One call checks and reads: napi_invalid_arg (nothing thrown) for a non-typed-array. */
+  if (napi_get_typedarray_info(env, value, &type, len, &ptr, NULL, NULL) != napi_ok || type != napi_uint8_array) {
     char msg[96];
     snprintf(msg, sizeof msg, "\"%s\" expected Uint8Array", name);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
@@ -96,6 +91,20 @@ static int get_cipher(napi_env env, napi_value value, page_cipher **out) {
   }
   *out = pc;
   return 1;
+}
+
+/*
+ * The tag moves through a prebuilt OSSL_PARAM rather than EVP_CIPHER_CTX_ctrl,
+ * which would build the same parameter array on every chunk.
+ */
+static inline int get_tag(EVP_CIPHER_CTX *ctx, uint8_t *tag) {
+  OSSL_PARAM params[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_SIZE), OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_get_params(ctx, params);
+}
+
+static inline int set_tag(EVP_CIPHER_CTX *ctx, const uint8_t *tag) {
+  OSSL_PARAM params[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, (void *)tag, TAG_SIZE), OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_set_params(ctx, params);
 }
 
 /* Reads a chunk counter: an integer in [0, 2^38). */
@@ -229,7 +238,7 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
     if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) ||
         (n > 0 && !EVP_CipherUpdate(ctx, dst, &len, c.in + in_off, (int)n)) ||
         !EVP_CipherFinal_ex(ctx, dst + n, &len) ||
-        !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_SIZE, dst + n)) {
+        !get_tag(ctx, dst + n)) {
       OPENSSL_cleanse(nonce, sizeof nonce);
       return throw_openssl(env, "AES-256-GCM seal failed");
     }
@@ -275,7 +284,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     uint8_t *dst = c.out + out_off;
     make_nonce(c.base_nonce, index, nonce);
     if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 0) ||
-        !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_SIZE, c.in + in_off + body) ||
+        !set_tag(ctx, c.in + in_off + body) ||
         (body > 0 && !EVP_CipherUpdate(ctx, dst, &len, c.in + in_off, (int)body))) {
       OPENSSL_cleanse(nonce, sizeof nonce);
       return throw_openssl(env, "AES-256-GCM open failed");
