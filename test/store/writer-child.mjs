@@ -5,7 +5,7 @@
 import { writeSync } from 'node:fs';
 import { openStore } from '../../dist/index.js';
 
-const [dir, keyDir, mode, marker] = process.argv.slice(2);
+const [dir, keyDir, mode, marker, stagingDir] = process.argv.slice(2);
 const ack = (line) => writeSync(1, `${line}\n`);
 
 /** Vector of record i: distinctive, reproducible from i alone. */
@@ -13,7 +13,7 @@ export function vectorOf(i) {
   return Array.from({ length: 8 }, (_, j) => i + j / 8);
 }
 
-const store = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, maxSegments: 3 });
+const store = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, maxSegments: 3, ...(stagingDir ? { stagingDir } : {}) });
 const col = store.listCollections().some((c) => c.name === 'c') ? store.collection('c') : await store.createCollection('c', { dim: 8 });
 const meta = (i) => ({ i, tag: `${marker ?? 'secret'}-${i}` });
 
