@@ -241,6 +241,20 @@ export class Pkcs11KekProvider extends KekProvider {
     this.current = undefined;
   }
 
+  /** After a rotation has rewrapped everything: destroys the versions older than `current` on the token. */
+  protected override async _destroyOldVersions(current: string): Promise<string[]> {
+    const keep = Number(current);
+    const old = (await this.versions()).filter((v) => v < keep);
+    for (const v of old) await this.destroyVersion(v);
+    return old.map(String);
+  }
+
+  /** Destroys every version of this KEK on the token: crypto-shredding whatever it protected. */
+  protected override async _destroyKek(): Promise<'destroyed'> {
+    for (const v of await this.versions()) await this.destroyVersion(v);
+    return 'destroyed';
+  }
+
   /** Refuses every wrap and unwrap with this KEK, in every process, until `enable`. */
   async disable(): Promise<void> {
     await this.setAllEnabled(false);

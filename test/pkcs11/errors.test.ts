@@ -121,6 +121,26 @@ describeSoftHsm('pkcs11 provider errors', () => {
     }
   });
 
+  it('destroyOldVersions keeps the current version; destroyKek shreds every version', async () => {
+    const t = hsm.tokens['errors-main']!;
+    const p = await Pkcs11KekProvider.init({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'tenant-x' });
+    try {
+      const ctx = { storeId: 's', collectionId: 'c', dekVersion: 1 };
+      await p.rotate();
+      const current = (await p.rotate()).currentVersion!;
+      expect(current).toBe('3');
+      const w = await p.wrap(Buffer.alloc(32, 1), ctx);
+      expect(await p.destroyOldVersions(current)).toEqual(['1', '2']);
+      expect((await p.describe()).versions).toEqual(['3']);
+      expect(await p.unwrap(w, ctx)).toHaveLength(32);
+      expect(await p.destroyKek()).toBe('destroyed');
+      expect((await p.describe()).state).toBe('destroyed');
+      await expect(p.unwrap(w, ctx)).rejects.toBeInstanceOf(KeyDestroyedError);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('a mechanism the token lacks is UnsupportedOperationError', async () => {
     const t = hsm.tokens['errors-main']!;
     const token = await Pkcs11Token.open({ module: hsm.module, token: t.label, pinEnv: t.pinEnv });
