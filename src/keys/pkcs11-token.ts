@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { realpath } from 'node:fs/promises';
 import type * as Pkcs11Js from 'pkcs11js';
 import { AccessDeniedError, InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError } from '../errors.js';
 import { ckrName, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
@@ -280,7 +281,9 @@ export class Pkcs11Token {
     if (options.maxSessions !== undefined && (!Number.isSafeInteger(options.maxSessions) || options.maxSessions < 1)) {
       throw new InvalidArgumentError(`"maxSessions" expected a positive integer, got ${String(options.maxSessions)}`);
     }
-    return new Pkcs11Token(await serialized(() => acquireToken(options)));
+    // One registry entry per library file, however it is named (symlinks, relative paths).
+    const module = await realpath(options.module).catch(() => options.module);
+    return new Pkcs11Token(await serialized(() => acquireToken({ ...options, module })));
   }
 
   /** The pkcs11js module: constants (CKA_, CKM_, ...) and classes. */
