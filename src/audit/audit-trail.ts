@@ -1,0 +1,252 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { ClosedError, CorruptDataError, VectorsealError } from '../errors.js';
+import { deriveAuditMacKey } from './audit-key.js';
+import {
+  AUDIT_FORMAT_VERSION,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditHead,
+  CHECKPOINT_ACTION,
+  TRAIL_OPEN_ACTION,
+  entryMac,
+  entryMacValid,
+  genesisMac,
+  isCloseCheckpoint,
+  parseEntry,
+} from './entry.js';
+import { countTrailLines } from './line-reader.js';
+import { REDACT_PATHS, sanitizeEvent } from './redaction.js';
+import { readTrailTail } from './tail.js';
+
+export interface AuditTrailOptions {
+  /** The trail file; created (mode 0600, with its directory) if missing, appended to otherwise. */
+  file: string;
+  /** The 32-byte audit key; the MAC key is derived from it with HKDF ("vectorseal/audit/v1"). The caller keeps and zeroes it. */
+  macKey: Uint8Array;
+  /** A second destination that receives the same lines (a log shipper, stdout). Not closed by `close()`. */
+  extraDestination?: DestinationStream | NodeJS.WritableStream;
+  /**
+   * Write each entry to the file before `record()` returns (default true): an
+   * acknowledged key operation is on record even if the process dies next.
+   * With false, entries are buffered and written asynchronously; `flush()` waits.
+   */
+  sync?: boolean;
+  /** Principal recorded on entries whose event names none (the identity the application opened the store as). */
+  principal?: string;
+}
+
+type FileDestination = ReturnType<typeof pino.destination>;
+
+interface ChainState {
+  trail: string;
+  nextSeq: number;
+  prev: string;
+  resumed: { seq: number; closed: boolean } | undefined;
+}
+
+/**
+ * A tamper-evident, append-only audit trail: JSON lines written with pino,
+ * each carrying `seq`, the MAC of the previous entry (`prev`) and its own
+ * HMAC-SHA-256 (`mac`) over a canonical encoding. Changing, removing, adding
+ * or moving an entry breaks the chain; `close()` ends the trail with a
+ * checkpoint entry and `head()` gives the last seq and MAC to keep elsewhere,
+ * so a cut tail is caught too (see `verifyAuditTrail`).
+ *
+ * `record()` is synchronous: entries get their seq and MAC in call order, so
+ * any number of callers may record without awaiting each other. One process
+ * writes a trail at a time (the store's lock guarantees it).
+ */
+export class AuditTrail {
+  readonly file: string;
+  readonly trailId: string;
+  private key: Buffer;
+  private readonly logger: Logger;
+  private readonly destination: FileDestination;
+  private readonly principal: string | undefined;
+  private nextSeq: number;
+  private prev: string;
+  private last: AuditHead | undefined;
+  private failure: Error | undefined;
+  private closing: Promise<AuditHead> | undefined;
+
+  private constructor(options: AuditTrailOptions, key: Buffer, state: ChainState) {
+    this.file = options.file;
+    this.key = key;
+    this.trailId = state.trail;
+    this.nextSeq = state.nextSeq;
+    this.prev = state.prev;
+    this.principal = options.principal;
+    this.destination = pino.destination({
+      dest: options.file,
+      append: true,
+      sync: options.sync ?? true,
+      mkdir: true,
+      mode: 0o600,
+    });
+    this.destination.on('error', (err: Error) => {
+      this.failure ??= err;
+    });
+    const stream: DestinationStream =
+      options.extraDestination === undefined
+        ? this.destination
+        : pino.multistream([{ stream: this.destination }, { stream: options.extraDestination }]);
+    this.logger = pino(
+      {
+        level: 'info',
+        base: null,
+        timestamp: false,
+        // The level slot opens every line; use it for the format version instead.
+        formatters: { level: () => ({ v: AUDIT_FORMAT_VERSION }) },
+        redact: { paths: [...REDACT_PATHS], remove: true },
+      },
+      stream,
+    );
+  }
+
+  /**
+   * Opens (or creates) the trail at `file` and continues its chain. The last
+   * entry must authenticate under `macKey`: a torn, malformed or forged tail
+   * (or the wrong key) throws `CorruptDataError` naming the file and entry
+   * index, and the caller decides (verify, move the file aside, ...). Writes a
+   * `trail-open` entry saying where it resumed and whether the last session
+   * closed cleanly.
+   */
+  static async open(options: AuditTrailOptions): Promise<AuditTrail> {
+    const key = deriveAuditMacKey(options.macKey);
+    try {
+      await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
+      const state = await readChainState(options.file, key);
+      // Create with 0600 ourselves, and tighten a file someone else created.
+      await (await openFile(options.file, 'a', 0o600)).close();
+      await chmod(options.file, 0o600);
+      const trail = new AuditTrail(options, key, state);
+      trail.record({
+        action: TRAIL_OPEN_ACTION,
+        outcome: 'ok',
+        details:
+          state.resumed === undefined
+            ? { created: true }
+            : { previousSeq: state.resumed.seq, previousClosed: state.resumed.closed },
+      });
+      return trail;
+    } catch (err) {
+      key.fill(0);
+      throw err;
+    }
+  }
+
+  /**
+   * Appends one entry and returns the new head. Only allow-listed fields are
+   * written (see `sanitizeEvent`): key bytes, vectors and metadata passed by
+   * mistake are dropped.
+   */
+  record(event: AuditEvent): AuditHead {
+    if (this.closing !== undefined) throw new ClosedError(`audit trail ${this.file} is closed`);
+    return this.append(event);
+  }
+
+  /** The last entry written: keep it (seq and MAC) to detect a truncated tail later. */
+  head(): AuditHead {
+    if (this.last === undefined) throw new ClosedError(`audit trail ${this.file} has no entry yet`);
+    return { ...this.last };
+  }
+
+  /** Waits until every recorded entry is in the file (a no-op for a sync trail). */
+  async flush(): Promise<void> {
+    this.throwIfFailed();
+    await new Promise<void>((resolve, reject) => {
+      this.destination.flush((err?: Error) => (err ? reject(err) : resolve()));
+    }).catch((err: unknown) => {
+      // SonicBoom refuses a flush while the file is still opening or idle; only real write errors matter.
+      if (this.failure !== undefined) throw err;
+    });
+    this.throwIfFailed();
+  }
+
+  /**
+   * Writes the close checkpoint, flushes and closes the file and zeroes the
+   * MAC key. Returns the final head. Idempotent.
+   */
+  close(): Promise<AuditHead> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<AuditHead> {
+    try {
+      const head = this.append({
+        action: CHECKPOINT_ACTION,
+        outcome: 'ok',
+        details: { reason: 'close', entries: this.nextSeq + 1 },
+      });
+      await new Promise<void>((resolve, reject) => {
+        this.destination.once('close', () => resolve());
+        this.destination.once('error', reject);
+        this.destination.end();
+      });
+      this.throwIfFailed();
+      return head;
+    } finally {
+      this.key.fill(0);
+    }
+  }
+
+  private append(event: AuditEvent): AuditHead {
+    this.throwIfFailed();
+    const clean = sanitizeEvent(event, this.principal);
+    const { action, outcome, ...refs } = clean;
+    const body: Omit<AuditEntry, 'mac'> = {
+      v: AUDIT_FORMAT_VERSION,
+      trail: this.trailId,
+      seq: this.nextSeq,
+      time: new Date().toISOString(),
+      action,
+      outcome,
+      ...refs,
+      prev: this.prev,
+    };
+    const mac = entryMac(this.key, body);
+    const { v: _version, ...fields } = body;
+    this.logger.info({ ...fields, mac });
+    this.throwIfFailed();
+    this.nextSeq += 1;
+    this.prev = mac;
+    this.last = { trail: this.trailId, seq: body.seq, mac };
+    return { ...this.last };
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) {
+      throw new VectorsealError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
+    }
+  }
+}
+
+async function readChainState(file: string, key: Buffer): Promise<ChainState> {
+  const tail = await readTrailTail(file);
+  if (tail.kind === 'empty') {
+    const trail = randomUUID();
+    return { trail, nextSeq: 0, prev: genesisMac(key, trail), resumed: undefined };
+  }
+  const problem = async (reason: string, what: string, complete: boolean): Promise<never> => {
+    const lines = await countTrailLines(file);
+    const index = complete ? lines - 1 : lines;
+    throw new CorruptDataError(`audit trail tail entry ${index} (line ${index + 1}) ${what}`, { file, reason });
+  };
+  if (tail.kind === 'torn') return problem('truncated', 'is cut short (a torn write or a truncated file)', false);
+  if (tail.kind === 'oversized') return problem('malformed', 'is not an audit entry (too long)', true);
+  const entry = parseEntry(tail.text);
+  if (typeof entry === 'string') return problem('malformed', `is not an audit entry (${entry})`, true);
+  if (!entryMacValid(key, entry)) {
+    return problem('modified', `(seq ${entry.seq}) does not authenticate: a wrong audit key, or the entry was changed`, true);
+  }
+  return {
+    trail: entry.trail,
+    nextSeq: entry.seq + 1,
+    prev: entry.mac,
+    resumed: { seq: entry.seq, closed: isCloseCheckpoint(entry) },
+  };
+}
