@@ -51,8 +51,10 @@ export interface PageBenchOptions {
 export interface PageBenchRow {
   pageSize: number;
   op: Op;
-  /** MB/s (10^6 bytes of plaintext per second) per contender; absent when it could not run. */
+  /** MB/s (10^6 bytes of plaintext per second, wall clock) per contender; absent when it could not run. */
   mbps: Partial<Record<Contender, number>>;
+  /** MB/s per second of the process's CPU time, for the single-threaded contenders. */
+  cpuMbps: Partial<Record<Contender, number>>;
 }
 
 export interface PageBenchResult {
@@ -65,9 +67,13 @@ export interface PageBenchResult {
   ratios: {
     pageSize: number;
     op: Op;
+    /** Wall clock, side by side. */
     nativeToOpenssl?: number;
+    /** Per CPU-second: what the code costs, whatever else runs on the machine. */
+    nativeToOpensslCpu?: number;
     allCoresScaling?: number;
     nativeToCipheriv?: number;
+    nativeToCipherivCpu?: number;
     nativeToNode?: number;
   }[];
 }
@@ -82,11 +88,18 @@ function pageSet(pageSize: number): Buffer[] {
 
 const chunksOf = (pageSize: number): number => Math.max(1, Math.ceil(pageSize / CHUNK_SIZE));
 
-/** Runs `step` (which processes `bytesPerStep` bytes) for `seconds`; returns MB/s. */
-function timeSync(seconds: number, bytesPerStep: number, step: () => void): number {
+/** MB/s by wall clock and, for single-threaded contenders, by CPU time (robust on a busy machine). */
+interface Sample {
+  wall: number;
+  cpu?: number;
+}
+
+/** Runs `step` (which processes `bytesPerStep` bytes) for `seconds`. */
+function timeSync(seconds: number, bytesPerStep: number, step: () => void): Sample {
   for (let i = 0; i < 20; i++) step(); // warm-up
   const deadline = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
   const start = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   let steps = 0;
   let now = start;
   while (now < deadline) {
@@ -94,10 +107,12 @@ function timeSync(seconds: number, bytesPerStep: number, step: () => void): numb
     steps += 16;
     now = process.hrtime.bigint();
   }
-  return (steps * bytesPerStep) / (Number(now - start) / 1e9) / MB;
+  const cpu = process.cpuUsage(cpu0);
+  const bytes = steps * bytesPerStep;
+  return { wall: bytes / (Number(now - start) / 1e9) / MB, cpu: bytes / ((cpu.user + cpu.system) / 1e6) / MB };
 }
 
-async function timeAsync(seconds: number, bytesPerStep: number, step: () => Promise<unknown>): Promise<number> {
+async function timeAsync(seconds: number, bytesPerStep: number, step: () => Promise<unknown>): Promise<Sample> {
   for (let i = 0; i < 3; i++) await step();
   const deadline = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
   const start = process.hrtime.bigint();
@@ -108,7 +123,7 @@ async function timeAsync(seconds: number, bytesPerStep: number, step: () => Prom
     steps++;
     now = process.hrtime.bigint();
   }
-  return (steps * bytesPerStep) / (Number(now - start) / 1e9) / MB;
+  return { wall: (steps * bytesPerStep) / (Number(now - start) / 1e9) / MB };
 }
 
 function fail(what: string): never {
@@ -129,7 +144,7 @@ function referenceSealed(key: Buffer, base: Buffer, pages: Buffer[]): Buffer[] {
 }
 
 /** One engine's page loop, verified against the reference, then timed. */
-function benchEngine(engine: ChunkEngine, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): number {
+function benchEngine(engine: ChunkEngine, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Sample {
   const pageSize = pages[0]?.length ?? 0;
   const perPage = chunksOf(pageSize);
   const cipher = engine.cipher(key);
@@ -171,7 +186,7 @@ function cipherivPage(op: Op, key: Buffer, base: Buffer, firstCounter: number, i
   return Buffer.concat(parts);
 }
 
-function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): number {
+function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Sample {
   const pageSize = pages[0]?.length ?? 0;
   const perPage = chunksOf(pageSize);
   const inputs = op === 'seal' ? pages : sealed;
@@ -186,7 +201,7 @@ function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], seale
 }
 
 /** The pool over one batch of pages per call (about 4 MiB, so that dispatch is a small share of a call). */
-async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Promise<number> {
+async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Promise<Sample> {
   const pageSize = pages[0]?.length ?? 0;
   const perBatch = Math.max(pool.threads * 4, Math.ceil((4 * 1024 * 1024) / pageSize));
   const perPage = chunksOf(pageSize);
@@ -207,11 +222,19 @@ async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pa
   return timeAsync(seconds, perBatch * pageSize, step);
 }
 
-/** `openssl speed` for one size and direction, in MB/s; undefined when openssl is not installed. */
-async function opensslSpeed(op: Op, pageSize: number, seconds: number): Promise<number | undefined> {
-  // -elapsed: wall-clock time, like every other contender here (openssl's default divides by its own CPU time,
-  // which would flatter it on a busy machine).
-  const args = ['speed', '-elapsed', '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
+/**
+ * `openssl speed` for one size and direction, twice: with -elapsed (wall
+ * clock, like the other contenders' `wall`) and without (openssl divides by its
+ * own user CPU time, like their `cpu`). Undefined when openssl is not installed.
+ */
+async function opensslSpeed(op: Op, pageSize: number, seconds: number): Promise<Sample | undefined> {
+  const wall = await opensslOnce(op, pageSize, seconds, true);
+  const cpu = await opensslOnce(op, pageSize, seconds, false);
+  return wall === undefined ? undefined : { wall, ...(cpu === undefined ? {} : { cpu }) };
+}
+
+async function opensslOnce(op: Op, pageSize: number, seconds: number, elapsed: boolean): Promise<number | undefined> {
+  const args = ['speed', ...(elapsed ? ['-elapsed'] : []), '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
   try {
     const { stdout } = await run('openssl', args, { timeout: (seconds + 30) * 1000 });
     // Machine-readable line: +F:<n>:AES-256-GCM:<bytes per second>
@@ -253,7 +276,8 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
       const sealed = referenceSealed(key, base, pages);
       for (const op of ['seal', 'open'] as const) {
         const mbps: PageBenchRow['mbps'] = {};
-        const contenders: [Contender, () => Promise<number | undefined> | number | undefined][] = [
+        const cpuMbps: PageBenchRow['cpuMbps'] = {};
+        const contenders: [Contender, () => Promise<Sample | undefined> | Sample | undefined][] = [
           ['openssl', () => opensslSpeed(op, pageSize, seconds)],
           ['native', () => (native ? benchEngine(native, op, key, base, pages, sealed, seconds) : undefined)],
           ['native-pool', () => benchPool(pool, op, key, base, pages, sealed, seconds)],
@@ -265,11 +289,14 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
           for (let k = 0; k < contenders.length; k++) {
             const [name, measure] = contenders[(k + r) % contenders.length] as (typeof contenders)[number];
             const value = await measure();
-            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ${value === undefined ? 'n/a' : value.toFixed(0)} MB/s`);
-            if (value !== undefined) mbps[name] = Math.max(mbps[name] ?? 0, round(value) as number);
+            const cpuNote = value?.cpu === undefined ? '' : ` (${value.cpu.toFixed(0)} per CPU-second)`;
+            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ${value === undefined ? 'n/a' : value.wall.toFixed(0)} MB/s${cpuNote}`);
+            if (value === undefined) continue;
+            mbps[name] = Math.max(mbps[name] ?? 0, round(value.wall) as number);
+            if (value.cpu !== undefined) cpuMbps[name] = Math.max(cpuMbps[name] ?? 0, round(value.cpu) as number);
           }
         }
-        rows.push({ pageSize, op, mbps });
+        rows.push({ pageSize, op, mbps, cpuMbps });
       }
     }
   } finally {
@@ -280,8 +307,10 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
     pageSize: r.pageSize,
     op: r.op,
     nativeToOpenssl: ratio(r.mbps.native, r.mbps.openssl),
+    nativeToOpensslCpu: ratio(r.cpuMbps.native, r.cpuMbps.openssl),
     allCoresScaling: ratio(r.mbps['native-pool'], r.mbps.native),
     nativeToCipheriv: ratio(r.mbps.native, r.mbps.cipheriv),
+    nativeToCipherivCpu: ratio(r.cpuMbps.native, r.cpuMbps.cipheriv),
     nativeToNode: ratio(r.mbps.native, r.mbps.node),
   }));
   return {
@@ -305,19 +334,19 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
 export function formatPageBench(result: PageBenchResult): string {
   const names: Contender[] = ['openssl', 'native', 'native-pool', 'node', 'cipheriv'];
   const lines = [
-    `| page | op | ${names.join(' | ')} | native/openssl | all cores | native/cipheriv |`,
-    `|---|---|${names.map(() => '---:').join('|')}|---:|---:|---:|`,
+    `| page | op | ${names.join(' | ')} | native/openssl | native/openssl per CPU-s | all cores | native/cipheriv |`,
+    `|---|---|${names.map(() => '---:').join('|')}|---:|---:|---:|---:|`,
   ];
   result.rows.forEach((r, i) => {
     const q = result.ratios[i];
     const fmt = (x: number | undefined, suffix = ''): string => (x === undefined ? 'n/a' : `${x.toFixed(suffix ? 2 : 0)}${suffix}`);
     lines.push(
-      `| ${r.pageSize / 1024} KiB | ${r.op} | ${names.map((n) => fmt(r.mbps[n])).join(' | ')} | ${fmt(q?.nativeToOpenssl, '×')} | ${fmt(q?.allCoresScaling, '×')} | ${fmt(q?.nativeToCipheriv, '×')} |`,
+      `| ${r.pageSize / 1024} KiB | ${r.op} | ${names.map((n) => fmt(r.mbps[n])).join(' | ')} | ${fmt(q?.nativeToOpenssl, '×')} | ${fmt(q?.nativeToOpensslCpu, '×')} | ${fmt(q?.allCoresScaling, '×')} | ${fmt(q?.nativeToCipheriv, '×')} |`,
     );
   });
   lines.push(
     '',
-    `MB/s of plaintext (10^6 B/s), best of ${result.rounds} round(s) of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
+    `MB/s of plaintext (10^6 B/s, wall clock), best of ${result.rounds} round(s) of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
     `${result.machine.cpu}, ${result.machine.cores} cores (load average ${result.machine.loadAverage.join(' ')} at the end), Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
   );
   return lines.join('\n');
