@@ -27,3 +27,10 @@ export {
   type SegmentExpectation,
 } from './storage/segment.js';
 export * from './store/index.js';
+export { AwsKmsKekProvider, type AwsKmsProviderOptions } from './keys/aws-kms.js';
+export {
+  Pkcs11KekProvider,
+  pkcs11ProviderFactory,
+  pkcs11KeyringConfig,
+  type Pkcs11KekOptions,
+} from './keys/pkcs11.js';

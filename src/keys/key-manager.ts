@@ -861,6 +861,11 @@ export class KeyManager {
       const endpoint = entry.config?.['endpoint'];
       return new AwsKmsKekProvider({ keyId: entry.keyId, ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) });
     }
+    if (entry.provider === 'pkcs11') {
+      // Module, token and PIN source come from the keyring; the PIN itself from its env var or file.
+      const { Pkcs11KekProvider, pkcs11OptionsFromEntry } = await import('./pkcs11.js');
+      return Pkcs11KekProvider.open(pkcs11OptionsFromEntry(entry));
+    }
     throw new InvalidArgumentError(`no provider "${entry.provider}" is configured for KEK "${name}"`);
   }
 
