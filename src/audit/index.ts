@@ -1,5 +1,6 @@
 export { AuditTrail, type AuditTrailOptions } from './audit-trail.js';
 export { AUDIT_FILE_NAME, auditFilePath } from './file-name.js';
+export { formatAuditHead, parseAuditHead } from './head.js';
 export { AUDIT_KEY_LABEL, deriveAuditMacKey } from './audit-key.js';
 export { canonicalJson } from './canonical-json.js';
 export {
