@@ -26,3 +26,6 @@ export {
   sealedLength,
 } from './chunked.js';
 export type { ChunkedOptions, MessageKeys, SealOptions } from './chunked.js';
+/** Every core: the same bytes as `seal`/`open`, for large messages (segments). */
+export { CryptoPool, closeDefaultPool, defaultPool, openParallel, sealParallel, sharedBuffer } from './pool.js';
+export type { ParallelOptions, PageRunOptions, PoolOptions } from './pool.js';
