@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { openStore, type Store } from '../store/index.js';
+import { openStore, type KeysOption, type Store } from '../store/index.js';
 
 /** Options every store command accepts. */
 export interface StoreCliOptions {
@@ -9,6 +9,71 @@ export interface StoreCliOptions {
   keyDir?: string;
   stagingDir?: string;
   json?: boolean;
+}
+
+/** How `init` picks the store's KEK. */
+export interface KekCliOptions {
+  kek?: string;
+  kmsKey?: string;
+  kmsEndpoint?: string;
+  kmsRegion?: string;
+  pkcs11Module?: string;
+  token?: string;
+  slot?: string;
+  pinEnv?: string;
+  pinFile?: string;
+  keyLabel?: string;
+}
+
+/** Adds the KEK choice of `init`: the local default, an AWS KMS (or key service) key, or a PKCS#11 token. */
+export function kekOptions(cmd: Command): Command {
+  return cmd
+    .option('--kek <provider>', 'where the KEK lives: local (default), aws-kms or pkcs11', 'local')
+    .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
+    .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600 (default: the SDK's)")
+    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)")
+    .option('--pkcs11-module <path>', 'pkcs11: the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so')
+    .option('--token <label>', 'pkcs11: token label')
+    .option('--slot <id>', 'pkcs11: slot id (instead of --token)')
+    .option('--pin-env <name>', 'pkcs11: environment variable holding the user PIN')
+    .option('--pin-file <path>', 'pkcs11: file holding the user PIN (mode 0600)')
+    .option('--key-label <label>', 'pkcs11: KEK label on the token (default: store-kek)');
+}
+
+/**
+ * The `keys` option of openStore for `init --kek ...`. For pkcs11 the first
+ * KEK version is generated inside the token here.
+ */
+export async function keysFromCli(opts: StoreCliOptions & KekCliOptions): Promise<KeysOption | undefined> {
+  switch (opts.kek ?? 'local') {
+    case 'local':
+      return opts.keyDir === undefined ? undefined : { provider: 'local', keyDir: opts.keyDir };
+    case 'aws-kms': {
+      if (!opts.kmsKey) throw new InvalidArgumentError('--kek aws-kms needs --kms-key <arn|alias>');
+      const config: Record<string, string> = {};
+      if (opts.kmsEndpoint) config['endpoint'] = opts.kmsEndpoint;
+      if (opts.kmsRegion) config['region'] = opts.kmsRegion;
+      return { provider: 'aws-kms', keyId: opts.kmsKey, config };
+    }
+    case 'pkcs11': {
+      if (!opts.pkcs11Module) throw new InvalidArgumentError('--kek pkcs11 needs --pkcs11-module <path>');
+      if (!opts.token && !opts.slot) throw new InvalidArgumentError('--kek pkcs11 needs --token <label> or --slot <id>');
+      if (!opts.pinEnv && !opts.pinFile) throw new InvalidArgumentError('--kek pkcs11 needs --pin-env <name> or --pin-file <path>');
+      const { Pkcs11KekProvider, pkcs11KeyringConfig } = await import('../keys/pkcs11.js');
+      const hsm = {
+        module: opts.pkcs11Module,
+        ...(opts.token ? { token: opts.token } : {}),
+        ...(opts.slot ? { slot: parseIntOption('--slot', 0, 2 ** 53 - 1)(opts.slot) } : {}),
+        ...(opts.pinEnv ? { pinEnv: opts.pinEnv } : {}),
+        ...(opts.pinFile ? { pinFile: opts.pinFile } : {}),
+        keyLabel: opts.keyLabel ?? 'store-kek',
+      };
+      await (await Pkcs11KekProvider.init(hsm)).close();
+      return { provider: 'pkcs11', keyId: hsm.keyLabel, config: pkcs11KeyringConfig(hsm) };
+    }
+    default:
+      throw new InvalidArgumentError(`--kek expected local, aws-kms or pkcs11, got "${String(opts.kek)}"`);
+  }
 }
 
 /** Adds --dir, --key-dir and --staging-dir to a command. */
@@ -26,11 +91,12 @@ export function storeDir(opts: StoreCliOptions): string {
 }
 
 /** Opens the store the options name; `create` for `init`. */
-export async function openFromCli(opts: StoreCliOptions, create = false): Promise<Store> {
+export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false): Promise<Store> {
+  const keys = create ? await keysFromCli(opts) : opts.keyDir === undefined ? undefined : { provider: 'local' as const, keyDir: opts.keyDir };
   return openStore({
     dir: storeDir(opts),
     create,
-    ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
+    ...(keys === undefined ? {} : { keys }),
     ...(opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir }),
   });
 }

@@ -5,7 +5,7 @@ import { defaultLocalKeyDir } from '../../keys/key-manager.js';
 import { exists } from '../../storage/fsutil.js';
 import type { Store } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
-import { openFromCli, output, storeDir, storeOptions, withStore, type StoreCliOptions } from '../context.js';
+import { kekOptions, openFromCli, output, storeDir, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
 
 /** Everything `info` shows: counts, segments, key references and versions, never key material. */
 export function describeStore(store: Store): Record<string, unknown> {
@@ -44,20 +44,30 @@ export function describeStore(store: Store): Record<string, unknown> {
 }
 
 export function registerStoreCommands(program: Command): void {
-  storeOptions(program.command('init').description('create a new store protected by a local master key'))
+  kekOptions(storeOptions(program.command('init').description('create a new store; its KEK is a local master key unless --kek names aws-kms or pkcs11')))
     .option('--json', 'print JSON')
-    .action(async (opts: StoreCliOptions) => {
+    .action(async (opts: StoreCliOptions & KekCliOptions) => {
       const dir = storeDir(opts);
       if (await exists(join(dir, 'STORE'))) throw new AlreadyExistsError(`a store already exists in ${dir}`);
       const store = await openFromCli(opts, true);
       const kek = Object.values(store.keys.keyring.keks)[0];
-      const info = { dir: store.dir, storeId: store.storeId, keyProvider: kek?.provider, keyId: kek?.keyId, keyDir: kek?.config?.['keyDir'] ?? defaultLocalKeyDir() };
+      const local = kek?.provider === 'local';
+      const info = {
+        dir: store.dir,
+        storeId: store.storeId,
+        keyProvider: kek?.provider,
+        keyId: kek?.keyId,
+        ...(local ? { keyDir: kek?.config?.['keyDir'] ?? defaultLocalKeyDir() } : {}),
+        ...(kek?.config?.['endpoint'] ? { endpoint: kek.config['endpoint'] } : {}),
+      };
       await store.close();
       output(opts, info, () =>
         [
           `created store ${info.storeId}`,
           `  data:        ${info.dir}`,
-          `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`,
+          local
+            ? `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`
+            : `  KEK:         ${info.keyProvider} ${info.keyId}${info.endpoint ? ` at ${info.endpoint}` : ''}`,
         ].join('\n'),
       );
     });
