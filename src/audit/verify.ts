@@ -116,6 +116,7 @@ async function walk(options: VerifyAuditTrailOptions, key: Buffer): Promise<Audi
   let lastMac = '';
   let last: AuditEntry | undefined;
   let macAtHead: string | undefined;
+  let beforeHead: AuditHead | undefined;
   const headOf = (): AuditHead | undefined => (last === undefined ? undefined : { trail: last.trail, seq: last.seq, mac: last.mac });
   const fail = (problem: AuditProblem, detail: string): AuditTrailTampered => ({
     ok: false,
@@ -168,7 +169,10 @@ async function walk(options: VerifyAuditTrailOptions, key: Buffer): Promise<Audi
       if (entry.prev !== lastMac) {
         return fail('inserted', 'the entry authenticates but does not link to the previous one (spliced from another copy of the trail)');
       }
-      if (options.expectedHead !== undefined && entry.seq === options.expectedHead.seq) macAtHead = entry.mac;
+      if (options.expectedHead !== undefined) {
+        if (entry.seq === options.expectedHead.seq) macAtHead = entry.mac;
+        if (entry.seq === options.expectedHead.seq - 1) beforeHead = { trail: entry.trail, seq: entry.seq, mac: entry.mac };
+      }
       lastMac = entry.mac;
       last = entry;
       count += 1;
@@ -192,6 +196,7 @@ async function walk(options: VerifyAuditTrailOptions, key: Buffer): Promise<Audi
         firstBadEntry: expected.seq,
         expectedSeq: expected.seq,
         entries: expected.seq,
+        head: beforeHead,
       };
     }
   }

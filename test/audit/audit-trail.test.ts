@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ClosedError, CorruptDataError, InvalidArgumentError } from '../../src/errors.js';
 import { AuditTrail, type AuditEntry, verifyAuditTrail } from '../../src/audit/index.js';
+import type { KeyAuditEvent } from '../../src/keys/key-manager.js';
 import { tempDir } from '../helpers/tmp.js';
 import { lines, tamperedCopy, withField, writeTrail } from './fixture.js';
 
@@ -129,6 +130,21 @@ describe('AuditTrail', () => {
     expect(key.some((b) => b !== 0)).toBe(true);
     expect(() => trail.record({ action: 'unwrap', outcome: 'ok' })).toThrow(ClosedError);
     await expect(trail.close()).resolves.toEqual(head);
+  });
+
+  it("takes the key manager's audit events as they are", async () => {
+    const file = join(dir, 'keys.log');
+    const key = new Uint8Array(randomBytes(32));
+    const trail = await AuditTrail.open({ file, macKey: key, principal: 'store-owner' });
+    const sink: (event: KeyAuditEvent) => void = (event) => {
+      trail.record(event);
+    };
+    sink({ action: 'rotate-kek', outcome: 'ok', kek: 'main', keyId: 'local:main', kekVersion: '2' });
+    sink({ action: 'unwrap', outcome: 'error', principal: 'reader', collectionId: 'c1', dekVersion: 1, error: 'VS_KEY_DISABLED' });
+    await trail.close();
+    const entries = parse(file);
+    expect(entries[1]).toMatchObject({ action: 'rotate-kek', principal: 'store-owner', kek: 'main', keyId: 'local:main', kekVersion: '2' });
+    expect(entries[2]).toMatchObject({ action: 'unwrap', outcome: 'error', principal: 'reader', error: 'VS_KEY_DISABLED' });
   });
 
   it('validates its arguments', async () => {

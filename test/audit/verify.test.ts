@@ -130,6 +130,13 @@ describe('verifyAuditTrail', () => {
     // The attacker puts back the earlier copy, which ends with a valid close checkpoint.
     expect((await verifyAuditTrail({ file: early, macKey: key })).ok).toBe(true);
     expectBad(await verifyAuditTrail({ file: early, macKey: key, expectedHead: head }), 'truncated', 10);
+    // Rolled back, then written on past the old head: seq 12 exists but is another entry.
+    const continued = await AuditTrail.open({ file: early, macKey: key });
+    continued.record({ action: 'enable', outcome: 'ok', tenant: 'tenant-a' });
+    await continued.close();
+    const forked = await verifyAuditTrail({ file: early, macKey: key, expectedHead: head });
+    expectBad(forked, 'truncated', 12);
+    expect(!forked.ok && forked.head?.seq).toBe(11);
   });
 
   it('reports a wrong MAC key at entry 0', async () => {
