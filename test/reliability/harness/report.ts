@@ -1,0 +1,134 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from './paths.js';
+import type { Sizes } from './sizes.js';
+
+/**
+ * The reliability report: bench/results/reliability.json plus a short
+ * Markdown page. Each part of the suite records its own section (test files
+ * run in parallel workers, so the read-modify-write is done under a lock
+ * directory); the Markdown is regenerated from the whole JSON every time.
+ */
+
+export interface Section {
+  /** Lost acknowledged writes found by this part (must be 0). */
+  lostAcknowledgedWrites?: number;
+  /** Wrong results (a search or read that succeeded with the wrong answer; must be 0). */
+  wrongResults?: number;
+  [key: string]: unknown;
+}
+
+interface ReportFile {
+  generatedAt: string;
+  size: 'ci' | 'full';
+  sections: Record<string, Section & { recordedAt: string; seed?: number }>;
+  totals?: { lostAcknowledgedWrites: number; wrongResults: number };
+}
+
+const resultsDir = (): string => join(repoRoot(), 'bench', 'results');
+
+async function withLock<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = join(resultsDir(), '.reliability.lock');
+  for (let i = 0; ; i++) {
+    try {
+      await fs.mkdir(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 600) throw err;
+      // A lock older than a minute was left by a killed run.
+      const st = await fs.stat(lock).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 60_000) await fs.rm(lock, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
+}
+
+/** Records one section of the report and rewrites the JSON and Markdown files. */
+export async function recordSection(name: string, data: object, s: Sizes): Promise<void> {
+  await fs.mkdir(resultsDir(), { recursive: true });
+  await withLock(async () => {
+    const jsonPath = join(resultsDir(), 'reliability.json');
+    let file: ReportFile | undefined;
+    try {
+      file = JSON.parse(await fs.readFile(jsonPath, 'utf8')) as ReportFile;
+    } catch {
+      file = undefined;
+    }
+    const size = s.full ? 'full' : 'ci';
+    // A run of the other size starts a fresh report rather than mixing figures.
+    if (!file || file.size !== size) file = { generatedAt: '', size, sections: {} };
+    file.generatedAt = new Date().toISOString();
+    file.sections[name] = { ...(data as Section), recordedAt: file.generatedAt, seed: s.seed };
+    let lost = 0;
+    let wrong = 0;
+    for (const sec of Object.values(file.sections)) {
+      lost += sec.lostAcknowledgedWrites ?? 0;
+      wrong += sec.wrongResults ?? 0;
+    }
+    file.totals = { lostAcknowledgedWrites: lost, wrongResults: wrong };
+    await fs.writeFile(jsonPath, `${JSON.stringify(file, null, 2)}\n`);
+    await fs.writeFile(join(resultsDir(), 'reliability.md'), renderMarkdown(file));
+  });
+}
+
+function renderMarkdown(file: ReportFile): string {
+  const lines: string[] = [
+    '# vectorseal reliability report',
+    '',
+    `Generated ${file.generatedAt} by the ${file.size === 'full' ? '`npm run reliability` (full)' : 'CI-sized run in `npm test`'}; each section names its seed so it can be replayed (\`VECTORSEAL_RELIABILITY_SEED\`).`,
+    '',
+    `**Lost acknowledged writes: ${file.totals?.lostAcknowledgedWrites ?? 0}. Wrong results: ${file.totals?.wrongResults ?? 0}.**`,
+    '',
+  ];
+  const sec = file.sections;
+  const crash = sec['crash'] as Record<string, unknown> | undefined;
+  if (crash) {
+    const mode = crash['byMode'] as { point: { killed: number; survived: number }; timer: { killed: number; survived: number } };
+    lines.push(
+      '## Crash safety (SIGKILL)',
+      '',
+      `| kill points | survived | at named crash points | at random moments | writers that ran out first | acknowledged ops | in flight at kill (found applied) | lost acked writes | torn batches | wrong results | keys lost | not writable |`,
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      `| ${crash['killPoints']} | ${crash['survived']} | ${mode.point.killed} (${mode.point.survived} ok) | ${mode.timer.killed} (${mode.timer.survived} ok) | ${crash['notReached']} | ${crash['acknowledgedOps']} | ${crash['inflightAtKill']} (${crash['inflightFoundApplied']}) | ${crash['lostAcknowledgedWrites']} | ${crash['tornBatches']} | ${crash['wrongResults']} | ${crash['keysLost']} | ${crash['notWritable']} |`,
+      '',
+      `Seed ${crash['seed']}, ${crash['durationMs']} ms. Named points killed at: ${Object.entries(crash['byPoint'] as Record<string, { killed: number }>)
+        .filter(([p, t]) => p !== 'timer' && t.killed > 0)
+        .map(([p, t]) => `${p} ×${t.killed}`)
+        .join(', ')}.`,
+      '',
+    );
+  }
+  const tamper = sec['tamper'] as { byKind?: Record<string, { tried: number; detected: number; harmless: number }>; accepted?: { case: string; reason: string }[]; cases?: number; detected?: number } | undefined;
+  if (tamper?.byKind) {
+    lines.push('## Tamper matrix', '', '| file kind | cases | detected (typed error naming the file) | accepted, harmless |', '| --- | ---: | ---: | ---: |');
+    for (const [kind, t] of Object.entries(tamper.byKind)) lines.push(`| ${kind} | ${t.tried} | ${t.detected} | ${t.harmless} |`);
+    lines.push('');
+    if (tamper.accepted?.length) {
+      lines.push('Accepted, harmless (same data):', '');
+      for (const a of tamper.accepted) lines.push(`- ${a.case}: ${a.reason}`);
+      lines.push('');
+    }
+  }
+  const hostile = Object.entries(sec).filter(([k]) => k.startsWith('hostile'));
+  if (hostile.length > 0) {
+    lines.push('## Hostile input', '', '| surface | inputs tried | typed rejections | accepted | untyped / crashes | damage |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const [k, h] of hostile) lines.push(`| ${k.slice('hostile-'.length)} | ${h['tried']} | ${h['rejected']} | ${h['accepted']} | ${h['untyped']} | ${h['damaged'] ?? 0} |`);
+    lines.push('');
+  }
+  for (const key of ['concurrency', 'disk-full']) {
+    const s = sec[key];
+    if (!s) continue;
+    lines.push(`## ${key === 'disk-full' ? 'Resource faults (full disk)' : 'Concurrency'}`, '');
+    for (const [k, v] of Object.entries(s)) {
+      if (k === 'recordedAt' || k === 'seed') continue;
+      lines.push(`- ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+    }
+    lines.push('');
+  }
+  return `${lines.join('\n')}\n`;
+}
