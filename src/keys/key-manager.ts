@@ -271,6 +271,18 @@ export class KeyManager {
     return this.leaseDek(collectionId, version);
   }
 
+  /**
+   * Whether a collection's DEK version is in the cache and unexpired: a map
+   * hit, no provider call. The store re-validates through {@link leaseDek}
+   * when it is not, so a KEK disabled in its provider takes effect once the
+   * cache TTL has passed.
+   */
+  isDekCached(collectionId: string, version: number): boolean {
+    const lease = this.cache.lease(this.cacheId(collectionId, version));
+    lease?.release();
+    return lease !== undefined;
+  }
+
   /** Runs `fn` with a collection's DEK and releases it afterwards. */
   async withDek<T>(collectionId: string, version: number, fn: (dek: Uint8Array) => T | Promise<T>): Promise<T> {
     const lease = await this.leaseDek(collectionId, version);
@@ -289,7 +301,7 @@ export class KeyManager {
    * rotation marker; running this again completes it without creating yet
    * another version.
    */
-  async rotateKek(options: { kek?: string; onProgress?: (p: RotationProgress) => void } = {}): Promise<RotationReport> {
+  async rotateKek(options: { kek?: string; onProgress?: (p: RotationProgress) => void; now?: Date } = {}): Promise<RotationReport> {
     return this.serialized(async () => {
       const resumed = this.data.rotation !== undefined;
       const kekName = options.kek ?? this.data.rotation?.kek ?? this.data.defaultKeks[0];
@@ -341,7 +353,8 @@ export class KeyManager {
       delete next.rotation;
       const entry = next.keks[kekName] as KekEntry;
       if (target.currentVersion !== undefined) entry.currentVersion = target.currentVersion;
-      entry.rotatedAt = new Date().toISOString();
+      // Maintenance runs with an injected clock: the policy must see the rotation at that time.
+      entry.rotatedAt = (options.now ?? new Date()).toISOString();
       this.data = await writeKeyring(this.file, next);
       crashPoint('rotate:committed');
       this.emit({ action: 'rotate-kek', outcome: 'ok', kek: kekName, keyId: provider.keyId, ...(target.currentVersion === undefined ? {} : { kekVersion: target.currentVersion }) });
@@ -572,15 +585,15 @@ export class KeyManager {
    * readable (state 'retired') until re-encryption rewrites their segments
    * and {@link destroyDekVersion} removes them.
    */
-  async rekey(collectionId: string): Promise<number> {
+  async rekey(collectionId: string, options: { now?: Date } = {}): Promise<number> {
     return this.serialized(async () => {
       this.assertUsable(collectionId);
       const col = this.collectionKeys(collectionId);
       const version = Math.max(...col.deks.map((d) => d.version)) + 1;
-      const made = await this.newDek(collectionId, version, col.keks, col.tenant);
+      const made = await this.newDek(collectionId, version, col.keks, col.tenant, options.now);
       const next = structuredClone(this.data);
       const target = (next.collections[collectionId] ?? next.system?.[collectionId]) as CollectionKeys;
-      const stamp = new Date().toISOString();
+      const stamp = (options.now ?? new Date()).toISOString();
       for (const d of target.deks) {
         if (d.state === 'active') {
           d.state = 'retired';
@@ -869,7 +882,7 @@ export class KeyManager {
     throw new InvalidArgumentError(`no provider "${entry.provider}" is configured for KEK "${name}"`);
   }
 
-  private async newDek(collectionId: string, version: number, keks: string[], tenant?: string): Promise<{ record: DekRecord; plaintext: Uint8Array }> {
+  private async newDek(collectionId: string, version: number, keks: string[], tenant?: string, now?: Date): Promise<{ record: DekRecord; plaintext: Uint8Array }> {
     const ctx = this.context(collectionId, version);
     const [first, ...rest] = keks;
     if (first === undefined) throw new InvalidArgumentError('a collection needs at least one KEK');
@@ -884,7 +897,7 @@ export class KeyManager {
       wraps.push(fromWrapped(name, w));
     }
     return {
-      record: { version, state: 'active', createdAt: new Date().toISOString(), wraps },
+      record: { version, state: 'active', createdAt: (now ?? new Date()).toISOString(), wraps },
       plaintext: generated.plaintext,
     };
   }

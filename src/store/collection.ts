@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { ClosedError, CorruptDataError, InvalidArgumentError, RollbackError } from '../errors.js';
+import { CHUNK_SIZE } from '../crypto/chunked.js';
+import { ClosedError, CorruptDataError, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, RollbackError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { DekLease } from '../keys/dek-cache.js';
 import {
+  MANIFEST_FILE,
   MANIFEST_FORMAT,
   readManifest,
   segmentFile,
@@ -26,6 +28,7 @@ import { Layer, newIndex, type Hit, type IndexParams, type Space } from './layer
 import type { Logger } from './logger.js';
 import { encodeMetadata, pack, unpack, type Metadata } from './metadata.js';
 import { checkId, checkPositiveInt, toVector } from './validate.js';
+import { dekVersionsInUse, rewriteSegmentGroup, segmentDekVersion, walDekVersions, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
 /** A record as callers give it. */
 export interface VectorRecord {
@@ -99,6 +102,10 @@ export interface CollectionContext {
   durability: 'batch' | 'none';
   /** Segment groups beyond which a flush compacts automatically. */
   maxSegments: number;
+  /** Told of every refused operation (the store audits it as 'denied'). */
+  onDenied?: (info: CollectionInfo, operation: string, err: unknown) => void;
+  /** Told of pages sealed under the active DEK (for page-limit rotation policies). */
+  notePages?: (info: CollectionInfo, pages: number) => Promise<void>;
 }
 
 type Op = { t: 'u'; r: [string, Uint8Array, Uint8Array | null][] } | { t: 'd'; ids: string[] };
@@ -124,6 +131,11 @@ export class Collection {
   private journal!: Journal;
   private exclusiveChain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** False while the collection's keys are refused: its data is dropped from memory until enabled. */
+  private loaded = false;
+  /** Why the last re-validation of the DEK failed (a KEK disabled in its provider); cleared by a good one. */
+  private keyFailure: unknown;
+  private revalidation: Promise<void> | undefined;
   readonly dir: string;
   private readonly params: IndexParams;
 
@@ -149,10 +161,21 @@ export class Collection {
     return Collection.open(ctx, info);
   }
 
-  /** Opens a collection: checks the manifest, loads its segments, replays the WAL. */
+  /**
+   * Opens a collection: checks the manifest, loads its segments, replays the
+   * WAL. A collection whose keys are refused (disabled, its tenant disabled or
+   * scheduled for deletion) opens unloaded and loads once enabled.
+   */
   static async open(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
     const c = new Collection(ctx, info);
+    try {
+      ctx.keys.assertUsable(info.id);
+    } catch (err) {
+      if (isRefusal(err)) return c;
+      throw err;
+    }
     await c.load();
+    c.loaded = true;
     return c;
   }
 
@@ -166,7 +189,7 @@ export class Collection {
    * resolves once it is durable and visible.
    */
   async upsert(records: VectorRecord[] | VectorRecord): Promise<void> {
-    this.assertOpen();
+    await this.admit('upsert');
     const list = Array.isArray(records) ? records : [records];
     if (list.length === 0) return;
     if (list.length > MAX_BATCH) throw new InvalidArgumentError(`"records" expected at most ${MAX_BATCH} records, got ${list.length}`);
@@ -193,7 +216,7 @@ export class Collection {
 
   /** Deletes records by id; resolves with how many existed, once durable. */
   async delete(ids: string[] | string): Promise<number> {
-    this.assertOpen();
+    await this.admit('delete');
     const list = Array.isArray(ids) ? ids : [ids];
     list.forEach((id, i) => checkId(id, `ids[${i}]`));
     const unique = [...new Set(list)];
@@ -207,7 +230,7 @@ export class Collection {
 
   /** The stored record, or undefined. Served from memory. */
   get(id: string): StoredRecord | undefined {
-    this.assertOpen();
+    this.admitSync('get');
     checkId(id, 'get');
     const loc = this.current.get(id);
     if (!loc) return undefined;
@@ -220,7 +243,7 @@ export class Collection {
 
   /** Whether a record exists. */
   has(id: string): boolean {
-    this.assertOpen();
+    this.admitSync('get');
     return this.current.has(id);
   }
 
@@ -229,7 +252,7 @@ export class Collection {
    * memtable. Runs entirely in memory (no file, no key).
    */
   search(vector: Float32Array | number[], k = 10, options: SearchOptions = {}): SearchResult[] {
-    this.assertOpen();
+    this.admitSync('search');
     const q = Array.from(toVector(vector, this.info.dim, 'search'));
     checkPositiveInt(k, 'k', MAX_K);
     const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
@@ -257,13 +280,13 @@ export class Collection {
 
   /** Writes the memtable as a new encrypted segment group and commits a manifest. */
   async flush(): Promise<void> {
-    this.assertOpen();
+    await this.admit('flush');
     await this.exclusive(() => this.flushLocked());
   }
 
   /** Merges every segment group into one, dropping deleted and superseded records. */
   async compact(): Promise<CompactionReport> {
-    this.assertOpen();
+    await this.admit('compact');
     return this.exclusive(async () => {
       await this.flushLocked();
       return this.compactLocked();
@@ -271,7 +294,8 @@ export class Collection {
   }
 
   stats(): CollectionStats {
-    const files = this.manifest.groups.flatMap((g) => g.files);
+    // A collection opened while its keys were refused has no manifest in memory.
+    const files = this.manifest?.groups.flatMap((g) => g.files) ?? [];
     return {
       name: this.info.name,
       id: this.info.id,
@@ -280,29 +304,272 @@ export class Collection {
       tenant: this.info.tenant,
       count: this.current.size,
       unflushed: this.memtable.live + (this.frozen?.live ?? 0),
-      segments: this.manifest.groups.length,
+      segments: this.manifest?.groups.length ?? 0,
       segmentFiles: files.length,
       segmentBytes: files.reduce((n, f) => n + f.length, 0),
       deadRecords: this.segments.reduce((n, l) => n + (l.size - l.live), 0),
-      generation: this.manifest.generation,
+      generation: this.manifest?.generation ?? 0,
       dekVersion: this.ctx.keys.activeDekVersion(this.info.id),
     };
   }
 
   /** Every live id (in no particular order). */
   ids(): string[] {
+    this.admitSync('get');
     return [...this.current.keys()];
   }
 
-  /** Waits for pending writes; flushes when asked; closes the WAL. */
+  /**
+   * Waits for pending writes; flushes when asked (and the keys allow it:
+   * unflushed writes of a refused collection stay in its WAL); closes the WAL.
+   */
   async close(options: { flush?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     await this.exclusive(async () => {
-      if (options.flush ?? true) await this.flushLocked();
+      if (!this.loaded) {
+        this.closed = true;
+        return;
+      }
+      if ((options.flush ?? true) && this.usable()) await this.flushLocked();
       await this.journal.drain();
       this.closed = true;
       await this.journal.current.close();
     });
+  }
+
+  // ---- key lifecycle: refusal, unloading, re-keying ----
+
+  /** Whether the collection's data is in memory (false while its keys are refused). */
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+
+  /**
+   * Drops the collection's data from memory (pending writes are in the WAL
+   * first) and closes its WAL file: used when its keys are disabled, so that
+   * nothing decrypted outlives the decision.
+   */
+  async unload(): Promise<void> {
+    await this.exclusive(async () => {
+      if (!this.loaded || this.closed) return;
+      await this.journal.drain();
+      await this.journal.current.close();
+      this.loaded = false;
+      this.resetMemory();
+      this.ctx.logger.debug({ collection: this.info.name }, 'collection unloaded (keys refused)');
+    });
+  }
+
+  /** Loads the collection again once its keys are usable (after an enable). */
+  async reload(): Promise<void> {
+    this.assertOpen();
+    await this.exclusive(async () => {
+      if (this.loaded) return;
+      this.ctx.keys.assertUsable(this.info.id);
+      this.resetMemory();
+      this.keyFailure = undefined;
+      await this.load();
+      this.loaded = true;
+    });
+  }
+
+  /**
+   * Re-keys the collection: a new DEK version, used at once by new segments,
+   * manifests and WAL files (the WAL moves to a new file under it). Older
+   * segments stay readable under their own version until {@link reencrypt}
+   * rewrites them. Returns the new version.
+   */
+  async rekey(options: { now?: Date } = {}): Promise<number> {
+    await this.admit('rekey');
+    return this.exclusive(async () => {
+      const version = await this.ctx.keys.rekey(this.info.id, options);
+      crashPoint('rekey:keyring-written');
+      await this.rotateWal();
+      crashPoint('rekey:wal-rotated');
+      this.ctx.logger.info({ collection: this.info.name, dekVersion: version }, 'collection re-keyed');
+      return version;
+    });
+  }
+
+  /**
+   * Rewrites every file sealed under an older DEK version under the active
+   * one: unflushed WAL records first (by a flush), then one segment group at a
+   * time, each committed by a new manifest, so a run cut short resumes from
+   * what the manifest says. Reads and writes go on meanwhile (each segment is
+   * read under its own version). When no file uses an older version any more,
+   * those versions are destroyed in the keyring.
+   */
+  async reencrypt(options: { onProgress?: (p: ReencryptionProgress) => void } = {}): Promise<ReencryptionReport> {
+    await this.admit('reencrypt');
+    const id = this.info.id;
+    const active = (): number => this.ctx.keys.activeDekVersion(id);
+    await this.exclusive(() => this.retireOldWalLocked());
+    crashPoint('reencrypt:wal-retired');
+    const stale = (): SegmentGroup[] => this.manifest.groups.filter((g) => g.files.some((f) => f.dekVersion !== active()));
+    const total = stale().length;
+    let done = 0;
+    options.onProgress?.({ done, total });
+    // Bounded: a concurrent compaction rewrites groups under the active version, which only shortens the work.
+    for (let round = 0; round < total; round++) {
+      const more = await this.exclusive(async () => {
+        this.authorize('reencrypt');
+        const g = stale()[0];
+        if (!g) return false;
+        await this.rewriteGroupLocked(g);
+        return true;
+      });
+      if (!more) break;
+      done += 1;
+      options.onProgress?.({ done, total });
+    }
+    const destroyedVersions = await this.exclusive(async () => {
+      const version = active();
+      if (stale().length > 0) return [];
+      if ((await segmentDekVersion(join(this.dir, MANIFEST_FILE))) !== version) {
+        await this.commit({ ...this.manifest, generation: this.manifest.generation + 1 });
+        crashPoint('reencrypt:manifest-rewritten');
+      }
+      const used = await dekVersionsInUse(this.dir, this.ctx.storeId, id, this.manifest.groups);
+      const old = this.ctx.keys.collectionKeys(id).deks.filter((d) => d.state === 'retired' && d.version !== version && !used.has(d.version));
+      const destroyed: number[] = [];
+      for (const d of old) {
+        await this.ctx.keys.destroyDekVersion(id, d.version);
+        crashPoint('reencrypt:version-destroyed');
+        destroyed.push(d.version);
+      }
+      return destroyed;
+    });
+    this.ctx.logger.info({ collection: this.info.name, groups: done, destroyed: destroyedVersions.length }, 'collection re-encrypted');
+    return { groups: done, dekVersion: active(), destroyedVersions };
+  }
+
+  /** Moves WAL records sealed under an older DEK version into segments (or past the WAL) under the active one. */
+  private async retireOldWalLocked(): Promise<void> {
+    const version = this.ctx.keys.activeDekVersion(this.info.id);
+    const versions = await walDekVersions(this.dir, this.ctx.storeId, this.info.id, this.manifest.firstWalSeq);
+    if (versions.every((v) => v === version)) return;
+    // With an empty memtable the older WAL files hold nothing the segments lack: start the WAL past them.
+    const seq = await this.journal.control(async (j) => {
+      if (this.frozen || this.memtable.size > 0 || this.memtable.tombstones.size > 0) return undefined;
+      const s = j.current.header.walSeq + 1;
+      const w = await this.newWal(s, this.manifest.generation);
+      await j.switchTo(w).close();
+      return s;
+    });
+    if (seq === undefined) {
+      await this.flushLocked();
+      return;
+    }
+    await this.commit({ ...this.manifest, generation: this.manifest.generation + 1, firstWalSeq: seq });
+    await this.removeWalBefore(seq);
+  }
+
+  /** Rewrites one segment group under the active DEK version and commits it. */
+  private async rewriteGroupLocked(g: SegmentGroup): Promise<void> {
+    const version = this.ctx.keys.activeDekVersion(this.info.id);
+    const newId = this.manifest.nextSegmentId;
+    const files = await this.withKeys((keyFor) =>
+      this.ctx.keys.withDek(this.info.id, version, (toKey) =>
+        rewriteSegmentGroup({ collectionDir: this.dir, storeId: this.ctx.storeId, collectionId: this.info.id, group: g, newSegmentId: newId, keyFor, toVersion: version, toKey }),
+      ),
+    );
+    crashPoint('reencrypt:group-written');
+    const next: ManifestData = {
+      ...this.manifest,
+      generation: this.manifest.generation + 1,
+      nextSegmentId: newId + 1,
+      groups: this.manifest.groups.map((x) => (x === g ? { id: newId, count: g.count, files } : x)),
+    };
+    await this.commit(next);
+    crashPoint('reencrypt:group-committed');
+    const layer = this.segments.find((l) => l.segmentId === g.id);
+    if (layer) layer.segmentId = newId;
+    for (const f of g.files) await fs.rm(segmentFile(this.dir, g.id, f.kind), { force: true });
+    crashPoint('reencrypt:group-done');
+  }
+
+  /**
+   * Gate of every asynchronous operation: the keys' state (disable, deletion:
+   * a map lookup) and, once the DEK's cache entry has expired, one
+   * re-validation through the provider, so that a KEK disabled there takes
+   * effect within the cache TTL.
+   */
+  private async admit(operation: string): Promise<void> {
+    this.assertOpen();
+    this.authorize(operation);
+    if (!this.loaded) await this.reload();
+    if (!this.ctx.keys.isDekCached(this.info.id, this.ctx.keys.activeDekVersion(this.info.id))) {
+      await this.revalidate().catch(() => undefined);
+      this.authorize(operation);
+    }
+  }
+
+  /**
+   * Gate of the synchronous reads (search, get): the same key-state check,
+   * never a provider call. An expired DEK starts a re-validation in the
+   * background; once it fails, every read is refused.
+   */
+  private admitSync(operation: string): void {
+    this.assertOpen();
+    this.authorize(operation);
+    if (!this.loaded) {
+      const err = new KeyDisabledError(`collection "${this.info.name}" is not loaded; enable it through the store`);
+      this.ctx.onDenied?.(this.info, operation, err);
+      throw err;
+    }
+    if (!this.ctx.keys.isDekCached(this.info.id, this.ctx.keys.activeDekVersion(this.info.id))) {
+      this.revalidate().catch(() => undefined);
+    }
+  }
+
+  /** Throws (and reports as denied) when the collection's keys are refused. */
+  private authorize(operation: string): void {
+    try {
+      this.ctx.keys.assertUsable(this.info.id);
+      if (this.keyFailure !== undefined) {
+        // Ask again in the background: a KEK enabled again in its provider restores access.
+        this.revalidate().catch(() => undefined);
+        throw this.keyFailure;
+      }
+    } catch (err) {
+      this.ctx.onDenied?.(this.info, operation, err);
+      throw err;
+    }
+  }
+
+  private usable(): boolean {
+    try {
+      this.ctx.keys.assertUsable(this.info.id);
+      return this.keyFailure === undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** One provider round trip (shared by concurrent callers) that re-validates the active DEK. */
+  private revalidate(): Promise<void> {
+    this.revalidation ??= (async () => {
+      try {
+        const lease = await this.ctx.keys.leaseDek(this.info.id, this.ctx.keys.activeDekVersion(this.info.id));
+        lease.release();
+        this.keyFailure = undefined;
+      } catch (err) {
+        // A refusal by the provider sticks until a later re-validation succeeds; an outage is retried.
+        if (isRefusal(err) || (err as { code?: unknown } | undefined)?.code === 'VS_ACCESS_DENIED') this.keyFailure = err;
+        throw err;
+      } finally {
+        this.revalidation = undefined;
+      }
+    })();
+    return this.revalidation;
+  }
+
+  private resetMemory(): void {
+    this.segments = [];
+    this.frozen = undefined;
+    this.frozenWalSeq = 0;
+    this.memtable = this.newMemtable();
+    this.current.clear();
   }
 
   // ---- writes applied to memory (after the WAL made them durable) ----
@@ -471,12 +738,14 @@ export class Collection {
   private async writeGroup(segId: number, layer: Layer | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
     const version = this.ctx.keys.activeDekVersion(this.info.id);
     const files: SegmentFileEntry[] = [];
+    let pages = 0;
     // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
     await this.ctx.keys.withDek(this.info.id, version, async (dek) => {
       const put = async (kind: SegmentKind, data: Buffer): Promise<void> => {
         try {
           const r = await writeSegment(segmentFile(this.dir, segId, kind), { kind, storeId: this.ctx.storeId, collectionId: this.info.id, segmentId: segId, dekVersion: version }, dek, data);
           files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
+          pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
         } finally {
           data.fill(0);
         }
@@ -495,6 +764,7 @@ export class Collection {
         crashPoint(`${step}:tombstones-written`);
       }
     });
+    await this.ctx.notePages?.(this.info, pages);
     return files;
   }
 
@@ -743,6 +1013,11 @@ export class Collection {
 /** The directory of a collection inside a store. */
 export function collectionDir(storeDir: string, collectionId: string): string {
   return join(storeDir, 'collections', collectionId);
+}
+
+/** Whether an error is the keyring refusing a collection's keys (disabled, pending deletion, destroyed). */
+function isRefusal(err: unknown): boolean {
+  return err instanceof KeyDisabledError || err instanceof KeyPendingDeletionError || err instanceof KeyDestroyedError;
 }
 
 function cloneMeta(m: Metadata | undefined): Metadata | undefined {

@@ -13,3 +13,5 @@ export type { Metadata } from './metadata.js';
 export { MAX_METADATA_BYTES } from './metadata.js';
 export { MAX_ID_BYTES } from './validate.js';
 export type { Space } from './layer.js';
+export type { TenantKekOption, MaintenanceReport } from './tenants.js';
+export type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';

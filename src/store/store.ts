@@ -1,5 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { DestinationStream } from 'pino';
+import { AuditTrail, auditFilePath } from '../audit/index.js';
 import {
   AlreadyExistsError,
   ClosedError,
@@ -8,17 +10,22 @@ import {
   NotFoundError,
   UnsupportedVersionError,
 } from '../errors.js';
+import type { DekCacheOptions } from '../keys/dek-cache.js';
 import { KEYRING_FILE, KeyManager, defaultLocalKeyDir, type KeyAuditEvent, type ProviderFactory, type RotationProgress, type RotationReport } from '../keys/key-manager.js';
+import type { RotationPolicy, TenantEntry } from '../keys/keyring-file.js';
 import { LocalKekProvider } from '../keys/local.js';
 import { exists, removeStaleTemps, writeFileAtomic } from '../storage/fsutil.js';
 import { StoreLock } from '../storage/lock.js';
 import { Staging } from '../storage/staging.js';
 import { newId } from '../util/ids.js';
+import { AuditSink } from './audit-sink.js';
 import { readCatalog, writeCatalog, type CollectionInfo } from './catalog.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
 import { checkPositiveInt } from './validate.js';
+import type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
+import { TenantLifecycle, type MaintenanceReport, type TenantKekOption } from './tenants.js';
 
 export const STORE_FILE = 'STORE';
 const STORE_FORMAT = 'vectorseal-store';
@@ -52,6 +59,14 @@ export interface OpenStoreOptions {
   audit?: (event: KeyAuditEvent) => void;
   /** Segment groups per collection beyond which a flush compacts (default 8). */
   maxSegments?: number;
+  /** Another destination for the audit trail's lines (a log shipper); the trail file `<dir>/audit.log` is always written. */
+  auditDestination?: DestinationStream | NodeJS.WritableStream;
+  /** Run maintenance (due shredding, rotations) when the store opens and some is due. Default true. */
+  maintainOnOpen?: boolean;
+  /** The clock maintenance goes by (tests inject one). Default: the system clock. */
+  clock?: () => Date;
+  /** Unwrapped-DEK cache: TTL and use limit (a KEK disabled in its provider takes effect once the TTL passes). */
+  keyCache?: DekCacheOptions;
 }
 
 export interface CreateCollectionOptions {
@@ -90,6 +105,7 @@ interface StoreFile {
 export class Store {
   private readonly collections = new Map<string, Collection>();
   private closed = false;
+  private readonly lifecycle: TenantLifecycle;
 
   private constructor(
     readonly dir: string,
@@ -100,7 +116,18 @@ export class Store {
     private readonly logger: Logger,
     private readonly options: OpenStoreOptions,
     private catalog: CollectionInfo[],
-  ) {}
+    private readonly audit: AuditSink,
+  ) {
+    this.lifecycle = new TenantLifecycle({
+      keys,
+      audit,
+      logger,
+      clock: options.clock ?? (() => new Date()),
+      localKeyDir: () => localKeyDirOf(keys, options),
+      collections: () => [...this.collections.values()],
+      removeCollection: (c) => this.removeShredded(c),
+    });
+  }
 
   /** @internal use {@link openStore}. */
   static async open(options: OpenStoreOptions): Promise<Store> {
@@ -116,6 +143,8 @@ export class Store {
     if (!isStore) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     const lock = await StoreLock.acquire(dir);
     const logger = options.logger ? wrapLogger(options.logger) : createLogger();
+    const audit = new AuditSink(logger, options.audit);
+    options = { ...options, audit: (e) => audit.key(e) };
     let staging: Staging | undefined;
     let keys: KeyManager | undefined;
     try {
@@ -133,11 +162,22 @@ export class Store {
         await writeFileAtomic(storeFile, Buffer.from(`${JSON.stringify(body, null, 2)}\n`), 0o644);
         logger.info({ dir, storeId }, 'store created');
       }
-      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, await readCatalog(dir));
+      audit.attach(await openAuditTrail(dir, keys, options));
+      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, await readCatalog(dir), audit);
       for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info));
+      audit.record({ action: 'open', outcome: 'ok', details: { collections: store.catalog.length, created: !isStore } });
       logger.debug({ dir, collections: store.catalog.length }, 'store opened');
+      if (options.maintainOnOpen ?? true) {
+        try {
+          await store.lifecycle.maintainIfDue();
+        } catch (err) {
+          await store.close({ flush: false }).catch(() => undefined);
+          throw err;
+        }
+      }
       return store;
     } catch (err) {
+      await audit.close().catch(() => undefined);
       await keys?.close().catch(() => undefined);
       await staging?.close().catch(() => undefined);
       await lock.release();
@@ -219,6 +259,71 @@ export class Store {
     return report;
   }
 
+  // ----- tenants, key lifecycle, maintenance (see tenants.ts) -------------
+
+  /** Creates a tenant; with `kek` its collections' DEKs are wrapped under its own KEK (local, an AWS KMS ARN, ...). */
+  async createTenant(tenant: string, options: { kek?: TenantKekOption; policy?: RotationPolicy } = {}): Promise<TenantEntry> {
+    this.assertOpen();
+    return this.lifecycle.createTenant(tenant, options);
+  }
+
+  /** Disables a tenant at once: its collections refuse every operation and their data leaves memory. */
+  async disableTenant(tenant: string): Promise<void> {
+    this.assertOpen();
+    await this.lifecycle.disableTenant(tenant);
+  }
+
+  async enableTenant(tenant: string): Promise<void> {
+    this.assertOpen();
+    await this.lifecycle.enableTenant(tenant);
+  }
+
+  /** Schedules a tenant's crypto-shredding after `days` (7-30, default 30); its keys are refused meanwhile. */
+  async scheduleTenantDeletion(tenant: string, options: { days?: number; now?: Date } = {}): Promise<Date> {
+    this.assertOpen();
+    return this.lifecycle.scheduleTenantDeletion(tenant, options);
+  }
+
+  async cancelTenantDeletion(tenant: string): Promise<void> {
+    this.assertOpen();
+    await this.lifecycle.cancelTenantDeletion(tenant);
+  }
+
+  /** Disables one collection at once (cached DEKs zeroed, data dropped from memory). */
+  async disableCollection(name: string): Promise<void> {
+    await this.lifecycle.disableCollection(this.collection(name));
+  }
+
+  async enableCollection(name: string): Promise<void> {
+    await this.lifecycle.enableCollection(this.collection(name));
+  }
+
+  /** A new DEK version for a collection, used at once by new files; see {@link reencrypt}. */
+  async rekey(name: string, options: { now?: Date } = {}): Promise<number> {
+    return this.collection(name).rekey(options);
+  }
+
+  /** Rewrites a collection's older segments under its active DEK version and destroys the versions left unused. */
+  async reencrypt(name: string, options: { onProgress?: (p: ReencryptionProgress) => void } = {}): Promise<ReencryptionReport> {
+    return this.collection(name).reencrypt(options);
+  }
+
+  /** Sets the rotation policy of the store, or of one tenant. */
+  async setPolicy(policy: RotationPolicy, options: { tenant?: string } = {}): Promise<void> {
+    this.assertOpen();
+    await this.lifecycle.setPolicy(policy, options);
+  }
+
+  /**
+   * Shreds tenants whose deletion window has passed (keys destroyed, files
+   * removed), rotates KEKs and re-keys collections as the policies say, and
+   * resumes unfinished re-encryptions. Audited.
+   */
+  async maintain(options: { now?: Date; onProgress?: (collection: string, p: ReencryptionProgress) => void } = {}): Promise<MaintenanceReport> {
+    this.assertOpen();
+    return this.lifecycle.maintain(options);
+  }
+
   /** Flushes every collection. */
   async flush(): Promise<void> {
     this.assertOpen();
@@ -232,6 +337,7 @@ export class Store {
     try {
       for (const c of this.collections.values()) await c.close(options);
     } finally {
+      await this.audit.close().catch((err: unknown) => this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'audit trail close failed'));
       await this.keys.close();
       await this.staging.close();
       await this.lock.release();
@@ -247,7 +353,20 @@ export class Store {
       logger: this.logger,
       durability: this.options.durability ?? 'batch',
       maxSegments: this.options.maxSegments ?? 8,
+      onDenied: (info, operation, err) => this.lifecycle.denied(info, operation, err),
+      notePages: (info, pages) => this.lifecycle.notePages(info, pages),
     };
+  }
+
+  /** Forgets a shredded collection: closes it, drops its catalog entry and removes its files. */
+  private async removeShredded(c: Collection): Promise<void> {
+    await c.close({ flush: false });
+    const next = this.catalog.filter((i) => i.id !== c.info.id);
+    await writeCatalog(this.dir, next);
+    this.catalog = next;
+    this.collections.delete(c.info.name);
+    await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
+    this.logger.info({ collection: c.info.name }, 'shredded collection removed');
   }
 
   private assertOpen(): void {
@@ -289,7 +408,30 @@ function keyOptions(dir: string, options: OpenStoreOptions) {
     ...(options.providers === undefined ? {} : { providers: options.providers }),
     ...(options.audit === undefined ? {} : { audit: options.audit }),
     ...(options.principal === undefined ? {} : { principal: options.principal }),
+    ...(options.keyCache === undefined ? {} : { cache: options.keyCache }),
   };
+}
+
+/** Opens the store's audit trail with the MAC key the keyring keeps for it. */
+async function openAuditTrail(dir: string, keys: KeyManager, options: OpenStoreOptions): Promise<AuditTrail> {
+  const lease = await keys.systemKey('audit');
+  try {
+    return await AuditTrail.open({
+      file: auditFilePath(dir),
+      macKey: lease.key,
+      ...(options.auditDestination === undefined ? {} : { extraDestination: options.auditDestination }),
+      ...(options.principal === undefined ? {} : { principal: options.principal }),
+    });
+  } finally {
+    lease.release();
+  }
+}
+
+/** Where new local tenant KEKs go: beside the store's own local KEK. */
+function localKeyDirOf(keys: KeyManager, options: OpenStoreOptions): string {
+  const own = Object.values(keys.keyring.keks).find((k) => k.provider === 'local' && k.config?.['keyDir']);
+  const fromOptions = options.keys?.provider === 'local' ? (options.keys as { keyDir?: string }).keyDir : undefined;
+  return resolve(fromOptions ?? own?.config?.['keyDir'] ?? defaultLocalKeyDir());
 }
 
 async function createKeyring(dir: string, storeId: string, options: OpenStoreOptions): Promise<KeyManager> {
