@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { VectorsealError } from '../errors.js';
+import { resolveStoreAuditKey } from './audit-key.js';
+import { registerAuditCommands } from './commands/audit.js';
 import { registerCollectionCommands } from './commands/collection.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerImportCommand } from './commands/import.js';
 import { registerKmsCommands } from './commands/kms.js';
+import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerSearchCommand } from './commands/search.js';
 import { registerStoreCommands } from './commands/store.js';
+import { registerVerifyShreddedCommand } from './commands/verify-shredded.js';
 
 /** The `vectorseal` command line. */
 export function buildProgram(): Command {
@@ -20,6 +24,9 @@ export function buildProgram(): Command {
   registerSearchCommand(program);
   registerDemoCommand(program);
   registerKmsCommands(program);
+  registerLifecycleCommands(program);
+  registerVerifyShreddedCommand(program);
+  registerAuditCommands(program, resolveStoreAuditKey);
   return program;
 }
 
