@@ -496,6 +496,8 @@ export class Collection {
    */
   private async admit(operation: string): Promise<void> {
     this.assertOpen();
+    // A refusal by the provider is asked again before an asynchronous operation: it may have been lifted.
+    if (this.keyFailure !== undefined) await this.revalidate().catch(() => undefined);
     this.authorize(operation);
     if (!this.loaded) await this.reload();
     if (!this.ctx.keys.isDekCached(this.info.id, this.ctx.keys.activeDekVersion(this.info.id))) {
