@@ -41,6 +41,8 @@ export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
   try {
     const c = JSON.parse(text) as CatalogFile;
     if (c.format !== 'vectorseal-catalog' || !Array.isArray(c.collections)) throw new Error('unexpected shape');
+    // Entries go straight to hnswlib, which throws untyped errors on wrong types.
+    if (!c.collections.every(isCollectionInfo)) throw new Error('a collection entry has the wrong shape');
     return c.collections;
   } catch (err) {
     throw new CorruptDataError('catalog does not parse', { file, reason: 'decode', cause: err });
@@ -50,4 +52,17 @@ export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
 export async function writeCatalog(dir: string, collections: CollectionInfo[]): Promise<void> {
   const body: CatalogFile = { format: 'vectorseal-catalog', version: 1, collections };
   await writeFileAtomic(join(dir, CATALOG_FILE), Buffer.from(`${JSON.stringify(body, null, 2)}\n`), 0o600);
+}
+
+function isCollectionInfo(v: unknown): v is CollectionInfo {
+  const i = v as Record<string, unknown>;
+  const posInt = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) > 0;
+  return (
+    typeof v === 'object' && v !== null &&
+    typeof i['id'] === 'string' && typeof i['name'] === 'string' &&
+    posInt(i['dim']) && posInt(i['M']) && posInt(i['efConstruction']) &&
+    (i['space'] === 'l2' || i['space'] === 'ip' || i['space'] === 'cosine') &&
+    (i['tenant'] === undefined || typeof i['tenant'] === 'string') &&
+    typeof i['createdAt'] === 'string'
+  );
 }

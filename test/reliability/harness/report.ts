@@ -103,16 +103,27 @@ function renderMarkdown(file: ReportFile): string {
       '',
     );
   }
-  const tamper = sec['tamper'] as { byKind?: Record<string, { tried: number; detected: number; harmless: number }>; accepted?: { case: string; reason: string }[]; cases?: number; detected?: number } | undefined;
+  type Listed = { case: string; reason: string }[];
+  const tamper = sec['tamper'] as { byKind?: Record<string, { tried: number; detected: number; harmless: number }>; accepted?: Listed; documentedLimits?: Listed; findings?: Listed } | undefined;
   if (tamper?.byKind) {
     lines.push('## Tamper matrix', '', '| file kind | cases | detected (typed error naming the file) | accepted, harmless |', '| --- | ---: | ---: | ---: |');
     for (const [kind, t] of Object.entries(tamper.byKind)) lines.push(`| ${kind} | ${t.tried} | ${t.detected} | ${t.harmless} |`);
     lines.push('');
-    if (tamper.accepted?.length) {
-      lines.push('Accepted, harmless (same data):', '');
-      for (const a of tamper.accepted) lines.push(`- ${a.case}: ${a.reason}`);
+    const list = (title: string, items: Listed | undefined): void => {
+      if (!items?.length) return;
+      lines.push(title, '');
+      // One line per distinct case name and reason.
+      const seen = new Set<string>();
+      for (const a of items) {
+        const line = `- ${a.case}: ${a.reason}`;
+        if (!seen.has(line)) lines.push(line);
+        seen.add(line);
+      }
       lines.push('');
-    }
+    };
+    list('Accepted, harmless (same data):', tamper.accepted);
+    list('Undetectable by design, not harmless (documented limits):', tamper.documentedLimits);
+    list('Detectable, not detected (reported, not fixed):', tamper.findings);
   }
   const hostile = Object.entries(sec).filter(([k]) => k.startsWith('hostile'));
   if (hostile.length > 0) {
