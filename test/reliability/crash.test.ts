@@ -10,8 +10,8 @@ const root = mkdtempSync(join(tmpdir(), 'vs-rel-crash-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('crash safety: writers killed with SIGKILL at random points', () => {
-  it('loses no acknowledged write, tears no batch, loses no key, stays writable', { timeout: 900_000 }, async () => {
-    const s = sizes();
+  const s = sizes();
+  it('loses no acknowledged write, tears no batch, loses no key, stays writable', { timeout: 120_000 + s.killPoints * 6_000 }, async () => {
     const report = await runCrashCampaign({
       killPoints: s.killPoints,
       lanes: s.lanes,
