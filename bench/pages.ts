@@ -351,6 +351,32 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
   };
 }
 
+/**
+ * The `hotPath` block of bench/results/latest.json (issue 4) at one page size
+ * (16 KiB by default): seal and open MB/s of the native engine on one core,
+ * openssl's figures, the ratios, the all-cores scaling and the node:crypto
+ * fallback. awsEsdkMBps is the full benchmark's to fill in.
+ */
+export function hotPathSummary(result: PageBenchResult, pageSize = 16384): Record<string, unknown> {
+  const row = (op: Op): PageBenchRow | undefined => result.rows.find((r) => r.pageSize === pageSize && r.op === op);
+  const q = (op: Op): PageBenchResult['ratios'][number] | undefined => result.ratios.find((r) => r.pageSize === pageSize && r.op === op);
+  const seal = row('seal');
+  const open = row('open');
+  return {
+    pageSize,
+    opensslMBps: { seal: seal?.mbps.openssl, open: open?.mbps.openssl },
+    sealMBps: seal?.mbps.native,
+    openMBps: open?.mbps.native,
+    ratioToOpenssl: { seal: q('seal')?.nativeToOpenssl, open: q('open')?.nativeToOpenssl },
+    ratioToOpensslCpu: { seal: q('seal')?.nativeToOpensslCpu, open: q('open')?.nativeToOpensslCpu },
+    allCoresMBps: { seal: seal?.mbps['native-pool'], open: open?.mbps['native-pool'] },
+    allCoresScaling: { seal: q('seal')?.allCoresScaling, open: q('open')?.allCoresScaling },
+    nodeCryptoMBps: { seal: seal?.mbps.node, open: open?.mbps.node },
+    createCipherivMBps: { seal: seal?.mbps.cipheriv, open: open?.mbps.cipheriv },
+    ratioToCreateCipheriv: { seal: q('seal')?.nativeToCipheriv, open: q('open')?.nativeToCipheriv },
+  };
+}
+
 /** The result as a Markdown table plus the ratio lines. */
 export function formatPageBench(result: PageBenchResult): string {
   const names: Contender[] = ['openssl', 'native', 'native-batch', 'native-pool', 'node', 'cipheriv'];
@@ -397,7 +423,7 @@ async function main(): Promise<void> {
   console.log(formatPageBench(result));
   const dir = join(repoRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'pages.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, ...result }, null, 2)}\n`);
+  writeFileSync(join(dir, 'pages.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, hotPath: hotPathSummary(result), ...result }, null, 2)}\n`);
   console.log(`\nwrote ${join(dir, 'pages.json')}`);
 }
 
