@@ -1,7 +1,7 @@
 /**
  * Source of a page-crypto worker, run with `new Worker(source, { eval: true })`.
  *
- * It is a string (CommonJS) rather than a module file so that the same pool
+ * It is a string (valid as CommonJS and as an ES module) rather than a module file so that the same pool
  * works from the compiled package and from TypeScript sources under test
  * runners, which cannot start a `.ts` worker. It loads the native addon named
  * in workerData (or, without one, uses node:crypto per chunk, byte-identical),
@@ -11,10 +11,14 @@
  */
 export const POOL_WORKER_SOURCE = String.raw`
 'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const { createCipheriv, createDecipheriv } = require('node:crypto');
+// Dynamic import() works whether Node evaluates this as CommonJS or as an ES
+// module (flags such as --input-type=module are inherited by workers).
+// Messages posted before the listener is attached wait in the port.
+Promise.all([import('node:worker_threads'), import('node:crypto'), import('node:module')]).then(([threads, nodeCrypto, nodeModule]) => {
+const { parentPort, workerData } = threads;
+const { createCipheriv, createDecipheriv } = nodeCrypto;
 const CHUNK = 16384, TAG = 16, SEALED = CHUNK + TAG, NONCE = 12;
-const addon = workerData.addonPath ? require(workerData.addonPath) : null;
+const addon = workerData.addonPath ? nodeModule.createRequire(workerData.addonPath)(workerData.addonPath) : null;
 const keySlot = new Uint8Array(workerData.keySlot);
 
 function nonceOf(base, counter, out) {
@@ -102,5 +106,6 @@ parentPort.on('message', (job) => {
   } finally {
     if (cipher) cipher.dispose();
   }
+});
 });
 `;
