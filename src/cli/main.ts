@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { VectorsealError } from '../errors.js';
 import { resolveStoreAuditKey } from './audit-key.js';
 import { registerAuditCommands } from './commands/audit.js';
+import { registerBackupCommands } from './commands/backup.js';
 import { registerCollectionCommands } from './commands/collection.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerImportCommand } from './commands/import.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerSearchCommand(program);
   registerDemoCommand(program);
   registerKmsCommands(program);
+  registerBackupCommands(program);
   registerLifecycleCommands(program);
   registerVerifyShreddedCommand(program);
   registerAuditCommands(program, resolveStoreAuditKey);

@@ -919,10 +919,11 @@ export class KeyManager {
       const wrap = dek.wraps.find((w) => w.kek === name);
       if (!wrap) continue;
       try {
-        const provider = await this.provider(name);
+        // Reaching the provider is inside the audited call: a KEK that cannot even be reached is on record
+        // (outcome 'error' with its code) before the next KEK is tried.
         const plaintext = await this.audited(
           { action: 'unwrap', collectionId, kek: name, dekVersion: version, ...(col.tenant === undefined ? {} : { tenant: col.tenant }) },
-          () => provider.unwrap(toWrapped(wrap), ctx),
+          async () => (await this.provider(name)).unwrap(toWrapped(wrap), ctx),
         );
         return this.cache.put(this.cacheId(collectionId, version), plaintext);
       } catch (err) {

@@ -49,9 +49,14 @@ export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
   }
 }
 
-export async function writeCatalog(dir: string, collections: CollectionInfo[]): Promise<void> {
+/** The bytes of a CATALOG file listing `collections` (also used for backups of some collections). */
+export function encodeCatalog(collections: CollectionInfo[]): Buffer {
   const body: CatalogFile = { format: 'vectorseal-catalog', version: 1, collections };
-  await writeFileAtomic(join(dir, CATALOG_FILE), Buffer.from(`${JSON.stringify(body, null, 2)}\n`), 0o600);
+  return Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+export async function writeCatalog(dir: string, collections: CollectionInfo[]): Promise<void> {
+  await writeFileAtomic(join(dir, CATALOG_FILE), encodeCatalog(collections), 0o600);
 }
 
 function isCollectionInfo(v: unknown): v is CollectionInfo {

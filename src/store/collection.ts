@@ -91,6 +91,14 @@ export interface CompactionReport {
   dropped: number;
 }
 
+/** A consistent set of a collection's files (see {@link Collection.snapshot}). */
+export interface CollectionCut {
+  dir: string;
+  manifest: ManifestData;
+  firstWalSeq: number;
+  lastWalSeq: number;
+}
+
 /** What a collection needs from its store. */
 export interface CollectionContext {
   storeId: string;
@@ -317,6 +325,24 @@ export class Collection {
   ids(): string[] {
     this.admitSync('get');
     return [...this.current.keys()];
+  }
+
+  /**
+   * Runs `fn` on a consistent cut of the collection's files, for backups. The
+   * current WAL file is closed first (so every write acknowledged before the
+   * call is in a closed file) and no flush or compaction runs until `fn`
+   * returns: the manifest, the segment files it lists and WAL files
+   * `firstWalSeq..lastWalSeq` stay unchanged while writes go on into newer
+   * WAL files.
+   */
+  async snapshot<T>(fn: (cut: CollectionCut) => Promise<T>): Promise<T> {
+    await this.admit('backup');
+    return this.exclusive(async () => {
+      this.authorize('backup');
+      await this.rotateWal();
+      const m = structuredClone(this.manifest);
+      return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq: this.journal.current.header.walSeq - 1 });
+    });
   }
 
   /**

@@ -77,10 +77,18 @@ export function registerStoreCommands(program: Command): void {
     .action(async (opts: StoreCliOptions) => {
       await withStore(opts, async (store) => {
         const d = describeStore(store) as ReturnType<typeof describeStore> & { collections: Record<string, unknown>[]; keks: Record<string, unknown>[] };
+        // Every KEK is asked for its state: one that cannot be reached (or is not enabled) is shown, not thrown.
+        const health = new Map((await store.keys.kekHealth()).map((h) => [h.name, h]));
+        for (const k of d.keks) {
+          const h = health.get(String(k['name']));
+          Object.assign(k, { reachable: h?.reachable ?? false, state: h?.state ?? null, ...(h?.error ? { error: h.error } : {}) });
+        }
+        d['unusableKeks'] = d.keks.filter((k) => !k['reachable'] || k['state'] !== 'enabled').map((k) => k['name']);
+        const status = (k: Record<string, unknown>): string => (!k['reachable'] ? ` -- UNREACHABLE (${String(k['error'] ?? k['state'])})` : k['state'] !== 'enabled' ? ` -- ${String(k['state']).toUpperCase()}` : '');
         output(opts, d, () =>
           [
             `store ${String(d['storeId'])} at ${String(d['dir'])}`,
-            ...d.keks.map((k) => `  KEK ${String(k['name'])}: ${String(k['provider'])} ${String(k['keyId'])} version ${String(k['currentVersion'])}`),
+            ...d.keks.map((k) => `  KEK ${String(k['name'])}: ${String(k['provider'])} ${String(k['keyId'])} version ${String(k['currentVersion'])}${status(k)}`),
             `  ${d.collections.length} collection(s)`,
             ...d.collections.map(
               (c) =>

@@ -1,0 +1,230 @@
+import { resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { backupStore, restoreBackup, verifyBackup } from '../../backup/index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { defaultLocalKeyDir } from '../../keys/key-manager.js';
+import type { KekEntry } from '../../keys/keyring-file.js';
+import { LocalKekProvider } from '../../keys/local.js';
+import { keysFromCli, output, parseIntOption, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
+
+/**
+ * `vectorseal backup`, `backup verify`, `restore`, and `kek add|attach|detach|list`
+ * (several KEKs per store or tenant).
+ */
+export function registerBackupCommands(program: Command): void {
+  registerKekCommands(program);
+
+  const backup = storeOptions(program.command('backup').description('back up the store (or some collections) into a directory; incremental, encrypted, MACed'))
+    .option('--to <dir>', 'backup directory (later backups into it store only what changed)')
+    .option('--collections <names>', 'comma-separated collection names (default: all)')
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions & { to?: string; collections?: string }) => {
+      if (!opts.to) throw new InvalidArgumentError('backup needs --to <dir>');
+      const to = opts.to;
+      await withStore(opts, async (store) => {
+        const bar = progress(opts, 'backup', 'files');
+        const report = await backupStore(store, {
+          to,
+          ...(opts.collections === undefined ? {} : { collections: splitList(opts.collections) }),
+          onProgress: (p) => bar.update(p.files, p.totalFiles),
+        }).finally(() => bar.stop());
+        output(opts, report, () =>
+          [
+            `snapshot ${report.snapshot} of store ${report.storeId} in ${report.to}`,
+            ...report.collections.map((c) => `  - ${c.name}: manifest generation ${c.generation}, ${c.segmentFiles} segment file(s), ${c.walFiles} WAL file(s)`),
+            ...report.skipped.map((c) => `  - ${c.name}: SKIPPED (${c.code})`),
+            `  ${report.files} files, ${report.bytes} bytes; copied ${report.copied} (${report.copiedBytes} bytes), already stored ${report.reused} (${report.reusedBytes} bytes)`,
+            `  manifest: ${report.manifest} (HMAC-SHA-256 under the store's backup key)`,
+          ].join('\n'),
+        );
+      });
+    });
+
+  backup
+    .command('verify')
+    .description('check a backup: structure, hashes and extra files without keys; with --with-keys also MACs, DEK unwrapping and every file opening')
+    .requiredOption('--from <dir>', 'backup directory')
+    .option('--with-keys', 'also check MACs, that every DEK unwraps and every segment, manifest and WAL file opens')
+    .option('--snapshot <n>', 'snapshot to open with keys (default: the newest)', parseIntOption('--snapshot', 1, 99_999_999))
+    .option('--key-dir <dir>', 'local master key directory (default: where the keyring says)')
+    .option('--json', 'print JSON')
+    .action(async (_local: unknown, cmd: Command) => {
+      // `backup` has --json and --key-dir too and parses them first wherever they stand: take both levels.
+      const opts = cmd.optsWithGlobals<{ from: string; withKeys?: boolean; snapshot?: number; keyDir?: string; json?: boolean }>();
+      const bar = progress(opts, 'verify', 'files');
+      const report = await verifyBackup(opts.from, {
+        withKeys: opts.withKeys ?? false,
+        ...(opts.snapshot === undefined ? {} : { snapshot: opts.snapshot }),
+        ...(opts.keyDir === undefined ? {} : { localKeyDir: opts.keyDir }),
+        onProgress: (p) => bar.update(p.files, p.totalFiles),
+      }).finally(() => bar.stop());
+      output(opts, { ok: true, ...report }, () =>
+        [
+          `backup ${report.dir} is intact: ${report.snapshots.length} snapshot(s), ${report.files} files, ${report.bytes} bytes, hashes match, no extra file`,
+          report.mac === 'verified'
+            ? `  MACs verified; snapshot ${report.opened!.snapshot}: ${report.opened!.deks} DEK(s) unwrap, ${report.opened!.manifests} manifest(s), ${report.opened!.segments} segment(s), ${report.opened!.walFiles} WAL file(s) (${report.opened!.walRecords} records) open`
+            : '  MACs not checked (no keys): pass --with-keys to prove the manifests are the store\'s and that everything opens',
+        ].join('\n'),
+      );
+    });
+
+  kekSourceOptions(
+    storeOptions(program.command('restore').description('restore a backup into a new store directory, verifying everything first; optionally rewrap its DEKs under another KEK')),
+    '--kek <provider>',
+    'rewrap under a new KEK: local, aws-kms or pkcs11',
+  )
+    .requiredOption('--from <dir>', 'backup directory')
+    .option('--snapshot <n>', 'snapshot (default: the newest)', parseIntOption('--snapshot', 1, 99_999_999))
+    .option('--collections <names>', 'comma-separated collection names (default: all in the snapshot)')
+    .option('--kek-name <name>', 'name of the new KEK in the restored keyring', 'restored')
+    .option('--kek-tenant <tenant>', "rewrap this tenant's DEKs (default: the store's default KEKs)")
+    .option('--keep-old-kek', 'keep the old KEKs attached as well')
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions & KekSourceOptions & { from: string; snapshot?: number; collections?: string; kekName: string; kekTenant?: string; keepOldKek?: boolean }) => {
+      if (!opts.dir) throw new InvalidArgumentError('restore needs --dir <new store directory>');
+      const bar = progress(opts, 'restore', 'files');
+      const report = await restoreBackup({
+        from: opts.from,
+        dir: opts.dir,
+        ...(opts.snapshot === undefined ? {} : { snapshot: opts.snapshot }),
+        ...(opts.collections === undefined ? {} : { collections: splitList(opts.collections) }),
+        ...(opts.keyDir === undefined ? {} : { localKeyDir: opts.keyDir }),
+        ...(opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir }),
+        ...(opts.kek === undefined
+          ? {}
+          : {
+              rewrap: {
+                name: opts.kekName,
+                entry: await kekEntryFromCli(opts, opts.kek, opts.kekName),
+                ...(opts.kekTenant === undefined ? {} : { tenant: opts.kekTenant }),
+                ...(opts.keepOldKek ? { keepOld: true } : {}),
+              },
+            }),
+        onProgress: (p) => bar.update(p.files, p.totalFiles),
+      }).finally(() => bar.stop());
+      output(opts, report, () =>
+        [
+          `restored snapshot ${report.snapshot} of store ${report.storeId} into ${report.dir} (same store id)`,
+          ...report.collections.map((c) => `  - ${c.name}: ${c.count} records`),
+          ...(report.rewrap
+            ? [`  DEKs rewrapped under KEK "${report.rewrap.kek}" (${report.rewrap.attached} wrap(s))${report.rewrap.detached.length ? `; detached ${report.rewrap.detached.join(', ')}` : ''}`]
+            : []),
+        ].join('\n'),
+      );
+    });
+}
+
+function registerKekCommands(program: Command): void {
+  const kek = program.command('kek').description('the KEKs of a store: several can wrap every DEK (any one of them opens the data)');
+
+  kekSourceOptions(storeOptions(kek.command('add <name>').description('register a KEK under a name (not yet used: attach it)')), '--provider <provider>', 'local, aws-kms or pkcs11')
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: StoreCliOptions & KekSourceOptions) => {
+      if (!opts.provider) throw new InvalidArgumentError('kek add needs --provider local|aws-kms|pkcs11');
+      const provider = opts.provider;
+      await withStore(opts, async (store) => {
+        const entry = await kekEntryFromCli(opts, provider, `${name}-${store.storeId}`);
+        await store.keys.addKek(name, entry);
+        output(opts, { added: name, provider: entry.provider, keyId: entry.keyId }, () => `added KEK "${name}": ${entry.provider} ${entry.keyId} (attach it to wrap DEKs under it)`);
+      });
+    });
+
+  storeOptions(kek.command('attach <name>').description('wrap every DEK of the store (or of a tenant) under this KEK too; data files are not touched'))
+    .option('--tenant <tenant>', "the tenant's KEKs instead of the store's")
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: StoreCliOptions & { tenant?: string }) => {
+      await withStore(opts, async (store) => {
+        const wrapped = await store.keys.attachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
+        output(opts, { attached: name, tenant: opts.tenant ?? null, wrapped }, () => `attached KEK "${name}"${opts.tenant ? ` to tenant ${opts.tenant}` : ''}: ${wrapped} DEK wrap(s) added`);
+      });
+    });
+
+  storeOptions(kek.command('detach <name>').description('stop wrapping DEKs under this KEK (another must remain); data files are not touched'))
+    .option('--tenant <tenant>', "the tenant's KEKs instead of the store's")
+    .option('--json', 'print JSON')
+    .action(async (name: string, opts: StoreCliOptions & { tenant?: string }) => {
+      await withStore(opts, async (store) => {
+        const dropped = await store.keys.detachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
+        output(opts, { detached: name, tenant: opts.tenant ?? null, dropped }, () => `detached KEK "${name}"${opts.tenant ? ` from tenant ${opts.tenant}` : ''}: ${dropped} wrap(s) removed`);
+      });
+    });
+
+  storeOptions(kek.command('list').description('every KEK, where it is attached, and whether its provider can be reached'))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      await withStore(opts, async (store) => {
+        const ring = store.keys.keyring;
+        const list = (await store.keys.kekHealth()).map((h) => ({
+          ...h,
+          attachedTo: [...(ring.defaultKeks.includes(h.name) ? ['store'] : []), ...Object.entries(ring.tenants).filter(([, t]) => t.keks.includes(h.name)).map(([t]) => `tenant:${t}`)],
+        }));
+        output(opts, list, () =>
+          list
+            .map(
+              (k) =>
+                `${k.name}\t${k.provider}\t${k.keyId}\t${k.reachable ? (k.state ?? '?') : `UNREACHABLE (${k.error ?? k.state ?? '?'})`}\tversion ${k.currentVersion ?? '?'}\t${k.attachedTo.length ? `attached to ${k.attachedTo.join(', ')}` : 'not attached'}`,
+            )
+            .join('\n'),
+        );
+      });
+    });
+}
+
+/** Where a new KEK is: the provider plus the options of `init --kek` (KMS key, endpoint, region; PKCS#11 module, token, PIN source, label). */
+type KekSourceOptions = Omit<KekCliOptions, 'kek'> & { kek?: string; provider?: string; keyId?: string; kekKeyDir?: string };
+
+function kekSourceOptions(cmd: Command, flag: string, description: string): Command {
+  return cmd
+    .option(flag, description)
+    .option('--key-id <id>', 'local: the new local key id (default: derived from the name)')
+    .option('--kek-key-dir <dir>', "local: directory of the new local key (default: --key-dir, else the default key directory); keep it apart from the store's")
+    .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
+    .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service (default: the SDK's)")
+    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)")
+    .option('--pkcs11-module <path>', 'pkcs11: the PKCS#11 library')
+    .option('--token <label>', 'pkcs11: token label')
+    .option('--slot <id>', 'pkcs11: slot id (instead of --token)')
+    .option('--pin-env <name>', 'pkcs11: environment variable holding the user PIN')
+    .option('--pin-file <path>', 'pkcs11: file holding the user PIN (mode 0600)')
+    .option('--key-label <label>', 'pkcs11: KEK label on the token (default: the KEK name)');
+}
+
+/** A keyring entry for a new KEK; a local key (or a PKCS#11 key on the token) is created when missing. */
+async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provider: string, defaultId: string): Promise<Omit<KekEntry, 'createdAt'>> {
+  if (provider === 'local') {
+    const keyDir = resolve(opts.kekKeyDir ?? opts.keyDir ?? defaultLocalKeyDir());
+    const keyId = opts.keyId ?? `kek-${defaultId}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+    await (await LocalKekProvider.init({ keyId, keyDir })).close();
+    return { provider: 'local', keyId, config: { keyDir } };
+  }
+  const keys = await keysFromCli({ ...opts, kek: provider, keyLabel: opts.keyLabel ?? defaultId.slice(0, 64) });
+  if (!keys || !('keyId' in keys)) throw new InvalidArgumentError(`--provider expected local, aws-kms or pkcs11, got "${provider}"`);
+  return { provider: keys.provider, keyId: keys.keyId, ...(keys.config === undefined ? {} : { config: keys.config }) };
+}
+
+function splitList(v: string): string[] {
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (list.length === 0) throw new InvalidArgumentError('--collections expected a comma-separated list of names');
+  return list;
+}
+
+/** A progress bar on stderr when it is a terminal (never with --json). */
+function progress(opts: { json?: boolean }, label: string, unit: string): { update(done: number, total: number): void; stop(): void } {
+  if (opts.json || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: `${label} [{bar}] {value}/{total} ${unit}`, clearOnComplete: true }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    update(done, total) {
+      if (!started) {
+        bar.start(total, done);
+        started = true;
+      }
+      bar.setTotal(total);
+      bar.update(done);
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}
