@@ -1,0 +1,128 @@
+/**
+ * The benchmark suite: `npm run bench` (full) or `npm run bench -- --quick`
+ * (under two minutes on an idle two-core machine).
+ *
+ * Installs the benchmark-only peers into bench/ when they are missing, then
+ * runs, each contender verified before it is timed and all of them side by
+ * side in this one run:
+ *   pages       bench/pages.ts (fast path, pool, node:crypto, createCipheriv,
+ *               openssl speed) interleaved with the AWS Encryption SDK
+ *   end to end  flush, reopen and search of one collection: vectorseal against
+ *               plaintext hnswlib + msgpackr and the SQLite cipher build
+ *   rotation    KEK rotation over 1,000 and 10,000 collections, and over stores
+ *               of growing data size, with every data file fingerprinted
+ *   kms load    bench/results/kms-load.json (run when absent)
+ * and writes bench/results/latest.json, latest.md and throughput.svg (a quick
+ * run writes latest-quick.json, latest-quick.md and throughput-quick.svg, so
+ * that it never replaces the full run's figures).
+ *
+ * Options: --quick, --only pages,e2e,rotation,kms, --records N, --work-dir DIR,
+ * --rerun-kms. Progress goes to stderr.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closeDefaultPool } from '../src/crypto/pool.js';
+import { renderChart } from './lib/chart.js';
+import { runEndToEnd } from './lib/end-to-end.js';
+import { kmsLoadResult } from './lib/kms-load.js';
+import { describeMachine } from './lib/machine.js';
+import { renderMarkdown } from './lib/markdown.js';
+import { runPageSuite } from './lib/pages-suite.js';
+import { resultsDir } from './lib/paths.js';
+import { ensurePeers, loadAwsEsdk, loadSqliteCipher } from './lib/peers.js';
+import { stderrLog } from './lib/progress.js';
+import { rotateCollections, rotateWithData } from './lib/rotation.js';
+import { summarize, type SuiteRun } from './lib/summary.js';
+
+const SECTIONS = ['pages', 'e2e', 'rotation', 'kms'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function flag(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const only = flag('--only')?.split(',') as Section[] | undefined;
+  const bad = only?.filter((s) => !SECTIONS.includes(s));
+  if (bad && bad.length > 0) throw new RangeError(`--only expected some of ${SECTIONS.join(',')}, got ${bad.join(',')}`);
+  const want = (s: Section): boolean => !only || only.includes(s);
+  const log = stderrLog;
+  const started = Date.now();
+  const loadAtStart = loadavg().map((x) => Math.round(x * 100) / 100);
+
+  await ensurePeers(log);
+  const workDir = flag('--work-dir') ?? mkdtempSync(join(tmpdir(), 'vectorseal-bench-'));
+  mkdirSync(workDir, { recursive: true });
+  log(`vectorseal benchmark (${quick ? 'quick' : 'full'}), scratch in ${workDir}; load average ${loadAtStart.join(' ')}`);
+  const run: Partial<SuiteRun> = {};
+  try {
+    if (want('pages')) {
+      run.pages = await runPageSuite({ sizes: [4096, 16384, 65536], rounds: quick ? 1 : 3, seconds: 1, quick, esdk: loadAwsEsdk(), log });
+      await closeDefaultPool();
+    }
+    if (want('e2e')) {
+      const records = Number(flag('--records') ?? (quick ? 20_000 : 100_000));
+      run.endToEnd = await runEndToEnd({
+        count: records,
+        dim: 768,
+        M: 16,
+        // Built identically on both sides and not timed: efConstruction = M keeps a 100k × 768 build
+        // affordable on two cores, and changes neither the bytes flushed nor what reopen loads.
+        efConstruction: 16,
+        ef: 64,
+        k: 10,
+        queries: 1000,
+        reopenRounds: quick ? 3 : 5,
+        plaintextFlushes: quick ? 2 : 4,
+        sqlcipherRuns: quick ? 1 : 2,
+        sqlite: loadSqliteCipher(),
+        workDir: join(workDir, 'e2e'),
+        log,
+      });
+      rmSync(join(workDir, 'e2e'), { recursive: true, force: true });
+    }
+    if (want('rotation')) {
+      log('rotation');
+      const collections = [];
+      for (const n of [1000, 10_000]) collections.push(await rotateCollections(workDir, n, quick ? 1 : 3, log));
+      const data = [];
+      for (const bytes of quick ? [10e6, 100e6] : [10e6, 1e9]) data.push(await rotateWithData(workDir, bytes, 3, log));
+      run.rotation = { collections, data };
+    }
+    if (want('kms')) {
+      const kms = await kmsLoadResult(log, { rerun: process.argv.includes('--rerun-kms'), seconds: quick ? 3 : 10 });
+      if (kms) run.kmsLoad = kms;
+    }
+  } finally {
+    if (!flag('--work-dir')) rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const machine = await describeMachine();
+  const full: SuiteRun = {
+    date: new Date().toISOString(),
+    quick,
+    command: quick ? 'npm run bench -- --quick' : 'npm run bench',
+    seconds: Math.round((Date.now() - started) / 1000),
+    machine: { ...machine, loadAverageAtStart: loadAtStart },
+    ...run,
+  };
+  const summary = summarize(full);
+  const dir = resultsDir();
+  mkdirSync(dir, { recursive: true });
+  const suffix = quick ? '-quick' : '';
+  const files = [join(dir, `latest${suffix}.json`), join(dir, `latest${suffix}.md`)];
+  writeFileSync(files[0] as string, `${JSON.stringify({ ...summary, seconds: full.seconds }, null, 2)}\n`);
+  writeFileSync(files[1] as string, renderMarkdown(summary).replace('throughput.svg', `throughput${suffix}.svg`));
+  if (run.pages) {
+    const svg = join(dir, `throughput${suffix}.svg`);
+    writeFileSync(svg, renderChart(run.pages, `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; best of ${run.pages.rounds} round(s); ${full.date.slice(0, 10)}`));
+    files.push(svg);
+  }
+  process.stdout.write(renderMarkdown(summary));
+  log(`wrote ${files.join(', ')} in ${full.seconds} s`);
+}
+
+await main();
