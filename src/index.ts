@@ -34,3 +34,4 @@ export {
   pkcs11KeyringConfig,
   type Pkcs11KekOptions,
 } from './keys/pkcs11.js';
+export { backupStore, restoreBackup, verifyBackup, type BackupOptions, type BackupReport, type RestoreOptions, type RestoreReport, type RewrapOptions, type VerifyBackupOptions, type VerifyBackupReport } from './backup/index.js';
