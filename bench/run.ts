@@ -17,9 +17,10 @@
  * that it never replaces the full run's figures).
  *
  * Options: --quick, --only pages,e2e,rotation,kms, --records N, --work-dir DIR,
- * --rerun-kms. Progress goes to stderr.
+ * --rerun-kms; --render rewrites latest.md and throughput.svg from latest.json
+ * without measuring anything. Progress goes to stderr.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeDefaultPool } from '../src/crypto/pool.js';
@@ -33,7 +34,7 @@ import { resultsDir } from './lib/paths.js';
 import { ensurePeers, loadAwsEsdk, loadSqliteCipher } from './lib/peers.js';
 import { stderrLog } from './lib/progress.js';
 import { rotateCollections, rotateWithData } from './lib/rotation.js';
-import { summarize, type SuiteRun } from './lib/summary.js';
+import { summarize, type Summary, type SuiteRun } from './lib/summary.js';
 
 const SECTIONS = ['pages', 'e2e', 'rotation', 'kms'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -43,8 +44,26 @@ function flag(name: string): string | undefined {
   return at > 0 ? process.argv[at + 1] : undefined;
 }
 
+function chartSubtitle(s: Summary, rounds: number): string {
+  return `${s.machine.cpu}, ${s.machine.cores} cores, Node ${s.machine.node}; best of ${rounds} interleaved round(s); ${s.date.slice(0, 10)}`;
+}
+
+/** Regenerates the Markdown and the chart from a results file (after a change to their layout). */
+function render(quick: boolean): void {
+  const suffix = quick ? '-quick' : '';
+  const dir = resultsDir();
+  const summary = JSON.parse(readFileSync(join(dir, `latest${suffix}.json`), 'utf8')) as Summary;
+  writeFileSync(join(dir, `latest${suffix}.md`), renderMarkdown(summary).replace('throughput.svg', `throughput${suffix}.svg`));
+  const pages = summary.details.pages;
+  if (pages) writeFileSync(join(dir, `throughput${suffix}.svg`), renderChart(pages, chartSubtitle(summary, pages.rounds)));
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  if (process.argv.includes('--render')) {
+    render(quick);
+    return;
+  }
   const only = flag('--only')?.split(',') as Section[] | undefined;
   const bad = only?.filter((s) => !SECTIONS.includes(s));
   if (bad && bad.length > 0) throw new RangeError(`--only expected some of ${SECTIONS.join(',')}, got ${bad.join(',')}`);
@@ -118,7 +137,7 @@ async function main(): Promise<void> {
   writeFileSync(files[1] as string, renderMarkdown(summary).replace('throughput.svg', `throughput${suffix}.svg`));
   if (run.pages) {
     const svg = join(dir, `throughput${suffix}.svg`);
-    writeFileSync(svg, renderChart(run.pages, `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; best of ${run.pages.rounds} round(s); ${full.date.slice(0, 10)}`));
+    writeFileSync(svg, renderChart(run.pages, chartSubtitle(summary, run.pages.rounds)));
     files.push(svg);
   }
   process.stdout.write(renderMarkdown(summary));

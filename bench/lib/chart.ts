@@ -19,7 +19,7 @@ const COLORS: Record<SuiteContender, string> = {
 
 const W = 1100;
 const H = 520;
-const TOP = 90;
+const TOP = 118;
 const BOTTOM = 70;
 const LEFT = 80;
 const GAP = 50;
@@ -49,11 +49,17 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
     `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">AES-256-GCM page throughput by page size (MB/s of plaintext, higher is better)</text>`,
     `<text x="${W / 2}" y="44" text-anchor="middle" font-size="12" fill="#555">${esc(subtitle)}</text>`,
   ];
-  // Legend, one row.
+  // Legend, wrapped into rows that fit the width.
   let lx = LEFT;
+  let ly = 56;
   for (const c of present) {
-    parts.push(`<rect x="${lx}" y="58" width="12" height="12" fill="${COLORS[c]}"/>`, `<text x="${lx + 17}" y="69">${esc(contenderLabel(c))}</text>`);
-    lx += 24 + contenderLabel(c).length * 6.4;
+    const w = 30 + contenderLabel(c).length * 6.6;
+    if (lx + w > W - RIGHT) {
+      lx = LEFT;
+      ly += 20;
+    }
+    parts.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${COLORS[c]}"/>`, `<text x="${lx + 17}" y="${ly + 11}">${esc(contenderLabel(c))}</text>`);
+    lx += w;
   }
   (['seal', 'open'] as Op[]).forEach((op, p) => {
     const x0 = LEFT + p * (panelW + GAP);
