@@ -1,37 +1,19 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, DisableKeyCommand, EnableKeyCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyDisabledError } from '../../src/errors.js';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
-import { KEYRING_FILE } from '../../src/keys/key-manager.js';
+import { fingerprintDataFiles } from '../../src/cli/data-files.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { randomVectors, storeDirs } from '../store/helpers.js';
 import { ADMIN, REGION, startHarness, type Harness } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
-
-/** SHA-256 and mtime of every data file (all but the keyring and the lock). */
-async function dataFiles(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await fs.readdir(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.name !== KEYRING_FILE && e.name !== 'LOCK') {
-        const st = await fs.stat(p);
-        out.set(relative(dir, p), `${createHash('sha256').update(await fs.readFile(p)).digest('hex')}@${st.mtimeMs}`);
-      }
-    }
-  };
-  await walk(dir);
-  return out;
-}
 
 describe('the vector store on the aws-kms provider, against the key service', () => {
   let kms: Harness;
@@ -62,13 +44,14 @@ describe('the vector store on the aws-kms provider, against the key service', ()
 
     store = await open();
     expect(store.collection('docs').search(vectors[7] as Float32Array, 5).map((h) => h.id)).toEqual(before);
-    const files = await dataFiles(d.dir);
+    const files = await fingerprintDataFiles(d.dir);
     const auditBefore = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
     const report = await store.rotateKek();
-    expect(report).toMatchObject({ fromVersion: 'v1', toVersion: 'v2', rewrapped: 1 });
-    expect(await dataFiles(d.dir)).toEqual(files);
+    // The collection's DEK and the store's own audit key.
+    expect(report).toMatchObject({ fromVersion: 'v1', toVersion: 'v2', rewrapped: 2 });
+    expect(await fingerprintDataFiles(d.dir)).toEqual(files);
     const reEncrypts = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
-    expect(reEncrypts - auditBefore).toBe(1);
+    expect(reEncrypts - auditBefore).toBe(2);
     await store.close();
 
     // Disabled in the KMS: once no DEK is cached, opening the data fails with the typed error.
@@ -99,7 +82,7 @@ describe('the vector store on the aws-kms provider, against the key service', ()
     expect(init).toMatchObject({ keyProvider: 'aws-kms', keyId: key.KeyMetadata?.Arn, endpoint: kms.service.url });
     await cli('collection', 'create', 'docs', '--dim', '4');
     const rotated = await cli('rotate-kek');
-    expect(JSON.stringify(rotated)).toMatch(/"rewrapped":1/);
+    expect(JSON.stringify(rotated)).toMatch(/"rewrapped":2/); // the collection's DEK and the audit key
     const missing = await run(process.execPath, [BIN, 'init', '--kek', 'aws-kms', '--dir', join(d.root, 'other')], { env }).catch((e: { stderr: string; code: number }) => e);
     expect((missing as { stderr: string }).stderr).toMatch(/^error VS_INVALID_ARGUMENT: --kek aws-kms needs --kms-key/);
   });

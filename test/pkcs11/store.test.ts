@@ -1,28 +1,14 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AccessDeniedError } from '../../src/errors.js';
+import { fingerprintDataFiles } from '../../src/cli/data-files.js';
 import { KEYRING_FILE } from '../../src/keys/key-manager.js';
 import { Pkcs11KekProvider, pkcs11KeyringConfig, pkcs11ProviderFactory } from '../../src/keys/pkcs11.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 import { randomVectors } from '../store/helpers.js';
-
-/** Every file under `dir` except the keyring and the lock, by relative path → SHA-256. */
-async function dataFiles(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.name !== KEYRING_FILE && e.name !== 'LOCK') out.set(relative(dir, p), createHash('sha256').update(await readFile(p)).digest('hex'));
-    }
-  };
-  await walk(dir);
-  return out;
-}
 
 describeSoftHsm('the vector store on the pkcs11 provider', () => {
   let hsm: SoftHsm;
@@ -71,7 +57,7 @@ describeSoftHsm('the vector store on the pkcs11 provider', () => {
     expect(store.collection('docs').count).toBe(120);
     expect(store.collection('docs').search(vecs[7]!, 5)).toEqual(expected);
     await store.flush();
-    const before = await dataFiles(dir);
+    const before = await fingerprintDataFiles(dir);
 
     const report = await store.rotateKek();
     expect(report.fromVersion).toBe('1');
@@ -79,7 +65,7 @@ describeSoftHsm('the vector store on the pkcs11 provider', () => {
     expect(report.rewrapped).toBeGreaterThan(0);
     await store.close();
 
-    expect(await dataFiles(dir)).toEqual(before);
+    expect(await fingerprintDataFiles(dir)).toEqual(before);
     const wraps = JSON.stringify(JSON.parse(await readFile(join(dir, KEYRING_FILE), 'utf8')).collections);
     expect(wraps).toContain('"kekVersion":"2"');
     expect(wraps).not.toContain('"kekVersion":"1"');
