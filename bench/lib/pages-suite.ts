@@ -73,8 +73,8 @@ export async function runPageSuite(options: PageSuiteOptions): Promise<PageSuite
       for (const pageSize of sizes) {
         const s = await esdk.measure(pageSize, seconds);
         log(`  ${String(pageSize / 1024).padStart(2)} KiB aws-esdk    round ${round + 1}: seal ${s.seal.toFixed(0)} MB/s, open ${s.open.toFixed(0)} MB/s`);
-        record(row(pageSize, 'seal'), 'aws-esdk', s.seal, undefined);
-        record(row(pageSize, 'open'), 'aws-esdk', s.open, undefined);
+        record(row(pageSize, 'seal'), 'aws-esdk', s.seal, s.sealCpu);
+        record(row(pageSize, 'open'), 'aws-esdk', s.open, s.openCpu);
       }
     };
     if (round % 2 === 0) {
@@ -108,6 +108,7 @@ export function rowRatios(r: PageSuiteRow): Record<string, number | undefined> {
     nativeToCipherivCpu: ratio(r.cpuMbps.native, r.cpuMbps.cipheriv),
     nativeToNode: ratio(r.mbps.native, r.mbps.node),
     nativeToAwsEsdk: ratio(r.mbps.native, r.mbps['aws-esdk'], 1),
+    nativeToAwsEsdkCpu: ratio(r.cpuMbps.native, r.cpuMbps['aws-esdk'], 1),
   };
 }
 
@@ -133,5 +134,6 @@ export function suiteHotPath(s: PageSuiteResult, pageSize = 16384): Record<strin
     allCoresThreads: s.poolThreads,
     awsEsdkMBps: { seal: seal?.mbps['aws-esdk'], open: open?.mbps['aws-esdk'] },
     ratioToAwsEsdk: { seal: seal ? rowRatios(seal)['nativeToAwsEsdk'] : undefined, open: open ? rowRatios(open)['nativeToAwsEsdk'] : undefined },
+    ratioToAwsEsdkCpu: { seal: seal ? rowRatios(seal)['nativeToAwsEsdkCpu'] : undefined, open: open ? rowRatios(open)['nativeToAwsEsdkCpu'] : undefined },
   };
 }

@@ -82,7 +82,7 @@ export function summarize(run: SuiteRun): Summary {
     goals.push(
       { goal: 'fast path, 16 KiB, one core ≥ 0.85× openssl (seal and open)', measured: `${show(toOpenssl)} wall clock; ${show(ratios('nativeToOpensslCpu'))} per CPU-second`, met: check(minOf(toOpenssl), (v) => v >= 0.85) },
       { goal: `all cores (${p.poolThreads} threads) ≥ 1.6× one core`, measured: show(scaling), met: check(minOf(scaling), (v) => v >= 1.6) },
-      { goal: '≥ 10× the AWS Encryption SDK', measured: show(toEsdk), met: check(minOf(toEsdk), (v) => v >= 10) },
+      { goal: '≥ 10× the AWS Encryption SDK', measured: `${show(toEsdk)} wall clock; ${show(ratios('nativeToAwsEsdkCpu'))} per CPU-second`, met: check(minOf(toEsdk), (v) => v >= 10) },
       { goal: '≥ 3× a createCipheriv loop', measured: show(toCipheriv), met: check(minOf(toCipheriv), (v) => v >= 3) },
     );
   }
