@@ -137,7 +137,7 @@ export async function runCrashCampaign(options: CrashCampaignOptions): Promise<C
       // A tenth of the timed kills land while the writer is still opening (recovery code).
       const early = !byPoint && rng.next() < 0.1;
       const t0 = Date.now();
-      const r = await runWriter(dir, keyDir, seed, options.writerBudget ?? 80, crashAt, !byPoint && !early ? rng.int(400) : undefined, early ? 60 + rng.int(400) : undefined);
+      const r = await runWriter(dir, keyDir, seed, options.writerBudget ?? 50, crashAt, !byPoint && !early ? rng.int(400) : undefined, early ? 60 + rng.int(400) : undefined);
       const killed = r.signal === 'SIGKILL';
       const label = crashAt ?? 'timer';
       const tally = (report.byPoint[point ?? 'timer'] ??= { killed: 0, survived: 0, notReached: 0 });

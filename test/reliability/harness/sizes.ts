@@ -27,7 +27,7 @@ export function sizes(): Sizes {
   return {
     full,
     killPoints: envInt('VECTORSEAL_KILL_POINTS') ?? (full ? 1000 : 200),
-    lanes: envInt('VECTORSEAL_RELIABILITY_LANES') ?? 3,
+    lanes: envInt('VECTORSEAL_RELIABILITY_LANES') ?? 4,
     seed: envInt('VECTORSEAL_RELIABILITY_SEED') ?? Math.floor(Math.random() * 2 ** 31),
     bitFlipsPerFile: envInt('VECTORSEAL_BIT_FLIPS') ?? (full ? 24 : 4),
     hostileRuns: envInt('VECTORSEAL_HOSTILE_RUNS') ?? (full ? 1000 : 100),

@@ -196,7 +196,7 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     for (let i = 0; i < flips; i++) {
       const at = rng.int(1 << 30);
       const bit = rng.int(8);
-      add(`bit flip #${i + 1}`, flipBit(at, bit));
+      add(`bit flip #${i + 1}`, flipBit(at, bit), f.kind === 'STORE' ? { unnamedBecause: STORE_ID_MISMATCH } : {});
     }
     const walTail = f.kind === 'WAL' ? { limitBecause: WAL_ROLLBACK } : {};
     const json = f.kind === 'KEYRING' || f.kind === 'CATALOG' || f.kind === 'STORE';
@@ -206,8 +206,9 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
       ...walTail,
       ...(json ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed (and, for the keyring, checksummed) contents are identical' } : {}),
     });
-    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied' } : {});
-    add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''));
+    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
+    // Random bytes after the live WAL either fail authentication or read as a torn record (dropped, never applied).
+    add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
     add('deleted', (file) => fs.rm(file).then(() => ''), {
       ...(f.kind === 'WAL' ? { limitBecause: WAL_ROLLBACK } : {}),
       ...(f.kind === 'audit log' ? { limitBecause: AUDIT_GONE } : {}),
@@ -279,6 +280,9 @@ class Skip extends Error {}
 
 const WAL_ROLLBACK =
   'the live WAL cut back to an earlier prefix (or removed when it is the newest file) is indistinguishable from a crash before the later appends: nothing outside the WAL counts its records, so an attacker can withhold unflushed acknowledged writes; flushed data is protected by the manifest generation, and a damaged or missing middle WAL file is detected';
+const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
+const STORE_ID_MISMATCH =
+  'a changed store id in STORE is caught as STORE and KEYRING disagreeing; the CorruptDataError names KEYRING, the other file of the pair';
 const AUDIT_GONE = 'documented audit-trail limit: a deleted (or emptied) trail cannot be told from a new one without a head kept elsewhere (src/audit/index.ts)';
 const CATALOG_FINDING =
   'collections silently disappear (NotFoundError on access, data and keys intact): the keyring still lists them, but an interrupted createCollection leaves the same keyring-without-catalog state, so telling tampering from a crash needs a change to createCollection (write the catalog entry first, or mark it pending)';
