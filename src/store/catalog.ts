@@ -21,6 +21,13 @@ export interface CollectionInfo {
   M: number;
   efConstruction: number;
   createdAt: string;
+  /**
+   * Set while a createCollection or dropCollection is under way: the entry is
+   * written before the collection's files change, so an open after a crash
+   * can finish (or undo) the step instead of mistaking it for a tampered
+   * catalog. Never set on an entry the store hands out.
+   */
+  state?: 'creating' | 'dropping';
 }
 
 interface CatalogFile {
@@ -29,6 +36,7 @@ interface CatalogFile {
   collections: CollectionInfo[];
 }
 
+/** The collections a CATALOG lists; none when the file does not exist. */
 export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
   const file = join(dir, CATALOG_FILE);
   let text: string;
@@ -68,6 +76,7 @@ function isCollectionInfo(v: unknown): v is CollectionInfo {
     posInt(i['dim']) && posInt(i['M']) && posInt(i['efConstruction']) &&
     (i['space'] === 'l2' || i['space'] === 'ip' || i['space'] === 'cosine') &&
     (i['tenant'] === undefined || typeof i['tenant'] === 'string') &&
+    (i['state'] === undefined || i['state'] === 'creating' || i['state'] === 'dropping') &&
     typeof i['createdAt'] === 'string'
   );
 }

@@ -17,9 +17,11 @@ import { LocalKekProvider } from '../keys/local.js';
 import { exists, removeStaleTemps, writeFileAtomic } from '../storage/fsutil.js';
 import { StoreLock } from '../storage/lock.js';
 import { Staging } from '../storage/staging.js';
+import { crashPoint } from '../util/crash.js';
 import { newId } from '../util/ids.js';
 import { AuditSink } from './audit-sink.js';
-import { readCatalog, writeCatalog, type CollectionInfo } from './catalog.js';
+import { CATALOG_FILE, readCatalog, writeCatalog, type CollectionInfo } from './catalog.js';
+import { recoverCatalog } from './catalog-recovery.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
@@ -163,7 +165,8 @@ export class Store {
         logger.info({ dir, storeId }, 'store created');
       }
       audit.attach(await openAuditTrail(dir, keys, options));
-      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, await readCatalog(dir), audit);
+      const catalog = await recoverCatalog({ dir, keys, logger }, await readCatalog(dir), await exists(join(dir, CATALOG_FILE)));
+      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, catalog, audit);
       for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info));
       audit.record({ action: 'open', outcome: 'ok', details: { collections: store.catalog.length, created: !isStore } });
       logger.debug({ dir, collections: store.catalog.length }, 'store opened');
@@ -207,8 +210,24 @@ export class Store {
       efConstruction: options.efConstruction === undefined ? 200 : checkPositiveInt(options.efConstruction, 'efConstruction', 10_000),
       createdAt: new Date().toISOString(),
     };
+    // Keys, then a marked catalog entry, then files, then the entry unmarked:
+    // each crash leaves a state the next open finishes or undoes (catalog-recovery.ts).
     await this.keys.addCollection(info.id, { name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) });
-    const c = await Collection.create(this.context(), info);
+    crashPoint('create:keys-written');
+    await writeCatalog(this.dir, [...this.catalog, { ...info, state: 'creating' }]);
+    crashPoint('create:catalog-marked');
+    let c: Collection;
+    try {
+      c = await Collection.create(this.context(), info);
+    } catch (err) {
+      // Undone in the order an open would undo it; if this fails too, the marked entry lets the next open finish the job.
+      await this.keys.destroyCollection(info.id)
+        .then(() => fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true }))
+        .then(() => writeCatalog(this.dir, this.catalog))
+        .catch(() => undefined);
+      throw err;
+    }
+    crashPoint('create:files-written');
     const next = [...this.catalog, info];
     await writeCatalog(this.dir, next);
     this.catalog = next;
@@ -242,12 +261,16 @@ export class Store {
   async dropCollection(name: string): Promise<void> {
     const c = this.collection(name);
     await c.close({ flush: false });
+    // Marked first, so a crash before the keys are gone is finished on open, not taken for a tampered catalog.
+    await writeCatalog(this.dir, this.catalog.map((i) => (i.name === name ? { ...i, state: 'dropping' as const } : i)));
+    crashPoint('drop:marked');
     const next = this.catalog.filter((i) => i.name !== name);
-    await writeCatalog(this.dir, next);
     this.catalog = next;
     this.collections.delete(name);
     await this.keys.destroyCollection(c.info.id);
+    crashPoint('drop:keys-destroyed');
     await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
+    await writeCatalog(this.dir, next);
     this.logger.info({ collection: name }, 'collection dropped');
   }
 

@@ -213,7 +213,6 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
       ...(f.kind === 'WAL' ? { limitBecause: WAL_ROLLBACK } : {}),
       ...(f.kind === 'audit log' ? { limitBecause: AUDIT_GONE } : {}),
       ...(f.kind === 'STORE' ? { unnamedBecause: 'without STORE the directory is not a store: NotFoundError names the directory' } : {}),
-      ...(f.kind === 'CATALOG' ? { knownFinding: CATALOG_FINDING } : {}),
     });
     if (f.segment) {
       add('pages 0 and 1 swapped', async (file) => {
@@ -268,7 +267,7 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
   old('KEYRING', 'older copy (before a DEK re-key)', 'KEYRING.before-rekey', (d) => join(d, 'KEYRING'), {
     unnamedBecause: 'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the segments need, not the KEYRING file',
   });
-  old('CATALOG', 'older copy (before a collection was created)', 'CATALOG', (d) => join(d, 'CATALOG'), { knownFinding: CATALOG_FINDING });
+  old('CATALOG', 'older copy (before a collection was created)', 'CATALOG', (d) => join(d, 'CATALOG'));
   old('WAL', 'older copy of the live WAL (a prefix of its records)', 'WAL.a.partial', (d) => lastWal(join(d, colA)), {
     limitBecause:
       'a WAL rolled back to an earlier prefix of itself is indistinguishable from a crash before the later appends: nothing outside the WAL counts its records, so unflushed acknowledged writes can be withheld by an attacker; flushed data is protected by the manifest generation',
@@ -284,9 +283,6 @@ const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash m
 const STORE_ID_MISMATCH =
   'a changed store id in STORE is caught as STORE and KEYRING disagreeing; the CorruptDataError names KEYRING, the other file of the pair';
 const AUDIT_GONE = 'documented audit-trail limit: a deleted (or emptied) trail cannot be told from a new one without a head kept elsewhere (src/audit/index.ts)';
-const CATALOG_FINDING =
-  'collections silently disappear (NotFoundError on access, data and keys intact): the keyring still lists them, but an interrupted createCollection leaves the same keyring-without-catalog state, so telling tampering from a crash needs a change to createCollection (write the catalog entry first, or mark it pending)';
-
 /** Runs every tamper case against copies of one template store. */
 export async function runTamperMatrix(options: { root: string; seed: number; bitFlipsPerFile: number; log?: (l: string) => void }): Promise<TamperReport> {
   const t = await buildTemplate(options.root, options.seed);
