@@ -150,6 +150,10 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     }
 
     if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw kmsErrors.unknownOperation('Requests must be POST /');
+    // Anything else is not this protocol's body, however it parses.
+    if (!/^application\/x-amz-json-1\.[01]\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+      throw kmsErrors.serialization(`Content-Type must be ${JSON_CONTENT_TYPE}`);
+    }
     const operation = entry.operation;
     if (operation === undefined || !service.supports(operation)) {
       throw kmsErrors.unknownOperation(`Operation ${operation ?? '(none)'} is not supported`);
