@@ -43,6 +43,7 @@ const STATES: Partial<Record<KeyState, KekState>> = {
  */
 export class AwsKmsKekProvider extends KekProvider {
   readonly name = 'aws-kms';
+  override readonly rewrapsInside = true;
   readonly keyId: string;
   private client: Promise<KmsClientLike> | undefined;
   private readonly ownsClient: boolean;

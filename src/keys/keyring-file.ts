@@ -119,38 +119,43 @@ export interface RotationPolicy {
   dekMaxPages?: number;
 }
 
-interface KeyringEnvelope extends KeyringData {
-  checksum: string;
-}
-
-function checksum(data: KeyringData): string {
-  return createHash('sha256').update(JSON.stringify(data)).digest('hex');
-}
+/**
+ * File layout: `{"checksum":"<sha256 hex>",` followed by the rest of the
+ * keyring's compact JSON. The checksum covers exactly the JSON text without
+ * that first member, so it is checked on the bytes as read, before parsing,
+ * and the keyring is serialised once per write.
+ */
+const CHECKSUM_PREFIX = /^\{"checksum":"([0-9a-f]{64})",/;
 
 /** Serialises a keyring with its checksum. */
 export function encodeKeyring(data: KeyringData): Buffer {
-  const envelope: KeyringEnvelope = { ...data, checksum: checksum(data) };
-  return Buffer.from(`${JSON.stringify(envelope, null, 1)}\n`, 'utf8');
+  const body = JSON.stringify(data);
+  const sum = createHash('sha256').update(body).digest('hex');
+  return Buffer.from(`{"checksum":"${sum}",${body.slice(1)}\n`, 'utf8');
 }
 
 /** Parses and checks a keyring file's bytes. */
 export function decodeKeyring(bytes: Uint8Array, file: string): KeyringData {
-  let parsed: unknown;
+  const text = Buffer.from(bytes).toString('utf8').replace(/\n$/, '');
+  const match = CHECKSUM_PREFIX.exec(text);
+  if (!match) {
+    throw new CorruptDataError(text.includes(KEYRING_FORMAT) ? 'keyring has no checksum' : 'not a vectorseal keyring', { file, reason: 'header' });
+  }
+  const body = `{${text.slice(match[0].length)}`;
+  if (createHash('sha256').update(body).digest('hex') !== match[1]) {
+    throw new CorruptDataError('keyring checksum does not match its contents', { file, reason: 'checksum' });
+  }
+  let data: KeyringData;
   try {
-    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    data = JSON.parse(body) as KeyringData;
   } catch (err) {
     throw new CorruptDataError('keyring is not valid JSON', { file, reason: 'parse', cause: err });
   }
-  if (typeof parsed !== 'object' || parsed === null || (parsed as { format?: unknown }).format !== KEYRING_FORMAT) {
+  if (typeof data !== 'object' || data === null || data.format !== KEYRING_FORMAT) {
     throw new CorruptDataError('not a vectorseal keyring', { file, reason: 'header' });
   }
-  const envelope = parsed as KeyringEnvelope;
-  if (envelope.version !== KEYRING_VERSION) {
-    throw new UnsupportedVersionError(`keyring format version ${String(envelope.version)} is not supported (this build reads ${KEYRING_VERSION}) (file ${file})`);
-  }
-  const { checksum: stored, ...data } = envelope;
-  if (typeof stored !== 'string' || stored !== checksum(data)) {
-    throw new CorruptDataError('keyring checksum does not match its contents', { file, reason: 'checksum' });
+  if (data.version !== KEYRING_VERSION) {
+    throw new UnsupportedVersionError(`keyring format version ${String(data.version)} is not supported (this build reads ${KEYRING_VERSION}) (file ${file})`);
   }
   if (!isId(data.storeId) || !Number.isSafeInteger(data.generation) || typeof data.collections !== 'object' || typeof data.keks !== 'object') {
     throw new CorruptDataError('keyring is missing required fields', { file, reason: 'schema' });

@@ -75,6 +75,10 @@ export class LocalKekProvider extends KekProvider {
   private readonly fixed: Map<number, Uint8Array> | undefined;
   /** Loaded key versions; zeroed by close(). */
   private readonly keys = new Map<number, Buffer>();
+  /** Key check values of loaded versions (not secret, but an HMAC each time adds up over many DEKs). */
+  private readonly checks = new Map<number, Buffer>();
+  /** The newest version, as last listed: wraps use it; a rotation or destruction here refreshes it. */
+  private current: number | undefined;
 
   constructor(options: LocalKekOptions) {
     super();
@@ -121,7 +125,7 @@ export class LocalKekProvider extends KekProvider {
     const blob = Buffer.alloc(BLOB_SIZE);
     blob.writeUInt8(BLOB_FORMAT, 0);
     blob.writeUInt32BE(version, 1);
-    checkValue(kek).copy(blob, 5);
+    this.checkValueOf(version, kek).copy(blob, 5);
     nonce.copy(blob, 5 + KCV_SIZE);
     body.copy(blob, 5 + KCV_SIZE + NONCE_SIZE);
     cipher.getAuthTag().copy(blob, 5 + KCV_SIZE + NONCE_SIZE + DEK_BYTES);
@@ -138,7 +142,7 @@ export class LocalKekProvider extends KekProvider {
     }
     const version = blob.readUInt32BE(1);
     const kek = await this.key(version);
-    if (!timingSafeEqual(checkValue(kek), blob.subarray(5, 5 + KCV_SIZE))) {
+    if (!timingSafeEqual(this.checkValueOf(version, kek), blob.subarray(5, 5 + KCV_SIZE))) {
       throw new WrongKeyError(`local KEK "${this.keyId}" version ${version} is not the key this DEK was wrapped with (wrong master key)`);
     }
     const at = 5 + KCV_SIZE;
@@ -161,6 +165,7 @@ export class LocalKekProvider extends KekProvider {
   protected async _describe(): Promise<KekDescription> {
     const versions = await this.versions();
     const current = versions.at(-1);
+    this.current = current;
     return {
       provider: this.name,
       keyId: this.keyId,
@@ -189,6 +194,8 @@ export class LocalKekProvider extends KekProvider {
     const cached = this.keys.get(version);
     cached?.fill(0);
     this.keys.delete(version);
+    this.checks.delete(version);
+    this.current = undefined;
     try {
       // Overwrite before unlinking; on copy-on-write or journaling file systems this is best effort.
       const handle = await fs.open(path, constants.O_WRONLY);
@@ -221,6 +228,8 @@ export class LocalKekProvider extends KekProvider {
   override async close(): Promise<void> {
     for (const k of this.keys.values()) k.fill(0);
     this.keys.clear();
+    this.checks.clear();
+    this.current = undefined;
     if (this.fixed) for (const k of this.fixed.values()) k.fill(0);
   }
 
@@ -242,9 +251,18 @@ export class LocalKekProvider extends KekProvider {
   }
 
   private async currentVersion(): Promise<number> {
-    const current = (await this.versions()).at(-1);
-    if (current === undefined) throw new NotFoundError(`local KEK "${this.keyId}" has no key versions`);
-    return current;
+    this.current ??= (await this.versions()).at(-1);
+    if (this.current === undefined) throw new NotFoundError(`local KEK "${this.keyId}" has no key versions`);
+    return this.current;
+  }
+
+  private checkValueOf(version: number, kek: Buffer): Buffer {
+    let kcv = this.checks.get(version);
+    if (!kcv) {
+      kcv = checkValue(kek);
+      this.checks.set(version, kcv);
+    }
+    return kcv;
   }
 
   private async key(version: number): Promise<Buffer> {
@@ -274,6 +292,7 @@ export class LocalKekProvider extends KekProvider {
   }
 
   private async createVersion(version: number): Promise<void> {
+    this.current = undefined;
     const key = randomBytes(32);
     try {
       await createFileAtomic(join(this.dir as string, `v${version}.key`), key, 0o600);

@@ -58,6 +58,12 @@ export abstract class KekProvider {
   abstract readonly name: string;
   /** The KEK this instance wraps under. */
   abstract readonly keyId: string;
+  /**
+   * Whether `rewrap` happens inside the provider (a KMS ReEncrypt), so the
+   * plaintext DEK never reaches this process. When false, rewrapping is an
+   * unwrap and a wrap here, and callers may do both themselves.
+   */
+  readonly rewrapsInside: boolean = false;
 
   /** A new random DEK, returned in plaintext and wrapped under the current KEK version. */
   async generateDataKey(ctx: DekContext): Promise<GeneratedDek> {
