@@ -132,6 +132,11 @@ export class LimitExceededError extends VectorsealError {
   override readonly code = 'VS_LIMIT_EXCEEDED';
 }
 
+/** The file system is full (ENOSPC) or over quota (EDQUOT): the write failed, nothing acknowledged was lost. */
+export class StorageFullError extends VectorsealError {
+  override readonly code = 'VS_STORAGE_FULL';
+}
+
 /** Every stable error code, for documentation and exhaustive matching. */
 export const ERROR_CODES = [
   'VS_WRONG_KEY',
@@ -151,6 +156,7 @@ export const ERROR_CODES = [
   'VS_UNSUPPORTED_OPERATION',
   'VS_STAGING_UNAVAILABLE',
   'VS_LIMIT_EXCEEDED',
+  'VS_STORAGE_FULL',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

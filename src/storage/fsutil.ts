@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { StorageFullError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
+
+/** A full file system as StorageFullError (naming the file, keeping the platform error as cause); any other error as it is. */
+export function storageError(err: unknown, path: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new StorageFullError(`no space left on the device writing ${path}`, { cause: err });
+}
 
 /** Fsyncs a directory so that a rename or a new entry in it survives a crash. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -28,7 +36,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o6
   } catch (err) {
     await handle.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
-    throw err;
+    throw storageError(err, path);
   }
   await handle.close();
   crashPoint('atomic:temp-written');
@@ -63,6 +71,8 @@ export async function writeFileDurable(path: string, data: Uint8Array, mode = 0o
   try {
     await handle.writeFile(data);
     await handle.sync();
+  } catch (err) {
+    throw storageError(err, path);
   } finally {
     await handle.close();
   }

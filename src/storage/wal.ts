@@ -7,7 +7,7 @@ import { hkdfExpandSha512 } from '../crypto/hkdf.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
 import { bytesToId, idToBytes } from '../util/ids.js';
-import { createFileAtomic, fsyncDir } from './fsutil.js';
+import { createFileAtomic, fsyncDir, storageError } from './fsutil.js';
 
 /**
  * Write-ahead log files. One file per WAL sequence number, append-only.
@@ -186,12 +186,16 @@ export class WalWriter {
     }
     const buf = Buffer.concat(parts);
     let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off);
-      off += bytesWritten;
+    try {
+      while (off < buf.length) {
+        const { bytesWritten } = await this.handle.write(buf, off, buf.length - off);
+        off += bytesWritten;
+      }
+      crashPoint('wal:written');
+      if (this.sync) await this.handle.datasync();
+    } catch (err) {
+      throw storageError(err, this.path);
     }
-    crashPoint('wal:written');
-    if (this.sync) await this.handle.datasync();
     crashPoint('wal:synced');
   }
 
