@@ -13,6 +13,7 @@ import {
   messageLength,
 } from '../crypto/chunked.js';
 import type { ChunkEngine } from '../crypto/engine.js';
+import { openParallel, sealParallel, sharedBuffer } from '../crypto/pool.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
 import { bytesToId, idToBytes } from '../util/ids.js';
 import { fsyncDir, storageError } from './fsutil.js';
@@ -79,6 +80,13 @@ export interface SegmentExpectation {
   /** SHA-256 (hex) of the whole file recorded in the manifest; checked by readAll. */
   sha256?: string;
 }
+
+/**
+ * Segments at least this large are sealed and opened whole on the worker
+ * pool (every core) instead of page batch by page batch on the calling
+ * thread; the bytes are identical either way.
+ */
+export const PARALLEL_SEGMENT_BYTES = 4 * 1024 * 1024;
 
 /** Returns the DEK of a given version of the collection named in the header. */
 export type DekLookup = (dekVersion: number) => Uint8Array | Promise<Uint8Array>;
@@ -303,6 +311,9 @@ export async function writeSegment(
   data: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   options: SegmentWriteOptions = {},
 ): Promise<SegmentWriteResult> {
+  if (data instanceof Uint8Array && data.length >= PARALLEL_SEGMENT_BYTES && options.engine === undefined) {
+    return writeSegmentWhole(path, encodeSegmentHeader(header), dek, data);
+  }
   const writer = await SegmentWriter.create(path, header, dek, options);
   try {
     if (data instanceof Uint8Array) {
@@ -315,6 +326,41 @@ export async function writeSegment(
     throw err;
   }
   return writer.finish();
+}
+
+/**
+ * Seals a whole buffer on every core and writes it like {@link SegmentWriter}
+ * does (temp file, fsync, rename, fsync of the directory): the same layout,
+ * the same bytes for a given salt.
+ */
+async function writeSegmentWhole(path: string, header: Buffer, dek: Uint8Array, data: Uint8Array): Promise<SegmentWriteResult> {
+  const sealed = await sealParallel(dek, header, data);
+  const hash = createHash('sha256').update(header).update(sealed);
+  const tmp = `${dirname(path)}/.${basename(path)}.tmp`;
+  await fs.rm(tmp, { force: true });
+  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let renamed = false;
+  try {
+    for (const part of [header, sealed]) {
+      let off = 0;
+      while (off < part.length) {
+        const { bytesWritten } = await handle.write(part, off, part.length - off);
+        off += bytesWritten;
+      }
+    }
+    await handle.sync();
+    await handle.close();
+    await fs.rename(tmp, path);
+    renamed = true;
+    await fsyncDir(dirname(path));
+  } catch (err) {
+    if (!renamed) {
+      await handle.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true });
+    }
+    throw err;
+  }
+  return { length: header.length + sealed.length, sha256: hash.digest('hex'), plaintextLength: data.length };
 }
 
 export interface SegmentReadOptions {
@@ -337,6 +383,8 @@ export class SegmentReader {
     private readonly handle: FileHandle,
     private readonly opener: MessageOpener,
     private readonly expect: SegmentExpectation,
+    /** For opening whole on the pool: the caller's DEK (not a copy) and the header bytes (context); dropped on close. */
+    private parallel: { dek: Uint8Array; context: Buffer } | undefined,
   ) {}
 
   static async open(path: string, expect: SegmentExpectation, keyFor: DekLookup, options: SegmentReadOptions = {}): Promise<SegmentReader> {
@@ -378,7 +426,8 @@ export class SegmentReader {
       } catch (err) {
         inFile(err, path);
       }
-      return new SegmentReader(path, header, length, stat.size, handle, opener, expect);
+      const parallel = options.engine === undefined ? { dek, context: Buffer.from(headerBytes) } : undefined;
+      return new SegmentReader(path, header, length, stat.size, handle, opener, expect, parallel);
     } catch (err) {
       await handle.close();
       throw err;
@@ -406,25 +455,44 @@ export class SegmentReader {
     }
   }
 
-  /** Decrypts the whole segment, checking the manifest's hash when one was given. */
+  /**
+   * Decrypts the whole segment, then checks the manifest's hash (when one was
+   * given) on the very bytes it decrypted: the file is read once. Decrypting
+   * first means damage is reported with its page; the hash then catches an
+   * authentic but different file (an older or replayed one). Large segments
+   * are opened on the worker pool.
+   */
   async readAll(): Promise<Buffer> {
-    const file = Buffer.allocUnsafe(this.fileLength);
+    const large = this.parallel !== undefined && this.fileLength >= PARALLEL_SEGMENT_BYTES;
+    // Shared memory lets the pool's workers read their ranges without a copy.
+    const file = large ? sharedBuffer(this.fileLength) : Buffer.allocUnsafe(this.fileLength);
     await this.readExactly(file, 0);
+    let out: Buffer;
+    if (large && this.parallel) {
+      try {
+        const plain = await openParallel(this.parallel.dek, this.parallel.context, file.subarray(SEGMENT_HEADER_SIZE));
+        out = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
+      } catch (err) {
+        inFile(err, this.path);
+      }
+    } else {
+      out = Buffer.allocUnsafe(this.length);
+      try {
+        this.opener.openRange(0, file.subarray(SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE), out, true);
+      } catch (err) {
+        out.fill(0);
+        inFile(err, this.path);
+      }
+    }
     if (this.expect.sha256 !== undefined) {
       const actual = createHash('sha256').update(file).digest('hex');
       if (actual !== this.expect.sha256) {
+        out.fill(0);
         throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
           file: this.path,
           reason: 'hash',
         });
       }
-    }
-    const out = Buffer.allocUnsafe(this.length);
-    try {
-      this.opener.openRange(0, file.subarray(SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE), out, true);
-    } catch (err) {
-      out.fill(0);
-      inFile(err, this.path);
     }
     return out;
   }
@@ -435,6 +503,7 @@ export class SegmentReader {
   }
 
   async close(): Promise<void> {
+    this.parallel = undefined;
     this.opener.dispose();
     await this.handle.close();
   }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from '../crypto/chunked.js';
@@ -24,9 +23,9 @@ import type { CollectionInfo } from './catalog.js';
 import { compileFilter, type Filter } from './filter.js';
 import { deserializeIndex, serializeIndex } from './index-io.js';
 import { Journal } from './journal.js';
-import { Layer, newIndex, type Hit, type IndexParams, type Space } from './layer.js';
+import { Layer, newIndex, type IndexParams, type LayerHits, type Space } from './layer.js';
 import type { Logger } from './logger.js';
-import { encodeMetadata, pack, unpack, type Metadata } from './metadata.js';
+import { encodeMetadata, pack, readOnly, unpack, type Metadata } from './metadata.js';
 import { checkId, checkPositiveInt, toVector } from './validate.js';
 import { dekVersionsInUse, rewriteSegmentGroup, segmentDekVersion, walDekVersions, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
@@ -40,7 +39,9 @@ export interface VectorRecord {
 /** A stored record as `get` returns it. */
 export interface StoredRecord {
   id: string;
+  /** A copy: the caller's to keep or modify. */
   vector: Float32Array;
+  /** The stored metadata itself, deeply frozen: read-only (copy it to change it). */
   metadata: Metadata | undefined;
 }
 
@@ -59,6 +60,7 @@ export interface SearchOptions {
 export interface SearchResult {
   id: string;
   score: number;
+  /** The stored metadata itself, deeply frozen: read-only (copy it to change it). */
   metadata: Metadata | undefined;
 }
 
@@ -244,8 +246,8 @@ export class Collection {
     if (!loc) return undefined;
     return {
       id,
-      vector: new Float32Array(loc.layer.vectors[loc.label] as Float32Array),
-      metadata: cloneMeta(loc.layer.metadata[loc.label]),
+      vector: new Float32Array(loc.layer.vectorOf(loc.label)),
+      metadata: readOnly(loc.layer.metadata[loc.label]),
     };
   }
 
@@ -261,24 +263,60 @@ export class Collection {
    */
   search(vector: Float32Array | number[], k = 10, options: SearchOptions = {}): SearchResult[] {
     this.admitSync('search');
-    const q = Array.from(toVector(vector, this.info.dim, 'search'));
+    const q = queryOf(vector, this.info.dim);
     checkPositiveInt(k, 'k', MAX_K);
     const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
     const accept = options.filter === undefined ? undefined : compileFilter(options.filter);
-    const hits: Hit[] = [];
-    for (const layer of this.layers()) {
-      for (const h of layer.search(q, k, ef, accept)) {
-        const loc = this.current.get(layer.ids[h.label] as string);
-        if (loc && loc.layer === layer && loc.label === h.label) hits.push(h);
-      }
-    }
-    hits.sort((a, b) => a.distance - b.distance);
     const similarity = this.info.space !== 'l2';
-    return hits.slice(0, k).map((h) => ({
-      id: h.layer.ids[h.label] as string,
-      score: similarity ? 1 - h.distance : h.distance,
-      metadata: cloneMeta(h.layer.metadata[h.label]),
-    }));
+    const segs = this.segments;
+    const nLayers = segs.length + (this.frozen ? 2 : 1);
+    const layerAt = (i: number): Layer => (i < segs.length ? (segs[i] as Layer) : i === segs.length && this.frozen ? this.frozen : this.memtable);
+    // Usually one layer holds every live record (a reopened or compacted collection): no merge.
+    let only = -1;
+    let several = false;
+    for (let i = 0; i < nLayers; i++) {
+      if (layerAt(i).live === 0) continue;
+      if (only >= 0) several = true;
+      else only = i;
+    }
+    const out: SearchResult[] = [];
+    if (only < 0) return out;
+    const hit = (layer: Layer, label: number, distance: number): void => {
+      out.push({ id: layer.ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(layer.metadata[label]) });
+    };
+    if (!several) {
+      const layer = layerAt(only);
+      const res = layer.search(q, k, ef, accept);
+      for (let j = 0; j < res.neighbors.length && out.length < k; j++) {
+        const label = res.neighbors[j] as number;
+        if (!layer.isDead(label)) hit(layer, label, res.distances[j] as number);
+      }
+      return out;
+    }
+    // Each layer's hits come closest first: merge them, k at most.
+    const results: LayerHits[] = new Array<LayerHits>(nLayers);
+    const at = new Array<number>(nLayers).fill(0);
+    for (let i = 0; i < nLayers; i++) results[i] = layerAt(i).search(q, k, ef, accept);
+    while (out.length < k) {
+      let best = -1;
+      let bestDistance = Infinity;
+      for (let i = 0; i < nLayers; i++) {
+        const r = results[i] as LayerHits;
+        const j = at[i] as number;
+        if (j < r.neighbors.length && (best < 0 || (r.distances[j] as number) < bestDistance)) {
+          best = i;
+          bestDistance = r.distances[j] as number;
+        }
+      }
+      if (best < 0) break;
+      const r = results[best] as LayerHits;
+      const j = at[best] as number;
+      at[best] = j + 1;
+      const layer = layerAt(best);
+      const label = r.neighbors[j] as number;
+      if (!layer.isDead(label)) hit(layer, label, bestDistance);
+    }
+    return out;
   }
 
   /** Live record count. */
@@ -695,6 +733,8 @@ export class Collection {
     if (layer) {
       layer.segmentId = segId;
       if (layer !== frozen) this.remap(layer, labels.map((label) => ({ layer: frozen, label })));
+      // The index is now the only copy of the vectors in memory, as after a reopen.
+      if (this.indexHoldsVectors) layer.releaseVectors();
       this.segments.push(layer);
     }
     this.frozen = undefined;
@@ -726,7 +766,10 @@ export class Collection {
     };
     await this.commit(next);
     crashPoint('compact:committed');
-    if (layer) this.remap(layer, entries);
+    if (layer) {
+      this.remap(layer, entries);
+      if (this.indexHoldsVectors) layer.releaseVectors();
+    }
     this.segments = layer ? [layer] : [];
     await this.rotateWal();
     for (const g of oldGroups) for (const f of g.files) await fs.rm(segmentFile(this.dir, g.id, f.kind), { force: true });
@@ -741,7 +784,7 @@ export class Collection {
     const layer = new Layer(index, entries.length, segId);
     for (let j = 0; j < entries.length; j++) {
       const e = entries[j] as { layer: Layer; label: number };
-      layer.add(e.layer.ids[e.label] as string, e.layer.vectors[e.label] as Float32Array, e.layer.metadata[e.label]);
+      layer.add(e.layer.ids[e.label] as string, e.layer.vectorOf(e.label), e.layer.metadata[e.label]);
       // Let searches run while a large index builds.
       if ((j + 1) % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
     }
@@ -780,7 +823,9 @@ export class Collection {
       };
       if (layer) {
         const n = layer.size;
-        await put(SegmentKind.Vectors, encodeVectorBlock(layer.ids.slice(0, n), layer.vectors.slice(0, n), this.info.dim));
+        // The index holds exact vectors in 'l2' and 'ip': the block then carries the ids only.
+        const vectorOf = this.indexHoldsVectors ? undefined : (i: number): Float32Array => layer.vectorOf(i);
+        await put(SegmentKind.Vectors, encodeVectorBlock(layer.ids.slice(0, n), vectorOf, this.info.dim));
         crashPoint(`${step}:vectors-written`);
         await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
         crashPoint(`${step}:metadata-written`);
@@ -895,20 +940,14 @@ export class Collection {
     const read = async (kind: SegmentKind): Promise<Buffer | undefined> => {
       const f = byKind.get(kind);
       if (!f) return undefined;
-      const path = segmentFile(this.dir, g.id, kind);
-      // Decrypt first so that damage is reported with its page; then the
-      // hash catches an authentic but different file (an older or replayed one).
-      const plain = await readSegment(
-        path,
-        { storeId: this.ctx.storeId, collectionId: this.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length },
+      // One read of the file: decrypted first (damage is reported with its
+      // page), then the manifest's hash checked on the same bytes (an
+      // authentic but different file: an older or replayed one).
+      return readSegment(
+        segmentFile(this.dir, g.id, kind),
+        { storeId: this.ctx.storeId, collectionId: this.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
         keyFor,
       );
-      const sha256 = createHash('sha256').update(await fs.readFile(path)).digest('hex');
-      if (sha256 !== f.sha256) {
-        plain.fill(0);
-        throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', { file: path, reason: 'hash' });
-      }
-      return plain;
     };
     const tombFile = segmentFile(this.dir, g.id, SegmentKind.Tombstones);
     const tomb = await read(SegmentKind.Tombstones);
@@ -929,14 +968,18 @@ export class Collection {
     const vecFile = segmentFile(this.dir, g.id, SegmentKind.Vectors);
     const block = decodeVectorBlock(vec, this.info.dim, vecFile);
     vec.fill(0);
+    if (!block.vectors && !this.indexHoldsVectors) {
+      throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', { file: vecFile, reason: 'decode' });
+    }
     const metaFile = segmentFile(this.dir, g.id, SegmentKind.Metadata);
     const metaBytes = await read(SegmentKind.Metadata);
-    const idxBytes = await read(SegmentKind.Index);
-    if (!metaBytes || !idxBytes) {
+    if (!metaBytes || !byKind.has(SegmentKind.Index)) {
+      metaBytes?.fill(0);
       throw new CorruptDataError(`segment group ${g.id} lacks its ${metaBytes ? 'index' : 'metadata'} block`, { file: join(this.dir, 'MANIFEST'), reason: 'missing' });
     }
     const metas = decodeList(metaBytes, block.ids.length, metaFile);
     metaBytes.fill(0);
+    const idxBytes = (await read(SegmentKind.Index)) as Buffer;
     const idxFile = segmentFile(this.dir, g.id, SegmentKind.Index);
     let index;
     try {
@@ -946,23 +989,25 @@ export class Collection {
     } finally {
       idxBytes.fill(0);
     }
-    if (index.getCurrentCount() !== block.ids.length) {
+    const n = block.ids.length;
+    if (index.getCurrentCount() !== n) {
       throw new CorruptDataError('HNSW index and vector block disagree on the record count', { file: idxFile, reason: 'decode' });
     }
-    const layer = new Layer(index, block.ids.length, g.id);
-    const dim = this.info.dim;
-    const seen = new Set<string>();
-    block.ids.forEach((id, i) => {
-      if (seen.has(id)) throw new CorruptDataError('vector block repeats an id', { file: vecFile, reason: 'decode' });
-      seen.add(id);
+    const layer = new Layer(index, n, g.id);
+    for (let i = 0; i < n; i++) {
       const m = metas[i];
-      layer.push(id, block.vectors.subarray(i * dim, (i + 1) * dim), m === null || m === undefined ? undefined : (m as Metadata));
-    });
-    block.ids.forEach((id, i) => {
+      metas[i] = m === null ? undefined : m;
+    }
+    layer.load(block.ids, metas as (Metadata | undefined)[], block.vectors, this.info.dim);
+    for (let i = 0; i < n; i++) {
+      const id = block.ids[i] as string;
       const prev = this.current.get(id);
-      if (prev) prev.layer.markDead(prev.label);
+      if (prev) {
+        if (prev.layer === layer) throw new CorruptDataError('vector block repeats an id', { file: vecFile, reason: 'decode' });
+        prev.layer.markDead(prev.label);
+      }
       this.current.set(id, { layer, label: i });
-    });
+    }
     this.segments.push(layer);
   }
 
@@ -1005,12 +1050,13 @@ export class Collection {
     return join(this.dir, 'wal');
   }
 
-  private newMemtable(): Layer {
-    return new Layer(newIndex(this.params, 1024), 1024, undefined);
+  /** Whether the HNSW index keeps exact vectors ('l2', 'ip'; 'cosine' stores them normalized). */
+  private get indexHoldsVectors(): boolean {
+    return this.info.space !== 'cosine';
   }
 
-  private layers(): Layer[] {
-    return this.frozen ? [...this.segments, this.frozen, this.memtable] : [...this.segments, this.memtable];
+  private newMemtable(): Layer {
+    return new Layer(newIndex(this.params, 1024), 1024, undefined);
   }
 
   private async withKeys<T>(fn: (keyFor: DekLookup) => Promise<T>): Promise<T> {
@@ -1048,6 +1094,21 @@ function isRefusal(err: unknown): boolean {
   return err instanceof KeyDisabledError || err instanceof KeyPendingDeletionError || err instanceof KeyDestroyedError;
 }
 
-function cloneMeta(m: Metadata | undefined): Metadata | undefined {
-  return m === undefined ? undefined : structuredClone(m);
+/**
+ * A query as hnswlib takes it. A Float32Array of the right dimension is only
+ * checked for non-finite components; anything else goes through the full
+ * conversion (and its error messages).
+ */
+function queryOf(vector: Float32Array | number[], dim: number): number[] {
+  if (vector instanceof Float32Array && vector.length === dim) {
+    let finite = true;
+    for (let i = 0; i < dim; i++) {
+      if (!Number.isFinite(vector[i])) {
+        finite = false;
+        break;
+      }
+    }
+    if (finite) return Array.from(vector);
+  }
+  return Array.from(toVector(vector, dim, 'search'));
 }

@@ -1,4 +1,5 @@
-import { promises as fs } from 'node:fs';
+import { closeSync, fstatSync, openSync, promises as fs, readSync, writeFileSync } from 'node:fs';
+import { sharedBuffer } from '../crypto/pool.js';
 import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
@@ -8,12 +9,26 @@ import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
  * RAM-backed file system that is unlinked as soon as it has been read, so the
  * plaintext graph never reaches a disk. The returned/accepted buffers hold
  * plaintext: callers seal and zero them.
+ *
+ * The staging file is read and written in one go (a RAM file system: no I/O
+ * to wait for), and read into shared memory so that the worker pool seals it
+ * without another copy.
  */
 export async function serializeIndex(index: HnswIndex, staging: Staging): Promise<Buffer> {
   return staging.withFile(async (path) => {
     index.writeIndexSync(path);
     crashPoint('index:staged');
-    const bytes = await fs.readFile(path);
+    const fd = openSync(path, 'r');
+    let bytes: Buffer;
+    try {
+      const size = fstatSync(fd).size;
+      bytes = sharedBuffer(size);
+      let off = 0;
+      for (let n = 1; off < size && n > 0; off += n) n = readSync(fd, bytes, off, size - off, off);
+      bytes = bytes.subarray(0, off);
+    } finally {
+      closeSync(fd);
+    }
     await fs.rm(path, { force: true });
     return bytes;
   });
@@ -21,9 +36,9 @@ export async function serializeIndex(index: HnswIndex, staging: Staging): Promis
 
 export async function deserializeIndex(bytes: Buffer, params: IndexParams, staging: Staging): Promise<HnswIndex> {
   return staging.withFile(async (path) => {
-    await fs.writeFile(path, bytes, { mode: 0o600 });
     const index = emptyIndex(params);
     try {
+      writeFileSync(path, bytes, { mode: 0o600 });
       index.readIndexSync(path, false);
     } finally {
       await fs.rm(path, { force: true });

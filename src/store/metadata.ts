@@ -21,6 +21,24 @@ export function unpack(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
 
+/**
+ * Freezes stored metadata deeply, once, so that it can be handed to callers
+ * as is (no copy per read): what search and get return is read-only. The
+ * children are frozen before their parent, so a frozen top level means the
+ * whole value is.
+ */
+export function readOnly(m: Metadata | undefined): Metadata | undefined {
+  if (m !== undefined && !Object.isFrozen(m)) deepFreeze(m);
+  return m;
+}
+
+function deepFreeze(v: object): void {
+  for (const x of Object.values(v)) {
+    if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) deepFreeze(x as object);
+  }
+  Object.freeze(v);
+}
+
 function isPlainObject(v: object): boolean {
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;

@@ -39,7 +39,8 @@ describe('tampering is detected with a typed error naming the file', () => {
   it('a flipped byte in a segment: CorruptDataError naming file and page', async () => {
     const d = storeDirs();
     const { a } = await twoCollections(d);
-    const file = join(a, 'seg', '000000000001.vectors.vseg');
+    // The index: in 'l2' the vector block holds only the ids (one page), the index the vectors.
+    const file = join(a, 'seg', '000000000001.index.vseg');
     const bytes = await fs.readFile(file);
     const at = 52 + 56 + 16_400 + 100; // inside the second page
     bytes[at] = (bytes[at] as number) ^ 0x01;
