@@ -130,6 +130,16 @@ function renderMarkdown(file: ReportFile): string {
     lines.push('## Hostile input', '', '| surface | inputs tried | typed rejections | accepted | untyped / crashes | damage |', '| --- | ---: | ---: | ---: | ---: | ---: |');
     for (const [k, h] of hostile) lines.push(`| ${k.slice('hostile-'.length)} | ${h['tried']} | ${h['rejected']} | ${h['accepted']} | ${h['untyped']} | ${h['damaged'] ?? 0} |`);
     lines.push('');
+    const kms = sec['hostile-kms'];
+    if (kms) {
+      // The key service's surface: every request SigV4-signed so that it reaches the parsers and handlers.
+      lines.push(
+        `Key service: ${kms['handPicked']} hand-picked and ${kms['generated']} fast-check requests, each answered 4xx with {"__type","message"}; ` +
+          `${kms['livenessChecks']} valid requests in between all succeeded; stored keys and ciphertexts checked at the end and after a restart. ` +
+          `Rejections by exception: ${Object.entries((kms['byType'] ?? {}) as Record<string, number>).map(([t, n]) => `${t} ${n}`).join(', ')}.`,
+        '',
+      );
+    }
   }
   for (const key of ['concurrency', 'disk-full']) {
     const s = sec[key];
@@ -137,7 +147,10 @@ function renderMarkdown(file: ReportFile): string {
     lines.push(`## ${key === 'disk-full' ? 'Resource faults (full disk)' : 'Concurrency'}`, '');
     for (const [k, v] of Object.entries(s)) {
       if (k === 'recordedAt' || k === 'seed') continue;
-      lines.push(`- ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+      const text = typeof v === 'object' && v !== null
+        ? Object.entries(v as Record<string, unknown>).map(([a, b]) => `${a} ${typeof b === 'object' ? JSON.stringify(b) : String(b)}`).join(', ')
+        : String(v);
+      lines.push(`- ${k}: ${text}`);
     }
     lines.push('');
   }
