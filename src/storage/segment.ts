@@ -13,7 +13,6 @@ import {
   messageLength,
 } from '../crypto/chunked.js';
 import type { ChunkEngine } from '../crypto/engine.js';
-import { openParallel, sealParallel, sharedBuffer } from '../crypto/pool.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
 import { bytesToId, idToBytes } from '../util/ids.js';
 import { fsyncDir, storageError } from './fsutil.js';
@@ -80,13 +79,6 @@ export interface SegmentExpectation {
   /** SHA-256 (hex) of the whole file recorded in the manifest; checked by readAll. */
   sha256?: string;
 }
-
-/**
- * Segments at least this large are sealed and opened whole on the worker
- * pool (every core) instead of page batch by page batch on the calling
- * thread; the bytes are identical either way.
- */
-export const PARALLEL_SEGMENT_BYTES = 4 * 1024 * 1024;
 
 /** Returns the DEK of a given version of the collection named in the header. */
 export type DekLookup = (dekVersion: number) => Uint8Array | Promise<Uint8Array>;
@@ -311,9 +303,6 @@ export async function writeSegment(
   data: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   options: SegmentWriteOptions = {},
 ): Promise<SegmentWriteResult> {
-  if (data instanceof Uint8Array && data.length >= PARALLEL_SEGMENT_BYTES && options.engine === undefined) {
-    return writeSegmentWhole(path, encodeSegmentHeader(header), dek, data);
-  }
   const writer = await SegmentWriter.create(path, header, dek, options);
   try {
     if (data instanceof Uint8Array) {
@@ -328,40 +317,8 @@ export async function writeSegment(
   return writer.finish();
 }
 
-/**
- * Seals a whole buffer on every core and writes it like {@link SegmentWriter}
- * does (temp file, fsync, rename, fsync of the directory): the same layout,
- * the same bytes for a given salt.
- */
-async function writeSegmentWhole(path: string, header: Buffer, dek: Uint8Array, data: Uint8Array): Promise<SegmentWriteResult> {
-  const sealed = await sealParallel(dek, header, data);
-  const hash = createHash('sha256').update(header).update(sealed);
-  const tmp = `${dirname(path)}/.${basename(path)}.tmp`;
-  await fs.rm(tmp, { force: true });
-  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  let renamed = false;
-  try {
-    for (const part of [header, sealed]) {
-      let off = 0;
-      while (off < part.length) {
-        const { bytesWritten } = await handle.write(part, off, part.length - off);
-        off += bytesWritten;
-      }
-    }
-    await handle.sync();
-    await handle.close();
-    await fs.rename(tmp, path);
-    renamed = true;
-    await fsyncDir(dirname(path));
-  } catch (err) {
-    if (!renamed) {
-      await handle.close().catch(() => undefined);
-      await fs.rm(tmp, { force: true });
-    }
-    throw err;
-  }
-  return { length: header.length + sealed.length, sha256: hash.digest('hex'), plaintextLength: data.length };
-}
+/** Chunks read and opened per batch by readAll/readInto (1 MiB of plaintext). */
+const READ_BATCH_CHUNKS = 64;
 
 export interface SegmentReadOptions {
   engine?: ChunkEngine;
@@ -383,8 +340,6 @@ export class SegmentReader {
     private readonly handle: FileHandle,
     private readonly opener: MessageOpener,
     private readonly expect: SegmentExpectation,
-    /** For opening whole on the pool: the caller's DEK (not a copy) and the header bytes (context); dropped on close. */
-    private parallel: { dek: Uint8Array; context: Buffer } | undefined,
   ) {}
 
   static async open(path: string, expect: SegmentExpectation, keyFor: DekLookup, options: SegmentReadOptions = {}): Promise<SegmentReader> {
@@ -426,8 +381,7 @@ export class SegmentReader {
       } catch (err) {
         inFile(err, path);
       }
-      const parallel = options.engine === undefined ? { dek, context: Buffer.from(headerBytes) } : undefined;
-      return new SegmentReader(path, header, length, stat.size, handle, opener, expect, parallel);
+      return new SegmentReader(path, header, length, stat.size, handle, opener, expect);
     } catch (err) {
       await handle.close();
       throw err;
@@ -457,44 +411,74 @@ export class SegmentReader {
 
   /**
    * Decrypts the whole segment, then checks the manifest's hash (when one was
-   * given) on the very bytes it decrypted: the file is read once. Decrypting
-   * first means damage is reported with its page; the hash then catches an
-   * authentic but different file (an older or replayed one). Large segments
-   * are opened on the worker pool.
+   * given) on the very bytes it decrypted: the file is read once, in batches
+   * of pages through one reused buffer. Decrypting first means damage is
+   * reported with its page; the hash then catches an authentic but different
+   * file (an older or replayed one).
    */
   async readAll(): Promise<Buffer> {
-    const large = this.parallel !== undefined && this.fileLength >= PARALLEL_SEGMENT_BYTES;
-    // Shared memory lets the pool's workers read their ranges without a copy.
-    const file = large ? sharedBuffer(this.fileLength) : Buffer.allocUnsafe(this.fileLength);
-    await this.readExactly(file, 0);
-    let out: Buffer;
-    if (large && this.parallel) {
-      try {
-        const plain = await openParallel(this.parallel.dek, this.parallel.context, file.subarray(SEGMENT_HEADER_SIZE));
-        out = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-      } catch (err) {
-        inFile(err, this.path);
-      }
-    } else {
-      out = Buffer.allocUnsafe(this.length);
-      try {
-        this.opener.openRange(0, file.subarray(SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE), out, true);
-      } catch (err) {
-        out.fill(0);
-        inFile(err, this.path);
-      }
-    }
-    if (this.expect.sha256 !== undefined) {
-      const actual = createHash('sha256').update(file).digest('hex');
-      if (actual !== this.expect.sha256) {
-        out.fill(0);
-        throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
-          file: this.path,
-          reason: 'hash',
-        });
-      }
+    const out = Buffer.allocUnsafe(this.length);
+    try {
+      await this.decryptAll(out, undefined);
+    } catch (err) {
+      out.fill(0);
+      throw err;
     }
     return out;
+  }
+
+  /**
+   * Like {@link readAll}, but hands the plaintext to `sink` batch by batch
+   * (at most 1 MiB, in order) instead of holding it whole. The batch is a
+   * reused buffer, zeroed at the end: the sink copies what it keeps. The
+   * hash is checked after the last batch, so a sink must not act on the
+   * plaintext until this resolves.
+   */
+  async readInto(sink: (plain: Uint8Array) => void | Promise<void>): Promise<void> {
+    await this.decryptAll(undefined, sink);
+  }
+
+  private async decryptAll(out: Uint8Array | undefined, sink: ((plain: Uint8Array) => void | Promise<void>) | undefined): Promise<void> {
+    const hash = this.expect.sha256 === undefined ? undefined : createHash('sha256');
+    const prefix = SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE;
+    const batch = Math.min(READ_BATCH_CHUNKS * SEALED_CHUNK_SIZE, this.fileLength - prefix);
+    const sealed = Buffer.allocUnsafe(Math.max(prefix, batch));
+    const plain = out === undefined ? Buffer.allocUnsafe(Math.min(READ_BATCH_CHUNKS * CHUNK_SIZE, this.length)) : undefined;
+    try {
+      if (hash) {
+        await this.readExactly(sealed.subarray(0, prefix), 0);
+        hash.update(sealed.subarray(0, prefix));
+      }
+      let pos = prefix;
+      let chunk = 0;
+      let written = 0;
+      while (pos < this.fileLength) {
+        const n = Math.min(batch, this.fileLength - pos);
+        const part = sealed.subarray(0, n);
+        await this.readExactly(part, pos);
+        hash?.update(part);
+        const last = pos + n === this.fileLength;
+        const target = out === undefined ? (plain as Buffer) : out.subarray(written);
+        let m: number;
+        try {
+          m = this.opener.openRange(chunk, part, target, last);
+        } catch (err) {
+          inFile(err, this.path);
+        }
+        if (sink) await sink(target.subarray(0, m));
+        written += m;
+        chunk += Math.ceil(n / SEALED_CHUNK_SIZE);
+        pos += n;
+      }
+    } finally {
+      plain?.fill(0);
+    }
+    if (hash && hash.digest('hex') !== this.expect.sha256) {
+      throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
+        file: this.path,
+        reason: 'hash',
+      });
+    }
   }
 
   /** Yields the plaintext page by page, in order. */
@@ -503,7 +487,6 @@ export class SegmentReader {
   }
 
   async close(): Promise<void> {
-    this.parallel = undefined;
     this.opener.dispose();
     await this.handle.close();
   }

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from '../crypto/chunked.js';
-import { ClosedError, CorruptDataError, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, RollbackError } from '../errors.js';
+import { ClosedError, CorruptDataError, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, RollbackError, VectorsealError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { DekLease } from '../keys/dek-cache.js';
 import {
@@ -14,14 +14,14 @@ import {
   type SegmentFileEntry,
   type SegmentGroup,
 } from '../storage/manifest.js';
-import { SegmentKind, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
+import { SegmentKind, SegmentReader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import type { Staging } from '../storage/staging.js';
 import { WalWriter, listWalFiles, readWal, readWalHeader, walFileName } from '../storage/wal.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList, decodeVectorBlock, encodeList, encodeVectorBlock } from './blocks.js';
 import type { CollectionInfo } from './catalog.js';
 import { compileFilter, type Filter } from './filter.js';
-import { deserializeIndex, serializeIndex } from './index-io.js';
+import { deserializeIndex, withSerializedIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer, newIndex, type IndexParams, type LayerHits, type Space } from './layer.js';
 import type { Logger } from './logger.js';
@@ -812,11 +812,14 @@ export class Collection {
     let pages = 0;
     // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
     await this.ctx.keys.withDek(this.info.id, version, async (dek) => {
+      const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> => {
+        const r = await writeSegment(segmentFile(this.dir, segId, kind), { kind, storeId: this.ctx.storeId, collectionId: this.info.id, segmentId: segId, dekVersion: version }, dek, data);
+        files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
+        pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
+      };
       const put = async (kind: SegmentKind, data: Buffer): Promise<void> => {
         try {
-          const r = await writeSegment(segmentFile(this.dir, segId, kind), { kind, storeId: this.ctx.storeId, collectionId: this.info.id, segmentId: segId, dekVersion: version }, dek, data);
-          files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
-          pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
+          await write(kind, data);
         } finally {
           data.fill(0);
         }
@@ -829,7 +832,8 @@ export class Collection {
         crashPoint(`${step}:vectors-written`);
         await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
         crashPoint(`${step}:metadata-written`);
-        await put(SegmentKind.Index, await serializeIndex(layer.index, this.ctx.staging));
+        // Streamed from the staging file through one reused buffer (zeroed by withSerializedIndex).
+        await withSerializedIndex(layer.index, this.ctx.staging, (bytes) => write(SegmentKind.Index, bytes));
         crashPoint(`${step}:index-written`);
       }
       if (tombstones.length > 0) {
@@ -973,21 +977,36 @@ export class Collection {
     }
     const metaFile = segmentFile(this.dir, g.id, SegmentKind.Metadata);
     const metaBytes = await read(SegmentKind.Metadata);
-    if (!metaBytes || !byKind.has(SegmentKind.Index)) {
+    const idx = byKind.get(SegmentKind.Index);
+    if (!metaBytes || !idx) {
       metaBytes?.fill(0);
       throw new CorruptDataError(`segment group ${g.id} lacks its ${metaBytes ? 'index' : 'metadata'} block`, { file: join(this.dir, 'MANIFEST'), reason: 'missing' });
     }
     const metas = decodeList(metaBytes, block.ids.length, metaFile);
     metaBytes.fill(0);
-    const idxBytes = (await read(SegmentKind.Index)) as Buffer;
     const idxFile = segmentFile(this.dir, g.id, SegmentKind.Index);
     let index;
     try {
-      index = await deserializeIndex(idxBytes, this.params, this.ctx.staging);
+      // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
+      index = await deserializeIndex(
+        async (sink) => {
+          const reader = await SegmentReader.open(
+            idxFile,
+            { storeId: this.ctx.storeId, collectionId: this.info.id, kind: SegmentKind.Index, segmentId: g.id, dekVersion: idx.dekVersion, length: idx.length, sha256: idx.sha256 },
+            keyFor,
+          );
+          try {
+            await reader.readInto(sink);
+          } finally {
+            await reader.close();
+          }
+        },
+        this.params,
+        this.ctx.staging,
+      );
     } catch (err) {
+      if (err instanceof VectorsealError) throw err;
       throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
-    } finally {
-      idxBytes.fill(0);
     }
     const n = block.ids.length;
     if (index.getCurrentCount() !== n) {

@@ -1,5 +1,4 @@
-import { closeSync, fstatSync, openSync, promises as fs, readSync, writeFileSync } from 'node:fs';
-import { sharedBuffer } from '../crypto/pool.js';
+import { closeSync, fstatSync, openSync, promises as fs, readSync, writeSync } from 'node:fs';
 import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
@@ -7,42 +6,62 @@ import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
 /**
  * hnswlib serializes only to a path: these go through a staging file on a
  * RAM-backed file system that is unlinked as soon as it has been read, so the
- * plaintext graph never reaches a disk. The returned/accepted buffers hold
- * plaintext: callers seal and zero them.
- *
- * The staging file is read and written in one go (a RAM file system: no I/O
- * to wait for), and read into shared memory so that the worker pool seals it
- * without another copy.
+ * plaintext graph never reaches a disk. The plaintext streams between the
+ * staging file and the segment through one reused 1 MiB buffer (zeroed at
+ * the end): the whole graph is never held in a JavaScript buffer as well.
  */
-export async function serializeIndex(index: HnswIndex, staging: Staging): Promise<Buffer> {
+const BATCH = 1024 * 1024;
+
+/**
+ * Serializes `index` and hands its bytes to `consume` as an async iterable of
+ * batches (a reused buffer: the consumer copies what it keeps, e.g. seals it).
+ */
+export async function withSerializedIndex<T>(index: HnswIndex, staging: Staging, consume: (bytes: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
   return staging.withFile(async (path) => {
     index.writeIndexSync(path);
     crashPoint('index:staged');
     const fd = openSync(path, 'r');
-    let bytes: Buffer;
+    const buf = Buffer.allocUnsafe(BATCH);
     try {
       const size = fstatSync(fd).size;
-      bytes = sharedBuffer(size);
-      let off = 0;
-      for (let n = 1; off < size && n > 0; off += n) n = readSync(fd, bytes, off, size - off, off);
-      bytes = bytes.subarray(0, off);
+      async function* batches(): AsyncGenerator<Uint8Array> {
+        for (let off = 0; off < size; ) {
+          const n = readSync(fd, buf, 0, Math.min(BATCH, size - off), off);
+          if (n === 0) return;
+          off += n;
+          yield buf.subarray(0, n);
+        }
+      }
+      return await consume(batches());
     } finally {
+      buf.fill(0);
       closeSync(fd);
+      await fs.rm(path, { force: true });
     }
-    await fs.rm(path, { force: true });
-    return bytes;
   });
 }
 
-export async function deserializeIndex(bytes: Buffer, params: IndexParams, staging: Staging): Promise<HnswIndex> {
+/**
+ * Loads an index whose serialized bytes `produce` writes, in order, into the
+ * sink it is given; hnswlib reads the staging file only once `produce` has
+ * resolved (for a segment: once its hash has been checked).
+ */
+export async function deserializeIndex(produce: (sink: (bytes: Uint8Array) => void) => Promise<void>, params: IndexParams, staging: Staging): Promise<HnswIndex> {
   return staging.withFile(async (path) => {
-    const index = emptyIndex(params);
     try {
-      writeFileSync(path, bytes, { mode: 0o600 });
+      const fd = openSync(path, 'w', 0o600);
+      try {
+        await produce((bytes) => {
+          for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+        });
+      } finally {
+        closeSync(fd);
+      }
+      const index = emptyIndex(params);
       index.readIndexSync(path, false);
+      return index;
     } finally {
       await fs.rm(path, { force: true });
     }
-    return index;
   });
 }
