@@ -287,9 +287,12 @@ export class Collection {
     if (!several) {
       const layer = layerAt(only);
       const res = layer.search(q, k, ef, accept);
+      const { ids, metadata } = layer;
       for (let j = 0; j < res.neighbors.length && out.length < k; j++) {
         const label = res.neighbors[j] as number;
-        if (!layer.isDead(label)) hit(layer, label, res.distances[j] as number);
+        if (layer.isDead(label)) continue;
+        const distance = res.distances[j] as number;
+        out.push({ id: ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(metadata[label]) });
       }
       return out;
     }
