@@ -32,13 +32,8 @@ export interface AuditEvent {
   details?: Record<string, unknown>;
 }
 
-/** One line of the trail as written (and as read back). */
-export interface AuditEntry {
-  v: number;
-  /** Random id of the trail, fixed when the file is created; binds the genesis link. */
-  trail: string;
-  seq: number;
-  time: string;
+/** The sanitized fields of one entry, in the order they are written. */
+export interface SanitizedEvent {
   action: string;
   outcome: AuditOutcome;
   principal?: string;
@@ -50,6 +45,15 @@ export interface AuditEntry {
   dekVersion?: number;
   error?: string;
   details?: Record<string, AuditDetailValue>;
+}
+
+/** One line of the trail as written (and as read back). */
+export interface AuditEntry extends SanitizedEvent {
+  v: number;
+  /** Random id of the trail, fixed when the file is created; binds the genesis link. */
+  trail: string;
+  seq: number;
+  time: string;
   /** MAC of the previous entry (hex), or the trail's genesis value for seq 0. */
   prev: string;
   /** HMAC-SHA-256 (hex) over the canonical JSON of every other field. */

@@ -1,5 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
-import type { AuditDetailValue, AuditEvent, AuditOutcome } from './entry.js';
+import type { AuditDetailValue, AuditEvent, AuditOutcome, SanitizedEvent } from './entry.js';
+
+export type { SanitizedEvent };
 
 /**
  * Names that must never reach the trail. The allow-list below already drops
@@ -47,20 +49,6 @@ const ALWAYS_SECRET = new Set([
 const KEY_WORDS = new Set(['key', 'keys', 'dek', 'deks', 'kek', 'keks']);
 const REFERENCE_SUFFIX = new Set(['id', 'ids', 'ref', 'arn', 'alias', 'name', 'version', 'versions', 'count', 'state', 'spec', 'usage', 'provider']);
 
-/** The sanitized fields of one entry, in the order they are written. */
-export interface SanitizedEvent {
-  action: string;
-  outcome: AuditOutcome;
-  principal?: string;
-  tenant?: string;
-  collectionId?: string;
-  kek?: string;
-  keyId?: string;
-  kekVersion?: string;
-  dekVersion?: number;
-  error?: string;
-  details?: Record<string, AuditDetailValue>;
-}
 
 /**
  * Keeps only the allow-listed fields of an event, as plain strings and
