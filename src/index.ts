@@ -35,3 +35,23 @@ export {
   type Pkcs11KekOptions,
 } from './keys/pkcs11.js';
 export { backupStore, restoreBackup, verifyBackup, type BackupOptions, type BackupReport, type RestoreOptions, type RestoreReport, type RewrapOptions, type VerifyBackupOptions, type VerifyBackupReport } from './backup/index.js';
+export {
+  AuditTrail,
+  verifyAuditTrail,
+  assertAuditTrailIntact,
+  type AuditTrailOptions,
+  type AuditEvent,
+  type AuditHead,
+  type AuditVerification,
+} from './audit/index.js';
+export {
+  startKeyService,
+  createKeyServiceConfig,
+  createAccessKey,
+  LocalRootKeyFile,
+  Pkcs11RootKey,
+  type KeyServiceOptions,
+  type RunningKeyService,
+  type KeyServiceConfig,
+  type RootKeyProtector,
+} from './kms/index.js';
