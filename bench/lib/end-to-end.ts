@@ -96,7 +96,8 @@ export async function runEndToEnd(o: EndToEndOptions): Promise<EndToEndResult> {
   const params: PlainParams = { dim: o.dim, M: o.M, efConstruction: o.efConstruction };
   const storeDir = join(o.workDir, 'store');
   const keyDir = join(o.workDir, 'keys');
-  const storeOptions = { dir: storeDir, keys: { provider: 'local' as const, keyDir } };
+  // Automatic flushes off: the one flush measured must persist every record, as the plaintext side does.
+  const storeOptions = { dir: storeDir, keys: { provider: 'local' as const, keyDir }, autoFlushRecords: 0 };
   log(`end to end: ${o.count} × ${o.dim} float32 (${((o.count * o.dim * 4) / 1e6).toFixed(0)} MB of vectors), M=${o.M}, efConstruction=${o.efConstruction}`);
 
   // Build both sides (not timed in the ratios).

@@ -112,6 +112,8 @@ export interface CollectionContext {
   durability: 'batch' | 'none';
   /** Segment groups beyond which a flush compacts automatically. */
   maxSegments: number;
+  /** Unflushed records beyond which a flush starts in the background (0: never). */
+  autoFlushRecords: number;
   /** Told of every refused operation (the store audits it as 'denied'). */
   onDenied?: (info: CollectionInfo, operation: string, err: unknown) => void;
   /** Told of pages sealed under the active DEK (for page-limit rotation policies). */
@@ -141,6 +143,8 @@ export class Collection {
   private journal!: Journal;
   private exclusiveChain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** The automatic flush under way, if any. */
+  private autoFlushing: Promise<void> | undefined;
   /** False while the collection's keys are refused: its data is dropped from memory until enabled. */
   private loaded = false;
   /** Why the last re-validation of the DEK failed (a KEK disabled in its provider); cleared by a good one. */
@@ -222,6 +226,23 @@ export class Collection {
     const payload = pack(op);
     for (const c of checked) c.meta?.fill(0);
     await this.journal.append(payload, () => this.applyUpsert(checked));
+    this.maybeAutoFlush();
+  }
+
+  /**
+   * Starts a flush in the background once the unflushed records pass the
+   * store's threshold, so the WAL (and its replay on open) stays bounded.
+   * Acknowledged writes are already durable in the WAL: a failed automatic
+   * flush loses nothing and is logged; the next write or close tries again.
+   */
+  private maybeAutoFlush(): void {
+    const limit = this.ctx.autoFlushRecords;
+    if (limit <= 0 || this.autoFlushing || this.closed || this.memtable.live < limit) return;
+    this.autoFlushing = this.flush()
+      .catch((err: unknown) => this.ctx.logger.warn({ err: err instanceof VectorsealError ? err.code : 'VS_ERROR' }, 'automatic flush failed'))
+      .finally(() => {
+        this.autoFlushing = undefined;
+      });
   }
 
   /** Deletes records by id; resolves with how many existed, once durable. */

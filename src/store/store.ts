@@ -61,6 +61,12 @@ export interface OpenStoreOptions {
   audit?: (event: KeyAuditEvent) => void;
   /** Segment groups per collection beyond which a flush compacts (default 8). */
   maxSegments?: number;
+  /**
+   * Unflushed records per collection beyond which a flush starts in the
+   * background, bounding the WAL and its replay on open (default 100,000;
+   * 0 turns it off: flush yourself, or on close).
+   */
+  autoFlushRecords?: number;
   /** Another destination for the audit trail's lines (a log shipper); the trail file `<dir>/audit.log` is always written. */
   auditDestination?: DestinationStream | NodeJS.WritableStream;
   /** Run maintenance (due shredding, rotations) when the store opens and some is due. Default true. */
@@ -138,6 +144,10 @@ export class Store {
     }
     const durability = options.durability ?? 'batch';
     if (durability !== 'batch' && durability !== 'none') throw new InvalidArgumentError(`"durability" expected 'batch' or 'none', got "${String(durability)}"`);
+    const autoFlush = options.autoFlushRecords;
+    if (autoFlush !== undefined && (!Number.isSafeInteger(autoFlush) || autoFlush < 0)) {
+      throw new InvalidArgumentError(`"autoFlushRecords" expected a non-negative integer, got ${String(autoFlush)}`);
+    }
     const dir = resolve(options.dir);
     const storeFile = join(dir, STORE_FILE);
     const isStore = await exists(storeFile);
@@ -376,6 +386,7 @@ export class Store {
       logger: this.logger,
       durability: this.options.durability ?? 'batch',
       maxSegments: this.options.maxSegments ?? 8,
+      autoFlushRecords: this.options.autoFlushRecords ?? 100_000,
       onDenied: (info, operation, err) => this.lifecycle.denied(info, operation, err),
       notePages: (info, pages) => this.lifecycle.notePages(info, pages),
     };
