@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
 import { openStore, type KeysOption, type Store } from '../store/index.js';
+import { pkcs11FlagOptions } from './pkcs11-flags.js';
 
 /** Options every store command accepts. */
 export interface StoreCliOptions {
@@ -12,32 +14,24 @@ export interface StoreCliOptions {
 }
 
 /** How `init` picks the store's KEK. */
-export interface KekCliOptions {
+export interface KekCliOptions extends Pkcs11CliFlags {
   kek?: string;
   kmsKey?: string;
   kmsEndpoint?: string;
   kmsRegion?: string;
-  pkcs11Module?: string;
-  token?: string;
-  slot?: string;
-  pinEnv?: string;
-  pinFile?: string;
-  keyLabel?: string;
 }
 
 /** Adds the KEK choice of `init`: the local default, an AWS KMS (or key service) key, or a PKCS#11 token. */
 export function kekOptions(cmd: Command): Command {
-  return cmd
-    .option('--kek <provider>', 'where the KEK lives: local (default), aws-kms or pkcs11', 'local')
-    .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
-    .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600 (default: the SDK's)")
-    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)")
-    .option('--pkcs11-module <path>', 'pkcs11: the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so')
-    .option('--token <label>', 'pkcs11: token label')
-    .option('--slot <id>', 'pkcs11: slot id (instead of --token)')
-    .option('--pin-env <name>', 'pkcs11: environment variable holding the user PIN')
-    .option('--pin-file <path>', 'pkcs11: file holding the user PIN (mode 0600)')
-    .option('--key-label <label>', 'pkcs11: KEK label on the token (default: store-kek)');
+  return pkcs11FlagOptions(
+    cmd
+      .option('--kek <provider>', 'where the KEK lives: local (default), aws-kms or pkcs11', 'local')
+      .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
+      .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600 (default: the SDK's)")
+      .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)"),
+    'pkcs11',
+    'KEK label on the token (default: store-kek)',
+  );
 }
 
 /**
@@ -56,18 +50,8 @@ export async function keysFromCli(opts: StoreCliOptions & KekCliOptions): Promis
       return { provider: 'aws-kms', keyId: opts.kmsKey, config };
     }
     case 'pkcs11': {
-      if (!opts.pkcs11Module) throw new InvalidArgumentError('--kek pkcs11 needs --pkcs11-module <path>');
-      if (!opts.token && !opts.slot) throw new InvalidArgumentError('--kek pkcs11 needs --token <label> or --slot <id>');
-      if (!opts.pinEnv && !opts.pinFile) throw new InvalidArgumentError('--kek pkcs11 needs --pin-env <name> or --pin-file <path>');
       const { Pkcs11KekProvider, pkcs11KeyringConfig } = await import('../keys/pkcs11.js');
-      const hsm = {
-        module: opts.pkcs11Module,
-        ...(opts.token ? { token: opts.token } : {}),
-        ...(opts.slot ? { slot: parseIntOption('--slot', 0, 2 ** 53 - 1)(opts.slot) } : {}),
-        ...(opts.pinEnv ? { pinEnv: opts.pinEnv } : {}),
-        ...(opts.pinFile ? { pinFile: opts.pinFile } : {}),
-        keyLabel: opts.keyLabel ?? 'store-kek',
-      };
+      const hsm = { ...pkcs11TokenOptionsFromFlags(opts, '--kek pkcs11'), keyLabel: opts.keyLabel ?? 'store-kek' };
       await (await Pkcs11KekProvider.init(hsm)).close();
       return { provider: 'pkcs11', keyId: hsm.keyLabel, config: pkcs11KeyringConfig(hsm) };
     }

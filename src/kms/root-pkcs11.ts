@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError, VectorsealError, WrongKeyError } from '../errors.js';
 import {
   cmac,
@@ -156,27 +157,11 @@ export class Pkcs11RootKey implements RootKeyProtector {
 }
 
 /** The `kms serve` flags for a PKCS#11 root, as parsed by commander. */
-export interface Pkcs11RootCliFlags {
-  pkcs11Module?: string;
-  token?: string;
-  slot?: string;
-  pinEnv?: string;
-  pinFile?: string;
-  keyLabel?: string;
-}
+export type Pkcs11RootCliFlags = Pkcs11CliFlags;
 
 /** Options for {@link Pkcs11RootKey.open} from `--pkcs11-module --token|--slot --pin-env|--pin-file [--key-label]`. */
 export function pkcs11RootOptionsFromFlags(flags: Pkcs11RootCliFlags): Pkcs11RootKeyOptions {
-  if (flags.pkcs11Module === undefined) throw new InvalidArgumentError('--root pkcs11 needs --pkcs11-module <path>');
-  if ((flags.token === undefined) === (flags.slot === undefined)) throw new InvalidArgumentError('--root pkcs11 needs one of --token <label> or --slot <id>');
-  if ((flags.pinEnv === undefined) === (flags.pinFile === undefined)) {
-    throw new InvalidArgumentError('--root pkcs11 needs one of --pin-env <VAR> or --pin-file <path> (the PIN is never a command-line argument)');
-  }
-  const options: Pkcs11RootKeyOptions = { module: flags.pkcs11Module };
-  if (flags.token !== undefined) options.token = flags.token;
-  if (flags.slot !== undefined) options.slot = Number(flags.slot);
-  if (flags.pinEnv !== undefined) options.pinEnv = flags.pinEnv;
-  if (flags.pinFile !== undefined) options.pinFile = flags.pinFile;
+  const options: Pkcs11RootKeyOptions = pkcs11TokenOptionsFromFlags(flags, '--root pkcs11');
   if (flags.keyLabel !== undefined) options.keyLabel = flags.keyLabel;
   return options;
 }

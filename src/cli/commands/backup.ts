@@ -7,6 +7,7 @@ import { defaultLocalKeyDir } from '../../keys/key-manager.js';
 import type { KekEntry } from '../../keys/keyring-file.js';
 import { LocalKekProvider } from '../../keys/local.js';
 import { keysFromCli, output, parseIntOption, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
+import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 
 /**
  * `vectorseal backup`, `backup verify`, `restore`, and `kek add|attach|detach|list`
@@ -175,19 +176,14 @@ function registerKekCommands(program: Command): void {
 type KekSourceOptions = Omit<KekCliOptions, 'kek'> & { kek?: string; provider?: string; keyId?: string; kekKeyDir?: string };
 
 function kekSourceOptions(cmd: Command, flag: string, description: string): Command {
-  return cmd
+  cmd
     .option(flag, description)
     .option('--key-id <id>', 'local: the new local key id (default: derived from the name)')
     .option('--kek-key-dir <dir>', "local: directory of the new local key (default: --key-dir, else the default key directory); keep it apart from the store's")
     .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
     .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service (default: the SDK's)")
-    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)")
-    .option('--pkcs11-module <path>', 'pkcs11: the PKCS#11 library')
-    .option('--token <label>', 'pkcs11: token label')
-    .option('--slot <id>', 'pkcs11: slot id (instead of --token)')
-    .option('--pin-env <name>', 'pkcs11: environment variable holding the user PIN')
-    .option('--pin-file <path>', 'pkcs11: file holding the user PIN (mode 0600)')
-    .option('--key-label <label>', 'pkcs11: KEK label on the token (default: the KEK name)');
+    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)");
+  return pkcs11FlagOptions(cmd, 'pkcs11', 'KEK label on the token (default: the KEK name)');
 }
 
 /** A keyring entry for a new KEK; a local key (or a PKCS#11 key on the token) is created when missing. */

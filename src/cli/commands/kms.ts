@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 import { createAccessKey, createKeyServiceConfig, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 
@@ -10,7 +11,7 @@ import { InvalidArgumentError } from '../../errors.js';
 export function registerKmsCommands(program: Command): void {
   const kms = program.command('kms').description("vectorseal's AWS-KMS-compatible key service");
 
-  kms
+  const serve = kms
     .command('serve')
     .description('serve the AWS KMS JSON API with SigV4 authentication')
     .requiredOption('--port <port>', 'TCP port (0 picks a free one)', parsePort)
@@ -20,13 +21,8 @@ export function registerKmsCommands(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
-    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
-    .option('--pkcs11-module <path>', 'with --root pkcs11: the PKCS#11 library of the HSM')
-    .option('--token <label>', 'with --root pkcs11: the token label')
-    .option('--slot <id>', 'with --root pkcs11: the slot id, instead of --token')
-    .option('--pin-env <var>', 'with --root pkcs11: environment variable holding the user PIN')
-    .option('--pin-file <file>', 'with --root pkcs11: file holding the user PIN (mode 0600)')
-    .option('--key-label <label>', 'with --root pkcs11: the root key label (default vectorseal-kms-root)')
+    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file');
+  pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
     .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string; root: string } & Pkcs11RootCliFlags) => {
       if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
