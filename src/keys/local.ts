@@ -11,7 +11,7 @@ import {
 } from '../errors.js';
 import { createFileAtomic, fsyncDir } from '../storage/fsutil.js';
 import { contextBytes, type DekContext } from './context.js';
-import { DEK_BYTES, KekProvider, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
+import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
 
 /**
  * The embedded default KEK provider. The master key is 32 random bytes per KEK
@@ -154,10 +154,7 @@ export class LocalKekProvider extends KekProvider {
       decipher.final();
     } catch (err) {
       dek.fill(0);
-      throw new CorruptDataError('wrapped DEK failed to authenticate: damaged, or copied from another collection or version', {
-        reason: 'wrapped-dek',
-        cause: err,
-      });
+      throw wrapAuthFailure(err);
     }
     return dek;
   }

@@ -28,7 +28,7 @@ import {
 } from './pkcs11-aes.js';
 import { ckrName, isFunctionNotPermitted, isKeyHandleGone, mapPkcs11Error } from './pkcs11-errors.js';
 import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from './pkcs11-token.js';
-import { DEK_BYTES, KekProvider, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
+import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
 
 /**
  * KEKs in a PKCS#11 token (an HSM, or SoftHSM2 for development). Each KEK
@@ -182,10 +182,7 @@ export class Pkcs11KekProvider extends KekProvider {
       } catch (err) {
         const name = ckrName(err);
         if (name !== undefined && AUTH_FAILURES.has(name)) {
-          throw new CorruptDataError('wrapped DEK failed to authenticate: damaged, or copied from another collection or version', {
-            reason: 'wrapped-dek',
-            cause: err,
-          });
+          throw wrapAuthFailure(err);
         }
         throw err;
       }

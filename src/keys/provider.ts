@@ -1,4 +1,4 @@
-import { InvalidArgumentError, UnsupportedOperationError, VectorsealError, WrongKeyError } from '../errors.js';
+import { CorruptDataError, InvalidArgumentError, UnsupportedOperationError, VectorsealError, WrongKeyError } from '../errors.js';
 import { checkDekContext, type DekContext } from './context.js';
 
 /** Size of every DEK: AES-256. */
@@ -196,4 +196,16 @@ function checkDek(dek: Uint8Array, what: string): void {
     // A provider returning a key of the wrong size is a provider fault, not bad input.
     throw new VectorsealError(`${what} DEK expected Uint8Array of length ${DEK_BYTES}, got length=${dek.length}`);
   }
+}
+
+/**
+ * The error for a wrap that fails to authenticate under the right KEK (its
+ * key check value matched): the blob was damaged, or copied from another
+ * collection or DEK version whose context it was bound to.
+ */
+export function wrapAuthFailure(cause: unknown): CorruptDataError {
+  return new CorruptDataError('wrapped DEK failed to authenticate: damaged, or copied from another collection or version', {
+    reason: 'wrapped-dek',
+    cause,
+  });
 }
