@@ -137,6 +137,15 @@ export class StorageFullError extends VectorsealError {
   override readonly code = 'VS_STORAGE_FULL';
 }
 
+/**
+ * A KEK the keyring names is not in the caller's KEK configuration, so it is
+ * never contacted (the data directory does not decide which keys, endpoints
+ * or modules the process trusts).
+ */
+export class KekNotConfiguredError extends VectorsealError {
+  override readonly code = 'VS_KEK_NOT_CONFIGURED';
+}
+
 /** Every stable error code, for documentation and exhaustive matching. */
 export const ERROR_CODES = [
   'VS_WRONG_KEY',
@@ -157,6 +166,7 @@ export const ERROR_CODES = [
   'VS_STAGING_UNAVAILABLE',
   'VS_LIMIT_EXCEEDED',
   'VS_STORAGE_FULL',
+  'VS_KEK_NOT_CONFIGURED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { CorruptDataError, InvalidArgumentError, KeyDestroyedError } from '../errors.js';
-import { encodeKeyring, type KeyringData } from '../keys/keyring-file.js';
+import type { KeyringData } from '../keys/keyring-file.js';
 import { MANIFEST_FILE, segmentFile } from '../storage/manifest.js';
 import { decodeSegmentHeader, SEGMENT_HEADER_SIZE } from '../storage/segment.js';
 import { fsyncDir, writeFileAtomic } from '../storage/fsutil.js';
@@ -219,7 +219,7 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
             if (!d || d.state === 'destroyed') throw new KeyDestroyedError(`collection ${cid} has files under DEK version ${v}, which the keyring no longer holds`);
           }
         }
-        await putOwn('KEYRING', encodeKeyring(ring));
+        await putOwn('KEYRING', store.keys.encodeKeyring(ring));
         await putOwn('STORE', await fs.readFile(join(store.dir, 'STORE')));
         await putOwn('CATALOG', encodeCatalog(chosen.map((x) => x.info)));
         return;

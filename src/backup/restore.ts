@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AlreadyExistsError, CorruptDataError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import { decodeKeyring, encodeKeyring, type KekEntry } from '../keys/keyring-file.js';
+import { KeyManager } from '../keys/key-manager.js';
+import type { KeyringData } from '../keys/keyring-file.js';
 import { fsyncDir } from '../storage/fsutil.js';
 import { encodeCatalog, readCatalog } from '../store/catalog.js';
 import { openStore } from '../store/store.js';
@@ -15,8 +16,8 @@ import { withSnapshotKeys, type BackupKeyOptions } from './verify.js';
 export interface RewrapOptions {
   /** Name of the new KEK in the restored keyring. */
   name: string;
-  /** How to reach it (provider, key id, non-secret config), as for `KeyManager.addKek`. */
-  entry: Omit<KekEntry, 'createdAt'>;
+  /** Which key it is and how this process reaches it (provider, key id, non-secret config), as for `KeyManager.addKek`. */
+  entry: { provider: string; keyId: string; config?: Record<string, string> };
   /** Rewrap one tenant's DEKs; default the store's default KEKs (collections without a tenant, and the store's own keys). */
   tenant?: string;
   /** Keep the old KEKs attached too (default: detach them, so only the new KEK opens the restored store). */
@@ -108,7 +109,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
       const dest = join(tmp, f.path);
       await mkdirDurable(dirname(dest));
       if (options.collections !== undefined && (f.path === 'CATALOG' || f.path === 'KEYRING')) {
-        await writeNew(dest, await subset(target.dir, f, ids));
+        await writeNew(dest, await subset(target.dir, f, ids, options));
       } else {
         const got = await copyHashed(join(target.dir, f.stored), dest);
         if (got.sha256 !== f.sha256 || got.length !== f.length) {
@@ -121,6 +122,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
     const store = await openStore({
       dir: tmp,
       ...(options.localKeyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: options.localKeyDir } }),
+      ...(options.keks === undefined ? {} : { keks: options.keks }),
       ...(options.providers === undefined ? {} : { providers: options.providers }),
       ...(options.stagingDir === undefined ? {} : { stagingDir: options.stagingDir }),
       ...(options.audit === undefined ? {} : { audit: options.audit }),
@@ -153,15 +155,26 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
 }
 
 /** A CATALOG or KEYRING of the snapshot restricted to some collections. */
-async function subset(root: string, f: BackupFileEntry, ids: Set<string>): Promise<Buffer> {
-  const bytes = await fs.readFile(join(root, f.stored));
+async function subset(root: string, f: BackupFileEntry, ids: Set<string>, options: RestoreOptions): Promise<Buffer> {
+  const file = join(root, f.stored);
   if (f.path === 'CATALOG') {
-    const all = await readCatalog(dirname(join(root, f.stored)));
+    const all = await readCatalog(dirname(file));
     return encodeCatalog(all.filter((c) => ids.has(c.id)));
   }
-  const ring = decodeKeyring(bytes, join(root, f.stored));
-  ring.collections = Object.fromEntries(Object.entries(ring.collections).filter(([id]) => ids.has(id)));
-  return encodeKeyring(ring);
+  // The keyring is verified under its MAC key (so with the caller's KEKs) and the subset MACed under the same key.
+  const keys = await KeyManager.open({
+    dir: dirname(file),
+    file,
+    ...(options.keks === undefined ? {} : { keks: options.keks }),
+    ...(options.localKeyDir === undefined ? {} : { localKeyDir: resolve(options.localKeyDir) }),
+    ...(options.providers === undefined ? {} : { providers: options.providers }),
+  });
+  try {
+    const ring: KeyringData = { ...keys.keyring, collections: Object.fromEntries(Object.entries(keys.keyring.collections).filter(([id]) => ids.has(id))) };
+    return keys.encodeKeyring(ring);
+  } finally {
+    await keys.close();
+  }
 }
 
 type Keys = Awaited<ReturnType<typeof openStore>>['keys'];
@@ -169,7 +182,7 @@ type Keys = Awaited<ReturnType<typeof openStore>>['keys'];
 async function rewrap(keys: Keys, r: RewrapOptions): Promise<NonNullable<RestoreReport['rewrap']>> {
   const scope = r.tenant === undefined ? {} : { tenant: r.tenant };
   const before = r.tenant === undefined ? [...keys.keyring.defaultKeks] : [...keys.tenant(r.tenant).keks];
-  if (!keys.keyring.keks[r.name]) await keys.addKek(r.name, r.entry);
+  if (!Object.prototype.hasOwnProperty.call(keys.keyring.keks, r.name)) await keys.addKek(r.name, r.entry);
   const attached = await keys.attachKek(r.name, scope);
   const detached: string[] = [];
   if (!r.keepOld) {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { CorruptDataError } from '../errors.js';
-import { KeyManager, type KeyAuditEvent, type ProviderFactory } from '../keys/key-manager.js';
+import { KeyManager, type KekConfig, type KeyAuditEvent, type ProviderFactory } from '../keys/key-manager.js';
 import { readManifest, segmentFile } from '../storage/manifest.js';
 import { readSegment, type DekLookup } from '../storage/segment.js';
 import { readWal, walFileName } from '../storage/wal.js';
@@ -10,7 +10,9 @@ import { assertNoExtra, checkFile, pickSnapshot, readTarget, type BackupTarget }
 
 /** How to reach the KEKs named in a backup's keyring. */
 export interface BackupKeyOptions {
-  /** Where local master keys are, when not where the keyring says. */
+  /** The KEKs the backup's keyring names, as openStore's `keks` (the keyring says only which keys, never how to reach them). */
+  keks?: Record<string, KekConfig>;
+  /** Where local master keys are (default as for openStore). */
   localKeyDir?: string;
   /** KEK provider factories (AWS KMS with explicit credentials, PKCS#11 with a PIN, ...). */
   providers?: Record<string, ProviderFactory>;
@@ -100,6 +102,9 @@ export async function withSnapshotKeys<T>(target: BackupTarget, n: number, optio
   if (keyring) await checkFile(target.dir, keyring);
   const keys = await KeyManager.open({
     dir,
+    file: join(dir, 'KEYRING'),
+    storeId: s.manifest.storeId,
+    ...(options.keks === undefined ? {} : { keks: options.keks }),
     ...(options.localKeyDir === undefined ? {} : { localKeyDir: options.localKeyDir }),
     ...(options.providers === undefined ? {} : { providers: options.providers }),
     ...(options.audit === undefined ? {} : { audit: options.audit }),

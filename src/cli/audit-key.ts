@@ -1,18 +1,26 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { NotFoundError } from '../errors.js';
 import { KeyManager } from '../keys/key-manager.js';
+import { cliKekConfig } from './context.js';
 
 /**
  * The store's audit key, for `vectorseal audit verify`: read from the
- * keyring and unwrapped by its KEK, without taking the store's write lock and
- * without creating a key where none exists. The caller zeroes the bytes.
+ * keyring (verified, read-only) and unwrapped by a KEK of the store's config
+ * file, without taking the store's write lock and without creating a key
+ * where none exists. The caller zeroes the bytes.
  */
-export async function resolveStoreAuditKey(opts: { dir: string; keyDir?: string }): Promise<Uint8Array> {
+export async function resolveStoreAuditKey(opts: { dir: string; keyDir?: string; config?: string }): Promise<Uint8Array> {
   const dir = resolve(opts.dir);
-  const keys = await KeyManager.open({ dir, ...(opts.keyDir === undefined ? {} : { localKeyDir: resolve(opts.keyDir) }) });
+  const config = await cliKekConfig({ dir, ...(opts.config === undefined ? {} : { config: opts.config }) });
+  const keys = await KeyManager.open({
+    dir,
+    file: join(dir, 'KEYRING'),
+    ...(config === undefined ? {} : { keks: config.keks }),
+    ...(opts.keyDir === undefined ? {} : { localKeyDir: resolve(opts.keyDir) }),
+  });
   try {
     if (!keys.keyring.system?.['vectorseal-audit']) throw new NotFoundError(`the store in ${dir} has no audit key (it was never opened by a version that writes the audit trail)`);
-    const lease = await keys.systemKey('audit');
+    const lease = await keys.leaseDek('vectorseal-audit', 1);
     try {
       return Uint8Array.from(lease.key);
     } finally {

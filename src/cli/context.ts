@@ -3,11 +3,13 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
 import { openStore, type KeysOption, type Store } from '../store/index.js';
+import { configPath, readStoreConfig, storeIdOf, writeStoreConfig } from './config-file.js';
 import { pkcs11FlagOptions } from './pkcs11-flags.js';
 
 /** Options every store command accepts. */
 export interface StoreCliOptions {
   dir?: string;
+  config?: string;
   keyDir?: string;
   stagingDir?: string;
   json?: boolean;
@@ -60,10 +62,11 @@ export async function keysFromCli(opts: StoreCliOptions & KekCliOptions): Promis
   }
 }
 
-/** Adds --dir, --key-dir and --staging-dir to a command. */
+/** Adds --dir, --config, --key-dir and --staging-dir to a command. */
 export function storeOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
+    .option('--config <file>', 'the store\'s KEK configuration (default: env VECTORSEAL_CONFIG, else $XDG_CONFIG_HOME/vectorseal/stores/<storeId>.json)')
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
     .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)');
 }
@@ -74,22 +77,53 @@ export function storeDir(opts: StoreCliOptions): string {
   return resolve(dir);
 }
 
-/** Opens the store the options name; `create` for `init`. */
+/**
+ * The KEK configuration the CLI opens a store with: its config file (found
+ * by store id, or --config / VECTORSEAL_CONFIG), never anything in the data
+ * directory. Undefined when there is no config file (local keys only).
+ */
+export async function cliKekConfig(opts: StoreCliOptions): Promise<{ file: string; keks: NonNullable<Parameters<typeof openStore>[0]['keks']> } | undefined> {
+  const dir = storeDir(opts);
+  const storeId = await storeIdOf(dir);
+  const file = configPath(storeId, opts.config);
+  const config = await readStoreConfig(file, storeId);
+  return config === undefined ? undefined : { file, keks: config.keks };
+}
+
+/** Opens the store the options name; `create` for `init`, which writes the store's config file. */
 export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false): Promise<Store> {
-  const keys = create ? await keysFromCli(opts) : opts.keyDir === undefined ? undefined : { provider: 'local' as const, keyDir: opts.keyDir };
+  const dir = storeDir(opts);
+  const staging = opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir };
+  if (create) {
+    const keys = await keysFromCli(opts);
+    const store = await openStore({ dir, create, ...(keys === undefined ? {} : { keys }), ...staging });
+    try {
+      await writeStoreConfig(configPath(store.storeId, opts.config), { storeId: store.storeId, dir, keks: { ...store.keys.kekConfigs } });
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+  const config = await cliKekConfig(opts);
   return openStore({
-    dir: storeDir(opts),
-    create,
-    ...(keys === undefined ? {} : { keys }),
-    ...(opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir }),
+    dir,
+    ...(config === undefined ? {} : { keks: config.keks }),
+    ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
+    ...staging,
   });
 }
 
-/** Runs `fn` with an open store and always closes it. */
+/** Runs `fn` with an open store and always closes it; KEKs added meanwhile are recorded in the store's config file. */
 export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   const store = await openFromCli(opts);
+  const before = Object.keys(store.keys.kekConfigs).length;
   try {
-    return await fn(store);
+    const result = await fn(store);
+    if (Object.keys(store.keys.kekConfigs).length !== before) {
+      await writeStoreConfig(configPath(store.storeId, opts.config), { storeId: store.storeId, dir: store.dir, keks: { ...store.keys.kekConfigs } });
+    }
+    return result;
   } finally {
     await store.close();
   }

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   CorruptDataError,
   InvalidArgumentError,
@@ -102,8 +102,15 @@ export class LocalKekProvider extends KekProvider {
   static async init(options: LocalKekOptions): Promise<LocalKekProvider> {
     const provider = new LocalKekProvider(options);
     if (provider.dir) {
-      await fs.mkdir(provider.dir, { recursive: true, mode: 0o700 });
+      const first = await fs.mkdir(provider.dir, { recursive: true, mode: 0o700 });
       await fs.chmod(provider.dir, 0o700);
+      // Every directory made here must survive a crash with the key in it: fsync each new entry's parent.
+      if (first !== undefined) {
+        for (let d = provider.dir; ; d = dirname(d)) {
+          await fsyncDir(dirname(d));
+          if (d === first || dirname(d) === d) break;
+        }
+      }
       if ((await provider.versions()).length === 0) await provider.createVersion(1);
     }
     return provider;

@@ -9,8 +9,8 @@ import {
   WrongKeyError,
 } from '../errors.js';
 import { contextBytes, type DekContext } from './context.js';
-import type { KekEntry } from './keyring-file.js';
-import type { ProviderFactory } from './key-manager.js';
+import type { KekConfig } from './kek-config.js';
+import type { ProviderFactory } from './provider-registry.js';
 import {
   cmac,
   destroyKey,
@@ -389,10 +389,14 @@ function aad(header: Buffer, ctx: DekContext): Buffer {
   return Buffer.concat([header, contextBytes(ctx, AAD_LABEL)]);
 }
 
-/** Provider options from a keyring entry: `keyId` is the key label, `config` names module, token or slot, and the PIN's source. */
-export function pkcs11OptionsFromEntry(entry: Pick<KekEntry, 'keyId' | 'config'>, overrides: Partial<Pkcs11KekOptions> = {}): Pkcs11KekOptions {
+/**
+ * Provider options from the caller's KEK configuration: `keyId` is the key
+ * label, `config` names module, token or slot, and the PIN's source. Never
+ * from a keyring: the module is native code loaded into this process.
+ */
+export function pkcs11OptionsFromConfig(entry: Pick<KekConfig, 'keyId' | 'config'>, overrides: Partial<Pkcs11KekOptions> = {}): Pkcs11KekOptions {
   const c = entry.config ?? {};
-  if ('pin' in c) throw new InvalidArgumentError('a keyring must not hold a PKCS#11 PIN; use "pinEnv" or "pinFile"');
+  if (Object.prototype.hasOwnProperty.call(c, 'pin')) throw new InvalidArgumentError('a KEK configuration must not hold a PKCS#11 PIN; use "pinEnv" or "pinFile"');
   const options: Pkcs11KekOptions = { module: c['module'] ?? '', keyLabel: entry.keyId };
   if (c['token'] !== undefined) options.token = c['token'];
   if (c['slot'] !== undefined) options.slot = Number(c['slot']);
@@ -400,7 +404,7 @@ export function pkcs11OptionsFromEntry(entry: Pick<KekEntry, 'keyId' | 'config'>
   if (c['pinFile'] !== undefined) options.pinFile = c['pinFile'];
   if (c['maxSessions'] !== undefined) options.maxSessions = Number(c['maxSessions']);
   const merged = { ...options, ...overrides };
-  // A PIN given directly replaces the keyring's PIN source rather than conflicting with it.
+  // A PIN given directly replaces the configured PIN source rather than conflicting with it.
   if (overrides.pin !== undefined) {
     delete merged.pinEnv;
     delete merged.pinFile;
@@ -408,10 +412,10 @@ export function pkcs11OptionsFromEntry(entry: Pick<KekEntry, 'keyId' | 'config'>
   return merged;
 }
 
-/** The keyring `config` for a pkcs11 KEK: everything needed to reopen it except the PIN itself. */
+/** The KEK configuration `config` for a pkcs11 KEK: everything needed to reopen it except the PIN itself. */
 export function pkcs11KeyringConfig(options: Pkcs11KekOptions): Pkcs11KeyringConfig {
   if (options.pinEnv === undefined && options.pinFile === undefined) {
-    throw new InvalidArgumentError('a pkcs11 KEK recorded in a keyring needs "pinEnv" or "pinFile" so it can be reopened');
+    throw new InvalidArgumentError('a pkcs11 KEK configuration needs "pinEnv" or "pinFile" so it can be reopened');
   }
   const config: Pkcs11KeyringConfig = { module: options.module };
   if (options.token !== undefined) config['token'] = options.token;
@@ -422,7 +426,12 @@ export function pkcs11KeyringConfig(options: Pkcs11KekOptions): Pkcs11KeyringCon
   return config;
 }
 
-/** A KeyManager provider factory for `pkcs11` KEK entries; `overrides` (e.g. a PIN fetched by the program) win over the keyring. */
+/**
+ * A provider factory for `pkcs11` KEKs: the caller's configuration of the KEK
+ * (module, token, PIN source), with `overrides` (e.g. a PIN fetched by the
+ * program, or the module itself) winning over it. Nothing comes from the keyring
+ * but the key label it is bound to.
+ */
 export function pkcs11ProviderFactory(overrides: Partial<Pkcs11KekOptions> = {}): ProviderFactory {
-  return (entry: KekEntry) => Pkcs11KekProvider.open(pkcs11OptionsFromEntry(entry, overrides));
+  return (binding, _name, config) => Pkcs11KekProvider.open(pkcs11OptionsFromConfig({ keyId: binding.keyId, ...(config?.config === undefined ? {} : { config: config.config }) }, overrides));
 }

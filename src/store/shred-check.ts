@@ -1,10 +1,11 @@
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { VectorsealError } from '../errors.js';
 import type { DekContext } from '../keys/context.js';
-import { KEYRING_FILE, KeyManager, type ProviderFactory } from '../keys/key-manager.js';
-import { readKeyring, type KeyringData, type StoredWrap } from '../keys/keyring-file.js';
+import type { KekConfig } from '../keys/kek-config.js';
+import type { CollectionKeys, KeyringData, StoredWrap } from '../keys/keyring-file.js';
+import { readKeyringFile } from '../keys/keyring-log.js';
+import { ProviderRegistry, type ProviderFactory } from '../keys/provider-registry.js';
 import type { KekProvider } from '../keys/provider.js';
 import { SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SegmentReader, decodeSegmentHeader } from '../storage/segment.js';
 import { WAL_HEADER_SIZE, WAL_MAGIC, readWal, readWalHeader } from '../storage/wal.js';
@@ -28,49 +29,78 @@ export interface ShredCheckOptions {
   paths: string[];
   /** Keyring files to try: the store's current one and any old copies. */
   keyrings: string[];
+  /** The caller's KEKs (as openStore's `keks`): the only ones tried, with local keys in the local key directory. */
+  keks?: Record<string, KekConfig>;
   localKeyDir?: string;
   providers?: Record<string, ProviderFactory>;
 }
 
 interface Ring {
   file: string;
-  data: KeyringData;
-  keys: KeyManager;
+  storeId: string;
+  /** Every wrap any record of the file holds, by `<collectionId>/<dekVersion>`: an attacker with an old copy has all of them. */
+  wraps: Map<string, StoredWrap[]>;
+  /** DEK states as the last record says (for the report only). */
+  states: Map<string, string>;
 }
 
 /**
  * Shows, for each file, whether any key still available opens it: every
- * wrap of the file's DEK version in every keyring given (the current one and
- * old copies) is tried with every KEK those keyrings name, ignoring the
- * keyrings' own states (an attacker could edit them), and a DEK that unwraps
- * must also open the file. Nothing is written to any store.
+ * wrap of the file's DEK version in every record of every keyring given (the
+ * current one and old copies) is tried with the caller's KEKs, ignoring the
+ * keyrings' MACs and states (an attacker could edit them, or hold the MAC
+ * key), and a DEK that unwraps must also open the file. Nothing is written
+ * to any store.
  */
 export async function checkShredded(options: ShredCheckOptions): Promise<ShredFileResult[]> {
-  const work = await fs.mkdtemp(join(tmpdir(), 'vs-shred-check-'));
-  const rings: Ring[] = [];
+  const registry = new ProviderRegistry({
+    ...(options.keks === undefined ? {} : { keks: options.keks }),
+    ...(options.localKeyDir === undefined ? {} : { localKeyDir: options.localKeyDir }),
+    ...(options.providers === undefined ? {} : { providers: options.providers }),
+  });
   try {
-    for (const [i, file] of options.keyrings.entries()) {
-      const data = await readKeyring(file);
-      const dir = join(work, String(i));
-      await fs.mkdir(dir, { mode: 0o700 });
-      await fs.copyFile(file, join(dir, KEYRING_FILE));
-      const keys = await KeyManager.open({
-        dir,
-        ...(options.localKeyDir === undefined ? {} : { localKeyDir: options.localKeyDir }),
-        ...(options.providers === undefined ? {} : { providers: options.providers }),
-      });
-      rings.push({ file, data, keys });
-    }
+    const rings: Ring[] = [];
+    for (const file of options.keyrings) rings.push(await readRing(file));
     const out: ShredFileResult[] = [];
-    for (const file of await expand(options.paths)) out.push(await checkFile(file, rings));
+    for (const file of await expand(options.paths)) out.push(await checkFile(file, rings, registry));
     return out;
   } finally {
-    for (const r of rings) await r.keys.close().catch(() => undefined);
-    await fs.rm(work, { recursive: true, force: true });
+    await registry.close();
   }
 }
 
-async function checkFile(file: string, rings: Ring[]): Promise<ShredFileResult> {
+/** Every wrap in every record of a keyring file, MACs not checked. */
+async function readRing(file: string): Promise<Ring> {
+  const u = await readKeyringFile(file);
+  const wraps = new Map<string, StoredWrap[]>();
+  const states = new Map<string, string>();
+  const take = (cid: string, col: CollectionKeys | undefined) => {
+    if (typeof col !== 'object' || col === null || !Array.isArray(col.deks)) return;
+    for (const d of col.deks) {
+      const key = `${cid}/${d?.version}`;
+      states.set(key, String(d?.state));
+      const list = wraps.get(key) ?? [];
+      for (const w of Array.isArray(d?.wraps) ? d.wraps : []) if (!list.some((x) => x.blob === w.blob)) list.push(w);
+      wraps.set(key, list);
+    }
+  };
+  for (const line of u.lines) {
+    let rec: { t?: string; state?: KeyringData; ops?: { k: string; id: string; v?: CollectionKeys }[] };
+    try {
+      rec = JSON.parse(`{${line.toString('utf8').replace(/^\{"m":"[0-9a-f]{64}",/, '')}`) as typeof rec;
+    } catch {
+      continue;
+    }
+    if (rec.t === 'cp' && rec.state) {
+      for (const [cid, col] of [...Object.entries(rec.state.collections ?? {}), ...Object.entries(rec.state.system ?? {})]) take(cid, col);
+    } else if (Array.isArray(rec.ops)) {
+      for (const op of rec.ops) if ((op.k === 'c' || op.k === 's') && typeof op.id === 'string') take(op.id, op.v);
+    }
+  }
+  return { file, storeId: u.storeId, wraps, states };
+}
+
+async function checkFile(file: string, rings: Ring[], registry: ProviderRegistry): Promise<ShredFileResult> {
   const head = Buffer.alloc(Math.max(SEGMENT_HEADER_SIZE, WAL_HEADER_SIZE));
   const handle = await fs.open(file, 'r');
   let n: number;
@@ -104,49 +134,36 @@ async function checkFile(file: string, rings: Ring[]): Promise<ShredFileResult> 
   const base = { file, collectionId: ctx.collectionId, dekVersion: ctx.dekVersion };
   const attempts: string[] = [];
   for (const ring of rings) {
-    if (ring.data.storeId !== ctx.storeId) {
+    if (ring.storeId !== ctx.storeId) {
       attempts.push(`${basename(ring.file)}: another store`);
       continue;
     }
-    const col = ring.data.collections[ctx.collectionId] ?? ring.data.system?.[ctx.collectionId];
-    const dek = col?.deks.find((d) => d.version === ctx.dekVersion);
-    if (!dek || dek.wraps.length === 0) {
-      attempts.push(`${basename(ring.file)}: no wrap of DEK v${ctx.dekVersion}${dek ? ` (${dek.state})` : ''}`);
+    const key = `${ctx.collectionId}/${ctx.dekVersion}`;
+    const wraps = ring.wraps.get(key) ?? [];
+    if (wraps.length === 0) {
+      const state = ring.states.get(key);
+      attempts.push(`${basename(ring.file)}: no wrap of DEK v${ctx.dekVersion}${state ? ` (${state})` : ''}`);
       continue;
     }
-    for (const wrap of dek.wraps) {
-      for (const candidate of kekCandidates(wrap, rings)) {
-        let plaintext: Uint8Array | undefined;
+    for (const wrap of wraps) {
+      let plaintext: Uint8Array | undefined;
+      try {
+        const provider: KekProvider = await registry.make(wrap.kek, { provider: wrap.provider, keyId: wrap.keyId });
         try {
-          const provider: KekProvider = await candidate.ring.keys.provider(candidate.name);
           plaintext = await provider.unwrap({ provider: wrap.provider, keyId: wrap.keyId, ...(wrap.kekVersion === undefined ? {} : { kekVersion: wrap.kekVersion }), blob: Buffer.from(wrap.blob, 'base64') }, ctx);
-          await open(plaintext);
-          return { ...base, status: 'OPENABLE', openedWith: { keyring: ring.file, kek: candidate.name, keyId: wrap.keyId }, attempts };
-        } catch (err) {
-          attempts.push(`${basename(ring.file)}: KEK ${candidate.name} (${wrap.keyId}${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${err instanceof VectorsealError ? err.code : 'VS_ERROR'}`);
         } finally {
-          plaintext?.fill(0);
+          await provider.close();
         }
+        await open(plaintext);
+        return { ...base, status: 'OPENABLE', openedWith: { keyring: ring.file, kek: wrap.kek, keyId: wrap.keyId }, attempts };
+      } catch (err) {
+        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${err instanceof VectorsealError ? err.code : 'VS_ERROR'}`);
+      } finally {
+        plaintext?.fill(0);
       }
     }
   }
   return { ...base, status: 'unrecoverable', attempts };
-}
-
-/** Every KEK entry, in any keyring, that names the wrap's provider and key id. */
-function kekCandidates(wrap: StoredWrap, rings: Ring[]): { ring: Ring; name: string }[] {
-  const seen = new Set<string>();
-  const out: { ring: Ring; name: string }[] = [];
-  for (const ring of rings) {
-    for (const [name, entry] of Object.entries(ring.data.keks)) {
-      if (entry.provider !== wrap.provider || entry.keyId !== wrap.keyId) continue;
-      const id = `${entry.provider}|${entry.keyId}|${JSON.stringify(entry.config ?? {})}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
-      out.push({ ring, name });
-    }
-  }
-  return out;
 }
 
 async function expand(paths: string[]): Promise<string[]> {

@@ -11,9 +11,10 @@ import {
   UnsupportedVersionError,
 } from '../errors.js';
 import type { DekCacheOptions } from '../keys/dek-cache.js';
-import { KEYRING_FILE, KeyManager, defaultLocalKeyDir, type KeyAuditEvent, type ProviderFactory, type RotationProgress, type RotationReport } from '../keys/key-manager.js';
+import { checkKekConfigs, defaultLocalKeyDir, type KekConfig } from '../keys/kek-config.js';
+import { KeyManager, type KeyAuditEvent, type ProviderFactory, type RotationProgress, type RotationReport } from '../keys/key-manager.js';
 import type { RotationPolicy, TenantEntry } from '../keys/keyring-file.js';
-import { LocalKekProvider } from '../keys/local.js';
+import { LocalKekProvider, MASTER_KEY_ENV } from '../keys/local.js';
 import { exists, removeStaleTemps, writeFileAtomic } from '../storage/fsutil.js';
 import { StoreLock } from '../storage/lock.js';
 import { Staging } from '../storage/staging.js';
@@ -35,7 +36,11 @@ const STORE_VERSION = 1;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SPACES: readonly Space[] = ['l2', 'ip', 'cosine'];
 
-/** Which key provider protects a new store's DEKs. */
+/**
+ * Which key provider protects a new store's DEKs (its KEK "default"). On
+ * open, a local `keyDir` is where local KEKs are found, and a provider with a
+ * key id configures the KEK "default", as `keks` would.
+ */
 export type KeysOption =
   | { provider: 'local'; keyDir?: string }
   | { provider: string; keyId: string; config?: Record<string, string> };
@@ -43,9 +48,17 @@ export type KeysOption =
 export interface OpenStoreOptions {
   /** The store directory. */
   dir: string;
-  /** Key provider for a new store (default: a local master key under keyDir or the default key directory). */
+  /** Key provider for a new store (default: a local master key under keyDir or the default key directory, or VECTORSEAL_MASTER_KEY when set). */
   keys?: KeysOption;
-  /** Extra KEK provider factories (AWS KMS, PKCS#11, ...), by provider name. */
+  /**
+   * Every KEK this process may contact, by the name the keyring gives it:
+   * provider, key id and settings (region, endpoint, key directory, PKCS#11
+   * module, token and PIN source). The keyring only binds names to keys: a KEK
+   * it names that is not configured here (and is not a local key in the
+   * local key directory) is never contacted.
+   */
+  keks?: Record<string, KekConfig>;
+  /** KEK provider factories by provider name (custom providers, a PIN fetched by the program). */
   providers?: Record<string, ProviderFactory>;
   /** Create the store when the directory holds none. */
   create?: boolean;
@@ -165,8 +178,7 @@ export class Store {
       let storeId: string;
       if (isStore) {
         storeId = (await readStoreFile(storeFile)).storeId;
-        keys = await KeyManager.open(keyOptions(dir, options));
-        if (keys.storeId !== storeId) throw new CorruptDataError('keyring belongs to another store', { file: join(dir, KEYRING_FILE), reason: 'foreign' });
+        keys = await KeyManager.open({ ...keyOptions(dir, options), storeId });
       } else {
         storeId = newId();
         keys = await createKeyring(dir, storeId, options);
@@ -436,8 +448,16 @@ async function readStoreFile(file: string): Promise<StoreFile> {
 
 function keyOptions(dir: string, options: OpenStoreOptions) {
   const localKeyDir = options.keys?.provider === 'local' ? (options.keys as { keyDir?: string }).keyDir : undefined;
+  const keks = checkKekConfigs(options.keks);
+  // `keys` naming a key configures the KEK "default" (the one a store is created with), unless `keks` does.
+  const k = options.keys as { provider: string; keyId?: string; config?: Record<string, string> } | undefined;
+  if (k && k.provider !== 'local' && typeof k.keyId === 'string' && !keks['default']) {
+    keks['default'] = checkKekConfigs({ default: { provider: k.provider, keyId: k.keyId, ...(k.config === undefined ? {} : { config: k.config }) } })['default'] as KekConfig;
+  }
   return {
     dir,
+    keks,
+    durability: options.durability ?? 'batch',
     ...(localKeyDir === undefined ? {} : { localKeyDir: resolve(localKeyDir) }),
     ...(options.providers === undefined ? {} : { providers: options.providers }),
     ...(options.audit === undefined ? {} : { audit: options.audit }),
@@ -461,18 +481,24 @@ async function openAuditTrail(dir: string, keys: KeyManager, options: OpenStoreO
   }
 }
 
-/** Where new local tenant KEKs go: beside the store's own local KEK. */
+/** Where new local tenant KEKs go: the caller's local key directory. */
 function localKeyDirOf(keys: KeyManager, options: OpenStoreOptions): string {
-  const own = Object.values(keys.keyring.keks).find((k) => k.provider === 'local' && k.config?.['keyDir']);
   const fromOptions = options.keys?.provider === 'local' ? (options.keys as { keyDir?: string }).keyDir : undefined;
-  return resolve(fromOptions ?? own?.config?.['keyDir'] ?? defaultLocalKeyDir());
+  const own = keys.kekConfigs['default'];
+  return resolve(fromOptions ?? (own?.provider === 'local' ? own.config?.['keyDir'] : undefined) ?? keys.registry.localKeyDir);
 }
 
 async function createKeyring(dir: string, storeId: string, options: OpenStoreOptions): Promise<KeyManager> {
-  const keys = options.keys ?? { provider: 'local' };
-  if (keys.provider === 'local') {
-    const keyDir = resolve((keys as { keyDir?: string }).keyDir ?? defaultLocalKeyDir());
+  const configured = checkKekConfigs(options.keks)['default'];
+  const keys = options.keys ?? (configured ? { provider: configured.provider, keyId: configured.keyId, ...(configured.config ? { config: configured.config } : {}) } : { provider: 'local' });
+  if (keys.provider === 'local' && !('keyId' in keys)) {
     const keyId = `store-${storeId}`;
+    const given = (keys as { keyDir?: string }).keyDir;
+    // VECTORSEAL_MASTER_KEY at init is the store's key: nothing is written to any key directory.
+    if (given === undefined && process.env[MASTER_KEY_ENV]) {
+      return KeyManager.create({ ...keyOptions(dir, options), storeId, keks: { default: { provider: 'local', keyId, config: { masterKeyEnv: MASTER_KEY_ENV } } } });
+    }
+    const keyDir = resolve(given ?? defaultLocalKeyDir());
     await LocalKekProvider.init({ keyId, keyDir });
     return KeyManager.create({ ...keyOptions(dir, options), storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
   }

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, VectorsealError } from '../errors.js';
+import { AlreadyExistsError, InvalidArgumentError, VectorsealError } from '../errors.js';
+import { checkTenantName } from '../keys/tenant-keys.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { RotationPolicy, TenantEntry } from '../keys/keyring-file.js';
 import { LocalKekProvider } from '../keys/local.js';
@@ -52,6 +53,9 @@ export class TenantLifecycle {
 
   async createTenant(tenant: string, options: { kek?: TenantKekOption; policy?: RotationPolicy }): Promise<TenantEntry> {
     const { keys } = this.host;
+    // Checked before anything is made: a bad or taken name leaves no key directory, key or KEK entry behind.
+    checkTenantName(tenant);
+    if (Object.prototype.hasOwnProperty.call(keys.keyring.tenants, tenant)) throw new AlreadyExistsError(`tenant "${tenant}" exists`);
     const kek = options.kek ?? 'store';
     let keks: string[] | undefined;
     if (kek !== 'store') {

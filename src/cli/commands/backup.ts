@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { backupStore, restoreBackup, verifyBackup } from '../../backup/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { defaultLocalKeyDir } from '../../keys/key-manager.js';
-import type { KekEntry } from '../../keys/keyring-file.js';
 import { LocalKekProvider } from '../../keys/local.js';
+import { readTarget, pickSnapshot } from '../../backup/target.js';
+import { configPath, readStoreConfig, writeStoreConfig } from '../config-file.js';
 import { keysFromCli, output, parseIntOption, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 
@@ -48,13 +49,16 @@ export function registerBackupCommands(program: Command): void {
     .requiredOption('--from <dir>', 'backup directory')
     .option('--with-keys', 'also check MACs, that every DEK unwraps and every segment, manifest and WAL file opens')
     .option('--snapshot <n>', 'snapshot to open with keys (default: the newest)', parseIntOption('--snapshot', 1, 99_999_999))
-    .option('--key-dir <dir>', 'local master key directory (default: where the keyring says)')
+    .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
+    .option('--config <file>', "the store's KEK configuration (default: env VECTORSEAL_CONFIG, else found by the backup's store id)")
     .option('--json', 'print JSON')
     .action(async (_local: unknown, cmd: Command) => {
       // `backup` has --json and --key-dir too and parses them first wherever they stand: take both levels.
-      const opts = cmd.optsWithGlobals<{ from: string; withKeys?: boolean; snapshot?: number; keyDir?: string; json?: boolean }>();
+      const opts = cmd.optsWithGlobals<{ from: string; withKeys?: boolean; snapshot?: number; keyDir?: string; config?: string; json?: boolean }>();
       const bar = progress(opts, 'verify', 'files');
+      const keks = opts.withKeys ? await backupKekConfig(opts.from, opts.config) : undefined;
       const report = await verifyBackup(opts.from, {
+        ...(keks === undefined ? {} : { keks: keks.keks }),
         withKeys: opts.withKeys ?? false,
         ...(opts.snapshot === undefined ? {} : { snapshot: opts.snapshot }),
         ...(opts.keyDir === undefined ? {} : { localKeyDir: opts.keyDir }),
@@ -85,7 +89,10 @@ export function registerBackupCommands(program: Command): void {
     .action(async (opts: StoreCliOptions & KekSourceOptions & { from: string; snapshot?: number; collections?: string; kekName: string; kekTenant?: string; keepOldKek?: boolean }) => {
       if (!opts.dir) throw new InvalidArgumentError('restore needs --dir <new store directory>');
       const bar = progress(opts, 'restore', 'files');
+      const config = await backupKekConfig(opts.from, opts.config);
+      const newKek = opts.kek === undefined ? undefined : await kekEntryFromCli(opts, opts.kek, opts.kekName);
       const report = await restoreBackup({
+        keks: config.keks,
         from: opts.from,
         dir: opts.dir,
         ...(opts.snapshot === undefined ? {} : { snapshot: opts.snapshot }),
@@ -97,13 +104,15 @@ export function registerBackupCommands(program: Command): void {
           : {
               rewrap: {
                 name: opts.kekName,
-                entry: await kekEntryFromCli(opts, opts.kek, opts.kekName),
+                entry: newKek as NonNullable<typeof newKek>,
                 ...(opts.kekTenant === undefined ? {} : { tenant: opts.kekTenant }),
                 ...(opts.keepOldKek ? { keepOld: true } : {}),
               },
             }),
         onProgress: (p) => bar.update(p.files, p.totalFiles),
       }).finally(() => bar.stop());
+      // The restored store has the backup's store id: its config file gains the new KEK (the old ones stay for the original).
+      if (newKek) await writeStoreConfig(config.file, { storeId: report.storeId, dir: resolve(opts.dir), keks: { ...config.keks, [opts.kekName]: newKek } });
       output(opts, report, () =>
         [
           `restored snapshot ${report.snapshot} of store ${report.storeId} into ${report.dir} (same store id)`,
@@ -187,7 +196,7 @@ function kekSourceOptions(cmd: Command, flag: string, description: string): Comm
 }
 
 /** A keyring entry for a new KEK; a local key (or a PKCS#11 key on the token) is created when missing. */
-async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provider: string, defaultId: string): Promise<Omit<KekEntry, 'createdAt'>> {
+async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provider: string, defaultId: string): Promise<{ provider: string; keyId: string; config?: Record<string, string> }> {
   if (provider === 'local') {
     const keyDir = resolve(opts.kekKeyDir ?? opts.keyDir ?? defaultLocalKeyDir());
     const keyId = opts.keyId ?? `kek-${defaultId}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
@@ -197,6 +206,14 @@ async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provide
   const keys = await keysFromCli({ ...opts, kek: provider, keyLabel: opts.keyLabel ?? defaultId.slice(0, 64) });
   if (!keys || !('keyId' in keys)) throw new InvalidArgumentError(`--provider expected local, aws-kms or pkcs11, got "${provider}"`);
   return { provider: keys.provider, keyId: keys.keyId, ...(keys.config === undefined ? {} : { config: keys.config }) };
+}
+
+/** The KEK configuration for a backup's store: --config, VECTORSEAL_CONFIG, else the config file of the backup's store id. */
+async function backupKekConfig(from: string, explicit: string | undefined): Promise<{ file: string; keks: NonNullable<Awaited<ReturnType<typeof readStoreConfig>>>['keks'] }> {
+  const storeId = pickSnapshot(await readTarget(from)).manifest.storeId;
+  const file = configPath(storeId, explicit);
+  const config = await readStoreConfig(file, storeId);
+  return { file, keks: config?.keks ?? {} };
 }
 
 function splitList(v: string): string[] {

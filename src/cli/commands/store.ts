@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AlreadyExistsError } from '../../errors.js';
 import { defaultLocalKeyDir } from '../../keys/key-manager.js';
+import { configPath } from '../config-file.js';
 import { exists } from '../../storage/fsutil.js';
 import type { Store } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
@@ -18,7 +19,7 @@ export function describeStore(store: Store): Record<string, unknown> {
       provider: k.provider,
       keyId: k.keyId,
       currentVersion: k.currentVersion ?? null,
-      ...(k.config?.['keyDir'] === undefined ? {} : { keyDir: k.config['keyDir'] }),
+      ...(store.keys.kekConfigs[name]?.config?.['keyDir'] === undefined ? {} : { keyDir: store.keys.kekConfigs[name]?.config?.['keyDir'] }),
     })),
     collections: store.listCollections().map((c) => {
       const s = store.collection(c.name).stats();
@@ -51,23 +52,29 @@ export function registerStoreCommands(program: Command): void {
       if (await exists(join(dir, 'STORE'))) throw new AlreadyExistsError(`a store already exists in ${dir}`);
       const store = await openFromCli(opts, true);
       const kek = Object.values(store.keys.keyring.keks)[0];
+      const cfg = store.keys.kekConfigs['default']?.config ?? {};
       const local = kek?.provider === 'local';
       const info = {
         dir: store.dir,
         storeId: store.storeId,
+        config: configPath(store.storeId, opts.config),
         keyProvider: kek?.provider,
         keyId: kek?.keyId,
-        ...(local ? { keyDir: kek?.config?.['keyDir'] ?? defaultLocalKeyDir() } : {}),
-        ...(kek?.config?.['endpoint'] ? { endpoint: kek.config['endpoint'] } : {}),
+        ...(local && cfg['masterKeyEnv'] === undefined ? { keyDir: cfg['keyDir'] ?? defaultLocalKeyDir() } : {}),
+        ...(local && cfg['masterKeyEnv'] !== undefined ? { masterKeyEnv: cfg['masterKeyEnv'] } : {}),
+        ...(cfg['endpoint'] ? { endpoint: cfg['endpoint'] } : {}),
       };
       await store.close();
       output(opts, info, () =>
         [
           `created store ${info.storeId}`,
           `  data:        ${info.dir}`,
-          local
-            ? `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`
-            : `  KEK:         ${info.keyProvider} ${info.keyId}${info.endpoint ? ` at ${info.endpoint}` : ''}`,
+          local && info.masterKeyEnv !== undefined
+            ? `  master key:  from ${info.masterKeyEnv} (local provider; no key file written)`
+            : local
+              ? `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`
+              : `  KEK:         ${info.keyProvider} ${info.keyId}${info.endpoint ? ` at ${info.endpoint}` : ''}`,
+          `  config:      ${info.config} (the KEKs this store may use; keep it outside the data directory)`,
         ].join('\n'),
       );
     });
