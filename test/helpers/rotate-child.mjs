@@ -2,8 +2,8 @@
 // built package and rotates its KEK; VECTORSEAL_CRASH_AT kills it on the way.
 import { KeyManager } from '../../dist/index.js';
 
-const [dir] = process.argv.slice(2);
-const km = await KeyManager.open({ dir });
+const [dir, localKeyDir] = process.argv.slice(2);
+const km = await KeyManager.open({ dir, localKeyDir });
 const report = await km.rotateKek();
 await km.close();
 process.stdout.write(JSON.stringify(report));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CorruptDataError, KeyDestroyedError, NotFoundError, WrongKeyError } from '../../src/errors.js';
 import { KEYRING_FILE, KeyManager, type KeyAuditEvent } from '../../src/keys/key-manager.js';
-import { readKeyring } from '../../src/keys/keyring-file.js';
+import { forgeRing, readRing } from '../helpers/keyring.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { SegmentKind, readSegment, writeSegment } from '../../src/storage/segment.js';
 import { newId } from '../../src/util/ids.js';
@@ -59,7 +59,7 @@ describe('KeyManager with the local provider', () => {
     await km.close();
     expect(events.filter((e) => e.action === 'generate')).toHaveLength(2);
     const reopened: KeyAuditEvent[] = [];
-    const again = await KeyManager.open({ dir, audit: (e) => reopened.push(e) });
+    const again = await KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir, audit: (e) => reopened.push(e) });
     const leases = await Promise.all([again.leaseDek(a, 1), again.leaseDek(a, 1)]);
     for (const l of leases) expect(Buffer.from(l.key).equals(dekA)).toBe(true);
     expect(Buffer.from(await again.withDek(a, 1, (k) => Buffer.from(k))).equals(dekA)).toBe(true);
@@ -86,18 +86,16 @@ describe('KeyManager with the local provider', () => {
     await km.addCollection(a, { name: 'a' });
     await km.addCollection(b, { name: 'b' });
     await km.close();
-    // Copy A's wrapped DEK over B's, keeping the keyring's checksum valid (an attacker can recompute it).
-    const data = await readKeyring(join(dir, KEYRING_FILE));
-    const colA = data.collections[a];
-    const colB = data.collections[b];
-    if (!colA || !colB) throw new Error('missing');
-    colB.deks = structuredClone(colA.deks);
-    const { writeKeyring } = await import('../../src/keys/keyring-file.js');
-    await writeKeyring(join(dir, KEYRING_FILE), data);
-    const again = await KeyManager.open({ dir });
-    await expect(again.leaseDek(b, 1)).rejects.toBeInstanceOf(CorruptDataError);
-    await expect(again.leaseDek(a, 1)).resolves.toBeDefined();
-    await again.close();
+    // Copy A's wrapped DEK over B's: the keyring's MAC no longer verifies (the attacker has no MAC key).
+    await forgeRing(dir, (data) => {
+      const colA = data.collections[a];
+      const colB = data.collections[b];
+      if (!colA || !colB) throw new Error('missing');
+      colB.deks = structuredClone(colA.deks);
+    });
+    const err = await KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptDataError);
+    expect((err as CorruptDataError).file).toBe(join(dir, KEYRING_FILE));
   });
 
   it('reports a wrong master key as a wrong key, not as corruption', async () => {
@@ -107,18 +105,14 @@ describe('KeyManager with the local provider', () => {
     await km.addCollection(c, { name: 'c' });
     await km.close();
     await fs.writeFile(join(keyDir, keyId, 'v1.key'), randomBytes(32));
-    const again = await KeyManager.open({ dir });
-    const err = await again.leaseDek(c, 1).catch((e: unknown) => e);
+    // The keyring's MAC key is the first thing unwrapped: a wrong master key fails the open.
+    const err = await KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WrongKeyError);
     expect((err as WrongKeyError).code).toBe('VS_WRONG_KEY');
-    await again.close();
     // A master key given in the environment that is not the store's: also a wrong key.
-    const envKm = await KeyManager.open({
-      dir,
-      providers: { local: (e) => new LocalKekProvider({ keyId: e.keyId, masterKeys: new Map([[1, randomBytes(32)]]) }) },
-    });
-    await expect(envKm.leaseDek(c, 1)).rejects.toBeInstanceOf(WrongKeyError);
-    await envKm.close();
+    await expect(
+      KeyManager.open({ dir, providers: { local: (e) => new LocalKekProvider({ keyId: e.keyId, masterKeys: new Map([[1, randomBytes(32)]]) }) } }),
+    ).rejects.toBeInstanceOf(WrongKeyError);
   });
 
   it('names a damaged keyring file', async () => {
@@ -128,13 +122,13 @@ describe('KeyManager with the local provider', () => {
     const file = join(dir, KEYRING_FILE);
     const text = await fs.readFile(file, 'utf8');
     await fs.writeFile(file, text.replace('"active"', '"retired"'));
-    const err = await KeyManager.open({ dir }).catch((e: unknown) => e);
+    const err = await KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CorruptDataError);
     expect((err as CorruptDataError).file).toBe(file);
     await fs.writeFile(file, text.slice(0, 100));
-    await expect(KeyManager.open({ dir })).rejects.toBeInstanceOf(CorruptDataError);
+    await expect(KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir })).rejects.toBeInstanceOf(CorruptDataError);
     await fs.rm(file);
-    await expect(KeyManager.open({ dir })).rejects.toBeInstanceOf(NotFoundError);
+    await expect(KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir })).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it('destroys a collection so that its segments can no longer be opened', async () => {
@@ -169,14 +163,14 @@ describe('KEK rotation', () => {
     expect(progress.at(-1)).toBe(25);
     const after = await Promise.all(files.map(async (f) => ({ sha: sha(await fs.readFile(f)), mtime: (await fs.stat(f)).mtimeMs })));
     expect(after).toEqual(before);
-    const ring = await readKeyring(join(dir, KEYRING_FILE));
+    const ring = await readRing(dir, { localKeyDir: keyDir });
     expect(ring.rotation).toBeUndefined();
     expect(ring.keks['default']?.currentVersion).toBe('2');
     for (const c of Object.values(ring.collections)) expect(c.deks[0]?.wraps[0]?.kekVersion).toBe('2');
     // The old KEK version is kept; the data still opens through the new wraps after a reopen.
     expect((await fs.readdir(join(keyDir, keyId))).sort()).toEqual(['v1.key', 'v2.key']);
     await km.close();
-    const again = await KeyManager.open({ dir });
+    const again = await KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir });
     for (const [i, cid] of ids.entries()) {
       const dek = await again.withDek(cid, 1, (k) => Buffer.from(k));
       expect(dek.equals(deks.get(cid) as Buffer)).toBe(true);
@@ -195,8 +189,7 @@ describe('KEK rotation', () => {
     await km.addCollection(c, { name: 'c' });
     await km.close();
     await new LocalKekProvider({ keyId, keyDir }).destroyVersion(1);
-    const again = await KeyManager.open({ dir });
-    await expect(again.leaseDek(c, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
-    await again.close();
+    // The keyring MAC key was wrapped under that version too: the keyring itself no longer opens.
+    await expect(KeyManager.open({ localKeyDir: join(dir, '..', 'keys'), dir })).rejects.toBeInstanceOf(KeyDestroyedError);
   });
 });

@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  CorruptDataError,
   InvalidArgumentError,
   KeyDestroyedError,
   KeyDisabledError,
@@ -10,7 +11,7 @@ import {
   NotFoundError,
 } from '../../src/errors.js';
 import { KEYRING_FILE, KeyManager, type KeyAuditEvent } from '../../src/keys/key-manager.js';
-import { decodeKeyring, writeKeyring } from '../../src/keys/keyring-file.js';
+import { claimedRing, forgeRing } from '../helpers/keyring.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { SegmentKind, readSegment, writeSegment } from '../../src/storage/segment.js';
 import { newId } from '../../src/util/ids.js';
@@ -97,7 +98,7 @@ describe('tenant keys', () => {
     await f.km.disableCollection(c);
     await expect(f.km.leaseDek(c, 1)).rejects.toBeInstanceOf(KeyDisabledError);
     await f.km.close();
-    const again = await KeyManager.open({ dir: f.dir });
+    const again = await KeyManager.open({ dir: f.dir, localKeyDir: f.keyDir });
     await expect(again.leaseDek(c, 1)).rejects.toBeInstanceOf(KeyDisabledError);
     await again.enableCollection(c);
     await expect(again.withDek(c, 1, () => 1)).resolves.toBe(1);
@@ -139,17 +140,25 @@ describe('tenant keys', () => {
     await f.km.withDek(b, 1, (dek) => readSegment(fileB, { storeId: f.storeId, collectionId: b }, () => dek));
     await f.km.close();
 
-    // Restore the old keyring beside the copied file, edited to say the tenant is enabled
-    // (the checksum is no secret): the KEK its wraps need is gone.
+    // Restore the old keyring beside the copied file. As it is, it says the tenant is pending deletion;
+    // edited to say enabled it no longer verifies; and the KEK its wraps need is gone either way.
     const forensic = tempDir('vs-forensic-');
-    const oldRing = decodeKeyring(keyringCopy, 'copy');
-    (oldRing.tenants['acme'] as { state: string }).state = 'enabled';
-    await writeKeyring(join(forensic, KEYRING_FILE), oldRing);
+    await fs.writeFile(join(forensic, KEYRING_FILE), keyringCopy);
     await fs.writeFile(join(forensic, 'a.vseg'), fileCopy);
-    const old = await KeyManager.open({ dir: forensic });
-    await expect(old.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
+    const old = await KeyManager.open({ dir: forensic, localKeyDir: f.keyDir });
+    await expect(old.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyPendingDeletionError);
     await expect(old.withDek(b, 1, () => 'b opens')).resolves.toBe('b opens');
     await old.close();
+    await forgeRing(forensic, (ring) => {
+      (ring.tenants['acme'] as { state: string }).state = 'enabled';
+    });
+    await expect(KeyManager.open({ dir: forensic, localKeyDir: f.keyDir })).rejects.toBeInstanceOf(CorruptDataError);
+    const wrap = (await claimedRing(forensic)).collections[a]?.deks[0]?.wraps[0];
+    if (!wrap) throw new Error('no wrap in the copy');
+    const tenantKek = new LocalKekProvider({ keyId: wrap.keyId, keyDir: f.keyDir });
+    await expect(
+      tenantKek.unwrap({ provider: wrap.provider, keyId: wrap.keyId, blob: Buffer.from(wrap.blob, 'base64') }, { storeId: f.storeId, collectionId: a, dekVersion: 1 }),
+    ).rejects.toBeInstanceOf(KeyDestroyedError);
   });
 
   it('shreds a tenant that shared the store KEK by rotating it and destroying the old version', async () => {
@@ -168,10 +177,8 @@ describe('tenant keys', () => {
     await f.km.close();
     const forensic = tempDir('vs-forensic-');
     await fs.writeFile(join(forensic, KEYRING_FILE), keyringCopy);
-    const old = await KeyManager.open({ dir: forensic });
-    // The copy predates the schedule: the tenant looks enabled, yet the KEK version its wrap needs was destroyed.
-    await expect(old.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
-    await old.close();
+    // The copy predates the schedule, yet the KEK version its wraps (and its MAC key) need was destroyed.
+    await expect(KeyManager.open({ dir: forensic, localKeyDir: f.keyDir })).rejects.toBeInstanceOf(KeyDestroyedError);
   });
 });
 
@@ -236,7 +243,8 @@ describe('several KEKs per DEK', () => {
 
     // The store's own master key is lost: the escrow KEK still opens everything.
     await fs.rm(join(f.keyDir, `store-${f.storeId}`), { recursive: true });
-    const again = await KeyManager.open({ dir: f.dir });
+    const keks = { escrow: { provider: 'local', keyId: escrowId, config: { keyDir: escrowDir } } };
+    const again = await KeyManager.open({ dir: f.dir, localKeyDir: f.keyDir, keks });
     expect((await again.withDek(c, 1, (k) => Buffer.from(k))).equals(dek)).toBe(true);
     await again.withDek(late, 1, () => undefined);
     const health = await again.kekHealth();
@@ -246,9 +254,7 @@ describe('several KEKs per DEK', () => {
 
     // With both gone it fails with a typed error.
     await fs.rm(join(escrowDir, escrowId), { recursive: true });
-    const none = await KeyManager.open({ dir: f.dir });
-    await expect(none.leaseDek(c, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
-    await none.close();
+    await expect(KeyManager.open({ dir: f.dir, localKeyDir: f.keyDir, keks })).rejects.toBeInstanceOf(KeyDestroyedError);
   });
 
   it('detaches a KEK only while another wraps every DEK', async () => {

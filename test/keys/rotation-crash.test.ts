@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { KEYRING_FILE, KeyManager } from '../../src/keys/key-manager.js';
-import { readKeyring } from '../../src/keys/keyring-file.js';
+import { readRing } from '../helpers/keyring.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { newId } from '../../src/util/ids.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -14,13 +14,12 @@ const child = join(here, '../helpers/rotate-child.mjs');
 
 /**
  * Every step of a KEK rotation at which a process can die. `#n` is the n-th
- * time the point is reached: the keyring is written twice (the rotation marker,
- * then the rewrapped keyring), the new KEK version's key file once, and there
- * are 6 DEKs to rewrap.
+ * time the point is reached: the rotation marker is appended to the keyring
+ * log, the new KEK version's key file written once, 6 DEKs rewrapped, and the
+ * rewrapped keyring written as a new checkpoint.
  */
 const CRASH_POINTS = [
-  'atomic:temp-written#1',
-  'atomic:renamed#1',
+  'keyring:appended#1',
   'rotate:marked',
   'atomic:create-temp-written#1', // the new KEK version's key file
   'atomic:create-linked#1',
@@ -29,8 +28,8 @@ const CRASH_POINTS = [
   'rotate:rewrap-one#3',
   'rotate:rewrap-one#6',
   'rotate:rewrapped',
-  'atomic:temp-written#2',
-  'atomic:renamed#2',
+  'atomic:temp-written#1',
+  'atomic:renamed#1',
   'rotate:committed',
 ];
 
@@ -67,35 +66,30 @@ describe('KEK rotation killed at every step', () => {
   it.each(CRASH_POINTS)('killed at %s: no DEK is lost and rotating again completes', async (point) => {
     const root = tempDir('vs-rot-');
     await fs.cp(template, root, { recursive: true });
-    // The keyring names its key directory by absolute path: point it at the copy.
-    const ringFile = join(root, 'data', KEYRING_FILE);
-    const text = await fs.readFile(ringFile, 'utf8');
-    const ring = JSON.parse(text.replaceAll(JSON.stringify(join(template, 'keys')).slice(1, -1), join(root, 'keys')));
-    const { checksum: _drop, ...data } = ring;
-    const { writeKeyring } = await import('../../src/keys/keyring-file.js');
-    await writeKeyring(ringFile, { ...data, generation: data.generation - 1 });
+    // The keyring names no key directory: the caller's (the copy's) is passed to every open.
     const dir = join(root, 'data');
+    const localKeyDir = join(root, 'keys');
 
-    const run = spawnSync(process.execPath, [child, dir], { env: { ...process.env, VECTORSEAL_CRASH_AT: point }, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [child, dir, localKeyDir], { env: { ...process.env, VECTORSEAL_CRASH_AT: point }, encoding: 'utf8' });
     expect(run.signal, `child stderr: ${run.stderr}`).toBe('SIGKILL');
 
     // The keyring opens, and every DEK unwraps under whichever KEK version it names.
-    const km = await KeyManager.open({ dir });
+    const km = await KeyManager.open({ dir, localKeyDir });
     await checkEveryDek(km);
     await km.close();
 
     // Rotating again completes the interrupted rotation (or rotates anew if it had committed).
-    const done = spawnSync(process.execPath, [child, dir], { encoding: 'utf8' });
+    const done = spawnSync(process.execPath, [child, dir, localKeyDir], { encoding: 'utf8' });
     expect(done.status, done.stderr).toBe(0);
-    const finished = await readKeyring(ringFile);
+    const finished = await readRing(dir, { localKeyDir });
     expect(finished.rotation).toBeUndefined();
     const current = finished.keks['default']?.currentVersion;
     for (const col of Object.values(finished.collections)) expect(col.deks[0]?.wraps[0]?.kekVersion).toBe(current);
     const versions = (await fs.readdir(join(root, 'keys', `store-${finished.storeId}`))).filter((n) => n.endsWith('.key'));
     // A resumed rotation reuses the version it created; only a committed one is followed by a fresh rotation.
-    const committed = point === 'rotate:committed' || point === 'atomic:renamed#2';
+    const committed = point === 'rotate:committed' || point === 'atomic:renamed#1';
     expect(versions.length).toBe(committed ? 3 : 2);
-    const again = await KeyManager.open({ dir });
+    const again = await KeyManager.open({ dir, localKeyDir });
     await checkEveryDek(again);
     await again.close();
   });
