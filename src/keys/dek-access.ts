@@ -54,9 +54,13 @@ export class DekAccess {
     }
   }
 
-  /** A lease on a DEK: from the cache when it can be, else one unwrap trying the collection's KEKs in order. */
-  async lease(collectionId: string, version: number): Promise<DekLease> {
-    this.assertUsable(collectionId);
+  /**
+   * A lease on a DEK: from the cache when it can be, else one unwrap trying
+   * the collection's KEKs in order. `usable: false` skips the state check, for
+   * key management that must reach a disabled collection's keys (attaching a KEK).
+   */
+  async lease(collectionId: string, version: number, options: { usable?: false } = {}): Promise<DekLease> {
+    if (options.usable !== false) this.assertUsable(collectionId);
     const id = cacheId(collectionId, version);
     const cached = this.cache.lease(id);
     if (cached) return cached;
@@ -67,7 +71,7 @@ export class DekAccess {
       return pending;
     }
     await pending.catch(() => undefined);
-    return this.lease(collectionId, version);
+    return this.lease(collectionId, version, options);
   }
 
   isCached(collectionId: string, version: number): boolean {

@@ -64,7 +64,7 @@ export async function attachKek(core: KeyCore, kekName: string, options: { tenan
       if (!next.keks.includes(kekName)) next.keks.push(kekName);
       for (const d of next.deks) {
         if (d.state === 'destroyed' || d.wraps.some((w) => w.kek === kekName)) continue;
-        const dek = await core.deks.lease(cid, d.version).then((l) => {
+        const dek = await core.deks.lease(cid, d.version, { usable: false }).then((l) => {
           try {
             return Buffer.from(l.key);
           } finally {
