@@ -199,6 +199,6 @@ describe('an edited keyring', () => {
       maintainOnOpen: false,
     });
     opened.push(again);
-    expect((await again.collection('docs').get(['a']))[0]?.metadata).toEqual({ secret: 'top' });
+    expect((await again.collection('docs').get('a'))?.metadata).toEqual({ secret: 'top' });
   });
 });
