@@ -17,6 +17,9 @@ export {
   type RotationReport,
 } from './keys/key-manager.js';
 export type { KeyringData, KekEntry, CollectionKeys, DekRecord } from './keys/keyring-file.js';
+export type { KekConfig } from './keys/kek-config.js';
+export type { KekBinding } from './keys/provider-registry.js';
+export type { KeyringUpgradeReport } from './keys/keyring-upgrade.js';
 export {
   SegmentKind,
   SegmentReader,

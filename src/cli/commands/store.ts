@@ -2,7 +2,10 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AlreadyExistsError } from '../../errors.js';
 import { defaultLocalKeyDir } from '../../keys/key-manager.js';
-import { configPath } from '../config-file.js';
+import { resolve } from 'node:path';
+import { MASTER_KEY_ENV } from '../../keys/local.js';
+import { upgradeStore } from '../../store/index.js';
+import { configPath, readStoreConfig, storeIdOf, writeStoreConfig } from '../config-file.js';
 import { exists } from '../../storage/fsutil.js';
 import type { Store } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
@@ -75,6 +78,31 @@ export function registerStoreCommands(program: Command): void {
               ? `  master key:  ${info.keyDir}/${info.keyId} (local provider; keep it outside backups of the data)`
               : `  KEK:         ${info.keyProvider} ${info.keyId}${info.endpoint ? ` at ${info.endpoint}` : ''}`,
           `  config:      ${info.config} (the KEKs this store may use; keep it outside the data directory)`,
+        ].join('\n'),
+      );
+    });
+
+  storeOptions(program.command('upgrade').description("convert a store made by vectorseal 0.1.0 (every DEK wrap verified under the owner's KEKs) and write its config file"))
+    .option('--json', 'print JSON')
+    .action(async (opts: StoreCliOptions) => {
+      const dir = storeDir(opts);
+      const storeId = await storeIdOf(dir);
+      const file = configPath(storeId, opts.config);
+      const existing = await readStoreConfig(file, storeId);
+      const keyDir = opts.keyDir === undefined ? undefined : resolve(opts.keyDir);
+      const report = await upgradeStore({ dir, ...(existing ? { keks: existing.keks } : {}), ...(keyDir === undefined ? {} : { localKeyDir: keyDir }) });
+      // Record how this process reached the store's local KEKs, so every later command uses the same ones.
+      const keks = { ...(existing?.keks ?? {}) };
+      for (const [name, entry] of Object.entries(report.keks)) {
+        if (keks[name] || entry.provider !== 'local') continue;
+        const useEnv = keyDir === undefined && process.env[MASTER_KEY_ENV];
+        keks[name] = { provider: 'local', keyId: entry.keyId, config: useEnv ? { masterKeyEnv: MASTER_KEY_ENV } : { keyDir: keyDir ?? defaultLocalKeyDir() } };
+      }
+      await writeStoreConfig(file, { storeId: report.storeId, dir, keks });
+      output(opts, { ...report, config: file }, () =>
+        [
+          `upgraded store ${report.storeId} in ${dir} from 0.1.0: ${report.verifiedWraps} DEK wrap(s) verified, ${report.collections} collection(s)`,
+          `  config: ${file} (the KEKs this store may use; keep it outside the data directory)`,
         ].join('\n'),
       );
     });
