@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 
-/** Every regular file under `dir`, recursively. */
+/** Every regular file under `dir`, recursively (`dir` itself when it is a file). */
 export async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (d: string): Promise<void> => {
@@ -17,6 +17,8 @@ export async function filesUnder(dir: string): Promise<string[]> {
       else if (e.isFile()) out.push(p);
     }
   };
+  const st = await fs.stat(dir).catch(() => undefined);
+  if (st?.isFile()) return [dir];
   await walk(dir);
   return out;
 }
