@@ -147,6 +147,8 @@ describe('vectorseal/langchain: VectorsealVectorStore on @langchain/core', () =>
     const embeddings = new HashingEmbeddings();
     const config = { dir: d.dir, keys: { provider: 'local' as const, keyDir: d.keyDir }, stagingDir: d.stagingDir };
     const vs = track(await VectorsealVectorStore.fromTexts(['shared penguin facts'], [{ who: 'store' }], embeddings, config));
+    // acme has its own KEK; globex is on the store's.
+    await vs.store.createTenant('acme', { kek: { provider: 'local', keyDir: d.keyDir } });
     const acme = vs.forTenant('acme');
     const globex = vs.forTenant('globex');
     await acme.addDocuments([new Document({ pageContent: 'acme penguin plans', metadata: { who: 'acme' } })]);
@@ -160,6 +162,10 @@ describe('vectorseal/langchain: VectorsealVectorStore on @langchain/core', () =>
       ['acme.langchain', 'acme'],
       ['globex.langchain', 'globex'],
     ]);
+    const kekOf = (name: string) => vs.store.keys.collectionKeys(vs.store.listCollections().find((c) => c.name === name)!.id).keks;
+    expect(kekOf('acme.langchain')).toEqual(vs.store.keys.tenant('acme').keks);
+    expect(kekOf('acme.langchain')).not.toEqual(kekOf('langchain'));
+    expect(kekOf('globex.langchain')).toEqual(kekOf('langchain'));
     await vs.close();
     // Reopened per tenant; a name that belongs to another tenant is refused.
     const again = track(await VectorsealVectorStore.load(d.dir, embeddings, { ...config, tenant: 'acme' }));
@@ -173,6 +179,9 @@ describe('vectorseal/langchain: VectorsealVectorStore on @langchain/core', () =>
     const config = { dir: d.dir, keys: { provider: 'local' as const, keyDir: d.keyDir }, stagingDir: d.stagingDir };
     const vs = track(await VectorsealVectorStore.fromTexts(['x'], {}, embeddings, config));
     await expect(vs.delete({} as { ids: string[] })).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
+    await expect(vs.similaritySearch('x', 0)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
+    await expect(vs.similaritySearch('x', 1.5)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
+    expect(await vs.similaritySearch('x', 50)).toHaveLength(1);
     await expect(vs.similaritySearch('x', 1, { $or: [] } as never)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
     await expect(vs.similaritySearch('x', 1, { a: { $regex: 'x' } } as never)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
     const cyclic: Record<string, unknown> = {};

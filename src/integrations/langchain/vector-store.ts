@@ -180,9 +180,11 @@ export class VectorsealVectorStore extends SaveableVectorStore {
    * smaller is closer).
    */
   async similaritySearchVectorWithScore(query: number[], k: number, filter?: this['FilterType']): Promise<[Document, number][]> {
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw new InvalidArgumentError(`"k" expected a positive integer, got ${typeof k === 'number' ? k : typeof k}`);
     const c = this.collection;
     if (!c || c.count === 0) return [];
-    const n = Math.min(typeof k === 'number' && Number.isInteger(k) && k > 0 ? k : 4, c.count);
+    // As HNSWLib: a k beyond the number of documents asks for all of them.
+    const n = Math.min(k, c.count);
     const hits = c.search(query, n, searchFilter(filter));
     const l2 = c.info.space === 'l2';
     return hits.map((h) => [toDocument(h.id, h.metadata), l2 ? h.score : 1 - h.score]);
