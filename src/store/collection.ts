@@ -50,6 +50,13 @@ export interface SearchOptions {
   filter?: Filter;
   /** HNSW search breadth; larger is slower and more exact. Default max(64, k). */
   ef?: number;
+  /**
+   * A predicate on the stored (read-only) metadata and id, applied inside the
+   * HNSW search like `filter` (both must hold when both are given): for
+   * conditions the filter language cannot say (OR, array containment, ...).
+   * An error it throws ends the search with that error.
+   */
+  where?: (metadata: Metadata | undefined, id: string) => boolean;
 }
 
 /**
@@ -287,7 +294,7 @@ export class Collection {
     const q = queryOf(vector, this.info.dim);
     checkPositiveInt(k, 'k', MAX_K);
     const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
-    const accept = options.filter === undefined ? undefined : compileFilter(options.filter);
+    const accept = acceptOf(options);
     const similarity = this.info.space !== 'l2';
     const segs = this.segments;
     const nLayers = segs.length + (this.frozen ? 2 : 1);
@@ -308,6 +315,7 @@ export class Collection {
     if (!several) {
       const layer = layerAt(only);
       const res = layer.search(q, k, ef, accept);
+      rethrowPredicateError(accept);
       const { ids, metadata } = layer;
       for (let j = 0; j < res.neighbors.length && out.length < k; j++) {
         const label = res.neighbors[j] as number;
@@ -321,6 +329,7 @@ export class Collection {
     const results: LayerHits[] = new Array<LayerHits>(nLayers);
     const at = new Array<number>(nLayers).fill(0);
     for (let i = 0; i < nLayers; i++) results[i] = layerAt(i).search(q, k, ef, accept);
+    rethrowPredicateError(accept);
     while (out.length < k) {
       let best = -1;
       let bestDistance = Infinity;
@@ -1128,6 +1137,39 @@ export class Collection {
 }
 
 /** The directory of a collection inside a store. */
+/**
+ * The search's record test: the compiled filter and the caller's predicate.
+ * hnswlib calls it from native code, which must not see a JavaScript
+ * exception: the first error is kept, every later candidate refused, and the
+ * error is thrown by {@link rethrowPredicateError} once the search returns.
+ */
+function acceptOf(options: SearchOptions): ((m: Metadata | undefined, id: string) => boolean) | undefined {
+  const compiled = options.filter === undefined ? undefined : compileFilter(options.filter);
+  const where = options.where;
+  if (where === undefined) return compiled;
+  if (typeof where !== 'function') throw new InvalidArgumentError(`"where" expected a function, got ${where === null ? 'null' : typeof where}`);
+  const state: { error?: { value: unknown } } = {};
+  const test = (m: Metadata | undefined, id: string): boolean => {
+    if (state.error) return false;
+    if (compiled && !compiled(m)) return false;
+    try {
+      return where(m, id) === true;
+    } catch (err) {
+      state.error = { value: err };
+      return false;
+    }
+  };
+  predicateErrors.set(test, state);
+  return test;
+}
+
+const predicateErrors = new WeakMap<object, { error?: { value: unknown } }>();
+
+function rethrowPredicateError(accept: object | undefined): void {
+  const e = accept === undefined ? undefined : predicateErrors.get(accept)?.error;
+  if (e) throw e.value;
+}
+
 export function collectionDir(storeDir: string, collectionId: string): string {
   return join(storeDir, 'collections', collectionId);
 }

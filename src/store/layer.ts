@@ -164,10 +164,10 @@ export class Layer {
   }
 
   /** Nearest live labels, closest first, optionally restricted by a metadata predicate. */
-  search(query: number[], k: number, ef: number, accept?: (m: Metadata | undefined) => boolean): LayerHits {
+  search(query: number[], k: number, ef: number, accept?: (m: Metadata | undefined, id: string) => boolean): LayerHits {
     if (this.live === 0) return NO_HITS;
     const n = Math.min(k, this.index.getMaxElements());
     this.index.setEf(Math.max(ef, n));
-    return accept ? this.index.searchKnn(query, n, (label) => accept(this.metadata[label])) : this.index.searchKnn(query, n);
+    return accept ? this.index.searchKnn(query, n, (label) => accept(this.metadata[label], this.ids[label] as string)) : this.index.searchKnn(query, n);
   }
 }
