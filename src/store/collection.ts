@@ -25,8 +25,9 @@ import { deserializeIndex, withSerializedIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer, newIndex, type IndexParams, type LayerHits, type Space } from './layer.js';
 import type { Logger } from './logger.js';
-import { encodeMetadata, pack, readOnly, unpack, type Metadata } from './metadata.js';
+import { pack, readOnly, unpack, type Metadata } from './metadata.js';
 import { checkId, checkPositiveInt, toVector } from './validate.js';
+import { checkBatch } from './records.js';
 import { dekVersionsInUse, rewriteSegmentGroup, segmentDekVersion, walDekVersions, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
 /** A record as callers give it. */
@@ -207,18 +208,7 @@ export class Collection {
     const list = Array.isArray(records) ? records : [records];
     if (list.length === 0) return;
     if (list.length > MAX_BATCH) throw new InvalidArgumentError(`"records" expected at most ${MAX_BATCH} records, got ${list.length}`);
-    const seen = new Set<string>();
-    const checked: { id: string; vector: Float32Array; meta: Buffer | null; metadata: Metadata | undefined }[] = [];
-    list.forEach((r, i) => {
-      const where = `records[${i}]`;
-      if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and vector`);
-      checkId(r.id, where);
-      if (seen.has(r.id)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
-      seen.add(r.id);
-      const vector = toVector(r.vector, this.info.dim, where);
-      const meta = r.metadata === undefined ? null : encodeMetadata(r.metadata, where);
-      checked.push({ id: r.id, vector, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) });
-    });
+    const checked = checkBatch(list, this.info.dim, this.info.space);
     const op: Op = {
       t: 'u',
       r: checked.map((c) => [c.id, new Uint8Array(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength), c.meta]),
@@ -284,7 +274,7 @@ export class Collection {
    */
   search(vector: Float32Array | number[], k = 10, options: SearchOptions = {}): SearchResult[] {
     this.admitSync('search');
-    const q = queryOf(vector, this.info.dim);
+    const q = queryOf(vector, this.info.dim, this.info.space);
     checkPositiveInt(k, 'k', MAX_K);
     const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
     const accept = options.filter === undefined ? undefined : compileFilter(options.filter);
@@ -1142,16 +1132,19 @@ function isRefusal(err: unknown): boolean {
  * checked for non-finite components; anything else goes through the full
  * conversion (and its error messages).
  */
-function queryOf(vector: Float32Array | number[], dim: number): number[] {
+function queryOf(vector: Float32Array | number[], dim: number, space: string): number[] {
   if (vector instanceof Float32Array && vector.length === dim) {
     let finite = true;
+    let zero = true;
     for (let i = 0; i < dim; i++) {
-      if (!Number.isFinite(vector[i])) {
+      const x = vector[i] as number;
+      if (!Number.isFinite(x)) {
         finite = false;
         break;
       }
+      if (x !== 0) zero = false;
     }
-    if (finite) return Array.from(vector);
+    if (finite && !(zero && space === 'cosine')) return Array.from(vector);
   }
-  return Array.from(toVector(vector, dim, 'search'));
+  return Array.from(toVector(vector, dim, 'search', space));
 }

@@ -20,7 +20,8 @@ function isScalar(v: unknown): v is Scalar {
 function get(meta: Metadata | undefined, path: string[]): unknown {
   let v: unknown = meta;
   for (const p of path) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    // Own properties only: "constructor" or "toString" must not match every record through the prototype.
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, p)) return undefined;
     v = (v as Record<string, unknown>)[p];
   }
   return v;
