@@ -15,3 +15,4 @@ export { MAX_ID_BYTES } from './validate.js';
 export type { Space } from './layer.js';
 export type { TenantKekOption, MaintenanceReport } from './tenants.js';
 export type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
+export { importRecords, type ImportOptions, type ImportProgress, type ImportReport, type ImportSource, type ImportStop, type SourceRecord } from './import.js';

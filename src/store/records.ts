@@ -13,34 +13,34 @@ export interface CheckedRecord {
 }
 
 /**
- * Checks an upsert batch whole, reading each field of each record exactly
- * once (a getter cannot answer differently the second time). Anything a
- * record throws while being read becomes an InvalidArgumentError naming the
- * record; duplicate ids in one batch are refused.
+ * Checks and copies one record, reading each of its fields exactly once (a
+ * getter cannot answer differently the second time). Anything the record
+ * throws while being read becomes an InvalidArgumentError naming `where`.
  */
+export function checkRecord(r: unknown, dim: number, space: string, where: string): CheckedRecord {
+  try {
+    if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and vector`);
+    const rec = r as { id?: unknown; vector?: unknown; metadata?: unknown };
+    const id = rec.id;
+    checkId(id, where);
+    const vector = toVector(rec.vector, dim, where, space);
+    const m = rec.metadata;
+    const meta = m === undefined ? null : encodeMetadata(m, where);
+    return { id, vector, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) };
+  } catch (err) {
+    if (err instanceof VectorsealError) throw err;
+    throw new InvalidArgumentError(`${where}: could not be read as a record`, { cause: err });
+  }
+}
+
+/** Checks an upsert batch whole; duplicate ids in one batch are refused. */
 export function checkBatch(list: unknown[], dim: number, space: string): CheckedRecord[] {
   const seen = new Set<string>();
-  const checked: CheckedRecord[] = [];
-  list.forEach((r, i) => {
+  return list.map((r, i) => {
     const where = `records[${i}]`;
-    let id: unknown;
-    let vector: Float32Array;
-    let meta: Buffer | null;
-    try {
-      if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and vector`);
-      const rec = r as { id?: unknown; vector?: unknown; metadata?: unknown };
-      id = rec.id;
-      checkId(id, where);
-      vector = toVector(rec.vector, dim, where, space);
-      const m = rec.metadata;
-      meta = m === undefined ? null : encodeMetadata(m, where);
-    } catch (err) {
-      if (err instanceof VectorsealError) throw err;
-      throw new InvalidArgumentError(`${where}: could not be read as a record`, { cause: err });
-    }
-    if (seen.has(id as string)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
-    seen.add(id as string);
-    checked.push({ id: id as string, vector, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) });
+    const c = checkRecord(r, dim, space, where);
+    if (seen.has(c.id)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
+    seen.add(c.id);
+    return c;
   });
-  return checked;
 }
