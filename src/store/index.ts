@@ -8,7 +8,9 @@ export {
   type CollectionStats,
   type CompactionReport,
 } from './collection.js';
-export type { Filter } from './filter.js';
+export type { Filter, TypedFilter, Condition } from './filter.js';
+export type { ListOptions, RecordPage } from './query-api.js';
+export type { MetadataUpdate } from './records.js';
 export type { Metadata } from './metadata.js';
 export { MAX_METADATA_BYTES } from './metadata.js';
 export { MAX_ID_BYTES } from './validate.js';

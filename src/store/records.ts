@@ -44,3 +44,41 @@ export function checkBatch(list: unknown[], dim: number, space: string): Checked
     return c;
   });
 }
+
+/** A metadata update: the record keeps its vector; `metadata: null` removes its metadata. */
+export interface MetadataUpdate<M extends object = Metadata> {
+  id: string;
+  metadata: M | null;
+}
+
+/** A checked metadata update (as {@link CheckedRecord}, without the vector). */
+export interface CheckedUpdate {
+  id: string;
+  meta: Buffer | null;
+  metadata: Metadata | undefined;
+}
+
+/** Checks a batch of metadata updates whole; duplicate ids in one batch are refused. */
+export function checkUpdates(list: unknown[]): CheckedUpdate[] {
+  const seen = new Set<string>();
+  return list.map((u, i) => {
+    const where = `updates[${i}]`;
+    let c: CheckedUpdate;
+    try {
+      if (u === null || typeof u !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and metadata`);
+      const rec = u as { id?: unknown; metadata?: unknown };
+      const id = rec.id;
+      checkId(id, where);
+      const m = rec.metadata;
+      if (m === undefined) throw new InvalidArgumentError(`${where}: "metadata" expected a plain object or null (null removes it), got undefined`);
+      const meta = m === null ? null : encodeMetadata(m, where);
+      c = { id, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) };
+    } catch (err) {
+      if (err instanceof VectorsealError) throw err;
+      throw new InvalidArgumentError(`${where}: could not be read as an update`, { cause: err });
+    }
+    if (seen.has(c.id)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
+    seen.add(c.id);
+    return c;
+  });
+}
