@@ -25,7 +25,7 @@ import { recoverCatalog } from './catalog-recovery.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
-import { checkPositiveInt } from './validate.js';
+import { checkIntInRange, checkPositiveInt } from './validate.js';
 import { checkSameOptions } from './collection-options.js';
 import type { Metadata } from './metadata.js';
 import type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
@@ -231,7 +231,8 @@ export class Store {
       dim,
       space,
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
-      M: options.M === undefined ? 16 : checkPositiveInt(options.M, 'M', 256),
+      // At least 2: hnswlib derives its level factor from 1/ln(M).
+      M: options.M === undefined ? 16 : checkIntInRange(options.M, 'M', 2, 256),
       efConstruction: options.efConstruction === undefined ? 200 : checkPositiveInt(options.efConstruction, 'efConstruction', 10_000),
       createdAt: new Date().toISOString(),
     };

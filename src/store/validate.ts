@@ -51,3 +51,11 @@ export function checkPositiveInt(value: unknown, name: string, max: number): num
   }
   return value;
 }
+
+/** Checks an integer option in min..max. */
+export function checkIntInRange(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`"${name}" expected an integer in ${min}..${max}, got ${typeof value === 'number' ? value : typeof value}`);
+  }
+  return value;
+}
