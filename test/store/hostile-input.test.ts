@@ -211,3 +211,20 @@ describe('several processes opening a free store at once', () => {
     expect(again.listCollections()).toHaveLength(1);
   });
 });
+
+describe('a second openStore of one directory in the same process', () => {
+  it('gets a clear StoreLockedError saying the store is open in this process, and opens once the first is closed', async () => {
+    const d = storeDirs();
+    const first = await openTestStore(d);
+    const err = await openTestStore(d).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(err?.code).toBe('VS_STORE_LOCKED');
+    expect(err?.message).toContain('already open in this process');
+    expect(err?.message).not.toContain(`process ${process.pid}`);
+    await first.close();
+    const again = await openTestStore(d);
+    expect(again.listCollections()).toEqual([]);
+  });
+});
