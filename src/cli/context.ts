@@ -129,9 +129,9 @@ export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => 
   }
 }
 
-/** Prints `value` as JSON with --json, else the human text. */
+/** Prints `value` as one line of JSON with --json (every stdout line parses alone), else the human text. */
 export function output(opts: { json?: boolean }, value: unknown, human: () => string): void {
-  process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+  process.stdout.write(opts.json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
 }
 
 export function parseIntOption(name: string, min: number, max: number): (v: string) => number {

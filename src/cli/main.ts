@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { VectorsealError } from '../errors.js';
 import { resolveStoreAuditKey } from './audit-key.js';
+import { errorCodeOf, exitCodeOf } from './exit-codes.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCollectionCommands } from './commands/collection.js';
@@ -18,7 +18,11 @@ export function buildProgram(): Command {
   const program = new Command('vectorseal')
     .description('an embedded vector store with encryption at rest')
     .version('0.1.0')
-    .showHelpAfterError();
+    // A typo gets commander's "Did you mean ...?" and this hint, not the whole help.
+    .showHelpAfterError('(vectorseal --help lists the commands; vectorseal <command> --help its options)')
+    // Errors are thrown to main() (one place prints them and picks the exit code), not process.exit.
+    .exitOverride();
+
   registerStoreCommands(program);
   registerCollectionCommands(program);
   registerImportCommand(program);
@@ -32,22 +36,26 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; typed errors print as `error <code>: <message>` with no stack trace. */
+/**
+ * Runs the CLI. Errors print as `error <code>: <message>` on stderr (no
+ * stack trace), or with --json as one line `{"error":{"code","message"}}` on
+ * stdout; the exit code comes from exit-codes.ts.
+ */
 export async function main(argv: string[]): Promise<void> {
+  const json = argv.slice(2).includes('--json');
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
+    process.exitCode = exitCodeOf(err);
     if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode || 1;
-    } else if (err instanceof VectorsealError) {
-      process.stderr.write(`error ${err.code}: ${err.message}\n`);
-      process.exitCode = 2;
-    } else {
-      const e = err as Error;
-      process.stderr.write(`error: ${e?.message ?? String(err)}\n`);
-      if (process.env['VECTORSEAL_DEBUG']) process.stderr.write(`${e?.stack ?? ''}\n`);
-      process.exitCode = 1;
+      // Commander has printed its message (stderr); --help and --version end here with 0.
+      if (json && err.exitCode !== 0) process.stdout.write(`${JSON.stringify({ error: { code: errorCodeOf(err), message: err.message.replace(/^error: /, '') } })}\n`);
+      return;
     }
+    const message = (err as Error)?.message ?? String(err);
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: errorCodeOf(err), message } })}\n`);
+    else process.stderr.write(errorCodeOf(err) === 'VS_INTERNAL' ? `error: ${message}\n` : `error ${errorCodeOf(err)}: ${message}\n`);
+    if (process.env['VECTORSEAL_DEBUG']) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
   }
 }
 

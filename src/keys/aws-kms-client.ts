@@ -17,6 +17,7 @@ import type {
   ScheduleKeyDeletionCommandInput,
   ScheduleKeyDeletionCommandOutput,
 } from '@aws-sdk/client-kms';
+import { importOptional } from '../util/optional-module.js';
 
 /**
  * The KMS calls the aws-kms provider makes, as a structural interface: the
@@ -43,6 +44,7 @@ export interface KmsClientLike {
  * its own backoff so failures end in one typed error.
  */
 export async function createSdkKmsClient(config: KMSClientConfig = {}): Promise<KmsClientLike> {
-  const { KMS } = await import('@aws-sdk/client-kms');
+  // An optional peer dependency: loaded (and required) only when an aws-kms KEK is used.
+  const { KMS } = await importOptional<typeof import('@aws-sdk/client-kms')>('@aws-sdk/client-kms', 'the aws-kms key provider');
   return new KMS({ maxAttempts: 1, ...config });
 }

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import type * as Pkcs11Js from 'pkcs11js';
+import { importOptional } from '../util/optional-module.js';
 import { AccessDeniedError, InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError } from '../errors.js';
 import { ckrName, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
 import { resolvePin, type PinSource } from './pkcs11-pin.js';
@@ -77,12 +78,9 @@ let registryChain: Promise<unknown> = Promise.resolve();
 const pinKey = randomBytes(32);
 
 async function loadLibrary(): Promise<Pkcs11Lib> {
-  try {
-    const mod = (await import('pkcs11js')) as Pkcs11Lib & { default?: Pkcs11Lib };
-    return mod.default ?? mod;
-  } catch (cause) {
-    throw new KeyProviderUnavailableError('the pkcs11js package is not installed or its native addon did not build', { cause });
-  }
+  // An optional peer dependency: loaded (and required) only when a PKCS#11 token is used.
+  const mod = await importOptional<Pkcs11Lib & { default?: Pkcs11Lib }>('pkcs11js', 'the pkcs11 key provider');
+  return mod.default ?? mod;
 }
 
 async function acquireModule(path: string): Promise<ModuleState> {

@@ -2,7 +2,7 @@ import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { StoreLockedError } from '../errors.js';
-import { createFileAtomic } from './fsutil.js';
+import { createFileAtomic, exists } from './fsutil.js';
 
 export const LOCK_FILE = 'LOCK';
 
@@ -65,9 +65,17 @@ export class StoreLock {
         await createFileAtomic(path, body, 0o600);
         return new StoreLock(path, info);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        // ENOENT: another process opening the store at the same moment removed our temp file
+        // (it clears stale temps once it holds the lock); whoever holds LOCK now decides below.
+        if (code !== 'EEXIST' && code !== 'ENOENT') throw err;
+        if (code === 'ENOENT' && !(await exists(dir))) throw err;
       }
       const holder = parse(await fs.readFile(path, 'utf8').catch(() => ''));
+      if (holder && holder.hostname === info.hostname && holder.pid === process.pid) {
+        // Our own lock: this process already has the store open (its LOCK is never taken over).
+        throw new StoreLockedError(`store ${dir} is already open in this process: use that Store, or close it before opening the directory again`);
+      }
       if (holder && (holder.hostname !== info.hostname || alive(holder.pid))) {
         throw new StoreLockedError(
           `store ${dir} is locked by process ${holder.pid} on ${holder.hostname} (since ${holder.startedAt})`,

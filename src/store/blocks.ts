@@ -1,5 +1,5 @@
 import { CorruptDataError } from '../errors.js';
-import { pack, unpack } from './metadata.js';
+import { pack, toWire, unpack } from './metadata.js';
 
 /**
  * In-memory encodings of the plaintext inside segments. Nothing here touches
@@ -73,7 +73,8 @@ export function decodeVectorBlock(b: Buffer, dim: number, file: string): VectorB
 
 /** A list of strings (tombstones) or of metadata values, msgpackr-encoded. */
 export function encodeList(items: unknown[]): Buffer {
-  return pack(items);
+  // Metadata in memory holds -0 and own __proto__ keys as given: toWire keeps them exact.
+  return pack(items.map(toWire));
 }
 
 export function decodeList(b: Buffer, count: number | undefined, file: string): unknown[] {

@@ -25,29 +25,31 @@ import { deserializeIndex, withSerializedIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer, newIndex, type IndexParams, type LayerHits, type Space } from './layer.js';
 import type { Logger } from './logger.js';
-import { encodeMetadata, pack, readOnly, unpack, type Metadata } from './metadata.js';
+import { pack, readOnly, unpack, type Metadata } from './metadata.js';
 import { checkId, checkPositiveInt, toVector } from './validate.js';
+import { checkBatch, checkUpdates, type CheckedUpdate, type MetadataUpdate } from './records.js';
+import { countWhere, deleteWhere, getMany, list, records, searchMany, type ListOptions, type RecordPage } from './query-api.js';
 import { dekVersionsInUse, rewriteSegmentGroup, segmentDekVersion, walDekVersions, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
 /** A record as callers give it. */
-export interface VectorRecord {
+export interface VectorRecord<M extends object = Metadata> {
   id: string;
   vector: Float32Array | number[];
-  metadata?: Metadata;
+  metadata?: M;
 }
 
 /** A stored record as `get` returns it. */
-export interface StoredRecord {
+export interface StoredRecord<M extends object = Metadata> {
   id: string;
   /** A copy: the caller's to keep or modify. */
   vector: Float32Array;
   /** The stored metadata itself, deeply frozen: read-only (copy it to change it). */
-  metadata: Metadata | undefined;
+  metadata: M | undefined;
 }
 
-export interface SearchOptions {
+export interface SearchOptions<M extends object = Metadata> {
   /** Metadata conditions, all of which must hold (see filter.ts). */
-  filter?: Filter;
+  filter?: Filter<M>;
   /** HNSW search breadth; larger is slower and more exact. Default max(64, k). */
   ef?: number;
   /**
@@ -64,11 +66,11 @@ export interface SearchOptions {
  * is closer) and the similarity for 'ip' (dot product) and 'cosine' (cosine
  * similarity), where larger is closer. Results are ordered closest first.
  */
-export interface SearchResult {
+export interface SearchResult<M extends object = Metadata> {
   id: string;
   score: number;
   /** The stored metadata itself, deeply frozen: read-only (copy it to change it). */
-  metadata: Metadata | undefined;
+  metadata: M | undefined;
 }
 
 export interface CollectionStats {
@@ -127,7 +129,11 @@ export interface CollectionContext {
   notePages?: (info: CollectionInfo, pages: number) => Promise<void>;
 }
 
-type Op = { t: 'u'; r: [string, Uint8Array, Uint8Array | null][] } | { t: 'd'; ids: string[] };
+type Op =
+  | { t: 'u'; r: [string, Uint8Array, Uint8Array | null][] }
+  | { t: 'd'; ids: string[] }
+  /** Metadata replaced, vector kept (the vector is taken when the record is applied, so no write in between is lost). */
+  | { t: 'm'; r: [string, Uint8Array | null][] };
 
 const MAX_K = 10_000;
 const MAX_BATCH = 1_000_000;
@@ -138,7 +144,7 @@ const YIELD_EVERY = 2_000;
  * encrypted segment groups listed by a sealed manifest. Everything searchable
  * is in memory once open; only writes, flushes and compactions touch keys.
  */
-export class Collection {
+export class Collection<M extends object = Metadata> {
   private segments: Layer[] = [];
   /** The memtable being flushed (or left by a flush that failed). */
   private frozen: Layer | undefined;
@@ -209,23 +215,12 @@ export class Collection {
    * applied if any record is bad), then written to the WAL; the promise
    * resolves once it is durable and visible.
    */
-  async upsert(records: VectorRecord[] | VectorRecord): Promise<void> {
+  async upsert(records: VectorRecord<M>[] | VectorRecord<M>): Promise<void> {
     await this.admit('upsert');
     const list = Array.isArray(records) ? records : [records];
     if (list.length === 0) return;
     if (list.length > MAX_BATCH) throw new InvalidArgumentError(`"records" expected at most ${MAX_BATCH} records, got ${list.length}`);
-    const seen = new Set<string>();
-    const checked: { id: string; vector: Float32Array; meta: Buffer | null; metadata: Metadata | undefined }[] = [];
-    list.forEach((r, i) => {
-      const where = `records[${i}]`;
-      if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`${where}: expected an object with id and vector`);
-      checkId(r.id, where);
-      if (seen.has(r.id)) throw new InvalidArgumentError(`${where}: "id" appears more than once in the batch`);
-      seen.add(r.id);
-      const vector = toVector(r.vector, this.info.dim, where);
-      const meta = r.metadata === undefined ? null : encodeMetadata(r.metadata, where);
-      checked.push({ id: r.id, vector, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) });
-    });
+    const checked = checkBatch(list, this.info.dim, this.info.space);
     const op: Op = {
       t: 'u',
       r: checked.map((c) => [c.id, new Uint8Array(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength), c.meta]),
@@ -267,7 +262,7 @@ export class Collection {
   }
 
   /** The stored record, or undefined. Served from memory. */
-  get(id: string): StoredRecord | undefined {
+  get(id: string): StoredRecord<M> | undefined {
     this.admitSync('get');
     checkId(id, 'get');
     const loc = this.current.get(id);
@@ -275,7 +270,7 @@ export class Collection {
     return {
       id,
       vector: new Float32Array(loc.layer.vectorOf(loc.label)),
-      metadata: readOnly(loc.layer.metadata[loc.label]),
+      metadata: readOnly(loc.layer.metadata[loc.label]) as M | undefined,
     };
   }
 
@@ -289,9 +284,9 @@ export class Collection {
    * The k nearest live records, closest first, across every segment and the
    * memtable. Runs entirely in memory (no file, no key).
    */
-  search(vector: Float32Array | number[], k = 10, options: SearchOptions = {}): SearchResult[] {
+  search(vector: Float32Array | number[], k = 10, options: SearchOptions<M> = {}): SearchResult<M>[] {
     this.admitSync('search');
-    const q = queryOf(vector, this.info.dim);
+    const q = queryOf(vector, this.info.dim, this.info.space);
     checkPositiveInt(k, 'k', MAX_K);
     const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
     const accept = acceptOf(options);
@@ -307,10 +302,10 @@ export class Collection {
       if (only >= 0) several = true;
       else only = i;
     }
-    const out: SearchResult[] = [];
+    const out: SearchResult<M>[] = [];
     if (only < 0) return out;
     const hit = (layer: Layer, label: number, distance: number): void => {
-      out.push({ id: layer.ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(layer.metadata[label]) });
+      out.push({ id: layer.ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(layer.metadata[label]) as M | undefined });
     };
     if (!several) {
       const layer = layerAt(only);
@@ -321,7 +316,7 @@ export class Collection {
         const label = res.neighbors[j] as number;
         if (layer.isDead(label)) continue;
         const distance = res.distances[j] as number;
-        out.push({ id: ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(metadata[label]) });
+        out.push({ id: ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(metadata[label]) as M | undefined });
       }
       return out;
     }
@@ -396,6 +391,68 @@ export class Collection {
   ids(): string[] {
     this.admitSync('get');
     return [...this.current.keys()];
+  }
+
+  // ---- the query API (query-api.ts) ----
+
+  /** Several searches in one call, with the same k and options: one result list per query. */
+  searchMany(queries: (Float32Array | number[])[], k = 10, options: SearchOptions<M> = {}): SearchResult<M>[][] {
+    return searchMany(this, queries, k, options);
+  }
+
+  /** The records of `ids`, in order; undefined where an id has no record. */
+  getMany(ids: string[]): (StoredRecord<M> | undefined)[] {
+    return getMany(this, ids);
+  }
+
+  /** Live records whose metadata matches `filter` (all live records without one). */
+  countWhere(filter?: Filter<M>): number {
+    return countWhere(this, filter);
+  }
+
+  /** Deletes the records whose metadata matches `filter` now; resolves with how many, once durable. */
+  deleteWhere(filter: Filter<M>): Promise<number> {
+    return deleteWhere(this, filter);
+  }
+
+  /** One page of records in id order, after the id `after` (see RecordPage.next). */
+  list(options: ListOptions<M> & { after?: string } = {}): RecordPage<M> {
+    return list(this, options);
+  }
+
+  /** Every record with its metadata, in id order, a page at a time (see query-api.ts). */
+  records(options: ListOptions<M> = {}): AsyncGenerator<StoredRecord<M>> {
+    return records(this, options);
+  }
+
+  /** @internal Ids of the live records whose metadata matches `filter` (every id without one). */
+  matchingIds(filter?: Filter<M>): string[] {
+    this.admitSync('get');
+    const accept = filter === undefined ? undefined : compileFilter(filter);
+    const out: string[] = [];
+    for (const [id, loc] of this.current) if (!accept || accept(loc.layer.metadata[loc.label])) out.push(id);
+    return out;
+  }
+
+  /**
+   * Replaces the metadata of existing records without resending their
+   * vectors (`metadata: null` removes it); ids without a record are ignored.
+   * Resolves with how many records were updated, once durable.
+   */
+  async updateMetadata(updates: MetadataUpdate<M>[] | MetadataUpdate<M>): Promise<number> {
+    await this.admit('upsert');
+    const list = Array.isArray(updates) ? updates : [updates];
+    if (list.length === 0) return 0;
+    if (list.length > MAX_BATCH) throw new InvalidArgumentError(`"updates" expected at most ${MAX_BATCH} updates, got ${list.length}`);
+    const checked = checkUpdates(list);
+    const payload = pack({ t: 'm', r: checked.map((c) => [c.id, c.meta]) } satisfies Op);
+    for (const c of checked) c.meta?.fill(0);
+    let updated = 0;
+    await this.journal.append(payload, () => {
+      updated = this.applyMetadata(checked);
+    });
+    this.maybeAutoFlush();
+    return updated;
   }
 
   /**
@@ -697,6 +754,18 @@ export class Collection {
     return n;
   }
 
+  /** A metadata update is an upsert of the record's current vector, taken at apply time. */
+  private applyMetadata(updates: Pick<CheckedUpdate, 'id' | 'metadata'>[]): number {
+    let n = 0;
+    for (const u of updates) {
+      const loc = this.current.get(u.id);
+      if (!loc) continue;
+      this.applyUpsert([{ id: u.id, vector: new Float32Array(loc.layer.vectorOf(loc.label)), metadata: u.metadata }]);
+      n++;
+    }
+    return n;
+  }
+
   private applyOp(op: Op, file: string): void {
     if (op?.t === 'u' && Array.isArray(op.r)) {
       this.applyUpsert(
@@ -708,6 +777,8 @@ export class Collection {
       );
     } else if (op?.t === 'd' && Array.isArray(op.ids)) {
       this.applyDelete(op.ids);
+    } else if (op?.t === 'm' && Array.isArray(op.r)) {
+      this.applyMetadata(op.r.map(([id, m]) => ({ id, metadata: m === null ? undefined : (unpack(m) as Metadata) })));
     } else {
       throw new CorruptDataError('WAL record holds an unknown operation', { file, reason: 'decode' });
     }
@@ -1184,16 +1255,19 @@ function isRefusal(err: unknown): boolean {
  * checked for non-finite components; anything else goes through the full
  * conversion (and its error messages).
  */
-function queryOf(vector: Float32Array | number[], dim: number): number[] {
+function queryOf(vector: Float32Array | number[], dim: number, space: string): number[] {
   if (vector instanceof Float32Array && vector.length === dim) {
     let finite = true;
+    let zero = true;
     for (let i = 0; i < dim; i++) {
-      if (!Number.isFinite(vector[i])) {
+      const x = vector[i] as number;
+      if (!Number.isFinite(x)) {
         finite = false;
         break;
       }
+      if (x !== 0) zero = false;
     }
-    if (finite) return Array.from(vector);
+    if (finite && !(zero && space === 'cosine')) return Array.from(vector);
   }
-  return Array.from(toVector(vector, dim, 'search'));
+  return Array.from(toVector(vector, dim, 'search', space));
 }

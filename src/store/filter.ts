@@ -5,13 +5,50 @@ import type { Metadata } from './metadata.js';
  * Metadata filters. A filter is an object of field conditions, all of which
  * must hold (AND). A condition is a plain value (equality) or an operator
  * object: `$eq`, `$ne`, `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte`,
- * `$exists`. A field name may use dots to reach nested objects.
+ * `$exists`. A field name may use dots to reach nested objects. Beside the
+ * fields, `$and: [filters]`, `$or: [filters]` and `$not: filter` combine
+ * whole filters, at any depth. Only a record's own properties match (never
+ * `constructor` or `toString` from the prototype).
  */
-export type Filter = Record<string, unknown>;
+// Untyped metadata (a string index, or plain `object`) keeps the loose form: any field, any condition.
+export type Filter<M = Metadata> = [keyof M] extends [never] ? Record<string, unknown> : string extends keyof M ? Record<string, unknown> : TypedFilter<M>;
+
+/**
+ * A filter over a declared metadata type (`createCollection<M>()`): field
+ * names and their values are checked against M; dotted paths into nested
+ * objects are allowed but not checked.
+ */
+export type TypedFilter<M> = FieldFilters<M> & {
+  $and?: TypedFilter<M>[];
+  $or?: TypedFilter<M>[];
+  $not?: TypedFilter<M>;
+};
+
+/** A condition on one field whose values have type V. */
+export type Condition<V> =
+  | (V extends Scalar ? V : never)
+  | {
+      $eq?: V & Scalar;
+      $ne?: V & Scalar;
+      $in?: (V & Scalar)[];
+      $nin?: (V & Scalar)[];
+      $gt?: V & (number | string);
+      $gte?: V & (number | string);
+      $lt?: V & (number | string);
+      $lte?: V & (number | string);
+      $exists?: boolean;
+    };
+
+type FieldFilters<M> = { [K in keyof M & string]?: Condition<NonNullable<M[K]>> | (undefined extends M[K] ? Condition<null> : never) } & {
+  /** A dotted path into nested objects ("a.b"): not checked against M. */
+  [path: `${string}.${string}`]: Condition<Scalar> | undefined;
+};
+
 export type Predicate = (metadata: Metadata | undefined) => boolean;
 
 type Scalar = string | number | boolean | null;
 const OPS = new Set(['$eq', '$ne', '$in', '$nin', '$gt', '$gte', '$lt', '$lte', '$exists']);
+const MAX_FILTER_DEPTH = 32;
 
 function isScalar(v: unknown): v is Scalar {
   return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
@@ -20,7 +57,8 @@ function isScalar(v: unknown): v is Scalar {
 function get(meta: Metadata | undefined, path: string[]): unknown {
   let v: unknown = meta;
   for (const p of path) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    // Own properties only: "constructor" or "toString" must not match every record through the prototype.
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, p)) return undefined;
     v = (v as Record<string, unknown>)[p];
   }
   return v;
@@ -42,33 +80,55 @@ function compare(a: unknown, b: Scalar, op: string): boolean {
   }
 }
 
+function describe(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+}
+
 /** Compiles a filter into a predicate; InvalidArgumentError on a malformed one. */
 export function compileFilter(filter: unknown): Predicate {
+  return compile(filter, 'filter', 0);
+}
+
+function compile(filter: unknown, at: string, depth: number): Predicate {
   if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
-    throw new InvalidArgumentError(`"filter" expected an object of field conditions, got ${filter === null ? 'null' : Array.isArray(filter) ? 'an array' : typeof filter}`);
+    throw new InvalidArgumentError(`"${at}" expected an object of field conditions, got ${describe(filter)}`);
   }
+  if (depth > MAX_FILTER_DEPTH) throw new InvalidArgumentError(`"filter" nests $and/$or/$not deeper than ${MAX_FILTER_DEPTH} levels`);
   const tests: Predicate[] = [];
   for (const [field, cond] of Object.entries(filter)) {
-    if (field.length === 0 || field.startsWith('$')) throw new InvalidArgumentError(`"filter" field names must be non-empty and not start with "$", got "${field}"`);
+    if (field === '$and' || field === '$or') {
+      if (!Array.isArray(cond) || cond.length === 0) throw new InvalidArgumentError(`"${at}.${field}" expected a non-empty array of filters`);
+      const parts = cond.map((f, i) => compile(f, `${at}.${field}[${i}]`, depth + 1));
+      tests.push(field === '$and' ? (m) => parts.every((p) => p(m)) : (m) => parts.some((p) => p(m)));
+      continue;
+    }
+    if (field === '$not') {
+      const inner = compile(cond, `${at}.$not`, depth + 1);
+      tests.push((m) => !inner(m));
+      continue;
+    }
+    if (field.length === 0 || field.startsWith('$')) {
+      throw new InvalidArgumentError(`"${at}" field names must be non-empty and not start with "$" (beside $and, $or, $not), got "${field.slice(0, 64)}"`);
+    }
     const path = field.split('.');
     if (isScalar(cond)) {
       tests.push((m) => get(m, path) === cond);
       continue;
     }
     if (cond === null || typeof cond !== 'object' || Array.isArray(cond)) {
-      throw new InvalidArgumentError(`"filter.${field}" expected a string, number, boolean, null or operator object`);
+      throw new InvalidArgumentError(`"${at}.${field}" expected a string, number, boolean, null or operator object`);
     }
     for (const [op, arg] of Object.entries(cond)) {
-      if (!OPS.has(op)) throw new InvalidArgumentError(`"filter.${field}" has unknown operator "${op}" (expected one of ${[...OPS].join(', ')})`);
+      if (!OPS.has(op)) throw new InvalidArgumentError(`"${at}.${field}" has unknown operator "${op}" (expected one of ${[...OPS].join(', ')})`);
       if (op === '$in' || op === '$nin') {
-        if (!Array.isArray(arg) || !arg.every(isScalar)) throw new InvalidArgumentError(`"filter.${field}.${op}" expected an array of scalars`);
+        if (!Array.isArray(arg) || !arg.every(isScalar)) throw new InvalidArgumentError(`"${at}.${field}.${op}" expected an array of scalars`);
         const set = new Set<unknown>(arg);
         tests.push(op === '$in' ? (m) => set.has(get(m, path)) : (m) => !set.has(get(m, path)));
       } else if (op === '$exists') {
-        if (typeof arg !== 'boolean') throw new InvalidArgumentError(`"filter.${field}.$exists" expected a boolean`);
+        if (typeof arg !== 'boolean') throw new InvalidArgumentError(`"${at}.${field}.$exists" expected a boolean`);
         tests.push((m) => (get(m, path) !== undefined) === arg);
       } else {
-        if (!isScalar(arg)) throw new InvalidArgumentError(`"filter.${field}.${op}" expected a scalar`);
+        if (!isScalar(arg)) throw new InvalidArgumentError(`"${at}.${field}.${op}" expected a scalar`);
         if (op === '$eq') tests.push((m) => get(m, path) === arg);
         else if (op === '$ne') tests.push((m) => get(m, path) !== arg);
         else tests.push((m) => compare(get(m, path), arg, op));

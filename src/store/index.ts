@@ -8,7 +8,9 @@ export {
   type CollectionStats,
   type CompactionReport,
 } from './collection.js';
-export type { Filter } from './filter.js';
+export type { Filter, TypedFilter, Condition } from './filter.js';
+export type { ListOptions, RecordPage } from './query-api.js';
+export type { MetadataUpdate } from './records.js';
 export type { Metadata } from './metadata.js';
 export { MAX_METADATA_BYTES } from './metadata.js';
 export { MAX_ID_BYTES } from './validate.js';
@@ -16,3 +18,4 @@ export type { Space } from './layer.js';
 export type { TenantKekOption, MaintenanceReport } from './tenants.js';
 export type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
 export { upgradeStore, type UpgradeStoreOptions } from './upgrade.js';
+export { importRecords, type ImportOptions, type ImportProgress, type ImportReport, type ImportSource, type ImportStop, type SourceRecord } from './import.js';

@@ -26,7 +26,9 @@ import { recoverCatalog } from './catalog-recovery.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
-import { checkPositiveInt } from './validate.js';
+import { checkIntInRange, checkPositiveInt } from './validate.js';
+import { checkSameOptions } from './collection-options.js';
+import type { Metadata } from './metadata.js';
 import type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
 import { TenantLifecycle, type MaintenanceReport, type TenantKekOption } from './tenants.js';
 
@@ -125,6 +127,8 @@ interface StoreFile {
  */
 export class Store {
   private readonly collections = new Map<string, Collection>();
+  /** Collections being created, by name. */
+  private readonly creating = new Map<string, Promise<Collection>>();
   private closed = false;
   private readonly lifecycle: TenantLifecycle;
 
@@ -211,10 +215,21 @@ export class Store {
   }
 
   /** Creates a collection with its own DEK. */
-  async createCollection(name: string, options: CreateCollectionOptions): Promise<Collection> {
+  async createCollection<M extends object = Metadata>(name: string, options: CreateCollectionOptions): Promise<Collection<M>> {
     this.assertOpen();
     checkName(name);
-    if (this.collections.has(name)) throw new AlreadyExistsError(`collection "${name}" already exists`);
+    if (this.collections.has(name) || this.creating.has(name)) throw new AlreadyExistsError(`collection "${name}" already exists`);
+    // Claimed at once: a second call for the same name while this one awaits is refused, not a second collection.
+    const run = this.createNow(name, options);
+    this.creating.set(name, run);
+    try {
+      return (await run) as Collection<M>;
+    } finally {
+      this.creating.delete(name);
+    }
+  }
+
+  private async createNow(name: string, options: CreateCollectionOptions): Promise<Collection> {
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError('"options" expected an object with at least "dim"');
     const dim = checkPositiveInt(options.dim, 'dim', 65_536);
     const space = options.space ?? 'l2';
@@ -228,7 +243,8 @@ export class Store {
       dim,
       space,
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
-      M: options.M === undefined ? 16 : checkPositiveInt(options.M, 'M', 256),
+      // At least 2: hnswlib derives its level factor from 1/ln(M).
+      M: options.M === undefined ? 16 : checkIntInRange(options.M, 'M', 2, 256),
       efConstruction: options.efConstruction === undefined ? 200 : checkPositiveInt(options.efConstruction, 'efConstruction', 10_000),
       createdAt: new Date().toISOString(),
     };
@@ -258,12 +274,28 @@ export class Store {
     return c;
   }
 
+  /**
+   * The collection `name`, created with `options` when there is none. An
+   * existing collection must match the options given (dim, space, tenant,
+   * M, efConstruction): a mismatch is an InvalidArgumentError, never a
+   * silently different collection.
+   */
+  async getOrCreateCollection<M extends object = Metadata>(name: string, options: CreateCollectionOptions): Promise<Collection<M>> {
+    this.assertOpen();
+    // A creation under way for this name (another getOrCreate): wait for it, then compare.
+    for (let pending = this.creating.get(name); pending; pending = this.creating.get(name)) await pending.catch(() => undefined);
+    if (!this.collections.has(name)) return this.createCollection<M>(name, options);
+    const c = this.collection<M>(name);
+    checkSameOptions(c.info, options);
+    return c;
+  }
+
   /** An open collection by name; NotFoundError if there is none. */
-  collection(name: string): Collection {
+  collection<M extends object = Metadata>(name: string): Collection<M> {
     this.assertOpen();
     const c = this.collections.get(name);
     if (!c) throw new NotFoundError(`no collection named "${typeof name === 'string' ? name.slice(0, 128) : typeof name}"`);
-    return c;
+    return c as Collection<M>;
   }
 
   listCollections(): CollectionSummary[] {

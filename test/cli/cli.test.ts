@@ -69,7 +69,7 @@ describe('vectorseal CLI (built binary)', () => {
     expect(rot.dataFiles.checked).toBeGreaterThan(5);
     expect(json<{ id: string }[]>(['search', 'docs', '--vector', '[8,1,3,2]', '--k', '3', '--filter', '{"lang":"en"}'], env)).toEqual(hits);
 
-    json(['collection', 'drop', 'raw'], env);
+    json(['collection', 'drop', 'raw', '--yes'], env);
     expect(json<{ name: string }[]>(['collection', 'list'], env).map((c) => c.name)).toEqual(['docs']);
   });
 

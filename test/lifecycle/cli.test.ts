@@ -20,7 +20,7 @@ describe('vectorseal tenant, collection disable, policy, rekey and maintain', ()
 
     expect((await run('tenant', 'disable', 'acme')).stdout).toMatch(/acme: disabled/);
     const refused = await run('search', 'docs', '--vector', query, '--k', '1');
-    expect(refused.code).toBe(2);
+    expect(refused.code).toBe(4); // a typed vectorseal error (exit-codes.ts)
     expect(refused.stderr).toMatch(/^error VS_KEY_DISABLED: tenant "acme" is disabled/);
     expect((await run('tenant', 'enable', 'acme')).code).toBe(0);
     expect((await run('search', 'docs', '--vector', query, '--k', '1')).stdout).toMatch(/1\. r-4/);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { EXIT } from '../exit-codes.js';
 import {
   type AuditEntry,
   type AuditVerification,
@@ -12,7 +13,7 @@ import {
 import { InvalidArgumentError } from '../../errors.js';
 
 /** Exit code of `audit verify` when the trail is not intact. */
-export const AUDIT_TAMPERED_EXIT_CODE = 2;
+export const AUDIT_TAMPERED_EXIT_CODE = EXIT.TAMPERED;
 
 interface VerifyOptions {
   dir: string;

@@ -1,33 +1,60 @@
-import { promises as fs } from 'node:fs';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
+import { InvalidArgumentError } from '../../errors.js';
+import { importRecords } from '../../store/index.js';
 import { output, parseIntOption, storeOptions, withStore, type StoreCliOptions } from '../context.js';
-import { readRecords } from '../import-reader.js';
+import { importProgress } from '../import-progress.js';
+import { openInput, readSource } from '../import-reader.js';
 
 export function registerImportCommand(program: Command): void {
-  storeOptions(program.command('import <collection> <file>').description('import JSON Lines ({"id","vector","metadata"}) or .fvecs'))
+  storeOptions(
+    program
+      .command('import <collection> <file>')
+      .description('import JSON Lines ({"id","vector","metadata"}) or .fvecs: every record is checked before any is written; a repeated id: the last one wins'),
+  )
     .option('--batch <n>', 'records per write batch', parseIntOption('--batch', 1, 100_000), 1000)
+    .option('--resume', 'continue an import that stopped: records already stored exactly are skipped')
     .option('--json', 'print JSON')
-    .action(async (collection: string, file: string, opts: StoreCliOptions & { batch: number }) => {
-      const size = (await fs.stat(file)).size;
+    .action(async (collection: string, file: string, opts: StoreCliOptions & { batch: number; resume?: boolean }) => {
+      const handle = await openInput(file);
+      const before = await handle.stat();
+      await handle.close();
       await withStore(opts, async (store) => {
         const col = store.collection(collection);
-        const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ stream: process.stderr, format: 'import [{bar}] {percentage}% | {records} records' }, cliProgress.Presets.shades_classic) : undefined;
-        bar?.start(size, 0, { records: 0 });
+        const bar = importProgress(opts, before.size);
         const started = Date.now();
-        let records = 0;
+        let report;
         try {
-          for await (const { batch, bytes } of readRecords(file, opts.batch)) {
-            await col.upsert(batch);
-            records += batch.length;
-            bar?.update(bytes, { records });
-          }
-          await col.flush();
+          report = await importRecords(col, () => readSource(file), {
+            batchSize: opts.batch,
+            ...(opts.resume ? { resume: true } : {}),
+            onProgress: (p) => bar.update(p),
+            beforeWrite: async () => {
+              const h = await openInput(file);
+              const now = await h.stat();
+              await h.close();
+              if (now.size !== before.size || now.mtimeMs !== before.mtimeMs) throw new InvalidArgumentError(`input file ${file} changed while it was being checked; nothing was written`);
+            },
+            onStopped: (stop) => {
+              bar.stop();
+              process.stderr.write(
+                stop.committed === 0
+                  ? `import stopped before any record was committed\n`
+                  : `import stopped: ${stop.committed} records committed, up to ${stop.where}; run the same command with --resume to continue\n`,
+              );
+            },
+          });
         } finally {
-          bar?.stop();
+          bar.stop();
         }
         const seconds = (Date.now() - started) / 1000;
-        output(opts, { collection, imported: records, count: col.count, seconds }, () => `imported ${records} records into ${collection} in ${seconds.toFixed(1)} s (${col.count} records now)`);
+        output(
+          opts,
+          { collection, ...report, imported: report.written, count: col.count, seconds },
+          () =>
+            `imported ${report.written} records into ${collection} in ${seconds.toFixed(1)} s (${col.count} records now)` +
+            (report.skipped > 0 ? `; ${report.skipped} already stored, skipped` : '') +
+            (report.duplicates > 0 ? `; ${report.duplicates} repeated ids (the last one won)` : ''),
+        );
       });
     });
 }

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { EXIT } from '../exit-codes.js';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
@@ -7,7 +8,7 @@ import { checkShredded } from '../../store/shred-check.js';
 import { output } from '../context.js';
 
 /** Exit code of `verify-shredded` when some file can still be opened. */
-export const OPENABLE_EXIT_CODE = 3;
+export const OPENABLE_EXIT_CODE = EXIT.OPENABLE;
 
 /**
  * `vectorseal verify-shredded <files...>`: for any files (copies taken before
