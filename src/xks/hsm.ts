@@ -129,7 +129,11 @@ export class XksHsm {
   /** Deep health check: a GCM round trip under the health key. */
   async healthy(): Promise<boolean> {
     try {
-      return await this.token.withSession(async (s) => gcmSelfTest(this.token, s, this.healthKey(s).handle));
+      return await this.token.withSession(async (s) => {
+        // Thrown rather than returned: a failed self-test may leave an operation active, and the pool drops sessions whose call threw.
+        if (!(await gcmSelfTest(this.token, s, this.healthKey(s).handle))) throw new KeyProviderUnavailableError('the GCM self-test failed');
+        return true;
+      });
     } catch {
       return false;
     }
