@@ -12,7 +12,9 @@
  * cost.
  *
  * Build and run from the repository root (needs softhsm2 and openssl):
- *   npx tsc -p bench/tsconfig.xks-load.json && node dist/bench-xks/bench/xks-load.js [--clients 16] [--seconds 5] [--rounds 3]
+ *   npx tsc -p bench/tsconfig.xks-load.json && node dist/bench-xks/bench/xks-load.js [--clients 16] [--seconds 5] [--rounds 3] [--fresh-connections]
+ * Each client keeps one TLS connection open (as a KMS fleet host would), unless
+ * --fresh-connections makes every call a new TCP+TLS handshake (as curl does).
  * Writes bench/results/xks-load.json. Loopback only; bounded in clients, time and rounds.
  * Client, proxy and SoftHSM2 share this process and the machine's cores, so
  * the figures include the load generator's own cost.
@@ -21,7 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:https';
+import { Agent, createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createXksCredential, startXksProxy, XksHsm } from '../src/xks/index.js';
@@ -103,13 +105,15 @@ async function main(): Promise<void> {
   const baselineUrl = `https://127.0.0.1:${(baseline.address() as { port: number }).port}`;
 
   const meta = { awsPrincipalArn: 'arn:aws:iam::123456789012:user/bench', kmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/bench', kmsOperation: 'GenerateDataKey', kmsRequestId: 'bench' };
-  const one = async (url: string) => {
+  const fresh = process.argv.includes('--fresh-connections');
+  const one = async (url: string, agent?: Agent) => {
     const enc = await xksCall({
       url,
       path: `${PREFIX}/keys/bench-key/encrypt`,
       body: { requestMetadata: meta, plaintext: randomBytes(32).toString('base64'), encryptionAlgorithm: 'AES_GCM' },
       ca: pki.ca,
       ...credential,
+      ...(agent ? { agent } : {}),
     });
     if (enc.status !== 200) throw new Error(`encrypt ${enc.status}`);
     const t1 = performance.now();
@@ -119,6 +123,7 @@ async function main(): Promise<void> {
       body: { requestMetadata: { ...meta, kmsOperation: 'Decrypt' }, ciphertext: enc.body['ciphertext'], initializationVector: enc.body['initializationVector'], authenticationTag: enc.body['authenticationTag'], encryptionAlgorithm: 'AES_GCM' },
       ca: pki.ca,
       ...credential,
+      ...(agent ? { agent } : {}),
     });
     if (dec.status !== 200) throw new Error(`decrypt ${dec.status}`);
     return t1;
@@ -133,16 +138,18 @@ async function main(): Promise<void> {
     const deadline = Date.now() + seconds * 1000;
     await Promise.all(
       Array.from({ length: clients }, async () => {
+        const agent = fresh ? undefined : new Agent({ keepAlive: true, maxSockets: 1, ca: pki.ca });
         while (Date.now() < deadline) {
           const t0 = performance.now();
           try {
-            const t1 = await one(url);
+            const t1 = await one(url, agent);
             const t2 = performance.now();
             latencies.push(t1 - t0, t2 - t1);
           } catch {
             errors++;
           }
         }
+        agent?.destroy();
       }),
     );
     return { name, latencies, errors, seconds };
@@ -178,6 +185,7 @@ async function main(): Promise<void> {
   const result = {
     when: new Date().toISOString(),
     clients,
+    connections: fresh ? 'fresh TCP+TLS per call' : 'one keep-alive TLS connection per client',
     secondsPerPhase: seconds,
     rounds,
     specTimeoutMs: 250,
@@ -186,7 +194,7 @@ async function main(): Promise<void> {
   };
   console.log(JSON.stringify(result, null, 2));
   await mkdir('bench/results', { recursive: true });
-  await writeFile('bench/results/xks-load.json', `${JSON.stringify(result, null, 2)}\n`);
+  await writeFile(`bench/results/xks-load-c${clients}${fresh ? '-fresh' : ''}.json`, `${JSON.stringify(result, null, 2)}\n`);
 }
 
 await main();

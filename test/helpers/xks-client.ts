@@ -1,4 +1,4 @@
-import { request } from 'node:https';
+import { request, type Agent } from 'node:https';
 import { signRequest } from '../../src/util/sigv4.js';
 
 /** A raw XKS call: signs (or mis-signs) the body and returns the status and parsed JSON. For negative tests. */
@@ -18,6 +18,8 @@ export interface XksCall {
   cert?: Buffer;
   key?: Buffer;
   maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+  /** A keep-alive agent (default: a fresh connection per call). */
+  agent?: Agent;
 }
 
 export function xksCall(c: XksCall): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -52,7 +54,7 @@ export function xksCall(c: XksCall): Promise<{ status: number; body: Record<stri
         ca: c.ca,
         ...(c.cert ? { cert: c.cert, key: c.key } : {}),
         ...(c.maxVersion ? { maxVersion: c.maxVersion, minVersion: 'TLSv1' } : {}),
-        agent: false,
+        agent: c.agent ?? false,
       },
       (res) => {
         const chunks: Buffer[] = [];
