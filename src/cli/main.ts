@@ -12,6 +12,7 @@ import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerSearchCommand } from './commands/search.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerVerifyShreddedCommand } from './commands/verify-shredded.js';
+import { registerXksCommands } from './commands/xks.js';
 
 /** The `vectorseal` command line. */
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerSearchCommand(program);
   registerDemoCommand(program);
   registerKmsCommands(program);
+  registerXksCommands(program);
   registerBackupCommands(program);
   registerLifecycleCommands(program);
   registerVerifyShreddedCommand(program);

@@ -9,7 +9,14 @@ import {
 
 /**
  * Maps a PKCS#11 failure (pkcs11js throws `Pkcs11Error` whose message is the
- * CKR_ name) to vectorseal's typed errors. Messages name the operation, the
+ * CKR_ name) to vectorseal's typed errors.
+
+ * A device fault (CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, CKR_DEVICE_*) means
+ * the token is not working, never that the caller's data is bad: it maps to
+ * KeyProviderUnavailableError. Callers that see one of the two generic codes
+ * from a decryption (SoftHSM2 reports a GCM tag mismatch as
+ * CKR_GENERAL_ERROR) ask the token to prove it is healthy before blaming the
+ * data (see `isGenericFailure`). Messages name the operation, the
  * token and the key label, and the CKR_ code; never a PIN or key bytes.
  *
  * Decryption failures (a damaged or moved wrap) are not mapped here: the
@@ -40,6 +47,8 @@ const UNAVAILABLE = new Set([
   'CKR_SESSION_COUNT',
   'CKR_CRYPTOKI_NOT_INITIALIZED',
   'CKR_HOST_MEMORY',
+  'CKR_GENERAL_ERROR',
+  'CKR_FUNCTION_FAILED',
 ]);
 
 const UNSUPPORTED = new Set([
@@ -55,27 +64,67 @@ const UNSUPPORTED = new Set([
 
 const KEY_GONE = new Set(['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID']);
 
-/** Sessions that failed with these are dropped from the pool instead of reused. */
+/** Sessions that failed with these are dropped from the pool instead of reused, and the call is retried once. */
 const SESSION_BROKEN = new Set([
   'CKR_SESSION_HANDLE_INVALID',
   'CKR_SESSION_CLOSED',
   'CKR_DEVICE_REMOVED',
   'CKR_TOKEN_NOT_PRESENT',
   'CKR_DEVICE_ERROR',
-  'CKR_USER_NOT_LOGGED_IN',
 ]);
 
-/** The CKR_ name of a pkcs11js error, or undefined for anything else. */
+/** Codes that say the token is not working (as opposed to refusing this input). */
+const DEVICE_FAULT = new Set(['CKR_DEVICE_ERROR', 'CKR_DEVICE_MEMORY', 'CKR_DEVICE_REMOVED', 'CKR_GENERAL_ERROR', 'CKR_FUNCTION_FAILED']);
+
+/** PKCS#11 names of the vendor-range codes pkcs11js does not know (it says CKR_VENDOR_DEFINED for them). */
+const CODE_NAMES: Record<number, string> = { 0x1b: 'CKR_ACTION_PROHIBITED' };
+
+/**
+ * The CKR_ name of the PKCS#11 failure behind `err`, or undefined when there
+ * is none. Follows the `cause` chain: by the time an error reaches the
+ * session pool it has usually been wrapped in a VectorsealError, and the
+ * decision (drop the session, log in again) belongs to the token's code, not
+ * to the wrapper's message.
+ */
 export function ckrName(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const message = (err as { message?: unknown }).message;
-  if (typeof message !== 'string') return undefined;
-  return /^(CKR_[A-Z0-9_]+)/.exec(message)?.[1];
+  for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const message = (e as { message?: unknown }).message;
+    if (typeof message !== 'string') continue;
+    const name = /^(CKR_[A-Z0-9_]+)/.exec(message)?.[1];
+    if (name === undefined) continue;
+    const code = (e as { code?: unknown }).code;
+    if (name === 'CKR_VENDOR_DEFINED' && typeof code === 'number' && CODE_NAMES[code] !== undefined) return CODE_NAMES[code];
+    return name;
+  }
+  return undefined;
 }
 
+/** Whether the session that produced `err` is unusable (closed from outside, token removed). */
 export function isSessionBroken(err: unknown): boolean {
   const name = ckrName(err);
   return name !== undefined && SESSION_BROKEN.has(name);
+}
+
+/** Whether the token says the application is not logged in (a token reset, a C_Logout elsewhere). */
+export function isNotLoggedIn(err: unknown): boolean {
+  return ckrName(err) === 'CKR_USER_NOT_LOGGED_IN';
+}
+
+/** Whether `err` is a device fault: the token is not working. */
+export function isDeviceFault(err: unknown): boolean {
+  const name = ckrName(err);
+  return name !== undefined && DEVICE_FAULT.has(name);
+}
+
+/**
+ * Whether `err` is one of the two codes a token uses both for "the device
+ * failed" and (SoftHSM2, some HSMs) "the GCM tag did not verify". Such a
+ * decryption failure is only blamed on the data after the token has shown it
+ * is healthy.
+ */
+export function isGenericFailure(err: unknown): boolean {
+  const name = ckrName(err);
+  return name === 'CKR_GENERAL_ERROR' || name === 'CKR_FUNCTION_FAILED';
 }
 
 export function isKeyHandleGone(err: unknown): boolean {

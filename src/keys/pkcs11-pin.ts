@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError } from '../errors.js';
 
 /**
@@ -11,7 +12,7 @@ export interface PinSource {
   pin?: string;
   /** Name of an environment variable holding the PIN. */
   pinEnv?: string;
-  /** A file holding the PIN (mode 0600 or stricter; one trailing newline is ignored). */
+  /** A file holding the PIN (owned by this process's user, mode 0600 or stricter; one trailing newline is ignored). */
   pinFile?: string;
 }
 
@@ -30,21 +31,42 @@ export async function resolvePin(source: PinSource): Promise<string> {
     if (value === undefined) throw new InvalidArgumentError(`PIN environment variable ${source.pinEnv} is not set`);
     pin = value;
   } else {
-    const file = source.pinFile as string;
-    let content: string;
-    try {
-      const st = await stat(file);
-      // A PIN readable by other users is as good as published; refuse rather than use it.
-      if ((st.mode & 0o077) !== 0) {
-        throw new InvalidArgumentError(`PIN file ${file} must not be accessible to group or others (chmod 600)`);
-      }
-      content = await readFile(file, 'utf8');
-    } catch (err) {
-      if (err instanceof InvalidArgumentError) throw err;
-      throw new InvalidArgumentError(`PIN file ${file} is not readable`, { cause: err });
-    }
-    pin = content.replace(/\r?\n$/, '');
+    pin = (await readPinFile(source.pinFile as string)).replace(/\r?\n$/, '');
   }
   if (pin.length === 0) throw new InvalidArgumentError('the PKCS#11 PIN is empty');
   return pin;
+}
+
+/**
+ * Reads a PIN file through one descriptor: the owner and mode are checked on
+ * that descriptor (fstat), so the file that was checked is the file that is
+ * read, even if the path is swapped in between. A file owned by another user
+ * is refused like one readable by others: that user can rewrite the PIN.
+ */
+async function readPinFile(file: string): Promise<string> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOCTTY);
+  } catch (err) {
+    throw new InvalidArgumentError(`PIN file ${file} is not readable`, { cause: err });
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new InvalidArgumentError(`PIN file ${file} is not a regular file`);
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) {
+      throw new InvalidArgumentError(`PIN file ${file} must be owned by the user running vectorseal (uid ${uid}), not uid ${st.uid}`);
+    }
+    // A PIN readable by other users is as good as published; refuse rather than use it.
+    if ((st.mode & 0o077) !== 0) {
+      throw new InvalidArgumentError(`PIN file ${file} must not be accessible to group or others (chmod 600)`);
+    }
+    if (st.size > 4096) throw new InvalidArgumentError(`PIN file ${file} is larger than 4096 bytes`);
+    return await handle.readFile('utf8');
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw err;
+    throw new InvalidArgumentError(`PIN file ${file} is not readable`, { cause: err });
+  } finally {
+    await handle.close();
+  }
 }

@@ -3,7 +3,7 @@ import { realpath } from 'node:fs/promises';
 import type * as Pkcs11Js from 'pkcs11js';
 import { importOptional } from '../util/optional-module.js';
 import { AccessDeniedError, InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError } from '../errors.js';
-import { ckrName, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
+import { ckrName, isKeyHandleGone, isNotLoggedIn, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
 import { resolvePin, type PinSource } from './pkcs11-pin.js';
 
 /**
@@ -20,6 +20,17 @@ import { resolvePin, type PinSource } from './pkcs11-pin.js';
  * checking the PIN, the registry keeps a keyed hash of the PIN that logged in
  * (under a random per-process key) and refuses a later opener whose PIN does
  * not match; otherwise a wrong PIN would work whenever a right one came first.
+ *
+ * Production tokens fail in ways a test token does not: a session is closed
+ * under us (C_CloseAllSessions elsewhere in the process, a token reset), the
+ * application is logged out (C_Logout elsewhere, an HSM failover), the device
+ * errs. The pool checks each session before handing it out (alive, logged
+ * in), drops a session an operation found broken, logs in again when the
+ * token says the user is not logged in, and retries the operation once. A
+ * re-login invalidates the object handles of private objects, so it bumps
+ * `generation`; callers that cache key handles look them up again when it
+ * changed. The last close waits for operations still holding a session
+ * before it logs out and finalizes the module.
  */
 
 export type Pkcs11Lib = typeof Pkcs11Js;
@@ -69,6 +80,15 @@ interface TokenState {
   waiters: Array<{ resolve: (session: Handle) => void; reject: (err: unknown) => void }>;
   /** Set once the last opener closed: sessions still out are closed on return. */
   dead: boolean;
+  /** Where the PIN comes from, for logging in again; holds the PIN itself only when the caller passed it directly. */
+  pinSource: PinSource;
+  /** Bumped on every re-login: object handles from before are invalid. */
+  generation: number;
+  /** Sessions handed out and not yet returned (operations in flight). */
+  busy: number;
+  /** Resolves the last close's wait once `busy` reaches zero. */
+  drained: (() => void) | undefined;
+  relogin: Promise<void> | undefined;
 }
 
 const modules = new Map<string, ModuleState>();
@@ -225,6 +245,11 @@ async function acquireToken(options: Pkcs11TokenOptions): Promise<TokenState> {
       max: options.maxSessions ?? 8,
       waiters: [],
       dead: false,
+      pinSource: pinSourceOf(options),
+      generation: 0,
+      busy: 0,
+      drained: undefined,
+      relogin: undefined,
     };
     tokens.set(key, state);
     return state;
@@ -234,17 +259,30 @@ async function acquireToken(options: Pkcs11TokenOptions): Promise<TokenState> {
   }
 }
 
-function releaseToken(state: TokenState): void {
+function pinSourceOf(options: PinSource): PinSource {
+  if (options.pin !== undefined) return { pin: options.pin };
+  if (options.pinEnv !== undefined) return { pinEnv: options.pinEnv };
+  return { pinFile: options.pinFile as string };
+}
+
+async function releaseToken(state: TokenState): Promise<void> {
   state.refs -= 1;
   if (state.refs > 0) return;
   tokens.delete(state.key);
   state.dead = true;
   for (const w of state.waiters.splice(0)) w.reject(new KeyProviderUnavailableError(`PKCS#11 token "${state.info.label}" connection is closed`));
+  // Finalizing the module under an operation that still holds a session would fail it (or crash the module).
+  if (state.busy > 0) await new Promise<void>((resolve) => (state.drained = resolve));
   for (const s of state.idle) closeQuietly(() => state.module.p11.C_CloseSession(s));
   state.idle = [];
   closeQuietly(() => state.module.p11.C_Logout(state.loginSession));
   closeQuietly(() => state.module.p11.C_CloseSession(state.loginSession));
   releaseModule(state.modulePath, state.module);
+}
+
+/** CKS_RO_USER_FUNCTIONS (1) and CKS_RW_USER_FUNCTIONS (3): the session is logged in as the user. */
+function isUserState(state: number): boolean {
+  return state === 1 || state === 3;
 }
 
 function serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -297,6 +335,16 @@ export class Pkcs11Token {
     return this.state.info;
   }
 
+  /** Changes whenever the token was logged in again: key handles found before are invalid. */
+  get generation(): number {
+    return this.state.generation;
+  }
+
+  /** The slot handle, for calls that take one (C_GetMechanismList, C_CloseAllSessions). */
+  get slot(): Handle {
+    return this.state.slot;
+  }
+
   /** Throws UnsupportedOperationError unless the token offers every mechanism named. */
   requireMechanisms(names: Array<keyof Pkcs11Lib & `CKM_${string}`>): void {
     let list: number[];
@@ -313,19 +361,34 @@ export class Pkcs11Token {
 
   /**
    * Runs `fn` on a session of its own (a session holds one operation at a
-   * time). Sessions return to the pool afterwards, or are closed when the
-   * call broke them.
+   * time). The session is alive and logged in when `fn` gets it. If `fn`
+   * fails because the session broke, or because the token logged the
+   * application out, the session is dropped (or the token logged in again)
+   * and `fn` runs once more on a fresh session; `fn` must therefore look up
+   * key handles itself when `generation` changed.
    */
   async withSession<T>(fn: (session: Handle) => Promise<T> | T): Promise<T> {
-    const session = await this.acquire();
-    let broken = false;
-    try {
-      return await fn(session);
-    } catch (err) {
-      broken = isSessionBroken(err);
-      throw err;
-    } finally {
-      this.release(session, broken);
+    let retried = false;
+    for (;;) {
+      const session = await this.acquire();
+      let broken = false;
+      let dirty = false;
+      try {
+        return await fn(session);
+      } catch (err) {
+        broken = isSessionBroken(err);
+        // A session whose call failed half-way may still hold an active operation (CKR_OPERATION_ACTIVE for
+        // the next user): it is closed rather than pooled. Opening a session is cheap; a poisoned pool is not.
+        dirty = true;
+        const loggedOut = !broken && (isNotLoggedIn(err) || (isKeyHandleGone(err) && !this.isLoggedIn(session)));
+        if (retried || (!broken && !loggedOut)) throw err;
+        retried = true;
+        // One session closed from outside usually means all of them were (C_CloseAllSessions, a reset).
+        if (broken) this.dropIdle();
+        if (loggedOut) await this.relogin();
+      } finally {
+        this.release(session, broken || dirty);
+      }
     }
   }
 
@@ -333,10 +396,37 @@ export class Pkcs11Token {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await serialized(async () => releaseToken(this.state));
+    await serialized(() => releaseToken(this.state));
   }
 
-  private acquire(): Promise<Handle> {
+  private async acquire(): Promise<Handle> {
+    const s = this.state;
+    // Bounded: every pooled session may have been closed from outside, plus one fresh one.
+    for (let attempt = 0; attempt <= s.max + 1; attempt++) {
+      const session = await this.take();
+      s.busy += 1;
+      let state: number;
+      try {
+        state = Number(s.module.p11.C_GetSessionInfo(session).state);
+      } catch (err) {
+        this.release(session, true);
+        if (isSessionBroken(err)) continue;
+        throw mapPkcs11Error(err, `C_GetSessionInfo on token "${s.info.label}"`);
+      }
+      if (!isUserState(state)) {
+        try {
+          await this.relogin();
+        } catch (err) {
+          this.release(session, false);
+          throw err;
+        }
+      }
+      return session;
+    }
+    throw new KeyProviderUnavailableError(`PKCS#11 token "${s.info.label}" keeps closing new sessions`);
+  }
+
+  private take(): Promise<Handle> {
     const s = this.state;
     if (this.closed || s.dead) return Promise.reject(new KeyProviderUnavailableError(`PKCS#11 token "${s.info.label}" connection is closed`));
     const idle = s.idle.pop();
@@ -349,6 +439,56 @@ export class Pkcs11Token {
       }
     }
     return new Promise((resolve, reject) => s.waiters.push({ resolve, reject }));
+  }
+
+  private isLoggedIn(session: Handle): boolean {
+    const { p11 } = this.state.module;
+    try {
+      return isUserState(Number(p11.C_GetSessionInfo(session).state));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Closes every idle session (they may all be dead); busy ones are checked on return. */
+  private dropIdle(): void {
+    const s = this.state;
+    for (const idle of s.idle.splice(0)) {
+      s.open -= 1;
+      closeQuietly(() => s.module.p11.C_CloseSession(idle));
+    }
+  }
+
+  /**
+   * Logs the application in again with the PIN from its source (re-read: a
+   * PIN file is opened and checked again). One re-login at a time per token;
+   * concurrent callers wait for it.
+   */
+  private relogin(): Promise<void> {
+    const s = this.state;
+    s.relogin ??= (async () => {
+      const pin = await resolvePin(s.pinSource);
+      const { p11, lib } = s.module;
+      try {
+        p11.C_GetSessionInfo(s.loginSession);
+      } catch {
+        // The login session was closed too: the login is held by a fresh one.
+        try {
+          s.loginSession = p11.C_OpenSession(s.slot, lib.CKF_SERIAL_SESSION | lib.CKF_RW_SESSION);
+        } catch (err) {
+          throw mapPkcs11Error(err, `C_OpenSession on token "${s.info.label}"`);
+        }
+      }
+      try {
+        p11.C_Login(s.loginSession, lib.CKU_USER, pin);
+      } catch (err) {
+        if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') throw mapPkcs11Error(err, `re-login to token "${s.info.label}"`);
+      }
+      s.generation += 1;
+    })().finally(() => {
+      s.relogin = undefined;
+    });
+    return s.relogin;
   }
 
   private openSession(): Handle {
@@ -364,10 +504,14 @@ export class Pkcs11Token {
 
   private release(session: Handle, broken: boolean): void {
     const s = this.state;
+    s.busy -= 1;
     if (broken || s.dead) {
       s.open -= 1;
       closeQuietly(() => s.module.p11.C_CloseSession(session));
-      if (s.dead) return;
+      if (s.dead) {
+        if (s.busy === 0) s.drained?.();
+        return;
+      }
       // A waiter gets a fresh session in place of the broken one.
       const waiter = s.waiters.shift();
       if (waiter) {

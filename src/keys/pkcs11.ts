@@ -4,6 +4,7 @@ import {
   InvalidArgumentError,
   KeyDestroyedError,
   KeyDisabledError,
+  KeyProviderUnavailableError,
   NotFoundError,
   VectorsealError,
   WrongKeyError,
@@ -20,13 +21,15 @@ import {
   generateAesKey,
   GCM_IV_BYTES,
   GCM_TAG_BYTES,
+  gcmSelfTest,
+  isDisabledByMarker,
   isEnabled,
   pickWinner,
   REQUIRED_MECHANISMS,
   setEnabled,
   type TokenKey,
 } from './pkcs11-aes.js';
-import { ckrName, isFunctionNotPermitted, isKeyHandleGone, mapPkcs11Error } from './pkcs11-errors.js';
+import { ckrName, isFunctionNotPermitted, isGenericFailure, isKeyHandleGone, mapPkcs11Error } from './pkcs11-errors.js';
 import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from './pkcs11-token.js';
 import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
 
@@ -63,16 +66,13 @@ const BLOB_SIZE = HEADER_SIZE + GCM_IV_BYTES + DEK_BYTES + GCM_TAG_BYTES;
 const KCV_LABEL = Buffer.from('vectorseal/pkcs11/kek-check/v1', 'utf8');
 const AAD_LABEL = 'vectorseal/dek-wrap/pkcs11/v1';
 const KEY_LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,55}$/;
-/** Decrypt failures that, once the check value matched, mean the wrap does not authenticate. */
-const AUTH_FAILURES = new Set([
-  'CKR_ENCRYPTED_DATA_INVALID',
-  'CKR_ENCRYPTED_DATA_LEN_RANGE',
-  'CKR_DATA_INVALID',
-  'CKR_DATA_LEN_RANGE',
-  // SoftHSM2 reports a GCM tag mismatch as a general error.
-  'CKR_GENERAL_ERROR',
-  'CKR_FUNCTION_FAILED',
-]);
+/**
+ * Decrypt failures that, once the check value matched, mean the wrap does not
+ * authenticate. SoftHSM2 reports a GCM tag mismatch as CKR_GENERAL_ERROR, a
+ * code HSMs also use for device faults: that one blames the data only after
+ * the token passed a GCM self-test (see unwrap).
+ */
+const AUTH_FAILURES = new Set(['CKR_ENCRYPTED_DATA_INVALID', 'CKR_ENCRYPTED_DATA_LEN_RANGE', 'CKR_DATA_INVALID', 'CKR_DATA_LEN_RANGE']);
 
 export interface Pkcs11KekOptions extends Pkcs11TokenOptions {
   /** The KEK's label on the token; versions are the objects `<keyLabel>/v<N>`. Also the provider's keyId. */
@@ -93,6 +93,8 @@ export class Pkcs11KekProvider extends KekProvider {
   readonly name = PKCS11_PROVIDER;
   readonly keyId: string;
   private keys = new Map<number, VersionKey>();
+  /** The token's login generation the handles in `keys` belong to. */
+  private keysGeneration = -1;
   private current: number | undefined;
   private closed = false;
 
@@ -153,8 +155,15 @@ export class Pkcs11KekProvider extends KekProvider {
       header.writeUInt8(BLOB_FORMAT, 0);
       header.writeUInt32BE(version, 1);
       (await this.checkValue(session, vk)).copy(header, 5);
-      const iv = randomBytes(GCM_IV_BYTES);
-      const sealed = await gcmEncrypt(this.token, session, vk.key.handle, iv, aad(header, ctx), Buffer.from(dek.buffer, dek.byteOffset, dek.byteLength));
+      const { iv, sealed } = await gcmEncrypt(
+        this.token,
+        session,
+        vk.key.handle,
+        randomBytes(GCM_IV_BYTES),
+        aad(header, ctx),
+        Buffer.from(dek.buffer, dek.byteOffset, dek.byteLength),
+      );
+      if (iv.length !== GCM_IV_BYTES) throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
       const blob = Buffer.concat([header, iv, sealed]);
       return { provider: this.name, keyId: this.keyId, kekVersion: String(version), blob };
     });
@@ -181,8 +190,14 @@ export class Pkcs11KekProvider extends KekProvider {
         return await gcmDecrypt(this.token, session, vk.key.handle, iv, aad(header, ctx), blob.subarray(HEADER_SIZE + GCM_IV_BYTES));
       } catch (err) {
         const name = ckrName(err);
-        if (name !== undefined && AUTH_FAILURES.has(name)) {
-          throw wrapAuthFailure(err);
+        if (name !== undefined && AUTH_FAILURES.has(name)) throw wrapAuthFailure(err);
+        if (isGenericFailure(err)) {
+          // The token's word for both "tag mismatch" and "device fault": a working token means the data is bad.
+          if (await gcmSelfTest(this.token, session, vk.key.handle)) throw wrapAuthFailure(err);
+          throw new KeyProviderUnavailableError(
+            `PKCS#11 unwrap with KEK "${this.keyId}" v${version} on token "${this.token.info.label}" failed with ${name} and the token failed its self-test`,
+            { cause: err },
+          );
         }
         throw err;
       }
@@ -194,8 +209,14 @@ export class Pkcs11KekProvider extends KekProvider {
     const current = versions.at(-1);
     let state: KekDescription['state'] = 'destroyed';
     if (current !== undefined) {
-      const vk = this.keys.get(current)!;
-      state = (await this.token.withSession((s) => this.guard('describe', () => isEnabled(this.token, s, vk.key.handle)))) ? 'enabled' : 'disabled';
+      state = (await this.token.withSession((s) =>
+        this.guard('describe', () => {
+          const vk = this.keysFor(s).get(current);
+          return vk !== undefined && isEnabled(this.token, s, vk.key);
+        }),
+      ))
+        ? 'enabled'
+        : 'disabled';
     }
     const info = this.token.info;
     return {
@@ -263,10 +284,21 @@ export class Pkcs11KekProvider extends KekProvider {
 
   /** KEK versions present on the token, ascending. */
   async versions(): Promise<number[]> {
+    await this.token.withSession((s) => this.guard('listing versions', () => this.scan(s)));
+    return [...this.keys.keys()].sort((a, b) => a - b);
+  }
+
+  /** The version keys, looked up again when the token was logged in again since (handles changed). */
+  private keysFor(session: Handle): Map<number, VersionKey> {
+    if (this.keysGeneration !== this.token.generation) this.scan(session);
+    return this.keys;
+  }
+
+  /** Finds this KEK's versions on the token, on the caller's session (never a nested one: the pool is bounded). */
+  private scan(session: Handle): void {
+    const generation = this.token.generation;
     const prefix = `${this.keyId}/v`;
-    const found = await this.token.withSession((s) =>
-      this.guard('listing versions', () => findAesKeys(this.token, s, (l) => l.startsWith(prefix) && parseVersion(l.slice(prefix.length)) !== undefined)),
-    );
+    const found = findAesKeys(this.token, session, (l) => l.startsWith(prefix) && parseVersion(l.slice(prefix.length)) !== undefined);
     const byVersion = new Map<number, TokenKey[]>();
     for (const k of found) {
       const v = parseVersion(k.label.slice(prefix.length))!;
@@ -276,12 +308,12 @@ export class Pkcs11KekProvider extends KekProvider {
     for (const [v, keys] of byVersion) {
       const winner = pickWinner(keys)!;
       const cached = this.keys.get(v);
-      next.set(v, cached && cached.key.id.equals(winner.id) ? cached : { key: winner });
+      // The check value survives a re-login (same key); the handle does not.
+      next.set(v, cached && cached.key.id.equals(winner.id) ? { key: winner, ...(cached.kcv ? { kcv: cached.kcv } : {}) } : { key: winner });
     }
     this.keys = next;
-    const versions = [...next.keys()].sort((a, b) => a - b);
-    this.current = versions.at(-1);
-    return versions;
+    this.keysGeneration = generation;
+    this.current = [...next.keys()].sort((a, b) => a - b).at(-1);
   }
 
   override async close(): Promise<void> {
@@ -316,10 +348,10 @@ export class Pkcs11KekProvider extends KekProvider {
   }
 
   private async setAllEnabled(enabled: boolean): Promise<void> {
-    await this.versions();
     await this.token.withSession((s) =>
       this.guard(enabled ? 'enable' : 'disable', () => {
-        for (const vk of this.keys.values()) setEnabled(this.token, s, vk.key.handle, enabled);
+        this.scan(s);
+        for (const vk of this.keys.values()) setEnabled(this.token, s, vk.key, enabled);
       }),
     );
   }
@@ -336,19 +368,24 @@ export class Pkcs11KekProvider extends KekProvider {
    */
   private async op<T>(what: string, version: number, fn: (session: Handle, vk: VersionKey) => Promise<T>): Promise<T> {
     if (this.closed) throw new VectorsealError(`PKCS#11 KEK "${this.keyId}" provider is closed`);
-    let vk = this.keys.get(version);
-    if (vk === undefined) {
-      await this.versions();
-      vk = this.keys.get(version);
-    }
-    if (vk === undefined) {
-      throw new KeyDestroyedError(`PKCS#11 KEK "${this.keyId}" version ${version} does not exist on token "${this.token.info.label}" (destroyed, or another token)`);
-    }
-    const found = vk;
     const label = `${what} with KEK "${this.keyId}" v${version} on token "${this.token.info.label}"`;
+    // The key is looked up inside the session: after a re-login (the pool retries once) old handles are invalid.
     return this.token.withSession(async (session) => {
       try {
-        return await fn(session, found);
+        let vk = this.keysFor(session).get(version);
+        if (vk === undefined) {
+          this.scan(session);
+          vk = this.keys.get(version);
+        }
+        if (vk === undefined) {
+          throw new KeyDestroyedError(
+            `PKCS#11 KEK "${this.keyId}" version ${version} does not exist on token "${this.token.info.label}" (destroyed, or another token)`,
+          );
+        }
+        if (isDisabledByMarker(this.token, session, vk.key.label)) {
+          throw new KeyDisabledError(`PKCS#11 KEK "${this.keyId}" is disabled (${what} refused)`);
+        }
+        return await fn(session, vk);
       } catch (err) {
         if (err instanceof VectorsealError) throw err;
         if (isKeyHandleGone(err)) {

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError, WrongKeyError } from '../errors.js';
+import { CorruptDataError, InvalidArgumentError, NotFoundError, UnsupportedVersionError, WrongKeyError } from '../errors.js';
 import { writeFileAtomic } from '../storage/fsutil.js';
 
 /**
@@ -41,8 +41,13 @@ export class LocalRootKeyFile implements RootKeyProtector {
     private readonly fingerprint: Buffer,
   ) {}
 
-  /** Opens the root key file, creating it (and its directory) when missing. */
-  static async open(file: string): Promise<LocalRootKeyFile> {
+  /**
+   * Opens the root key file, creating it (and its directory) when missing —
+   * unless `create` is false: then a missing file is NotFoundError, so a
+   * service pointed at the wrong path refuses to start instead of sealing
+   * nothing under a fresh key and failing every request.
+   */
+  static async open(file: string, options: { create?: boolean } = {}): Promise<LocalRootKeyFile> {
     let key: Buffer;
     try {
       key = await readFile(file);
@@ -53,6 +58,7 @@ export class LocalRootKeyFile implements RootKeyProtector {
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (options.create === false) throw new NotFoundError(`root key file ${file} does not exist (wrong path? --create-root makes a new one)`);
       await mkdir(dirname(file), { recursive: true, mode: 0o700 });
       key = randomBytes(ROOT_KEY_BYTES);
       await writeFileAtomic(file, key, 0o600);

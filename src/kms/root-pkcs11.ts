@@ -1,6 +1,14 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
-import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError, VectorsealError, WrongKeyError } from '../errors.js';
+import {
+  CorruptDataError,
+  InvalidArgumentError,
+  KeyProviderUnavailableError,
+  NotFoundError,
+  UnsupportedVersionError,
+  VectorsealError,
+  WrongKeyError,
+} from '../errors.js';
 import {
   cmac,
   destroyKey,
@@ -10,11 +18,12 @@ import {
   generateAesKey,
   GCM_IV_BYTES,
   GCM_TAG_BYTES,
+  gcmSelfTest,
   pickWinner,
   REQUIRED_MECHANISMS,
   type TokenKey,
 } from '../keys/pkcs11-aes.js';
-import { ckrName, mapPkcs11Error } from '../keys/pkcs11-errors.js';
+import { ckrName, isGenericFailure, mapPkcs11Error } from '../keys/pkcs11-errors.js';
 import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../keys/pkcs11-token.js';
 import type { RootKeyProtector } from './root-key.js';
 
@@ -38,24 +47,36 @@ const KCV_SIZE = 16;
 const HEADER_SIZE = 1 + KCV_SIZE;
 const KCV_LABEL = Buffer.from('vectorseal/kms/pkcs11-root-check/v1', 'utf8');
 const KEY_LABEL = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$/;
-/** Decrypt failures that, once the check value matched, mean the blob does not authenticate (SoftHSM2 says CKR_GENERAL_ERROR). */
-const AUTH_FAILURES = new Set(['CKR_ENCRYPTED_DATA_INVALID', 'CKR_ENCRYPTED_DATA_LEN_RANGE', 'CKR_GENERAL_ERROR', 'CKR_FUNCTION_FAILED']);
+/**
+ * Decrypt failures that, once the check value matched, mean the blob does not
+ * authenticate. CKR_GENERAL_ERROR (SoftHSM2's word for a tag mismatch, and
+ * HSMs' for a device fault) blames the blob only after a GCM self-test passed.
+ */
+const AUTH_FAILURES = new Set(['CKR_ENCRYPTED_DATA_INVALID', 'CKR_ENCRYPTED_DATA_LEN_RANGE']);
 
 export interface Pkcs11RootKeyOptions extends Pkcs11TokenOptions {
   /** The root key's label on the token. Default `vectorseal-kms-root`. */
   keyLabel?: string;
-  /** Generate the root key when the token has none of that label (default true). */
+  /**
+   * Generate the root key when the token has none of that label (default
+   * true for the library; `kms serve` passes false unless --create-root, so a
+   * wrong token is refused instead of getting a fresh, useless root key).
+   */
   create?: boolean;
 }
 
 export class Pkcs11RootKey implements RootKeyProtector {
   private kcv: Buffer | undefined;
   private closed = false;
+  /** The token's login generation `key.handle` belongs to. */
+  private generation: number;
 
   private constructor(
     private readonly token: Pkcs11Token,
-    private readonly key: TokenKey,
-  ) {}
+    private key: TokenKey,
+  ) {
+    this.generation = token.generation;
+  }
 
   /** Logs in to the token and finds (or generates) the root key. */
   static async open(options: Pkcs11RootKeyOptions): Promise<Pkcs11RootKey> {
@@ -72,7 +93,7 @@ export class Pkcs11RootKey implements RootKeyProtector {
           const existing = pickWinner(findAesKeys(token, s, (l) => l === label, label));
           if (existing) return existing;
           if (options.create === false) {
-            throw new InvalidArgumentError(`PKCS#11 ${where} does not exist (and creating it was not asked for)`);
+            throw new NotFoundError(`PKCS#11 ${where} does not exist (wrong token or label? --create-root makes a new one)`);
           }
           const mine = await generateAesKey(token, s, label);
           // Another process may have generated one at the same moment: all settle on the lowest CKA_ID.
@@ -94,10 +115,17 @@ export class Pkcs11RootKey implements RootKeyProtector {
 
   async wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     const header = Buffer.concat([Buffer.of(FORMAT_PKCS11), await this.checkValue()]);
-    const iv = randomBytes(GCM_IV_BYTES);
-    const sealed = await this.run('wrap', (s) =>
-      gcmEncrypt(this.token, s, this.key.handle, iv, Buffer.concat([header, aad]), Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength)),
+    const { iv, sealed } = await this.run('wrap', (s) =>
+      gcmEncrypt(
+        this.token,
+        s,
+        this.handle(s),
+        randomBytes(GCM_IV_BYTES),
+        Buffer.concat([header, aad]),
+        Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
+      ),
     );
+    if (iv.length !== GCM_IV_BYTES) throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
     return Buffer.concat([header, iv, sealed]);
   }
 
@@ -116,11 +144,13 @@ export class Pkcs11RootKey implements RootKeyProtector {
     }
     const iv = b.subarray(HEADER_SIZE, HEADER_SIZE + GCM_IV_BYTES);
     return this.run('unwrap', async (s) => {
+      const handle = this.handle(s);
       try {
-        return await gcmDecrypt(this.token, s, this.key.handle, iv, Buffer.concat([header, aad]), b.subarray(HEADER_SIZE + GCM_IV_BYTES));
+        return await gcmDecrypt(this.token, s, handle, iv, Buffer.concat([header, aad]), b.subarray(HEADER_SIZE + GCM_IV_BYTES));
       } catch (err) {
         const name = ckrName(err);
-        if (name !== undefined && AUTH_FAILURES.has(name)) throw new CorruptDataError('root-key blob failed authentication', { reason: 'auth', cause: err });
+        const authFailure = (name !== undefined && AUTH_FAILURES.has(name)) || (isGenericFailure(err) && (await gcmSelfTest(this.token, s, handle)));
+        if (authFailure) throw new CorruptDataError('root-key blob failed authentication', { reason: 'auth', cause: err });
         throw err;
       }
     });
@@ -140,8 +170,20 @@ export class Pkcs11RootKey implements RootKeyProtector {
   }
 
   private async checkValue(): Promise<Buffer> {
-    this.kcv ??= await this.run('key check', (s) => cmac(this.token, s, this.key.handle, KCV_LABEL));
+    this.kcv ??= await this.run('key check', (s) => cmac(this.token, s, this.handle(s), KCV_LABEL));
     return this.kcv;
+  }
+
+  /** The root key's handle on this login: looked up again (same label and CKA_ID) after a re-login. */
+  private handle(session: Handle): Handle {
+    if (this.generation !== this.token.generation) {
+      const generation = this.token.generation;
+      const again = findAesKeys(this.token, session, (l) => l === this.key.label, this.key.label).find((k) => k.id.equals(this.key.id));
+      if (again === undefined) throw new NotFoundError(`PKCS#11 root key "${this.key.label}" is gone from token "${this.token.info.label}"`);
+      this.key = again;
+      this.generation = generation;
+    }
+    return this.key.handle;
   }
 
   private run<T>(what: string, fn: (session: Handle) => Promise<T>): Promise<T> {

@@ -42,6 +42,11 @@ export interface KeyServiceOptions {
   rootPkcs11?: Pkcs11RootKeyOptions;
   /** The local root key file. Default `<dataDir>/root.key`. */
   rootKeyFile?: string;
+  /**
+   * Create the root key (file, or token object) when it is missing. Default
+   * true; `kms serve` passes false unless --create-root.
+   */
+  createRoot?: boolean;
   /** The audit log file. Default `<dataDir>/audit.log`. */
   auditFile?: string;
   /** Also write audit lines to stdout. */
@@ -73,9 +78,11 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   if (options.rootPkcs11 !== undefined && (options.rootKey !== undefined || options.rootKeyFile !== undefined)) {
     throw new InvalidArgumentError('startKeyService expected one root key: "rootPkcs11", "rootKey" or "rootKeyFile"');
   }
-  const pkcs11Root = options.rootPkcs11 === undefined ? undefined : await Pkcs11RootKey.open(options.rootPkcs11);
+  const create = options.createRoot ?? true;
+  const pkcs11Root =
+    options.rootPkcs11 === undefined ? undefined : await Pkcs11RootKey.open({ ...options.rootPkcs11, create: (options.rootPkcs11.create ?? true) && create });
   const protector =
-    options.rootKey ?? pkcs11Root ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key')));
+    options.rootKey ?? pkcs11Root ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key'), { create }));
   const store = await KeyStore.open(options.dataDir, protector).catch(async (err: unknown) => {
     await pkcs11Root?.close();
     throw err;

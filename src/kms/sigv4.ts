@@ -1,4 +1,5 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { canonicalRequest, collectHeaders, sha256Hex, signature, SigV4EncodingError, SIGV4_ALGORITHM } from '../util/sigv4.js';
 import { kmsErrors } from './errors.js';
 
 /** The parts of an HTTP request SigV4 covers, exactly as received. */
@@ -18,12 +19,14 @@ export interface SigV4Expectations {
   now: number;
   /** Finds the secret of an access key id, or undefined when it is unknown. */
   secretFor(accessKeyId: string): string | undefined;
+  /** Largest accepted distance between the signing time and `now`. Default MAX_CLOCK_SKEW_MS (AWS's 15 minutes); the XKS spec asks for 5. */
+  maxSkewMs?: number;
 }
 
 /** Requests signed further than this from the service's clock are refused, as AWS does. */
 export const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 
-const ALGORITHM = 'AWS4-HMAC-SHA256';
+const ALGORITHM = SIGV4_ALGORITHM;
 
 /**
  * Verifies an AWS Signature Version 4 `Authorization` header by rebuilding the
@@ -43,8 +46,9 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
     throw kmsErrors.invalidSignature('Authorization requires a valid X-Amz-Date header');
   }
   const signedAt = parseAmzDate(amzDate);
-  if (Number.isNaN(signedAt) || Math.abs(expect.now - signedAt) > MAX_CLOCK_SKEW_MS) {
-    throw kmsErrors.invalidSignature(`Signature expired or not yet valid: ${amzDate} is more than 15 minutes from the server time`);
+  const maxSkew = expect.maxSkewMs ?? MAX_CLOCK_SKEW_MS;
+  if (Number.isNaN(signedAt) || Math.abs(expect.now - signedAt) > maxSkew) {
+    throw kmsErrors.invalidSignature(`Signature expired or not yet valid: ${amzDate} is more than ${maxSkew / 60_000} minutes from the server time`);
   }
 
   const [accessKeyId, scopeDate, scopeRegion, scopeService, terminator, ...rest] = auth.credential.split('/');
@@ -76,30 +80,15 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
     throw kmsErrors.invalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.");
   }
 
-  const canonicalHeaders = signed
-    .map((name) => {
-      const value = headers.get(name);
-      if (value === undefined) throw kmsErrors.invalidSignature(`Signed header "${name}" is missing from the request`);
-      return `${name}:${value}\n`;
-    })
-    .join('');
   const { path, query } = splitUrl(req.url);
-  const canonicalRequest = [
-    req.method.toUpperCase(),
-    canonicalPath(path),
-    canonicalQuery(query),
-    canonicalHeaders,
-    signed.join(';'),
-    bodyHash,
-  ].join('\n');
-
-  const scope = `${scopeDate}/${scopeRegion}/${scopeService}/aws4_request`;
-  const stringToSign = [ALGORITHM, amzDate, scope, sha256Hex(Buffer.from(canonicalRequest, 'utf8'))].join('\n');
-  let key = hmac(`AWS4${secret}`, scopeDate);
-  key = hmac(key, scopeRegion);
-  key = hmac(key, scopeService);
-  key = hmac(key, 'aws4_request');
-  const expected = hmac(key, stringToSign);
+  let expected: Buffer;
+  try {
+    const canonical = canonicalRequest({ method: req.method, path, query, signedHeaders: signed, headers, bodyHash });
+    expected = signature(secret, amzDate, { date: scopeDate!, region: scopeRegion!, service: scopeService! }, canonical);
+  } catch (err) {
+    if (err instanceof SigV4EncodingError) throw kmsErrors.invalidSignature(err.message);
+    throw err;
+  }
 
   const given = /^[0-9a-f]{64}$/.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
@@ -140,18 +129,6 @@ function parseAuthorization(value: string): ParsedAuthorization {
   return { credential, signedHeaders: names, signature };
 }
 
-/** Header values keyed by lowercase name, duplicates joined by commas, whitespace trimmed and collapsed. */
-function collectHeaders(raw: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!.trim().replace(/\s+/g, ' ');
-    const prior = out.get(name);
-    out.set(name, prior === undefined ? value : `${prior},${value}`);
-  }
-  return out;
-}
-
 function parseAmzDate(v: string): number {
   return Date.UTC(+v.slice(0, 4), +v.slice(4, 6) - 1, +v.slice(6, 8), +v.slice(9, 11), +v.slice(11, 13), +v.slice(13, 15));
 }
@@ -159,47 +136,4 @@ function parseAmzDate(v: string): number {
 function splitUrl(url: string): { path: string; query: string } {
   const q = url.indexOf('?');
   return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
-}
-
-/** RFC 3986 encoding as SigV4 defines it (unreserved characters kept). */
-function uriEncode(s: string): string {
-  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-// Services other than S3 sign the path encoded twice: the client encodes it
-// once for the request line, then the signer encodes that again.
-function canonicalPath(path: string): string {
-  if (path === '' || path === '/') return '/';
-  return path
-    .split('/')
-    .map((segment) => uriEncode(segment))
-    .join('/');
-}
-
-function canonicalQuery(query: string): string {
-  if (query === '') return '';
-  const pairs = query.split('&').map((kv) => {
-    const eq = kv.indexOf('=');
-    const k = safeDecode(eq < 0 ? kv : kv.slice(0, eq));
-    const v = eq < 0 ? '' : safeDecode(kv.slice(eq + 1));
-    return [uriEncode(k), uriEncode(v)] as const;
-  });
-  pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
-  return pairs.map(([k, v]) => `${k}=${v}`).join('&');
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw kmsErrors.invalidSignature('The query string is not validly percent-encoded');
-  }
-}
-
-function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-function hmac(key: string | Buffer, data: string): Buffer {
-  return createHmac('sha256', key).update(data, 'utf8').digest();
 }

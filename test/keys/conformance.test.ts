@@ -5,8 +5,11 @@ import { CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, KMSClient } from
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { Pkcs11KekProvider } from '../../src/keys/pkcs11.js';
+import { XksKekProvider } from '../../src/keys/xks.js';
 import { startKeyService } from '../../src/kms/index.js';
+import { createXksCredential, startXksProxy, XksHsm } from '../../src/xks/index.js';
 import { createSoftHsm, describeSoftHsm } from '../helpers/softhsm.js';
+import { createTestPki } from '../helpers/tls.js';
 import { providerConformance } from './provider-conformance.js';
 
 providerConformance({
@@ -86,6 +89,49 @@ providerConformance({
         admin.destroy();
         await service.close();
         await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  },
+});
+
+providerConformance({
+  name: 'xks (vectorseal xks proxy on SoftHSM2, over HTTPS with SigV4)',
+  describe: describeSoftHsm,
+  async setup() {
+    // The pkcs11 suite above finalized its module when it closed: this SoftHSM directory is the module's next one.
+    const hsm = createSoftHsm(['conformance-xks']);
+    const t = hsm.tokens['conformance-xks']!;
+    const pki = createTestPki();
+    const dir = await mkdtemp(join(tmpdir(), 'vs-conf-xks-'));
+    const keys = await XksHsm.open({ module: hsm.module, token: t.label, pinEnv: t.pinEnv });
+    await keys.createKey('conf-a.v1', 'encrypt-decrypt');
+    await keys.createKey('conf-b.v1', 'encrypt-decrypt');
+    const credential = createXksCredential();
+    const proxy = await startXksProxy({
+      hsm: keys,
+      config: { uriPrefix: '/conformance/kms/xks/v1', region: 'us-east-1', credentials: [credential] },
+      tls: pki.server,
+      auditFile: join(dir, 'audit.log'),
+    });
+    const connection = { endpoint: proxy.url, uriPrefix: '/conformance/kms/xks/v1', region: 'us-east-1', ...credential, ca: pki.ca };
+    const provider = new XksKekProvider({ ...connection, keyId: 'conf-a', createVersion: (id) => keys.createKey(id, 'encrypt-decrypt') });
+    const other = new XksKekProvider({ ...connection, keyId: 'conf-b' });
+    const setAll = async (enabled: boolean) => {
+      for (const v of (await provider.describe()).versions ?? []) await keys.setKeyEnabled(provider.externalKeyId(Number(v)), enabled);
+    };
+    return {
+      provider,
+      other,
+      disable: () => setAll(false),
+      enable: () => setAll(true),
+      async cleanup() {
+        await provider.close();
+        await other.close();
+        await proxy.close();
+        await keys.close();
+        hsm.cleanup();
+        pki.cleanup();
+        await rm(dir, { recursive: true, force: true });
       },
     };
   },

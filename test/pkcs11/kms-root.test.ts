@@ -148,7 +148,7 @@ describeSoftHsm('key service with its root key in a PKCS#11 token', () => {
       // The PIN comes from the environment; it is never a command-line argument.
       await program.parseAsync([
         'node', 'vectorseal', 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli'), '--config', configFile,
-        '--root', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'cli-root',
+        '--root', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'cli-root', '--create-root',
       ]);
       const url = /listening on (\S+)/.exec(stderr.join(''))?.[1];
       expect(url).toBeDefined();

@@ -21,9 +21,10 @@ export function registerKmsCommands(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
-    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file');
+    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
+    .option('--create-root', 'create the root key when it does not exist (first start only; without it a missing root key refuses to start)');
   pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
-    .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string; root: string } & Pkcs11RootCliFlags) => {
+    .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string; root: string; createRoot?: boolean } & Pkcs11RootCliFlags) => {
       if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together');
@@ -38,6 +39,7 @@ export function registerKmsCommands(program: Command): void {
         dataDir: opts.dataDir,
         configFile: opts.config,
         auditStdout: true,
+        createRoot: opts.createRoot === true,
         ...(opts.auditFile === undefined ? {} : { auditFile: opts.auditFile }),
         ...(tls === undefined ? {} : { tls }),
         ...(opts.root === 'pkcs11' ? { rootPkcs11: pkcs11RootOptionsFromFlags(opts) } : {}),
