@@ -1099,7 +1099,7 @@ export class Collection {
   }
 
   private newMemtable(): Layer {
-    return new Layer(newIndex(this.params, 1024), 1024, undefined);
+    return new Layer(() => newIndex(this.params, 1024), 1024, undefined);
   }
 
   private async withKeys<T>(fn: (keyFor: DekLookup) => Promise<T>): Promise<T> {
