@@ -93,6 +93,8 @@ export class Keyring {
     if (macKeyWraps) next.macKey = macKeyWraps;
     next.updatedAt = new Date().toISOString();
     const seq = await log.checkpoint(next);
+    // Fields the checkpoint dropped (a finished rotation's marker) must go from the state too.
+    for (const k of Object.keys(this.state)) if (!(k in next)) delete (this.state as unknown as Record<string, unknown>)[k];
     Object.assign(this.state, next, { generation: seq });
   }
 
