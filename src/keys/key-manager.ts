@@ -125,15 +125,17 @@ export class KeyManager implements KeyCore {
   /** Opens and verifies an existing keyring: one provider call unwraps its MAC key. */
   static async open(options: KeyManagerOptions): Promise<KeyManager> {
     const registry = new ProviderRegistry(options);
+    const audit = new KeyAuditor(options.audit, options.principal);
     try {
       const ring = await Keyring.open({
         dir: options.dir,
         registry,
+        audit,
         ...(options.file === undefined ? {} : { file: options.file, readOnly: true }),
         ...(options.durability === undefined ? {} : { durability: options.durability }),
         ...(options.storeId === undefined ? {} : { expectStoreId: options.storeId }),
       });
-      return new KeyManager(ring, registry, new KeyAuditor(options.audit, options.principal), options.cache);
+      return new KeyManager(ring, registry, audit, options.cache);
     } catch (err) {
       await registry.close();
       throw err;
