@@ -85,6 +85,11 @@ export function renderMarkdown(s: Summary): string {
       ...r.collections.map((c) => `| ${c.collections.toLocaleString('en-US')} collections, no data | ${c.medianSeconds} | ${c.seconds.join(', ')} | 0 (no data files) |`),
       ...r.data.map((d) => `| 1 collection, ${(d.dataBytes / 1e6).toFixed(0)} MB in ${d.dataFiles} files | ${d.medianSeconds} | ${d.seconds.join(', ')} | ${d.dataBytesRewritten} |`),
       '',
+      '',
+      '| collections | created through createCollections (s) | batch | one createCollection call each | keyring after rotation (bytes) |',
+      '|---:|---:|---:|---|---:|',
+      ...r.collections.map((c) => `| ${c.collections.toLocaleString('en-US')} | ${c.createSeconds} | ${c.batch} | ${c.oneByOne ? `${c.oneByOne.collections} in ${c.oneByOne.seconds} s` : '-'} | ${c.keyringBytes} |`),
+      '',
       'Data bytes rewritten: every file but the keyring (which rotation rewrites) and the audit trail (which records it) fingerprinted (SHA-256, mtime, size) before and after each rotation.',
     );
   }

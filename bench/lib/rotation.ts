@@ -2,25 +2,33 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { AUDIT_FILE_NAME } from '../../src/audit/file-name.js';
-import { KEYRING_FILE, KeyManager } from '../../src/keys/key-manager.js';
+import { KEYRING_FILE } from '../../src/keys/key-manager.js';
 import { openStore } from '../../src/store/index.js';
 import { diffSnapshots, snapshotFiles } from './file-snapshot.js';
-import { seedKeyring } from './keyring-seed.js';
 import { progress, type Log } from './progress.js';
 import { median, round, timed } from './stats.js';
 
 /**
  * KEK rotation with the local provider: every DEK is rewrapped under a new
- * KEK version and no data file may change. Measured over many collections
- * without data (the cost that grows), and over stores holding data of
- * growing size (the cost that must not grow).
+ * KEK version (each new wrap unwrapped again and compared) and no data file
+ * may change. Measured over many collections without data (the cost that
+ * grows), created through the public API (the batch call, and for a smaller
+ * count one call per collection), and over stores holding data of growing
+ * size (the cost that must not grow).
  */
 export interface CollectionsRotation {
   collections: number;
+  /** Seconds to create them through `store.createCollections` (batches of `batch`), keys, catalog and files included. */
+  createSeconds: number;
+  batch: number;
+  /** Seconds to create `oneByOne.collections` with one `createCollection` call each, for comparison. */
+  oneByOne?: { collections: number; seconds: number };
   /** Every round's seconds, then their median. */
   seconds: number[];
   medianSeconds: number;
   rewrapped: number;
+  /** Keyring file size after the rotation (one checkpoint). */
+  keyringBytes: number;
 }
 
 export interface DataRotation {
@@ -35,38 +43,83 @@ export interface DataRotation {
   changedFiles: string[];
 }
 
-/** Rotates the KEK of a keyring holding `count` collections, `rounds` times; verifies every rotation. */
-export async function rotateCollections(workDir: string, count: number, rounds: number, log: Log): Promise<CollectionsRotation> {
+/** Creates `count` collections through the public API, then rotates the store's KEK `rounds` times; verifies every rotation. */
+export async function rotateCollections(workDir: string, count: number, rounds: number, log: Log, oneByOne = 0): Promise<CollectionsRotation> {
   const root = join(workDir, `keyring-${count}`);
   await fs.rm(root, { recursive: true, force: true });
-  const seeded = await seedKeyring(root, count, log);
+  const options = { dir: join(root, 'data'), keys: { provider: 'local' as const, keyDir: join(root, 'keys') }, maintainOnOpen: false };
+  const batch = 1000;
   const seconds: number[] = [];
   let rewrapped = 0;
+  const samples = new Map<string, Buffer>();
   try {
-    for (let r = 0; r < rounds; r++) {
-      const km = await KeyManager.open({ dir: seeded.dir });
+    let single: CollectionsRotation['oneByOne'];
+    if (oneByOne > 0) {
+      const s = await openStore({ ...options, dir: join(root, 'single'), create: true });
       try {
-        const t = await timed(() => km.rotateKek());
+        const t = await timed(async () => {
+          for (let i = 0; i < oneByOne; i++) await s.createCollection(`c${i}`, { dim: 8 });
+        });
+        single = { collections: oneByOne, seconds: round(t.seconds, 3) };
+        log(`  ${oneByOne} collections created one call each: ${t.seconds.toFixed(2)} s`);
+      } finally {
+        await s.close();
+      }
+    }
+    const store = await openStore({ ...options, create: true });
+    let created: { seconds: number };
+    try {
+      const p = progress(log, `  creating ${count} collections in batches of ${batch}`, count);
+      created = await timed(async () => {
+        for (let at = 0; at < count; at += batch) {
+          const n = Math.min(batch, count - at);
+          await store.createCollections(Array.from({ length: n }, (_, i) => ({ name: `c${at + i}`, dim: 8 })));
+          p.tick(at + n);
+        }
+      });
+      p.end();
+      log(`  ${count} collections created through createCollections: ${created.seconds.toFixed(2)} s`);
+      if (store.listCollections().length !== count) throw new Error('the store does not list every collection created; refusing to report');
+      for (const c of store.listCollections().slice(0, 20)) samples.set(c.id, await store.keys.withDek(c.id, 1, (k) => Buffer.from(k)));
+    } finally {
+      await store.close();
+    }
+    for (let r = 0; r < rounds; r++) {
+      const s = await openStore(options);
+      try {
+        const t = await timed(() => s.rotateKek());
         seconds.push(t.seconds);
         rewrapped = t.value.rewrapped;
         log(`  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`);
-        if (t.value.rewrapped !== count) throw new Error(`rotation rewrapped ${t.value.rewrapped} of ${count} DEKs; refusing to report`);
+        // The store's own keys (audit trail) are rewrapped too.
+        if (t.value.rewrapped < count) throw new Error(`rotation rewrapped ${t.value.rewrapped} of ${count} DEKs; refusing to report`);
       } finally {
-        await km.close();
+        await s.close({ flush: false });
       }
-      await verifyRotated(seeded.dir, seeded.samples, count);
+      await verifyRotated(options, samples, count);
     }
+    const keyringBytes = (await fs.stat(join(options.dir, KEYRING_FILE))).size;
+    return {
+      collections: count,
+      createSeconds: round(created.seconds, 3),
+      batch,
+      ...(single ? { oneByOne: single } : {}),
+      seconds: seconds.map((x) => round(x, 4)),
+      medianSeconds: round(median(seconds), 4),
+      rewrapped,
+      keyringBytes,
+    };
   } finally {
-    for (const k of seeded.samples.values()) k.fill(0);
+    for (const k of samples.values()) k.fill(0);
     await fs.rm(root, { recursive: true, force: true });
   }
-  return { collections: count, seconds: seconds.map((s) => round(s, 4)), medianSeconds: round(median(seconds), 4), rewrapped };
 }
 
-/** After a rotation: every wrap is under the newest KEK version, and sampled DEKs unwrap (from a fresh manager) to their original bytes. */
-async function verifyRotated(dir: string, samples: Map<string, Buffer>, count: number): Promise<void> {
-  const km = await KeyManager.open({ dir });
+/** After a rotation: every wrap is under the newest KEK version, and sampled DEKs unwrap (from a fresh open) to their original bytes. */
+async function verifyRotated(options: Parameters<typeof openStore>[0], samples: Map<string, Buffer>, count: number): Promise<void> {
+  const s = await openStore(options);
   try {
+    const km = s.keys;
     const cols = Object.values(km.keyring.collections);
     const current = km.keyring.keks['default']?.currentVersion;
     if (cols.length !== count || !cols.every((c) => c.deks.every((d) => d.wraps.every((w) => w.kekVersion === current)))) {
@@ -77,7 +130,7 @@ async function verifyRotated(dir: string, samples: Map<string, Buffer>, count: n
       if (!ok) throw new Error('a DEK unwraps to other bytes after rotation; refusing to report');
     }
   } finally {
-    await km.close();
+    await s.close({ flush: false });
   }
 }
 

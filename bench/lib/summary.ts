@@ -44,6 +44,8 @@ export interface Summary {
   rotation?: {
     collections: number;
     seconds: number;
+    /** Seconds to create the largest count of collections through the public API. */
+    createSeconds: number;
     dataBytesRewritten: number;
     secondsByCollections: Record<string, number>;
     secondsByDataBytes: Record<string, number>;
@@ -113,6 +115,7 @@ export function summarize(run: SuiteRun): Summary {
     rotation = {
       collections: largest?.collections ?? 0,
       seconds: largest?.medianSeconds ?? NaN,
+      createSeconds: largest?.createSeconds ?? NaN,
       dataBytesRewritten: rewritten,
       secondsByCollections: Object.fromEntries(r.collections.map((c) => [String(c.collections), c.medianSeconds])),
       secondsByDataBytes: Object.fromEntries(r.data.map((d) => [String(d.dataBytes), d.medianSeconds])),
@@ -120,7 +123,8 @@ export function summarize(run: SuiteRun): Summary {
     const small = r.data[0];
     const big = r.data.at(-1);
     goals.push(
-      { goal: `KEK rotation of ${rotation.collections} collections < 1 s (local provider)`, measured: `${rotation.seconds} s`, met: check(rotation.seconds, (v) => v < 1) },
+      { goal: `creating ${rotation.collections} collections through the public API < 60 s`, measured: `${rotation.createSeconds} s`, met: check(rotation.createSeconds, (v) => v < 60) },
+      { goal: `KEK rotation of ${rotation.collections} collections < 1 s (local provider, every wrap verified)`, measured: `${rotation.seconds} s`, met: check(rotation.seconds, (v) => v < 1) },
       {
         goal: 'rotation cost independent of data size',
         measured: small && big ? `${small.medianSeconds} s at ${(small.dataBytes / 1e6).toFixed(0)} MB, ${big.medianSeconds} s at ${(big.dataBytes / 1e6).toFixed(0)} MB` : 'n/a',

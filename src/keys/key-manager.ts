@@ -47,6 +47,8 @@ export interface CreateKeyringOptions extends KeyManagerOptions {
   /** The store's KEKs by name, as the caller configures them (the keyring records only provider and key id). */
   keks: Record<string, KekConfig & { tenant?: string }>;
   defaultKeks?: string[];
+  /** Further KEKs the caller configures (not yet in the keyring). */
+  configured?: Record<string, KekConfig>;
 }
 
 /** One collection of a batch for {@link KeyManager.addCollections}. */
@@ -90,7 +92,7 @@ export class KeyManager implements KeyCore {
     if (names.length === 0) throw new InvalidArgumentError('a keyring needs at least one KEK');
     const defaultKeks = options.defaultKeks ?? names;
     for (const n of defaultKeks) if (!Object.prototype.hasOwnProperty.call(options.keks, n)) throw new InvalidArgumentError(`default KEK "${n}" is not defined`);
-    const configs: Record<string, KekConfig> = {};
+    const configs: Record<string, KekConfig> = { ...(options.configured ?? {}) };
     for (const n of names) configs[n] = checkKekConfig(n, options.keks[n]);
     const registry = new ProviderRegistry({ ...options, keks: configs });
     const now = new Date().toISOString();
@@ -123,15 +125,17 @@ export class KeyManager implements KeyCore {
   /** Opens and verifies an existing keyring: one provider call unwraps its MAC key. */
   static async open(options: KeyManagerOptions): Promise<KeyManager> {
     const registry = new ProviderRegistry(options);
+    const audit = new KeyAuditor(options.audit, options.principal);
     try {
       const ring = await Keyring.open({
         dir: options.dir,
         registry,
+        audit,
         ...(options.file === undefined ? {} : { file: options.file, readOnly: true }),
         ...(options.durability === undefined ? {} : { durability: options.durability }),
         ...(options.storeId === undefined ? {} : { expectStoreId: options.storeId }),
       });
-      return new KeyManager(ring, registry, new KeyAuditor(options.audit, options.principal), options.cache);
+      return new KeyManager(ring, registry, audit, options.cache);
     } catch (err) {
       await registry.close();
       throw err;
@@ -421,12 +425,20 @@ export class KeyManager implements KeyCore {
 
   /** Destroys every DEK of a collection (crypto-shredding its files) and forgets it. */
   async destroyCollection(collectionId: string): Promise<void> {
+    await this.destroyCollections([collectionId]);
+  }
+
+  /** Destroys the DEKs of several collections in one keyring checkpoint. */
+  async destroyCollections(collectionIds: readonly string[]): Promise<void> {
     await this.serialized(async () => {
-      if (!Object.prototype.hasOwnProperty.call(this.ring.data.collections, collectionId)) return;
-      // A checkpoint: the log's earlier records hold the collection's wraps, and must not outlive it.
-      await this.ring.commitAsCheckpoint([{ k: 'c', id: collectionId }]);
-      this.deks.evict(collectionId);
-      this.audit.emit({ action: 'destroy', outcome: 'ok', collectionId });
+      const ids = collectionIds.filter((id) => Object.prototype.hasOwnProperty.call(this.ring.data.collections, id));
+      if (ids.length === 0) return;
+      // A checkpoint: the log's earlier records hold the collections' wraps, and must not outlive them.
+      await this.ring.commitAsCheckpoint(ids.map((id) => ({ k: 'c', id })));
+      for (const id of ids) {
+        this.deks.evict(id);
+        this.audit.emit({ action: 'destroy', outcome: 'ok', collectionId: id });
+      }
     });
   }
 

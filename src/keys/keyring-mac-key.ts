@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CorruptDataError, KekNotConfiguredError, VectorsealError } from '../errors.js';
 import type { DekContext } from './context.js';
+import type { KeyAuditor } from './key-audit.js';
 import type { StoredWrap } from './keyring-file.js';
 import { DEK_BYTES, type KekProvider, type WrappedDek } from './provider.js';
 import type { ProviderRegistry } from './provider-registry.js';
@@ -49,7 +50,7 @@ export async function wrapMacKey(key: Uint8Array, storeId: string, keks: readonl
  * caller did not configure are skipped without being contacted. A wrap that
  * fails to authenticate under the right KEK means the keyring was edited.
  */
-export async function unwrapMacKey(storeId: string, wraps: readonly StoredWrap[], registry: ProviderRegistry, file: string): Promise<Buffer> {
+export async function unwrapMacKey(storeId: string, wraps: readonly StoredWrap[], registry: ProviderRegistry, file: string, audit?: KeyAuditor): Promise<Buffer> {
   const ctx = macKeyContext(storeId);
   let firstError: unknown;
   let tried = 0;
@@ -59,8 +60,9 @@ export async function unwrapMacKey(storeId: string, wraps: readonly StoredWrap[]
     if (!registry.isConfigured(w.kek, binding)) continue;
     tried += 1;
     try {
-      const p = await registry.provider(w.kek, binding);
-      return Buffer.from(await p.unwrap(toWrapped(w), ctx));
+      const unwrap = async () => Buffer.from(await (await registry.provider(w.kek, binding)).unwrap(toWrapped(w), ctx));
+      // A key use like any other: on record, with the error's code when the KEK refuses.
+      return audit ? await audit.audited({ action: 'unwrap', collectionId: ctx.collectionId, kek: w.kek, dekVersion: 1 }, unwrap) : await unwrap();
     } catch (err) {
       firstError ??= err;
     }

@@ -3,6 +3,7 @@ import { CorruptDataError, UnsupportedOperationError } from '../errors.js';
 import { KEYRING_FILE, KeyringLog, applyOps, encodeCheckpoint, readKeyringFile, verifyKeyring, type KeyringOp, type LogHead, type RootFields } from './keyring-log.js';
 import { KEYRING_FORMAT, KEYRING_VERSION, type KeyringData } from './keyring-file.js';
 import { unwrapMacKey } from './keyring-mac-key.js';
+import type { KeyAuditor } from './key-audit.js';
 import type { ProviderRegistry } from './provider-registry.js';
 
 /**
@@ -32,13 +33,13 @@ export class Keyring {
    * caller configured, then every record is checked before any of it is
    * believed. `readOnly` opens it for reading only (a backup's copy).
    */
-  static async open(options: { dir: string; file?: string; registry: ProviderRegistry; durability?: 'batch' | 'none'; readOnly?: boolean; expectStoreId?: string }): Promise<Keyring> {
+  static async open(options: { dir: string; file?: string; registry: ProviderRegistry; durability?: 'batch' | 'none'; readOnly?: boolean; expectStoreId?: string; audit?: KeyAuditor }): Promise<Keyring> {
     const file = options.file ?? join(options.dir, KEYRING_FILE);
     const u = await readKeyringFile(file);
     if (options.expectStoreId !== undefined && u.storeId !== options.expectStoreId) {
       throw new CorruptDataError('keyring belongs to another store', { file, reason: 'foreign' });
     }
-    const macKey = await unwrapMacKey(u.storeId, u.macKey, options.registry, file);
+    const macKey = await unwrapMacKey(u.storeId, u.macKey, options.registry, file, options.audit);
     try {
       const { state, head, checkpointBytes, tailBytes } = verifyKeyring(u, macKey);
       const log = options.readOnly
@@ -93,6 +94,8 @@ export class Keyring {
     if (macKeyWraps) next.macKey = macKeyWraps;
     next.updatedAt = new Date().toISOString();
     const seq = await log.checkpoint(next);
+    // Fields the checkpoint dropped (a finished rotation's marker) must go from the state too.
+    for (const k of Object.keys(this.state)) if (!(k in next)) delete (this.state as unknown as Record<string, unknown>)[k];
     Object.assign(this.state, next, { generation: seq });
   }
 

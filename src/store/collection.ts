@@ -1179,7 +1179,7 @@ export class Collection<M extends object = Metadata> {
   }
 
   private newMemtable(): Layer {
-    return new Layer(newIndex(this.params, 1024), 1024, undefined);
+    return new Layer(() => newIndex(this.params, 1024), 1024, undefined);
   }
 
   private async withKeys<T>(fn: (keyFor: DekLookup) => Promise<T>): Promise<T> {

@@ -54,13 +54,24 @@ export class Layer {
   /** Ids deleted while this layer was the memtable: they mask older layers. */
   readonly tombstones = new Set<string>();
 
+  private made: HnswIndex | undefined;
+  private readonly make: (() => HnswIndex) | undefined;
+
   constructor(
-    readonly index: HnswIndex,
+    /** The index, or (for a memtable) how to make it on first use: an empty HNSW index costs megabytes, and most memtables of a store with many collections stay empty. */
+    index: HnswIndex | (() => HnswIndex),
     capacity: number,
     /** Segment group id once flushed; undefined for a memtable. */
     public segmentId: number | undefined,
   ) {
+    if (typeof index === 'function') this.make = index;
+    else this.made = index;
     this.dead = new Uint8Array(Math.max(1, capacity));
+  }
+
+  get index(): HnswIndex {
+    this.made ??= (this.make as () => HnswIndex)();
+    return this.made;
   }
 
   get size(): number {

@@ -216,62 +216,93 @@ export class Store {
 
   /** Creates a collection with its own DEK. */
   async createCollection<M extends object = Metadata>(name: string, options: CreateCollectionOptions): Promise<Collection<M>> {
-    this.assertOpen();
-    checkName(name);
-    if (this.collections.has(name) || this.creating.has(name)) throw new AlreadyExistsError(`collection "${name}" already exists`);
-    // Claimed at once: a second call for the same name while this one awaits is refused, not a second collection.
-    const run = this.createNow(name, options);
-    this.creating.set(name, run);
-    try {
-      return (await run) as Collection<M>;
-    } finally {
-      this.creating.delete(name);
+    if (options === null || typeof options !== 'object') {
+      this.assertOpen();
+      checkName(name);
+      throw new InvalidArgumentError('"options" expected an object with at least "dim"');
     }
+    const [c] = await this.createCollections([{ ...options, name }]);
+    return c as Collection<M>;
   }
 
-  private async createNow(name: string, options: CreateCollectionOptions): Promise<Collection> {
-    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('"options" expected an object with at least "dim"');
-    const dim = checkPositiveInt(options.dim, 'dim', 65_536);
-    const space = options.space ?? 'l2';
-    if (!SPACES.includes(space)) throw new InvalidArgumentError(`"space" expected one of ${SPACES.join(', ')}, got "${String(space)}"`);
-    if (options.tenant !== undefined && (typeof options.tenant !== 'string' || !NAME.test(options.tenant))) {
-      throw new InvalidArgumentError('"tenant" expected 1-128 characters of A-Z a-z 0-9 . _ -');
-    }
-    const info: CollectionInfo = {
-      id: newId(),
-      name,
-      dim,
-      space,
-      ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
-      // At least 2: hnswlib derives its level factor from 1/ln(M).
-      M: options.M === undefined ? 16 : checkIntInRange(options.M, 'M', 2, 256),
-      efConstruction: options.efConstruction === undefined ? 200 : checkPositiveInt(options.efConstruction, 'efConstruction', 10_000),
-      createdAt: new Date().toISOString(),
-    };
-    // Keys, then a marked catalog entry, then files, then the entry unmarked:
+  /**
+   * Creates many collections at once, each with its own DEK: one keyring
+   * record and two catalog writes for the whole batch (the cost of creating
+   * 10,000 collections is then their files, not 10,000 catalog rewrites).
+   * The batch is checked whole first; on failure none of it remains.
+   */
+  async createCollections(specs: readonly (CreateCollectionOptions & { name: string })[]): Promise<Collection[]> {
+    this.assertOpen();
+    if (!Array.isArray(specs) || specs.length === 0) throw new InvalidArgumentError('"collections" expected a non-empty array of { name, dim, ... }');
+    const seen = new Set<string>();
+    const infos: CollectionInfo[] = specs.map((options) => {
+      if (options === null || typeof options !== 'object') throw new InvalidArgumentError('"options" expected an object with at least "dim"');
+      const name = options.name;
+      checkName(name);
+      if (this.collections.has(name) || this.creating.has(name) || seen.has(name)) throw new AlreadyExistsError(`collection "${name}" already exists`);
+      seen.add(name);
+      const dim = checkPositiveInt(options.dim, 'dim', 65_536);
+      const space = options.space ?? 'l2';
+      if (!SPACES.includes(space)) throw new InvalidArgumentError(`"space" expected one of ${SPACES.join(', ')}, got "${String(space)}"`);
+      if (options.tenant !== undefined && (typeof options.tenant !== 'string' || !NAME.test(options.tenant))) {
+        throw new InvalidArgumentError('"tenant" expected 1-128 characters of A-Z a-z 0-9 . _ -');
+      }
+      return {
+        id: newId(),
+        name,
+        dim,
+        space,
+        ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+        // At least 2: hnswlib derives its level factor from 1/ln(M).
+        M: options.M === undefined ? 16 : checkIntInRange(options.M, 'M', 2, 256),
+        efConstruction: options.efConstruction === undefined ? 200 : checkPositiveInt(options.efConstruction, 'efConstruction', 10_000),
+        createdAt: new Date().toISOString(),
+      };
+    });
+    // Keys, then marked catalog entries, then files, then the entries unmarked:
     // each crash leaves a state the next open finishes or undoes (catalog-recovery.ts).
-    await this.keys.addCollection(info.id, { name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) });
+    await this.keys.addCollections(infos.map((info) => ({ id: info.id, name: info.name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) })));
     crashPoint('create:keys-written');
-    await writeCatalog(this.dir, [...this.catalog, { ...info, state: 'creating' }]);
-    crashPoint('create:catalog-marked');
-    let c: Collection;
+    const undo = async (): Promise<void> => {
+      // Undone in the order an open would undo it; if this fails too, the marked entries let the next open finish the job.
+      await this.keys.destroyCollections(infos.map((info) => info.id));
+      for (const info of infos) await fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true });
+      await writeCatalog(this.dir, this.catalog);
+    };
     try {
-      c = await Collection.create(this.context(), info);
+      await writeCatalog(this.dir, [...this.catalog, ...infos.map((info) => ({ ...info, state: 'creating' as const }))]);
     } catch (err) {
-      // Undone in the order an open would undo it; if this fails too, the marked entry lets the next open finish the job.
-      await this.keys.destroyCollection(info.id)
-        .then(() => fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true }))
-        .then(() => writeCatalog(this.dir, this.catalog))
-        .catch(() => undefined);
+      await undo().catch(() => undefined);
+      throw err;
+    }
+    crashPoint('create:catalog-marked');
+    const made: Collection[] = [];
+    try {
+      // A few at a time: each collection's files cost a few fsyncs, which overlap.
+      let next = 0;
+      const results: (Collection | undefined)[] = new Array(infos.length);
+      await Promise.all(
+        Array.from({ length: Math.min(8, infos.length) }, async () => {
+          while (next < infos.length) {
+            const i = next++;
+            results[i] = await Collection.create(this.context(), infos[i] as CollectionInfo);
+          }
+        }),
+      );
+      made.push(...(results as Collection[]));
+    } catch (err) {
+      await undo().catch(() => undefined);
       throw err;
     }
     crashPoint('create:files-written');
-    const next = [...this.catalog, info];
+    const next = [...this.catalog, ...infos];
     await writeCatalog(this.dir, next);
     this.catalog = next;
-    this.collections.set(name, c);
-    this.logger.info({ collection: name, dim, space }, 'collection created');
-    return c;
+    for (const c of made) {
+      this.collections.set(c.info.name, c);
+      this.logger.info({ collection: c.info.name, dim: c.info.dim, space: c.info.space }, 'collection created');
+    }
+    return made;
   }
 
   /**
@@ -528,15 +559,16 @@ async function createKeyring(dir: string, storeId: string, options: OpenStoreOpt
     const given = (keys as { keyDir?: string }).keyDir;
     // VECTORSEAL_MASTER_KEY at init is the store's key: nothing is written to any key directory.
     if (given === undefined && process.env[MASTER_KEY_ENV]) {
-      return KeyManager.create({ ...keyOptions(dir, options), storeId, keks: { default: { provider: 'local', keyId, config: { masterKeyEnv: MASTER_KEY_ENV } } } });
+      return KeyManager.create({ ...keyOptions(dir, options), configured: keyOptions(dir, options).keks, storeId, keks: { default: { provider: 'local', keyId, config: { masterKeyEnv: MASTER_KEY_ENV } } } });
     }
     const keyDir = resolve(given ?? defaultLocalKeyDir());
     await LocalKekProvider.init({ keyId, keyDir });
-    return KeyManager.create({ ...keyOptions(dir, options), storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
+    return KeyManager.create({ ...keyOptions(dir, options), configured: keyOptions(dir, options).keks, storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
   }
   const k = keys as { provider: string; keyId: string; config?: Record<string, string> };
   return KeyManager.create({
     ...keyOptions(dir, options),
+    configured: keyOptions(dir, options).keks,
     storeId,
     keks: { default: { provider: k.provider, keyId: k.keyId, ...(k.config === undefined ? {} : { config: k.config }) } },
   });

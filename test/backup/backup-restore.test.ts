@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { readRing } from '../helpers/keyring.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup, verifyBackup } from '../../src/backup/index.js';
@@ -163,7 +163,7 @@ describe('backup and restore', () => {
     const out = join(d.root, 'out');
     const res = await restoreBackup({ from: to, dir: out, localKeyDir: d.keyDir, stagingDir: d.stagingDir });
     expect(res.collections.map((c) => c.name)).toEqual(['b']);
-    const ring = JSON.parse(await fs.readFile(join(out, 'KEYRING'), 'utf8')) as { collections: Record<string, unknown> };
+    const ring = await readRing(out, { localKeyDir: d.keyDir });
     expect(Object.keys(ring.collections)).toEqual([b.info.id]);
 
     // A full backup restored partially.

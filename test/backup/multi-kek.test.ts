@@ -4,8 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup, verifyBackup } from '../../src/backup/index.js';
 import { KeyDisabledError, KeyPendingDeletionError, VectorsealError } from '../../src/errors.js';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
-import type { KeyAuditEvent } from '../../src/keys/key-manager.js';
-import type { KekEntry } from '../../src/keys/keyring-file.js';
+import type { KekBinding, KekConfig, KeyAuditEvent } from '../../src/keys/key-manager.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
 import { ADMIN, REGION, startHarness, type Harness } from '../kms/helpers.js';
 import { randomVectors, storeDirs } from '../store/helpers.js';
@@ -27,18 +26,19 @@ afterAll(async () => {
   await west?.cleanup().catch(() => undefined);
 });
 
+// The endpoint comes from the caller's KEK configuration (never from the keyring); credentials from here.
 const providers = {
-  'aws-kms': (e: KekEntry) =>
-    new AwsKmsKekProvider({ keyId: e.keyId, endpoint: e.config?.['endpoint'] as string, region: REGION, credentials: ADMIN, maxAttempts: 1, retryBaseDelayMs: 1 }),
+  'aws-kms': (b: KekBinding, _name: string, c: KekConfig | undefined) =>
+    new AwsKmsKekProvider({ keyId: b.keyId, endpoint: c?.config?.['endpoint'] as string, region: REGION, credentials: ADMIN, maxAttempts: 1, retryBaseDelayMs: 1 }),
 };
-const eastEntry = (): Omit<KekEntry, 'createdAt'> => ({ provider: 'aws-kms', keyId: eastKey, config: { endpoint: east.service.url, region: REGION } });
-const westEntry = (): Omit<KekEntry, 'createdAt'> => ({ provider: 'aws-kms', keyId: westKey, config: { endpoint: west.service.url, region: REGION } });
+const eastEntry = (): KekConfig => ({ provider: 'aws-kms', keyId: eastKey, config: { endpoint: east.service.url, region: REGION } });
+const westEntry = (): KekConfig => ({ provider: 'aws-kms', keyId: westKey, config: { endpoint: west.service.url, region: REGION } });
 
 describe('DEKs wrapped under two KEKs in two key services', () => {
   it('works through either; with one disabled or unreachable it works through the other; with both gone it fails typed', async () => {
     const d = storeDirs();
     const events: KeyAuditEvent[] = [];
-    const options: OpenStoreOptions = { dir: d.dir, stagingDir: d.stagingDir, providers, audit: (e) => events.push(e) };
+    const options: OpenStoreOptions = { dir: d.dir, stagingDir: d.stagingDir, providers, keks: { default: eastEntry(), west: westEntry() }, audit: (e) => events.push(e) };
     let store: Store = await openStore({ ...options, create: true, keys: { provider: 'aws-kms', keyId: eastKey, config: eastEntry().config! } });
     const docs = await store.createCollection('docs', { dim: 8 });
     const v = randomVectors(200, 8, 21);
@@ -107,7 +107,11 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
     await west.restart().catch(() => undefined);
     const b = (await west.client().send(new CreateKeyCommand({ Description: 'dr region' }))).KeyMetadata!.Arn!;
     const d = storeDirs();
-    const store = await openStore({ dir: d.dir, create: true, stagingDir: d.stagingDir, providers, keys: { provider: 'aws-kms', keyId: a, config: { endpoint: east.service.url, region: REGION } } });
+    const keks = {
+      default: { provider: 'aws-kms', keyId: a, config: { endpoint: east.service.url, region: REGION } },
+      dr: { provider: 'aws-kms', keyId: b, config: { endpoint: west.service.url, region: REGION } },
+    };
+    const store = await openStore({ dir: d.dir, create: true, stagingDir: d.stagingDir, providers, keks, keys: keks.default });
     const c = await store.createCollection('c', { dim: 8 });
     const v = randomVectors(120, 8, 5);
     await c.upsert(v.map((vector, i) => ({ id: `x${i}`, vector, metadata: { i } })));
@@ -122,6 +126,7 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
       from: to,
       dir: dest,
       providers,
+      keks,
       stagingDir: d.stagingDir,
       rewrap: { name: 'dr', entry: { provider: 'aws-kms', keyId: b, config: { endpoint: west.service.url, region: REGION } } },
     });
@@ -130,7 +135,7 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
 
     // The primary key is disabled: the restored store does not need it.
     await kms.send(new DisableKeyCommand({ KeyId: a }));
-    const restored = await openStore({ dir: dest, stagingDir: d.stagingDir, providers });
+    const restored = await openStore({ dir: dest, stagingDir: d.stagingDir, providers, keks });
     try {
       const ring = restored.keys.keyring;
       expect(ring.defaultKeks).toEqual(['dr']);
@@ -141,11 +146,11 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
       // A backup of the restored store verifies under the new key alone.
       const to2 = join(d.root, 'backup2');
       await backupStore(restored, { to: to2 });
-      await expect(verifyBackup(to2, { withKeys: true, providers })).resolves.toMatchObject({ mac: 'verified' });
+      await expect(verifyBackup(to2, { withKeys: true, providers, keks })).resolves.toMatchObject({ mac: 'verified' });
     } finally {
       await restored.close();
     }
     // ...while the original backup needs the primary key, which is disabled.
-    await expect(verifyBackup(to, { withKeys: true, providers })).rejects.toBeInstanceOf(KeyDisabledError);
+    await expect(verifyBackup(to, { withKeys: true, providers, keks })).rejects.toBeInstanceOf(KeyDisabledError);
   });
 });

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { KEYRING_FILE, KeyManager } from '../../src/keys/key-manager.js';
+import { KeyManager } from '../../src/keys/key-manager.js';
 import { readRing } from '../helpers/keyring.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { newId } from '../../src/util/ids.js';

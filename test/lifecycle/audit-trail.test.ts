@@ -39,12 +39,12 @@ describe('the store audit trail', () => {
     // The other destination got the same lines.
     expect(mirrored).toBe(text);
 
-    const macKey = await resolveStoreAuditKey({ dir: d.dir });
+    const macKey = await resolveStoreAuditKey({ dir: d.dir, keyDir: d.keyDir });
     const result = await verifyAuditTrail({ file: auditFilePath(d.dir), macKey });
     macKey.fill(0);
     expect(result).toMatchObject({ ok: true, closed: true, entries: entries.length });
 
-    const ok = await runCli(['audit', 'verify', '--dir', d.dir]);
+    const ok = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/intact/);
 
@@ -53,13 +53,13 @@ describe('the store audit trail', () => {
     const i = lines.findIndex((l) => l.includes('"action":"denied"'));
     lines[i] = lines[i]!.replace('"outcome":"denied"', '"outcome":"ok"');
     writeFileSync(auditFilePath(d.dir), lines.join('\n'));
-    const bad = await runCli(['audit', 'verify', '--dir', d.dir, '--json']);
+    const bad = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
     expect(bad.code).toBe(2);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, problem: 'modified', firstBadEntry: i });
 
     // Delete an entry instead.
     writeFileSync(auditFilePath(d.dir), text.split('\n').filter((_, k) => k !== i).join('\n'));
-    const gone = await runCli(['audit', 'verify', '--dir', d.dir, '--json']);
+    const gone = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
     expect(gone.code).toBe(2);
     expect(JSON.parse(gone.stdout)).toMatchObject({ ok: false, firstBadEntry: i });
   });
@@ -72,7 +72,7 @@ describe('the store audit trail', () => {
       await s.collection('c').upsert({ id: `x${k}`, vector: [k, 1, 2, 3] });
       await s.close();
     }
-    const macKey = await resolveStoreAuditKey({ dir: d.dir });
+    const macKey = await resolveStoreAuditKey({ dir: d.dir, keyDir: d.keyDir });
     const result = await verifyAuditTrail({ file: auditFilePath(d.dir), macKey });
     expect(result.ok).toBe(true);
     expect(auditEntries(d.dir).filter((e) => e.action === 'open').length).toBe(3);

@@ -4,7 +4,7 @@ import { CreateKeyCommand, DescribeKeyCommand, DisableKeyCommand, EnableKeyComma
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyDisabledError } from '../../src/errors.js';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
-import type { KekEntry } from '../../src/keys/keyring-file.js';
+import type { KekBinding } from '../../src/keys/provider-registry.js';
 import { collectionDir } from '../../src/store/collection.js';
 import { checkShredded } from '../../src/store/shred-check.js';
 import { ADMIN, REGION, startHarness, type Harness } from '../kms/helpers.js';
@@ -18,7 +18,7 @@ afterAll(async () => h.cleanup());
 
 /** Builds aws-kms providers against the key service on loopback with the test's credentials. */
 const providers = {
-  'aws-kms': (entry: KekEntry) =>
+  'aws-kms': (entry: KekBinding) =>
     new AwsKmsKekProvider({ keyId: entry.keyId, endpoint: h.service.url, region: REGION, credentials: ADMIN, maxAttempts: 1, retryBaseDelayMs: 1 }),
 };
 

@@ -42,7 +42,7 @@ describe('scheduled deletion and crypto-shredding', () => {
     const copies = [copyA, copyC];
 
     // Control: before the deletion the copies open.
-    const before = await runCli(['verify-shredded', '--dir', d.dir, '--keyring', oldKeyring, '--json', ...copies]);
+    const before = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, '--json', ...copies]);
     expect(before.code).toBe(3);
     const beforeJson = JSON.parse(before.stdout) as VerifyJson;
     expect(beforeJson.files.length).toBeGreaterThanOrEqual(8);
@@ -74,7 +74,7 @@ describe('scheduled deletion and crypto-shredding', () => {
     expect(auditEntries(d.dir).filter((e) => e.action === 'maintain').length).toBe(2);
     await store.close();
 
-    const after = await runCli(['verify-shredded', '--dir', d.dir, '--keyring', oldKeyring, '--key-dir', d.keyDir, '--json', ...copies]);
+    const after = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, '--key-dir', d.keyDir, '--json', ...copies]);
     expect(after.stderr).toBe('');
     expect(after.code).toBe(0);
     const afterJson = JSON.parse(after.stdout) as VerifyJson;
@@ -82,12 +82,12 @@ describe('scheduled deletion and crypto-shredding', () => {
     expect(afterJson.files.length).toBe(beforeJson.files.length);
     expect(afterJson.files.every((f) => f.status === 'unrecoverable')).toBe(true);
     // The human form names each file.
-    const text = await runCli(['verify-shredded', '--dir', d.dir, '--keyring', oldKeyring, copyA]);
+    const text = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, copyA]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^unrecoverable +.*MANIFEST/m);
 
     // B's own files still open with the current keyring (the check is not vacuous).
-    const bFiles = await runCli(['verify-shredded', '--dir', d.dir, collectionDir(d.dir, b.info.id)]);
+    const bFiles = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, collectionDir(d.dir, b.info.id)]);
     expect(bFiles.code).toBe(3);
   });
 

@@ -11,7 +11,7 @@ import {
   UnsupportedOperationError,
   VectorsealError,
 } from '../../src/errors.js';
-import { Pkcs11KekProvider, pkcs11KeyringConfig, pkcs11OptionsFromEntry } from '../../src/keys/pkcs11.js';
+import { Pkcs11KekProvider, pkcs11KeyringConfig, pkcs11OptionsFromConfig } from '../../src/keys/pkcs11.js';
 import { Pkcs11Token } from '../../src/keys/pkcs11-token.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 
@@ -167,9 +167,9 @@ describeSoftHsm('pkcs11 provider errors', () => {
     const fromFile = await Pkcs11KekProvider.open({ module: hsm.module, token: t.label, pinFile: file, keyLabel: 'kek' });
     await fromFile.close();
 
-    expect(() => pkcs11OptionsFromEntry({ keyId: 'kek', config: { module: hsm.module, token: t.label, pin: t.pin } })).toThrow(InvalidArgumentError);
+    expect(() => pkcs11OptionsFromConfig({ keyId: 'kek', config: { module: hsm.module, token: t.label, pin: t.pin } })).toThrow(InvalidArgumentError);
     const config = pkcs11KeyringConfig({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' });
     expect(JSON.stringify(config)).not.toContain(t.pin);
-    expect(pkcs11OptionsFromEntry({ keyId: 'kek', config })).toEqual({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' });
+    expect(pkcs11OptionsFromConfig({ keyId: 'kek', config })).toEqual({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' });
   });
 });

@@ -47,7 +47,7 @@ async function victim(root: string): Promise<{ dir: string; keyDir: string; stor
  */
 async function plant(dir: string, kek: { name: string; provider: string; keyId: string; config: Record<string, string> }, wrap: StoredWrap): Promise<void> {
   const state = (await claimedRing(dir)) as KeyringData & { keks: Record<string, unknown> };
-  state.keks[kek.name] = { provider: kek.provider, keyId: kek.keyId, config: kek.config, createdAt: new Date().toISOString() };
+  (state.keks as Record<string, unknown>)[kek.name] = { provider: kek.provider, keyId: kek.keyId, config: kek.config, createdAt: new Date().toISOString() };
   state.defaultKeks = [kek.name];
   for (const col of Object.values(state.collections)) col.keks = [kek.name, ...col.keks];
   state.macKey = [wrap];

@@ -72,7 +72,7 @@ describe('stores made by 0.1.0', () => {
 
   it('`vectorseal upgrade` converts one with VECTORSEAL_MASTER_KEY and writes its config file; later commands use it', async () => {
     const { root, dir } = await copyFixture();
-    const env = { ...process.env, XDG_CONFIG_HOME: join(root, 'config'), VECTORSEAL_MASTER_KEY: FIXTURE_KEY, VECTORSEAL_DIR: dir };
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: join(root, 'config'), VECTORSEAL_MASTER_KEY: FIXTURE_KEY, VECTORSEAL_DIR: dir };
     delete env['VECTORSEAL_KEY_DIR'];
     delete env['VECTORSEAL_CONFIG'];
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8' });

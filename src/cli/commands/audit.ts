@@ -38,7 +38,7 @@ interface ShowOptions {
  */
 export function registerAuditCommands(
   program: Command,
-  resolveMacKey: (opts: { dir: string }) => Promise<Uint8Array>,
+  resolveMacKey: (opts: { dir: string; keyDir?: string; config?: string }) => Promise<Uint8Array>,
 ): void {
   const audit = program.command('audit').description('the tamper-evident audit trail of key operations');
 
@@ -50,10 +50,12 @@ export function registerAuditCommands(
     .option('--json', 'print the result as JSON')
     .option('--allow-open', 'accept a trail without a final close checkpoint (a store still open, or crashed)')
     .option('--head <trail:seq:mac>', 'the head kept from an earlier run: the file must reach it')
-    .action(async (opts: VerifyOptions) => {
+    .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
+    .option('--config <file>', "the store's KEK configuration (default: env VECTORSEAL_CONFIG, else found by store id)")
+    .action(async (opts: VerifyOptions & { keyDir?: string; config?: string }) => {
       const file = opts.file ?? auditFilePath(opts.dir);
       const expectedHead = opts.head === undefined ? undefined : parseAuditHead(opts.head);
-      const macKey = await resolveMacKey({ dir: opts.dir });
+      const macKey = await resolveMacKey({ dir: opts.dir, ...(opts.keyDir === undefined ? {} : { keyDir: opts.keyDir }), ...(opts.config === undefined ? {} : { config: opts.config }) });
       let result: AuditVerification;
       try {
         result = await verifyAuditTrail({

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { KEYRING_FILE } from '../../keys/key-manager.js';
 import { checkShredded } from '../../store/shred-check.js';
+import { cliKekConfig } from '../context.js';
 import { output } from '../context.js';
 
 /** Exit code of `verify-shredded` when some file can still be opened. */
@@ -26,7 +27,14 @@ export function registerVerifyShreddedCommand(program: Command): void {
       const dir = opts.dir ?? process.env['VECTORSEAL_DIR'];
       const keyrings = [...(dir !== undefined && existsSync(join(dir, KEYRING_FILE)) ? [join(resolve(dir), KEYRING_FILE)] : []), ...opts.keyring.map((k) => resolve(k))];
       if (keyrings.length === 0) throw new InvalidArgumentError('no keyring to try: pass --dir <store> and/or --keyring <file>');
-      const results = await checkShredded({ paths: paths.map((p) => resolve(p)), keyrings, ...(opts.keyDir === undefined ? {} : { localKeyDir: resolve(opts.keyDir) }) });
+      // The KEKs tried are the store's configured ones (its config file), and local keys in the key directory.
+      const config = dir !== undefined && existsSync(join(dir, 'STORE')) ? await cliKekConfig({ dir }) : undefined;
+      const results = await checkShredded({
+        paths: paths.map((p) => resolve(p)),
+        keyrings,
+        ...(config === undefined ? {} : { keks: config.keks }),
+        ...(opts.keyDir === undefined ? {} : { localKeyDir: resolve(opts.keyDir) }),
+      });
       const openable = results.filter((r) => r.status === 'OPENABLE');
       output(opts, { keyrings, files: results, openable: openable.length }, () =>
         [
