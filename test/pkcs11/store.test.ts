@@ -9,6 +9,7 @@ import { Pkcs11KekProvider, pkcs11KeyringConfig, pkcs11ProviderFactory } from '.
 import { openStore, type Store } from '../../src/store/index.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 import { randomVectors } from '../store/helpers.js';
+import { claimedRing } from '../helpers/keyring.js';
 
 describeSoftHsm('the vector store on the pkcs11 provider', () => {
   let hsm: SoftHsm;
@@ -48,10 +49,11 @@ describeSoftHsm('the vector store on the pkcs11 provider', () => {
     const expected = docs.search(vecs[7]!, 5);
     await store.close();
 
-    // The keyring names the token and the PIN's source, never the PIN.
+    // The keyring binds the KEK (provider, key label) and names neither the module nor the PIN: both are the caller's.
     const keyring = await readFile(join(dir, KEYRING_FILE), 'utf8');
-    expect((JSON.parse(keyring) as { keks: Record<string, { provider: string }> }).keks['default']?.provider).toBe('pkcs11');
+    expect((await claimedRing(dir)).keks['default']).toMatchObject({ provider: 'pkcs11', keyId: 'store-kek' });
     expect(keyring).not.toContain(t.pin);
+    expect(keyring).not.toContain(hsm.module);
 
     store = await open();
     expect(store.collection('docs').count).toBe(120);
@@ -66,7 +68,7 @@ describeSoftHsm('the vector store on the pkcs11 provider', () => {
     await store.close();
 
     expect(await fingerprintDataFiles(dir)).toEqual(before);
-    const wraps = JSON.stringify(JSON.parse(await readFile(join(dir, KEYRING_FILE), 'utf8')).collections);
+    const wraps = JSON.stringify((await claimedRing(dir)).collections);
     expect(wraps).toContain('"kekVersion":"2"');
     expect(wraps).not.toContain('"kekVersion":"1"');
 

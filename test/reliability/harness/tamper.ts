@@ -206,7 +206,7 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
       ...walTail,
       ...(json ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed (and, for the keyring, checksummed) contents are identical' } : {}),
     });
-    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
+    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : f.kind === 'KEYRING' ? { harmlessBecause: KEYRING_TORN_TAIL } : {});
     // Random bytes after the live WAL either fail authentication or read as a torn record (dropped, never applied).
     add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
     add('deleted', (file) => fs.rm(file).then(() => ''), {
@@ -279,6 +279,7 @@ class Skip extends Error {}
 
 const WAL_ROLLBACK =
   'the live WAL cut back to an earlier prefix (or removed when it is the newest file) is indistinguishable from a crash before the later appends: nothing outside the WAL counts its records, so an attacker can withhold unflushed acknowledged writes; flushed data is protected by the manifest generation, and a damaged or missing middle WAL file is detected';
+const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; every complete record is MAC-verified, so the keyring opens the same data';
 const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
 const STORE_ID_MISMATCH =
   'a changed store id in STORE is caught as STORE and KEYRING disagreeing; the CorruptDataError names KEYRING, the other file of the pair';
