@@ -129,9 +129,13 @@ export async function readStateFile(file: string, key: Uint8Array, storeId: stri
     }
     throw err;
   }
+  // Exactly "<body>\n<64 hex>\n": any other byte, even a cut newline, is damage.
   const nl = text.indexOf(0x0a);
-  const macText = nl < 0 ? '' : text.subarray(nl + 1).toString('latin1').trim();
-  if (nl < 0 || !/^[0-9a-f]{64}$/.test(macText)) throw new CorruptDataError('STATE is not a store state file', { file, reason: 'header' });
+  const tail = nl < 0 ? '' : text.subarray(nl + 1).toString('latin1');
+  const macText = tail.slice(0, 64);
+  if (nl < 0 || tail.length !== 65 || !tail.endsWith('\n') || !/^[0-9a-f]{64}$/.test(macText)) {
+    throw new CorruptDataError('STATE is not a store state file (cut or extended)', { file, reason: 'header' });
+  }
   const line = text.subarray(0, nl);
   if (!macEqual(macOf(key, line), macText)) throw new CorruptDataError('STATE does not authenticate: it was changed, or belongs to another store', { file, reason: 'auth' });
   let body: StateBody;

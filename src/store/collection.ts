@@ -964,7 +964,8 @@ export class Collection {
       const walSeqs = await listWalFiles(this.walDir);
       for (const s of walSeqs) {
         if (s > (entry?.liveSeq ?? 0)) {
-          throw new CorruptDataError(`WAL file ${walFileName(s)} is newer than any the store state names`, { file: join(this.walDir, walFileName(s)), reason: 'state' });
+          // Files are named in the state before they are created: an authentic newer one meets an older copy of STATE.
+          throw new RollbackError(`WAL file ${walFileName(s)} is newer than any the store state names: an older copy of STATE`, { file: join(this.ctx.storeDir, STATE_FILE), reason: 'rollback' });
         }
       }
       for (const seal of seals.values()) {

@@ -296,7 +296,11 @@ export async function checkManifestState(entry: CollectionState | undefined, man
     if (generation < newest) {
       throw new RollbackError(`manifest generation ${generation} is older than the store state records (${newest})`, { file: manifestFile, reason: 'rollback' });
     }
-    throw new CorruptDataError(`manifest generation ${generation} is not the one the store state records (${newest})`, { file: manifestFile, reason: 'state' });
+    // A sealed manifest newer than anything the state announced can only meet an older copy of STATE.
+    if (generation > newest) {
+      throw new RollbackError(`the store state records manifest generation ${newest}, older than ${manifestFile} (${generation}): an older copy of STATE`, { file: stateFile, reason: 'rollback' });
+    }
+    throw new CorruptDataError(`manifest generation ${generation} is not the one the store state records`, { file: manifestFile, reason: 'state' });
   }
   entry.sealed = entry.sealed.filter((s) => s.seq >= firstWalSeq);
   const seals = new Map<number, WalSeal>();
