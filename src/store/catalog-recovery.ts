@@ -35,20 +35,8 @@ export async function recoverCatalog(
   catalogPresent: boolean,
 ): Promise<CollectionInfo[]> {
   const { dir, keys, logger, writeCatalog, forget } = host;
-  const listed = new Set(catalog.map((c) => c.id));
-  const interruptedCreates: string[] = [];
   // Checked before anything is changed, so a refused open leaves every file as it was.
-  for (const [id, col] of Object.entries(keys.keyring.collections)) {
-    if (listed.has(id)) continue;
-    // Shredded collections keep their (destroyed) key records; their files are garbage.
-    if (col.deks.every((d) => d.state === 'destroyed')) continue;
-    if (!(await holdsFiles(collectionDir(dir, id)))) {
-      // Keys written, catalog entry not yet: a createCollection that never returned.
-      interruptedCreates.push(id);
-      continue;
-    }
-    throw missingEntry(dir, id, col.deks, catalog, catalogPresent);
-  }
+  const interruptedCreates = await checkCatalogEntries(dir, keys, catalog, catalogPresent);
 
   let changed = false;
   const kept: CollectionInfo[] = [];
@@ -76,6 +64,29 @@ export async function recoverCatalog(
   }
   if (changed) await writeCatalog(kept);
   return kept;
+}
+
+/**
+ * The read-only part of {@link recoverCatalog}: throws the typed error for a
+ * collection with keys and files but no catalog entry (also used to say how
+ * a CATALOG that differs from the store state differs); returns the ids of
+ * interrupted creates (keys, no files, no entry).
+ */
+export async function checkCatalogEntries(dir: string, keys: KeyManager, catalog: CollectionInfo[], catalogPresent: boolean): Promise<string[]> {
+  const listed = new Set(catalog.map((c) => c.id));
+  const interruptedCreates: string[] = [];
+  for (const [id, col] of Object.entries(keys.keyring.collections)) {
+    if (listed.has(id)) continue;
+    // Shredded collections keep their (destroyed) key records; their files are garbage.
+    if (col.deks.every((d) => d.state === 'destroyed')) continue;
+    if (!(await holdsFiles(collectionDir(dir, id)))) {
+      // Keys written, catalog entry not yet: a createCollection that never returned.
+      interruptedCreates.push(id);
+      continue;
+    }
+    throw missingEntry(dir, id, col.deks, catalog, catalogPresent);
+  }
+  return interruptedCreates;
 }
 
 /** True when the directory exists and holds at least one file (empty subdirectories do not count). */

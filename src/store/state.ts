@@ -78,7 +78,15 @@ export class StoreState {
    * with an anchor, that it is not older than the newest state the anchor
    * saw. Writes nothing.
    */
-  static async open(options: { dir: string; keys: KeyManager; storeId: string; storeBytes: Uint8Array; anchor?: string }): Promise<StoreState> {
+  static async open(options: {
+    dir: string;
+    keys: KeyManager;
+    storeId: string;
+    storeBytes: Uint8Array;
+    anchor?: string;
+    /** Called before a CATALOG that differs from the state is refused, to throw a more telling error (a removed entry, an older copy). */
+    explainCatalog?: () => Promise<void>;
+  }): Promise<StoreState> {
     const { dir, keys, storeId } = options;
     const file = join(dir, STATE_FILE);
     const key = await StoreState.macKey(keys);
@@ -89,7 +97,7 @@ export class StoreState {
       }
       const anchor = options.anchor === undefined ? undefined : resolve(options.anchor);
       if (anchor !== undefined) await checkAnchor(anchor, key, storeId, body, mac, file);
-      await checkCatalog(dir, body);
+      await checkCatalog(dir, body, options.explainCatalog);
       return new StoreState(file, body, key, anchor);
     } catch (err) {
       key.fill(0);
@@ -250,7 +258,7 @@ async function checkAnchor(anchor: string, key: Buffer, storeId: string, body: S
   }
 }
 
-async function checkCatalog(dir: string, body: StateBody): Promise<void> {
+async function checkCatalog(dir: string, body: StateBody, explain: (() => Promise<void>) | undefined): Promise<void> {
   const file = join(dir, CATALOG_FILE);
   let bytes: Buffer | undefined;
   try {
@@ -259,7 +267,10 @@ async function checkCatalog(dir: string, body: StateBody): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   if (bytes === undefined) {
-    if (body.catalog !== null) throw new CorruptDataError('CATALOG is missing', { file, reason: 'missing' });
+    if (body.catalog !== null) {
+      await explain?.();
+      throw new CorruptDataError('CATALOG is missing', { file, reason: 'missing' });
+    }
     return;
   }
   const hash = sha256Hex(bytes);
@@ -272,7 +283,8 @@ async function checkCatalog(dir: string, body: StateBody): Promise<void> {
     delete body.pendingCatalog;
     return;
   }
-  throw new RollbackError('CATALOG differs from what the store state records (an older copy, or edited)', { file, reason: 'state' });
+  await explain?.();
+  throw new CorruptDataError('CATALOG differs from what the store state records (an older copy, or edited)', { file, reason: 'state' });
 }
 
 /**

@@ -22,7 +22,7 @@ import { newId } from '../util/ids.js';
 import { AuditSink } from './audit-sink.js';
 import { CATALOG_FILE, readCatalog, type CollectionInfo } from './catalog.js';
 import { STATE_FILE, StoreState, initializeStoreState } from './state.js';
-import { recoverCatalog } from './catalog-recovery.js';
+import { checkCatalogEntries, recoverCatalog } from './catalog-recovery.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
@@ -188,7 +188,11 @@ export class Store {
         // The keyring is authenticated; a store id that disagrees with it is STORE's damage.
         if (keys.storeId !== storeId) throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
         if (options.initializeState && !(await exists(join(dir, STATE_FILE)))) await initializeStoreState({ dir, keys, storeId });
-        state = await StoreState.open({ dir, keys, storeId, storeBytes, ...anchor });
+        const km = keys;
+        const explainCatalog = async (): Promise<void> => {
+          await checkCatalogEntries(dir, km, await readCatalog(dir), await exists(join(dir, CATALOG_FILE)));
+        };
+        state = await StoreState.open({ dir, keys, storeId, storeBytes, ...anchor, explainCatalog });
       } else {
         storeId = newId();
         keys = await createKeyring(dir, storeId, options);
