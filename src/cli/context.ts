@@ -10,6 +10,7 @@ export interface StoreCliOptions {
   dir?: string;
   keyDir?: string;
   stagingDir?: string;
+  freshnessAnchor?: string;
   json?: boolean;
 }
 
@@ -65,7 +66,8 @@ export function storeOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
-    .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)');
+    .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)')
+    .option('--freshness-anchor <file>', 'a file outside the store directory holding its newest state, so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)');
 }
 
 export function storeDir(opts: StoreCliOptions): string {
@@ -82,7 +84,14 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
     create,
     ...(keys === undefined ? {} : { keys }),
     ...(opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir }),
+    ...freshnessAnchorOf(opts),
   });
+}
+
+/** --freshness-anchor, else VECTORSEAL_FRESHNESS_ANCHOR. */
+function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } {
+  const anchor = opts.freshnessAnchor ?? process.env['VECTORSEAL_FRESHNESS_ANCHOR'];
+  return anchor ? { freshnessAnchor: resolve(anchor) } : {};
 }
 
 /** Runs `fn` with an open store and always closes it. */

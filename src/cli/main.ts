@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { VectorsealError } from '../errors.js';
-import { resolveStoreAuditKey } from './audit-key.js';
+import { resolveStoreAudit } from './audit-key.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerCollectionCommands } from './commands/collection.js';
@@ -28,7 +28,7 @@ export function buildProgram(): Command {
   registerBackupCommands(program);
   registerLifecycleCommands(program);
   registerVerifyShreddedCommand(program);
-  registerAuditCommands(program, resolveStoreAuditKey);
+  registerAuditCommands(program, resolveStoreAudit);
   return program;
 }
 

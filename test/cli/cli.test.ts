@@ -63,8 +63,8 @@ describe('vectorseal CLI (built binary)', () => {
     expect(infoText).toContain('docs');
 
     const rot = json<{ rewrapped: number; fromVersion: string; toVersion: string; dataFiles: { byteIdentical: boolean; checked: number } }>(['rotate-kek'], env);
-    // Two collection DEKs and the store's audit-trail key.
-    expect(rot).toMatchObject({ rewrapped: 3, fromVersion: '1', toVersion: '2' });
+    // Two collection DEKs and the store's audit-trail and state keys.
+    expect(rot).toMatchObject({ rewrapped: 4, fromVersion: '1', toVersion: '2' });
     expect(rot.dataFiles.byteIdentical).toBe(true);
     expect(rot.dataFiles.checked).toBeGreaterThan(5);
     expect(json<{ id: string }[]>(['search', 'docs', '--vector', '[8,1,3,2]', '--k', '3', '--filter', '{"lang":"en"}'], env)).toEqual(hits);
