@@ -15,3 +15,4 @@ export { MAX_ID_BYTES } from './validate.js';
 export type { Space } from './layer.js';
 export type { TenantKekOption, MaintenanceReport } from './tenants.js';
 export type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
+export { STATE_FILE, STATE_SYSTEM_KEY, initializeStoreState } from './state.js';
