@@ -7,6 +7,7 @@ import { registerAuditCommands } from '../../src/cli/commands/audit.js';
 import { resolveStoreAudit } from '../../src/cli/audit-key.js';
 import { WAL_HEADER_SIZE } from '../../src/storage/wal.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
 
 /**
@@ -297,5 +298,29 @@ describe('store state: read-only work writes no new file', () => {
     }
     expect(await tree(d.dir)).toEqual(before);
     expect(before.filter((f) => f.endsWith('.wal'))).toEqual([]);
+  });
+});
+
+describe('store state: backup and restore', () => {
+  it('a restore builds a STATE that covers the restored files (a restored WAL file cut back is detected)', async () => {
+    const d = storeDirs();
+    const store = await openTestStore(d);
+    const c = await store.createCollection('c', { dim: 4 });
+    await c.upsert([{ id: 'a', vector: v(1) }, { id: 'b', vector: v(2) }]);
+    await c.flush();
+    await c.upsert({ id: 'x', vector: v(5) });
+    await backupStore(store, { to: join(d.root, 'backup') });
+    await store.close();
+    const restored: TestStoreDirs = { ...d, dir: join(d.root, 'restored') };
+    await restoreBackup({ from: join(d.root, 'backup'), dir: restored.dir, localKeyDir: d.keyDir });
+    const files = await tree(restored.dir);
+    expect(files).toContain('STATE');
+    const s = await reopen(restored);
+    expect(s.collection('c').ids().sort()).toEqual(['a', 'b', 'x']);
+    const colDir = s.collection('c').dir;
+    await s.close({ flush: false });
+    const wal = (await walFiles(colDir))[0] as string;
+    await fs.truncate(wal, WAL_HEADER_SIZE);
+    expect((await openError(restored)).file).toBe(wal);
   });
 });
