@@ -147,6 +147,9 @@ export async function readStateFile(file: string, key: Uint8Array, storeId: stri
   if (body?.format !== STATE_FORMAT) throw new CorruptDataError('STATE is not a store state file', { file, reason: 'header' });
   if (body.version !== STATE_VERSION) throw new UnsupportedVersionError(`store state version ${String(body.version)} is not supported (file ${file})`);
   if (body.storeId !== storeId) throw new CorruptDataError('STATE belongs to another store', { file, reason: 'foreign' });
+  if (body.collections === null || typeof body.collections !== 'object') throw new CorruptDataError('STATE does not list collections', { file, reason: 'decode' });
+  // Keyed by collection id: no inherited key (such as "__proto__") may read as an entry.
+  body.collections = Object.assign(Object.create(null) as Record<string, CollectionState>, body.collections);
   return { body, mac: macText };
 }
 

@@ -63,16 +63,6 @@ export class StoreState {
     private readonly anchor: string | undefined,
   ) {}
 
-  /** The MAC key, from the keyring's 'state' system key (made on first use). */
-  private static async macKey(keys: KeyManager): Promise<Buffer> {
-    const lease = await keys.systemKey(STATE_SYSTEM_KEY);
-    try {
-      return deriveStateMacKey(lease.key);
-    } finally {
-      lease.release();
-    }
-  }
-
   /**
    * Reads and authenticates STATE, checks STORE and CATALOG against it and,
    * with an anchor, that it is not older than the newest state the anchor
@@ -89,7 +79,7 @@ export class StoreState {
   }): Promise<StoreState> {
     const { dir, keys, storeId } = options;
     const file = join(dir, STATE_FILE);
-    const key = await StoreState.macKey(keys);
+    const key = await stateMacKey(keys);
     try {
       const { body, mac } = await readStateFile(file, key, storeId);
       if (sha256Hex(options.storeBytes) !== body.store) {
@@ -107,7 +97,7 @@ export class StoreState {
 
   /** Writes the first STATE of a new store (before STORE, which marks the directory as a store). */
   static async create(options: { dir: string; keys: KeyManager; storeId: string; storeBytes: Uint8Array; anchor?: string }): Promise<StoreState> {
-    const key = await StoreState.macKey(options.keys);
+    const key = await stateMacKey(options.keys);
     const body: StateBody = {
       format: STATE_FORMAT,
       version: STATE_VERSION,
@@ -116,7 +106,7 @@ export class StoreState {
       clean: false,
       store: sha256Hex(options.storeBytes),
       catalog: null,
-      collections: {},
+      collections: Object.create(null) as Record<string, CollectionState>,
     };
     const state = new StoreState(join(options.dir, STATE_FILE), body, key, options.anchor === undefined ? undefined : resolve(options.anchor));
     await state.commit();
@@ -139,8 +129,7 @@ export class StoreState {
 
   /** The entry of a collection, made empty when missing (a collection being created). */
   entry(collectionId: string): CollectionState {
-    const c = (this.body.collections[collectionId] ??= { sealed: [], liveSeq: 0 });
-    return c;
+    return (this.body.collections[collectionId] ??= { sealed: [], liveSeq: 0 });
   }
 
   /** The entry of a collection, or undefined. */
@@ -243,6 +232,16 @@ export class StoreState {
     this.body.generation = body.generation;
     this.body.clean = clean;
     if (this.anchor !== undefined) await writeAnchorFile(this.anchor, { storeId: body.storeId, generation: body.generation, stateMac: mac }, this.key);
+  }
+}
+
+/** The MAC key of STATE, from the keyring's 'state' system key (made on first use). The caller zeroes it. */
+async function stateMacKey(keys: KeyManager): Promise<Buffer> {
+  const lease = await keys.systemKey(STATE_SYSTEM_KEY);
+  try {
+    return deriveStateMacKey(lease.key);
+  } finally {
+    lease.release();
   }
 }
 
@@ -369,7 +368,7 @@ export async function initializeStoreState(options: { dir: string; keys: KeyMana
  * write was a clean close.
  */
 export async function readStoreStateForAudit(options: { dir: string; keys: KeyManager }): Promise<{ audit: StateAuditHead | undefined; clean: boolean }> {
-  const key = await StoreState['macKey'](options.keys);
+  const key = await stateMacKey(options.keys);
   try {
     const { body } = await readStateFile(join(resolve(options.dir), STATE_FILE), key, options.keys.storeId);
     return { audit: body.audit, clean: body.clean };
