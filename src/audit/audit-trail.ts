@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { fsync } from 'node:fs';
 import { chmod, mkdir, open as openFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { ClosedError, CorruptDataError, VectorsealError } from '../errors.js';
+import { ClosedError, CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
 import { deriveAuditMacKey } from './audit-key.js';
 import {
   AUDIT_FORMAT_VERSION,
@@ -36,6 +37,13 @@ export interface AuditTrailOptions {
   sync?: boolean;
   /** Principal recorded on entries whose event names none (the identity the application opened the store as). */
   principal?: string;
+  /**
+   * A head recorded elsewhere (the store's authenticated state): the trail
+   * must reach it, so a trail cut back (or deleted) is refused on open with
+   * a RollbackError naming the file. Entries past it are fine (written after
+   * the head was recorded, before a crash).
+   */
+  expectHead?: AuditHead;
 }
 
 type FileDestination = ReturnType<typeof pino.destination>;
@@ -119,6 +127,7 @@ export class AuditTrail {
     try {
       await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
       const state = await readChainState(options.file, key);
+      if (options.expectHead !== undefined) checkReachesHead(options.file, state, options.expectHead);
       // Create with 0600 ourselves, and tighten a file someone else created.
       await (await openFile(options.file, 'a', 0o600)).close();
       await chmod(options.file, 0o600);
@@ -152,6 +161,19 @@ export class AuditTrail {
   head(): AuditHead {
     if (this.last === undefined) throw new ClosedError(`audit trail ${this.file} has no entry yet`);
     return { ...this.last };
+  }
+
+  /**
+   * Makes every entry recorded so far durable (fsync of the trail file):
+   * called when an operation whose entries must survive a crash returns.
+   */
+  async sync(): Promise<void> {
+    this.throwIfFailed();
+    if (this.closing !== undefined) return;
+    await this.flush();
+    const fd = (this.destination as unknown as { fd: number }).fd;
+    if (typeof fd !== 'number' || fd < 0) return;
+    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
   }
 
   /** Waits until every recorded entry is in the file (a no-op for a sync trail). */
@@ -222,6 +244,19 @@ export class AuditTrail {
     if (this.failure !== undefined) {
       throw new VectorsealError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
     }
+  }
+}
+
+/** The trail's last entry must be the expected head or a later entry of the same trail. */
+function checkReachesHead(file: string, state: ChainState, head: AuditHead): void {
+  if (state.resumed === undefined) {
+    throw new RollbackError(`audit trail is empty or missing; the store state records its head at seq ${head.seq}`, { file, reason: 'rollback' });
+  }
+  if (state.trail !== head.trail) {
+    throw new CorruptDataError(`audit trail is trail ${state.trail}; the store state records trail ${head.trail}`, { file, reason: 'foreign' });
+  }
+  if (state.resumed.seq < head.seq || (state.resumed.seq === head.seq && state.prev !== head.mac)) {
+    throw new RollbackError(`audit trail ends at seq ${state.resumed.seq}; the store state records its head at seq ${head.seq}: the trail was cut back`, { file, reason: 'rollback' });
   }
 }
 

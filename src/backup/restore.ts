@@ -119,8 +119,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
       options.onProgress?.({ phase: 'copy', files: ++done, totalFiles: files.length });
     }
     options.onProgress?.({ phase: 'open', files: done, totalFiles: files.length });
+    // A backup holds no STATE (its CATALOG may be a subset, its WAL files a cut): the restored files, verified above, get a fresh one.
     const store = await openStore({
       dir: tmp,
+      initializeState: true,
       ...(options.localKeyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: options.localKeyDir } }),
       ...(options.keks === undefined ? {} : { keks: options.keks }),
       ...(options.providers === undefined ? {} : { providers: options.providers }),

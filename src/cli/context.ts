@@ -12,6 +12,7 @@ export interface StoreCliOptions {
   config?: string;
   keyDir?: string;
   stagingDir?: string;
+  freshnessAnchor?: string;
   json?: boolean;
 }
 
@@ -68,7 +69,8 @@ export function storeOptions(cmd: Command): Command {
     .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
     .option('--config <file>', 'the store\'s KEK configuration (default: env VECTORSEAL_CONFIG, else $XDG_CONFIG_HOME/vectorseal/stores/<storeId>.json)')
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
-    .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)');
+    .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)')
+    .option('--freshness-anchor <file>', 'a file outside the store directory holding its newest state, so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)');
 }
 
 export function storeDir(opts: StoreCliOptions): string {
@@ -96,7 +98,7 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
   const staging = opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir };
   if (create) {
     const keys = await keysFromCli(opts);
-    const store = await openStore({ dir, create, ...(keys === undefined ? {} : { keys }), ...staging });
+    const store = await openStore({ dir, create, ...(keys === undefined ? {} : { keys }), ...staging, ...freshnessAnchorOf(opts) });
     try {
       await writeStoreConfig(configPath(store.storeId, opts.config), { storeId: store.storeId, dir, keks: { ...store.keys.kekConfigs } });
     } catch (err) {
@@ -111,7 +113,14 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
     ...(config === undefined ? {} : { keks: config.keks }),
     ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
     ...staging,
+    ...freshnessAnchorOf(opts),
   });
+}
+
+/** --freshness-anchor, else VECTORSEAL_FRESHNESS_ANCHOR. */
+function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } {
+  const anchor = opts.freshnessAnchor ?? process.env['VECTORSEAL_FRESHNESS_ANCHOR'];
+  return anchor ? { freshnessAnchor: resolve(anchor) } : {};
 }
 
 /** Runs `fn` with an open store and always closes it; KEKs added meanwhile are recorded in the store's config file. */

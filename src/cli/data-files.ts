@@ -10,8 +10,8 @@ export interface FileFingerprint {
   mtimeMs: number;
 }
 
-/** Files that hold no data (lock, keyring, audit trail) and legitimately change on rotation. */
-const NOT_DATA = new Set(['LOCK', 'KEYRING', 'audit.log']);
+/** Files that hold no data (lock, keyring, store state, audit trail) and legitimately change on rotation. */
+const NOT_DATA = new Set(['LOCK', 'KEYRING', 'STATE', 'audit.log']);
 
 /** SHA-256, size and mtime of every data file under a store directory, sorted by path. */
 export async function fingerprintDataFiles(dir: string): Promise<FileFingerprint[]> {

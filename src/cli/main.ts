@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { resolveStoreAuditKey } from './audit-key.js';
+import { VectorsealError } from '../errors.js';
+import { resolveStoreAudit } from './audit-key.js';
 import { errorCodeOf, exitCodeOf } from './exit-codes.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBackupCommands } from './commands/backup.js';
@@ -34,7 +35,7 @@ export function buildProgram(): Command {
   registerBackupCommands(program);
   registerLifecycleCommands(program);
   registerVerifyShreddedCommand(program);
-  registerAuditCommands(program, resolveStoreAuditKey);
+  registerAuditCommands(program, resolveStoreAudit);
   return program;
 }
 

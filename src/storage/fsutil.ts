@@ -100,3 +100,19 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Creates `dir` (and missing parents) so that it survives a crash: every
+ * directory that gained an entry is fsynced, from the first one created's
+ * parent down to `dir`'s own parent.
+ */
+export async function mkdirDurable(dir: string, mode = 0o700): Promise<void> {
+  const made = await fs.mkdir(dir, { recursive: true, mode });
+  if (made === undefined) return;
+  const chain: string[] = [];
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    chain.push(d);
+    if (d === dirname(made) || d === dirname(d)) break;
+  }
+  for (const d of chain.reverse()) await fsyncDir(d);
+}

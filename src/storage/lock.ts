@@ -35,6 +35,17 @@ function parse(text: string): LockInfo | undefined {
 }
 
 /**
+ * The process holding a store's lock, when it is alive on this host (a
+ * store open right now); undefined for no lock or a stale one. Reads only.
+ */
+export async function liveLockHolder(dir: string): Promise<LockInfo | undefined> {
+  const holder = parse(await fs.readFile(join(dir, LOCK_FILE), 'utf8').catch(() => ''));
+  if (!holder) return undefined;
+  if (holder.hostname !== hostname()) return holder;
+  return alive(holder.pid) ? holder : undefined;
+}
+
+/**
  * The single-writer lock of a store directory. The LOCK file appears whole or
  * not at all (hard link of a fsynced temp file), so a reader never sees half a
  * lock. A lock left by a dead process on this host is taken over; a live

@@ -60,6 +60,7 @@ export async function writeManifest(
   data: ManifestData,
   dek: Uint8Array,
   dekVersion: number,
+  beforeRename?: (ref: { generation: number; sha256: string }) => Promise<void>,
 ): Promise<void> {
   if (!Number.isSafeInteger(data.generation) || data.generation < 0) {
     throw new InvalidArgumentError(`manifest generation expected a non-negative integer, got ${data.generation}`);
@@ -70,6 +71,7 @@ export async function writeManifest(
     { kind: SegmentKind.Manifest, storeId, collectionId: data.collectionId, segmentId: data.generation, dekVersion },
     dek,
     packr.pack(data),
+    beforeRename === undefined ? {} : { beforeRename: (r) => beforeRename({ generation: data.generation, sha256: r.sha256 }) },
   );
   crashPoint('manifest:committed');
 }

@@ -173,6 +173,12 @@ export interface SegmentWriteOptions {
   engine?: ChunkEngine;
   /** Chunks sealed per write call (batching amortises the syscalls). */
   batchChunks?: number;
+  /**
+   * Called once the temp file is durable and before it is renamed into
+   * place, with its length and hash: lets the store state name a manifest
+   * before it can appear (see store/state.ts).
+   */
+  beforeRename?: (result: SegmentWriteResult) => Promise<void>;
 }
 
 /**
@@ -191,6 +197,7 @@ export class SegmentWriter {
   private done = false;
   /** Segment header and message header, written before the first chunk. */
   private initial: Buffer | undefined;
+  private readonly beforeRename: SegmentWriteOptions['beforeRename'];
 
   private constructor(
     private readonly handle: FileHandle,
@@ -201,6 +208,7 @@ export class SegmentWriter {
     options: SegmentWriteOptions,
   ) {
     const batch = options.batchChunks ?? 64;
+    this.beforeRename = options.beforeRename;
     this.sealer = new MessageSealer(dek, header, options.engine ? { engine: options.engine } : {});
     this.pending = Buffer.allocUnsafe(batch * CHUNK_SIZE);
     this.out = Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE);
@@ -249,9 +257,11 @@ export class SegmentWriter {
       this.done = true;
       await this.handle.sync();
       await this.handle.close();
+      const result = { length: this.length, sha256: this.hash.digest('hex'), plaintextLength: this.plaintextLength };
+      await this.beforeRename?.(result);
       await fs.rename(this.tmp, this.path);
       await fsyncDir(dirname(this.path));
-      return { length: this.length, sha256: this.hash.digest('hex'), plaintextLength: this.plaintextLength };
+      return result;
     } catch (err) {
       await this.abort();
       throw storageError(err, this.path);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -136,6 +136,10 @@ function aad(h: WalHeader, recordSeq: number, sealedLength: number): Buffer {
 export class WalWriter {
   private recordSeq = 0;
   private closed = false;
+  /** SHA-256 of the bytes known to be in the file (header and whole appends). */
+  private readonly hash: Hash = createHash('sha256');
+  /** Set when an append failed part-way: the file's tail is then unknown and the file cannot be sealed. */
+  private torn = false;
 
   private constructor(
     readonly path: string,
@@ -143,7 +147,10 @@ export class WalWriter {
     private readonly handle: FileHandle,
     private readonly key: Buffer,
     private readonly sync: boolean,
-  ) {}
+    headerBytes: Buffer,
+  ) {
+    this.hash.update(headerBytes);
+  }
 
   /**
    * Creates WAL file `header.walSeq` in `dir`. The header appears whole or not
@@ -160,7 +167,18 @@ export class WalWriter {
     const path = join(dir, walFileName(fields.walSeq));
     await createFileAtomic(path, bytes, 0o600);
     const handle = await fs.open(path, constants.O_WRONLY | constants.O_APPEND);
-    return new WalWriter(path, header, handle, deriveKey(dek, bytes), options.sync ?? true);
+    return new WalWriter(path, header, handle, deriveKey(dek, bytes), options.sync ?? true, bytes);
+  }
+
+  /**
+   * The file's record count and SHA-256 as they stand, for sealing it in the
+   * store state once it is superseded (or at a clean close). Undefined when
+   * an append failed part-way: such a file is repaired on the next open, not
+   * sealed.
+   */
+  seal(): { seq: number; records: number; sha256: string } | undefined {
+    if (this.torn) return undefined;
+    return { seq: this.header.walSeq, records: this.recordSeq, sha256: this.hash.copy().digest('hex') };
   }
 
   /** Records appended so far. */
@@ -194,8 +212,10 @@ export class WalWriter {
       crashPoint('wal:written');
       if (this.sync) await this.handle.datasync();
     } catch (err) {
+      this.torn = true;
       throw storageError(err, this.path);
     }
+    this.hash.update(buf);
     crashPoint('wal:synced');
   }
 
@@ -213,6 +233,8 @@ export interface WalContents {
   records: Buffer[];
   /** Bytes dropped from a torn tail (0 when the file ended cleanly). */
   truncated: number;
+  /** SHA-256 (hex) of the header and whole records (a torn tail excluded). */
+  sha256: string;
 }
 
 function allZero(b: Uint8Array): boolean {
@@ -291,16 +313,39 @@ export async function readWal(
     key.fill(0);
   }
   const truncated = tornAt === undefined ? 0 : file.length - tornAt;
-  if (tornAt !== undefined && options.repair) {
-    const h = await fs.open(path, constants.O_WRONLY);
-    try {
-      await h.truncate(tornAt);
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-    await fsyncDir(dirname(path));
-  }
+  // Over the whole records only: a torn tail dropped here is not part of what was written and sealed.
+  const sha256 = createHash('sha256').update(tornAt === undefined ? file : file.subarray(0, tornAt)).digest('hex');
+  if (tornAt !== undefined && options.repair) await truncateWal(path, tornAt);
   file.fill(0);
-  return { header, records, truncated };
+  return { header, records, truncated, sha256 };
+}
+
+/**
+ * Record count and SHA-256 of a WAL file as it is on disk, read without a key
+ * (the length prefixes frame the records): for building a store state from
+ * files already trusted (a verified restore, an upgrade).
+ */
+export async function walFileSeal(path: string, seq: number): Promise<{ seq: number; records: number; sha256: string }> {
+  const file = await fs.readFile(path);
+  let off = WAL_HEADER_SIZE;
+  let records = 0;
+  while (off + 4 <= file.length) {
+    const len = file.readUInt32BE(off);
+    if (len < TAG || off + 4 + len > file.length) break;
+    off += 4 + len;
+    records++;
+  }
+  return { seq, records, sha256: createHash('sha256').update(file).digest('hex') };
+}
+
+/** Cuts a WAL file back to `length` bytes (a torn tail), durably. */
+export async function truncateWal(path: string, length: number): Promise<void> {
+  const h = await fs.open(path, constants.O_WRONLY);
+  try {
+    await h.truncate(length);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await fsyncDir(dirname(path));
 }

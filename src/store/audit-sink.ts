@@ -1,4 +1,4 @@
-import type { AuditEvent, AuditTrail } from '../audit/index.js';
+import type { AuditEvent, AuditHead, AuditTrail } from '../audit/index.js';
 import type { KeyAuditEvent } from '../keys/key-manager.js';
 import type { Logger } from './logger.js';
 
@@ -47,10 +47,28 @@ export class AuditSink {
     for (const e of held) this.record(e);
   }
 
-  /** Writes the trail's close checkpoint; later events are dropped. */
-  async close(): Promise<void> {
+  /** The trail's head (the last entry written), once there is one. */
+  head(): AuditHead | undefined {
+    try {
+      return this.trail?.head();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Makes the entries recorded so far durable (lifecycle operations call it before they return). */
+  async durable(): Promise<void> {
+    try {
+      await this.trail?.sync();
+    } catch (err) {
+      this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'audit trail sync failed');
+    }
+  }
+
+  /** Writes the trail's close checkpoint and returns the final head; later events are dropped. */
+  async close(): Promise<AuditHead | undefined> {
     this.closed = true;
     this.pending = [];
-    await this.trail?.close();
+    return this.trail?.close();
   }
 }

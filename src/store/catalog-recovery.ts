@@ -4,7 +4,7 @@ import { CorruptDataError, RollbackError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import { MANIFEST_FILE } from '../storage/manifest.js';
 import { exists } from '../storage/fsutil.js';
-import { CATALOG_FILE, writeCatalog, type CollectionInfo } from './catalog.js';
+import { CATALOG_FILE, type CollectionInfo } from './catalog.js';
 import { collectionDir } from './collection.js';
 import type { Logger } from './logger.js';
 
@@ -22,25 +22,21 @@ import type { Logger } from './logger.js';
  * opening a store in which the collection silently went missing.
  */
 export async function recoverCatalog(
-  host: { dir: string; keys: KeyManager; logger: Logger },
+  host: {
+    dir: string;
+    keys: KeyManager;
+    logger: Logger;
+    /** Replaces CATALOG (through the store state, which records its hash). */
+    writeCatalog: (collections: CollectionInfo[]) => Promise<void>;
+    /** Drops a collection from the store state (written with the next CATALOG). */
+    forget: (collectionId: string) => void;
+  },
   catalog: CollectionInfo[],
   catalogPresent: boolean,
 ): Promise<CollectionInfo[]> {
-  const { dir, keys, logger } = host;
-  const listed = new Set(catalog.map((c) => c.id));
-  const interruptedCreates: string[] = [];
+  const { dir, keys, logger, writeCatalog, forget } = host;
   // Checked before anything is changed, so a refused open leaves every file as it was.
-  for (const [id, col] of Object.entries(keys.keyring.collections)) {
-    if (listed.has(id)) continue;
-    // Shredded collections keep their (destroyed) key records; their files are garbage.
-    if (col.deks.every((d) => d.state === 'destroyed')) continue;
-    if (!(await holdsFiles(collectionDir(dir, id)))) {
-      // Keys written, catalog entry not yet: a createCollection that never returned.
-      interruptedCreates.push(id);
-      continue;
-    }
-    throw missingEntry(dir, id, col.deks, catalog, catalogPresent);
-  }
+  const interruptedCreates = await checkCatalogEntries(dir, keys, catalog, catalogPresent);
 
   let changed = false;
   const kept: CollectionInfo[] = [];
@@ -55,16 +51,42 @@ export async function recoverCatalog(
     // A create that never wrote its manifest is undone; a drop is finished. Either way: no keys, no files, no entry.
     await keys.destroyCollection(info.id);
     await fs.rm(collectionDir(dir, info.id), { recursive: true, force: true });
+    forget(info.id);
     logger.warn({ collection: info.name, step: info.state }, 'interrupted collection change completed on open');
     changed = true;
   }
   for (const id of interruptedCreates) {
     await keys.destroyCollection(id);
     await fs.rm(collectionDir(dir, id), { recursive: true, force: true });
+    forget(id);
+    changed = true;
     logger.warn({ collectionKeys: 'unused', step: 'creating' }, 'keys of an interrupted collection create removed on open');
   }
-  if (changed) await writeCatalog(dir, kept);
+  if (changed) await writeCatalog(kept);
   return kept;
+}
+
+/**
+ * The read-only part of {@link recoverCatalog}: throws the typed error for a
+ * collection with keys and files but no catalog entry (also used to say how
+ * a CATALOG that differs from the store state differs); returns the ids of
+ * interrupted creates (keys, no files, no entry).
+ */
+export async function checkCatalogEntries(dir: string, keys: KeyManager, catalog: CollectionInfo[], catalogPresent: boolean): Promise<string[]> {
+  const listed = new Set(catalog.map((c) => c.id));
+  const interruptedCreates: string[] = [];
+  for (const [id, col] of Object.entries(keys.keyring.collections)) {
+    if (listed.has(id)) continue;
+    // Shredded collections keep their (destroyed) key records; their files are garbage.
+    if (col.deks.every((d) => d.state === 'destroyed')) continue;
+    if (!(await holdsFiles(collectionDir(dir, id)))) {
+      // Keys written, catalog entry not yet: a createCollection that never returned.
+      interruptedCreates.push(id);
+      continue;
+    }
+    throw missingEntry(dir, id, col.deks, catalog, catalogPresent);
+  }
+  return interruptedCreates;
 }
 
 /** True when the directory exists and holds at least one file (empty subdirectories do not count). */

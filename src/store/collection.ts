@@ -16,7 +16,9 @@ import {
 } from '../storage/manifest.js';
 import { SegmentKind, SegmentReader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import type { Staging } from '../storage/staging.js';
-import { WalWriter, listWalFiles, readWal, readWalHeader, walFileName } from '../storage/wal.js';
+import { WalWriter, listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
+import { mkdirDurable } from '../storage/fsutil.js';
+import { STATE_FILE, checkManifestState, type StoreState, type WalSeal } from './state.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList, decodeVectorBlock, encodeList, encodeVectorBlock } from './blocks.js';
 import type { CollectionInfo } from './catalog.js';
@@ -127,6 +129,8 @@ export interface CollectionContext {
   onDenied?: (info: CollectionInfo, operation: string, err: unknown) => void;
   /** Told of pages sealed under the active DEK (for page-limit rotation policies). */
   notePages?: (info: CollectionInfo, pages: number) => Promise<void>;
+  /** The store's authenticated state: manifests and WAL files are announced in it before they appear. */
+  state: StoreState;
 }
 
 type Op =
@@ -150,6 +154,10 @@ export class Collection<M extends object = Metadata> {
   private frozen: Layer | undefined;
   /** First WAL file not covered by the frozen memtable. */
   private frozenWalSeq = 0;
+  /** Sequence number the next WAL file gets (files are created on the first append after one ends). */
+  private walNext = 1;
+  /** Seals of WAL files ended since the last one was announced in the store state. */
+  private unannounced: WalSeal[] = [];
   private memtable: Layer;
   private readonly current = new Map<string, { layer: Layer; label: number }>();
   private manifest!: ManifestData;
@@ -178,12 +186,17 @@ export class Collection<M extends object = Metadata> {
   /** Creates the files of a new collection (its keys must exist) and opens it. */
   static async create(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
     const dir = collectionDir(ctx.storeDir, info.id);
-    await fs.mkdir(join(dir, 'wal'), { recursive: true, mode: 0o700 });
-    await fs.mkdir(join(dir, 'seg'), { recursive: true, mode: 0o700 });
+    // Each new directory entry is fsynced, so a crash cannot leave a manifest in a directory that vanished.
+    await mkdirDurable(join(dir, 'wal'));
+    await mkdirDurable(join(dir, 'seg'));
     const c = new Collection(ctx, info);
     const version = ctx.keys.activeDekVersion(info.id);
+    const initial = c.initialManifest();
     await ctx.keys.withDek(info.id, version, (dek) =>
-      writeManifest(dir, ctx.storeId, c.initialManifest(), dek, version),
+      writeManifest(dir, ctx.storeId, initial, dek, version, async (ref) => {
+        ctx.state.entry(info.id);
+        await ctx.state.announceManifest(info.id, ref);
+      }),
     );
     return Collection.open(ctx, info);
   }
@@ -469,7 +482,7 @@ export class Collection<M extends object = Metadata> {
       this.authorize('backup');
       await this.rotateWal();
       const m = structuredClone(this.manifest);
-      return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq: this.journal.current.header.walSeq - 1 });
+      return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq: this.walNext - 1 });
     });
   }
 
@@ -487,7 +500,15 @@ export class Collection<M extends object = Metadata> {
       if ((options.flush ?? true) && this.usable()) await this.flushLocked();
       await this.journal.drain();
       this.closed = true;
-      await this.journal.current.close();
+      const { seal } = await this.journal.endFile();
+      // The newest file, whole: a clean close of the store writes it to the state.
+      const e = this.ctx.state.find(this.info.id);
+      if (e) {
+        for (const u of this.unannounced) this.ctx.state.noteSeal(this.info.id, u);
+        this.unannounced = [];
+        if (seal) e.closed = seal;
+        else delete e.closed;
+      }
     });
   }
 
@@ -507,7 +528,9 @@ export class Collection<M extends object = Metadata> {
     await this.exclusive(async () => {
       if (!this.loaded || this.closed) return;
       await this.journal.drain();
-      await this.journal.current.close();
+      await this.endWalFile(this.journal);
+      for (const u of this.unannounced) this.ctx.state.noteSeal(this.info.id, u);
+      this.unannounced = [];
       this.loaded = false;
       this.resetMemory();
       this.ctx.logger.debug({ collection: this.info.name }, 'collection unloaded (keys refused)');
@@ -605,10 +628,8 @@ export class Collection<M extends object = Metadata> {
     // With an empty memtable the older WAL files hold nothing the segments lack: start the WAL past them.
     const seq = await this.journal.control(async (j) => {
       if (this.frozen || this.memtable.size > 0 || this.memtable.tombstones.size > 0) return undefined;
-      const s = j.current.header.walSeq + 1;
-      const w = await this.newWal(s, this.manifest.generation);
-      await j.switchTo(w).close();
-      return s;
+      await this.endWalFile(j);
+      return this.walNext;
     });
     if (seq === undefined) {
       await this.flushLocked();
@@ -802,12 +823,10 @@ export class Collection<M extends object = Metadata> {
   /** Moves the memtable aside and sends new writes to a new WAL file. */
   private async freeze(): Promise<void> {
     await this.journal.control(async (j) => {
-      const seq = j.current.header.walSeq + 1;
-      const w = await this.newWal(seq, this.manifest.generation);
+      await this.endWalFile(j);
       crashPoint('flush:wal-created');
-      await j.switchTo(w).close();
       this.frozen = this.memtable;
-      this.frozenWalSeq = seq;
+      this.frozenWalSeq = this.walNext;
       this.memtable = this.newMemtable();
     });
     crashPoint('flush:frozen');
@@ -949,10 +968,18 @@ export class Collection<M extends object = Metadata> {
     return files;
   }
 
+  /** Replaces the manifest: named in the store state (as pending) before it is renamed into place. */
   private async commit(next: ManifestData): Promise<void> {
     const version = this.ctx.keys.activeDekVersion(this.info.id);
-    await this.ctx.keys.withDek(this.info.id, version, (dek) => writeManifest(this.dir, this.ctx.storeId, next, dek, version));
+    let ref: { generation: number; sha256: string } | undefined;
+    await this.ctx.keys.withDek(this.info.id, version, (dek) =>
+      writeManifest(this.dir, this.ctx.storeId, next, dek, version, async (r) => {
+        ref = r;
+        await this.ctx.state.announceManifest(this.info.id, r);
+      }),
+    );
     this.manifest = next;
+    if (ref) this.ctx.state.manifestCommitted(this.info.id, ref, next.firstWalSeq);
   }
 
   /**
@@ -960,10 +987,27 @@ export class Collection<M extends object = Metadata> {
    * a manifest rolled back to an older generation is caught on open.
    */
   private async rotateWal(): Promise<void> {
-    await this.journal.control(async (j) => {
-      const w = await this.newWal(j.current.header.walSeq + 1, this.manifest.generation);
-      await j.switchTo(w).close();
-    });
+    await this.journal.control((j) => this.endWalFile(j));
+  }
+
+  /** Ends the current WAL file (control step): its seal goes to the state with the next file's announcement. */
+  private async endWalFile(j: Journal): Promise<void> {
+    const { ended, seal } = await j.endFile();
+    if (!ended) return;
+    if (seal) this.unannounced.push(seal);
+    this.walNext += 1;
+  }
+
+  /**
+   * Creates the next WAL file on the first append after one ended: the
+   * state names it first (with the seals of the files it supersedes), so a
+   * file the state does not know of is never legitimate.
+   */
+  private async openNextWal(): Promise<WalWriter> {
+    const seq = this.walNext;
+    await this.ctx.state.announceWal(this.info.id, seq, this.unannounced);
+    this.unannounced = [];
+    return this.newWal(seq, this.manifest.generation);
   }
 
   private async removeWalBefore(seq: number): Promise<void> {
@@ -994,7 +1038,24 @@ export class Collection<M extends object = Metadata> {
           reason: 'catalog',
         });
       }
+      // The manifest must be the one the store state records (or announced): an older copy is a rollback.
+      const entry = this.ctx.state.find(this.info.id);
+      const seals = await checkManifestState(entry, manifestFile, join(this.ctx.storeDir, STATE_FILE), m.generation, m.firstWalSeq);
       const walSeqs = await listWalFiles(this.walDir);
+      for (const s of walSeqs) {
+        if (s > (entry?.liveSeq ?? 0)) {
+          // Files are named in the state before they are created: an authentic newer one meets an older copy of STATE.
+          throw new RollbackError(`WAL file ${walFileName(s)} is newer than any the store state names: an older copy of STATE`, { file: join(this.ctx.storeDir, STATE_FILE), reason: 'rollback' });
+        }
+      }
+      for (const seal of seals.values()) {
+        if (!walSeqs.includes(seal.seq)) {
+          throw new CorruptDataError(`WAL file ${walFileName(seal.seq)} is missing: the store state sealed it with ${seal.records} records`, {
+            file: join(this.walDir, walFileName(seal.seq)),
+            reason: 'missing',
+          });
+        }
+      }
       for (const s of walSeqs) {
         const path = join(this.walDir, walFileName(s));
         const h = await readWalHeader(path, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq: s });
@@ -1020,7 +1081,18 @@ export class Collection<M extends object = Metadata> {
       let replayed = 0;
       for (const s of live) {
         const path = join(this.walDir, walFileName(s));
-        const contents = await readWal(path, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq: s }, keyFor, { repair: true });
+        const seal = seals.get(s);
+        // A sealed file is checked before anything is repaired; only an unsealed (newest) one may have a torn tail cut off.
+        const contents = await readWal(path, { storeId: this.ctx.storeId, collectionId: this.info.id, walSeq: s }, keyFor, { repair: seal === undefined });
+        if (seal && (contents.records.length !== seal.records || contents.sha256 !== seal.sha256)) {
+          for (const rec of contents.records) rec.fill(0);
+          throw new CorruptDataError(
+            `WAL file ${walFileName(s)} holds ${contents.records.length} records; the store state sealed it with ${seal.records}${contents.records.length === seal.records ? ' and another hash' : ''} (cut, emptied or replaced)`,
+            { file: path, reason: 'sealed' },
+          );
+        }
+        // Bytes after a sealed file's records were never part of it: dropped once the records proved whole.
+        if (seal && contents.truncated > 0) await truncateWal(path, (await fs.stat(path)).size - contents.truncated);
         if (contents.truncated > 0) this.ctx.logger.warn({ collection: this.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
         for (const rec of contents.records) {
           let op: Op;
@@ -1037,8 +1109,14 @@ export class Collection<M extends object = Metadata> {
         }
       }
       await this.removeWalBefore(m.firstWalSeq);
-      const nextSeq = Math.max(m.firstWalSeq - 1, ...walSeqs) + 1;
-      this.journal = new Journal(await this.newWal(nextSeq, m.generation));
+      // The newest file of a clean close is superseded by this session's first write.
+      if (entry?.closed) {
+        this.ctx.state.noteSeal(this.info.id, entry.closed);
+        delete entry.closed;
+      }
+      this.walNext = Math.max(m.firstWalSeq - 1, ...walSeqs) + 1;
+      this.unannounced = [];
+      this.journal = new Journal(() => this.openNextWal());
       this.ctx.logger.debug({ collection: this.info.name, generation: m.generation, groups: m.groups.length, replayed }, 'collection opened');
     });
   }

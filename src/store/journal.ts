@@ -16,9 +16,16 @@ export class Journal {
   private running = false;
   private failure: unknown;
 
-  constructor(private writer: WalWriter) {}
+  private writer: WalWriter | undefined;
 
-  get current(): WalWriter {
+  /**
+   * `openFile` creates the next WAL file; it is called on the first append
+   * after the journal starts or a file ends, so reads alone create no file.
+   */
+  constructor(private readonly openFile: () => Promise<WalWriter>) {}
+
+  /** The WAL file being appended to, if one was created since the last {@link endFile}. */
+  get current(): WalWriter | undefined {
     return this.writer;
   }
 
@@ -46,11 +53,18 @@ export class Journal {
     });
   }
 
-  /** Switches appends to another WAL file; call only from a control step. */
-  switchTo(writer: WalWriter): WalWriter {
-    const old = this.writer;
-    this.writer = writer;
-    return old;
+  /**
+   * Ends the current WAL file (call only from a control step): the next
+   * append creates a new one. Returns the ended writer's seal, if there was
+   * a file (undefined seal: an append to it failed part-way).
+   */
+  async endFile(): Promise<{ ended: boolean; seal: ReturnType<WalWriter['seal']> }> {
+    const w = this.writer;
+    if (w === undefined) return { ended: false, seal: undefined };
+    this.writer = undefined;
+    const seal = w.seal();
+    await w.close();
+    return { ended: true, seal };
   }
 
   /** Waits for everything queued so far. */
@@ -83,6 +97,13 @@ export class Journal {
         const batch = this.queue.splice(0, n) as Extract<Item, { kind: 'record' }>[];
         if (this.failure !== undefined) {
           for (const b of batch) b.reject(this.failure);
+          continue;
+        }
+        try {
+          this.writer ??= await this.openFile();
+        } catch (err) {
+          // Nothing was written: these batches fail, later ones try again.
+          for (const b of batch) b.reject(err);
           continue;
         }
         try {

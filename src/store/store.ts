@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
-import { AuditTrail, auditFilePath } from '../audit/index.js';
+import { AuditTrail, auditFilePath, type AuditHead } from '../audit/index.js';
 import {
   AlreadyExistsError,
   ClosedError,
@@ -21,8 +21,9 @@ import { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { newId } from '../util/ids.js';
 import { AuditSink } from './audit-sink.js';
-import { CATALOG_FILE, readCatalog, writeCatalog, type CollectionInfo } from './catalog.js';
-import { recoverCatalog } from './catalog-recovery.js';
+import { CATALOG_FILE, readCatalog, type CollectionInfo } from './catalog.js';
+import { STATE_FILE, StoreState, initializeStoreState } from './state.js';
+import { checkCatalogEntries, recoverCatalog } from './catalog-recovery.js';
 import { Collection, collectionDir, type CollectionContext } from './collection.js';
 import type { Space } from './layer.js';
 import { createLogger, wrapLogger, type Logger } from './logger.js';
@@ -90,6 +91,20 @@ export interface OpenStoreOptions {
   clock?: () => Date;
   /** Unwrapped-DEK cache: TTL and use limit (a KEK disabled in its provider takes effect once the TTL passes). */
   keyCache?: DekCacheOptions;
+  /**
+   * A file outside the data directory where the store keeps its state's
+   * generation and MAC after every state write (e.g. beside the local key
+   * directory). With it, a rollback of the whole data directory to an older
+   * complete copy is refused with a RollbackError naming STATE; without it,
+   * that rollback cannot be detected. Created on first use.
+   */
+  freshnessAnchor?: string;
+  /**
+   * @internal For restore and upgrade: a store without STATE gets one built
+   * from its files as they are (which the caller has verified), instead of
+   * the typed error naming STATE.
+   */
+  initializeState?: boolean;
 }
 
 export interface CreateCollectionOptions {
@@ -128,7 +143,7 @@ interface StoreFile {
 export class Store {
   private readonly collections = new Map<string, Collection>();
   /** Collections being created, by name. */
-  private readonly creating = new Map<string, Promise<Collection>>();
+  private readonly creating = new Map<string, Promise<unknown>>();
   private closed = false;
   private readonly lifecycle: TenantLifecycle;
 
@@ -142,6 +157,7 @@ export class Store {
     private readonly options: OpenStoreOptions,
     private catalog: CollectionInfo[],
     private readonly audit: AuditSink,
+    private readonly state: StoreState,
   ) {
     this.lifecycle = new TenantLifecycle({
       keys,
@@ -176,25 +192,46 @@ export class Store {
     options = { ...options, audit: (e) => audit.key(e) };
     let staging: Staging | undefined;
     let keys: KeyManager | undefined;
+    let state: StoreState | undefined;
     try {
       staging = await Staging.open(options.stagingDir);
       await removeStaleTemps(dir);
       let storeId: string;
+      const anchor = options.freshnessAnchor === undefined ? {} : { anchor: checkAnchorPath(options.freshnessAnchor, dir) };
       if (isStore) {
-        storeId = (await readStoreFile(storeFile)).storeId;
-        keys = await KeyManager.open({ ...keyOptions(dir, options), storeId });
+        const storeBytes = await fs.readFile(storeFile);
+        storeId = parseStoreFile(storeBytes, storeFile).storeId;
+        keys = await KeyManager.open(keyOptions(dir, options));
+        // The keyring is authenticated; a store id that disagrees with it is STORE's damage.
+        if (keys.storeId !== storeId) throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
+        if (options.initializeState && !(await exists(join(dir, STATE_FILE)))) await initializeStoreState({ dir, keys, storeId });
+        const km = keys;
+        const explainCatalog = async (): Promise<void> => {
+          await checkCatalogEntries(dir, km, await readCatalog(dir), await exists(join(dir, CATALOG_FILE)));
+        };
+        state = await StoreState.open({ dir, keys, storeId, storeBytes, ...anchor, explainCatalog });
       } else {
         storeId = newId();
         keys = await createKeyring(dir, storeId, options);
         const body: StoreFile = { format: STORE_FORMAT, version: STORE_VERSION, storeId, createdAt: new Date().toISOString(), options: { durability } };
-        await writeFileAtomic(storeFile, Buffer.from(`${JSON.stringify(body, null, 2)}\n`), 0o644);
+        const storeBytes = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
+        // STATE first: STORE is what makes the directory a store, so it is written last.
+        state = await StoreState.create({ dir, keys, storeId, storeBytes, ...anchor });
+        await writeFileAtomic(storeFile, storeBytes, 0o644);
         logger.info({ dir, storeId }, 'store created');
       }
-      audit.attach(await openAuditTrail(dir, keys, options));
-      const catalog = await recoverCatalog({ dir, keys, logger }, await readCatalog(dir), await exists(join(dir, CATALOG_FILE)));
-      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, catalog, audit);
+      const st = state;
+      audit.attach(await openAuditTrail(dir, keys, options, st.recordedAuditHead));
+      st.auditHead = () => audit.head();
+      const catalog = await recoverCatalog(
+        { dir, keys, logger, writeCatalog: (c) => st.writeCatalog(dir, c), forget: (id) => st.removeCollection(id) },
+        await readCatalog(dir),
+        await exists(join(dir, CATALOG_FILE)),
+      );
+      const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, catalog, audit, st);
       for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info));
       audit.record({ action: 'open', outcome: 'ok', details: { collections: store.catalog.length, created: !isStore } });
+      await audit.durable();
       logger.debug({ dir, collections: store.catalog.length }, 'store opened');
       if (options.maintainOnOpen ?? true) {
         try {
@@ -207,6 +244,7 @@ export class Store {
       return store;
     } catch (err) {
       await audit.close().catch(() => undefined);
+      state?.dispose();
       await keys?.close().catch(() => undefined);
       await staging?.close().catch(() => undefined);
       await lock.release();
@@ -259,6 +297,17 @@ export class Store {
         createdAt: new Date().toISOString(),
       };
     });
+    // Claimed at once: a second call for one of these names while this one awaits is refused, not a second collection.
+    const run = this.createBatch(infos);
+    for (const info of infos) this.creating.set(info.name, run);
+    try {
+      return await run;
+    } finally {
+      for (const info of infos) this.creating.delete(info.name);
+    }
+  }
+
+  private async createBatch(infos: CollectionInfo[]): Promise<Collection[]> {
     // Keys, then marked catalog entries, then files, then the entries unmarked:
     // each crash leaves a state the next open finishes or undoes (catalog-recovery.ts).
     await this.keys.addCollections(infos.map((info) => ({ id: info.id, name: info.name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) })));
@@ -266,11 +315,14 @@ export class Store {
     const undo = async (): Promise<void> => {
       // Undone in the order an open would undo it; if this fails too, the marked entries let the next open finish the job.
       await this.keys.destroyCollections(infos.map((info) => info.id));
-      for (const info of infos) await fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true });
-      await writeCatalog(this.dir, this.catalog);
+      for (const info of infos) {
+        await fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true });
+        this.state.removeCollection(info.id);
+      }
+      await this.state.writeCatalog(this.dir, this.catalog);
     };
     try {
-      await writeCatalog(this.dir, [...this.catalog, ...infos.map((info) => ({ ...info, state: 'creating' as const }))]);
+      await this.state.writeCatalog(this.dir, [...this.catalog, ...infos.map((info) => ({ ...info, state: 'creating' as const }))]);
     } catch (err) {
       await undo().catch(() => undefined);
       throw err;
@@ -296,12 +348,13 @@ export class Store {
     }
     crashPoint('create:files-written');
     const next = [...this.catalog, ...infos];
-    await writeCatalog(this.dir, next);
+    await this.state.writeCatalog(this.dir, next);
     this.catalog = next;
     for (const c of made) {
       this.collections.set(c.info.name, c);
       this.logger.info({ collection: c.info.name, dim: c.info.dim, space: c.info.space }, 'collection created');
     }
+    await this.audit.durable();
     return made;
   }
 
@@ -347,7 +400,7 @@ export class Store {
     const c = this.collection(name);
     await c.close({ flush: false });
     // Marked first, so a crash before the keys are gone is finished on open, not taken for a tampered catalog.
-    await writeCatalog(this.dir, this.catalog.map((i) => (i.name === name ? { ...i, state: 'dropping' as const } : i)));
+    await this.state.writeCatalog(this.dir, this.catalog.map((i) => (i.name === name ? { ...i, state: 'dropping' as const } : i)));
     crashPoint('drop:marked');
     const next = this.catalog.filter((i) => i.name !== name);
     this.catalog = next;
@@ -355,7 +408,9 @@ export class Store {
     await this.keys.destroyCollection(c.info.id);
     crashPoint('drop:keys-destroyed');
     await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
-    await writeCatalog(this.dir, next);
+    this.state.removeCollection(c.info.id);
+    await this.state.writeCatalog(this.dir, next);
+    await this.audit.durable();
     this.logger.info({ collection: name }, 'collection dropped');
   }
 
@@ -363,6 +418,7 @@ export class Store {
   async rotateKek(options: { kek?: string; onProgress?: (p: RotationProgress) => void } = {}): Promise<RotationReport> {
     this.assertOpen();
     const report = await this.keys.rotateKek(options);
+    await this.audit.durable();
     this.logger.info({ kek: report.kek, from: report.fromVersion, to: report.toVersion, rewrapped: report.rewrapped }, 'KEK rotated');
     return report;
   }
@@ -372,54 +428,60 @@ export class Store {
   /** Creates a tenant; with `kek` its collections' DEKs are wrapped under its own KEK (local, an AWS KMS ARN, ...). */
   async createTenant(tenant: string, options: { kek?: TenantKekOption; policy?: RotationPolicy } = {}): Promise<TenantEntry> {
     this.assertOpen();
-    return this.lifecycle.createTenant(tenant, options);
+    return this.durably(this.lifecycle.createTenant(tenant, options));
   }
 
   /** Disables a tenant at once: its collections refuse every operation and their data leaves memory. */
   async disableTenant(tenant: string): Promise<void> {
     this.assertOpen();
     await this.lifecycle.disableTenant(tenant);
+    await this.audit.durable();
   }
 
   async enableTenant(tenant: string): Promise<void> {
     this.assertOpen();
     await this.lifecycle.enableTenant(tenant);
+    await this.audit.durable();
   }
 
   /** Schedules a tenant's crypto-shredding after `days` (7-30, default 30); its keys are refused meanwhile. */
   async scheduleTenantDeletion(tenant: string, options: { days?: number; now?: Date } = {}): Promise<Date> {
     this.assertOpen();
-    return this.lifecycle.scheduleTenantDeletion(tenant, options);
+    return this.durably(this.lifecycle.scheduleTenantDeletion(tenant, options));
   }
 
   async cancelTenantDeletion(tenant: string): Promise<void> {
     this.assertOpen();
     await this.lifecycle.cancelTenantDeletion(tenant);
+    await this.audit.durable();
   }
 
   /** Disables one collection at once (cached DEKs zeroed, data dropped from memory). */
   async disableCollection(name: string): Promise<void> {
     await this.lifecycle.disableCollection(this.collection(name));
+    await this.audit.durable();
   }
 
   async enableCollection(name: string): Promise<void> {
     await this.lifecycle.enableCollection(this.collection(name));
+    await this.audit.durable();
   }
 
   /** A new DEK version for a collection, used at once by new files; see {@link reencrypt}. */
   async rekey(name: string, options: { now?: Date } = {}): Promise<number> {
-    return this.collection(name).rekey(options);
+    return this.durably(this.collection(name).rekey(options));
   }
 
   /** Rewrites a collection's older segments under its active DEK version and destroys the versions left unused. */
   async reencrypt(name: string, options: { onProgress?: (p: ReencryptionProgress) => void } = {}): Promise<ReencryptionReport> {
-    return this.collection(name).reencrypt(options);
+    return this.durably(this.collection(name).reencrypt(options));
   }
 
   /** Sets the rotation policy of the store, or of one tenant. */
   async setPolicy(policy: RotationPolicy, options: { tenant?: string } = {}): Promise<void> {
     this.assertOpen();
     await this.lifecycle.setPolicy(policy, options);
+    await this.audit.durable();
   }
 
   /**
@@ -429,7 +491,7 @@ export class Store {
    */
   async maintain(options: { now?: Date; onProgress?: (collection: string, p: ReencryptionProgress) => void } = {}): Promise<MaintenanceReport> {
     this.assertOpen();
-    return this.lifecycle.maintain(options);
+    return this.durably(this.lifecycle.maintain(options));
   }
 
   /** Flushes every collection. */
@@ -442,10 +504,28 @@ export class Store {
   async close(options: { flush?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    let clean = false;
     try {
       for (const c of this.collections.values()) await c.close(options);
+      clean = true;
     } finally {
-      await this.audit.close().catch((err: unknown) => this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'audit trail close failed'));
+      let head: AuditHead | undefined;
+      let audited = true;
+      try {
+        head = await this.audit.close();
+      } catch (err) {
+        audited = false;
+        this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'audit trail close failed');
+      }
+      // Only a close that lost nothing is recorded as clean: the state then covers every WAL file and the trail's last entry.
+      if (clean && audited) {
+        await this.state.closeClean(head).catch((err: unknown) => {
+          clean = false;
+          this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'store state write failed');
+        });
+      } else {
+        this.state.dispose();
+      }
       await this.keys.close();
       await this.staging.close();
       await this.lock.release();
@@ -464,6 +544,7 @@ export class Store {
       autoFlushRecords: this.options.autoFlushRecords ?? 100_000,
       onDenied: (info, operation, err) => this.lifecycle.denied(info, operation, err),
       notePages: (info, pages) => this.lifecycle.notePages(info, pages),
+      state: this.state,
     };
   }
 
@@ -471,11 +552,21 @@ export class Store {
   private async removeShredded(c: Collection): Promise<void> {
     await c.close({ flush: false });
     const next = this.catalog.filter((i) => i.id !== c.info.id);
-    await writeCatalog(this.dir, next);
+    this.state.removeCollection(c.info.id);
+    await this.state.writeCatalog(this.dir, next);
     this.catalog = next;
     this.collections.delete(c.info.name);
     await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
     this.logger.info({ collection: c.info.name }, 'shredded collection removed');
+  }
+
+  /** Awaits a lifecycle operation, then makes its audit entries durable before it returns. */
+  private async durably<T>(op: Promise<T>): Promise<T> {
+    try {
+      return await op;
+    } finally {
+      await this.audit.durable();
+    }
   }
 
   private assertOpen(): void {
@@ -497,10 +588,18 @@ function checkName(name: unknown): asserts name is string {
   }
 }
 
-async function readStoreFile(file: string): Promise<StoreFile> {
+/** The freshness anchor must live outside the data directory, or a rollback of the directory would roll it back too. */
+function checkAnchorPath(anchor: unknown, dir: string): string {
+  if (typeof anchor !== 'string' || anchor.length === 0) throw new InvalidArgumentError('"freshnessAnchor" expected a file path');
+  const path = resolve(anchor);
+  if (path === dir || path.startsWith(`${dir}/`)) throw new InvalidArgumentError('"freshnessAnchor" must be outside the store directory');
+  return path;
+}
+
+function parseStoreFile(bytes: Buffer, file: string): StoreFile {
   let s: StoreFile;
   try {
-    s = JSON.parse(await fs.readFile(file, 'utf8')) as StoreFile;
+    s = JSON.parse(bytes.toString('utf8')) as StoreFile;
   } catch (err) {
     throw new CorruptDataError('STORE file does not parse', { file, reason: 'decode', cause: err });
   }
@@ -529,13 +628,14 @@ function keyOptions(dir: string, options: OpenStoreOptions) {
   };
 }
 
-/** Opens the store's audit trail with the MAC key the keyring keeps for it. */
-async function openAuditTrail(dir: string, keys: KeyManager, options: OpenStoreOptions): Promise<AuditTrail> {
+/** Opens the store's audit trail with the MAC key the keyring keeps for it; it must reach the head the state recorded. */
+async function openAuditTrail(dir: string, keys: KeyManager, options: OpenStoreOptions, expectHead: AuditHead | undefined): Promise<AuditTrail> {
   const lease = await keys.systemKey('audit');
   try {
     return await AuditTrail.open({
       file: auditFilePath(dir),
       macKey: lease.key,
+      ...(expectHead === undefined ? {} : { expectHead }),
       ...(options.auditDestination === undefined ? {} : { extraDestination: options.auditDestination }),
       ...(options.principal === undefined ? {} : { principal: options.principal }),
     });

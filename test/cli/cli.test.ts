@@ -63,14 +63,39 @@ describe('vectorseal CLI (built binary)', () => {
     expect(infoText).toContain('docs');
 
     const rot = json<{ rewrapped: number; fromVersion: string; toVersion: string; dataFiles: { byteIdentical: boolean; checked: number } }>(['rotate-kek'], env);
-    // Two collection DEKs and the store's audit-trail key.
-    expect(rot).toMatchObject({ rewrapped: 3, fromVersion: '1', toVersion: '2' });
+    // Two collection DEKs and the store's audit-trail and state keys.
+    expect(rot).toMatchObject({ rewrapped: 4, fromVersion: '1', toVersion: '2' });
     expect(rot.dataFiles.byteIdentical).toBe(true);
     expect(rot.dataFiles.checked).toBeGreaterThan(5);
     expect(json<{ id: string }[]>(['search', 'docs', '--vector', '[8,1,3,2]', '--k', '3', '--filter', '{"lang":"en"}'], env)).toEqual(hits);
 
     json(['collection', 'drop', 'raw', '--yes'], env);
     expect(json<{ name: string }[]>(['collection', 'list'], env).map((c) => c.name)).toEqual(['docs']);
+  });
+
+  it('read-only commands leave the same set of files behind (no empty WAL file per command)', async () => {
+    const d = storeDirs();
+    const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
+    json(['init'], env);
+    json(['collection', 'create', 'docs', '--dim', '3'], env);
+    const files = async (): Promise<string[]> => {
+      const out: string[] = [];
+      const walk = async (dir: string, rel: string): Promise<void> => {
+        for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+          if (e.isDirectory()) await walk(join(dir, e.name), `${rel}${e.name}/`);
+          else out.push(`${rel}${e.name}`);
+        }
+      };
+      await walk(d.dir, '');
+      return out.sort();
+    };
+    const before = await files();
+    for (let i = 0; i < 5; i++) {
+      json(['collection', 'list'], env);
+      json(['search', 'docs', '--vector', '[1,2,3]', '--k', '1'], env);
+    }
+    expect(await files()).toEqual(before);
+    expect(before.filter((f) => f.endsWith('.wal'))).toEqual([]);
   });
 
   it('prints typed errors as "error <code>: <message>" without a stack trace and exits non-zero', async () => {

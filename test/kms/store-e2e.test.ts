@@ -47,12 +47,12 @@ describe('the vector store on the aws-kms provider, against the key service', ()
     const files = await fingerprintDataFiles(d.dir);
     const auditBefore = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
     const report = await store.rotateKek();
-    // The collection's DEK and the store's own audit key.
-    expect(report).toMatchObject({ fromVersion: 'v1', toVersion: 'v2', rewrapped: 2 });
+    // The collection's DEK and the store's own audit and state keys.
+    expect(report).toMatchObject({ fromVersion: 'v1', toVersion: 'v2', rewrapped: 3 });
     expect(await fingerprintDataFiles(d.dir)).toEqual(files);
     const reEncrypts = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
-    // ...and the keyring MAC key: three ReEncrypts.
-    expect(reEncrypts - auditBefore).toBe(3);
+    // ...and the keyring MAC key: four ReEncrypts.
+    expect(reEncrypts - auditBefore).toBe(4);
     await store.close();
 
     // Disabled in the KMS: once no DEK is cached, opening the data fails with the typed error.
@@ -83,7 +83,7 @@ describe('the vector store on the aws-kms provider, against the key service', ()
     expect(init).toMatchObject({ keyProvider: 'aws-kms', keyId: key.KeyMetadata?.Arn, endpoint: kms.service.url });
     await cli('collection', 'create', 'docs', '--dim', '4');
     const rotated = await cli('rotate-kek');
-    expect(JSON.stringify(rotated)).toMatch(/"rewrapped":2/); // the collection's DEK and the audit key
+    expect(JSON.stringify(rotated)).toMatch(/"rewrapped":3/); // the collection's DEK, the audit and state keys
     const missing = await run(process.execPath, [BIN, 'init', '--kek', 'aws-kms', '--dir', join(d.root, 'other')], { env }).catch((e: { stderr: string; code: number }) => e);
     expect((missing as { stderr: string }).stderr).toMatch(/^error VS_INVALID_ARGUMENT: --kek aws-kms needs --kms-key/);
   });

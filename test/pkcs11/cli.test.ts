@@ -27,7 +27,7 @@ describeSoftHsm('vectorseal init --kek pkcs11', () => {
     expect(init).toMatchObject({ keyProvider: 'pkcs11', keyId: 'cli-kek' });
     await cli('collection', 'create', 'docs', '--dim', '4');
     const rotated = JSON.stringify(await cli('rotate-kek'));
-    expect(rotated).toMatch(/"rewrapped":2/); // the collection's DEK and the store's audit key
+    expect(rotated).toMatch(/"rewrapped":3/); // the collection's DEK and the store's audit and state keys
     expect(rotated).toMatch(/"toVersion":"2"|"toVersion":"v2"/);
     const keyring = await fs.readFile(join(d.dir, 'KEYRING'), 'utf8');
     expect(keyring).not.toContain(t.pin);

@@ -111,14 +111,15 @@ describe('tampering is detected with a typed error naming the file', () => {
     expect(err.file).toBe(manifest);
   });
 
-  it('a catalog that maps a name to another collection: CorruptDataError', async () => {
+  it('a catalog that maps a name to another collection: CorruptDataError naming CATALOG (its hash is in the store state)', async () => {
     const d = storeDirs();
     const { aId, bId } = await twoCollections(d);
     const catalog = join(d.dir, 'CATALOG');
     const text = await fs.readFile(catalog, 'utf8');
     await fs.writeFile(catalog, text.replaceAll(aId, 'TMP').replaceAll(bId, aId).replaceAll('TMP', bId));
     const err = await corruptError(d);
-    expect(err.reason).toBe('catalog');
+    expect(err.file).toBe(catalog);
+    expect(err.reason).toBe('state');
   });
 
   it('a damaged WAL record: CorruptDataError naming the WAL file and record; a torn tail is dropped', async () => {

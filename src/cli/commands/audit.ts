@@ -1,7 +1,9 @@
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { EXIT } from '../exit-codes.js';
 import {
   type AuditEntry,
+  type AuditHead,
   type AuditVerification,
   auditFilePath,
   formatAuditHead,
@@ -11,12 +13,19 @@ import {
   verifyAuditTrail,
 } from '../../audit/index.js';
 import { InvalidArgumentError } from '../../errors.js';
+import { liveLockHolder, type LockInfo } from '../../storage/lock.js';
 
 /** Exit code of `audit verify` when the trail is not intact. */
 export const AUDIT_TAMPERED_EXIT_CODE = EXIT.TAMPERED;
 
+/** What the key resolver gives `audit verify`: the audit key, and the head the store's authenticated state recorded. */
+export interface AuditKeyResolution {
+  macKey: Uint8Array;
+  recordedHead?: AuditHead;
+}
+
 interface VerifyOptions {
-  dir: string;
+  dir?: string;
   file?: string;
   json?: boolean;
   allowOpen?: boolean;
@@ -24,7 +33,7 @@ interface VerifyOptions {
 }
 
 interface ShowOptions {
-  dir: string;
+  dir?: string;
   file?: string;
   json?: boolean;
   tail?: number;
@@ -38,14 +47,14 @@ interface ShowOptions {
  */
 export function registerAuditCommands(
   program: Command,
-  resolveMacKey: (opts: { dir: string; keyDir?: string; config?: string }) => Promise<Uint8Array>,
+  resolveMacKey: (opts: { dir: string; keyDir?: string; config?: string }) => Promise<Uint8Array | AuditKeyResolution>,
 ): void {
   const audit = program.command('audit').description('the tamper-evident audit trail of key operations');
 
   audit
     .command('verify')
     .description('check every entry and the chain; exit 0 if intact, 2 if tampered')
-    .option('--dir <dir>', 'store directory', '.')
+    .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
     .option('--file <file>', 'audit trail file (default <dir>/audit.log)')
     .option('--json', 'print the result as JSON')
     .option('--allow-open', 'accept a trail without a final close checkpoint (a store still open, or crashed)')
@@ -53,19 +62,33 @@ export function registerAuditCommands(
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
     .option('--config <file>', "the store's KEK configuration (default: env VECTORSEAL_CONFIG, else found by store id)")
     .action(async (opts: VerifyOptions & { keyDir?: string; config?: string }) => {
-      const file = opts.file ?? auditFilePath(opts.dir);
-      const expectedHead = opts.head === undefined ? undefined : parseAuditHead(opts.head);
-      const macKey = await resolveMacKey({ dir: opts.dir, ...(opts.keyDir === undefined ? {} : { keyDir: opts.keyDir }), ...(opts.config === undefined ? {} : { config: opts.config }) });
+      const dir = auditDir(opts);
+      const file = opts.file ?? auditFilePath(dir);
+      // The store's own trail is held to the head its authenticated state recorded, and may be open right now.
+      const own = resolve(file) === resolve(auditFilePath(dir));
+      const given = opts.head === undefined ? undefined : parseAuditHead(opts.head);
+      const resolved = await resolveMacKey({ dir, ...(opts.keyDir === undefined ? {} : { keyDir: opts.keyDir }), ...(opts.config === undefined ? {} : { config: opts.config }) });
+      const { macKey, recordedHead } = resolved instanceof Uint8Array ? { macKey: resolved, recordedHead: undefined } : resolved;
+      const expectedHead = given ?? (own ? recordedHead : undefined);
+      const holder = own ? await liveLockHolder(dir) : undefined;
       let result: AuditVerification;
       try {
         result = await verifyAuditTrail({
           file,
           macKey,
           ...(expectedHead === undefined ? {} : { expectedHead }),
-          ...(opts.allowOpen ? { requireClosed: false } : {}),
+          ...(opts.allowOpen || holder !== undefined ? { requireClosed: false } : {}),
         });
       } finally {
         macKey.fill(0);
+      }
+      // While a live process writes the trail, its end (past the recorded head) is not final: that is "open", not tampering.
+      const open = holder !== undefined && (result.ok || (result.problem === 'truncated' && result.firstBadEntry > (expectedHead?.seq ?? -1)));
+      if (open) {
+        const status = { file, open: true, holder: { pid: holder.pid, hostname: holder.hostname, since: holder.startedAt }, entries: result.entries, head: result.head };
+        process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, ...status })}\n` : describeOpen(file, holder, result));
+        process.exitCode = 0;
+        return;
       }
       process.stdout.write(opts.json ? `${JSON.stringify({ file, ...result })}\n` : describeVerification(file, result));
       process.exitCode = result.ok ? 0 : AUDIT_TAMPERED_EXIT_CODE;
@@ -74,12 +97,12 @@ export function registerAuditCommands(
   audit
     .command('show')
     .description('print audit entries (use `audit verify` to check them)')
-    .option('--dir <dir>', 'store directory', '.')
+    .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
     .option('--file <file>', 'audit trail file (default <dir>/audit.log)')
     .option('--json', 'print the entries as JSON lines')
     .option('--tail <n>', 'only the last n entries', parseCount)
     .action(async (opts: ShowOptions) => {
-      const file = opts.file ?? auditFilePath(opts.dir);
+      const file = opts.file ?? auditFilePath(auditDir(opts));
       const keep = opts.tail ?? Number.POSITIVE_INFINITY;
       const shown: string[] = [];
       for await (const line of readTrailLines(file)) {
@@ -98,6 +121,21 @@ export function registerAuditCommands(
       if (keep === 0) shown.length = 0;
       process.stdout.write(shown.map((text) => `${text}\n`).join(''));
     });
+}
+
+/** --dir, else VECTORSEAL_DIR, else (with --file) the file's directory. */
+function auditDir(opts: { dir?: string; file?: string }): string {
+  const dir = opts.dir ?? process.env['VECTORSEAL_DIR'] ?? (opts.file === undefined ? undefined : dirname(opts.file));
+  if (!dir) throw new InvalidArgumentError('no store directory: pass --dir or set VECTORSEAL_DIR');
+  return resolve(dir);
+}
+
+function describeOpen(file: string, holder: LockInfo, result: AuditVerification): string {
+  const head = result.head === undefined ? 'none' : formatAuditHead(result.head);
+  return (
+    `audit trail ${file}: open (the store is held by process ${holder.pid} on ${holder.hostname} since ${holder.startedAt})\n` +
+    `${result.entries} entries intact so far; the end is still being written\nhead ${head}\n`
+  );
 }
 
 function describeVerification(file: string, result: AuditVerification): string {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
  * without editing this list. A `${step}:...` template in collection.ts is
  * expanded for both of its callers (flush and compact).
  */
-const EXERCISED = /^(wal|flush|compact|manifest|index|atomic|rotate|rekey|reencrypt):/;
+const EXERCISED = /^(wal|flush|compact|manifest|index|atomic|rotate|rekey|reencrypt|state):/;
 const STEPS = ['flush', 'compact'];
 
 export async function discoverCrashPoints(distDir: string): Promise<string[]> {
@@ -40,6 +40,7 @@ export function typicalHits(point: string): number {
   if (point.startsWith('wal:')) return 12;
   if (point.startsWith('atomic:')) return 6;
   if (point.startsWith('manifest:')) return 4;
+  if (point.startsWith('state:')) return 6;
   if (point === 'rotate:rewrap-one') return 4;
   if (point.startsWith('flush:') || point === 'index:staged') return 3;
   return 2;

@@ -87,6 +87,7 @@ async function buildTemplate(root: string, seed: number): Promise<Template> {
   await b.upsert(big('b', 900));
   await store.flush();
   await snapshot('MANIFEST.a', join(a.dir, 'MANIFEST'));
+  await snapshot('STATE.after-flush', join(dir, 'STATE'));
   await a.upsert(big('a2-', 300));
   await a.delete(['a1', 'a2', 'a3', 'a500']);
   await b.delete(['b7']);
@@ -107,6 +108,7 @@ async function buildTemplate(root: string, seed: number): Promise<Template> {
   const walA = await lastWal(a.dir);
   await snapshot('WAL.a.partial', walA);
   await a.upsert(big('aw2-', 10));
+  await snapshot('STATE.before-close', join(dir, 'STATE'));
   const expected = snapshotExpected(store, r);
   await store.close({ flush: false });
   return { dir, keyDir, ids: { a: a.info.id, b: b.info.id }, older, expected };
@@ -176,6 +178,7 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     { kind: 'KEYRING', rel: 'KEYRING' },
     { kind: 'CATALOG', rel: 'CATALOG' },
     { kind: 'STORE', rel: 'STORE' },
+    { kind: 'STATE', rel: 'STATE' },
     { kind: 'audit log', rel: 'audit.log' },
   ];
   const out: TamperCase[] = [];
@@ -196,22 +199,18 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     for (let i = 0; i < flips; i++) {
       const at = rng.int(1 << 30);
       const bit = rng.int(8);
-      add(`bit flip #${i + 1}`, flipBit(at, bit), f.kind === 'STORE' ? { unnamedBecause: STORE_ID_MISMATCH } : {});
+      add(`bit flip #${i + 1}`, flipBit(at, bit));
     }
-    const walTail = f.kind === 'WAL' ? { limitBecause: WAL_ROLLBACK } : {};
-    const json = f.kind === 'KEYRING' || f.kind === 'CATALOG' || f.kind === 'STORE';
-    add('truncated to 0 bytes', (file) => fs.truncate(file, 0).then(() => ''), f.kind === 'audit log' ? { limitBecause: AUDIT_GONE } : {});
-    add('truncated by half', async (file) => fs.truncate(file, Math.floor((await fs.stat(file)).size / 2)).then(() => ''), walTail);
+    // CATALOG and STORE are hashed in the store state, so even a cut newline is caught; the keyring's own check parses first.
+    add('truncated to 0 bytes', (file) => fs.truncate(file, 0).then(() => ''));
+    add('truncated by half', async (file) => fs.truncate(file, Math.floor((await fs.stat(file)).size / 2)).then(() => ''));
     add('last byte cut', async (file) => fs.truncate(file, (await fs.stat(file)).size - 1).then(() => ''), {
-      ...walTail,
-      ...(json ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed (and, for the keyring, checksummed) contents are identical' } : {}),
+      ...(f.kind === 'KEYRING' ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed and checksummed contents are identical' } : {}),
     });
     add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : f.kind === 'KEYRING' ? { harmlessBecause: KEYRING_TORN_TAIL } : {});
     // Random bytes after the live WAL either fail authentication or read as a torn record (dropped, never applied).
     add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
     add('deleted', (file) => fs.rm(file).then(() => ''), {
-      ...(f.kind === 'WAL' ? { limitBecause: WAL_ROLLBACK } : {}),
-      ...(f.kind === 'audit log' ? { limitBecause: AUDIT_GONE } : {}),
       ...(f.kind === 'STORE' ? { unnamedBecause: 'without STORE the directory is not a store: NotFoundError names the directory' } : {}),
     });
     if (f.segment) {
@@ -268,22 +267,20 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     unnamedBecause: 'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the segments need, not the KEYRING file',
   });
   old('CATALOG', 'older copy (before a collection was created)', 'CATALOG', (d) => join(d, 'CATALOG'));
-  old('WAL', 'older copy of the live WAL (a prefix of its records)', 'WAL.a.partial', (d) => lastWal(join(d, colA)), {
+  old('STATE', 'older copy (before later flushes)', 'STATE.after-flush', (d) => join(d, 'STATE'));
+  old('STATE', 'older copy (the one before the clean close)', 'STATE.before-close', (d) => join(d, 'STATE'), {
     limitBecause:
-      'a WAL rolled back to an earlier prefix of itself is indistinguishable from a crash before the later appends: nothing outside the WAL counts its records, so unflushed acknowledged writes can be withheld by an attacker; flushed data is protected by the manifest generation',
+      'STATE put back to its version before the clean close, when no file it covers changed since: the same data opens, only the newest WAL file is no longer covered whole; a whole-store rollback like this is caught with a freshness anchor (openStore freshnessAnchor)',
   });
+  // The template store was closed cleanly: the store state seals its newest WAL file with record count and hash.
+  old('WAL', 'older copy of the newest WAL file (a prefix of its records)', 'WAL.a.partial', (d) => lastWal(join(d, colA)));
   return out;
 }
 
 class Skip extends Error {}
 
-const WAL_ROLLBACK =
-  'the live WAL cut back to an earlier prefix (or removed when it is the newest file) is indistinguishable from a crash before the later appends: nothing outside the WAL counts its records, so an attacker can withhold unflushed acknowledged writes; flushed data is protected by the manifest generation, and a damaged or missing middle WAL file is detected';
 const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; every complete record is MAC-verified, so the keyring opens the same data';
 const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
-const STORE_ID_MISMATCH =
-  'a changed store id in STORE is caught as STORE and KEYRING disagreeing; the CorruptDataError names KEYRING, the other file of the pair';
-const AUDIT_GONE = 'documented audit-trail limit: a deleted (or emptied) trail cannot be told from a new one without a head kept elsewhere (src/audit/index.ts)';
 /** Runs every tamper case against copies of one template store. */
 export async function runTamperMatrix(options: { root: string; seed: number; bitFlipsPerFile: number; log?: (l: string) => void }): Promise<TamperReport> {
   const t = await buildTemplate(options.root, options.seed);
@@ -350,7 +347,6 @@ async function judge(c: TamperCase, dir: string, t: Template, file: string): Pro
       if (c.harmlessBecause) return { ...base, result: 'harmless', detail: 'same data' };
       if (c.limitBecause) return { ...base, result: 'limit', detail: 'same data, change unnoticed' };
       // Bytes no reader depends on (JSON whitespace, a timestamp) may change without effect.
-      if (c.limitBecause === undefined && (c.kind === 'STORE' || c.kind === 'CATALOG') && c.name.startsWith('bit flip')) return { ...base, result: 'harmless', detail: 'flip in a plaintext field no reader depends on; same data' };
       return { ...base, result: 'undetected', detail: 'opened with the same data, but the change went unnoticed' };
     }
     if (c.limitBecause) return { ...base, result: 'limit', detail: diff };
