@@ -24,6 +24,7 @@ export class KmsException extends Error {
 export const kmsErrors = {
   accessDenied: (m: string) => new KmsException('AccessDeniedException', m),
   alreadyExists: (m: string) => new KmsException('AlreadyExistsException', m),
+  dependencyTimeout: (m: string) => new KmsException('DependencyTimeoutException', m, 500),
   disabled: (m: string) => new KmsException('DisabledException', m),
   expiredImportToken: (m: string) => new KmsException('ExpiredImportTokenException', m),
   incorrectKey: (m: string) => new KmsException('IncorrectKeyException', m),

@@ -25,6 +25,30 @@ export const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 
+/** Headers every request must sign. */
+export const REQUIRED_SIGNED_HEADERS = ['content-type', 'host', 'x-amz-date', 'x-amz-target'] as const;
+
+/**
+ * Derived signing keys, by access key, secret and scope (day/region/service):
+ * the four HMACs of the derivation change once a day, not per request. The
+ * secret is part of the cache key so a rotated secret never meets a stale
+ * derivation; the map is bounded and simply emptied when full.
+ */
+const signingKeys = new Map<string, Buffer>();
+const MAX_SIGNING_KEYS = 4096;
+
+function signingKey(accessKeyId: string, secret: string, scope: string): Buffer {
+  const id = `${accessKeyId}\0${scope}\0${secret}`;
+  let key = signingKeys.get(id);
+  if (key === undefined) {
+    const [day, region, service] = scope.split('/') as [string, string, string];
+    key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), service), 'aws4_request');
+    if (signingKeys.size >= MAX_SIGNING_KEYS) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
+}
+
 /**
  * Verifies an AWS Signature Version 4 `Authorization` header by rebuilding the
  * canonical request from the raw request. Returns the access key id on success;
@@ -63,11 +87,10 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
   }
 
   const signed = auth.signedHeaders;
-  if (!signed.includes('host')) {
-    throw kmsErrors.invalidSignature('The host header must be signed');
-  }
-  if (!signed.includes('x-amz-date')) {
-    throw kmsErrors.invalidSignature('The x-amz-date header must be signed');
+  // Unsigned, any of these could be changed in flight: the operation (x-amz-target),
+  // how the body is read (content-type), the endpoint or the time.
+  for (const name of REQUIRED_SIGNED_HEADERS) {
+    if (!signed.includes(name)) throw kmsErrors.invalidSignature(`The ${name} header must be signed`);
   }
 
   const bodyHash = sha256Hex(req.body);
@@ -95,11 +118,7 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
 
   const scope = `${scopeDate}/${scopeRegion}/${scopeService}/aws4_request`;
   const stringToSign = [ALGORITHM, amzDate, scope, sha256Hex(Buffer.from(canonicalRequest, 'utf8'))].join('\n');
-  let key = hmac(`AWS4${secret}`, scopeDate);
-  key = hmac(key, scopeRegion);
-  key = hmac(key, scopeService);
-  key = hmac(key, 'aws4_request');
-  const expected = hmac(key, stringToSign);
+  const expected = hmac(signingKey(accessKeyId, secret, scope), stringToSign);
 
   const given = /^[0-9a-f]{64}$/.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {

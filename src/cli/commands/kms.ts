@@ -20,18 +20,30 @@ export function registerKmsCommands(program: Command): void {
     .option('--config <file>', 'configuration file (region, account id, access keys and policies)', 'kms-config.json')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--tls-client-ca <file>', 'require client certificates issued by this PEM CA (mutual TLS)')
+    .option('--etcd <urls>', 'keep the state in this etcd cluster (comma-separated client URLs) instead of <data-dir>')
+    .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
     .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file');
   pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
-    .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string; root: string } & Pkcs11RootCliFlags) => {
+    .action(async (opts: ServeFlags & Pkcs11RootCliFlags) => {
       if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together');
       }
       const tls =
         opts.tlsCert !== undefined && opts.tlsKey !== undefined
-          ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
+          ? {
+              cert: await readFile(opts.tlsCert),
+              key: await readFile(opts.tlsKey),
+              ...(opts.tlsClientCa === undefined ? {} : { clientCa: await readFile(opts.tlsClientCa) }),
+            }
           : undefined;
+      if (tls === undefined && opts.tlsClientCa !== undefined) throw new InvalidArgumentError('--tls-client-ca needs --tls-cert and --tls-key');
+      const etcd =
+        opts.etcd === undefined
+          ? undefined
+          : { endpoints: split(opts.etcd), ...(opts.etcdPrefix === undefined ? {} : { prefix: opts.etcdPrefix }) };
       const service = await startKeyService({
         port: opts.port,
         host: opts.host,
@@ -40,6 +52,7 @@ export function registerKmsCommands(program: Command): void {
         auditStdout: true,
         ...(opts.auditFile === undefined ? {} : { auditFile: opts.auditFile }),
         ...(tls === undefined ? {} : { tls }),
+        ...(etcd === undefined ? {} : { etcd }),
         ...(opts.root === 'pkcs11' ? { rootPkcs11: pkcs11RootOptionsFromFlags(opts) } : {}),
       });
       process.stderr.write(`vectorseal kms listening on ${service.url}\n`);
@@ -49,6 +62,13 @@ export function registerKmsCommands(program: Command): void {
           () => process.exit(1),
         );
       };
+      // SIGHUP re-reads access keys and policies from --config without dropping a connection.
+      process.on('SIGHUP', () => {
+        service.reload().then(
+          () => process.stderr.write('vectorseal kms reloaded its configuration\n'),
+          (err: unknown) => process.stderr.write(`vectorseal kms kept its configuration: ${(err as Error).message}\n`),
+        );
+      });
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
@@ -96,6 +116,20 @@ export function registerKmsCommands(program: Command): void {
       await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
       process.stdout.write(`access key id:     ${principal.accessKeyId}\nsecret access key: ${principal.secretAccessKey}\n`);
     });
+}
+
+interface ServeFlags {
+  port: number;
+  dataDir: string;
+  host: string;
+  config: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  etcd?: string;
+  etcdPrefix?: string;
+  auditFile?: string;
+  root: string;
 }
 
 function parsePort(value: string): number {
