@@ -24,7 +24,8 @@ export function registerKmsCommands(program: Command): void {
     .option('--etcd <urls>', 'keep the state in this etcd cluster (comma-separated client URLs) instead of <data-dir>')
     .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
-    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file');
+    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
+    .option('--root-key-file <file>', 'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key');
   pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
     .action(async (opts: ServeFlags & Pkcs11RootCliFlags) => {
       if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
@@ -51,6 +52,7 @@ export function registerKmsCommands(program: Command): void {
         configFile: opts.config,
         auditStdout: true,
         ...(opts.auditFile === undefined ? {} : { auditFile: opts.auditFile }),
+        ...(opts.rootKeyFile === undefined ? {} : { rootKeyFile: opts.rootKeyFile }),
         ...(tls === undefined ? {} : { tls }),
         ...(etcd === undefined ? {} : { etcd }),
         ...(opts.root === 'pkcs11' ? { rootPkcs11: pkcs11RootOptionsFromFlags(opts) } : {}),
@@ -130,6 +132,7 @@ interface ServeFlags {
   etcdPrefix?: string;
   auditFile?: string;
   root: string;
+  rootKeyFile?: string;
 }
 
 function parsePort(value: string): number {
