@@ -39,6 +39,18 @@ export interface KeyRecord {
   materialCheck?: string;
   expirationModel?: 'KEY_MATERIAL_EXPIRES' | 'KEY_MATERIAL_DOES_NOT_EXPIRE';
   validTo?: number;
+  /** The key policy document; absent means the default policy (the account delegates to its principals' policies). */
+  policy?: string;
+  /** Set for multi-region keys: this copy's role and the regions holding the others. */
+  multiRegion?: MultiRegionRecord;
+}
+
+/** A multi-region key's replication facts, as this region knows them. */
+export interface MultiRegionRecord {
+  role: 'PRIMARY' | 'REPLICA';
+  primaryRegion: string;
+  /** Every region holding a replica (the primary's list; a replica keeps what it was told). */
+  replicaRegions: string[];
 }
 
 export interface AliasRecord {
@@ -57,9 +69,10 @@ export interface GrantRecord {
   retiringPrincipal?: string;
   operations: string[];
   constraints?: { EncryptionContextEquals?: Record<string, string>; EncryptionContextSubset?: Record<string, string> };
-  /** The principal (name) that created it. */
   issuingAccount: string;
   creationDate: number;
+  /** sha256 of the grant token (see grants.ts); the token itself is never stored. */
+  tokenHash: string;
 }
 
 export interface KeyStoreState {

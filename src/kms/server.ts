@@ -12,8 +12,8 @@ import { KmsException, kmsErrors } from './errors.js';
 import { KeyService } from './key-service.js';
 import { EtcdKeyStore, type EtcdStoreOptions } from './etcd-key-store.js';
 import { FileKeyStore } from './file-key-store.js';
-import type { KeyStore } from './key-store.js';
-import { isAllowed } from './policy.js';
+import type { KeyRecord, KeyStore } from './key-store.js';
+import { authorize, principalArn, type Caller } from './access.js';
 import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
@@ -202,6 +202,9 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
       throw kmsErrors.serialization(`Content-Type must be ${JSON_CONTENT_TYPE}`);
     }
     const operation = entry.operation;
+    if (operation !== undefined && KeyService.isUnsupported(operation)) {
+      throw kmsErrors.unsupportedOperation(`${operation} is not supported by this key service`);
+    }
     if (operation === undefined || !service.supports(operation)) {
       throw kmsErrors.unknownOperation(`Operation ${operation ?? '(none)'} is not supported`);
     }
@@ -209,18 +212,26 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
 
     store.assertFresh();
     await service.sweep();
+    const state = store.snapshot;
+    const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
     const targets = service.targets(operation, input);
     const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
     if (arns.length > 0) entry.keyArns = arns;
     const context = targets.find((t) => t.encryptionContext !== undefined)?.encryptionContext;
     if (context !== undefined) entry.encryptionContext = context;
     for (const t of targets) {
-      if (!isAllowed(principal.policy, t)) {
+      const key = t.keyId === undefined ? undefined : state.keys[t.keyId];
+      if (!authorize(caller, t, key, state, config.accountId)) {
         const resource = t.keyArn ?? t.keyNames?.[0] ?? '*';
         throw kmsErrors.accessDenied(`User: ${principal.name} is not authorized to perform: kms:${t.operation} on resource: ${resource}`);
       }
     }
-    const output = await service.execute(operation, input);
+    const serviceCaller = {
+      arn: caller.arn,
+      may: (op: string, key: KeyRecord) =>
+        authorize(caller, { operation: op, keyNames: [key.keyId, service.keyArn(key.keyId)], keyArn: service.keyArn(key.keyId) }, key, store.snapshot, config.accountId),
+    };
+    const output = await service.execute(operation, input, serviceCaller);
     if (operation === 'CreateKey') {
       const arn = (output.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
       if (typeof arn === 'string') entry.keyArns = [arn];
