@@ -7,6 +7,7 @@ import { KmsException, kmsErrors } from './errors.js';
 import { decodeImportToken, encodeImportToken, IMPORT_TOKEN_TTL_MS } from './import-token.js';
 import { checkGrantTokens, grantForToken, GRANT_OPERATIONS, newGrantToken } from './grants.js';
 import { defaultKeyPolicy, parseKeyPolicy } from './key-policy.js';
+import type { Peers } from './peers.js';
 import type { GrantRecord, KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
 import type { PolicyRequest } from './policy.js';
 import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, type WireInput } from './wire.js';
@@ -52,6 +53,7 @@ export class KeyService {
     private readonly region: string,
     private readonly accountId: string,
     private readonly clock: Clock,
+    private readonly peers?: Peers,
   ) {
     this.handlers = {
       CreateKey: (i, c) => this.createKey(i, c),
@@ -90,6 +92,9 @@ export class KeyService {
       ListGrants: (i) => this.listGrants(i),
       RetireGrant: (i, c) => this.retireGrant(i, c),
       RevokeGrant: (i) => this.revokeGrant(i),
+      ReplicateKey: (i) => this.replicateKey(i),
+      UpdatePrimaryRegion: (i) => this.updatePrimaryRegion(i),
+      [SYNC_REPLICA]: (i) => this.syncReplica(i),
     };
   }
 
@@ -536,6 +541,9 @@ export class KeyService {
   // ---- rotation ------------------------------------------------------------
 
   private rotationGate(key: KeyRecord): void {
+    if (key.multiRegion?.role === 'REPLICA') {
+      throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a multi-region replica; rotation is managed on the primary in ${key.multiRegion.primaryRegion}.`);
+    }
     if (key.origin !== 'AWS_KMS') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} has imported key material; rotate it by creating a new key.`);
     if (key.state === 'Disabled') throw kmsErrors.disabled(`${this.keyArn(key.keyId)} is disabled.`);
     this.requireNotPending(key);
@@ -574,6 +582,8 @@ export class KeyService {
       this.rotationGate(k);
       await this.addBackingKey(k, 'ON_DEMAND', this.clock.now());
     });
+    // A multi-region key's material is shared: its replicas get the new version too.
+    if (key.multiRegion?.role === 'PRIMARY') await this.pushToReplicas(key);
     return { KeyId: key.keyId };
   }
 
@@ -847,6 +857,145 @@ export class KeyService {
     return {};
   }
 
+  // ---- multi-region keys ---------------------------------------------------
+
+  private multiRegionPrimary(key: KeyRecord): NonNullable<KeyRecord['multiRegion']> {
+    const mr = key.multiRegion;
+    if (mr === undefined) throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is not a multi-region key.`);
+    if (mr.role !== 'PRIMARY') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a replica; call this on the primary in ${mr.primaryRegion}.`);
+    return mr;
+  }
+
+  /** What replicas share with their primary: material, rotation and the multi-region configuration. */
+  private shared(key: KeyRecord, multiRegion: NonNullable<KeyRecord['multiRegion']>): WireInput {
+    const out: WireInput = {
+      keyId: key.keyId,
+      creationDate: key.creationDate,
+      origin: key.origin,
+      backing: key.backing,
+      rotation: key.rotation,
+      multiRegion,
+    };
+    if (key.materialCheck !== undefined) out.materialCheck = key.materialCheck;
+    if (key.expirationModel !== undefined) out.expirationModel = key.expirationModel;
+    if (key.validTo !== undefined) out.validTo = key.validTo;
+    return out;
+  }
+
+  private async replicateKey(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const region = reqString(input, 'ReplicaRegion', 32);
+    const mr = this.multiRegionPrimary(key);
+    if (region === this.region) throw kmsErrors.validation('ReplicaRegion must be another region');
+    if (this.peers === undefined || !this.peers.has(region)) throw kmsErrors.validation(`Region ${region} is not configured as a peer of this key service`);
+    if (mr.replicaRegions.includes(region)) throw kmsErrors.alreadyExists(`${key.keyId} already has a replica in ${region}`);
+    if (input.Policy !== undefined) parseKeyPolicy(reqString(input, 'Policy', 131072));
+    const tags = readTags(input);
+    const next = { role: 'REPLICA' as const, primaryRegion: this.region, replicaRegions: [...mr.replicaRegions, region] };
+    const out = await this.peers.call(region, SYNC_REPLICA, {
+      KeyId: key.keyId,
+      Create: true,
+      Key: this.shared(key, next),
+      Description: input.Description === undefined ? key.description : String(input.Description),
+      ...(input.Policy === undefined ? {} : { Policy: input.Policy }),
+      Tags: tags,
+    });
+    const updated = await this.change({ KeyId: key.keyId }, (k) => {
+      if (k.multiRegion !== undefined && !k.multiRegion.replicaRegions.includes(region)) k.multiRegion.replicaRegions.push(region);
+    });
+    await this.pushToReplicas(updated, region);
+    return { ReplicaKeyMetadata: out.KeyMetadata, ReplicaPolicy: out.Policy, ReplicaTags: tags };
+  }
+
+  private async updatePrimaryRegion(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const region = reqString(input, 'PrimaryRegion', 32);
+    const mr = this.multiRegionPrimary(key);
+    if (!mr.replicaRegions.includes(region)) throw kmsErrors.validation(`${key.keyId} has no replica in ${region}`);
+    const replicaRegions = [this.region, ...mr.replicaRegions.filter((r) => r !== region)];
+    // The new primary first: if it cannot be reached, nothing changes here.
+    await this.peers!.call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'PRIMARY', primaryRegion: region, replicaRegions }) });
+    const updated = await this.change({ KeyId: key.keyId }, (k) => {
+      k.multiRegion = { role: 'REPLICA', primaryRegion: region, replicaRegions };
+      // Automatic rotation is a property of the primary.
+      k.rotation = { ...k.rotation };
+    });
+    for (const r of replicaRegions.filter((x) => x !== this.region)) {
+      await this.peers!.call(r, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(updated, { role: 'REPLICA', primaryRegion: region, replicaRegions }) }).catch(() => undefined);
+    }
+    return {};
+  }
+
+  /** Sends a primary's shared properties to its replicas (best effort: an unreachable replica catches up at the next change). */
+  private async pushToReplicas(key: KeyRecord, except?: string): Promise<void> {
+    const mr = key.multiRegion;
+    if (mr === undefined || this.peers === undefined) return;
+    for (const region of mr.replicaRegions) {
+      if (region === except) continue;
+      await this.peers
+        .call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'REPLICA', primaryRegion: mr.primaryRegion, replicaRegions: mr.replicaRegions }) })
+        .catch(() => undefined);
+    }
+  }
+
+  /**
+   * The receiving side of replication (a vectorseal operation, not an AWS one;
+   * callers need it in their policy). Creates a replica, or updates the shared
+   * properties of an existing copy; state, description, policy, tags and
+   * aliases stay this region's own, as in AWS.
+   */
+  private async syncReplica(input: WireInput): Promise<WireInput> {
+    const incoming = input.Key as Partial<KeyRecord> | undefined;
+    const keyId = reqString(input, 'KeyId', 64);
+    if (typeof incoming !== 'object' || incoming === null || incoming.keyId !== keyId || !/^mrk-[0-9a-f]{32}$/.test(keyId)) {
+      throw kmsErrors.validation('Key expected a multi-region key record');
+    }
+    const mr = incoming.multiRegion;
+    if (mr === undefined || (mr.role !== 'PRIMARY' && mr.role !== 'REPLICA') || !Array.isArray(incoming.backing) || incoming.backing.length === 0) {
+      throw kmsErrors.validation('Key expected a multi-region configuration and key material');
+    }
+    const newest = incoming.backing[incoming.backing.length - 1]!;
+    // Replicas share material wrapped by the root key: both regions must hold the same one.
+    try {
+      const probe = await this.store.backingKey(incoming as KeyRecord, newest.version);
+      if (probe === undefined) throw new Error('missing');
+    } catch {
+      throw kmsErrors.unsupportedOperation('The key material cannot be opened here: both regions must share the root key');
+    }
+    const policy = input.Policy === undefined ? undefined : reqString(input, 'Policy', 131072);
+    if (policy !== undefined) parseKeyPolicy(policy);
+    const record = await this.store.mutate((draft) => {
+      const existing = Object.hasOwn(draft.keys, keyId) ? draft.keys[keyId] : undefined;
+      if (input.Create === true) {
+        if (existing !== undefined) throw kmsErrors.alreadyExists(`${keyId} already exists in ${this.region}`);
+        const created: KeyRecord = {
+          keyId,
+          creationDate: Number(incoming.creationDate),
+          description: typeof input.Description === 'string' ? input.Description : '',
+          origin: incoming.origin === 'EXTERNAL' ? 'EXTERNAL' : 'AWS_KMS',
+          state: 'Enabled',
+          tags: readTags(input),
+          rotation: { enabled: false, periodDays: 365 },
+          backing: [],
+        };
+        if (policy !== undefined) created.policy = policy;
+        draft.keys[keyId] = created;
+      } else if (existing === undefined || existing.multiRegion === undefined) {
+        throw kmsErrors.notFound(`${keyId} has no copy in ${this.region}`);
+      }
+      const k = draft.keys[keyId]!;
+      k.backing = structuredClone(incoming.backing!);
+      k.rotation = structuredClone(incoming.rotation ?? k.rotation);
+      k.multiRegion = { role: mr.role, primaryRegion: String(mr.primaryRegion), replicaRegions: [...mr.replicaRegions].map(String) };
+      if (incoming.materialCheck !== undefined) k.materialCheck = incoming.materialCheck;
+      if (incoming.expirationModel !== undefined) k.expirationModel = incoming.expirationModel;
+      if (incoming.validTo !== undefined) k.validTo = incoming.validTo;
+      if (k.origin === 'EXTERNAL' && k.state === 'PendingImport') k.state = 'Enabled';
+      return k;
+    });
+    return { KeyMetadata: this.metadata(record), Policy: record.policy ?? defaultKeyPolicy(this.accountId) };
+  }
+
   // ---- import (bring your own key) ----------------------------------------
 
   private importGate(key: KeyRecord): void {
@@ -954,6 +1103,9 @@ function deleteKey(draft: KeyStoreState, keyId: string): void {
     if (grant.keyId === keyId) delete draft.grants[id];
   }
 }
+
+/** The vectorseal operation one region's key service calls on another's to replicate a multi-region key. */
+export const SYNC_REPLICA = 'VectorsealSyncReplica';
 
 const ANONYMOUS: ServiceCaller = { arn: '', may: () => false };
 

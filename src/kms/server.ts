@@ -10,6 +10,7 @@ import { systemClock, type Clock } from './clock.js';
 import { loadKeyServiceConfig, validateKeyServiceConfig, type KeyServiceConfig, type PrincipalConfig } from './config.js';
 import { KmsException, kmsErrors } from './errors.js';
 import { KeyService } from './key-service.js';
+import { createPeers, type PeerRegion } from './peers.js';
 import { EtcdKeyStore, type EtcdStoreOptions } from './etcd-key-store.js';
 import { FileKeyStore } from './file-key-store.js';
 import type { KeyRecord, KeyStore } from './key-store.js';
@@ -49,6 +50,12 @@ export interface KeyServiceOptions {
    * `reload()`, and every node follows the change through its watch.
    */
   etcd?: EtcdStoreOptions;
+  /**
+   * Other regions' key services, for multi-region keys (ReplicateKey,
+   * UpdatePrimaryRegion, rotation of a primary). Regions that replicate to
+   * each other must share the root key.
+   */
+  peers?: Record<string, PeerRegion>;
   /** Protects stored key material. Default: a local root key file. */
   rootKey?: RootKeyProtector;
   /** Keep the root key in a PKCS#11 token (an HSM) instead of a file; the service logs in at start and out at close. */
@@ -101,7 +108,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     await pkcs11Root?.close();
     throw err;
   });
-  const service = new KeyService(store, config.region, config.accountId, clock);
+  const service = new KeyService(store, config.region, config.accountId, clock, options.peers === undefined ? undefined : createPeers(options.peers));
   const audit = createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
   // With the file store the configuration is the source of access keys; with etcd, etcd is.
   let filePrincipals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
