@@ -23,7 +23,7 @@ import { ADMIN, testConfig } from './helpers.js';
 
 const EAST = 'us-east-1';
 const WEST = 'eu-west-1';
-const PORTS = { [EAST]: 46100, [WEST]: 46101 };
+const PORTS: Record<string, number> = { [EAST]: 46100, [WEST]: 46101 };
 let dir: string;
 const services: Record<string, RunningKeyService> = {};
 const clients: KMSClient[] = [];
