@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
@@ -18,11 +18,11 @@ let dir: string;
 const children: ChildProcess[] = [];
 
 /** One `vectorseal kms serve` process on the shared etcd cluster; resolves with its URL. */
-async function serveNode(n: number): Promise<{ url: string; child: ChildProcess }> {
+async function serveNode(n: number, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [BIN, 'kms', 'serve', '--port', '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
-      '--root-key-file', join(dir, 'root.key'), '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/'],
+    [BIN, 'kms', 'serve', '--port', extra.length > 0 ? '46030' : '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
+      '--root-key-file', join(dir, 'root.key'), '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.push(child);
@@ -106,6 +106,26 @@ describe('failover between key-service nodes', () => {
       }
     } finally {
       await store.close();
+    }
+  });
+
+  it('kms serve --workers 2: two worker processes share the port and the state', async () => {
+    const node = await serveNode(2, ['--workers', '2']);
+    try {
+      const kids = (await readFile(`/proc/${node.child.pid}/task/${node.child.pid}/children`, 'utf8')).trim().split(/\s+/);
+      expect(kids).toHaveLength(2);
+      const kms = new KMSClient({ endpoint: node.url, region: REGION, credentials: ADMIN, maxAttempts: 1 });
+      const arn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+      // Fresh connections land on either worker; every one knows the key.
+      for (let i = 0; i < 10; i++) {
+        const c = new KMSClient({ endpoint: node.url, region: REGION, credentials: ADMIN, maxAttempts: 1 });
+        expect((await c.send(new DescribeKeyCommand({ KeyId: arn }))).KeyMetadata!.Arn).toBe(arn);
+        c.destroy();
+      }
+      kms.destroy();
+    } finally {
+      node.child.kill('SIGTERM');
+      await new Promise((r) => node.child.once('exit', r));
     }
   });
 });

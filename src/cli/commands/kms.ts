@@ -1,7 +1,9 @@
+import cluster from 'node:cluster';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
-import { createAccessKey, createKeyServiceConfig, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
+import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 
 /**
@@ -23,6 +25,7 @@ export function registerKmsCommands(program: Command): void {
     .option('--tls-client-ca <file>', 'require client certificates issued by this PEM CA (mutual TLS)')
     .option('--etcd <urls>', 'keep the state in this etcd cluster (comma-separated client URLs) instead of <data-dir>')
     .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
+    .option('--workers <n>', 'serve from n node:cluster worker processes sharing the port (needs --etcd: the workers share state through it)', parseWorkers, 1)
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
     .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
     .option('--root-key-file <file>', 'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key');
@@ -45,6 +48,13 @@ export function registerKmsCommands(program: Command): void {
         opts.etcd === undefined
           ? undefined
           : { endpoints: split(opts.etcd), ...(opts.etcdPrefix === undefined ? {} : { prefix: opts.etcdPrefix }) };
+      if (opts.workers > 1) {
+        if (etcd === undefined) throw new InvalidArgumentError('--workers above 1 needs --etcd: workers keep no state of their own');
+        if (cluster.isPrimary) {
+          await superviseWorkers(opts);
+          return;
+        }
+      }
       const service = await startKeyService({
         port: opts.port,
         host: opts.host,
@@ -133,6 +143,42 @@ interface ServeFlags {
   auditFile?: string;
   root: string;
   rootKeyFile?: string;
+  workers: number;
+}
+
+/**
+ * The cluster primary: makes sure the root key file exists before any worker
+ * opens it (so they never race to create it), forks the workers, and passes
+ * SIGHUP, SIGINT and SIGTERM on to them. It serves no requests itself.
+ */
+async function superviseWorkers(opts: ServeFlags): Promise<void> {
+  if (opts.root === 'file') await LocalRootKeyFile.open(opts.rootKeyFile ?? join(opts.dataDir, 'root.key'));
+  const workers = Array.from({ length: opts.workers }, () => cluster.fork());
+  let stopping = false;
+  for (const w of workers) {
+    w.on('exit', (code) => {
+      // A worker that dies unasked takes the service down with it rather than leaving it half-served.
+      if (!stopping) {
+        process.stderr.write(`vectorseal kms worker ${w.process.pid} exited (${code}); stopping\n`);
+        stopping = true;
+        for (const other of workers) other.kill('SIGTERM');
+        process.exitCode = 1;
+      }
+    });
+  }
+  const forward = (signal: NodeJS.Signals) => () => {
+    if (signal !== 'SIGHUP') stopping = true;
+    for (const w of workers) w.process.kill(signal);
+  };
+  process.on('SIGHUP', forward('SIGHUP'));
+  process.once('SIGINT', forward('SIGINT'));
+  process.once('SIGTERM', forward('SIGTERM'));
+}
+
+function parseWorkers(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`--workers expected 1-64, got "${value}"`);
+  return n;
 }
 
 function parsePort(value: string): number {
