@@ -177,10 +177,13 @@ export class KeyService {
     const now = this.clock.now();
     const due = (k: KeyRecord): boolean =>
       (k.state === 'PendingDeletion' && k.deletionDate !== undefined && k.deletionDate <= now) ||
-      (k.state === 'Enabled' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
+      // A replica's material changes only by its primary's push, never by its own rotation.
+      (k.state === 'Enabled' && k.multiRegion?.role !== 'REPLICA' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
       (k.validTo !== undefined && k.validTo <= now && k.backing.length > 0);
     if (!Object.values(this.store.snapshot.keys).some(due)) return;
+    const rotated: string[] = [];
     await this.store.mutate(async (draft) => {
+      rotated.length = 0;
       for (const key of Object.values(draft.keys)) {
         if (!due(key)) continue;
         if (key.state === 'PendingDeletion') {
@@ -193,9 +196,15 @@ export class KeyService {
         } else {
           await this.addBackingKey(key, 'AUTOMATIC', now);
           key.rotation.nextRotation = now + key.rotation.periodDays * DAY_MS;
+          if (key.multiRegion?.role === 'PRIMARY') rotated.push(key.keyId);
         }
       }
     });
+    // Automatic rotation of a multi-region primary reaches its replicas as on-demand rotation does.
+    for (const id of rotated) {
+      const key = this.store.snapshot.keys[id];
+      if (key !== undefined) await this.pushToReplicas(key);
+    }
   }
 
   // ---- references ----------------------------------------------------------

@@ -8,6 +8,7 @@ import {
   DescribeKeyCommand,
   DisableKeyCommand,
   EnableKeyCommand,
+  EnableKeyRotationCommand,
   EncryptCommand,
   KMSClient,
   ReplicateKeyCommand,
@@ -19,7 +20,7 @@ import type { KekEntry } from '../../src/keys/keyring-file.js';
 import { startKeyService, type RunningKeyService } from '../../src/kms/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { randomVectors, storeDirs } from '../store/helpers.js';
-import { ADMIN, testConfig } from './helpers.js';
+import { ADMIN, DAY, manualClock, testConfig } from './helpers.js';
 
 const EAST = 'us-east-1';
 const WEST = 'eu-west-1';
@@ -154,6 +155,40 @@ describe('multi-region keys across two key-service regions', () => {
       expect(store.collection('docs').get('d7')?.metadata).toEqual({ i: 7 });
     } finally {
       await store.close();
+    }
+  });
+
+  it('automatic rotation of a primary reaches its replica', async () => {
+    const clock = manualClock();
+    const ports: Record<string, number> = { [EAST]: 46102, [WEST]: 46103 };
+    const started: RunningKeyService[] = [];
+    const regional = (region: string) =>
+      startKeyService({
+        port: ports[region]!,
+        dataDir: join(dir, `auto-${region}`),
+        rootKeyFile: join(dir, 'root.key'),
+        config: { ...testConfig(), region },
+        clock,
+        peers: { [region === EAST ? WEST : EAST]: { endpoint: `http://127.0.0.1:${ports[region === EAST ? WEST : EAST]}`, credentials: ADMIN } },
+      });
+    started.push(await regional(EAST), await regional(WEST));
+    const w = new KMSClient({ endpoint: `http://127.0.0.1:${ports[WEST]}`, region: WEST, credentials: ADMIN, maxAttempts: 1 });
+    const ePort = new KMSClient({ endpoint: `http://127.0.0.1:${ports[EAST]}`, region: EAST, credentials: ADMIN, maxAttempts: 1 });
+    clients.push(w, ePort);
+    try {
+      const id = (await ePort.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
+      await ePort.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST }));
+      await ePort.send(new EnableKeyRotationCommand({ KeyId: id, RotationPeriodInDays: 90 }));
+      clock.advance(91 * DAY);
+      // The next request on the primary runs the sweep, which rotates and pushes.
+      const blob = (await ePort.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('auto') }))).CiphertextBlob!;
+      expect(Buffer.from(blob).readUInt32BE(18)).toBe(2);
+      expect(Buffer.from((await w.send(new DecryptCommand({ CiphertextBlob: blob }))).Plaintext!).toString()).toBe('auto');
+      // The replica, past the same date, does not rotate on its own: its newest version stays the primary's.
+      const fromWest = (await w.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('w') }))).CiphertextBlob!;
+      expect(Buffer.from(fromWest).readUInt32BE(18)).toBe(2);
+    } finally {
+      for (const s of started) await s.close();
     }
   });
 });
