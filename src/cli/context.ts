@@ -30,7 +30,7 @@ export function kekOptions(cmd: Command): Command {
     cmd
       .option('--kek <provider>', 'where the KEK lives: local (default), aws-kms or pkcs11', 'local')
       .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
-      .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600 (default: the SDK's)")
+      .option('--kms-endpoint <urls>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600, or several comma-separated (failover between them) (default: the SDK's)")
       .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)"),
     'pkcs11',
     'KEK label on the token (default: store-kek)',

@@ -11,12 +11,21 @@ export interface AwsKmsProviderOptions {
   /** An injected client (tests, or a caller-built SDK `KMS`). Otherwise one is built from the options below. */
   client?: KmsClientLike;
   region?: string;
-  /** For vectorseal's key service or a VPC endpoint, e.g. `http://127.0.0.1:4600`. */
+  /**
+   * For vectorseal's key service or a VPC endpoint, e.g. `http://127.0.0.1:4600`.
+   * A comma-separated list is read as `endpoints` (what `--kms-endpoint a,b` records).
+   */
   endpoint?: string;
+  /**
+   * Several endpoints of one KMS (the nodes of a key-service cluster): calls go
+   * to the last one that answered, and a network fault or 5xx moves the call
+   * to the next, with backoff once every endpoint has been tried in a round.
+   */
+  endpoints?: string[];
   credentials?: KMSClientConfig['credentials'];
   /** Any further SDK client settings. */
   clientConfig?: KMSClientConfig;
-  /** Attempts per call for throttling and network faults (default 4). */
+  /** Attempts per call for throttling and network faults (default 4, and at least two per endpoint). */
   maxAttempts?: number;
   /** First backoff delay; doubles each attempt, with jitter (default 100 ms). */
   retryBaseDelayMs?: number;
@@ -45,7 +54,10 @@ export class AwsKmsKekProvider extends KekProvider {
   readonly name = 'aws-kms';
   override readonly rewrapsInside = true;
   readonly keyId: string;
-  private client: Promise<KmsClientLike> | undefined;
+  private readonly clients: (Promise<KmsClientLike> | undefined)[];
+  private readonly endpoints: (string | undefined)[];
+  /** The endpoint that answered last; calls start there. */
+  private current = 0;
   private readonly ownsClient: boolean;
   private knownVersion: string | undefined;
   private readonly maxAttempts: number;
@@ -58,8 +70,10 @@ export class AwsKmsKekProvider extends KekProvider {
     }
     this.keyId = options.keyId;
     this.ownsClient = options.client === undefined;
-    if (options.client !== undefined) this.client = Promise.resolve(options.client);
-    this.maxAttempts = options.maxAttempts ?? 4;
+    this.endpoints = endpointList(options);
+    this.clients = this.endpoints.map(() => undefined);
+    if (options.client !== undefined) this.clients[0] = Promise.resolve(options.client);
+    this.maxAttempts = options.maxAttempts ?? Math.max(4, 2 * this.endpoints.length);
     this.baseDelay = options.retryBaseDelayMs ?? 100;
   }
 
@@ -156,11 +170,13 @@ export class AwsKmsKekProvider extends KekProvider {
   }
 
   override async close(): Promise<void> {
-    if (this.ownsClient && this.client !== undefined) {
-      const c = await this.client.catch(() => undefined);
-      c?.destroy?.();
+    if (this.ownsClient) {
+      for (const pending of this.clients) {
+        const c = await pending?.catch(() => undefined);
+        c?.destroy?.();
+      }
     }
-    this.client = undefined;
+    this.clients.fill(undefined);
   }
 
   private wrapped(blob: Uint8Array, arn: string | undefined, kekVersion: string | undefined): WrappedDek {
@@ -200,29 +216,38 @@ export class AwsKmsKekProvider extends KekProvider {
     return rotations + 1;
   }
 
-  private getClient(): Promise<KmsClientLike> {
-    this.client ??= createSdkKmsClient({
+  private getClient(index: number): Promise<KmsClientLike> {
+    const endpoint = this.endpoints[index];
+    this.clients[index] ??= createSdkKmsClient({
       ...this.options.clientConfig,
       ...(this.options.region === undefined ? {} : { region: this.options.region }),
-      ...(this.options.endpoint === undefined ? {} : { endpoint: this.options.endpoint }),
+      ...(endpoint === undefined ? {} : { endpoint }),
       ...(this.options.credentials === undefined ? {} : { credentials: this.options.credentials }),
     });
-    return this.client;
+    return this.clients[index]!;
   }
 
   /** One KMS call with retries on throttling and network faults, failures mapped to typed errors. */
   private async call<T>(operation: string, keyRef: string, fn: (client: KmsClientLike) => Promise<T>): Promise<T> {
-    const client = await this.getClient();
     let lastError: unknown;
+    const count = this.endpoints.length;
+    let index = this.current;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       try {
-        return await fn(client);
+        const out = await fn(await this.getClient(index));
+        this.current = index;
+        return out;
       } catch (err) {
         lastError = err;
         if (!isRetryableKmsError(err)) throw mapKmsError(err, operation, keyRef);
         if (attempt < this.maxAttempts) {
-          const cap = this.baseDelay * 2 ** (attempt - 1);
-          await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
+          index = (index + 1) % count;
+          // Fail over at once while untried endpoints remain in this round; back off between rounds.
+          const round = Math.floor(attempt / count);
+          if (attempt % count === 0) {
+            const cap = this.baseDelay * 2 ** (round - 1);
+            await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
+          }
         }
       }
     }
@@ -230,6 +255,18 @@ export class AwsKmsKekProvider extends KekProvider {
       cause: lastError,
     });
   }
+}
+
+/** The endpoints to use, in order; `[undefined]` means the SDK's default endpoint. */
+function endpointList(options: AwsKmsProviderOptions): (string | undefined)[] {
+  const list = options.endpoints ?? options.endpoint?.split(',');
+  const cleaned = (list ?? []).map((e) => e.trim()).filter((e) => e !== '');
+  if (options.endpoints !== undefined && cleaned.length === 0) throw new InvalidArgumentError('"endpoints" expected at least one URL');
+  if (options.client !== undefined && cleaned.length > 1) throw new InvalidArgumentError('"client" cannot be combined with several endpoints');
+  for (const e of cleaned) {
+    if (!/^https?:\/\/[^\s,]+$/.test(e)) throw new InvalidArgumentError(`KMS endpoint expected an http(s) URL, got "${e}"`);
+  }
+  return cleaned.length === 0 ? [undefined] : cleaned;
 }
 
 function requireBlob(value: Uint8Array | undefined, operation: string, keyRef: string): Uint8Array {

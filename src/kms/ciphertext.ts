@@ -1,21 +1,38 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { kmsErrors } from './errors.js';
 
 /**
- * The key service's ciphertext blob, version 1:
+ * The key service's ciphertext blobs.
  *
- *   u8 version (1) | 16-byte key id (UUID bytes) | u32 BE backing-key version |
- *   12-byte IV | AES-256-GCM ciphertext | 16-byte tag
+ * Version 2 (written now):
  *
- * The associated data is the header (version, key id, backing version)
- * followed by the encoded encryption context, so neither can be changed or
- * moved to another key without failing authentication.
+ *   u8 version (2) | u8 id kind (0 = UUID key id, 1 = multi-region "mrk-" id) |
+ *   16-byte key id | u32 BE backing-key version | 32-byte random nonce |
+ *   AES-256-GCM ciphertext | 16-byte tag
+ *
+ * Each message is sealed under its own key, HKDF-SHA256(backing key, salt =
+ * nonce, info = label + header), so no backing key ever meets enough random
+ * 96-bit IVs for a collision to matter: there is no usage limit per backing
+ * key. A derived key seals one message only, so its GCM IV is all zeros.
+ *
+ * Version 1 (still read, never written): u8 1 | 16-byte UUID | u32 BE version |
+ * 12-byte random IV | ciphertext | tag, under the backing key itself.
+ *
+ * In both, the associated data is the header followed by the encoded
+ * encryption context, so neither can be changed or moved to another key
+ * without failing authentication.
  */
 export const CIPHERTEXT_V1 = 1;
-const UUID_BYTES = 16;
-const HEADER_BYTES = 1 + UUID_BYTES + 4;
+export const CIPHERTEXT_V2 = 2;
+const ID_BYTES = 16;
+const V1_HEADER = 1 + ID_BYTES + 4;
+const V2_HEADER = 2 + ID_BYTES + 4;
 const IV_BYTES = 12;
+const NONCE_BYTES = 32;
 const TAG_BYTES = 16;
+const ZERO_IV = Buffer.alloc(IV_BYTES);
+const MESSAGE_KEY_INFO = Buffer.from('vectorseal/kms/message-key/v2\0', 'utf8');
+const MRK = /^mrk-[0-9a-f]{32}$/;
 
 export interface CiphertextHeader {
   keyId: string;
@@ -24,44 +41,69 @@ export interface CiphertextHeader {
 
 /** Reads the header of a blob, or throws InvalidCiphertextException when it is not one of ours. */
 export function parseCiphertextHeader(blob: Uint8Array): CiphertextHeader {
-  if (blob.length < HEADER_BYTES + IV_BYTES + TAG_BYTES || blob[0] !== CIPHERTEXT_V1) {
-    throw kmsErrors.invalidCiphertext('The ciphertext is not a valid ciphertext blob');
-  }
   const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-  return { keyId: uuidFromBytes(b.subarray(1, 1 + UUID_BYTES)), backingVersion: b.readUInt32BE(1 + UUID_BYTES) };
+  if (b.length >= V2_HEADER + NONCE_BYTES + TAG_BYTES && b[0] === CIPHERTEXT_V2 && (b[1] === 0 || b[1] === 1)) {
+    const id = b.subarray(2, 2 + ID_BYTES);
+    return { keyId: b[1] === 1 ? `mrk-${id.toString('hex')}` : uuidFromBytes(id), backingVersion: b.readUInt32BE(2 + ID_BYTES) };
+  }
+  if (b.length >= V1_HEADER + IV_BYTES + TAG_BYTES && b[0] === CIPHERTEXT_V1) {
+    return { keyId: uuidFromBytes(b.subarray(1, 1 + ID_BYTES)), backingVersion: b.readUInt32BE(1 + ID_BYTES) };
+  }
+  throw kmsErrors.invalidCiphertext('The ciphertext is not a valid ciphertext blob');
 }
 
-/** Seals `plaintext` under one backing key of `keyId`. */
+/** Seals `plaintext` under one backing key of `keyId`, in the version 2 format. */
 export function sealCiphertext(
   backingKey: Uint8Array,
   header: CiphertextHeader,
   plaintext: Uint8Array,
   context: Record<string, string>,
 ): Buffer {
-  const head = Buffer.alloc(HEADER_BYTES);
-  head[0] = CIPHERTEXT_V1;
-  uuidToBytes(header.keyId).copy(head, 1);
-  head.writeUInt32BE(header.backingVersion, 1 + UUID_BYTES);
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', backingKey, iv);
-  cipher.setAAD(Buffer.concat([head, encodeEncryptionContext(context)]));
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([head, iv, body, cipher.getAuthTag()]);
+  const head = Buffer.alloc(V2_HEADER);
+  head[0] = CIPHERTEXT_V2;
+  if (MRK.test(header.keyId)) {
+    head[1] = 1;
+    Buffer.from(header.keyId.slice(4), 'hex').copy(head, 2);
+  } else {
+    head[1] = 0;
+    uuidToBytes(header.keyId).copy(head, 2);
+  }
+  head.writeUInt32BE(header.backingVersion, 2 + ID_BYTES);
+  const nonce = randomBytes(NONCE_BYTES);
+  const messageKey = deriveMessageKey(backingKey, nonce, head);
+  try {
+    const cipher = createCipheriv('aes-256-gcm', messageKey, ZERO_IV);
+    cipher.setAAD(Buffer.concat([head, encodeEncryptionContext(context)]));
+    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([head, nonce, body, cipher.getAuthTag()]);
+  } finally {
+    messageKey.fill(0);
+  }
 }
 
 /** Opens a blob whose header was already parsed; any mismatch is InvalidCiphertextException. */
 export function openCiphertext(backingKey: Uint8Array, blob: Uint8Array, context: Record<string, string>): Buffer {
   const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-  const iv = b.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES);
-  const decipher = createDecipheriv('aes-256-gcm', backingKey, iv);
-  decipher.setAAD(Buffer.concat([b.subarray(0, HEADER_BYTES), encodeEncryptionContext(context)]));
-  decipher.setAuthTag(b.subarray(b.length - TAG_BYTES));
+  const v2 = b[0] === CIPHERTEXT_V2;
+  const headerEnd = v2 ? V2_HEADER : V1_HEADER;
+  const bodyStart = headerEnd + (v2 ? NONCE_BYTES : IV_BYTES);
+  const head = b.subarray(0, headerEnd);
+  const key = v2 ? deriveMessageKey(backingKey, b.subarray(headerEnd, bodyStart), head) : backingKey;
   try {
-    return Buffer.concat([decipher.update(b.subarray(HEADER_BYTES + IV_BYTES, b.length - TAG_BYTES)), decipher.final()]);
+    const decipher = createDecipheriv('aes-256-gcm', key, v2 ? ZERO_IV : b.subarray(headerEnd, bodyStart));
+    decipher.setAAD(Buffer.concat([head, encodeEncryptionContext(context)]));
+    decipher.setAuthTag(b.subarray(b.length - TAG_BYTES));
+    return Buffer.concat([decipher.update(b.subarray(bodyStart, b.length - TAG_BYTES)), decipher.final()]);
   } catch {
     // Wrong context and tampering look the same to GCM, and AWS reports both this way.
     throw kmsErrors.invalidCiphertext('The ciphertext or its encryption context is not valid for this key');
+  } finally {
+    if (v2) key.fill(0);
   }
+}
+
+function deriveMessageKey(backingKey: Uint8Array, nonce: Uint8Array, header: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', backingKey, nonce, Buffer.concat([MESSAGE_KEY_INFO, header]), 32));
 }
 
 /**

@@ -1,4 +1,5 @@
 export { startKeyService, type KeyServiceOptions, type RunningKeyService } from './server.js';
+export type { EtcdStoreOptions } from './etcd-key-store.js';
 export { loadKeyServiceConfig, validateKeyServiceConfig, type KeyServiceConfig, type PrincipalConfig, type PolicyStatement } from './config.js';
 export { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 export { Pkcs11RootKey, pkcs11RootOptionsFromFlags, type Pkcs11RootKeyOptions, type Pkcs11RootCliFlags } from './root-pkcs11.js';

@@ -5,7 +5,10 @@ import { DAY_MS } from './clock.js';
 import { openCiphertext, parseCiphertextHeader, sealCiphertext } from './ciphertext.js';
 import { KmsException, kmsErrors } from './errors.js';
 import { decodeImportToken, encodeImportToken, IMPORT_TOKEN_TTL_MS } from './import-token.js';
-import type { KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
+import { checkGrantTokens, grantForToken, GRANT_OPERATIONS, newGrantToken } from './grants.js';
+import { defaultKeyPolicy, parseKeyPolicy } from './key-policy.js';
+import type { Peers } from './peers.js';
+import type { GrantRecord, KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
 import type { PolicyRequest } from './policy.js';
 import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, type WireInput } from './wire.js';
 
@@ -14,16 +17,27 @@ const generateKeyPairAsync = promisify(generateKeyPair);
 const BACKING_KEY_BYTES = 32;
 const MAX_PLAINTEXT = 4096;
 const MAX_CIPHERTEXT = 6144;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Key ids: UUIDs, and `mrk-` plus 32 hex digits for multi-region keys. */
+const UUID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
+const MAX_TAGS = 50;
 const ALIAS_NAME = /^alias\/[a-zA-Z0-9/_-]{1,250}$/;
 
 /** A policy check plus the facts the audit line records about it. */
 export interface RequestTarget extends PolicyRequest {
   /** The resolved key's ARN, when the reference resolved. */
   keyArn?: string;
+  /** The resolved key's id. */
+  keyId?: string;
 }
 
-type Handler = (input: WireInput) => Promise<WireInput>;
+/** The authenticated caller, as operations that depend on who asks (grants, the policy lockout check) see it. */
+export interface ServiceCaller {
+  arn: string;
+  /** Whether the caller may perform `operation` on `key` (used with a key carrying a proposed policy). */
+  may(operation: string, key: KeyRecord): boolean;
+}
+
+type Handler = (input: WireInput, caller: ServiceCaller) => Promise<WireInput>;
 
 /**
  * The KMS operations over the key store, in wire shapes (JSON members, base64
@@ -39,9 +53,10 @@ export class KeyService {
     private readonly region: string,
     private readonly accountId: string,
     private readonly clock: Clock,
+    private readonly peers?: Peers,
   ) {
     this.handlers = {
-      CreateKey: (i) => this.createKey(i),
+      CreateKey: (i, c) => this.createKey(i, c),
       DescribeKey: (i) => this.describeKey(i),
       ListKeys: (i) => this.listKeys(i),
       CreateAlias: (i) => this.createAlias(i),
@@ -62,6 +77,24 @@ export class KeyService {
       CancelKeyDeletion: (i) => this.cancelKeyDeletion(i),
       GetParametersForImport: (i) => this.getParametersForImport(i),
       ImportKeyMaterial: (i) => this.importKeyMaterial(i),
+      DeleteImportedKeyMaterial: (i) => this.deleteImportedKeyMaterial(i),
+      GenerateRandom: (i) => this.generateRandom(i),
+      TagResource: (i) => this.tagResource(i),
+      UntagResource: (i) => this.untagResource(i),
+      ListResourceTags: (i) => this.listResourceTags(i),
+      UpdateAlias: (i) => this.updateAlias(i),
+      DeleteAlias: (i) => this.deleteAlias(i),
+      UpdateKeyDescription: (i) => this.updateKeyDescription(i),
+      GetKeyPolicy: (i) => this.getKeyPolicy(i),
+      PutKeyPolicy: (i, c) => this.putKeyPolicy(i, c),
+      ListKeyPolicies: (i) => this.listKeyPolicies(i),
+      CreateGrant: (i) => this.createGrant(i),
+      ListGrants: (i) => this.listGrants(i),
+      RetireGrant: (i, c) => this.retireGrant(i, c),
+      RevokeGrant: (i) => this.revokeGrant(i),
+      ReplicateKey: (i) => this.replicateKey(i),
+      UpdatePrimaryRegion: (i) => this.updatePrimaryRegion(i),
+      [SYNC_REPLICA]: (i) => this.syncReplica(i),
     };
   }
 
@@ -70,11 +103,17 @@ export class KeyService {
     return Object.hasOwn(this.handlers, operation);
   }
 
+  /** Whether an operation is a KMS operation this service deliberately does not implement. */
+  static isUnsupported(operation: string): boolean {
+    return UNSUPPORTED.has(operation);
+  }
+
   /** Runs one operation. Throws KmsException for every client-visible failure. */
-  async execute(operation: string, input: WireInput): Promise<WireInput> {
+  async execute(operation: string, input: WireInput, caller: ServiceCaller = ANONYMOUS): Promise<WireInput> {
     const handler = this.handlers[operation];
     if (handler === undefined) throw kmsErrors.unknownOperation(`Operation ${operation} is not supported`);
-    return handler(input);
+    if (GRANT_TOKEN_OPERATIONS.has(operation)) checkGrantTokens(this.store.snapshot, input.GrantTokens);
+    return handler(input, caller);
   }
 
   /**
@@ -102,9 +141,18 @@ export class KeyService {
       case 'CreateKey':
       case 'ListKeys':
       case 'ListAliases':
+      case 'GenerateRandom':
         return [{ operation }];
       case 'CreateAlias':
         return [this.target(operation, ref('TargetKeyId'))];
+      case 'UpdateAlias':
+        // AWS asks for permission on the alias's current key and on the new one.
+        return [this.target(operation, ref('AliasName')), this.target(operation, ref('TargetKeyId'))];
+      case 'DeleteAlias':
+        return [this.target(operation, ref('AliasName'))];
+      case 'RetireGrant':
+        // Decided by the grant itself (its retiring principal or grantee), in the handler.
+        return [];
       case 'Encrypt':
       case 'GenerateDataKey':
       case 'GenerateDataKeyWithoutPlaintext':
@@ -129,10 +177,13 @@ export class KeyService {
     const now = this.clock.now();
     const due = (k: KeyRecord): boolean =>
       (k.state === 'PendingDeletion' && k.deletionDate !== undefined && k.deletionDate <= now) ||
-      (k.state === 'Enabled' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
+      // A replica's material changes only by its primary's push, never by its own rotation.
+      (k.state === 'Enabled' && k.multiRegion?.role !== 'REPLICA' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
       (k.validTo !== undefined && k.validTo <= now && k.backing.length > 0);
     if (!Object.values(this.store.snapshot.keys).some(due)) return;
+    const rotated: string[] = [];
     await this.store.mutate(async (draft) => {
+      rotated.length = 0;
       for (const key of Object.values(draft.keys)) {
         if (!due(key)) continue;
         if (key.state === 'PendingDeletion') {
@@ -145,9 +196,15 @@ export class KeyService {
         } else {
           await this.addBackingKey(key, 'AUTOMATIC', now);
           key.rotation.nextRotation = now + key.rotation.periodDays * DAY_MS;
+          if (key.multiRegion?.role === 'PRIMARY') rotated.push(key.keyId);
         }
       }
     });
+    // Automatic rotation of a multi-region primary reaches its replicas as on-demand rotation does.
+    for (const id of rotated) {
+      const key = this.store.snapshot.keys[id];
+      if (key !== undefined) await this.pushToReplicas(key);
+    }
   }
 
   // ---- references ----------------------------------------------------------
@@ -201,6 +258,7 @@ export class KeyService {
     }
     out.keyNames = names;
     out.keyArn = arn;
+    out.keyId = key.keyId;
     return out;
   }
 
@@ -221,8 +279,17 @@ export class KeyService {
       CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
       KeySpec: 'SYMMETRIC_DEFAULT',
       EncryptionAlgorithms: ['SYMMETRIC_DEFAULT'],
-      MultiRegion: false,
+      MultiRegion: key.multiRegion !== undefined,
     };
+    if (key.multiRegion !== undefined) {
+      const mr = key.multiRegion;
+      const arnIn = (region: string) => `arn:aws:kms:${region}:${this.accountId}:key/${key.keyId}`;
+      m.MultiRegionConfiguration = {
+        MultiRegionKeyType: mr.role,
+        PrimaryKey: { Arn: arnIn(mr.primaryRegion), Region: mr.primaryRegion },
+        ReplicaKeys: mr.replicaRegions.map((r) => ({ Arn: arnIn(r), Region: r })),
+      };
+    }
     if (key.deletionDate !== undefined) m.DeletionDate = epochSeconds(key.deletionDate);
     if (key.pendingWindowInDays !== undefined) m.PendingDeletionWindowInDays = key.pendingWindowInDays;
     if (key.origin === 'EXTERNAL' && key.backing.length > 0) {
@@ -232,7 +299,7 @@ export class KeyService {
     return m;
   }
 
-  private async createKey(input: WireInput): Promise<WireInput> {
+  private async createKey(input: WireInput, caller: ServiceCaller): Promise<WireInput> {
     const description = input.Description === undefined ? '' : String(optString(input, 'Description', 8192) ?? '');
     const usage = optEnum(input, 'KeyUsage', ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const);
     const spec = optString(input, 'KeySpec') ?? optString(input, 'CustomerMasterKeySpec') ?? 'SYMMETRIC_DEFAULT';
@@ -242,9 +309,13 @@ export class KeyService {
     }
     if (origin !== 'AWS_KMS' && origin !== 'EXTERNAL') throw kmsErrors.unsupportedOperation(`Origin ${origin} is not supported`);
     const tags = readTags(input);
+    if (input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) throw kmsErrors.unsupportedOperation('Custom key stores are not supported');
+    const multiRegion = optBool(input, 'MultiRegion') ?? false;
+    const policy = input.Policy === undefined ? undefined : reqString(input, 'Policy', 131072);
+    if (policy !== undefined) parseKeyPolicy(policy);
     const now = this.clock.now();
     const key: KeyRecord = {
-      keyId: randomUUID(),
+      keyId: multiRegion ? `mrk-${randomBytes(16).toString('hex')}` : randomUUID(),
       creationDate: now,
       description,
       origin,
@@ -253,6 +324,9 @@ export class KeyService {
       rotation: { enabled: false, periodDays: 365 },
       backing: [],
     };
+    if (policy !== undefined) key.policy = policy;
+    if (multiRegion) key.multiRegion = { role: 'PRIMARY', primaryRegion: this.region, replicaRegions: [] };
+    if (policy !== undefined && input.BypassPolicyLockoutSafetyCheck !== true) this.lockoutCheck(key, caller);
     if (origin === 'AWS_KMS') await this.addBackingKey(key, undefined, now);
     await this.store.mutate((draft) => {
       draft.keys[key.keyId] = key;
@@ -476,6 +550,9 @@ export class KeyService {
   // ---- rotation ------------------------------------------------------------
 
   private rotationGate(key: KeyRecord): void {
+    if (key.multiRegion?.role === 'REPLICA') {
+      throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a multi-region replica; rotation is managed on the primary in ${key.multiRegion.primaryRegion}.`);
+    }
     if (key.origin !== 'AWS_KMS') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} has imported key material; rotate it by creating a new key.`);
     if (key.state === 'Disabled') throw kmsErrors.disabled(`${this.keyArn(key.keyId)} is disabled.`);
     this.requireNotPending(key);
@@ -514,6 +591,8 @@ export class KeyService {
       this.rotationGate(k);
       await this.addBackingKey(k, 'ON_DEMAND', this.clock.now());
     });
+    // A multi-region key's material is shared: its replicas get the new version too.
+    if (key.multiRegion?.role === 'PRIMARY') await this.pushToReplicas(key);
     return { KeyId: key.keyId };
   }
 
@@ -543,6 +622,387 @@ export class KeyService {
     } finally {
       material.fill(0);
     }
+  }
+
+  // ---- tags, aliases, descriptions -----------------------------------------
+
+  private async generateRandom(input: WireInput): Promise<WireInput> {
+    if (input.CustomKeyStoreId !== undefined) throw kmsErrors.unsupportedOperation('Custom key stores are not supported');
+    if (input.Recipient !== undefined) throw kmsErrors.unsupportedOperation('Nitro Enclaves attestation (Recipient) is not supported');
+    const n = optInt(input, 'NumberOfBytes', 1, 1024);
+    if (n === undefined) throw kmsErrors.validation('NumberOfBytes is required');
+    const bytes = randomBytes(n);
+    try {
+      return { Plaintext: b64(bytes) };
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  private async tagResource(input: WireInput): Promise<WireInput> {
+    const tags = readTags(input);
+    if (tags.length === 0) throw kmsErrors.validation('Tags expected at least one tag');
+    await this.change(input, (key) => {
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      const merged = new Map(key.tags.map((t) => [t.TagKey, t.TagValue]));
+      for (const t of tags) merged.set(t.TagKey, t.TagValue);
+      if (merged.size > MAX_TAGS) throw kmsErrors.tag(`A key can have at most ${MAX_TAGS} tags`);
+      key.tags = [...merged].map(([TagKey, TagValue]) => ({ TagKey, TagValue }));
+    });
+    return {};
+  }
+
+  private async untagResource(input: WireInput): Promise<WireInput> {
+    const names = new Set(readTagKeys(input));
+    await this.change(input, (key) => {
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      key.tags = key.tags.filter((t) => !names.has(t.TagKey));
+    });
+    return {};
+  }
+
+  private async listResourceTags(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const limit = optInt(input, 'Limit', 1, 50) ?? 50;
+    const marker = optString(input, 'Marker', 1024);
+    const sorted = [...key.tags].sort((a, b) => (a.TagKey < b.TagKey ? -1 : a.TagKey > b.TagKey ? 1 : 0));
+    const rest = marker === undefined ? sorted : sorted.filter((t) => t.TagKey > marker);
+    const page = rest.slice(0, limit);
+    const out: WireInput = { Tags: page, Truncated: rest.length > limit };
+    if (rest.length > limit) out.NextMarker = page[page.length - 1]!.TagKey;
+    return out;
+  }
+
+  private async updateAlias(input: WireInput): Promise<WireInput> {
+    const name = reqString(input, 'AliasName', 256);
+    const targetRef = reqString(input, 'TargetKeyId');
+    if (targetRef.startsWith('alias/') || targetRef.includes(':alias/')) throw kmsErrors.validation('TargetKeyId must be a key id or key ARN, not an alias');
+    await this.store.mutate((draft) => {
+      const alias = Object.hasOwn(draft.aliases, name) ? draft.aliases[name] : undefined;
+      if (alias === undefined) throw kmsErrors.notFound(`Alias ${this.aliasArn(name)} does not exist`);
+      const key = this.resolve(targetRef, draft);
+      if (key === undefined) throw kmsErrors.notFound(`Key '${targetRef}' does not exist`);
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      alias.targetKeyId = key.keyId;
+      alias.lastUpdatedDate = this.clock.now();
+    });
+    return {};
+  }
+
+  private async deleteAlias(input: WireInput): Promise<WireInput> {
+    const name = reqString(input, 'AliasName', 256);
+    await this.store.mutate((draft) => {
+      if (!Object.hasOwn(draft.aliases, name)) throw kmsErrors.notFound(`Alias ${this.aliasArn(name)} does not exist`);
+      delete draft.aliases[name];
+    });
+    return {};
+  }
+
+  private async updateKeyDescription(input: WireInput): Promise<WireInput> {
+    const description = input.Description;
+    if (typeof description !== 'string' || description.length > 8192) throw kmsErrors.validation('Description expected a string of length 0-8192');
+    await this.change(input, (key) => {
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      key.description = description;
+    });
+    return {};
+  }
+
+  // ---- key policies -------------------------------------------------------
+
+  private policyName(input: WireInput): void {
+    const name = input.PolicyName === undefined ? 'default' : reqString(input, 'PolicyName', 128);
+    if (name !== 'default') throw kmsErrors.notFound(`Key policy ${name} does not exist; keys have one policy, "default"`);
+  }
+
+  private async getKeyPolicy(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    this.policyName(input);
+    return { Policy: key.policy ?? defaultKeyPolicy(this.accountId), PolicyName: 'default' };
+  }
+
+  private async putKeyPolicy(input: WireInput, caller: ServiceCaller): Promise<WireInput> {
+    this.policyName(input);
+    const policy = reqString(input, 'Policy', 131072);
+    parseKeyPolicy(policy);
+    const bypass = input.BypassPolicyLockoutSafetyCheck === true;
+    await this.change(input, (key) => {
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      if (!bypass) this.lockoutCheck({ ...key, policy }, caller);
+      key.policy = policy;
+    });
+    return {};
+  }
+
+  /** AWS's lockout safety check: a new policy must still let the caller change the policy. */
+  private lockoutCheck(key: KeyRecord, caller: ServiceCaller): void {
+    if (!caller.may('PutKeyPolicy', key)) {
+      throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future');
+    }
+  }
+
+  private async listKeyPolicies(input: WireInput): Promise<WireInput> {
+    this.requireKey(input);
+    optInt(input, 'Limit', 1, 1000);
+    return { PolicyNames: ['default'], Truncated: false };
+  }
+
+  // ---- grants -------------------------------------------------------------
+
+  private async createGrant(input: WireInput): Promise<WireInput> {
+    const grantee = reqString(input, 'GranteePrincipal', 256);
+    const retiring = optString(input, 'RetiringPrincipal', 256);
+    const name = optString(input, 'Name', 256);
+    if (name !== undefined && !/^[a-zA-Z0-9:/_-]+$/.test(name)) throw kmsErrors.validation('Name expected [a-zA-Z0-9:/_-]');
+    const ops = input.Operations;
+    if (!Array.isArray(ops) || ops.length === 0 || !ops.every((o) => (GRANT_OPERATIONS as readonly unknown[]).includes(o))) {
+      throw kmsErrors.validation(`Operations expected a list of ${GRANT_OPERATIONS.join(', ')}`);
+    }
+    const constraints = readConstraints(input);
+    return this.store.mutate((draft) => {
+      const key = this.requireKey(input, 'KeyId', draft);
+      this.requireNotPending(key);
+      // CreateGrant is idempotent by name: the same grant again yields the existing grant with a fresh token.
+      const same =
+        name === undefined
+          ? undefined
+          : Object.values(draft.grants).find(
+              (g) => g.keyId === key.keyId && g.name === name && g.granteePrincipal === grantee && JSON.stringify(g.operations) === JSON.stringify(ops),
+            );
+      const grantId = same?.grantId ?? randomBytes(32).toString('hex');
+      const { token, tokenHash } = newGrantToken(grantId);
+      if (same !== undefined) {
+        same.tokenHash = tokenHash;
+        return { GrantId: grantId, GrantToken: token };
+      }
+      const grant: GrantRecord = {
+        grantId,
+        keyId: key.keyId,
+        granteePrincipal: grantee,
+        operations: ops as string[],
+        issuingAccount: `arn:aws:iam::${this.accountId}:root`,
+        creationDate: this.clock.now(),
+        tokenHash,
+      };
+      if (name !== undefined) grant.name = name;
+      if (retiring !== undefined) grant.retiringPrincipal = retiring;
+      if (constraints !== undefined) grant.constraints = constraints;
+      draft.grants[grantId] = grant;
+      return { GrantId: grantId, GrantToken: token };
+    });
+  }
+
+  private async listGrants(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const limit = optInt(input, 'Limit', 1, 100) ?? 50;
+    const marker = optString(input, 'Marker', 1024);
+    const grantId = optString(input, 'GrantId', 128);
+    const grantee = optString(input, 'GranteePrincipal', 256);
+    const all = Object.values(this.store.snapshot.grants)
+      .filter((g) => g.keyId === key.keyId && (grantId === undefined || g.grantId === grantId) && (grantee === undefined || g.granteePrincipal === grantee))
+      .sort((a, b) => (a.grantId < b.grantId ? -1 : 1))
+      .filter((g) => marker === undefined || g.grantId > marker);
+    const page = all.slice(0, limit);
+    const out: WireInput = {
+      Grants: page.map((g) => ({
+        KeyId: this.keyArn(g.keyId),
+        GrantId: g.grantId,
+        ...(g.name === undefined ? {} : { Name: g.name }),
+        CreationDate: epochSeconds(g.creationDate),
+        GranteePrincipal: g.granteePrincipal,
+        ...(g.retiringPrincipal === undefined ? {} : { RetiringPrincipal: g.retiringPrincipal }),
+        IssuingAccount: g.issuingAccount,
+        Operations: g.operations,
+        ...(g.constraints === undefined ? {} : { Constraints: g.constraints }),
+      })),
+      Truncated: all.length > limit,
+    };
+    if (all.length > limit) out.NextMarker = page[page.length - 1]!.grantId;
+    return out;
+  }
+
+  private async retireGrant(input: WireInput, caller: ServiceCaller): Promise<WireInput> {
+    const byToken = input.GrantToken !== undefined;
+    await this.store.mutate((draft) => {
+      let grant: GrantRecord | undefined;
+      if (byToken) grant = grantForToken(draft, input.GrantToken);
+      else {
+        const key = this.requireKey(input, 'KeyId', draft);
+        const id = reqString(input, 'GrantId', 128);
+        grant = Object.hasOwn(draft.grants, id) ? draft.grants[id] : undefined;
+        if (grant === undefined || grant.keyId !== key.keyId) throw kmsErrors.notFound(`Grant ${id} does not exist`);
+      }
+      // AWS: the retiring principal, or the grantee when the grant includes RetireGrant, may retire it.
+      const allowed =
+        grant.retiringPrincipal === caller.arn || (grant.granteePrincipal === caller.arn && grant.operations.includes('RetireGrant'));
+      if (!allowed) throw kmsErrors.accessDenied(`${caller.arn || 'The caller'} is not allowed to retire grant ${grant.grantId}`);
+      delete draft.grants[grant.grantId];
+    });
+    return {};
+  }
+
+  private async revokeGrant(input: WireInput): Promise<WireInput> {
+    const id = reqString(input, 'GrantId', 128);
+    await this.store.mutate((draft) => {
+      const key = this.requireKey(input, 'KeyId', draft);
+      const grant = Object.hasOwn(draft.grants, id) ? draft.grants[id] : undefined;
+      if (grant === undefined || grant.keyId !== key.keyId) throw kmsErrors.invalidGrantId(`Grant ${id} does not exist for ${this.keyArn(key.keyId)}`);
+      delete draft.grants[id];
+    });
+    return {};
+  }
+
+  private async deleteImportedKeyMaterial(input: WireInput): Promise<WireInput> {
+    await this.change(input, (key) => {
+      if (key.origin !== 'EXTERNAL') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} does not have Origin EXTERNAL.`);
+      if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
+      // The material check stays: a later import must bring back the same material, as in AWS.
+      key.backing = [];
+      delete key.validTo;
+      delete key.expirationModel;
+      delete key.importParams;
+      key.state = 'PendingImport';
+    });
+    return {};
+  }
+
+  // ---- multi-region keys ---------------------------------------------------
+
+  private multiRegionPrimary(key: KeyRecord): NonNullable<KeyRecord['multiRegion']> {
+    const mr = key.multiRegion;
+    if (mr === undefined) throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is not a multi-region key.`);
+    if (mr.role !== 'PRIMARY') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a replica; call this on the primary in ${mr.primaryRegion}.`);
+    return mr;
+  }
+
+  /** What replicas share with their primary: material, rotation and the multi-region configuration. */
+  private shared(key: KeyRecord, multiRegion: NonNullable<KeyRecord['multiRegion']>): WireInput {
+    const out: WireInput = {
+      keyId: key.keyId,
+      creationDate: key.creationDate,
+      origin: key.origin,
+      backing: key.backing,
+      rotation: key.rotation,
+      multiRegion,
+    };
+    if (key.materialCheck !== undefined) out.materialCheck = key.materialCheck;
+    if (key.expirationModel !== undefined) out.expirationModel = key.expirationModel;
+    if (key.validTo !== undefined) out.validTo = key.validTo;
+    return out;
+  }
+
+  private async replicateKey(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const region = reqString(input, 'ReplicaRegion', 32);
+    const mr = this.multiRegionPrimary(key);
+    if (region === this.region) throw kmsErrors.validation('ReplicaRegion must be another region');
+    if (this.peers === undefined || !this.peers.has(region)) throw kmsErrors.validation(`Region ${region} is not configured as a peer of this key service`);
+    if (mr.replicaRegions.includes(region)) throw kmsErrors.alreadyExists(`${key.keyId} already has a replica in ${region}`);
+    if (input.Policy !== undefined) parseKeyPolicy(reqString(input, 'Policy', 131072));
+    const tags = readTags(input);
+    const next = { role: 'REPLICA' as const, primaryRegion: this.region, replicaRegions: [...mr.replicaRegions, region] };
+    const out = await this.peers.call(region, SYNC_REPLICA, {
+      KeyId: key.keyId,
+      Create: true,
+      Key: this.shared(key, next),
+      Description: input.Description === undefined ? key.description : String(input.Description),
+      ...(input.Policy === undefined ? {} : { Policy: input.Policy }),
+      Tags: tags,
+    });
+    const updated = await this.change({ KeyId: key.keyId }, (k) => {
+      if (k.multiRegion !== undefined && !k.multiRegion.replicaRegions.includes(region)) k.multiRegion.replicaRegions.push(region);
+    });
+    await this.pushToReplicas(updated, region);
+    return { ReplicaKeyMetadata: out.KeyMetadata, ReplicaPolicy: out.Policy, ReplicaTags: tags };
+  }
+
+  private async updatePrimaryRegion(input: WireInput): Promise<WireInput> {
+    const key = this.requireKey(input);
+    const region = reqString(input, 'PrimaryRegion', 32);
+    const mr = this.multiRegionPrimary(key);
+    if (!mr.replicaRegions.includes(region)) throw kmsErrors.validation(`${key.keyId} has no replica in ${region}`);
+    const replicaRegions = [this.region, ...mr.replicaRegions.filter((r) => r !== region)];
+    // The new primary first: if it cannot be reached, nothing changes here.
+    await this.peers!.call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'PRIMARY', primaryRegion: region, replicaRegions }) });
+    const updated = await this.change({ KeyId: key.keyId }, (k) => {
+      k.multiRegion = { role: 'REPLICA', primaryRegion: region, replicaRegions };
+      // Automatic rotation is a property of the primary.
+      k.rotation = { ...k.rotation };
+    });
+    for (const r of replicaRegions.filter((x) => x !== this.region)) {
+      await this.peers!.call(r, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(updated, { role: 'REPLICA', primaryRegion: region, replicaRegions }) }).catch(() => undefined);
+    }
+    return {};
+  }
+
+  /** Sends a primary's shared properties to its replicas (best effort: an unreachable replica catches up at the next change). */
+  private async pushToReplicas(key: KeyRecord, except?: string): Promise<void> {
+    const mr = key.multiRegion;
+    if (mr === undefined || this.peers === undefined) return;
+    for (const region of mr.replicaRegions) {
+      if (region === except) continue;
+      await this.peers
+        .call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'REPLICA', primaryRegion: mr.primaryRegion, replicaRegions: mr.replicaRegions }) })
+        .catch(() => undefined);
+    }
+  }
+
+  /**
+   * The receiving side of replication (a vectorseal operation, not an AWS one;
+   * callers need it in their policy). Creates a replica, or updates the shared
+   * properties of an existing copy; state, description, policy, tags and
+   * aliases stay this region's own, as in AWS.
+   */
+  private async syncReplica(input: WireInput): Promise<WireInput> {
+    const incoming = input.Key as Partial<KeyRecord> | undefined;
+    const keyId = reqString(input, 'KeyId', 64);
+    if (typeof incoming !== 'object' || incoming === null || incoming.keyId !== keyId || !/^mrk-[0-9a-f]{32}$/.test(keyId)) {
+      throw kmsErrors.validation('Key expected a multi-region key record');
+    }
+    const mr = incoming.multiRegion;
+    if (mr === undefined || (mr.role !== 'PRIMARY' && mr.role !== 'REPLICA') || !Array.isArray(incoming.backing) || incoming.backing.length === 0) {
+      throw kmsErrors.validation('Key expected a multi-region configuration and key material');
+    }
+    const newest = incoming.backing[incoming.backing.length - 1]!;
+    // Replicas share material wrapped by the root key: both regions must hold the same one.
+    try {
+      const probe = await this.store.backingKey(incoming as KeyRecord, newest.version);
+      if (probe === undefined) throw new Error('missing');
+    } catch {
+      throw kmsErrors.unsupportedOperation('The key material cannot be opened here: both regions must share the root key');
+    }
+    const policy = input.Policy === undefined ? undefined : reqString(input, 'Policy', 131072);
+    if (policy !== undefined) parseKeyPolicy(policy);
+    const record = await this.store.mutate((draft) => {
+      const existing = Object.hasOwn(draft.keys, keyId) ? draft.keys[keyId] : undefined;
+      if (input.Create === true) {
+        if (existing !== undefined) throw kmsErrors.alreadyExists(`${keyId} already exists in ${this.region}`);
+        const created: KeyRecord = {
+          keyId,
+          creationDate: Number(incoming.creationDate),
+          description: typeof input.Description === 'string' ? input.Description : '',
+          origin: incoming.origin === 'EXTERNAL' ? 'EXTERNAL' : 'AWS_KMS',
+          state: 'Enabled',
+          tags: readTags(input),
+          rotation: { enabled: false, periodDays: 365 },
+          backing: [],
+        };
+        if (policy !== undefined) created.policy = policy;
+        draft.keys[keyId] = created;
+      } else if (existing === undefined || existing.multiRegion === undefined) {
+        throw kmsErrors.notFound(`${keyId} has no copy in ${this.region}`);
+      }
+      const k = draft.keys[keyId]!;
+      k.backing = structuredClone(incoming.backing!);
+      k.rotation = structuredClone(incoming.rotation ?? k.rotation);
+      k.multiRegion = { role: mr.role, primaryRegion: String(mr.primaryRegion), replicaRegions: [...mr.replicaRegions].map(String) };
+      if (incoming.materialCheck !== undefined) k.materialCheck = incoming.materialCheck;
+      if (incoming.expirationModel !== undefined) k.expirationModel = incoming.expirationModel;
+      if (incoming.validTo !== undefined) k.validTo = incoming.validTo;
+      if (k.origin === 'EXTERNAL' && k.state === 'PendingImport') k.state = 'Enabled';
+      return k;
+    });
+    return { KeyMetadata: this.metadata(record), Policy: record.policy ?? defaultKeyPolicy(this.accountId) };
   }
 
   // ---- import (bring your own key) ----------------------------------------
@@ -648,6 +1108,61 @@ function deleteKey(draft: KeyStoreState, keyId: string): void {
   for (const [name, alias] of Object.entries(draft.aliases)) {
     if (alias.targetKeyId === keyId) delete draft.aliases[name];
   }
+  for (const [id, grant] of Object.entries(draft.grants)) {
+    if (grant.keyId === keyId) delete draft.grants[id];
+  }
+}
+
+/** The vectorseal operation one region's key service calls on another's to replicate a multi-region key. */
+export const SYNC_REPLICA = 'VectorsealSyncReplica';
+
+const ANONYMOUS: ServiceCaller = { arn: '', may: () => false };
+
+/** Operations whose requests carry GrantTokens. */
+const GRANT_TOKEN_OPERATIONS = new Set([
+  'Encrypt', 'Decrypt', 'ReEncrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'DescribeKey', 'CreateGrant', 'RetireGrant',
+]);
+
+/**
+ * KMS operations this service answers with UnsupportedOperationException
+ * (asymmetric and HMAC keys, custom key stores, key agreement); the README
+ * lists them. Any other unknown target is UnknownOperationException.
+ */
+const UNSUPPORTED = new Set([
+  'Sign', 'Verify', 'GenerateMac', 'VerifyMac', 'GetPublicKey', 'DeriveSharedSecret',
+  'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext',
+  'CreateCustomKeyStore', 'DeleteCustomKeyStore', 'DescribeCustomKeyStores', 'UpdateCustomKeyStore',
+  'ConnectCustomKeyStore', 'DisconnectCustomKeyStore', 'ListRetirableGrants',
+]);
+
+function optBool(input: WireInput, name: string): boolean | undefined {
+  const v = input[name];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw kmsErrors.validation(`${name} expected a boolean`);
+  return v;
+}
+
+function readTagKeys(input: WireInput): string[] {
+  const keys = input.TagKeys;
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_TAGS || !keys.every((k) => typeof k === 'string' && k.length >= 1 && k.length <= 128)) {
+    throw kmsErrors.validation('TagKeys expected 1-50 tag keys of length 1-128');
+  }
+  return keys as string[];
+}
+
+function readConstraints(input: WireInput): GrantRecord['constraints'] | undefined {
+  const c = input.Constraints;
+  if (c === undefined || c === null) return undefined;
+  if (typeof c !== 'object' || Array.isArray(c)) throw kmsErrors.validation('Constraints expected a structure');
+  const out: NonNullable<GrantRecord['constraints']> = {};
+  for (const name of Object.keys(c)) {
+    if (name !== 'EncryptionContextEquals' && name !== 'EncryptionContextSubset') throw kmsErrors.validation(`Constraints.${name} is not a grant constraint`);
+    out[name] = optContext(c as WireInput, name);
+  }
+  if (out.EncryptionContextEquals !== undefined && out.EncryptionContextSubset !== undefined) {
+    throw kmsErrors.validation('Constraints expected EncryptionContextEquals or EncryptionContextSubset, not both');
+  }
+  return out;
 }
 
 function checkAlgorithm(input: WireInput, name: string): void {
@@ -661,11 +1176,16 @@ function readTags(input: WireInput): { TagKey: string; TagValue: string }[] {
   const tags = input.Tags;
   if (tags === undefined || tags === null) return [];
   if (!Array.isArray(tags)) throw kmsErrors.validation('Tags expected a list');
+  if (tags.length > MAX_TAGS) throw kmsErrors.tag(`At most ${MAX_TAGS} tags are allowed`);
+  const seen = new Set<string>();
   return tags.map((t: unknown) => {
     const tag = t as { TagKey?: unknown; TagValue?: unknown };
-    if (typeof tag?.TagKey !== 'string' || typeof tag.TagValue !== 'string' || tag.TagKey.length === 0) {
-      throw new KmsException('TagException', 'Each tag expected a TagKey and a TagValue string');
+    if (typeof tag?.TagKey !== 'string' || typeof tag.TagValue !== 'string' || tag.TagKey.length === 0 || tag.TagKey.length > 128 || tag.TagValue.length > 256) {
+      throw kmsErrors.tag('Each tag expected a TagKey (1-128 characters) and a TagValue (0-256) string');
     }
+    if (tag.TagKey.startsWith('aws:')) throw kmsErrors.tag('Tag keys starting with "aws:" are reserved');
+    if (seen.has(tag.TagKey)) throw kmsErrors.tag(`Tag key ${tag.TagKey} appears twice`);
+    seen.add(tag.TagKey);
     return { TagKey: tag.TagKey, TagValue: tag.TagValue };
   });
 }

@@ -1,7 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { CorruptDataError, UnsupportedVersionError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import type { PrincipalConfig } from './config.js';
 import type { RootKeyProtector } from './root-key.js';
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
@@ -42,6 +39,18 @@ export interface KeyRecord {
   materialCheck?: string;
   expirationModel?: 'KEY_MATERIAL_EXPIRES' | 'KEY_MATERIAL_DOES_NOT_EXPIRE';
   validTo?: number;
+  /** The key policy document; absent means the default policy (the account delegates to its principals' policies). */
+  policy?: string;
+  /** Set for multi-region keys: this copy's role and the regions holding the others. */
+  multiRegion?: MultiRegionRecord;
+}
+
+/** A multi-region key's replication facts, as this region knows them. */
+export interface MultiRegionRecord {
+  role: 'PRIMARY' | 'REPLICA';
+  primaryRegion: string;
+  /** Every region holding a replica (the primary's list; a replica keeps what it was told). */
+  replicaRegions: string[];
 }
 
 export interface AliasRecord {
@@ -51,79 +60,80 @@ export interface AliasRecord {
   lastUpdatedDate: number;
 }
 
+/** A grant: a principal allowed some operations on one key, until retired or revoked. */
+export interface GrantRecord {
+  grantId: string;
+  keyId: string;
+  name?: string;
+  granteePrincipal: string;
+  retiringPrincipal?: string;
+  operations: string[];
+  constraints?: { EncryptionContextEquals?: Record<string, string>; EncryptionContextSubset?: Record<string, string> };
+  issuingAccount: string;
+  creationDate: number;
+  /** sha256 of the grant token (see grants.ts); the token itself is never stored. */
+  tokenHash: string;
+}
+
 export interface KeyStoreState {
   keys: Record<string, KeyRecord>;
   aliases: Record<string, AliasRecord>;
+  grants: Record<string, GrantRecord>;
+  /**
+   * Access keys and policies, when the store holds them (etcd); the file store
+   * leaves this empty and the configuration file is the source.
+   */
+  principals: Record<string, PrincipalConfig>;
 }
 
-const STATE_FILE = 'kms-state.json';
-const STATE_VERSION = 1;
+/** A fresh, empty state. */
+export function emptyState(): KeyStoreState {
+  return { keys: Object.create(null), aliases: Object.create(null), grants: Object.create(null), principals: Object.create(null) };
+}
 
 /**
- * The key service's persistent state: one JSON file holding key metadata,
- * aliases and root-key-wrapped material, replaced atomically on every change.
- * Readers see an immutable snapshot; `mutate` serialises writers, applies the
- * change to a copy, persists it, and only then publishes it, so a failed write
- * never leaves memory and disk disagreeing.
+ * The key service's persistent state. Readers see an immutable snapshot;
+ * `mutate` applies a change to a copy, persists it, and only then publishes
+ * it, so a failed write never leaves memory and storage disagreeing.
+ * Subclasses decide where the state lives (one file, or an etcd cluster).
  */
-export class KeyStore {
-  private state: KeyStoreState;
-  private queue: Promise<unknown> = Promise.resolve();
+export abstract class KeyStore {
   /** Unwrapped backing keys, by `${keyId}/${version}`; the service needs them on every crypto call. */
   private readonly material = new Map<string, Buffer>();
+  private readonly listeners: (() => void)[] = [];
 
-  private constructor(
-    private readonly file: string,
-    private readonly protector: RootKeyProtector,
-    state: KeyStoreState,
-  ) {
-    this.state = state;
-  }
-
-  /** Loads the state from `dataDir`, or starts empty. */
-  static async open(dataDir: string, protector: RootKeyProtector): Promise<KeyStore> {
-    const file = join(dataDir, STATE_FILE);
-    let state: KeyStoreState = { keys: {}, aliases: {} };
-    try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as { version?: number } & Partial<KeyStoreState>;
-      if (parsed.version !== STATE_VERSION) {
-        throw new UnsupportedVersionError(`key service state ${file} has version ${String(parsed.version)}, expected ${STATE_VERSION}`);
-      }
-      if (typeof parsed.keys !== 'object' || typeof parsed.aliases !== 'object' || !parsed.keys || !parsed.aliases) {
-        throw new CorruptDataError('key service state is malformed', { file, reason: 'header' });
-      }
-      state = { keys: parsed.keys, aliases: parsed.aliases };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        if (err instanceof SyntaxError) throw new CorruptDataError('key service state is not valid JSON', { file, reason: 'header', cause: err });
-        throw err;
-      }
-    }
-    return new KeyStore(file, protector, state);
-  }
+  protected constructor(protected readonly protector: RootKeyProtector) {}
 
   /** The current snapshot. Treat as read-only. */
-  get snapshot(): Readonly<KeyStoreState> {
-    return this.state;
-  }
+  abstract get snapshot(): Readonly<KeyStoreState>;
 
   /**
    * Applies `change` to a copy of the state and persists it. `change` may throw
-   * to abort (nothing is written) and may return a value for the caller.
+   * to abort (nothing is written) and may return a value for the caller. It
+   * may run more than once when another node changed the state concurrently.
    */
-  mutate<T>(change: (draft: KeyStoreState) => T | Promise<T>): Promise<T> {
-    const run = async (): Promise<T> => {
-      const draft = structuredClone(this.state);
-      const result = await change(draft);
-      const body = JSON.stringify({ version: STATE_VERSION, ...draft });
-      await writeFileAtomic(this.file, Buffer.from(body, 'utf8'));
-      this.state = draft;
-      this.dropStaleMaterial();
-      return result;
-    };
-    const next = this.queue.then(run, run);
-    this.queue = next.catch(() => undefined);
-    return next;
+  abstract mutate<T>(change: (draft: KeyStoreState) => T | Promise<T>): Promise<T>;
+
+  /**
+   * Throws (DependencyTimeoutException) when this node cannot vouch that its
+   * snapshot is current; a no-op for a store only this process writes.
+   */
+  assertFresh(): void {}
+
+  /** Stops background work (watches) and zeroes cached material. */
+  async close(): Promise<void> {
+    this.clearMaterial();
+  }
+
+  /** Calls `listener` after every change to the snapshot, from this node or another. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Subclasses call this after publishing a new snapshot. */
+  protected published(): void {
+    this.dropStaleMaterial();
+    for (const l of this.listeners) l();
   }
 
   /** Wraps new backing-key material for storage in a record. */
@@ -148,6 +158,12 @@ export class KeyStore {
     const record = key.backing.find((b) => b.version === version);
     if (record === undefined) return undefined;
     const plain = Buffer.from(await this.protector.unwrap(Buffer.from(record.material, 'base64'), materialAad(key.keyId, version)));
+    // Another request may have unwrapped it meanwhile; keep one copy.
+    const raced = this.material.get(id);
+    if (raced !== undefined) {
+      plain.fill(0);
+      return raced;
+    }
     this.material.set(id, plain);
     return plain;
   }
@@ -160,10 +176,12 @@ export class KeyStore {
 
   // Material of deleted keys (or expired imports) must not outlive its record in memory either.
   private dropStaleMaterial(): void {
+    const state = this.snapshot;
     for (const [id, m] of this.material) {
-      const [keyId, version] = id.split('/');
-      const key = this.state.keys[keyId!];
-      if (key === undefined || !key.backing.some((b) => b.version === Number(version))) {
+      const slash = id.lastIndexOf('/');
+      const key = Object.hasOwn(state.keys, id.slice(0, slash)) ? state.keys[id.slice(0, slash)] : undefined;
+      const version = Number(id.slice(slash + 1));
+      if (key === undefined || !key.backing.some((b) => b.version === version)) {
         m.fill(0);
         this.material.delete(id);
       }

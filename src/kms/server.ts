@@ -10,8 +10,11 @@ import { systemClock, type Clock } from './clock.js';
 import { loadKeyServiceConfig, validateKeyServiceConfig, type KeyServiceConfig, type PrincipalConfig } from './config.js';
 import { KmsException, kmsErrors } from './errors.js';
 import { KeyService } from './key-service.js';
-import { KeyStore } from './key-store.js';
-import { isAllowed } from './policy.js';
+import { createPeers, type PeerRegion } from './peers.js';
+import { EtcdKeyStore, type EtcdStoreOptions } from './etcd-key-store.js';
+import { FileKeyStore } from './file-key-store.js';
+import type { KeyRecord, KeyStore } from './key-store.js';
+import { authorize, principalArn, type Caller } from './access.js';
 import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
@@ -34,8 +37,25 @@ export interface KeyServiceOptions {
    * clients sign with real time even when tests move the lifecycle clock.
    */
   authClock?: Clock;
-  /** Serve HTTPS with this certificate and key (PEM). */
-  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Serve HTTPS with this certificate and key (PEM). With `clientCa`, clients
+   * must also present a certificate issued by that CA (mutual TLS); the
+   * handshake fails otherwise, before any request is read.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer; clientCa?: string | Buffer };
+  /**
+   * Keep the state in an etcd cluster instead of `<dataDir>/kms-state.json`, so
+   * several key-service processes serve the same keys. Access keys then live in
+   * etcd too: the configuration's principals replace etcd's at start and on
+   * `reload()`, and every node follows the change through its watch.
+   */
+  etcd?: EtcdStoreOptions;
+  /**
+   * Other regions' key services, for multi-region keys (ReplicateKey,
+   * UpdatePrimaryRegion, rotation of a primary). Regions that replicate to
+   * each other must share the root key.
+   */
+  peers?: Record<string, PeerRegion>;
   /** Protects stored key material. Default: a local root key file. */
   rootKey?: RootKeyProtector;
   /** Keep the root key in a PKCS#11 token (an HSM) instead of a file; the service logs in at start and out at close. */
@@ -60,6 +80,11 @@ export interface KeyServiceOptions {
 export interface RunningKeyService {
   url: string;
   port: number;
+  /**
+   * Re-reads access keys and policies (from `configFile`, or the given
+   * configuration) without a restart; the CLI calls it on SIGHUP.
+   */
+  reload(config?: KeyServiceConfig): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,13 +108,39 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     options.rootPkcs11 === undefined ? undefined : await Pkcs11RootKey.open({ ...options.rootPkcs11, create: (options.rootPkcs11.create ?? true) && create });
   const protector =
     options.rootKey ?? pkcs11Root ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key'), { create }));
-  const store = await KeyStore.open(options.dataDir, protector).catch(async (err: unknown) => {
+  const store: KeyStore = await (options.etcd !== undefined
+    ? EtcdKeyStore.open(options.etcd, protector)
+    : FileKeyStore.open(options.dataDir, protector)
+  ).catch(async (err: unknown) => {
     await pkcs11Root?.close();
     throw err;
   });
-  const service = new KeyService(store, config.region, config.accountId, clock);
+  const service = new KeyService(store, config.region, config.accountId, clock, options.peers === undefined ? undefined : createPeers(options.peers));
   const audit = createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
-  const principals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
+  // With the file store the configuration is the source of access keys; with etcd, etcd is.
+  let filePrincipals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
+  const principalFor = (id: string): PrincipalConfig | undefined => {
+    if (options.etcd === undefined) return filePrincipals.get(id);
+    const all = store.snapshot.principals;
+    return Object.hasOwn(all, id) ? all[id] : undefined;
+  };
+  const publishPrincipals = async (next: KeyServiceConfig): Promise<void> => {
+    if (options.etcd === undefined) {
+      filePrincipals = new Map(next.principals.map((p) => [p.accessKeyId, p]));
+      return;
+    }
+    await store.mutate((draft) => {
+      for (const id of Object.keys(draft.principals)) delete draft.principals[id];
+      for (const p of next.principals) draft.principals[p.accessKeyId] = structuredClone(p);
+    });
+  };
+  try {
+    if (options.etcd !== undefined) await publishPrincipals(config);
+  } catch (err) {
+    await store.close();
+    await pkcs11Root?.close();
+    throw err;
+  }
   const maxBody = options.maxBodyBytes ?? 1024 * 1024;
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -139,6 +190,9 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   const serve = async (req: IncomingMessage, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
     const target = req.headers['x-amz-target'];
     if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
+    // Recorded before verification, so failed authentications name the access key that was tried.
+    const tried = triedAccessKey(req.headers.authorization);
+    if (tried !== undefined) entry.accessKeyId = tried;
 
     const { accessKeyId } = verifySigV4(
       { method: req.method ?? '', url: req.url ?? '/', rawHeaders: req.rawHeaders, body },
@@ -146,10 +200,10 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
         region: config.region,
         service: 'kms',
         now: authClock.now(),
-        secretFor: (id) => principals.get(id)?.secretAccessKey,
+        secretFor: (id) => principalFor(id)?.secretAccessKey,
       },
     );
-    const principal = principals.get(accessKeyId)!;
+    const principal = principalFor(accessKeyId)!;
     entry.accessKeyId = accessKeyId;
     entry.principal = principal.name;
     if (principal.sessionToken !== undefined && !sameSecret(req.headers['x-amz-security-token'], principal.sessionToken)) {
@@ -162,27 +216,53 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
       throw kmsErrors.serialization(`Content-Type must be ${JSON_CONTENT_TYPE}`);
     }
     const operation = entry.operation;
+    if (operation !== undefined && KeyService.isUnsupported(operation)) {
+      throw kmsErrors.unsupportedOperation(`${operation} is not supported by this key service`);
+    }
     if (operation === undefined || !service.supports(operation)) {
       throw kmsErrors.unknownOperation(`Operation ${operation ?? '(none)'} is not supported`);
     }
     const input = parseJson(body);
 
+    store.assertFresh();
     await service.sweep();
+    const state = store.snapshot;
+    const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
     const targets = service.targets(operation, input);
     const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
     if (arns.length > 0) entry.keyArns = arns;
     const context = targets.find((t) => t.encryptionContext !== undefined)?.encryptionContext;
     if (context !== undefined) entry.encryptionContext = context;
     for (const t of targets) {
-      if (!isAllowed(principal.policy, t)) {
+      const key = t.keyId === undefined ? undefined : state.keys[t.keyId];
+      if (!authorize(caller, t, key, state, config.accountId)) {
         const resource = t.keyArn ?? t.keyNames?.[0] ?? '*';
         throw kmsErrors.accessDenied(`User: ${principal.name} is not authorized to perform: kms:${t.operation} on resource: ${resource}`);
       }
     }
-    return service.execute(operation, input);
+    const serviceCaller = {
+      arn: caller.arn,
+      may: (op: string, key: KeyRecord) =>
+        authorize(caller, { operation: op, keyNames: [key.keyId, service.keyArn(key.keyId)], keyArn: service.keyArn(key.keyId) }, key, store.snapshot, config.accountId),
+    };
+    const output = await service.execute(operation, input, serviceCaller);
+    if (operation === 'CreateKey') {
+      const arn = (output.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
+      if (typeof arn === 'string') entry.keyArns = [arn];
+    }
+    return output;
   };
 
-  const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createHttpServer(handle);
+  const server: Server = options.tls
+    ? createHttpsServer(
+        {
+          cert: options.tls.cert,
+          key: options.tls.key,
+          ...(options.tls.clientCa === undefined ? {} : { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }),
+        },
+        handle,
+      )
+    : createHttpServer(handle);
   const sweepTimer = setInterval(() => {
     service.sweep().catch(() => {
       audit.record({ requestId: 'sweep', outcome: 'error', errorType: 'SweepFailed', status: 500, durationMs: 0 });
@@ -205,6 +285,19 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   return {
     url: `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`,
     port: address.port,
+    async reload(next) {
+      const fresh =
+        next !== undefined
+          ? validateKeyServiceConfig(next)
+          : options.configFile !== undefined
+            ? await loadKeyServiceConfig(options.configFile)
+            : undefined;
+      if (fresh === undefined) throw new InvalidArgumentError('reload expected a configuration: the service was not started from a file');
+      if (fresh.region !== config.region || fresh.accountId !== config.accountId) {
+        throw new InvalidArgumentError('reload cannot change the region or account id; restart the service');
+      }
+      await publishPrincipals(fresh);
+    },
     close() {
       closed ??= (async () => {
         clearInterval(sweepTimer);
@@ -212,7 +305,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        store.clearMaterial();
+        await store.close();
         await pkcs11Root?.close();
         await audit.close();
       })();
@@ -263,6 +356,12 @@ function parseJson(body: Buffer): WireInput {
     throw kmsErrors.serialization('The request body must be a JSON object');
   }
   return value as WireInput;
+}
+
+/** The access key id named in an Authorization header's Credential, when it looks like one. */
+function triedAccessKey(authorization: string | undefined): string | undefined {
+  const m = /Credential=([A-Za-z0-9]{1,128})\//.exec(authorization ?? '');
+  return m?.[1];
 }
 
 function sameSecret(given: string | string[] | undefined, expected: string): boolean {

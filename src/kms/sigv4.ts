@@ -21,12 +21,17 @@ export interface SigV4Expectations {
   secretFor(accessKeyId: string): string | undefined;
   /** Largest accepted distance between the signing time and `now`. Default MAX_CLOCK_SKEW_MS (AWS's 15 minutes); the XKS spec asks for 5. */
   maxSkewMs?: number;
+  /** Headers that must be in SignedHeaders. Default REQUIRED_SIGNED_HEADERS (the key service's). */
+  requiredSignedHeaders?: readonly string[];
 }
 
 /** Requests signed further than this from the service's clock are refused, as AWS does. */
 export const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 
 const ALGORITHM = SIGV4_ALGORITHM;
+
+/** Headers every key-service request must sign (the KMS JSON protocol's operation travels in x-amz-target). */
+export const REQUIRED_SIGNED_HEADERS: readonly string[] = ['content-type', 'host', 'x-amz-date', 'x-amz-target'];
 
 /**
  * Verifies an AWS Signature Version 4 `Authorization` header by rebuilding the
@@ -67,11 +72,10 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
   }
 
   const signed = auth.signedHeaders;
-  if (!signed.includes('host')) {
-    throw kmsErrors.invalidSignature('The host header must be signed');
-  }
-  if (!signed.includes('x-amz-date')) {
-    throw kmsErrors.invalidSignature('The x-amz-date header must be signed');
+  // Unsigned, any of these could be changed in flight: the operation (x-amz-target),
+  // how the body is read (content-type), the endpoint or the time.
+  for (const name of expect.requiredSignedHeaders ?? REQUIRED_SIGNED_HEADERS) {
+    if (!signed.includes(name)) throw kmsErrors.invalidSignature(`The ${name} header must be signed`);
   }
 
   const bodyHash = sha256Hex(req.body);

@@ -41,15 +41,31 @@ export function canonicalRequest(parts: CanonicalParts): string {
   );
 }
 
+/**
+ * Derived signing keys, by secret and scope (day/region/service): the four
+ * HMACs of the derivation change once a day, not per request. The secret is
+ * part of the cache key so a rotated secret never meets a stale derivation;
+ * the map is bounded and simply emptied when full.
+ */
+const signingKeys = new Map<string, Buffer>();
+const MAX_SIGNING_KEYS = 4096;
+
+function signingKey(secret: string, scope: { date: string; region: string; service: string }): Buffer {
+  const id = `${scope.date}\0${scope.region}\0${scope.service}\0${secret}`;
+  let key = signingKeys.get(id);
+  if (key === undefined) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secret}`, scope.date), scope.region), scope.service), 'aws4_request');
+    if (signingKeys.size >= MAX_SIGNING_KEYS) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
+}
+
 /** The signature (raw bytes) of a canonical request under a secret and scope. */
 export function signature(secret: string, amzDate: string, scope: { date: string; region: string; service: string }, canonical: string): Buffer {
   const scopeText = `${scope.date}/${scope.region}/${scope.service}/aws4_request`;
   const stringToSign = [SIGV4_ALGORITHM, amzDate, scopeText, sha256Hex(Buffer.from(canonical, 'utf8'))].join('\n');
-  let key = hmac(`AWS4${secret}`, scope.date);
-  key = hmac(key, scope.region);
-  key = hmac(key, scope.service);
-  key = hmac(key, 'aws4_request');
-  return hmac(key, stringToSign);
+  return hmac(signingKey(secret, scope), stringToSign);
 }
 
 /** Header values keyed by lowercase name, duplicates joined by commas, whitespace trimmed and collapsed. */

@@ -121,7 +121,15 @@ export async function startXksProxy(options: XksProxyOptions): Promise<RunningXk
     try {
       const { accessKeyId } = verifySigV4(
         { method: req.method, url, rawHeaders: req.rawHeaders, body },
-        { region: config.region, service: 'kms-xks-proxy', now: now(), maxSkewMs: 5 * 60 * 1000, secretFor: (id) => secrets.get(id) },
+        {
+          region: config.region,
+          service: 'kms-xks-proxy',
+          now: now(),
+          maxSkewMs: 5 * 60 * 1000,
+          // The spec: KMS signs host and x-amz-date (the operation is in the signed path).
+          requiredSignedHeaders: ['host', 'x-amz-date'],
+          secretFor: (id) => secrets.get(id),
+        },
       );
       entry.accessKeyId = accessKeyId;
     } catch (err) {

@@ -80,7 +80,7 @@ describe('aws-kms provider against the key service', () => {
     const rewrapped = await p.rewrap(wrapped, ctx);
     expect(rewrapped.kekVersion).toBe('v2');
     expect(p.isCurrent(rewrapped, rotated)).toBe(true);
-    expect(Buffer.from(rewrapped.blob).readUInt32BE(17)).toBe(2);
+    expect(Buffer.from(rewrapped.blob).readUInt32BE(18)).toBe(2);
     expect(Buffer.from(await p.unwrap(rewrapped, ctx)).equals(Buffer.from(plaintext))).toBe(true);
     expect(Buffer.from(await p.unwrap(wrapped, ctx)).equals(Buffer.from(plaintext))).toBe(true);
     // Rewrap to a new KEK id.

@@ -54,14 +54,14 @@ describe('rotation', () => {
     await kms.send(new RotateKeyOnDemandCommand({ KeyId: id }));
     const fresh = await kms.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('v3 data'), EncryptionContext: ctx }));
     // The blob header names the backing version (bytes 17..20).
-    expect(Buffer.from(old.CiphertextBlob!).readUInt32BE(17)).toBe(1);
-    expect(Buffer.from(fresh.CiphertextBlob!).readUInt32BE(17)).toBe(3);
+    expect(Buffer.from(old.CiphertextBlob!).readUInt32BE(18)).toBe(1);
+    expect(Buffer.from(fresh.CiphertextBlob!).readUInt32BE(18)).toBe(3);
     const d = await kms.send(new DecryptCommand({ CiphertextBlob: old.CiphertextBlob, EncryptionContext: ctx }));
     expect(Buffer.from(d.Plaintext!).toString()).toBe('v1 data');
     const re = await kms.send(
       new ReEncryptCommand({ CiphertextBlob: old.CiphertextBlob, SourceEncryptionContext: ctx, DestinationKeyId: id, DestinationEncryptionContext: ctx }),
     );
-    expect(Buffer.from(re.CiphertextBlob!).readUInt32BE(17)).toBe(3);
+    expect(Buffer.from(re.CiphertextBlob!).readUInt32BE(18)).toBe(3);
     const rotations = await kms.send(new ListKeyRotationsCommand({ KeyId: id }));
     expect(rotations.Rotations!.map((r) => r.RotationType)).toEqual(['ON_DEMAND', 'ON_DEMAND']);
     expect(rotations.Rotations![0]!.RotationDate).toBeInstanceOf(Date);
@@ -85,7 +85,7 @@ describe('rotation', () => {
     const before = await kms.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('before') }));
     clock.advance(91 * DAY);
     const after = await kms.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('after') }));
-    expect(Buffer.from(after.CiphertextBlob!).readUInt32BE(17)).toBe(2);
+    expect(Buffer.from(after.CiphertextBlob!).readUInt32BE(18)).toBe(2);
     expect(Buffer.from((await kms.send(new DecryptCommand({ CiphertextBlob: before.CiphertextBlob }))).Plaintext!).toString()).toBe('before');
     const rotations = await kms.send(new ListKeyRotationsCommand({ KeyId: id }));
     expect(rotations.Rotations!.map((r) => r.RotationType)).toEqual(['AUTOMATIC']);

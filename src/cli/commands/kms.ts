@@ -1,7 +1,9 @@
+import cluster from 'node:cluster';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
-import { createAccessKey, createKeyServiceConfig, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
+import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 
 /**
@@ -20,19 +22,40 @@ export function registerKmsCommands(program: Command): void {
     .option('--config <file>', 'configuration file (region, account id, access keys and policies)', 'kms-config.json')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--tls-client-ca <file>', 'require client certificates issued by this PEM CA (mutual TLS)')
+    .option('--etcd <urls>', 'keep the state in this etcd cluster (comma-separated client URLs) instead of <data-dir>')
+    .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
+    .option('--workers <n>', 'serve from n node:cluster worker processes sharing the port (needs --etcd: the workers share state through it)', parseWorkers, 1)
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
     .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
-    .option('--create-root', 'create the root key when it does not exist (first start only; without it a missing root key refuses to start)');
+    .option('--create-root', 'create the root key when it does not exist (first start only; without it a missing root key refuses to start)')
+    .option('--root-key-file <file>', 'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key');
   pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
-    .action(async (opts: { port: number; dataDir: string; host: string; config: string; tlsCert?: string; tlsKey?: string; auditFile?: string; root: string; createRoot?: boolean } & Pkcs11RootCliFlags) => {
+    .action(async (opts: ServeFlags & Pkcs11RootCliFlags) => {
       if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together');
       }
       const tls =
         opts.tlsCert !== undefined && opts.tlsKey !== undefined
-          ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
+          ? {
+              cert: await readFile(opts.tlsCert),
+              key: await readFile(opts.tlsKey),
+              ...(opts.tlsClientCa === undefined ? {} : { clientCa: await readFile(opts.tlsClientCa) }),
+            }
           : undefined;
+      if (tls === undefined && opts.tlsClientCa !== undefined) throw new InvalidArgumentError('--tls-client-ca needs --tls-cert and --tls-key');
+      const etcd =
+        opts.etcd === undefined
+          ? undefined
+          : { endpoints: split(opts.etcd), ...(opts.etcdPrefix === undefined ? {} : { prefix: opts.etcdPrefix }) };
+      if (opts.workers > 1) {
+        if (etcd === undefined) throw new InvalidArgumentError('--workers above 1 needs --etcd: workers keep no state of their own');
+        if (cluster.isPrimary) {
+          await superviseWorkers(opts);
+          return;
+        }
+      }
       const service = await startKeyService({
         port: opts.port,
         host: opts.host,
@@ -41,7 +64,9 @@ export function registerKmsCommands(program: Command): void {
         auditStdout: true,
         createRoot: opts.createRoot === true,
         ...(opts.auditFile === undefined ? {} : { auditFile: opts.auditFile }),
+        ...(opts.rootKeyFile === undefined ? {} : { rootKeyFile: opts.rootKeyFile }),
         ...(tls === undefined ? {} : { tls }),
+        ...(etcd === undefined ? {} : { etcd }),
         ...(opts.root === 'pkcs11' ? { rootPkcs11: pkcs11RootOptionsFromFlags(opts) } : {}),
       });
       process.stderr.write(`vectorseal kms listening on ${service.url}\n`);
@@ -51,6 +76,13 @@ export function registerKmsCommands(program: Command): void {
           () => process.exit(1),
         );
       };
+      // SIGHUP re-reads access keys and policies from --config without dropping a connection.
+      process.on('SIGHUP', () => {
+        service.reload().then(
+          () => process.stderr.write('vectorseal kms reloaded its configuration\n'),
+          (err: unknown) => process.stderr.write(`vectorseal kms kept its configuration: ${(err as Error).message}\n`),
+        );
+      });
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
@@ -98,6 +130,58 @@ export function registerKmsCommands(program: Command): void {
       await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
       process.stdout.write(`access key id:     ${principal.accessKeyId}\nsecret access key: ${principal.secretAccessKey}\n`);
     });
+}
+
+interface ServeFlags {
+  port: number;
+  dataDir: string;
+  host: string;
+  config: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  etcd?: string;
+  etcdPrefix?: string;
+  auditFile?: string;
+  root: string;
+  rootKeyFile?: string;
+  createRoot?: boolean;
+  workers: number;
+}
+
+/**
+ * The cluster primary: makes sure the root key file exists before any worker
+ * opens it (so they never race to create it), forks the workers, and passes
+ * SIGHUP, SIGINT and SIGTERM on to them. It serves no requests itself.
+ */
+async function superviseWorkers(opts: ServeFlags): Promise<void> {
+  if (opts.root === 'file') await LocalRootKeyFile.open(opts.rootKeyFile ?? join(opts.dataDir, 'root.key'), { create: opts.createRoot === true });
+  const workers = Array.from({ length: opts.workers }, () => cluster.fork());
+  let stopping = false;
+  for (const w of workers) {
+    w.on('exit', (code) => {
+      // A worker that dies unasked takes the service down with it rather than leaving it half-served.
+      if (!stopping) {
+        process.stderr.write(`vectorseal kms worker ${w.process.pid} exited (${code}); stopping\n`);
+        stopping = true;
+        for (const other of workers) other.kill('SIGTERM');
+        process.exitCode = 1;
+      }
+    });
+  }
+  const forward = (signal: NodeJS.Signals) => () => {
+    if (signal !== 'SIGHUP') stopping = true;
+    for (const w of workers) w.process.kill(signal);
+  };
+  process.on('SIGHUP', forward('SIGHUP'));
+  process.once('SIGINT', forward('SIGINT'));
+  process.once('SIGTERM', forward('SIGTERM'));
+}
+
+function parseWorkers(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`--workers expected 1-64, got "${value}"`);
+  return n;
 }
 
 function parsePort(value: string): number {

@@ -1,0 +1,207 @@
+/**
+ * Key-service throughput: GenerateDataKey + Decrypt, pre-signed and replayed
+ * by a light generator (bench/kms-generator.ts, 32 in flight over keep-alive
+ * connections) against the service in two shapes, one after the other in one
+ * run:
+ *   - one process on the file store;
+ *   - two node:cluster workers sharing state through a one-member etcd.
+ * Every request is still authenticated (SigV4), authorised, audited (a
+ * synchronous audit line) and answered. Reports requests per second, per
+ * server CPU-second (server processes' user+system time from /proc), and the
+ * generator's and etcd's CPU apart. Writes bench/results/kms-throughput.json
+ * and merges it into bench/results/latest.json (`kmsThroughput`, and goals).
+ *
+ *   npm run bench:kms [-- --seconds 5]
+ * Loopback only; bounded in time (at most 60 s per shape).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { createKeyServiceConfig } from '../src/kms/index.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = process.cwd();
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+const BASE_PORT = Number(process.env.VS_BENCH_KMS_PORT ?? '46200');
+const GOAL_PER_CPU = 12_000;
+const GOAL_PER_SECOND = 10_000;
+
+function arg(name: string, fallback: number, max: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i < 0 ? fallback : Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`--${name} expected a positive number`);
+  return Math.min(v, max);
+}
+
+/** user+system CPU seconds of processes, from /proc/<pid>/stat (fields 14 and 15). */
+async function cpuSeconds(pids: number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLK_TCK;
+}
+
+function waitLine(child: ChildProcess, re: RegExp, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}: ${out}`)), timeoutMs);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = re.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[0]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+  });
+}
+
+async function waitEtcd(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await fetch(`${url}/health`);
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('etcd did not start');
+}
+
+interface ShapeResult {
+  shape: string;
+  workers: number;
+  store: 'file' | 'etcd';
+  requests: number;
+  errors: number;
+  seconds: number;
+  requestsPerSecond: number;
+  serverCpuSeconds: number;
+  requestsPerServerCpuSecond: number;
+  serverCpuMicrosPerRequest: number;
+  generatorCpuSeconds: number;
+  etcdCpuSeconds?: number;
+}
+
+async function runShape(shape: { workers: number; store: 'file' | 'etcd' }, index: number, seconds: number, concurrency: number): Promise<ShapeResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'vs-bench-kms-'));
+  const children: ChildProcess[] = [];
+  try {
+    let etcdUrl: string | undefined;
+    let etcdPid: number | undefined;
+    if (shape.store === 'etcd') {
+      etcdUrl = `http://127.0.0.1:${BASE_PORT + 10 * index}`;
+      const etcd = spawn(ETCD_BIN, ['--name', 'bench', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
+        '--listen-peer-urls', `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`,
+        '--initial-cluster', `bench=http://127.0.0.1:${BASE_PORT + 10 * index + 1}`, '--log-level', 'error'], { stdio: 'ignore' });
+      children.push(etcd);
+      etcdPid = etcd.pid;
+      await waitEtcd(etcdUrl);
+    }
+    const config = createKeyServiceConfig('us-east-1', '000000000000');
+    const port = BASE_PORT + 10 * index + 5;
+    const server = spawn(
+      process.execPath,
+      [join(HERE, 'kms-server.js'), '--workers', String(shape.workers), '--port', String(port), '--data-dir', join(dir, 'data'), ...(etcdUrl ? ['--etcd', etcdUrl] : [])],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VS_BENCH_KMS_CONFIG: JSON.stringify(config) } },
+    );
+    children.push(server);
+    const ready = JSON.parse(await waitLine(server, /\{"ready":true[^\n]*\}/, 30_000)) as { pids: number[] };
+    const url = `http://127.0.0.1:${port}`;
+    const admin = config.principals[0]!;
+    const sdk = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: admin, maxAttempts: 1 });
+    const keyId = (await sdk.send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata!.KeyId!;
+    sdk.destroy();
+
+    const serverBefore = await cpuSeconds(ready.pids);
+    const etcdBefore = etcdPid === undefined ? 0 : await cpuSeconds([etcdPid]);
+    const generator = spawn(
+      process.execPath,
+      [join(HERE, 'kms-generator.js'), '--url', url, '--key', keyId, '--seconds', String(seconds), '--concurrency', String(concurrency)],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VS_BENCH_AK: admin.accessKeyId, VS_BENCH_SK: admin.secretAccessKey } },
+    );
+    children.push(generator);
+    const report = JSON.parse(await waitLine(generator, /\{"ok":[^\n]*\}/, (seconds + 60) * 1000)) as { ok: number; errors: number; seconds: number; generatorCpuSeconds: number };
+    const serverCpu = (await cpuSeconds(ready.pids)) - serverBefore;
+    const etcdCpu = etcdPid === undefined ? undefined : (await cpuSeconds([etcdPid])) - etcdBefore;
+    const result: ShapeResult = {
+      shape: shape.workers === 1 ? 'one process, file store' : `${shape.workers} cluster workers, etcd store`,
+      workers: shape.workers,
+      store: shape.store,
+      requests: report.ok,
+      errors: report.errors,
+      seconds: Number(report.seconds.toFixed(3)),
+      requestsPerSecond: Math.round(report.ok / report.seconds),
+      serverCpuSeconds: Number(serverCpu.toFixed(2)),
+      requestsPerServerCpuSecond: Math.round(report.ok / serverCpu),
+      serverCpuMicrosPerRequest: Number(((serverCpu * 1e6) / report.ok).toFixed(1)),
+      generatorCpuSeconds: Number(report.generatorCpuSeconds.toFixed(2)),
+      ...(etcdCpu === undefined ? {} : { etcdCpuSeconds: Number(etcdCpu.toFixed(2)) }),
+    };
+    process.stdout.write(
+      `${result.shape}: ${result.requestsPerSecond}/s, ${result.requestsPerServerCpuSecond} per server CPU-second (${result.serverCpuMicrosPerRequest} µs/request), ` +
+        `generator ${result.generatorCpuSeconds} CPU-s${etcdCpu === undefined ? '' : `, etcd ${result.etcdCpuSeconds} CPU-s`}, ${result.errors} errors\n`,
+    );
+    return result;
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const seconds = arg('seconds', 5, 60);
+  const concurrency = Math.floor(arg('concurrency', 32, 256));
+  const shapes = [await runShape({ workers: 1, store: 'file' }, 0, seconds, concurrency), await runShape({ workers: 2, store: 'etcd' }, 1, seconds, concurrency)];
+  const best = shapes.reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a));
+  const bestCpu = shapes.reduce((a, b) => (b.requestsPerServerCpuSecond > a.requestsPerServerCpuSecond ? b : a));
+  const goals = [
+    {
+      goal: `key service: ≥ ${GOAL_PER_CPU.toLocaleString('en')} GenerateDataKey + Decrypt per server CPU-second`,
+      measured: shapes.map((s) => `${s.requestsPerServerCpuSecond} (${s.shape})`).join('; '),
+      met: bestCpu.requestsPerServerCpuSecond >= GOAL_PER_CPU,
+    },
+    {
+      goal: `key service: ≥ ${GOAL_PER_SECOND.toLocaleString('en')}/s on one 2-core machine with the generator beside it`,
+      measured: shapes.map((s) => `${s.requestsPerSecond}/s (${s.shape})`).join('; '),
+      met: best.requestsPerSecond >= GOAL_PER_SECOND,
+    },
+  ];
+  const result = {
+    benchmark: 'kms-throughput',
+    operations: ['GenerateDataKey', 'Decrypt'],
+    concurrency,
+    secondsPerShape: seconds,
+    cpus: cpus().length,
+    loadAverage: (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' '),
+    node: process.version,
+    date: new Date().toISOString(),
+    shapes,
+    goals,
+  };
+  const resultsDir = join(ROOT, 'bench', 'results');
+  await writeFile(join(resultsDir, 'kms-throughput.json'), `${JSON.stringify(result, null, 2)}\n`);
+  // Merged into latest.json: this run's figures replace the previous ones, other suites' entries stay.
+  const latestFile = join(resultsDir, 'latest.json');
+  const latest = JSON.parse(await readFile(latestFile, 'utf8').catch(() => '{}')) as { goals?: { goal: string }[] } & Record<string, unknown>;
+  latest.kmsThroughput = result;
+  latest.goals = [...(latest.goals ?? []).filter((g) => !g.goal.startsWith('key service:')), ...goals];
+  await writeFile(latestFile, `${JSON.stringify(latest, null, 2)}\n`);
+  for (const g of goals) process.stdout.write(`${g.met ? 'met   ' : 'MISSED'} ${g.goal}: ${g.measured}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
