@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { VectorsealError } from '../errors.js';
 import { resolveStoreAudit } from './audit-key.js';
 import { errorCodeOf, exitCodeOf } from './exit-codes.js';
 import { registerAuditCommands } from './commands/audit.js';

@@ -4,6 +4,7 @@ import { checkKekConfigs, type KekConfig } from '../keys/kek-config.js';
 import { upgradeKeyring, type KeyringUpgradeReport } from '../keys/keyring-upgrade.js';
 import type { ProviderFactory } from '../keys/provider-registry.js';
 import { StoreLock } from '../storage/lock.js';
+import { openStore } from './store.js';
 
 export interface UpgradeStoreOptions {
   dir: string;
@@ -23,14 +24,28 @@ export interface UpgradeStoreOptions {
 export async function upgradeStore(options: UpgradeStoreOptions): Promise<KeyringUpgradeReport> {
   if (!options || typeof options.dir !== 'string' || options.dir.length === 0) throw new InvalidArgumentError('"dir" expected a directory path');
   const dir = resolve(options.dir);
+  const keks = checkKekConfigs(options.keks);
   const lock = await StoreLock.acquire(dir);
+  let report: KeyringUpgradeReport;
   try {
-    return await upgradeKeyring(dir, {
-      keks: checkKekConfigs(options.keks),
+    report = await upgradeKeyring(dir, {
+      keks,
       ...(options.localKeyDir === undefined ? {} : { localKeyDir: resolve(options.localKeyDir) }),
       ...(options.providers === undefined ? {} : { providers: options.providers }),
     });
   } finally {
     await lock.release();
   }
+  // A 0.1.0 store has no authenticated store state: build it from the files as they are now,
+  // under the keyring just verified (an open with initializeState, which also checks every file).
+  const store = await openStore({
+    dir,
+    keks,
+    initializeState: true,
+    maintainOnOpen: false,
+    ...(options.localKeyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: resolve(options.localKeyDir) } }),
+    ...(options.providers === undefined ? {} : { providers: options.providers }),
+  });
+  await store.close();
+  return report;
 }

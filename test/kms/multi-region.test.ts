@@ -16,7 +16,8 @@ import {
   UpdatePrimaryRegionCommand,
 } from '@aws-sdk/client-kms';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
-import type { KekEntry } from '../../src/keys/keyring-file.js';
+import type { KekConfig } from '../../src/keys/kek-config.js';
+import type { KekBinding } from '../../src/keys/provider-registry.js';
 import { startKeyService, type RunningKeyService } from '../../src/kms/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { randomVectors, storeDirs } from '../store/helpers.js';
@@ -126,17 +127,18 @@ describe('multi-region keys across two key-service regions', () => {
   it('a store whose DEKs are wrapped by the same multi-region key in both regions opens from the west after the east is stopped', async () => {
     const id = (await east.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
     await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST }));
-    const entry = (region: string): Omit<KekEntry, 'createdAt'> => ({
+    // Each region's endpoint is the caller's KEK configuration, never the keyring's.
+    const entry = (region: string): KekConfig => ({
       provider: 'aws-kms',
       keyId: `arn:aws:kms:${region}:111122223333:key/${id}`,
       config: { endpoint: `http://127.0.0.1:${PORTS[region]}`, region },
     });
     const providers = {
-      'aws-kms': (e: KekEntry) =>
-        new AwsKmsKekProvider({ keyId: e.keyId, endpoint: e.config?.['endpoint'] as string, region: e.config?.['region'] as string, credentials: ADMIN, maxAttempts: 2, retryBaseDelayMs: 1 }),
+      'aws-kms': (b: KekBinding, _name: string, c: KekConfig | undefined) =>
+        new AwsKmsKekProvider({ keyId: b.keyId, endpoint: c?.config?.['endpoint'] as string, region: c?.config?.['region'] as string, credentials: ADMIN, maxAttempts: 2, retryBaseDelayMs: 1 }),
     };
     const d = storeDirs();
-    const options = { dir: d.dir, stagingDir: d.stagingDir, providers };
+    const options = { dir: d.dir, stagingDir: d.stagingDir, providers, keks: { default: entry(EAST), west: entry(WEST) } };
     let store: Store = await openStore({ ...options, create: true, keys: { provider: 'aws-kms', keyId: entry(EAST).keyId, config: entry(EAST).config! } });
     const docs = await store.createCollection('docs', { dim: 8 });
     const v = randomVectors(50, 8, 3);
