@@ -91,7 +91,7 @@ export async function rotateCollections(workDir: string, count: number, rounds: 
         seconds.push(t.seconds);
         rewrapped = t.value.rewrapped;
         log(`  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`);
-        // The store's own keys (audit trail) are rewrapped too.
+        // The store's own keys (audit trail, store state) are rewrapped too.
         if (t.value.rewrapped < count) throw new Error(`rotation rewrapped ${t.value.rewrapped} of ${count} DEKs; refusing to report`);
       } finally {
         await s.close({ flush: false });

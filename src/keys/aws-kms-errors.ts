@@ -51,6 +51,8 @@ export function isRetryableKmsError(err: unknown): boolean {
  * The message names the operation and key reference, never a blob or key.
  */
 export function mapKmsError(err: unknown, operation: string, keyRef: string): VectorsealError {
+  // Already ours (the SDK not installed, a failover that ran out of endpoints): its code and message stand.
+  if (err instanceof VectorsealError) return err;
   const name = ((err ?? {}) as SdkErrorShape).name ?? 'Error';
   const message = String(((err ?? {}) as SdkErrorShape).message ?? '');
   const where = `KMS ${operation} with key ${keyRef}`;

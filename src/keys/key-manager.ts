@@ -194,14 +194,15 @@ export class KeyManager implements KeyCore {
       for (const c of batch) {
         if (Object.prototype.hasOwnProperty.call(data.collections, c.id) || seen.has(c.id)) throw new AlreadyExistsError(`collection ${c.id} already has keys`);
         seen.add(c.id);
-        const tenant = c.tenant === undefined ? undefined : tenants.tenantEntry(this, c.tenant);
+        // A tenant nobody created is a label on the store's KEKs (as in 0.1.0); a created one keys its collections itself.
+        const tenant = c.tenant === undefined ? undefined : knownTenant(data, c.tenant);
         if (tenant && tenant.state !== 'enabled') throw new KeyDisabledError(`tenant "${c.tenant}" is ${tenant.state}; no new collection can be keyed under it`);
       }
       const ops: KeyringOp[] = [];
       const made: { id: string; entry: CollectionKeys; plaintext: Uint8Array }[] = [];
       try {
         for (const c of batch) {
-          const keks = c.tenant === undefined ? data.defaultKeks : tenants.tenantEntry(this, c.tenant).keks;
+          const keks = (c.tenant === undefined ? undefined : knownTenant(data, c.tenant))?.keks ?? data.defaultKeks;
           const dek = await this.deks.newDek(c.id, 1, keks, c.tenant);
           const entry: CollectionKeys = { name: c.name, ...(c.tenant === undefined ? {} : { tenant: c.tenant }), keks: [...keks], activeVersion: 1, deks: [dek.record] };
           made.push({ id: c.id, entry, plaintext: dek.plaintext });
@@ -494,3 +495,8 @@ export function keyringFile(dir: string): string {
   return join(dir, KEYRING_FILE);
 }
 
+
+/** The tenant entry of that name, when one was created (own properties only). */
+function knownTenant(data: KeyringData, tenant: string): TenantEntry | undefined {
+  return Object.prototype.hasOwnProperty.call(data.tenants, tenant) ? data.tenants[tenant] : undefined;
+}

@@ -72,6 +72,12 @@ export interface StateBody {
   pendingCatalog?: string;
   collections: Record<string, CollectionState>;
   audit?: StateAuditHead;
+  /**
+   * The keyring log's head when this state was written (sequence number and
+   * hex MAC): a keyring cut back to an earlier authentic prefix is older
+   * than this, which its own MAC chain cannot tell.
+   */
+  keyring?: { seq: number; mac: string };
 }
 
 export interface StateFileContents {

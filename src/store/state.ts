@@ -61,6 +61,7 @@ export class StoreState {
     private body: StateBody,
     private readonly key: Buffer,
     private readonly anchor: string | undefined,
+    private readonly keys: KeyManager,
   ) {}
 
   /**
@@ -88,7 +89,8 @@ export class StoreState {
       const anchor = options.anchor === undefined ? undefined : resolve(options.anchor);
       if (anchor !== undefined) await checkAnchor(anchor, key, storeId, body, mac, file);
       await checkCatalog(dir, body, options.explainCatalog);
-      return new StoreState(file, body, key, anchor);
+      checkKeyringHead(keys, body, join(dir, 'KEYRING'));
+      return new StoreState(file, body, key, anchor, keys);
     } catch (err) {
       key.fill(0);
       throw err;
@@ -108,7 +110,7 @@ export class StoreState {
       catalog: null,
       collections: Object.create(null) as Record<string, CollectionState>,
     };
-    const state = new StoreState(join(options.dir, STATE_FILE), body, key, options.anchor === undefined ? undefined : resolve(options.anchor));
+    const state = new StoreState(join(options.dir, STATE_FILE), body, key, options.anchor === undefined ? undefined : resolve(options.anchor), options.keys);
     await state.commit();
     return state;
   }
@@ -227,6 +229,8 @@ export class StoreState {
   private async writeNow(clean: boolean): Promise<void> {
     const head = this.auditHead?.();
     if (head !== undefined && !clean) this.body.audit = { ...head };
+    const ring = this.keys.keyringHead;
+    if (ring !== undefined) this.body.keyring = { seq: ring.seq, mac: ring.mac.toString('hex') };
     const body: StateBody = { ...this.body, generation: this.body.generation + 1, clean };
     const mac = await writeStateFile(this.file, body, this.key);
     this.body.generation = body.generation;
@@ -242,6 +246,23 @@ async function stateMacKey(keys: KeyManager): Promise<Buffer> {
     return deriveStateMacKey(lease.key);
   } finally {
     lease.release();
+  }
+}
+
+/**
+ * The keyring may be ahead of the state (a key change, then a crash before
+ * the next state write), never behind it: an older authentic keyring (a cut
+ * log, an older copy) would bring back wraps, states and KEKs it had dropped.
+ */
+function checkKeyringHead(keys: KeyManager, body: StateBody, keyringFile: string): void {
+  const recorded = body.keyring;
+  const head = keys.keyringHead;
+  if (recorded === undefined || head === undefined) return;
+  if (head.seq < recorded.seq || (head.seq === recorded.seq && head.mac.toString('hex') !== recorded.mac)) {
+    throw new RollbackError(
+      `the keyring (record ${head.seq}) is older than the store state records (record ${recorded.seq}): KEYRING was rolled back`,
+      { file: keyringFile, reason: 'rollback' },
+    );
   }
 }
 

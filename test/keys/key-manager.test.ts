@@ -65,7 +65,11 @@ describe('KeyManager with the local provider', () => {
     expect(Buffer.from(await again.withDek(a, 1, (k) => Buffer.from(k))).equals(dekA)).toBe(true);
     for (const l of leases) l.release();
     await again.close();
-    expect(reopened.filter((e) => e.action === 'unwrap')).toEqual([expect.objectContaining({ outcome: 'ok', collectionId: a })]);
+    // One unwrap for the keyring's own MAC key, one for the DEK (cached after).
+    expect(reopened.filter((e) => e.action === 'unwrap')).toEqual([
+      expect.objectContaining({ outcome: 'ok', collectionId: 'vectorseal-keyring' }),
+      expect.objectContaining({ outcome: 'ok', collectionId: a }),
+    ]);
   });
 
   it('zeroes cached DEKs on eviction', async () => {

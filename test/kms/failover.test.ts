@@ -22,7 +22,7 @@ async function serveNode(n: number, extra: string[] = []): Promise<{ url: string
   const child = spawn(
     process.execPath,
     [BIN, 'kms', 'serve', '--port', extra.length > 0 ? '46030' : '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
-      '--root-key-file', join(dir, 'root.key'), '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/', ...extra],
+      '--root-key-file', join(dir, 'root.key'), '--create-root', '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.push(child);

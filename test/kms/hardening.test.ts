@@ -192,7 +192,7 @@ describe('access keys reload without a restart', () => {
     const bin = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
     const file = join(dir, 'cli-config.json');
     await writeFile(file, JSON.stringify(testConfig()), { mode: 0o600 });
-    const child = spawn(process.execPath, [bin, 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli-data'), '--config', file], {
+    const child = spawn(process.execPath, [bin, 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli-data'), '--config', file, '--create-root'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

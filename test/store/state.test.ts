@@ -324,3 +324,35 @@ describe('store state: backup and restore', () => {
     expect((await openError(restored)).file).toBe(wal);
   });
 });
+
+describe('the keyring pinned by the store state', () => {
+  it('an older authentic KEYRING (a disabled collection enabled again by putting back its copy) is a RollbackError naming KEYRING', async () => {
+    const d = storeDirs();
+    const store = await openTestStore(d);
+    const c = await store.createCollection('c', { dim: 4 });
+    await c.upsert({ id: 'a', vector: v(1) });
+    await store.close();
+    const older = await fs.readFile(join(d.dir, 'KEYRING'));
+
+    const again = await reopen(d);
+    await again.disableCollection('c');
+    await again.close();
+
+    // The older keyring is authentic (its MAC chain verifies): only the state can tell it is behind.
+    const newest = await fs.readFile(join(d.dir, 'KEYRING'));
+    await fs.writeFile(join(d.dir, 'KEYRING'), older);
+    const err = await openError(d);
+    expect(err).toBeInstanceOf(RollbackError);
+    expect(err.file).toBe(join(d.dir, 'KEYRING'));
+
+    // Put back, the newest keyring opens, with the collection still disabled until it is enabled.
+    await fs.writeFile(join(d.dir, 'KEYRING'), newest);
+    const s = await reopen(d);
+    try {
+      await s.enableCollection('c');
+      expect(s.collection('c').get('a')?.id).toBe('a');
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -78,8 +78,10 @@ describe('stores made by 0.1.0', () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8' });
     const before = run('info', '--json');
     expect(before.status).not.toBe(0);
-    expect(before.stderr).toContain('VS_UNSUPPORTED_VERSION');
-    expect(before.stderr).toContain('vectorseal upgrade');
+    // With --json the error is one JSON line on stdout.
+    const error = (JSON.parse(before.stdout) as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe('VS_UNSUPPORTED_VERSION');
+    expect(error.message).toContain('vectorseal upgrade');
     const up = run('upgrade', '--json');
     expect(up.status, up.stderr).toBe(0);
     const report = JSON.parse(up.stdout) as { storeId: string; verifiedWraps: number; config: string };

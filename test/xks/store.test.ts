@@ -74,7 +74,8 @@ describeSoftHsm('the vector store on the xks provider', () => {
     await store.close();
     expect(await fingerprintDataFiles(dir)).toEqual(before);
     const keyring = await readFile(join(dir, KEYRING_FILE), 'utf8');
-    expect(JSON.stringify(JSON.parse(keyring).collections)).toContain('"kekVersion":"2"');
+    // The keyring log's newest records carry the rewraps under KEK version 2.
+    expect(keyring).toContain('"kekVersion":"2"');
     // The keyring names the KEK, never the proxy's secret.
     expect(keyring).not.toContain(credential.secretAccessKey);
 
