@@ -2,10 +2,14 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError } from '../errors.js';
-import { segmentFile, type SegmentFileEntry, type SegmentGroup } from '../storage/manifest.js';
+import { MANIFEST_FILE, segmentFile, type ManifestData, type SegmentFileEntry, type SegmentGroup } from '../storage/manifest.js';
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import { listWalFiles, readWalHeader, walFileName } from '../storage/wal.js';
 import { crashPoint } from '../util/crash.js';
+import { commit, endWalFile, removeWalBefore } from './collection-files.js';
+import { flushLocked } from './collection-flush.js';
+import type { CollectionMemory } from './collection-memory.js';
+import { authorize } from './key-gate.js';
 
 /** Progress of a background re-encryption, in segment groups. */
 export interface ReencryptionProgress {
@@ -107,4 +111,97 @@ export async function walDekVersions(collectionDir: string, storeId: string, col
     out.push((await readWalHeader(join(walDir, walFileName(s)), { storeId, collectionId, walSeq: s })).dekVersion);
   }
   return out;
+}
+
+/**
+ * Rewrites every file of a collection sealed under an older DEK version under
+ * the active one: unflushed WAL records first (by a flush), then one segment
+ * group at a time, each committed by a new manifest, so a run cut short
+ * resumes from what the manifest says. When no file uses an older version any
+ * more, those versions are destroyed in the keyring. The caller admitted it.
+ */
+export async function reencryptCollection(s: CollectionMemory, options: { onProgress?: (p: ReencryptionProgress) => void }): Promise<ReencryptionReport> {
+  const id = s.info.id;
+  const active = (): number => s.ctx.keys.activeDekVersion(id);
+  await s.exclusive(() => retireOldWalLocked(s));
+  crashPoint('reencrypt:wal-retired');
+  const stale = (): SegmentGroup[] => s.manifest.groups.filter((g) => g.files.some((f) => f.dekVersion !== active()));
+  const total = stale().length;
+  let done = 0;
+  options.onProgress?.({ done, total });
+  // Bounded: a concurrent compaction rewrites groups under the active version, which only shortens the work.
+  for (let round = 0; round < total; round++) {
+    const more = await s.exclusive(async () => {
+      authorize(s, 'reencrypt');
+      const g = stale()[0];
+      if (!g) return false;
+      await rewriteGroupLocked(s, g);
+      return true;
+    });
+    if (!more) break;
+    done += 1;
+    options.onProgress?.({ done, total });
+  }
+  const destroyedVersions = await s.exclusive(async () => {
+    const version = active();
+    if (stale().length > 0) return [];
+    if ((await segmentDekVersion(join(s.dir, MANIFEST_FILE))) !== version) {
+      await commit(s, { ...s.manifest, generation: s.manifest.generation + 1 });
+      crashPoint('reencrypt:manifest-rewritten');
+    }
+    const used = await dekVersionsInUse(s.dir, s.ctx.storeId, id, s.manifest.groups);
+    const old = s.ctx.keys.collectionKeys(id).deks.filter((d) => d.state === 'retired' && d.version !== version && !used.has(d.version));
+    const destroyed: number[] = [];
+    for (const d of old) {
+      await s.ctx.keys.destroyDekVersion(id, d.version);
+      crashPoint('reencrypt:version-destroyed');
+      destroyed.push(d.version);
+    }
+    return destroyed;
+  });
+  s.ctx.logger.info({ collection: s.info.name, groups: done, destroyed: destroyedVersions.length }, 'collection re-encrypted');
+  return { groups: done, dekVersion: active(), destroyedVersions };
+}
+
+/** Moves WAL records sealed under an older DEK version into segments (or past the WAL) under the active one. */
+async function retireOldWalLocked(s: CollectionMemory): Promise<void> {
+  const version = s.ctx.keys.activeDekVersion(s.info.id);
+  const versions = await walDekVersions(s.dir, s.ctx.storeId, s.info.id, s.manifest.firstWalSeq);
+  if (versions.every((v) => v === version)) return;
+  // With an empty memtable the older WAL files hold nothing the segments lack: start the WAL past them.
+  const seq = await s.journal.control(async (j) => {
+    if (s.frozen || s.memtable.size > 0 || s.memtable.tombstones.size > 0) return undefined;
+    await endWalFile(s, j);
+    return s.walNext;
+  });
+  if (seq === undefined) {
+    await flushLocked(s);
+    return;
+  }
+  await commit(s, { ...s.manifest, generation: s.manifest.generation + 1, firstWalSeq: seq });
+  await removeWalBefore(s, seq);
+}
+
+/** Rewrites one segment group under the active DEK version and commits it. */
+async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise<void> {
+  const version = s.ctx.keys.activeDekVersion(s.info.id);
+  const newId = s.manifest.nextSegmentId;
+  const files = await s.withKeys((keyFor) =>
+    s.ctx.keys.withDek(s.info.id, version, (toKey) =>
+      rewriteSegmentGroup({ collectionDir: s.dir, storeId: s.ctx.storeId, collectionId: s.info.id, group: g, newSegmentId: newId, keyFor, toVersion: version, toKey }),
+    ),
+  );
+  crashPoint('reencrypt:group-written');
+  const next: ManifestData = {
+    ...s.manifest,
+    generation: s.manifest.generation + 1,
+    nextSegmentId: newId + 1,
+    groups: s.manifest.groups.map((x) => (x === g ? { id: newId, count: g.count, files } : x)),
+  };
+  await commit(s, next);
+  crashPoint('reencrypt:group-committed');
+  const layer = s.segments.find((l) => l.segmentId === g.id);
+  if (layer) layer.segmentId = newId;
+  for (const f of g.files) await fs.rm(segmentFile(s.dir, g.id, f.kind), { force: true });
+  crashPoint('reencrypt:group-done');
 }

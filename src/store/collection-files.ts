@@ -1,0 +1,115 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { CHUNK_SIZE } from '../crypto/chunked.js';
+import { segmentFile, writeManifest, type ManifestData, type SegmentFileEntry } from '../storage/manifest.js';
+import { SegmentKind, writeSegment } from '../storage/segment.js';
+import { WalWriter, listWalFiles, walFileName } from '../storage/wal.js';
+import { crashPoint } from '../util/crash.js';
+import { encodeList, encodeVectorBlock } from './blocks.js';
+import type { CollectionMemory } from './collection-memory.js';
+import { withSerializedIndex } from './index-io.js';
+import type { Journal } from './journal.js';
+import type { Layer } from './layer.js';
+
+/*
+ * The collection's file operations: manifest commits, WAL file rotation and
+ * removal, and the writing of one segment group.
+ */
+
+/** Replaces the manifest: named in the store state (as pending) before it is renamed into place. */
+export async function commit(s: CollectionMemory, next: ManifestData): Promise<void> {
+  const version = s.ctx.keys.activeDekVersion(s.info.id);
+  let ref: { generation: number; sha256: string } | undefined;
+  await s.ctx.keys.withDek(s.info.id, version, (dek) =>
+    writeManifest(s.dir, s.ctx.storeId, next, dek, version, async (r) => {
+      ref = r;
+      await s.ctx.state.announceManifest(s.info.id, r);
+    }),
+  );
+  s.manifest = next;
+  if (ref) s.ctx.state.manifestCommitted(s.info.id, ref, next.firstWalSeq);
+}
+
+/**
+ * Starts a new WAL file recording the current manifest generation, so that
+ * a manifest rolled back to an older generation is caught on open.
+ */
+export async function rotateWal(s: CollectionMemory): Promise<void> {
+  await s.journal.control((j) => endWalFile(s, j));
+}
+
+/** Ends the current WAL file (control step): its seal goes to the state with the next file's announcement. */
+export async function endWalFile(s: CollectionMemory, j: Journal): Promise<void> {
+  const { ended, seal } = await j.endFile();
+  if (!ended) return;
+  if (seal) s.unannounced.push(seal);
+  s.walNext += 1;
+}
+
+/**
+ * Creates the next WAL file on the first append after one ended: the
+ * state names it first (with the seals of the files it supersedes), so a
+ * file the state does not know of is never legitimate.
+ */
+export async function openNextWal(s: CollectionMemory): Promise<WalWriter> {
+  const seq = s.walNext;
+  await s.ctx.state.announceWal(s.info.id, seq, s.unannounced);
+  s.unannounced = [];
+  return newWal(s, seq, s.manifest.generation);
+}
+
+/** Removes the WAL files numbered below `seq` (covered by segments). */
+export async function removeWalBefore(s: CollectionMemory, seq: number): Promise<void> {
+  for (const n of await listWalFiles(s.walDir)) {
+    if (n < seq) await fs.rm(join(s.walDir, walFileName(n)), { force: true });
+  }
+}
+
+async function newWal(s: CollectionMemory, walSeq: number, generation: number): Promise<WalWriter> {
+  const version = s.ctx.keys.activeDekVersion(s.info.id);
+  return s.ctx.keys.withDek(s.info.id, version, (dek) =>
+    WalWriter.create(s.walDir, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq, dekVersion: version, generation }, dek, {
+      sync: s.ctx.durability === 'batch',
+    }),
+  );
+}
+
+/** Writes the segment files of one group; returns their manifest entries. */
+export async function writeGroup(s: CollectionMemory, segId: number, layer: Layer | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
+  const version = s.ctx.keys.activeDekVersion(s.info.id);
+  const files: SegmentFileEntry[] = [];
+  let pages = 0;
+  // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
+  await s.ctx.keys.withDek(s.info.id, version, async (dek) => {
+    const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> => {
+      const r = await writeSegment(segmentFile(s.dir, segId, kind), { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version }, dek, data);
+      files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
+      pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
+    };
+    const put = async (kind: SegmentKind, data: Buffer): Promise<void> => {
+      try {
+        await write(kind, data);
+      } finally {
+        data.fill(0);
+      }
+    };
+    if (layer) {
+      const n = layer.size;
+      // The index holds exact vectors in 'l2' and 'ip': the block then carries the ids only.
+      const vectorOf = s.indexHoldsVectors ? undefined : (i: number): Float32Array => layer.vectorOf(i);
+      await put(SegmentKind.Vectors, encodeVectorBlock(layer.ids.slice(0, n), vectorOf, s.info.dim));
+      crashPoint(`${step}:vectors-written`);
+      await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
+      crashPoint(`${step}:metadata-written`);
+      // Streamed from the staging file through one reused buffer (zeroed by withSerializedIndex).
+      await withSerializedIndex(layer.index, s.ctx.staging, (bytes) => write(SegmentKind.Index, bytes));
+      crashPoint(`${step}:index-written`);
+    }
+    if (tombstones.length > 0) {
+      await put(SegmentKind.Tombstones, encodeList(tombstones));
+      crashPoint(`${step}:tombstones-written`);
+    }
+  });
+  await s.ctx.notePages?.(s.info, pages);
+  return files;
+}

@@ -1,0 +1,236 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
+import { readManifest, segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
+import { SegmentKind, SegmentReader, readSegment, type DekLookup } from '../storage/segment.js';
+import { listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
+import { decodeList, decodeVectorBlock } from './blocks.js';
+import { openNextWal, removeWalBefore } from './collection-files.js';
+import type { CollectionMemory, Op } from './collection-memory.js';
+import { deserializeIndex } from './index-io.js';
+import { Journal } from './journal.js';
+import { Layer } from './layer.js';
+import { unpack, type Metadata } from './metadata.js';
+import { STATE_FILE, checkManifestState } from './state.js';
+
+/*
+ * Recovery: loading a collection from its files. The manifest is checked
+ * against the catalog and the store state (rollbacks), the segment groups
+ * are loaded, orphans of an interrupted flush or compaction removed and the
+ * WAL replayed.
+ */
+
+/** Loads the collection again once its keys are usable (after an enable). */
+export async function reload(s: CollectionMemory): Promise<void> {
+  s.assertOpen();
+  await s.exclusive(async () => {
+    if (s.loaded) return;
+    s.ctx.keys.assertUsable(s.info.id);
+    s.resetMemory();
+    s.keyFailure = undefined;
+    await load(s);
+    s.loaded = true;
+  });
+}
+
+/** Checks the manifest, loads its segments and replays the WAL into `s` (whose memory is empty). */
+export async function load(s: CollectionMemory): Promise<void> {
+  await s.withKeys(async (keyFor) => {
+    const m = await readManifest(s.dir, s.ctx.storeId, s.info.id, keyFor);
+    const manifestFile = join(s.dir, 'MANIFEST');
+    const want = s.paramsRecord();
+    if (m.name !== s.info.name || Object.entries(want).some(([k, v]) => m.params[k] !== v)) {
+      throw new CorruptDataError(`the catalog entry "${s.info.name}" does not match the collection's sealed manifest`, {
+        file: manifestFile,
+        reason: 'catalog',
+      });
+    }
+    // The manifest must be the one the store state records (or announced): an older copy is a rollback.
+    const entry = s.ctx.state.find(s.info.id);
+    const seals = await checkManifestState(entry, manifestFile, join(s.ctx.storeDir, STATE_FILE), m.generation, m.firstWalSeq);
+    const walSeqs = await listWalFiles(s.walDir);
+    for (const n of walSeqs) {
+      if (n > (entry?.liveSeq ?? 0)) {
+        // Files are named in the state before they are created: an authentic newer one meets an older copy of STATE.
+        throw new RollbackError(`WAL file ${walFileName(n)} is newer than any the store state names: an older copy of STATE`, { file: join(s.ctx.storeDir, STATE_FILE), reason: 'rollback' });
+      }
+    }
+    for (const seal of seals.values()) {
+      if (!walSeqs.includes(seal.seq)) {
+        throw new CorruptDataError(`WAL file ${walFileName(seal.seq)} is missing: the store state sealed it with ${seal.records} records`, {
+          file: join(s.walDir, walFileName(seal.seq)),
+          reason: 'missing',
+        });
+      }
+    }
+    for (const n of walSeqs) {
+      const path = join(s.walDir, walFileName(n));
+      const h = await readWalHeader(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n });
+      if (h.generation > m.generation) {
+        throw new RollbackError(`manifest generation ${m.generation} is older than WAL file ${walFileName(n)} proves (${h.generation})`, {
+          file: manifestFile,
+          reason: 'rollback',
+        });
+      }
+    }
+    s.manifest = m;
+    for (const g of m.groups) await loadGroup(s, g, keyFor);
+    await removeOrphanSegments(s, m);
+    const live = walSeqs.filter((n) => n >= m.firstWalSeq);
+    live.forEach((n, i) => {
+      if (n !== m.firstWalSeq + i) {
+        throw new CorruptDataError(`WAL file ${walFileName(m.firstWalSeq + i)} is missing`, {
+          file: join(s.walDir, walFileName(m.firstWalSeq + i)),
+          reason: 'missing',
+        });
+      }
+    });
+    let replayed = 0;
+    for (const n of live) {
+      const path = join(s.walDir, walFileName(n));
+      const seal = seals.get(n);
+      // A sealed file is checked before anything is repaired; only an unsealed (newest) one may have a torn tail cut off.
+      const contents = await readWal(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n }, keyFor, { repair: seal === undefined });
+      if (seal && (contents.records.length !== seal.records || contents.sha256 !== seal.sha256)) {
+        for (const rec of contents.records) rec.fill(0);
+        throw new CorruptDataError(
+          `WAL file ${walFileName(n)} holds ${contents.records.length} records; the store state sealed it with ${seal.records}${contents.records.length === seal.records ? ' and another hash' : ''} (cut, emptied or replaced)`,
+          { file: path, reason: 'sealed' },
+        );
+      }
+      // Bytes after a sealed file's records were never part of it: dropped once the records proved whole.
+      if (seal && contents.truncated > 0) await truncateWal(path, (await fs.stat(path)).size - contents.truncated);
+      if (contents.truncated > 0) s.ctx.logger.warn({ collection: s.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
+      for (const rec of contents.records) {
+        let op: Op;
+        try {
+          op = unpack(rec) as Op;
+        } catch (err) {
+          rec.fill(0);
+          throw new CorruptDataError('WAL record does not decode', { file: path, reason: 'decode', cause: err });
+        }
+        // Binary fields are views into rec: apply (which copies) before zeroing.
+        s.applyOp(op, path);
+        rec.fill(0);
+        replayed++;
+      }
+    }
+    await removeWalBefore(s, m.firstWalSeq);
+    // The newest file of a clean close is superseded by this session's first write.
+    if (entry?.closed) {
+      s.ctx.state.noteSeal(s.info.id, entry.closed);
+      delete entry.closed;
+    }
+    s.walNext = Math.max(m.firstWalSeq - 1, ...walSeqs) + 1;
+    s.unannounced = [];
+    s.journal = new Journal(() => openNextWal(s));
+    s.ctx.logger.debug({ collection: s.info.name, generation: m.generation, groups: m.groups.length, replayed }, 'collection opened');
+  });
+}
+
+async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup): Promise<void> {
+  const byKind = new Map(g.files.map((f) => [f.kind, f]));
+  const read = async (kind: SegmentKind): Promise<Buffer | undefined> => {
+    const f = byKind.get(kind);
+    if (!f) return undefined;
+    // One read of the file: decrypted first (damage is reported with its
+    // page), then the manifest's hash checked on the same bytes (an
+    // authentic but different file: an older or replayed one).
+    return readSegment(
+      segmentFile(s.dir, g.id, kind),
+      { storeId: s.ctx.storeId, collectionId: s.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
+      keyFor,
+    );
+  };
+  const tombFile = segmentFile(s.dir, g.id, SegmentKind.Tombstones);
+  const tomb = await read(SegmentKind.Tombstones);
+  if (tomb) {
+    const ids = decodeList(tomb, undefined, tombFile);
+    tomb.fill(0);
+    for (const id of ids) {
+      if (typeof id !== 'string') throw new CorruptDataError('tombstone is not an id', { file: tombFile, reason: 'decode' });
+      const prev = s.current.get(id);
+      if (prev) {
+        prev.layer.markDead(prev.label);
+        s.current.delete(id);
+      }
+    }
+  }
+  const vec = await read(SegmentKind.Vectors);
+  if (!vec) return;
+  const vecFile = segmentFile(s.dir, g.id, SegmentKind.Vectors);
+  const block = decodeVectorBlock(vec, s.info.dim, vecFile);
+  vec.fill(0);
+  if (!block.vectors && !s.indexHoldsVectors) {
+    throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', { file: vecFile, reason: 'decode' });
+  }
+  const metaFile = segmentFile(s.dir, g.id, SegmentKind.Metadata);
+  const metaBytes = await read(SegmentKind.Metadata);
+  const idx = byKind.get(SegmentKind.Index);
+  if (!metaBytes || !idx) {
+    metaBytes?.fill(0);
+    throw new CorruptDataError(`segment group ${g.id} lacks its ${metaBytes ? 'index' : 'metadata'} block`, { file: join(s.dir, 'MANIFEST'), reason: 'missing' });
+  }
+  const metas = decodeList(metaBytes, block.ids.length, metaFile);
+  metaBytes.fill(0);
+  const idxFile = segmentFile(s.dir, g.id, SegmentKind.Index);
+  let index;
+  try {
+    // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
+    index = await deserializeIndex(
+      async (sink) => {
+        const reader = await SegmentReader.open(
+          idxFile,
+          { storeId: s.ctx.storeId, collectionId: s.info.id, kind: SegmentKind.Index, segmentId: g.id, dekVersion: idx.dekVersion, length: idx.length, sha256: idx.sha256 },
+          keyFor,
+        );
+        try {
+          await reader.readInto(sink);
+        } finally {
+          await reader.close();
+        }
+      },
+      s.params,
+      s.ctx.staging,
+    );
+  } catch (err) {
+    if (err instanceof VectorsealError) throw err;
+    throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
+  }
+  const n = block.ids.length;
+  if (index.getCurrentCount() !== n) {
+    throw new CorruptDataError('HNSW index and vector block disagree on the record count', { file: idxFile, reason: 'decode' });
+  }
+  const layer = new Layer(index, n, g.id);
+  for (let i = 0; i < n; i++) {
+    const m = metas[i];
+    metas[i] = m === null ? undefined : m;
+  }
+  layer.load(block.ids, metas as (Metadata | undefined)[], block.vectors, s.info.dim);
+  for (let i = 0; i < n; i++) {
+    const id = block.ids[i] as string;
+    const prev = s.current.get(id);
+    if (prev) {
+      if (prev.layer === layer) throw new CorruptDataError('vector block repeats an id', { file: vecFile, reason: 'decode' });
+      prev.layer.markDead(prev.label);
+    }
+    s.current.set(id, { layer, label: i });
+  }
+  s.segments.push(layer);
+}
+
+/** Removes segment files no manifest lists: leftovers of a flush or compaction cut short. */
+async function removeOrphanSegments(s: CollectionMemory, m: ManifestData): Promise<void> {
+  const segDir = join(s.dir, 'seg');
+  const live = new Set(m.groups.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))));
+  let names: string[];
+  try {
+    names = await fs.readdir(segDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const p = join(segDir, n);
+    if (!live.has(p)) await fs.rm(p, { force: true });
+  }
+}
