@@ -170,3 +170,8 @@ export const ERROR_CODES = [
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Building an HNSW graph on a worker thread failed (the worker crashed or could not start); nothing acknowledged is lost. */
+export class IndexBuildError extends VectorsealError {
+  override readonly code = 'VS_INDEX_BUILD';
+}

@@ -3,9 +3,10 @@ import { segmentFile, type ManifestData } from '../storage/manifest.js';
 import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import { commit, endWalFile, removeWalBefore, rotateWal, writeGroup } from './collection-files.js';
+import { buildGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
 import type { CompactionReport } from './collection-types.js';
-import { Layer, newIndex } from './layer.js';
+import { Layer } from './layer.js';
 
 /*
  * Flush (the memtable frozen and written as a segment group) and compaction
@@ -22,8 +23,8 @@ export async function flushLocked(s: CollectionMemory): Promise<void> {
       await freeze(s);
       froze = true;
     }
+    // Merging groups is left to the background compaction (compaction.ts): no flush waits for one.
     await writeFrozen(s);
-    if (s.segments.length > s.ctx.maxSegments) await compactLocked(s);
   }
 }
 
@@ -43,17 +44,15 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   const frozen = s.frozen as Layer;
   const labels: number[] = [];
   for (let i = 0; i < frozen.size; i++) if (!frozen.isDead(i)) labels.push(i);
-  const segId = s.manifest.nextSegmentId;
-  let layer: Layer | undefined;
-  if (labels.length > 0) {
-    if (labels.length === frozen.size) layer = frozen;
-    else layer = await buildLayer(s, labels.map((label) => ({ layer: frozen, label })), segId);
-  }
+  const segId = s.takeSegmentId();
+  const entries = labels.map((label) => ({ layer: frozen, label }));
+  // Searches go on meanwhile: the frozen memtable is scanned exactly until the new layer replaces it.
+  const layer = entries.length > 0 ? await buildLayer(s, entries, segId) : undefined;
   const files = await writeGroup(s, segId, layer, [...frozen.tombstones], 'flush');
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
-    nextSegmentId: segId + 1,
+    nextSegmentId: Math.max(s.manifest.nextSegmentId, segId + 1),
     firstWalSeq: s.frozenWalSeq,
     groups: [...s.manifest.groups, { id: segId, count: labels.length, files }],
   };
@@ -61,8 +60,7 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   crashPoint('flush:committed');
   // Swap in memory, synchronously, so a search sees either layout whole.
   if (layer) {
-    layer.segmentId = segId;
-    if (layer !== frozen) remap(s, layer, labels.map((label) => ({ layer: frozen, label })));
+    remap(s, layer, entries);
     // The index is now the only copy of the vectors in memory, as after a reopen.
     if (s.indexHoldsVectors) layer.releaseVectors();
     s.segments.push(layer);
@@ -84,7 +82,7 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   if (oldGroups.length <= 1 && dead === 0 && !tombstoneOnly) return { merged: 0, records: s.segments[0]?.live ?? 0, dropped: 0 };
   const entries: Location[] = [];
   for (const l of old) for (let i = 0; i < l.size; i++) if (!l.isDead(i)) entries.push({ layer: l, label: i });
-  const segId = s.manifest.nextSegmentId;
+  const segId = s.takeSegmentId();
   const layer = entries.length > 0 ? await buildLayer(s, entries, segId) : undefined;
   crashPoint('compact:built');
   // Every older group is merged: no tombstone has anything left to mask.
@@ -92,7 +90,7 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
-    nextSegmentId: segId + 1,
+    nextSegmentId: Math.max(s.manifest.nextSegmentId, segId + 1),
     groups: layer ? [{ id: segId, count: entries.length, files }] : [],
   };
   await commit(s, next);
@@ -109,16 +107,21 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   return { merged: oldGroups.length, records: entries.length, dropped: dead };
 }
 
-/** A new segment layer holding copies of the given live records, with a fresh index. */
-async function buildLayer(s: CollectionMemory, entries: Location[], segId: number): Promise<Layer> {
-  const index = newIndex(s.params, entries.length);
-  const layer = new Layer(index, entries.length, segId);
+/**
+ * A new segment layer holding the given live records, with its HNSW graph
+ * built on a worker thread (graph-build.ts): the caller's thread only copies
+ * references and the vectors the worker takes.
+ */
+export async function buildLayer(s: CollectionMemory, entries: Location[], segId: number): Promise<Layer> {
+  const layer = Layer.tail(s.info.space, s.info.dim, entries.length);
   for (let j = 0; j < entries.length; j++) {
     const e = entries[j] as Location;
     layer.add(e.layer.ids[e.label] as string, e.layer.vectorOf(e.label), e.layer.metadata[e.label]);
-    // Let searches run while a large index builds.
+    // Let searches run while a large layer is assembled.
     if ((j + 1) % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
   }
+  layer.attachIndex(await buildGraph(s.params, layer.flatVectors(), s.ctx.staging));
+  layer.segmentId = segId;
   return layer;
 }
 
@@ -127,7 +130,7 @@ async function buildLayer(s: CollectionMemory, entries: Location[], segId: numbe
  * its new label in `layer`; marks the rest (deleted or superseded while
  * the layer was being written) dead.
  */
-function remap(s: CollectionMemory, layer: Layer, entries: Location[]): void {
+export function remap(s: CollectionMemory, layer: Layer, entries: Location[]): void {
   entries.forEach((e, j) => {
     const id = e.layer.ids[e.label] as string;
     const loc = s.current.get(id);

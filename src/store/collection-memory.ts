@@ -6,7 +6,7 @@ import type { DekLookup } from '../storage/segment.js';
 import type { CollectionInfo } from './catalog.js';
 import type { CollectionContext } from './collection-types.js';
 import type { Journal } from './journal.js';
-import { Layer, newIndex, type IndexParams } from './layer.js';
+import { Layer, type IndexParams } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
 import type { CheckedUpdate } from './records.js';
 import type { WalSeal } from './state.js';
@@ -57,6 +57,12 @@ export class CollectionMemory {
   closed = false;
   /** The automatic flush under way, if any. */
   autoFlushing: Promise<void> | undefined;
+  /** The background compaction under way, if any (see compaction.ts). */
+  compacting: Promise<void> | undefined;
+  /** Set while closing or unloading: the background compaction starts no further merge. */
+  quiescing = false;
+  /** Lowest segment id not yet handed out in this session (ids are taken before the manifest naming them commits). */
+  private segmentIdFloor = 0;
   /** False while the collection's keys are refused: its data is dropped from memory until enabled. */
   loaded = false;
   /** Why the last re-validation of the DEK failed (a KEK disabled in its provider); cleared by a good one. */
@@ -100,8 +106,20 @@ export class CollectionMemory {
     };
   }
 
+  /** An empty memtable: a tail, searched by exact scan (its graph is built when it is flushed). */
   newMemtable(): Layer {
-    return new Layer(() => newIndex(this.params, 1024), 1024, undefined);
+    return Layer.tail(this.info.space, this.info.dim);
+  }
+
+  /**
+   * A segment id no group has used: flushes and a background compaction
+   * take ids before their manifests commit, so the manifest's next id alone
+   * could hand one out twice.
+   */
+  takeSegmentId(): number {
+    const id = Math.max(this.manifest.nextSegmentId, this.segmentIdFloor);
+    this.segmentIdFloor = id + 1;
+    return id;
   }
 
   resetMemory(): void {
@@ -110,6 +128,7 @@ export class CollectionMemory {
     this.frozenWalSeq = 0;
     this.memtable = this.newMemtable();
     this.current.clear();
+    this.segmentIdFloor = 0;
   }
 
   /** Runs `fn` with a lookup that leases DEK versions, released when it ends. */

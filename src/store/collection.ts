@@ -8,6 +8,7 @@ import { endWalFile, rotateWal } from './collection-files.js';
 import { compactLocked, flushLocked } from './collection-flush.js';
 import { CollectionMemory, collectionDir, type Op } from './collection-memory.js';
 import { load, reload } from './collection-recovery.js';
+import { scheduleCompaction } from './compaction.js';
 import { matchingIds, searchLayers } from './collection-search.js';
 import type {
   CollectionContext,
@@ -186,6 +187,19 @@ export class Collection<M extends object = Metadata> {
   async flush(): Promise<void> {
     await admit(this.s, 'flush');
     await this.s.exclusive(() => flushLocked(this.s));
+    // Merging the groups happens beside later writes and flushes, never inside this one.
+    scheduleCompaction(this.s);
+  }
+
+  /**
+   * Resolves once the background work started so far (an automatic flush,
+   * the compaction it led to) has finished. Nothing needs it for durability
+   * or visibility (acknowledged writes are both): it is for measurements and
+   * tests that want a settled layout.
+   */
+  async whenIdle(): Promise<void> {
+    const s = this.s;
+    while (s.autoFlushing || s.compacting) await (s.autoFlushing ?? s.compacting);
   }
 
   /** Merges every segment group into one, dropping deleted and superseded records. */
@@ -311,6 +325,9 @@ export class Collection<M extends object = Metadata> {
   async close(options: { flush?: boolean } = {}): Promise<void> {
     const s = this.s;
     if (s.closed) return;
+    // A background merge under way finishes (or abandons) first; no new one starts.
+    s.quiescing = true;
+    await s.compacting;
     await s.exclusive(async () => {
       if (!s.loaded) {
         s.closed = true;
@@ -345,6 +362,9 @@ export class Collection<M extends object = Metadata> {
    */
   async unload(): Promise<void> {
     const s = this.s;
+    s.quiescing = true;
+    await s.compacting;
+    s.quiescing = false;
     await s.exclusive(async () => {
       if (!s.loaded || s.closed) return;
       await s.journal.drain();

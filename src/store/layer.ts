@@ -56,6 +56,8 @@ export class Layer {
 
   private made: HnswIndex | undefined;
   private readonly make: (() => HnswIndex) | undefined;
+  /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
+  private scanSpace: Space | undefined;
 
   constructor(
     /** The index, or (for a memtable) how to make it on first use: an empty HNSW index costs megabytes, and most memtables of a store with many collections stay empty. */
@@ -67,6 +69,45 @@ export class Layer {
     if (typeof index === 'function') this.make = index;
     else this.made = index;
     this.dead = new Uint8Array(Math.max(1, capacity));
+  }
+
+  /**
+   * A layer without an HNSW graph (a memtable, or a segment whose graph is
+   * being built off the caller's path): records are appended without any
+   * graph work and searched by an exact scan, so they are searchable the
+   * moment they are applied. {@link attachIndex} gives it its graph.
+   */
+  static tail(space: Space, dim: number, capacity = 1024): Layer {
+    const layer = new Layer(() => {
+      throw new UnsupportedOperationError('a tail layer has no HNSW graph until one is attached');
+    }, capacity, undefined);
+    layer.scanSpace = space;
+    layer.dim = dim;
+    return layer;
+  }
+
+  /** Whether the layer has no graph yet (searched by exact scan). */
+  get isTail(): boolean {
+    return this.scanSpace !== undefined;
+  }
+
+  /**
+   * Gives a tail its graph, built elsewhere over labels 0..size-1 in order;
+   * labels that died meanwhile are marked deleted in it.
+   */
+  attachIndex(index: HnswIndex): void {
+    if (!this.isTail) throw new UnsupportedOperationError('the layer already has its graph');
+    this.made = index;
+    this.scanSpace = undefined;
+    for (let label = 0; label < this.ids.length; label++) if (this.dead[label] === 1) index.markDelete(label);
+  }
+
+  /** Every record's vector in label order, one flat copy (count × dim): the input of a graph build. */
+  flatVectors(): Float32Array {
+    const n = this.ids.length;
+    const out = new Float32Array(n * this.dim);
+    for (let i = 0; i < n; i++) out.set(this.vectorOf(i), i * this.dim);
+    return out;
   }
 
   get index(): HnswIndex {
@@ -94,11 +135,13 @@ export class Layer {
   add(id: string, vector: Float32Array, metadata: Metadata | undefined): number {
     const label = this.ids.length;
     if (!this.perRecord) throw new UnsupportedOperationError('records are added to a memtable, not to a loaded segment');
-    if (label >= this.index.getMaxElements()) {
-      const next = Math.max(1024, this.index.getMaxElements() * 2);
-      this.index.resizeIndex(next);
+    if (!this.isTail) {
+      if (label >= this.index.getMaxElements()) {
+        const next = Math.max(1024, this.index.getMaxElements() * 2);
+        this.index.resizeIndex(next);
+      }
+      this.index.addPoint(Array.from(vector), label);
     }
-    this.index.addPoint(Array.from(vector), label);
     if (label >= this.dead.length) {
       const grown = new Uint8Array(Math.max(this.dead.length * 2, label + 1));
       grown.set(this.dead);
@@ -167,6 +210,7 @@ export class Layer {
     if (this.dead[label] === 1) return;
     this.dead[label] = 1;
     this.deadCount += 1;
+    if (this.isTail) return;
     try {
       this.index.markDelete(label);
     } catch {
@@ -177,8 +221,83 @@ export class Layer {
   /** Nearest live labels, closest first, optionally restricted by a metadata predicate. */
   search(query: number[], k: number, ef: number, accept?: (m: Metadata | undefined, id: string) => boolean): LayerHits {
     if (this.live === 0) return NO_HITS;
+    if (this.scanSpace !== undefined) return this.scan(query, k, this.scanSpace, accept);
     const n = Math.min(k, this.index.getMaxElements());
     this.index.setEf(Math.max(ef, n));
     return accept ? this.index.searchKnn(query, n, (label) => accept(this.metadata[label], this.ids[label] as string)) : this.index.searchKnn(query, n);
+  }
+
+  /**
+   * Exact k nearest live labels of a tail, closest first, with distances as
+   * hnswlib reports them (squared L2; 1 - dot for 'ip'; 1 - cosine for
+   * 'cosine'), so its hits merge with the graphs' hits.
+   */
+  private scan(query: number[], k: number, space: Space, accept?: (m: Metadata | undefined, id: string) => boolean): LayerHits {
+    const dim = this.dim;
+    let q = query;
+    if (space === 'cosine') {
+      let norm = 0;
+      for (let i = 0; i < dim; i++) norm += (q[i] as number) * (q[i] as number);
+      norm = Math.sqrt(norm) || 1;
+      q = q.map((x) => x / norm);
+    }
+    // A max-heap of the k best so far (worst on top), kept as parallel arrays.
+    const heapLabel: number[] = [];
+    const heapDist: number[] = [];
+    const swap = (a: number, b: number): void => {
+      const l = heapLabel[a] as number;
+      heapLabel[a] = heapLabel[b] as number;
+      heapLabel[b] = l;
+      const d = heapDist[a] as number;
+      heapDist[a] = heapDist[b] as number;
+      heapDist[b] = d;
+    };
+    for (let label = 0; label < this.ids.length; label++) {
+      if (this.dead[label] === 1) continue;
+      const v = this.vectorOf(label);
+      let d = 0;
+      if (space === 'l2') {
+        for (let i = 0; i < dim; i++) {
+          const x = (v[i] as number) - (q[i] as number);
+          d += x * x;
+        }
+      } else {
+        let dot = 0;
+        let norm = 0;
+        for (let i = 0; i < dim; i++) {
+          const x = v[i] as number;
+          dot += x * (q[i] as number);
+          norm += x * x;
+        }
+        d = 1 - (space === 'cosine' ? dot / (Math.sqrt(norm) || 1) : dot);
+      }
+      if (heapLabel.length === k && d >= (heapDist[0] as number)) continue;
+      if (accept && !accept(this.metadata[label], this.ids[label] as string)) continue;
+      if (heapLabel.length < k) {
+        heapLabel.push(label);
+        heapDist.push(d);
+        for (let c = heapLabel.length - 1; c > 0; ) {
+          const p = (c - 1) >> 1;
+          if ((heapDist[p] as number) >= (heapDist[c] as number)) break;
+          swap(p, c);
+          c = p;
+        }
+      } else {
+        heapLabel[0] = label;
+        heapDist[0] = d;
+        for (let p = 0; ; ) {
+          const l = 2 * p + 1;
+          const r = l + 1;
+          let m = p;
+          if (l < k && (heapDist[l] as number) > (heapDist[m] as number)) m = l;
+          if (r < k && (heapDist[r] as number) > (heapDist[m] as number)) m = r;
+          if (m === p) break;
+          swap(p, m);
+          p = m;
+        }
+      }
+    }
+    const order = heapLabel.map((_, i) => i).sort((a, b) => (heapDist[a] as number) - (heapDist[b] as number));
+    return { neighbors: order.map((i) => heapLabel[i] as number), distances: order.map((i) => heapDist[i] as number) };
   }
 }

@@ -185,7 +185,7 @@ async function retireOldWalLocked(s: CollectionMemory): Promise<void> {
 /** Rewrites one segment group under the active DEK version and commits it. */
 async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise<void> {
   const version = s.ctx.keys.activeDekVersion(s.info.id);
-  const newId = s.manifest.nextSegmentId;
+  const newId = s.takeSegmentId();
   const files = await s.withKeys((keyFor) =>
     s.ctx.keys.withDek(s.info.id, version, (toKey) =>
       rewriteSegmentGroup({ collectionDir: s.dir, storeId: s.ctx.storeId, collectionId: s.info.id, group: g, newSegmentId: newId, keyFor, toVersion: version, toKey }),
@@ -195,7 +195,7 @@ async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
-    nextSegmentId: newId + 1,
+    nextSegmentId: Math.max(s.manifest.nextSegmentId, newId + 1),
     groups: s.manifest.groups.map((x) => (x === g ? { id: newId, count: g.count, files } : x)),
   };
   await commit(s, next);

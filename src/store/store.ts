@@ -75,7 +75,7 @@ export interface OpenStoreOptions {
   principal?: string;
   /** Receives one event per key use. */
   audit?: (event: KeyAuditEvent) => void;
-  /** Segment groups per collection beyond which a flush compacts (default 8). */
+  /** Segment groups per collection beyond which the background compaction merges the smallest adjacent run (default 8). */
   maxSegments?: number;
   /**
    * Unflushed records per collection beyond which a flush starts in the

@@ -50,6 +50,11 @@ const POINTS = [
   'flush:wal-rotated',
   'flush:done',
   'flush:committed#2',
+  'graph:started',
+  'graph:built#2',
+  // The fifth graph is the background compaction's.
+  'graph:started#5',
+  'graph:built#5',
   'compact:built',
   'compact:vectors-written',
   'compact:index-written',

@@ -45,8 +45,9 @@ if (mode === 'sequence') {
   await col.flush();
   ack('f');
   await upserts(10);
-  await col.flush(); // 4 groups > maxSegments 3: compacts
+  await col.flush(); // 4 groups > maxSegments 3: a background compaction merges two
   ack('f');
+  await col.whenIdle();
   await upserts(10);
   await del(61);
   ack('end');
