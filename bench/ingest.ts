@@ -48,8 +48,8 @@ async function ingest(d: Dataset, root: string): Promise<{ durable: number; inde
   const col = await store.createCollection('c', { dim: d.dim, M, efConstruction: EF_CONSTRUCTION });
   const t0 = now();
   for (let i = 0; i < d.count; i += BATCH) {
-    const batch = [];
-    for (let j = i; j < Math.min(d.count, i + BATCH); j++) batch.push({ id: d.ids[j] as string, vector: vectorOf(d, j), metadata: d.metadata[j] });
+    const batch: { id: string; vector: Float32Array; metadata: Record<string, unknown> }[] = [];
+    for (let j = i; j < Math.min(d.count, i + BATCH); j++) batch.push({ id: d.ids[j] as string, vector: vectorOf(d, j), metadata: d.metadata[j] ?? {} });
     await col.upsert(batch);
   }
   const durable = now() - t0;

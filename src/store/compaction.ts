@@ -14,8 +14,9 @@ import type { Layer } from './layer.js';
  * floor(log_FANIN(records)); FANIN adjacent groups of one tier merge into one
  * group of the next tier, so each record is rewritten about
  * log_FANIN(collection / flush size) times (bounded write amplification) and
- * a query searches at most FANIN - 1 groups per tier. Above the store's
- * maxSegments the smallest adjacent run is merged as well.
+ * a query searches few groups. Merging starts once a collection has more
+ * than the store's maxSegments groups: the oldest run of FANIN groups of one
+ * tier first, else the smallest adjacent run that brings the count back.
  *
  * The merge runs beside writes, flushes and searches: the groups are chosen
  * and their live records snapshotted at once; the new group's graph is built
@@ -45,12 +46,14 @@ export function scheduleCompaction(s: CollectionMemory): void {
 }
 
 /**
- * The groups to merge next, as [first, end) indices into `groups`: the
- * oldest run of FANIN adjacent groups of one tier, else (above `maxGroups`)
- * the adjacent run with the fewest records that brings the count back to
+ * The groups to merge next, as [first, end) indices into `groups`, once
+ * there are more than `maxGroups`: the oldest run of FANIN adjacent groups
+ * of one tier, else the adjacent run with the fewest records that brings the count back to
  * `maxGroups`; undefined when the groups are fine as they are.
  */
 export function pickRun(groups: readonly Pick<SegmentGroup, 'count'>[], maxGroups: number): [number, number] | undefined {
+  // Nothing merges at or below the store's limit: a layout callers chose (maxSegments) is kept as it is.
+  if (groups.length <= maxGroups) return undefined;
   const tier = (count: number): number => Math.floor(Math.log(Math.max(1, count)) / Math.log(FANIN));
   let start = 0;
   for (let i = 1; i <= groups.length; i++) {
@@ -58,7 +61,6 @@ export function pickRun(groups: readonly Pick<SegmentGroup, 'count'>[], maxGroup
     if (i - start >= FANIN) return [start, i];
     start = i;
   }
-  if (groups.length <= maxGroups) return undefined;
   const width = groups.length - maxGroups + 1;
   let best: [number, number] | undefined;
   let bestSum = Infinity;

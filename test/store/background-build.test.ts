@@ -81,7 +81,8 @@ describe('graphs built off the caller path', () => {
   });
 
   it('merges FANIN groups of one tier, and the smallest run above the limit', () => {
-    expect(pickRun([{ count: 5000 }, { count: 100 }, { count: 100 }, { count: 100 }, { count: 100 }], 8)).toEqual([1, 5]);
+    expect(pickRun([{ count: 5000 }, { count: 100 }, { count: 100 }, { count: 100 }, { count: 100 }], 4)).toEqual([1, 5]);
+    expect(pickRun([{ count: 5000 }, { count: 100 }, { count: 100 }, { count: 100 }, { count: 100 }], 8)).toBeUndefined();
     expect(pickRun([{ count: 5000 }, { count: 100 }, { count: 100 }], 8)).toBeUndefined();
     expect(pickRun([{ count: 5000 }, { count: 1000 }, { count: 100 }, { count: 10 }], 3)).toEqual([2, 4]);
     // Tiered merging of 64 equal flushes: every record is rewritten a few times, never once per flush.
