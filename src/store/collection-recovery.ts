@@ -31,6 +31,7 @@ export async function reload(s: CollectionMemory): Promise<void> {
     s.keyFailure = undefined;
     await load(s);
     s.loaded = true;
+    s.pendingLoad = false;
   });
 }
 
