@@ -11,7 +11,7 @@ import type { Log } from './progress.js';
  * would not find them by the usual resolution) and typed by the few members
  * used, so that type-checking the repository does not need them either.
  */
-export const PEERS = ['@aws-crypto/client-node', 'better-sqlite3-multiple-ciphers'] as const;
+export const PEERS = ['@aws-crypto/client-node', 'better-sqlite3-multiple-ciphers', 'sqlite-vec'] as const;
 export type PeerName = (typeof PEERS)[number];
 
 function benchRequire(): NodeJS.Require {
@@ -62,12 +62,14 @@ export interface AwsEsdk {
 export interface SqliteStatement {
   run(...params: unknown[]): unknown;
   get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
 }
 export interface SqliteDatabase {
   pragma(source: string, options?: { simple?: boolean }): unknown;
   exec(sql: string): unknown;
   prepare(sql: string): SqliteStatement;
   transaction<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void;
+  loadExtension(path: string): unknown;
   close(): void;
 }
 export type SqliteConstructor = new (file: string, options?: { readonly?: boolean; fileMustExist?: boolean }) => SqliteDatabase;
@@ -78,4 +80,13 @@ export function loadAwsEsdk(): AwsEsdk {
 
 export function loadSqliteCipher(): SqliteConstructor {
   return benchRequire()('better-sqlite3-multiple-ciphers') as SqliteConstructor;
+}
+
+/** The member of sqlite-vec the benchmark uses: the path of its loadable extension (vec0) for this platform. */
+export interface SqliteVec {
+  getLoadablePath(): string;
+}
+
+export function loadSqliteVec(): SqliteVec {
+  return benchRequire()('sqlite-vec') as SqliteVec;
 }

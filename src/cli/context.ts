@@ -93,7 +93,7 @@ export async function cliKekConfig(opts: StoreCliOptions): Promise<{ file: strin
 }
 
 /** Opens the store the options name; `create` for `init`, which writes the store's config file. */
-export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false): Promise<Store> {
+export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false, lazy = false): Promise<Store> {
   const dir = storeDir(opts);
   const staging = opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir };
   if (create) {
@@ -114,6 +114,7 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
     ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
     ...staging,
     ...freshnessAnchorOf(opts),
+    ...(lazy ? { lazy } : {}),
   });
 }
 
@@ -124,8 +125,9 @@ function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } 
 }
 
 /** Runs `fn` with an open store and always closes it; KEKs added meanwhile are recorded in the store's config file. */
-export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openFromCli(opts);
+export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>, how: { lazy?: boolean } = {}): Promise<T> {
+  // Lazy for commands that need no vectors: collections then read only their manifests (collection-lazy.ts).
+  const store = await openFromCli(opts, false, how.lazy ?? false);
   const before = Object.keys(store.keys.kekConfigs).length;
   try {
     const result = await fn(store);

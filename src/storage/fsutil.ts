@@ -65,6 +65,30 @@ export async function createFileAtomic(path: string, data: Uint8Array, mode = 0o
   await fsyncDir(dir);
 }
 
+/**
+ * Creates `path` with `data`, whole or not at all, failing with EEXIST if it
+ * exists, without making it durable: for files that a crash may lose (a
+ * lock, whose holder dies with the crash). Written under a temp name and
+ * hard-linked, as {@link createFileAtomic}, but no fsync.
+ */
+export async function createFileExclusive(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await handle.writeFile(data);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw storageError(err, path);
+  }
+  await handle.close();
+  try {
+    await fs.link(tmp, path);
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
 /** Writes a new file that must not exist yet, fsyncs it and its directory. */
 export async function writeFileDurable(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
   const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);

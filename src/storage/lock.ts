@@ -2,7 +2,7 @@ import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { StoreLockedError } from '../errors.js';
-import { createFileAtomic, exists } from './fsutil.js';
+import { createFileExclusive, exists } from './fsutil.js';
 
 export const LOCK_FILE = 'LOCK';
 
@@ -47,8 +47,9 @@ export async function liveLockHolder(dir: string): Promise<LockInfo | undefined>
 
 /**
  * The single-writer lock of a store directory. The LOCK file appears whole or
- * not at all (hard link of a fsynced temp file), so a reader never sees half a
- * lock. A lock left by a dead process on this host is taken over; a live
+ * not at all (hard link of a temp file), so a reader never sees half a lock.
+ * It is not fsynced: a crash ends its holder, and a lock that a crash left
+ * empty or half-written is unreadable, which is taken over like a dead one. A lock left by a dead process on this host is taken over; a live
  * holder, or one on another host (whose liveness cannot be checked), wins.
  */
 export class StoreLock {
@@ -73,7 +74,7 @@ export class StoreLock {
     const body = Buffer.from(JSON.stringify(info));
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await createFileAtomic(path, body, 0o600);
+        await createFileExclusive(path, body, 0o600);
         return new StoreLock(path, info);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;

@@ -179,6 +179,12 @@ export interface SegmentWriteOptions {
    * before it can appear (see store/state.ts).
    */
   beforeRename?: (result: SegmentWriteResult) => Promise<void>;
+  /**
+   * Whether `finish` fsyncs the directory after the rename (default true).
+   * A caller writing several files into one directory passes false and
+   * fsyncs the directory once, before anything names the files.
+   */
+  syncDir?: boolean;
 }
 
 /**
@@ -198,6 +204,7 @@ export class SegmentWriter {
   /** Segment header and message header, written before the first chunk. */
   private initial: Buffer | undefined;
   private readonly beforeRename: SegmentWriteOptions['beforeRename'];
+  private readonly syncDir: boolean;
 
   private constructor(
     private readonly handle: FileHandle,
@@ -209,6 +216,7 @@ export class SegmentWriter {
   ) {
     const batch = options.batchChunks ?? 64;
     this.beforeRename = options.beforeRename;
+    this.syncDir = options.syncDir ?? true;
     this.sealer = new MessageSealer(dek, header, options.engine ? { engine: options.engine } : {});
     this.pending = Buffer.allocUnsafe(batch * CHUNK_SIZE);
     this.out = Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE);
@@ -260,7 +268,7 @@ export class SegmentWriter {
       const result = { length: this.length, sha256: this.hash.digest('hex'), plaintextLength: this.plaintextLength };
       await this.beforeRename?.(result);
       await fs.rename(this.tmp, this.path);
-      await fsyncDir(dirname(this.path));
+      if (this.syncDir) await fsyncDir(dirname(this.path));
       return result;
     } catch (err) {
       await this.abort();

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from '../crypto/chunked.js';
+import { fsyncDir } from '../storage/fsutil.js';
 import { segmentFile, writeManifest, type ManifestData, type SegmentFileEntry } from '../storage/manifest.js';
 import { SegmentKind, writeSegment } from '../storage/segment.js';
 import { WalWriter, listWalFiles, walFileName } from '../storage/wal.js';
@@ -82,7 +83,10 @@ export async function writeGroup(s: CollectionMemory, segId: number, layer: Laye
   // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
   await s.ctx.keys.withDek(s.info.id, version, async (dek) => {
     const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> => {
-      const r = await writeSegment(segmentFile(s.dir, segId, kind), { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version }, dek, data);
+      // One directory fsync for the whole group (below), before the manifest names any of its files.
+      const r = await writeSegment(segmentFile(s.dir, segId, kind), { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version }, dek, data, {
+        syncDir: false,
+      });
       files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
       pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
     };
@@ -110,6 +114,7 @@ export async function writeGroup(s: CollectionMemory, segId: number, layer: Laye
       crashPoint(`${step}:tombstones-written`);
     }
   });
+  if (files.length > 0) await fsyncDir(join(s.dir, 'seg'));
   await s.ctx.notePages?.(s.info, pages);
   return files;
 }

@@ -61,8 +61,7 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   // Swap in memory, synchronously, so a search sees either layout whole.
   if (layer) {
     remap(s, layer, entries);
-    // The index is now the only copy of the vectors in memory, as after a reopen.
-    if (s.indexHoldsVectors) layer.releaseVectors();
+    // The layer keeps its own copy of the vectors (beside the index's): exact scans of selective filters read it.
     s.segments.push(layer);
   }
   s.frozen = undefined;
@@ -97,7 +96,6 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   crashPoint('compact:committed');
   if (layer) {
     remap(s, layer, entries);
-    if (s.indexHoldsVectors) layer.releaseVectors();
   }
   s.segments = layer ? [layer] : [];
   await rotateWal(s);

@@ -65,6 +65,12 @@ export class CollectionMemory {
   private segmentIdFloor = 0;
   /** False while the collection's keys are refused: its data is dropped from memory until enabled. */
   loaded = false;
+  /**
+   * True for a collection opened lazily and not loaded yet: only its sealed
+   * manifest was read (no segment, no WAL). The first asynchronous operation
+   * loads it; synchronous reads refuse until then.
+   */
+  pendingLoad = false;
   /** Why the last re-validation of the DEK failed (a KEK disabled in its provider); cleared by a good one. */
   keyFailure: unknown;
   revalidation: Promise<void> | undefined;

@@ -7,6 +7,7 @@ import { listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '
 import { decodeList, decodeVectorBlock } from './blocks.js';
 import { openNextWal, removeWalBefore } from './collection-files.js';
 import type { CollectionMemory, Op } from './collection-memory.js';
+import { HnswVectorExtractor } from './hnsw-vectors.js';
 import { deserializeIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
@@ -30,6 +31,7 @@ export async function reload(s: CollectionMemory): Promise<void> {
     s.keyFailure = undefined;
     await load(s);
     s.loaded = true;
+    s.pendingLoad = false;
   });
 }
 
@@ -174,6 +176,8 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
   const metas = decodeList(metaBytes, block.ids.length, metaFile);
   metaBytes.fill(0);
   const idxFile = segmentFile(s.dir, g.id, SegmentKind.Index);
+  // A block without vectors leaves them to the index: a flat copy is read out of its stream on the way (for exact scans).
+  const extractor = block.vectors ? undefined : new HnswVectorExtractor(block.ids.length, s.info.dim, idxFile);
   let index;
   try {
     // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
@@ -185,7 +189,14 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
           keyFor,
         );
         try {
-          await reader.readInto(sink);
+          await reader.readInto(
+            extractor
+              ? (bytes) => {
+                  extractor.push(bytes);
+                  sink(bytes);
+                }
+              : sink,
+          );
         } finally {
           await reader.close();
         }
@@ -194,9 +205,11 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
       s.ctx.staging,
     );
   } catch (err) {
+    extractor?.wipe();
     if (err instanceof VectorsealError) throw err;
     throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
   }
+  const vectors = block.vectors ?? (extractor as HnswVectorExtractor).finish();
   const n = block.ids.length;
   if (index.getCurrentCount() !== n) {
     throw new CorruptDataError('HNSW index and vector block disagree on the record count', { file: idxFile, reason: 'decode' });
@@ -206,7 +219,7 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     const m = metas[i];
     metas[i] = m === null ? undefined : m;
   }
-  layer.load(block.ids, metas as (Metadata | undefined)[], block.vectors, s.info.dim);
+  layer.load(block.ids, metas as (Metadata | undefined)[], vectors, s.info.dim);
   for (let i = 0; i < n; i++) {
     const id = block.ids[i] as string;
     const prev = s.current.get(id);

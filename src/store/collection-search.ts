@@ -1,7 +1,9 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import type { SearchOptions, SearchResult } from './collection-types.js';
+import { equalityConditions } from './filter-plan.js';
 import { compileFilter, type Filter } from './filter.js';
+import { searchLayerFiltered } from './filtered-search.js';
 import type { Layer, LayerHits } from './layer.js';
 import { readOnly, type Metadata } from './metadata.js';
 import { checkPositiveInt, toVector } from './validate.js';
@@ -23,6 +25,10 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
   checkPositiveInt(k, 'k', MAX_K);
   const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
   const accept = acceptOf(options as SearchOptions);
+  // A filtered layer is planned on its own: exact scan of the few matches, or a filtered walk with a raised ef (filtered-search.ts).
+  const conditions = options.filter === undefined ? [] : equalityConditions(options.filter);
+  const space = s.info.space;
+  const searchLayer = (layer: Layer): LayerHits => (accept ? searchLayerFiltered(layer, q, k, ef, space, accept, conditions) : layer.search(q, k, ef));
   const similarity = s.info.space !== 'l2';
   const segs = s.segments;
   const frozen = s.frozen;
@@ -44,7 +50,7 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
   };
   if (!several) {
     const layer = layerAt(only);
-    const res = layer.search(q, k, ef, accept);
+    const res = searchLayer(layer);
     rethrowPredicateError(accept);
     const { ids, metadata } = layer;
     for (let j = 0; j < res.neighbors.length && out.length < k; j++) {
@@ -58,7 +64,7 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
   // Each layer's hits come closest first: merge them, k at most.
   const results: LayerHits[] = new Array<LayerHits>(nLayers);
   const at = new Array<number>(nLayers).fill(0);
-  for (let i = 0; i < nLayers; i++) results[i] = layerAt(i).search(q, k, ef, accept);
+  for (let i = 0; i < nLayers; i++) results[i] = searchLayer(layerAt(i));
   rethrowPredicateError(accept);
   while (out.length < k) {
     let best = -1;

@@ -68,6 +68,12 @@ export interface CollectionStats {
   deadRecords: number;
   generation: number;
   dekVersion: number;
+  /**
+   * False for a collection opened lazily and not loaded yet: count is then the
+   * records its segment groups held when written (newer groups' updates and
+   * deletes, and the WAL, not applied) and unflushed is 0.
+   */
+  loaded: boolean;
 }
 
 export interface CompactionReport {

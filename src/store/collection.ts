@@ -7,6 +7,7 @@ import type { CollectionInfo } from './catalog.js';
 import { endWalFile, rotateWal } from './collection-files.js';
 import { compactLocked, flushLocked } from './collection-flush.js';
 import { CollectionMemory, collectionDir, type Op } from './collection-memory.js';
+import { lazyStats, openLazily } from './collection-lazy.js';
 import { load, reload } from './collection-recovery.js';
 import { scheduleCompaction } from './compaction.js';
 import { matchingIds, searchLayers } from './collection-search.js';
@@ -79,13 +80,17 @@ export class Collection<M extends object = Metadata> {
    * WAL. A collection whose keys are refused (disabled, its tenant disabled or
    * scheduled for deletion) opens unloaded and loads once enabled.
    */
-  static async open(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
+  static async open(ctx: CollectionContext, info: CollectionInfo, options: { lazy?: boolean } = {}): Promise<Collection> {
     const c = new Collection(ctx, info);
     try {
       ctx.keys.assertUsable(info.id);
     } catch (err) {
       if (isRefusal(err)) return c;
       throw err;
+    }
+    if (options.lazy) {
+      await openLazily(c.s);
+      return c;
     }
     await load(c.s);
     c.s.loaded = true;
@@ -185,6 +190,8 @@ export class Collection<M extends object = Metadata> {
 
   /** Writes the memtable as a new encrypted segment group and commits a manifest. */
   async flush(): Promise<void> {
+    // Nothing of a collection not loaded yet is in memory: its writes are in its WAL already.
+    if (this.s.pendingLoad && !this.s.closed) return;
     await admit(this.s, 'flush');
     await this.s.exclusive(() => flushLocked(this.s));
     // Merging the groups happens beside later writes and flushes, never inside this one.
@@ -213,6 +220,7 @@ export class Collection<M extends object = Metadata> {
 
   stats(): CollectionStats {
     const s = this.s;
+    if (s.pendingLoad) return lazyStats(s);
     // A collection opened while its keys were refused has no manifest in memory.
     const manifest = s.manifest as typeof s.manifest | undefined;
     const files = manifest?.groups.flatMap((g) => g.files) ?? [];
@@ -230,7 +238,14 @@ export class Collection<M extends object = Metadata> {
       deadRecords: s.segments.reduce((n, l) => n + (l.size - l.live), 0),
       generation: manifest?.generation ?? 0,
       dekVersion: s.ctx.keys.activeDekVersion(this.info.id),
+      loaded: s.loaded,
     };
+  }
+
+  /** Loads a lazily opened collection (segments, WAL) now rather than on its first asynchronous operation. */
+  async load(): Promise<void> {
+    if (this.s.loaded) return;
+    await admit(this.s, 'get');
   }
 
   /** Every live id (in no particular order). */

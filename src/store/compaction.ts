@@ -122,8 +122,8 @@ async function compactOnce(s: CollectionMemory): Promise<boolean> {
     // Swap in memory, synchronously, so a search sees either layout whole.
     const old = new Set(chosen.map((g) => layers.get(g.id)));
     if (layer) {
+      // The merged layer keeps its own copy of the vectors: exact scans of selective filters read it.
       remap(s, layer, entries);
-      if (s.indexHoldsVectors) layer.releaseVectors();
     }
     s.segments = [...s.segments.filter((l) => !old.has(l)), ...(layer ? [layer] : [])];
     await rotateWal(s);

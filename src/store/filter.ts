@@ -50,11 +50,13 @@ type Scalar = string | number | boolean | null;
 const OPS = new Set(['$eq', '$ne', '$in', '$nin', '$gt', '$gte', '$lt', '$lte', '$exists']);
 const MAX_FILTER_DEPTH = 32;
 
-function isScalar(v: unknown): v is Scalar {
+/** Whether a filter may compare against `v` (finite numbers, strings, booleans, null). */
+export function isScalar(v: unknown): v is Scalar {
   return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
 }
 
-function get(meta: Metadata | undefined, path: string[]): unknown {
+/** The value at a dotted path of a record's metadata as filters see it (own properties only, never through an array). */
+export function fieldValue(meta: Metadata | undefined, path: string[]): unknown {
   let v: unknown = meta;
   for (const p of path) {
     // Own properties only: "constructor" or "toString" must not match every record through the prototype.
@@ -112,7 +114,7 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
     }
     const path = field.split('.');
     if (isScalar(cond)) {
-      tests.push((m) => get(m, path) === cond);
+      tests.push((m) => fieldValue(m, path) === cond);
       continue;
     }
     if (cond === null || typeof cond !== 'object' || Array.isArray(cond)) {
@@ -123,15 +125,15 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
       if (op === '$in' || op === '$nin') {
         if (!Array.isArray(arg) || !arg.every(isScalar)) throw new InvalidArgumentError(`"${at}.${field}.${op}" expected an array of scalars`);
         const set = new Set<unknown>(arg);
-        tests.push(op === '$in' ? (m) => set.has(get(m, path)) : (m) => !set.has(get(m, path)));
+        tests.push(op === '$in' ? (m) => set.has(fieldValue(m, path)) : (m) => !set.has(fieldValue(m, path)));
       } else if (op === '$exists') {
         if (typeof arg !== 'boolean') throw new InvalidArgumentError(`"${at}.${field}.$exists" expected a boolean`);
-        tests.push((m) => (get(m, path) !== undefined) === arg);
+        tests.push((m) => (fieldValue(m, path) !== undefined) === arg);
       } else {
         if (!isScalar(arg)) throw new InvalidArgumentError(`"${at}.${field}.${op}" expected a scalar`);
-        if (op === '$eq') tests.push((m) => get(m, path) === arg);
-        else if (op === '$ne') tests.push((m) => get(m, path) !== arg);
-        else tests.push((m) => compare(get(m, path), arg, op));
+        if (op === '$eq') tests.push((m) => fieldValue(m, path) === arg);
+        else if (op === '$ne') tests.push((m) => fieldValue(m, path) !== arg);
+        else tests.push((m) => compare(fieldValue(m, path), arg, op));
       }
     }
   }

@@ -1,4 +1,4 @@
-import { KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError } from '../errors.js';
+import { KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, UnsupportedOperationError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import { reload } from './collection-recovery.js';
 
@@ -34,6 +34,9 @@ export async function admit(s: CollectionMemory, operation: string): Promise<voi
 export function admitSync(s: CollectionMemory, operation: string): void {
   s.assertOpen();
   authorize(s, operation);
+  if (!s.loaded && s.pendingLoad) {
+    throw new UnsupportedOperationError(`collection "${s.info.name}" is not loaded yet (the store was opened lazily): await collection.load() first`);
+  }
   if (!s.loaded) {
     const err = new KeyDisabledError(`collection "${s.info.name}" is not loaded; enable it through the store`);
     s.ctx.onDenied?.(s.info, operation, err);

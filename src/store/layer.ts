@@ -1,6 +1,7 @@
 import hnswlib from 'hnswlib-node';
 import { UnsupportedOperationError } from '../errors.js';
 import type { Metadata } from './metadata.js';
+import { MetadataIndex } from './metadata-index.js';
 
 const { HierarchicalNSW } = hnswlib;
 export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
@@ -55,6 +56,7 @@ export class Layer {
   readonly tombstones = new Set<string>();
 
   private made: HnswIndex | undefined;
+  private metaIndex: MetadataIndex | undefined;
   private readonly make: (() => HnswIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
   private scanSpace: Space | undefined;
@@ -113,6 +115,17 @@ export class Layer {
   get index(): HnswIndex {
     this.made ??= (this.make as () => HnswIndex)();
     return this.made;
+  }
+
+  /** The inverted index of this layer's metadata, made on the first filtered search. */
+  get metadataIndex(): MetadataIndex {
+    this.metaIndex ??= new MetadataIndex(this.metadata);
+    return this.metaIndex;
+  }
+
+  /** Whether {@link vectorOf} is a memory read (not a copy out of the index), so that an exact scan is cheap. */
+  get canScan(): boolean {
+    return this.perRecord !== undefined || this.flat !== undefined;
   }
 
   get size(): number {

@@ -87,6 +87,13 @@ export interface OpenStoreOptions {
   auditDestination?: DestinationStream | NodeJS.WritableStream;
   /** Run maintenance (due shredding, rotations) when the store opens and some is due. Default true. */
   maintainOnOpen?: boolean;
+  /**
+   * Opens every collection lazily: only its sealed manifest is read, and its
+   * segments and WAL load on its first asynchronous operation (or
+   * `collection.load()`); synchronous reads refuse until then. For callers
+   * that need no vectors (info, listing, stats, KEK rotation). Default false.
+   */
+  lazy?: boolean;
   /** The clock maintenance goes by (tests inject one). Default: the system clock. */
   clock?: () => Date;
   /** Unwrapped-DEK cache: TTL and use limit (a KEK disabled in its provider takes effect once the TTL passes). */
@@ -229,7 +236,7 @@ export class Store {
         await exists(join(dir, CATALOG_FILE)),
       );
       const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, catalog, audit, st);
-      for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info));
+      for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info, { lazy: options.lazy ?? false }));
       audit.record({ action: 'open', outcome: 'ok', details: { collections: store.catalog.length, created: !isStore } });
       await audit.durable();
       logger.debug({ dir, collections: store.catalog.length }, 'store opened');
@@ -390,7 +397,7 @@ export class Store {
       dim: i.dim,
       space: i.space,
       tenant: i.tenant,
-      count: this.collections.get(i.name)?.count ?? 0,
+      count: this.collections.get(i.name)?.stats().count ?? 0,
       createdAt: i.createdAt,
     }));
   }

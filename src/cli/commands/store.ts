@@ -131,7 +131,7 @@ export function registerStoreCommands(program: Command): void {
             ),
           ].join('\n'),
         );
-      });
+      }, { lazy: true });
     });
 
   storeOptions(program.command('rotate-kek').description('rewrap every DEK under a new KEK version; data files are not touched'))
@@ -151,6 +151,6 @@ export function registerStoreCommands(program: Command): void {
             `  data files: ${diff.files} checked, ${diff.identical ? 'all byte-identical (SHA-256 and mtime unchanged)' : `CHANGED: ${diff.changed.join(', ')}`}`,
           ].join('\n'),
         );
-      });
+      }, { lazy: true });
     });
 }

@@ -1,0 +1,50 @@
+import { isScalar } from './filter.js';
+
+/**
+ * The part of a metadata filter a metadata index can answer: conditions that
+ * every matching record must meet and that name the exact values a field
+ * may take (plain equality, `$eq`, `$in`), found at the top level or inside
+ * `$and`. Anything else (`$or`, `$not`, ranges, `$ne`, a `where` predicate)
+ * is left to the full filter, which still tests every candidate: the index
+ * only narrows the records to look at, it never decides a match.
+ */
+export interface EqualityCondition {
+  /** The field's dotted path, split. */
+  path: string[];
+  /** The field's key in a metadata index (the dotted path as written). */
+  field: string;
+  /** Values the field must hold one of (own-property scalars, compared as `===` compares them). */
+  values: unknown[];
+}
+
+const MAX_DEPTH = 32;
+
+/**
+ * Equality conditions implied by `filter`, which must already have passed
+ * compileFilter (so it is well formed); an empty list when none is.
+ */
+export function equalityConditions(filter: unknown): EqualityCondition[] {
+  const out: EqualityCondition[] = [];
+  collect(filter, out, 0);
+  return out;
+}
+
+function collect(filter: unknown, out: EqualityCondition[], depth: number): void {
+  if (depth > MAX_DEPTH || filter === null || typeof filter !== 'object' || Array.isArray(filter)) return;
+  for (const [field, cond] of Object.entries(filter)) {
+    if (field === '$and') {
+      if (Array.isArray(cond)) for (const f of cond) collect(f, out, depth + 1);
+      continue;
+    }
+    // A disjunction or negation implies no single field's value.
+    if (field.startsWith('$')) continue;
+    if (isScalar(cond)) {
+      out.push({ path: field.split('.'), field, values: [cond] });
+      continue;
+    }
+    if (cond === null || typeof cond !== 'object' || Array.isArray(cond)) continue;
+    const ops = cond as Record<string, unknown>;
+    if (Object.hasOwn(ops, '$eq') && isScalar(ops.$eq)) out.push({ path: field.split('.'), field, values: [ops.$eq] });
+    if (Object.hasOwn(ops, '$in') && Array.isArray(ops.$in)) out.push({ path: field.split('.'), field, values: [...new Set(ops.$in)] });
+  }
+}
