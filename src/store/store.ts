@@ -8,7 +8,6 @@ import {
   CorruptDataError,
   InvalidArgumentError,
   NotFoundError,
-  UnsupportedVersionError,
 } from '../errors.js';
 import type { DekCacheOptions } from '../keys/dek-cache.js';
 import { checkKekConfigs, defaultLocalKeyDir, type KekConfig } from '../keys/kek-config.js';
@@ -31,11 +30,10 @@ import { checkIntInRange, checkPositiveInt } from './validate.js';
 import { checkSameOptions } from './collection-options.js';
 import type { Metadata } from './metadata.js';
 import type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
+import { STORE_FILE, STORE_FORMAT, STORE_VERSION, parseStoreFile, type StoreFile } from './store-file.js';
 import { TenantLifecycle, type MaintenanceReport, type TenantKekOption } from './tenants.js';
 
-export const STORE_FILE = 'STORE';
-const STORE_FORMAT = 'vectorseal-store';
-const STORE_VERSION = 1;
+export { STORE_FILE } from './store-file.js';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SPACES: readonly Space[] = ['l2', 'ip', 'cosine'];
 
@@ -126,14 +124,6 @@ export interface CollectionSummary {
   tenant: string | undefined;
   count: number;
   createdAt: string;
-}
-
-interface StoreFile {
-  format: string;
-  version: number;
-  storeId: string;
-  createdAt: string;
-  options: Record<string, unknown>;
 }
 
 /**
@@ -594,18 +584,6 @@ function checkAnchorPath(anchor: unknown, dir: string): string {
   const path = resolve(anchor);
   if (path === dir || path.startsWith(`${dir}/`)) throw new InvalidArgumentError('"freshnessAnchor" must be outside the store directory');
   return path;
-}
-
-function parseStoreFile(bytes: Buffer, file: string): StoreFile {
-  let s: StoreFile;
-  try {
-    s = JSON.parse(bytes.toString('utf8')) as StoreFile;
-  } catch (err) {
-    throw new CorruptDataError('STORE file does not parse', { file, reason: 'decode', cause: err });
-  }
-  if (s.format !== STORE_FORMAT) throw new CorruptDataError('not a vectorseal STORE file', { file, reason: 'header' });
-  if (s.version !== STORE_VERSION) throw new UnsupportedVersionError(`store format version ${s.version} is not supported (file ${file})`);
-  return s;
 }
 
 function keyOptions(dir: string, options: OpenStoreOptions) {
