@@ -92,8 +92,12 @@ export async function cliKekConfig(opts: StoreCliOptions): Promise<{ file: strin
   return config === undefined ? undefined : { file, keks: config.keks };
 }
 
-/** Opens the store the options name; `create` for `init`, which writes the store's config file. */
-export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false): Promise<Store> {
+/**
+ * Opens the store the options name; `create` for `init`, which writes the
+ * store's config file; `readOnly` for the commands that only read (a
+ * snapshot beside a running writer, no file written).
+ */
+export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false, readOnly = false): Promise<Store> {
   const dir = storeDir(opts);
   const staging = opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir };
   if (create) {
@@ -114,6 +118,7 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
     ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
     ...staging,
     ...freshnessAnchorOf(opts),
+    ...(readOnly ? { readOnly: true } : {}),
   });
 }
 
@@ -123,9 +128,14 @@ function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } 
   return anchor ? { freshnessAnchor: resolve(anchor) } : {};
 }
 
-/** Runs `fn` with an open store and always closes it; KEKs added meanwhile are recorded in the store's config file. */
-export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openFromCli(opts);
+/**
+ * Runs `fn` with an open store and always closes it; KEKs added meanwhile are
+ * recorded in the store's config file. With `readOnly` the store is a
+ * snapshot (the read commands: they work while an application holds the
+ * store, and write nothing).
+ */
+export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>, access: { readOnly?: boolean } = {}): Promise<T> {
+  const store = await openFromCli(opts, false, access.readOnly ?? false);
   const before = Object.keys(store.keys.kekConfigs).length;
   try {
     const result = await fn(store);
