@@ -102,7 +102,9 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
 
   // The MAC key must be in the keyring before the keyring is copied; a reader cannot add it.
   if (store.readOnly && !Object.hasOwn(store.keys.keyring.system ?? {}, BACKUP_KEY_ID)) {
-    throw new ReadOnlyError('this store has no backup key yet: its first backup adds one to the keyring, which needs the store opened for writing');
+    throw new ReadOnlyError(
+      'this store has no backup key yet: its first backup adds one to the keyring, which needs the store opened for writing',
+    );
   }
   (await store.keys.systemKey(BACKUP_KEY_NAME)).release();
 
@@ -143,7 +145,10 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     const tmp = tempBeside(join(root, OBJECTS_DIR, 'object'));
     const got = await copyHashed(src, tmp, 0o600, limit).catch((err: NodeJS.ErrnoException) => {
       // A reader's snapshot lists a file its writer has removed since (after the grace period): a newer snapshot has what it holds.
-      if (store.readOnly && err.code === 'ENOENT') throw new SnapshotBusyError(`${src} was removed by the writer after this snapshot was read: refresh() and back up again`, { cause: err });
+      if (store.readOnly && err.code === 'ENOENT') {
+        const why = `${src} was removed by the writer after this snapshot was read: refresh() and back up again`;
+        throw new SnapshotBusyError(why, { cause: err });
+      }
       throw err;
     });
     try {

@@ -134,7 +134,11 @@ function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } 
  * snapshot (the read commands: they work while an application holds the
  * store, and write nothing).
  */
-export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>, access: { readOnly?: boolean } = {}): Promise<T> {
+export async function withStore<T>(
+  opts: StoreCliOptions,
+  fn: (store: Store) => Promise<T>,
+  access: { readOnly?: boolean } = {},
+): Promise<T> {
   const store = await openFromCli(opts, false, access.readOnly ?? false);
   const before = Object.keys(store.keys.kekConfigs).length;
   try {

@@ -58,7 +58,9 @@ async function readOnce(options: ReaderSnapshotOptions): Promise<ReaderSnapshot>
   let state: StoreState | undefined;
   const collections = new Map<string, Collection>();
   try {
-    if (keys.storeId !== storeId) throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
+    if (keys.storeId !== storeId) {
+      throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
+    }
     state = await StoreState.open({
       dir,
       keys,
@@ -68,7 +70,8 @@ async function readOnce(options: ReaderSnapshotOptions): Promise<ReaderSnapshot>
       snapshot: { stateBytes, catalogBytes },
     });
     // Entries a writer is creating or dropping right now are not part of any snapshot yet (or any more).
-    const catalog = (catalogBytes === null ? [] : parseCatalog(catalogBytes.toString('utf8'), catalogFile)).filter((i) => i.state === undefined);
+    const listed = catalogBytes === null ? [] : parseCatalog(catalogBytes.toString('utf8'), catalogFile);
+    const catalog = listed.filter((i) => i.state === undefined);
     const ctx = options.context(keys, state, storeId);
     for (const info of catalog) collections.set(info.name, await Collection.open(ctx, info));
     return { storeId, keys, state, catalog, collections };

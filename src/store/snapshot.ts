@@ -65,7 +65,11 @@ export async function storeFingerprint(dir: string): Promise<string> {
  * it changed starts another attempt after a short pause. After `attempts`
  * racing attempts: a SnapshotBusyError with the last error as its cause.
  */
-export async function readCoherent<T>(dir: string, read: () => Promise<T>, options: { attempts?: number; pauseMs?: number } = {}): Promise<T> {
+export async function readCoherent<T>(
+  dir: string,
+  read: () => Promise<T>,
+  options: { attempts?: number; pauseMs?: number } = {},
+): Promise<T> {
   const attempts = options.attempts ?? SNAPSHOT_ATTEMPTS;
   const pause = options.pauseMs ?? 20;
   let last: unknown;
@@ -81,5 +85,7 @@ export async function readCoherent<T>(dir: string, read: () => Promise<T>, optio
     // A little longer each time, with jitter, so a reader does not fall into step with a writer's flushes.
     await new Promise((r) => setTimeout(r, pause * (i + 1) * (0.5 + Math.random())));
   }
-  throw new SnapshotBusyError(`no coherent snapshot of ${dir} after ${attempts} attempts: the writer changed the store during each`, { cause: last });
+  throw new SnapshotBusyError(`no coherent snapshot of ${dir} after ${attempts} attempts: the writer changed the store during each`, {
+    cause: last,
+  });
 }

@@ -25,7 +25,9 @@ export function parseStoreFile(bytes: Buffer, file: string): StoreFile {
   } catch (err) {
     throw new CorruptDataError('STORE file does not parse', { file, reason: 'decode', cause: err });
   }
-  if (s === null || typeof s !== 'object' || s.format !== STORE_FORMAT) throw new CorruptDataError('not a vectorseal STORE file', { file, reason: 'header' });
+  if (s === null || typeof s !== 'object' || s.format !== STORE_FORMAT) {
+    throw new CorruptDataError('not a vectorseal STORE file', { file, reason: 'header' });
+  }
   if (s.version !== STORE_VERSION) throw new UnsupportedVersionError(`store format version ${s.version} is not supported (file ${file})`);
   return s;
 }

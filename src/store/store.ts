@@ -208,7 +208,9 @@ export class Store {
     if (grace !== undefined && (!Number.isSafeInteger(grace) || grace < 0)) {
       throw new InvalidArgumentError(`"retiredFileGraceMs" expected a non-negative integer, got ${String(grace)}`);
     }
-    if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') throw new InvalidArgumentError('"readOnly" expected a boolean');
+    if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') {
+      throw new InvalidArgumentError('"readOnly" expected a boolean');
+    }
     const dir = resolve(options.dir);
     if (options.readOnly) return Store.openReadOnly(options, dir);
     const storeFile = join(dir, STORE_FILE);
@@ -325,7 +327,10 @@ export class Store {
     if (snap.storeId !== this.storeId || this.closed) {
       await closeSnapshot(snap);
       if (this.closed) throw new ClosedError('store is closed');
-      throw new CorruptDataError(`the store directory now holds store ${snap.storeId}, not ${this.storeId}`, { file: join(this.dir, STORE_FILE), reason: 'foreign' });
+      throw new CorruptDataError(`the store directory now holds store ${snap.storeId}, not ${this.storeId}`, {
+        file: join(this.dir, STORE_FILE),
+        reason: 'foreign',
+      });
     }
     const old = { keys: this.currentKeys, state: this.state, collections: new Map(this.collections) };
     const kept = new Set<Collection>();
@@ -687,7 +692,9 @@ export class Store {
 
   private assertWritable(): void {
     this.assertOpen();
-    if (this.readOnly) throw new ReadOnlyError(`store ${this.dir} was opened read-only (a snapshot): open it without readOnly to change it`);
+    if (this.readOnly) {
+      throw new ReadOnlyError(`store ${this.dir} was opened read-only (a snapshot): open it without readOnly to change it`);
+    }
   }
 }
 

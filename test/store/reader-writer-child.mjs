@@ -16,7 +16,8 @@ export function vectorOf(i) {
   return Array.from({ length: 8 }, (_, j) => Math.sin(i * 7.3 + j * 1.9) * 10 + j);
 }
 
-const store = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, maxSegments: 3, autoFlushRecords: 0, ...(stagingDir ? { stagingDir } : {}) });
+const keys = { provider: 'local', keyDir };
+const store = await openStore({ dir, create: true, keys, maxSegments: 3, autoFlushRecords: 0, ...(stagingDir ? { stagingDir } : {}) });
 const col = store.listCollections().some((c) => c.name === 'c') ? store.collection('c') : await store.createCollection('c', { dim: 8 });
 // A backup key in the keyring, so that readers can take backups (a reader never writes the keyring).
 (await store.keys.systemKey('backup')).release();
@@ -35,7 +36,12 @@ for (let b = 0; b < MAX_BATCHES && !stop; b++) {
   for (let k = 0; k < 10; k++, next++) batch.push({ id: `id-${next}`, vector: vectorOf(next), metadata: { i: next } });
   // Every fourth batch also rewrites five older records (same vector and metadata; distinct ids, none of this batch's).
   const older = next - 10;
-  if (b % 4 === 3) for (let k = 0; k < 5; k++) batch.push({ id: `id-${(b * 13 + k) % older}`, vector: vectorOf((b * 13 + k) % older), metadata: { i: (b * 13 + k) % older } });
+  if (b % 4 === 3) {
+    for (let k = 0; k < 5; k++) {
+      const i = (b * 13 + k) % older;
+      batch.push({ id: `id-${i}`, vector: vectorOf(i), metadata: { i } });
+    }
+  }
   await col.upsert(batch);
   say(`u ${next}`);
   if (b % 3 === 2) {

@@ -155,7 +155,7 @@ describe('readers in other processes than the writer', () => {
     } finally {
       await r.close();
     }
-  });
+  }, 180_000);
 
   it('the CLI read commands (search, info, collection list, kek list, backup) work while an application holds the store', async () => {
     const d = storeDirs();
@@ -171,7 +171,7 @@ describe('readers in other processes than the writer', () => {
       expect(lines).toHaveLength(1);
       return JSON.parse(lines[0] as string);
     };
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 2; i++) {
       const acked = w.acked;
       const hits = run(['search', 'c', '--vector', JSON.stringify(vectorOf(7)), '--k', '1']) as { id: string }[];
       expect(hits[0]?.id).toBe('id-7');
@@ -187,5 +187,5 @@ describe('readers in other processes than the writer', () => {
     expect(w.child.exitCode).toBe(null);
     w.child.stdin.write('stop\n');
     expect(await w.exited).toBe(0);
-  });
+  }, 180_000);
 });

@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
-import { CorruptDataError, ReadOnlyError, RollbackError, StoreLockedError } from '../../src/errors.js';
+import { CorruptDataError, ReadOnlyError, RollbackError, SnapshotBusyError, StoreLockedError } from '../../src/errors.js';
+import { readCoherent } from '../../src/store/snapshot.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
 
@@ -136,7 +137,7 @@ describe('readers beside a writer (readOnly: true)', () => {
     const seg = join(c.dir, 'seg', '000000000002.vectors.vseg');
     const good = await fs.readFile(seg);
     const bad = Buffer.from(good);
-    bad[bad.length - 20] ^= 1;
+    bad[bad.length - 20] = (bad[bad.length - 20] as number) ^ 1;
     await fs.writeFile(seg, bad);
     const e1 = await openReader(d).catch((e: unknown) => e);
     expect(e1).toBeInstanceOf(CorruptDataError);
@@ -202,4 +203,55 @@ describe('readers beside a writer (readOnly: true)', () => {
 // Readers are closed after each test (the writer by the helpers).
 afterEach(async () => {
   for (const r of readers.splice(0)) await r.close().catch(() => undefined);
+});
+
+describe('readCoherent: a race is read again, damage is thrown as it is', () => {
+  it('an error while none of the deciding files changed is thrown at once; one while they change each time ends in VS_SNAPSHOT_BUSY', async () => {
+    const d = storeDirs();
+    const w = await openTestStore(d);
+    await w.createCollection('docs', { dim: 4 });
+    await w.close();
+    const damage = new CorruptDataError('damaged', { file: 'x', reason: 'auth' });
+    let calls = 0;
+    const still = await readCoherent(d.dir, async () => {
+      calls++;
+      throw damage;
+    }).catch((e: unknown) => e);
+    expect(still).toBe(damage);
+    expect(calls).toBe(1);
+
+    // A "writer" that changes CATALOG during every attempt (as a racing flush or create would change a deciding file).
+    const catalog = join(d.dir, 'CATALOG');
+    let n = 0;
+    calls = 0;
+    const busy = await readCoherent(
+      d.dir,
+      async () => {
+        calls++;
+        await fs.appendFile(catalog, ' ');
+        throw new CorruptDataError(`race ${n++}`, { file: catalog, reason: 'state' });
+      },
+      { attempts: 4, pauseMs: 1 },
+    ).catch((e: unknown) => e);
+    expect(busy).toBeInstanceOf(SnapshotBusyError);
+    expect((busy as SnapshotBusyError).code).toBe('VS_SNAPSHOT_BUSY');
+    expect(((busy as Error).cause as Error).message).toMatch(/^race 3/);
+    expect(calls).toBe(4);
+
+    // A race that ends: the next attempt succeeds.
+    calls = 0;
+    const ok = await readCoherent(
+      d.dir,
+      async () => {
+        if (calls++ === 0) {
+          await fs.appendFile(catalog, ' ');
+          throw new Error('ENOENT-like race');
+        }
+        return 'snapshot';
+      },
+      { pauseMs: 1 },
+    );
+    expect(ok).toBe('snapshot');
+    expect(calls).toBe(2);
+  });
 });
