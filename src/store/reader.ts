@@ -25,6 +25,8 @@ export interface ReaderSnapshotOptions {
   /** The collection context for one snapshot's keys and state. */
   context: (keys: KeyManager, state: StoreState, storeId: string) => CollectionContext;
   attempts?: number;
+  /** Told of each attempt that raced the writer (and is read again). */
+  onRace?: (attempt: number, err: unknown) => void;
 }
 
 /**
@@ -36,7 +38,10 @@ export interface ReaderSnapshotOptions {
  */
 export function readSnapshot(options: ReaderSnapshotOptions): Promise<ReaderSnapshot> {
   const { dir } = options;
-  return readCoherent(dir, () => readOnce(options), options.attempts === undefined ? {} : { attempts: options.attempts });
+  return readCoherent(dir, () => readOnce(options), {
+    ...(options.attempts === undefined ? {} : { attempts: options.attempts }),
+    ...(options.onRace === undefined ? {} : { onRace: options.onRace }),
+  });
 }
 
 async function readOnce(options: ReaderSnapshotOptions): Promise<ReaderSnapshot> {

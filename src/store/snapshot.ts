@@ -68,7 +68,7 @@ export async function storeFingerprint(dir: string): Promise<string> {
 export async function readCoherent<T>(
   dir: string,
   read: () => Promise<T>,
-  options: { attempts?: number; pauseMs?: number } = {},
+  options: { attempts?: number; pauseMs?: number; onRace?: (attempt: number, err: unknown) => void } = {},
 ): Promise<T> {
   const attempts = options.attempts ?? SNAPSHOT_ATTEMPTS;
   const pause = options.pauseMs ?? 20;
@@ -81,6 +81,7 @@ export async function readCoherent<T>(
       last = err;
       const after = await storeFingerprint(dir);
       if (after === before) throw err;
+      options.onRace?.(i + 1, err);
     }
     // A little longer each time, with jitter, so a reader does not fall into step with a writer's flushes.
     await new Promise((r) => setTimeout(r, pause * (i + 1) * (0.5 + Math.random())));

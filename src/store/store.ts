@@ -726,6 +726,7 @@ function readerOptions(dir: string, options: OpenStoreOptions, staging: Staging,
     dir,
     keyOptions: keyOptions(dir, options),
     ...(options.freshnessAnchor === undefined ? {} : { anchor: checkAnchorPath(options.freshnessAnchor, dir) }),
+    onRace: (attempt, err) => logger.debug({ attempt, err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'snapshot read raced the writer; reading again'),
     context: (keys, state, storeId) => ({
       storeId,
       storeDir: dir,

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -103,8 +104,11 @@ describe('readers in other processes than the writer', () => {
     writers.push(w);
     await w.ready;
     await waitFor(() => w.acked > 0);
+    // Counts the snapshot reads that raced the writer and were read again (debug log lines).
+    let races = 0;
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void (line.includes('raced the writer') && races++) });
     const keys = { provider: 'local' as const, keyDir: d.keyDir };
-    const longLived = await openStore({ dir: d.dir, readOnly: true, keys, stagingDir: d.stagingDir });
+    const longLived = await openStore({ dir: d.dir, readOnly: true, keys, stagingDir: d.stagingDir, logger });
     let last = 0;
     try {
       for (let round = 0; round < 30; round++) {
@@ -116,7 +120,7 @@ describe('readers in other processes than the writer', () => {
           expect(n).toBeGreaterThanOrEqual(last);
           last = n;
         } else {
-          const r = await openStore({ dir: d.dir, readOnly: true, keys, stagingDir: d.stagingDir });
+          const r = await openStore({ dir: d.dir, readOnly: true, keys, stagingDir: d.stagingDir, logger });
           try {
             const n = checkSnapshot(r, ackedBefore);
             const info = r.listCollections();
@@ -146,6 +150,7 @@ describe('readers in other processes than the writer', () => {
     // The rounds ran beside real flushes and compactions (and their file removals).
     expect(w.flushes).toBeGreaterThan(3);
     expect(w.compactions).toBeGreaterThan(0);
+    console.log(`30 reader rounds beside ${w.flushes} flushes and ${w.compactions} compactions: ${races} snapshot reads raced the writer and were read again`);
     w.child.stdin.write('stop\n');
     expect(await w.exited).toBe(0);
     // After the writer closed, a reader sees everything it acknowledged.
