@@ -87,6 +87,12 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   if (root === store.dir || root.startsWith(`${store.dir}/`)) throw new InvalidArgumentError('a backup cannot go inside the store directory');
   const skipped: BackupReport['skipped'] = [];
   const chosen = chooseCollections(store, options.collections, skipped);
+  // The MAC key must be in the keyring before the keyring is copied; a reader cannot add it (checked before anything is written).
+  if (store.readOnly && !Object.hasOwn(store.keys.keyring.system ?? {}, BACKUP_KEY_ID)) {
+    throw new ReadOnlyError(
+      'this store has no backup key yet: its first backup adds one to the keyring, which needs the store opened for writing',
+    );
+  }
 
   await mkdirDurable(join(root, OBJECTS_DIR));
   await mkdirDurable(join(root, SNAPSHOTS_DIR));
@@ -100,12 +106,6 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   const snapAbs = join(root, snapRel);
   await mkdirDurable(snapAbs);
 
-  // The MAC key must be in the keyring before the keyring is copied; a reader cannot add it.
-  if (store.readOnly && !Object.hasOwn(store.keys.keyring.system ?? {}, BACKUP_KEY_ID)) {
-    throw new ReadOnlyError(
-      'this store has no backup key yet: its first backup adds one to the keyring, which needs the store opened for writing',
-    );
-  }
   (await store.keys.systemKey(BACKUP_KEY_NAME)).release();
 
   const files: BackupFileEntry[] = [];
