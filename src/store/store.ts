@@ -145,7 +145,8 @@ export interface CollectionSummary {
 
 /**
  * An open vector store: one writer process (LOCK), a keyring, and its
- * collections, each fully loaded in memory.
+ * collections, each fully loaded in memory. Opened with `readOnly: true`, a
+ * snapshot of the store beside that writer (see reader.ts, snapshot.ts).
  */
 export class Store {
   private readonly collections = new Map<string, Collection>();
@@ -700,7 +701,8 @@ export class Store {
 
 /**
  * Opens (or, with `create: true`, creates) a store. The directory gets a
- * write lock for as long as the store is open.
+ * write lock for as long as the store is open; with `readOnly: true` it
+ * takes none and opens a verified snapshot beside the writer instead.
  */
 export function openStore(options: OpenStoreOptions): Promise<Store> {
   return Store.open(options);
