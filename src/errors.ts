@@ -146,6 +146,20 @@ export class KekNotConfiguredError extends VectorsealError {
   override readonly code = 'VS_KEK_NOT_CONFIGURED';
 }
 
+/** A write was asked of a store or collection opened with `readOnly: true` (a reader beside a writer). */
+export class ReadOnlyError extends VectorsealError {
+  override readonly code = 'VS_READ_ONLY';
+}
+
+/**
+ * A read-only open could not read one coherent snapshot: the writer changed
+ * the store's files during every attempt (the last attempt's error is the
+ * cause). Retrying later, or with a quieter writer, succeeds.
+ */
+export class SnapshotBusyError extends VectorsealError {
+  override readonly code = 'VS_SNAPSHOT_BUSY';
+}
+
 /** Every stable error code, for documentation and exhaustive matching. */
 export const ERROR_CODES = [
   'VS_WRONG_KEY',
@@ -167,6 +181,8 @@ export const ERROR_CODES = [
   'VS_LIMIT_EXCEEDED',
   'VS_STORAGE_FULL',
   'VS_KEK_NOT_CONFIGURED',
+  'VS_READ_ONLY',
+  'VS_SNAPSHOT_BUSY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

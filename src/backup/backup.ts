@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { CorruptDataError, InvalidArgumentError, KeyDestroyedError } from '../errors.js';
+import { CorruptDataError, InvalidArgumentError, KeyDestroyedError, ReadOnlyError, SnapshotBusyError } from '../errors.js';
 import type { KeyringData } from '../keys/keyring-file.js';
 import { MANIFEST_FILE, segmentFile } from '../storage/manifest.js';
 import { decodeSegmentHeader, SEGMENT_HEADER_SIZE } from '../storage/segment.js';
@@ -87,6 +87,12 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   if (root === store.dir || root.startsWith(`${store.dir}/`)) throw new InvalidArgumentError('a backup cannot go inside the store directory');
   const skipped: BackupReport['skipped'] = [];
   const chosen = chooseCollections(store, options.collections, skipped);
+  // The MAC key must be in the keyring before the keyring is copied; a reader cannot add it (checked before anything is written).
+  if (store.readOnly && !Object.hasOwn(store.keys.keyring.system ?? {}, BACKUP_KEY_ID)) {
+    throw new ReadOnlyError(
+      'this store has no backup key yet: its first backup adds one to the keyring, which needs the store opened for writing',
+    );
+  }
 
   await mkdirDurable(join(root, OBJECTS_DIR));
   await mkdirDurable(join(root, SNAPSHOTS_DIR));
@@ -100,7 +106,6 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   const snapAbs = join(root, snapRel);
   await mkdirDurable(snapAbs);
 
-  // The MAC key must be in the keyring before the keyring is copied.
   (await store.keys.systemKey(BACKUP_KEY_NAME)).release();
 
   const files: BackupFileEntry[] = [];
@@ -125,7 +130,7 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   };
 
   /** Keeps a store file content-addressed; `expect` is the hash the store's manifest records for it. */
-  const putShared = async (path: string, src: string, expect?: { sha256: string; length: number }): Promise<void> => {
+  const putShared = async (path: string, src: string, expect?: { sha256: string; length: number }, limit?: number): Promise<void> => {
     if (expect) {
       const dest = join(root, objectPath(expect.sha256));
       const have = await hashFile(dest).catch(() => undefined);
@@ -138,7 +143,14 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       }
     }
     const tmp = tempBeside(join(root, OBJECTS_DIR, 'object'));
-    const got = await copyHashed(src, tmp);
+    const got = await copyHashed(src, tmp, 0o600, limit).catch((err: NodeJS.ErrnoException) => {
+      // A reader's snapshot lists a file its writer has removed since (after the grace period): a newer snapshot has what it holds.
+      if (store.readOnly && err.code === 'ENOENT') {
+        const why = `${src} was removed by the writer after this snapshot was read: refresh() and back up again`;
+        throw new SnapshotBusyError(why, { cause: err });
+      }
+      throw err;
+    });
     try {
       if (expect && (got.sha256 !== expect.sha256 || got.length !== expect.length)) {
         throw new CorruptDataError('store file does not match the hash its manifest records; not backing up damaged data', { file: src, reason: 'hash' });
@@ -178,7 +190,8 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
   const copyCut = async (c: Collection, cut: CollectionCut): Promise<Set<number>> => {
     const rel = `collections/${c.info.id}`;
     const dekVersions = new Set<number>();
-    const manifestBytes = await fs.readFile(join(cut.dir, MANIFEST_FILE));
+    // A reader's cut carries the manifest it loaded (the one on disk may be newer).
+    const manifestBytes = cut.manifestBytes ?? (await fs.readFile(join(cut.dir, MANIFEST_FILE)));
     dekVersions.add(decodeSegmentHeader(manifestBytes.subarray(0, SEGMENT_HEADER_SIZE), join(cut.dir, MANIFEST_FILE)).dekVersion);
     const segs = cut.manifest.groups.flatMap((g) => g.files.map((f) => ({ g, f })));
     const wals = (await listWalFiles(join(cut.dir, 'wal'))).filter((s) => s >= cut.firstWalSeq && s <= cut.lastWalSeq);
@@ -196,7 +209,8 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     for (const s of wals) {
       const src = join(cut.dir, 'wal', walFileName(s));
       dekVersions.add((await readWalHeader(src, { storeId: store.storeId, collectionId: c.info.id, walSeq: s })).dekVersion);
-      await putShared(`${rel}/wal/${walFileName(s)}`, src);
+      // A reader's cut ends where its snapshot did: the writer may be appending to the newest file.
+      await putShared(`${rel}/wal/${walFileName(s)}`, src, undefined, cut.walLengths?.get(s));
     }
     entries.push({ id: c.info.id, generation: cut.manifest.generation, firstWalSeq: cut.firstWalSeq, lastWalSeq: cut.lastWalSeq });
     report.collections.push({ name: c.info.name, id: c.info.id, generation: cut.manifest.generation, segmentFiles: segs.length, walFiles: wals.length });

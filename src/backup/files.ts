@@ -30,7 +30,7 @@ export async function hashFile(path: string): Promise<{ sha256: string; length: 
  * compares it with what it expected, so a file changed between a check and
  * the copy is still caught.
  */
-export async function copyHashed(src: string, dest: string, mode = 0o600): Promise<{ sha256: string; length: number }> {
+export async function copyHashed(src: string, dest: string, mode = 0o600, limit = Infinity): Promise<{ sha256: string; length: number }> {
   const h = createHash('sha256');
   const input = await fs.open(src, constants.O_RDONLY);
   let output;
@@ -44,7 +44,7 @@ export async function copyHashed(src: string, dest: string, mode = 0o600): Promi
   let length = 0;
   try {
     for (;;) {
-      const { bytesRead } = await input.read(buf, 0, BLOCK, null);
+      const { bytesRead } = await input.read(buf, 0, Math.min(BLOCK, limit - length), null);
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
       h.update(chunk);

@@ -118,6 +118,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
       }
       options.onProgress?.({ phase: 'copy', files: ++done, totalFiles: files.length });
     }
+    // A collection with no segment (or no WAL) file yet has none in the backup: its directories are made all the same.
+    for (const id of ids) for (const sub of ['seg', 'wal']) await mkdirDurable(join(tmp, 'collections', id, sub));
     options.onProgress?.({ phase: 'open', files: done, totalFiles: files.length });
     // A backup holds no STATE (its CATALOG may be a subset, its WAL files a cut): the restored files, verified above, get a fresh one.
     const store = await openStore({

@@ -92,8 +92,17 @@ export async function cliKekConfig(opts: StoreCliOptions): Promise<{ file: strin
   return config === undefined ? undefined : { file, keks: config.keks };
 }
 
-/** Opens the store the options name; `create` for `init`, which writes the store's config file. */
-export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create = false, lazy = false): Promise<Store> {
+/**
+ * Opens the store the options name; `create` for `init`, which writes the
+ * store's config file; `readOnly` for the commands that only read (a
+ * snapshot beside a running writer, no file written); `lazy` for those that
+ * need no vectors (collections read only their manifests: collection-lazy.ts).
+ */
+export async function openFromCli(
+  opts: StoreCliOptions & KekCliOptions,
+  create = false,
+  how: { readOnly?: boolean; lazy?: boolean } = {},
+): Promise<Store> {
   const dir = storeDir(opts);
   const staging = opts.stagingDir === undefined ? {} : { stagingDir: opts.stagingDir };
   if (create) {
@@ -114,7 +123,8 @@ export async function openFromCli(opts: StoreCliOptions & KekCliOptions, create 
     ...(opts.keyDir === undefined ? {} : { keys: { provider: 'local' as const, keyDir: opts.keyDir } }),
     ...staging,
     ...freshnessAnchorOf(opts),
-    ...(lazy ? { lazy } : {}),
+    ...(how.readOnly ? { readOnly: true } : {}),
+    ...(how.lazy ? { lazy: true } : {}),
   });
 }
 
@@ -124,10 +134,19 @@ function freshnessAnchorOf(opts: StoreCliOptions): { freshnessAnchor?: string } 
   return anchor ? { freshnessAnchor: resolve(anchor) } : {};
 }
 
-/** Runs `fn` with an open store and always closes it; KEKs added meanwhile are recorded in the store's config file. */
-export async function withStore<T>(opts: StoreCliOptions, fn: (store: Store) => Promise<T>, how: { lazy?: boolean } = {}): Promise<T> {
-  // Lazy for commands that need no vectors: collections then read only their manifests (collection-lazy.ts).
-  const store = await openFromCli(opts, false, how.lazy ?? false);
+/**
+ * Runs `fn` with an open store and always closes it; KEKs added meanwhile are
+ * recorded in the store's config file. With `readOnly` the store is a
+ * snapshot (the read commands: they work while an application holds the
+ * store, and write nothing); with `lazy` no collection loads its data
+ * unless used.
+ */
+export async function withStore<T>(
+  opts: StoreCliOptions,
+  fn: (store: Store) => Promise<T>,
+  how: { readOnly?: boolean; lazy?: boolean } = {},
+): Promise<T> {
+  const store = await openFromCli(opts, false, how);
   const before = Object.keys(store.keys.kekConfigs).length;
   try {
     const result = await fn(store);

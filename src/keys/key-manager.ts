@@ -40,6 +40,8 @@ export interface KeyManagerOptions extends ProviderRegistryOptions {
   durability?: 'batch' | 'none';
   /** The store id the keyring must belong to. */
   storeId?: string;
+  /** Open the store's keyring for reading only (a reader beside a writer): nothing is ever written. */
+  reader?: boolean;
 }
 
 export interface CreateKeyringOptions extends KeyManagerOptions {
@@ -132,6 +134,7 @@ export class KeyManager implements KeyCore {
         registry,
         audit,
         ...(options.file === undefined ? {} : { file: options.file, readOnly: true }),
+        ...(options.reader ? { reader: true } : {}),
         ...(options.durability === undefined ? {} : { durability: options.durability }),
         ...(options.storeId === undefined ? {} : { expectStoreId: options.storeId }),
       });

@@ -18,6 +18,8 @@ export class Keyring {
     private readonly log: KeyringLog | undefined,
     private readonly macKey: Buffer,
     readonly file: string,
+    /** The verified head of a store's own keyring opened read-only (a reader's), which its store state is checked against. */
+    private readonly readHead?: LogHead,
   ) {}
 
   /** Writes a new keyring holding `state` (a fresh store, or a converted one). */
@@ -31,9 +33,20 @@ export class Keyring {
   /**
    * Reads and verifies a keyring: the MAC key is unwrapped with a KEK the
    * caller configured, then every record is checked before any of it is
-   * believed. `readOnly` opens it for reading only (a backup's copy).
+   * believed. `readOnly` opens it for reading only (a backup's copy);
+   * `reader` opens a store's own keyring for reading (a torn tail a writer is
+   * appending is left alone) and keeps its head for the store state check.
    */
-  static async open(options: { dir: string; file?: string; registry: ProviderRegistry; durability?: 'batch' | 'none'; readOnly?: boolean; expectStoreId?: string; audit?: KeyAuditor }): Promise<Keyring> {
+  static async open(options: {
+    dir: string;
+    file?: string;
+    registry: ProviderRegistry;
+    durability?: 'batch' | 'none';
+    readOnly?: boolean;
+    reader?: boolean;
+    expectStoreId?: string;
+    audit?: KeyAuditor;
+  }): Promise<Keyring> {
     const file = options.file ?? join(options.dir, KEYRING_FILE);
     const u = await readKeyringFile(file);
     if (options.expectStoreId !== undefined && u.storeId !== options.expectStoreId) {
@@ -42,7 +55,7 @@ export class Keyring {
     const macKey = await unwrapMacKey(u.storeId, u.macKey, options.registry, file, options.audit);
     try {
       const { state, head, checkpointBytes, tailBytes } = verifyKeyring(u, macKey);
-      const log = options.readOnly
+      const log = options.readOnly || options.reader
         ? undefined
         : new KeyringLog({
             file,
@@ -54,7 +67,7 @@ export class Keyring {
             ...(u.tornBytes > 0 ? { tornAt: u.validLength } : {}),
             ...(options.durability === undefined ? {} : { durability: options.durability }),
           });
-      return new Keyring(state, log, macKey, file);
+      return new Keyring(state, log, macKey, file, options.reader ? head : undefined);
     } catch (err) {
       macKey.fill(0);
       throw err;
@@ -68,7 +81,7 @@ export class Keyring {
 
   /** The log's head, for a store state that pins the keyring; undefined when opened read-only. */
   get head(): LogHead | undefined {
-    return this.log?.current;
+    return this.log?.current ?? this.readHead;
   }
 
   /**

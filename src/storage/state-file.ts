@@ -135,6 +135,14 @@ export async function readStateFile(file: string, key: Uint8Array, storeId: stri
     }
     throw err;
   }
+  return parseStateFile(text, file, key, storeId);
+}
+
+/**
+ * Authenticates and parses the bytes of a STATE file (read by the caller:
+ * a reader takes them before it opens the keyring, whose head they pin).
+ */
+export function parseStateFile(text: Buffer, file: string, key: Uint8Array, storeId: string): StateFileContents {
   // Exactly "<body>\n<64 hex>\n": any other byte, even a cut newline, is damage.
   const nl = text.indexOf(0x0a);
   const tail = nl < 0 ? '' : text.subarray(nl + 1).toString('latin1');

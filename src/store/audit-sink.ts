@@ -16,6 +16,8 @@ export class AuditSink {
   constructor(
     private readonly logger: Logger,
     private readonly forward?: (event: KeyAuditEvent) => void,
+    /** A reader's sink: it writes no file, so events go to the callback only and nothing is held for a trail. */
+    private readonly trailless = false,
   ) {}
 
   /** A key manager event: to the application's callback and the trail. */
@@ -26,7 +28,7 @@ export class AuditSink {
 
   /** Any event (store-level ones: open, maintain, denied, ...). */
   record(event: AuditEvent): void {
-    if (this.closed) return;
+    if (this.closed || this.trailless) return;
     if (!this.trail) {
       this.pending.push(event);
       return;

@@ -46,6 +46,11 @@ export async function readCatalog(dir: string): Promise<CollectionInfo[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+  return parseCatalog(text, file);
+}
+
+/** The collections the text of a CATALOG file lists (a reader parses the very bytes it checked against STATE). */
+export function parseCatalog(text: string, file: string): CollectionInfo[] {
   try {
     const c = JSON.parse(text) as CatalogFile;
     if (c.format !== 'vectorseal-catalog' || !Array.isArray(c.collections)) throw new Error('unexpected shape');

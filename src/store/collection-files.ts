@@ -59,11 +59,20 @@ export async function openNextWal(s: CollectionMemory): Promise<WalWriter> {
   return newWal(s, seq, s.manifest.generation);
 }
 
-/** Removes the WAL files numbered below `seq` (covered by segments). */
-export async function removeWalBefore(s: CollectionMemory, seq: number): Promise<void> {
-  for (const n of await listWalFiles(s.walDir)) {
-    if (n < seq) await fs.rm(join(s.walDir, walFileName(n)), { force: true });
-  }
+/**
+ * Removes the WAL files numbered below `seq` (covered by segments): `now` at
+ * open (leftovers), otherwise after the readers' grace period.
+ */
+export async function removeWalBefore(s: CollectionMemory, seq: number, now = false): Promise<void> {
+  const old = (await listWalFiles(s.walDir)).filter((n) => n < seq).map((n) => join(s.walDir, walFileName(n)));
+  if (now) for (const p of old) await fs.rm(p, { force: true });
+  else await retire(s, old);
+}
+
+/** Files a committed manifest no longer lists: kept for the readers' grace period, then removed (see retired-files.ts). */
+export async function retire(s: CollectionMemory, paths: string[]): Promise<void> {
+  if (s.ctx.retire) await s.ctx.retire(paths);
+  else for (const p of paths) await fs.rm(p, { force: true });
 }
 
 async function newWal(s: CollectionMemory, walSeq: number, generation: number): Promise<WalWriter> {

@@ -1,8 +1,7 @@
-import { promises as fs } from 'node:fs';
 import { segmentFile, type ManifestData } from '../storage/manifest.js';
 import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
-import { commit, endWalFile, removeWalBefore, rotateWal, writeGroup } from './collection-files.js';
+import { commit, endWalFile, removeWalBefore, retire, rotateWal, writeGroup } from './collection-files.js';
 import { buildGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
 import type { CompactionReport } from './collection-types.js';
@@ -99,7 +98,7 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   }
   s.segments = layer ? [layer] : [];
   await rotateWal(s);
-  for (const g of oldGroups) for (const f of g.files) await fs.rm(segmentFile(s.dir, g.id, f.kind), { force: true });
+  await retire(s, oldGroups.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))));
   crashPoint('compact:done');
   s.ctx.logger.debug({ collection: s.info.name, merged: oldGroups.length, records: entries.length, dropped: dead }, 'compaction committed');
   return { merged: oldGroups.length, records: entries.length, dropped: dead };

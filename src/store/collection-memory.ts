@@ -76,6 +76,8 @@ export class CollectionMemory {
   revalidation: Promise<void> | undefined;
   readonly dir: string;
   readonly params: IndexParams;
+  /** A reader's snapshot: the manifest file and WAL lengths it loaded (see CollectionCut). */
+  readerCut: { manifestBytes: Buffer; walLengths: Map<number, number> } | undefined;
 
   constructor(
     readonly ctx: CollectionContext,

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
 import { readManifest, segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, SegmentReader, readSegment, type DekLookup } from '../storage/segment.js';
-import { listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
+import { sha256Hex } from '../storage/state-file.js';
+import { WAL_HEADER_SIZE, listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
 import { decodeList, decodeVectorBlock } from './blocks.js';
 import { openNextWal, removeWalBefore } from './collection-files.js';
 import type { CollectionMemory, Op } from './collection-memory.js';
@@ -12,7 +13,7 @@ import { deserializeIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
-import { STATE_FILE, checkManifestState } from './state.js';
+import { STATE_FILE, checkManifestState, type CollectionState } from './state.js';
 
 /*
  * Recovery: loading a collection from its files. The manifest is checked
@@ -76,8 +77,11 @@ export async function load(s: CollectionMemory): Promise<void> {
       }
     }
     s.manifest = m;
+    const ro = s.ctx.readOnly === true;
+    if (ro) s.readerCut = { manifestBytes: await readerManifestBytes(manifestFile, entry), walLengths: new Map() };
     for (const g of m.groups) await loadGroup(s, g, keyFor);
-    await removeOrphanSegments(s, m);
+    // A reader repairs nothing and removes nothing: its writer's files are the writer's.
+    if (!ro) await removeOrphanSegments(s, m);
     const live = walSeqs.filter((n) => n >= m.firstWalSeq);
     live.forEach((n, i) => {
       if (n !== m.firstWalSeq + i) {
@@ -92,7 +96,7 @@ export async function load(s: CollectionMemory): Promise<void> {
       const path = join(s.walDir, walFileName(n));
       const seal = seals.get(n);
       // A sealed file is checked before anything is repaired; only an unsealed (newest) one may have a torn tail cut off.
-      const contents = await readWal(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n }, keyFor, { repair: seal === undefined });
+      const contents = await readWal(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n }, keyFor, { repair: seal === undefined && !ro });
       if (seal && (contents.records.length !== seal.records || contents.sha256 !== seal.sha256)) {
         for (const rec of contents.records) rec.fill(0);
         throw new CorruptDataError(
@@ -101,8 +105,10 @@ export async function load(s: CollectionMemory): Promise<void> {
         );
       }
       // Bytes after a sealed file's records were never part of it: dropped once the records proved whole.
-      if (seal && contents.truncated > 0) await truncateWal(path, (await fs.stat(path)).size - contents.truncated);
-      if (contents.truncated > 0) s.ctx.logger.warn({ collection: s.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
+      if (seal && contents.truncated > 0 && !ro) await truncateWal(path, (await fs.stat(path)).size - contents.truncated);
+      // A reader meets a partial record wherever the writer is appending: no repair, nothing to warn of.
+      if (contents.truncated > 0 && !ro) s.ctx.logger.warn({ collection: s.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
+      s.readerCut?.walLengths.set(n, walLengthOf(contents.records));
       for (const rec of contents.records) {
         let op: Op;
         try {
@@ -117,9 +123,9 @@ export async function load(s: CollectionMemory): Promise<void> {
         replayed++;
       }
     }
-    await removeWalBefore(s, m.firstWalSeq);
+    if (!ro) await removeWalBefore(s, m.firstWalSeq, true);
     // The newest file of a clean close is superseded by this session's first write.
-    if (entry?.closed) {
+    if (entry?.closed && !ro) {
       s.ctx.state.noteSeal(s.info.id, entry.closed);
       delete entry.closed;
     }
@@ -246,4 +252,22 @@ async function removeOrphanSegments(s: CollectionMemory, m: ManifestData): Promi
     const p = join(segDir, n);
     if (!live.has(p)) await fs.rm(p, { force: true });
   }
+}
+
+/** Bytes of a WAL file up to the end of its last whole record: its header plus, per record, the length field, ciphertext and tag. */
+function walLengthOf(records: readonly Uint8Array[]): number {
+  return records.reduce((n, r) => n + 4 + r.length + 16, WAL_HEADER_SIZE);
+}
+
+/**
+ * The manifest file a reader loaded, read again and checked against the
+ * state entry it matched (a newer one renamed in between is a racing change:
+ * the reader reads a newer snapshot).
+ */
+async function readerManifestBytes(file: string, entry: CollectionState | undefined): Promise<Buffer> {
+  const bytes = await fs.readFile(file);
+  if (entry?.manifest === undefined || sha256Hex(bytes) !== entry.manifest.sha256) {
+    throw new CorruptDataError('the manifest changed while the snapshot was read', { file, reason: 'state' });
+  }
+  return bytes;
 }

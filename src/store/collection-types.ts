@@ -91,6 +91,10 @@ export interface CollectionCut {
   manifest: ManifestData;
   firstWalSeq: number;
   lastWalSeq: number;
+  /** A reader's cut: the manifest file it loaded (the one on disk may be newer). */
+  manifestBytes?: Buffer;
+  /** A reader's cut: how many bytes of each WAL file its snapshot holds (the writer may be appending). */
+  walLengths?: ReadonlyMap<number, number>;
 }
 
 /** What a collection needs from its store. */
@@ -112,4 +116,8 @@ export interface CollectionContext {
   notePages?: (info: CollectionInfo, pages: number) => Promise<void>;
   /** The store's authenticated state: manifests and WAL files are announced in it before they appear. */
   state: StoreState;
+  /** A reader's collection (see reader.ts): loaded from a snapshot, never writes a file. */
+  readOnly?: boolean;
+  /** Removes files a committed manifest no longer lists, after the grace period readers get (default: at once). */
+  retire?: (paths: string[]) => Promise<void>;
 }

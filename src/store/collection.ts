@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { InvalidArgumentError, VectorsealError } from '../errors.js';
+import { InvalidArgumentError, KeyDisabledError, VectorsealError } from '../errors.js';
 import { writeManifest } from '../storage/manifest.js';
 import { mkdirDurable } from '../storage/fsutil.js';
 import { crashPoint } from '../util/crash.js';
@@ -46,7 +46,7 @@ const MAX_BATCH = 1_000_000;
  * (collection-recovery.ts) and re-encryption (reencrypt.ts).
  */
 export class Collection<M extends object = Metadata> {
-  private readonly s: CollectionMemory;
+  private s: CollectionMemory;
   readonly dir: string;
 
   private constructor(
@@ -325,12 +325,38 @@ export class Collection<M extends object = Metadata> {
   async snapshot<T>(fn: (cut: CollectionCut) => Promise<T>): Promise<T> {
     const s = this.s;
     await admit(s, 'backup');
+    // A reader's cut is its snapshot as loaded: nothing to close, nothing the writer's flushes can change.
+    if (s.ctx.readOnly) return this.readerSnapshot(fn);
     return s.exclusive(async () => {
       authorize(s, 'backup');
       await rotateWal(s);
       const m = structuredClone(s.manifest);
       return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq: s.walNext - 1 });
     });
+  }
+
+  /** A reader's backup cut: the snapshot it loaded (see {@link snapshot}). */
+  private async readerSnapshot<T>(fn: (cut: CollectionCut) => Promise<T>): Promise<T> {
+    const s = this.s;
+    const cut = s.readerCut;
+    if (!cut) throw new KeyDisabledError(`collection "${this.info.name}" is not loaded; its keys were refused when the snapshot was read`);
+    const m = structuredClone(s.manifest);
+    const lastWalSeq = Math.max(m.firstWalSeq - 1, ...cut.walLengths.keys());
+    const { manifestBytes, walLengths } = cut;
+    return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq, manifestBytes, walLengths });
+  }
+
+  /**
+   * @internal A reader's refresh: this handle takes the contents of `fresh`
+   * (the same collection read from a newer snapshot), so that references
+   * callers hold stay good. Synchronous, so a search sees one snapshot whole.
+   */
+  adopt(fresh: Collection<M>): void {
+    if (!this.s.ctx.readOnly || fresh.info.id !== this.info.id) {
+      throw new InvalidArgumentError('only a reader\'s collection adopts a newer snapshot of itself');
+    }
+    this.s.assertOpen();
+    this.s = fresh.s;
   }
 
   /**
@@ -340,6 +366,11 @@ export class Collection<M extends object = Metadata> {
   async close(options: { flush?: boolean } = {}): Promise<void> {
     const s = this.s;
     if (s.closed) return;
+    if (s.ctx.readOnly) {
+      s.closed = true;
+      s.resetMemory();
+      return;
+    }
     // A background merge under way finishes (or abandons) first; no new one starts.
     s.quiescing = true;
     await s.compacting;

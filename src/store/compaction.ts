@@ -4,7 +4,7 @@ import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/ma
 import { SegmentKind, readSegment } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList } from './blocks.js';
-import { commit, rotateWal, writeGroup } from './collection-files.js';
+import { commit, retire, rotateWal, writeGroup } from './collection-files.js';
 import { buildLayer, remap } from './collection-flush.js';
 import type { CollectionMemory, Location } from './collection-memory.js';
 import type { Layer } from './layer.js';
@@ -127,7 +127,8 @@ async function compactOnce(s: CollectionMemory): Promise<boolean> {
     }
     s.segments = [...s.segments.filter((l) => !old.has(l)), ...(layer ? [layer] : [])];
     await rotateWal(s);
-    for (const g of chosen) for (const f of g.files) await fs.rm(segmentFile(s.dir, g.id, f.kind), { force: true });
+    // Readers of an earlier snapshot may still open these: removed after the grace period (retired-files.ts).
+    await retire(s, chosen.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))));
     crashPoint('compact:done');
     s.ctx.logger.debug({ collection: s.info.name, merged: chosen.length, records: entries.length, generation: next.generation }, 'background compaction committed');
     return true;

@@ -1,4 +1,4 @@
-import { KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, UnsupportedOperationError } from '../errors.js';
+import { KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, ReadOnlyError, UnsupportedOperationError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import { reload } from './collection-recovery.js';
 
@@ -16,6 +16,10 @@ import { reload } from './collection-recovery.js';
  */
 export async function admit(s: CollectionMemory, operation: string): Promise<void> {
   s.assertOpen();
+  if (s.ctx.readOnly && operation !== 'backup') {
+    const what = `collection "${s.info.name}" belongs to a store opened read-only (a snapshot)`;
+    throw new ReadOnlyError(`${what}: ${operation} needs the writer`);
+  }
   // A refusal by the provider is asked again before an asynchronous operation: it may have been lifted.
   if (s.keyFailure !== undefined) await revalidate(s).catch(() => undefined);
   authorize(s, operation);

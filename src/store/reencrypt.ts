@@ -6,7 +6,7 @@ import { MANIFEST_FILE, segmentFile, type ManifestData, type SegmentFileEntry, t
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import { listWalFiles, readWalHeader, walFileName } from '../storage/wal.js';
 import { crashPoint } from '../util/crash.js';
-import { commit, endWalFile, removeWalBefore } from './collection-files.js';
+import { commit, endWalFile, removeWalBefore, retire } from './collection-files.js';
 import { flushLocked } from './collection-flush.js';
 import type { CollectionMemory } from './collection-memory.js';
 import { authorize } from './key-gate.js';
@@ -202,6 +202,6 @@ async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise
   crashPoint('reencrypt:group-committed');
   const layer = s.segments.find((l) => l.segmentId === g.id);
   if (layer) layer.segmentId = newId;
-  for (const f of g.files) await fs.rm(segmentFile(s.dir, g.id, f.kind), { force: true });
+  await retire(s, g.files.map((f) => segmentFile(s.dir, g.id, f.kind)));
   crashPoint('reencrypt:group-done');
 }

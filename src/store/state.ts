@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { auditFilePath, parseEntry } from '../audit/index.js';
 import { readTrailTail } from '../audit/tail.js';
-import { CorruptDataError, InvalidArgumentError, RollbackError } from '../errors.js';
+import { CorruptDataError, InvalidArgumentError, ReadOnlyError, RollbackError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import { MANIFEST_FILE } from '../storage/manifest.js';
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from '../storage/segment.js';
@@ -11,6 +11,7 @@ import {
   STATE_FORMAT,
   STATE_VERSION,
   deriveStateMacKey,
+  parseStateFile,
   readAnchorFile,
   readStateFile,
   sha256Hex,
@@ -62,6 +63,8 @@ export class StoreState {
     private readonly key: Buffer,
     private readonly anchor: string | undefined,
     private readonly keys: KeyManager,
+    /** A reader's state: checked like the writer's, never written. */
+    readonly readOnly = false,
   ) {}
 
   /**
@@ -77,20 +80,27 @@ export class StoreState {
     anchor?: string;
     /** Called before a CATALOG that differs from the state is refused, to throw a more telling error (a removed entry, an older copy). */
     explainCatalog?: () => Promise<void>;
+    /**
+     * A reader's open: the STATE and CATALOG bytes it read itself (STATE
+     * before the keyring, so the keyring is at least as new as the state
+     * pins; null for a missing CATALOG), and a state that refuses writes.
+     */
+    snapshot?: { stateBytes: Buffer; catalogBytes: Buffer | null };
   }): Promise<StoreState> {
     const { dir, keys, storeId } = options;
     const file = join(dir, STATE_FILE);
     const key = await stateMacKey(keys);
     try {
-      const { body, mac } = await readStateFile(file, key, storeId);
+      const snap = options.snapshot;
+      const { body, mac } = snap === undefined ? await readStateFile(file, key, storeId) : parseStateFile(snap.stateBytes, file, key, storeId);
       if (sha256Hex(options.storeBytes) !== body.store) {
         throw new CorruptDataError('STORE differs from what the store state records', { file: join(dir, 'STORE'), reason: 'state' });
       }
       const anchor = options.anchor === undefined ? undefined : resolve(options.anchor);
       if (anchor !== undefined) await checkAnchor(anchor, key, storeId, body, mac, file);
-      await checkCatalog(dir, body, options.explainCatalog);
+      await checkCatalog(dir, body, options.explainCatalog, snap === undefined ? undefined : snap.catalogBytes);
       checkKeyringHead(keys, body, join(dir, 'KEYRING'));
-      return new StoreState(file, body, key, anchor, keys);
+      return new StoreState(file, body, key, snap === undefined ? anchor : undefined, keys, snap !== undefined);
     } catch (err) {
       key.fill(0);
       throw err;
@@ -180,6 +190,7 @@ export class StoreState {
 
   /** Replaces CATALOG: announced in STATE first, then renamed into place. */
   async writeCatalog(dir: string, collections: CollectionInfo[]): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError('the store was opened read-only: its catalog is never written');
     const bytes = encodeCatalog(collections);
     const hash = sha256Hex(bytes);
     this.body.pendingCatalog = hash;
@@ -194,6 +205,7 @@ export class StoreState {
    * share it; a call never returns before a write that started after it.
    */
   commit(): Promise<void> {
+    if (this.readOnly) return Promise.reject(new ReadOnlyError('the store was opened read-only: its state is never written'));
     if (this.closed) return Promise.reject(new InvalidArgumentError('store state is closed'));
     if (this.queued) return this.queued;
     const run = this.chain.catch(() => undefined).then(() => {
@@ -211,6 +223,7 @@ export class StoreState {
    * covered, so the loss of any acknowledged write is detected on open.
    */
   async closeClean(auditHead: StateAuditHead | undefined): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError('the store was opened read-only: its state is never written');
     await this.chain.catch(() => undefined);
     if (auditHead !== undefined) this.body.audit = { ...auditHead };
     try {
@@ -278,13 +291,15 @@ async function checkAnchor(anchor: string, key: Buffer, storeId: string, body: S
   }
 }
 
-async function checkCatalog(dir: string, body: StateBody, explain: (() => Promise<void>) | undefined): Promise<void> {
+async function checkCatalog(dir: string, body: StateBody, explain: (() => Promise<void>) | undefined, given?: Buffer | null): Promise<void> {
   const file = join(dir, CATALOG_FILE);
-  let bytes: Buffer | undefined;
-  try {
-    bytes = await fs.readFile(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  let bytes: Buffer | undefined = given ?? undefined;
+  if (given === undefined) {
+    try {
+      bytes = await fs.readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
   if (bytes === undefined) {
     if (body.catalog !== null) {

@@ -8,7 +8,7 @@ import {
   CorruptDataError,
   InvalidArgumentError,
   NotFoundError,
-  UnsupportedVersionError,
+  ReadOnlyError,
 } from '../errors.js';
 import type { DekCacheOptions } from '../keys/dek-cache.js';
 import { checkKekConfigs, defaultLocalKeyDir, type KekConfig } from '../keys/kek-config.js';
@@ -31,11 +31,12 @@ import { checkIntInRange, checkPositiveInt } from './validate.js';
 import { checkSameOptions } from './collection-options.js';
 import type { Metadata } from './metadata.js';
 import type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
+import { closeSnapshot, readSnapshot, type ReaderSnapshotOptions } from './reader.js';
+import { DEFAULT_RETIRED_FILE_GRACE_MS, RetiredFiles } from './retired-files.js';
+import { STORE_FILE, STORE_FORMAT, STORE_VERSION, parseStoreFile, type StoreFile } from './store-file.js';
 import { TenantLifecycle, type MaintenanceReport, type TenantKekOption } from './tenants.js';
 
-export const STORE_FILE = 'STORE';
-const STORE_FORMAT = 'vectorseal-store';
-const STORE_VERSION = 1;
+export { STORE_FILE } from './store-file.js';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SPACES: readonly Space[] = ['l2', 'ip', 'cosine'];
 
@@ -107,6 +108,20 @@ export interface OpenStoreOptions {
    */
   freshnessAnchor?: string;
   /**
+   * Open a read-only snapshot instead of the store for writing: no lock is
+   * taken (a writer in another process may hold it), no file is written, and
+   * every file read is verified as a writer's open verifies it. Writes throw
+   * ReadOnlyError; {@link Store.refresh} moves to a newer snapshot.
+   */
+  readOnly?: boolean;
+  /**
+   * How long a writer keeps files a flush, compaction or re-encryption made
+   * obsolete before removing them, so a reader reading the snapshot that
+   * still lists them finds them (default 30,000 ms; close removes them at
+   * once). A reader that finds one gone anyway reads a newer snapshot.
+   */
+  retiredFileGraceMs?: number;
+  /**
    * @internal For restore and upgrade: a store without STATE gets one built
    * from its files as they are (which the caller has verified), instead of
    * the typed error naming STATE.
@@ -135,17 +150,10 @@ export interface CollectionSummary {
   createdAt: string;
 }
 
-interface StoreFile {
-  format: string;
-  version: number;
-  storeId: string;
-  createdAt: string;
-  options: Record<string, unknown>;
-}
-
 /**
  * An open vector store: one writer process (LOCK), a keyring, and its
- * collections, each fully loaded in memory.
+ * collections, each fully loaded in memory. Opened with `readOnly: true`, a
+ * snapshot of the store beside that writer (see reader.ts, snapshot.ts).
  */
 export class Store {
   private readonly collections = new Map<string, Collection>();
@@ -153,28 +161,44 @@ export class Store {
   private readonly creating = new Map<string, Promise<unknown>>();
   private closed = false;
   private readonly lifecycle: TenantLifecycle;
+  /** A refresh under way (a reader's), shared by concurrent callers. */
+  private refreshing: Promise<void> | undefined;
+  /** Obsolete files waiting out the grace period readers get (a writer's). */
+  private readonly retired: RetiredFiles;
 
   private constructor(
     readonly dir: string,
     readonly storeId: string,
-    readonly keys: KeyManager,
-    private readonly lock: StoreLock,
+    private currentKeys: KeyManager,
+    /** Undefined for a read-only store, which takes no lock. */
+    private readonly lock: StoreLock | undefined,
     private readonly staging: Staging,
     private readonly logger: Logger,
     private readonly options: OpenStoreOptions,
     private catalog: CollectionInfo[],
     private readonly audit: AuditSink,
-    private readonly state: StoreState,
+    private state: StoreState,
   ) {
+    this.retired = new RetiredFiles(options.retiredFileGraceMs ?? DEFAULT_RETIRED_FILE_GRACE_MS);
     this.lifecycle = new TenantLifecycle({
-      keys,
+      keys: currentKeys,
       audit,
       logger,
       clock: options.clock ?? (() => new Date()),
-      localKeyDir: () => localKeyDirOf(keys, options),
+      localKeyDir: () => localKeyDirOf(currentKeys, options),
       collections: () => [...this.collections.values()],
       removeCollection: (c) => this.removeShredded(c),
     });
+  }
+
+  /** The store's key manager (a read-only store's is the current snapshot's). */
+  get keys(): KeyManager {
+    return this.currentKeys;
+  }
+
+  /** Whether the store was opened with `readOnly: true` (a snapshot; writes throw ReadOnlyError). */
+  get readOnly(): boolean {
+    return this.lock === undefined;
   }
 
   /** @internal use {@link openStore}. */
@@ -188,7 +212,15 @@ export class Store {
     if (autoFlush !== undefined && (!Number.isSafeInteger(autoFlush) || autoFlush < 0)) {
       throw new InvalidArgumentError(`"autoFlushRecords" expected a non-negative integer, got ${String(autoFlush)}`);
     }
+    const grace = options.retiredFileGraceMs;
+    if (grace !== undefined && (!Number.isSafeInteger(grace) || grace < 0)) {
+      throw new InvalidArgumentError(`"retiredFileGraceMs" expected a non-negative integer, got ${String(grace)}`);
+    }
+    if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') {
+      throw new InvalidArgumentError('"readOnly" expected a boolean');
+    }
     const dir = resolve(options.dir);
+    if (options.readOnly) return Store.openReadOnly(options, dir);
     const storeFile = join(dir, STORE_FILE);
     const isStore = await exists(storeFile);
     if (!isStore && !options.create) throw new NotFoundError(`no vectorseal store in ${dir} (create one with create: true or \`vectorseal init\`)`);
@@ -259,6 +291,77 @@ export class Store {
     }
   }
 
+  /** A read-only store: the first snapshot (see {@link OpenStoreOptions.readOnly}). */
+  private static async openReadOnly(options: OpenStoreOptions, dir: string): Promise<Store> {
+    if (options.create) throw new InvalidArgumentError('"readOnly" and "create" exclude each other: a reader never creates a store');
+    if (options.initializeState) throw new InvalidArgumentError('"readOnly" and "initializeState" exclude each other');
+    if (!(await exists(join(dir, STORE_FILE)))) throw new NotFoundError(`no vectorseal store in ${dir}`);
+    const logger = options.logger ? wrapLogger(options.logger) : createLogger();
+    // No trail: a reader writes no file. Its key uses go to the `audit` callback.
+    const audit = new AuditSink(logger, options.audit, true);
+    options = { ...options, audit: (e) => audit.key(e), maintainOnOpen: false };
+    const staging = await Staging.open(options.stagingDir);
+    try {
+      const snap = await readSnapshot(readerOptions(dir, options, staging, logger));
+      const store = new Store(dir, snap.storeId, snap.keys, undefined, staging, logger, options, snap.catalog, audit, snap.state);
+      for (const [name, c] of snap.collections) store.collections.set(name, c);
+      logger.debug({ dir, collections: snap.catalog.length, generation: snap.state.generation }, 'store snapshot opened read-only');
+      return store;
+    } catch (err) {
+      await staging.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A read-only store moves to the store's newest snapshot: read and
+   * verified whole (as on open) before anything is swapped, then swapped at
+   * once, so a search sees either snapshot, never a mix. Collection objects
+   * handed out before stay valid and serve the new snapshot; a collection
+   * dropped meanwhile is closed. On a writable store: nothing to do, it is
+   * always current.
+   */
+  async refresh(): Promise<void> {
+    this.assertOpen();
+    if (!this.readOnly) return;
+    this.refreshing ??= this.refreshNow().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async refreshNow(): Promise<void> {
+    const snap = await readSnapshot(readerOptions(this.dir, this.options, this.staging, this.logger));
+    if (snap.storeId !== this.storeId || this.closed) {
+      await closeSnapshot(snap);
+      if (this.closed) throw new ClosedError('store is closed');
+      throw new CorruptDataError(`the store directory now holds store ${snap.storeId}, not ${this.storeId}`, {
+        file: join(this.dir, STORE_FILE),
+        reason: 'foreign',
+      });
+    }
+    const old = { keys: this.currentKeys, state: this.state, collections: new Map(this.collections) };
+    const kept = new Set<Collection>();
+    this.collections.clear();
+    for (const [name, fresh] of snap.collections) {
+      const prev = old.collections.get(name);
+      // The same collection (same id): its handle takes the new contents, so callers' references stay good.
+      if (prev && prev.info.id === fresh.info.id) {
+        prev.adopt(fresh);
+        kept.add(prev);
+        this.collections.set(name, prev);
+      } else {
+        this.collections.set(name, fresh);
+      }
+    }
+    this.catalog = snap.catalog;
+    this.currentKeys = snap.keys;
+    this.state = snap.state;
+    for (const c of old.collections.values()) if (!kept.has(c)) await c.close({ flush: false }).catch(() => undefined);
+    old.state.dispose();
+    await old.keys.close();
+  }
+
   /** Creates a collection with its own DEK. */
   async createCollection<M extends object = Metadata>(name: string, options: CreateCollectionOptions): Promise<Collection<M>> {
     if (options === null || typeof options !== 'object') {
@@ -277,7 +380,7 @@ export class Store {
    * The batch is checked whole first; on failure none of it remains.
    */
   async createCollections(specs: readonly (CreateCollectionOptions & { name: string })[]): Promise<Collection[]> {
-    this.assertOpen();
+    this.assertWritable();
     if (!Array.isArray(specs) || specs.length === 0) throw new InvalidArgumentError('"collections" expected a non-empty array of { name, dim, ... }');
     const seen = new Set<string>();
     const infos: CollectionInfo[] = specs.map((options) => {
@@ -373,6 +476,7 @@ export class Store {
    */
   async getOrCreateCollection<M extends object = Metadata>(name: string, options: CreateCollectionOptions): Promise<Collection<M>> {
     this.assertOpen();
+    if (this.readOnly && !this.collections.has(name)) this.assertWritable();
     // A creation under way for this name (another getOrCreate): wait for it, then compare.
     for (let pending = this.creating.get(name); pending; pending = this.creating.get(name)) await pending.catch(() => undefined);
     if (!this.collections.has(name)) return this.createCollection<M>(name, options);
@@ -404,6 +508,7 @@ export class Store {
 
   /** Drops a collection: forgets it, destroys its DEKs (crypto-shredding), removes its files. */
   async dropCollection(name: string): Promise<void> {
+    this.assertWritable();
     const c = this.collection(name);
     await c.close({ flush: false });
     // Marked first, so a crash before the keys are gone is finished on open, not taken for a tampered catalog.
@@ -423,7 +528,7 @@ export class Store {
 
   /** Rotates the store's KEK: every DEK is rewrapped, no data file is touched. */
   async rotateKek(options: { kek?: string; onProgress?: (p: RotationProgress) => void } = {}): Promise<RotationReport> {
-    this.assertOpen();
+    this.assertWritable();
     const report = await this.keys.rotateKek(options);
     await this.audit.durable();
     this.logger.info({ kek: report.kek, from: report.fromVersion, to: report.toVersion, rewrapped: report.rewrapped }, 'KEK rotated');
@@ -434,59 +539,63 @@ export class Store {
 
   /** Creates a tenant; with `kek` its collections' DEKs are wrapped under its own KEK (local, an AWS KMS ARN, ...). */
   async createTenant(tenant: string, options: { kek?: TenantKekOption; policy?: RotationPolicy } = {}): Promise<TenantEntry> {
-    this.assertOpen();
+    this.assertWritable();
     return this.durably(this.lifecycle.createTenant(tenant, options));
   }
 
   /** Disables a tenant at once: its collections refuse every operation and their data leaves memory. */
   async disableTenant(tenant: string): Promise<void> {
-    this.assertOpen();
+    this.assertWritable();
     await this.lifecycle.disableTenant(tenant);
     await this.audit.durable();
   }
 
   async enableTenant(tenant: string): Promise<void> {
-    this.assertOpen();
+    this.assertWritable();
     await this.lifecycle.enableTenant(tenant);
     await this.audit.durable();
   }
 
   /** Schedules a tenant's crypto-shredding after `days` (7-30, default 30); its keys are refused meanwhile. */
   async scheduleTenantDeletion(tenant: string, options: { days?: number; now?: Date } = {}): Promise<Date> {
-    this.assertOpen();
+    this.assertWritable();
     return this.durably(this.lifecycle.scheduleTenantDeletion(tenant, options));
   }
 
   async cancelTenantDeletion(tenant: string): Promise<void> {
-    this.assertOpen();
+    this.assertWritable();
     await this.lifecycle.cancelTenantDeletion(tenant);
     await this.audit.durable();
   }
 
   /** Disables one collection at once (cached DEKs zeroed, data dropped from memory). */
   async disableCollection(name: string): Promise<void> {
+    this.assertWritable();
     await this.lifecycle.disableCollection(this.collection(name));
     await this.audit.durable();
   }
 
   async enableCollection(name: string): Promise<void> {
+    this.assertWritable();
     await this.lifecycle.enableCollection(this.collection(name));
     await this.audit.durable();
   }
 
   /** A new DEK version for a collection, used at once by new files; see {@link reencrypt}. */
   async rekey(name: string, options: { now?: Date } = {}): Promise<number> {
+    this.assertWritable();
     return this.durably(this.collection(name).rekey(options));
   }
 
   /** Rewrites a collection's older segments under its active DEK version and destroys the versions left unused. */
   async reencrypt(name: string, options: { onProgress?: (p: ReencryptionProgress) => void } = {}): Promise<ReencryptionReport> {
+    this.assertWritable();
     return this.durably(this.collection(name).reencrypt(options));
   }
 
   /** Sets the rotation policy of the store, or of one tenant. */
   async setPolicy(policy: RotationPolicy, options: { tenant?: string } = {}): Promise<void> {
-    this.assertOpen();
+    this.assertWritable();
     await this.lifecycle.setPolicy(policy, options);
     await this.audit.durable();
   }
@@ -497,13 +606,13 @@ export class Store {
    * resumes unfinished re-encryptions. Audited.
    */
   async maintain(options: { now?: Date; onProgress?: (collection: string, p: ReencryptionProgress) => void } = {}): Promise<MaintenanceReport> {
-    this.assertOpen();
+    this.assertWritable();
     return this.durably(this.lifecycle.maintain(options));
   }
 
   /** Flushes every collection. */
   async flush(): Promise<void> {
-    this.assertOpen();
+    this.assertWritable();
     for (const c of this.collections.values()) await c.flush();
   }
 
@@ -511,9 +620,17 @@ export class Store {
   async close(options: { flush?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.readOnly) {
+      await this.refreshing?.catch(() => undefined);
+      await closeSnapshot({ storeId: this.storeId, keys: this.currentKeys, state: this.state, catalog: this.catalog, collections: this.collections });
+      await this.audit.close();
+      await this.staging.close();
+      return;
+    }
     let clean = false;
     try {
       for (const c of this.collections.values()) await c.close(options);
+      await this.retired.removeAll().catch(() => undefined);
       clean = true;
     } finally {
       let head: AuditHead | undefined;
@@ -535,7 +652,7 @@ export class Store {
       }
       await this.keys.close();
       await this.staging.close();
-      await this.lock.release();
+      await this.lock?.release();
     }
   }
 
@@ -552,6 +669,7 @@ export class Store {
       onDenied: (info, operation, err) => this.lifecycle.denied(info, operation, err),
       notePages: (info, pages) => this.lifecycle.notePages(info, pages),
       state: this.state,
+      retire: (paths) => this.retired.retire(paths),
     };
   }
 
@@ -579,11 +697,19 @@ export class Store {
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('store is closed');
   }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.readOnly) {
+      throw new ReadOnlyError(`store ${this.dir} was opened read-only (a snapshot): open it without readOnly to change it`);
+    }
+  }
 }
 
 /**
  * Opens (or, with `create: true`, creates) a store. The directory gets a
- * write lock for as long as the store is open.
+ * write lock for as long as the store is open; with `readOnly: true` it
+ * takes none and opens a verified snapshot beside the writer instead.
  */
 export function openStore(options: OpenStoreOptions): Promise<Store> {
   return Store.open(options);
@@ -603,16 +729,27 @@ function checkAnchorPath(anchor: unknown, dir: string): string {
   return path;
 }
 
-function parseStoreFile(bytes: Buffer, file: string): StoreFile {
-  let s: StoreFile;
-  try {
-    s = JSON.parse(bytes.toString('utf8')) as StoreFile;
-  } catch (err) {
-    throw new CorruptDataError('STORE file does not parse', { file, reason: 'decode', cause: err });
-  }
-  if (s.format !== STORE_FORMAT) throw new CorruptDataError('not a vectorseal STORE file', { file, reason: 'header' });
-  if (s.version !== STORE_VERSION) throw new UnsupportedVersionError(`store format version ${s.version} is not supported (file ${file})`);
-  return s;
+/** How a read-only store reads each snapshot: the caller's KEKs, and a collection context that never writes. */
+function readerOptions(dir: string, options: OpenStoreOptions, staging: Staging, logger: Logger): ReaderSnapshotOptions {
+  return {
+    dir,
+    keyOptions: keyOptions(dir, options),
+    ...(options.lazy === undefined ? {} : { lazy: options.lazy }),
+    ...(options.freshnessAnchor === undefined ? {} : { anchor: checkAnchorPath(options.freshnessAnchor, dir) }),
+    onRace: (attempt, err) => logger.debug({ attempt, err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'snapshot read raced the writer; reading again'),
+    context: (keys, state, storeId) => ({
+      storeId,
+      storeDir: dir,
+      keys,
+      staging,
+      logger,
+      durability: options.durability ?? 'batch',
+      maxSegments: options.maxSegments ?? 8,
+      autoFlushRecords: 0,
+      state,
+      readOnly: true,
+    }),
+  };
 }
 
 function keyOptions(dir: string, options: OpenStoreOptions) {

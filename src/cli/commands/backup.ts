@@ -2,12 +2,14 @@ import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { backupStore, restoreBackup, verifyBackup } from '../../backup/index.js';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, ReadOnlyError } from '../../errors.js';
+import { liveLockHolder } from '../../storage/lock.js';
+import type { Store } from '../../store/index.js';
 import { defaultLocalKeyDir } from '../../keys/key-manager.js';
 import { LocalKekProvider } from '../../keys/local.js';
 import { readTarget, pickSnapshot } from '../../backup/target.js';
 import { configPath, readStoreConfig, writeStoreConfig } from '../config-file.js';
-import { keysFromCli, output, parseIntOption, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
+import { keysFromCli, output, parseIntOption, storeDir, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 
 /**
@@ -24,7 +26,7 @@ export function registerBackupCommands(program: Command): void {
     .action(async (opts: StoreCliOptions & { to?: string; collections?: string }) => {
       if (!opts.to) throw new InvalidArgumentError('backup needs --to <dir>');
       const to = opts.to;
-      await withStore(opts, async (store) => {
+      const run = async (store: Store): Promise<void> => {
         const bar = progress(opts, 'backup', 'files');
         const report = await backupStore(store, {
           to,
@@ -40,7 +42,15 @@ export function registerBackupCommands(program: Command): void {
             `  manifest: ${report.manifest} (HMAC-SHA-256 under the store's backup key)`,
           ].join('\n'),
         );
-      });
+      };
+      // A snapshot, so a backup runs beside the application that holds the store. Only a store's
+      // first backup writes (it adds the backup key to the keyring), and only when nobody holds the store.
+      try {
+        await withStore(opts, run, { readOnly: true });
+      } catch (err) {
+        if (!(err instanceof ReadOnlyError) || (await liveLockHolder(storeDir(opts)))) throw err;
+        await withStore(opts, run);
+      }
     });
 
   backup
@@ -177,7 +187,7 @@ function registerKekCommands(program: Command): void {
             )
             .join('\n'),
         );
-      });
+      }, { readOnly: true });
     });
 }
 

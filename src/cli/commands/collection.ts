@@ -42,7 +42,7 @@ export function registerCollectionCommands(program: Command): void {
       await withStore(opts, async (store) => {
         const list = store.listCollections();
         output(opts, list, () => (list.length === 0 ? 'no collections' : list.map((c) => `${c.name}\t${c.space}\tdim ${c.dim}\t${c.count} records${c.tenant ? `\ttenant ${c.tenant}` : ''}`).join('\n')));
-      }, { lazy: true });
+      }, { readOnly: true, lazy: true });
     });
 
   storeOptions(col.command('drop <name>').description('drop a collection: destroys its data keys, removes its files (asks first unless --yes)'))

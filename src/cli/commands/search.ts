@@ -17,6 +17,6 @@ export function registerSearchCommand(program: Command): void {
           ...(opts.ef === undefined ? {} : { ef: opts.ef }),
         });
         output(opts, hits, () => (hits.length === 0 ? 'no results' : hits.map((h, i) => `${i + 1}. ${h.id}\t${h.score.toFixed(6)}\t${JSON.stringify(h.metadata ?? {})}`).join('\n')));
-      });
+      }, { readOnly: true });
     });
 }

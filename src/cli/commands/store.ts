@@ -131,7 +131,7 @@ export function registerStoreCommands(program: Command): void {
             ),
           ].join('\n'),
         );
-      }, { lazy: true });
+      }, { readOnly: true, lazy: true });
     });
 
   storeOptions(program.command('rotate-kek').description('rewrap every DEK under a new KEK version; data files are not touched'))
