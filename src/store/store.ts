@@ -21,6 +21,7 @@ import { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { newId } from '../util/ids.js';
 import { AuditSink } from './audit-sink.js';
+import { createCollectionFiles } from './create-batch.js';
 import { CATALOG_FILE, readCatalog, type CollectionInfo } from './catalog.js';
 import { STATE_FILE, StoreState, initializeStoreState } from './state.js';
 import { checkCatalogEntries, recoverCatalog } from './catalog-recovery.js';
@@ -328,20 +329,10 @@ export class Store {
       throw err;
     }
     crashPoint('create:catalog-marked');
-    const made: Collection[] = [];
+    let made: Collection[];
     try {
-      // A few at a time: each collection's files cost a few fsyncs, which overlap.
-      let next = 0;
-      const results: (Collection | undefined)[] = new Array(infos.length);
-      await Promise.all(
-        Array.from({ length: Math.min(8, infos.length) }, async () => {
-          while (next < infos.length) {
-            const i = next++;
-            results[i] = await Collection.create(this.context(), infos[i] as CollectionInfo);
-          }
-        }),
-      );
-      made.push(...(results as Collection[]));
+      // In groups sharing their STATE write and directory fsyncs (create-batch.ts); a lone collection as before.
+      made = infos.length === 1 ? [await Collection.create(this.context(), infos[0] as CollectionInfo)] : await createCollectionFiles(this.context(), infos);
     } catch (err) {
       await undo().catch(() => undefined);
       throw err;
