@@ -51,13 +51,16 @@ export function toEncryptionContext(ctx: DekContext): Record<string, string> {
  * then each field length-prefixed (u16 big-endian) in a fixed order.
  */
 export function contextBytes(ctx: DekContext, label = 'vectorseal/dek-wrap/v1'): Buffer {
-  const parts = [label, ctx.storeId, ctx.collectionId, String(ctx.dekVersion)].map((s) => Buffer.from(s, 'utf8'));
-  const out = Buffer.alloc(parts.reduce((n, p) => n + 2 + p.length, 0));
+  const parts = [label, ctx.storeId, ctx.collectionId, String(ctx.dekVersion)];
+  let size = 0;
+  for (const p of parts) size += 2 + Buffer.byteLength(p, 'utf8');
+  // Written in place (no buffer per part): a rotation computes this three times per DEK.
+  const out = Buffer.alloc(size);
   let off = 0;
   for (const p of parts) {
-    out.writeUInt16BE(p.length, off);
-    p.copy(out, off + 2);
-    off += 2 + p.length;
+    const n = out.write(p, off + 2, 'utf8');
+    out.writeUInt16BE(n, off);
+    off += 2 + n;
   }
   return out;
 }

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
+import { errorCode, type KeyAuditEvent } from './key-audit.js';
 import { cloneKeys, keySets, type KeyCore } from './key-core.js';
 import type { CollectionKeys, KekEntry, StoredWrap } from './keyring-file.js';
 import type { KeyringOp } from './keyring-log.js';
@@ -74,7 +76,11 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
     const concurrency = provider.name === 'local' ? 1 : 8;
     await runPool(jobs, concurrency, async (job) => {
       const ctx = core.context(job.cid, job.version);
-      const fresh = await core.audit.audited({ action: 'rewrap', collectionId: job.cid, kek: kekName, dekVersion: job.version }, () => core.deks.rewrap(provider, job.wrap, ctx));
+      // A failure is recorded per DEK; the successes go into one event below (see rewrapSummary).
+      const fresh = await core.deks.rewrap(provider, job.wrap, ctx).catch((err: unknown) => {
+        core.audit.emit({ action: 'rewrap', outcome: 'error', collectionId: job.cid, kek: kekName, dekVersion: job.version, error: errorCode(err) });
+        throw err;
+      });
       let entry = changed.get(job.cid);
       if (!entry) {
         const src = job.kind === 'c' ? ring.data.collections[job.cid] : ring.data.system?.[job.cid];
@@ -93,6 +99,7 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
       if (w.kek !== kekName || provider.isCurrent(toWrapped({ ...w, blob: '' }), target)) macKey.push(w);
       else macKey.push(toStored(kekName, await core.deks.rewrap(provider, w, macCtx)));
     }
+    core.audit.emit(rewrapSummary(jobs, kekName, provider.keyId, fromVersion, target.currentVersion, alreadyCurrent));
     crashPoint('rotate:rewrapped');
     const ops: KeyringOp[] = [];
     for (const [cid, { kind, keys }] of changed) ops.push({ k: kind, id: cid, v: keys });
@@ -118,6 +125,42 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
       collections: Object.keys(ring.data.collections).length,
     };
   });
+}
+
+/**
+ * The audit event for a rotation's rewraps: one entry naming the KEK, both
+ * versions and the count, rather than one per DEK (at 10,000 collections
+ * those lines were most of a rotation's time). Which DEKs they were stays
+ * derivable from the trail itself, whose 'generate' and 'destroy' entries
+ * name every collection's DEKs: every live DEK wrapped under this KEK and
+ * not yet under the new version. `rewrapSetSha256` (SHA-256 of the sorted
+ * "collectionId/dekVersion" lines) lets that derivation be checked exactly.
+ */
+function rewrapSummary(
+  jobs: readonly { cid: string; version: number }[],
+  kek: string,
+  keyId: string,
+  fromVersion: string | undefined,
+  toVersion: string | undefined,
+  alreadyCurrent: number,
+): KeyAuditEvent {
+  const lines = jobs.map((j) => `${j.cid}/${j.version}\n`).sort();
+  const hash = createHash('sha256');
+  for (const l of lines) hash.update(l);
+  return {
+    action: 'rewrap',
+    outcome: 'ok',
+    kek,
+    keyId,
+    ...(toVersion === undefined ? {} : { kekVersion: toVersion }),
+    details: {
+      rewrapped: jobs.length,
+      alreadyCurrent,
+      collections: new Set(jobs.map((j) => j.cid)).size,
+      ...(fromVersion === undefined ? {} : { fromVersion }),
+      rewrapSetSha256: hash.digest('hex'),
+    },
+  };
 }
 
 async function runPool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -29,6 +29,8 @@ export interface KeyAuditEvent {
   dekVersion?: number;
   /** The error's stable code when outcome is 'error'. */
   error?: string;
+  /** Counts and other non-secret facts of an event that covers many keys (a rotation's rewraps). */
+  details?: Record<string, string | number | boolean>;
 }
 
 /** Sends key events to the caller's sink, stamped with the principal. */

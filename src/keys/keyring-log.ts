@@ -194,9 +194,16 @@ function macOf(key: Uint8Array, prev: Buffer, body: string): Buffer {
 }
 
 function line(key: Uint8Array, prev: Buffer, record: object): { bytes: Buffer; mac: Buffer } {
-  const body = JSON.stringify(record);
-  const mac = macOf(key, prev, body);
-  return { bytes: Buffer.from(`{"m":"${mac.toString('hex')}",${body.slice(1)}\n`, 'utf8'), mac };
+  // Encoded once and MACed as bytes (the same bytes verifyKeyring MACs): a checkpoint of 10,000 collections is 4 MB.
+  const body = Buffer.from(JSON.stringify(record), 'utf8');
+  const mac = createHmac('sha256', key).update(LABEL).update(prev).update(body).digest();
+  const head = Buffer.from(`{"m":"${mac.toString('hex')}",`, 'latin1');
+  // `{"m":"<hex>",` + the body without its opening brace + a newline.
+  const bytes = Buffer.allocUnsafe(head.length + body.length);
+  head.copy(bytes, 0);
+  body.copy(bytes, head.length, 1);
+  bytes[bytes.length - 1] = 0x0a;
+  return { bytes, mac };
 }
 
 /** A keyring file holding one checkpoint of `state` (for a new store, a compaction, or a backup's copy). */

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
@@ -9,6 +9,7 @@ import {
   UnsupportedOperationError,
   WrongKeyError,
 } from '../errors.js';
+import { defaultGcm } from '../crypto/gcm.js';
 import { createFileAtomic, fsyncDir } from '../storage/fsutil.js';
 import { contextBytes, type DekContext } from './context.js';
 import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
@@ -79,6 +80,8 @@ export class LocalKekProvider extends KekProvider {
   private readonly checks = new Map<number, Buffer>();
   /** The newest version, as last listed: wraps use it; a rotation or destruction here refreshes it. */
   private current: number | undefined;
+  /** Nonces for new wraps, drawn from the CSPRNG in bulk (one call per 12 bytes cost more than the AES-GCM itself). */
+  private readonly nonces = new RandomPool();
 
   constructor(options: LocalKekOptions) {
     super();
@@ -124,18 +127,15 @@ export class LocalKekProvider extends KekProvider {
   protected async _wrap(dek: Uint8Array, ctx: DekContext): Promise<WrappedDek> {
     const version = await this.currentVersion();
     const kek = await this.key(version);
-    const nonce = randomBytes(NONCE_SIZE);
-    const cipher = createCipheriv('aes-256-gcm', kek, nonce);
-    cipher.setAAD(contextBytes(ctx));
-    const body = cipher.update(dek);
-    cipher.final();
     const blob = Buffer.alloc(BLOB_SIZE);
     blob.writeUInt8(BLOB_FORMAT, 0);
     blob.writeUInt32BE(version, 1);
     this.checkValueOf(version, kek).copy(blob, 5);
-    nonce.copy(blob, 5 + KCV_SIZE);
-    body.copy(blob, 5 + KCV_SIZE + NONCE_SIZE);
-    cipher.getAuthTag().copy(blob, 5 + KCV_SIZE + NONCE_SIZE + DEK_BYTES);
+    const nonce = blob.subarray(5 + KCV_SIZE, 5 + KCV_SIZE + NONCE_SIZE);
+    this.nonces.fill(nonce);
+    // ciphertext (32) || tag (16), which is how the blob ends.
+    const sealed = defaultGcm().seal(kek, nonce, contextBytes(ctx), dek);
+    blob.set(sealed, 5 + KCV_SIZE + NONCE_SIZE);
     return { provider: this.name, keyId: this.keyId, kekVersion: String(version), blob };
   }
 
@@ -153,16 +153,9 @@ export class LocalKekProvider extends KekProvider {
       throw new WrongKeyError(`local KEK "${this.keyId}" version ${version} is not the key this DEK was wrapped with (wrong master key)`);
     }
     const at = 5 + KCV_SIZE;
-    const decipher = createDecipheriv('aes-256-gcm', kek, blob.subarray(at, at + NONCE_SIZE));
-    decipher.setAAD(contextBytes(ctx));
-    decipher.setAuthTag(blob.subarray(at + NONCE_SIZE + DEK_BYTES));
-    const dek = decipher.update(blob.subarray(at + NONCE_SIZE, at + NONCE_SIZE + DEK_BYTES));
-    try {
-      decipher.final();
-    } catch (err) {
-      dek.fill(0);
-      throw wrapAuthFailure(err);
-    }
+    // undefined when the tag does not verify (the primitive has zeroed what it decrypted).
+    const dek = defaultGcm().open(kek, blob.subarray(at, at + NONCE_SIZE), contextBytes(ctx), blob.subarray(at + NONCE_SIZE));
+    if (dek === undefined) throw wrapAuthFailure(new Error('AES-GCM tag mismatch'));
     return dek;
   }
 
@@ -303,6 +296,28 @@ export class LocalKekProvider extends KekProvider {
     } finally {
       key.fill(0);
     }
+  }
+}
+
+/**
+ * Random bytes from the CSPRNG, fetched 4 KiB at a time and handed out once
+ * each: every byte given out is fresh from randomFillSync and never given
+ * out again (and is zeroed in the pool as it leaves).
+ */
+class RandomPool {
+  private readonly pool = Buffer.alloc(4096);
+  private at = this.pool.length;
+
+  fill(out: Uint8Array): void {
+    if (out.length > this.pool.length) throw new InvalidArgumentError('random pool request too large');
+    if (this.at + out.length > this.pool.length) {
+      randomFillSync(this.pool);
+      this.at = 0;
+    }
+    const slice = this.pool.subarray(this.at, this.at + out.length);
+    out.set(slice);
+    slice.fill(0);
+    this.at += out.length;
   }
 }
 

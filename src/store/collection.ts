@@ -4,6 +4,7 @@ import { writeManifest } from '../storage/manifest.js';
 import { mkdirDurable } from '../storage/fsutil.js';
 import { crashPoint } from '../util/crash.js';
 import type { CollectionInfo } from './catalog.js';
+import type { CreateSteps } from './create-batch.js';
 import { endWalFile, rotateWal } from './collection-files.js';
 import { compactLocked, flushLocked } from './collection-flush.js';
 import { CollectionMemory, collectionDir, type Op } from './collection-memory.js';
@@ -58,18 +59,23 @@ export class Collection<M extends object = Metadata> {
   }
 
   /** Creates the files of a new collection (its keys must exist) and opens it. */
-  static async create(ctx: CollectionContext, info: CollectionInfo): Promise<Collection> {
+  static async create(ctx: CollectionContext, info: CollectionInfo, batch?: CreateSteps): Promise<Collection> {
     const dir = collectionDir(ctx.storeDir, info.id);
-    // Each new directory entry is fsynced, so a crash cannot leave a manifest in a directory that vanished.
-    await mkdirDurable(join(dir, 'wal'));
-    await mkdirDurable(join(dir, 'seg'));
+    // Each new directory entry is fsynced, so a crash cannot leave a manifest in a directory that vanished
+    // (a batch, create-batch.ts, fsyncs them once for the whole group before the create is acknowledged).
+    if (batch) {
+      await batch.makeDirs(dir);
+    } else {
+      await mkdirDurable(join(dir, 'wal'));
+      await mkdirDurable(join(dir, 'seg'));
+    }
     const c = new Collection(ctx, info);
     const version = ctx.keys.activeDekVersion(info.id);
     const initial = c.s.initialManifest();
     await ctx.keys.withDek(info.id, version, (dek) =>
       writeManifest(dir, ctx.storeId, initial, dek, version, async (ref) => {
         ctx.state.entry(info.id);
-        await ctx.state.announceManifest(info.id, ref);
+        await (batch ? batch.announce(info.id, ref) : ctx.state.announceManifest(info.id, ref));
       }),
     );
     return Collection.open(ctx, info);

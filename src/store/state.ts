@@ -163,6 +163,13 @@ export class StoreState {
     await this.commit();
   }
 
+  /** Names several manifests about to be renamed into place in one durable write (a batch of new collections). */
+  async announceManifests(refs: readonly (readonly [string, ManifestRef])[]): Promise<void> {
+    if (refs.length === 0) return;
+    for (const [id, ref] of refs) this.entry(id).pending = { ...ref };
+    await this.commit();
+  }
+
   /** The announced manifest is in place: it becomes the committed one, and WAL seals it covers are dropped. */
   manifestCommitted(collectionId: string, ref: ManifestRef, firstWalSeq: number): void {
     const e = this.entry(collectionId);

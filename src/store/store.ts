@@ -21,6 +21,7 @@ import { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { newId } from '../util/ids.js';
 import { AuditSink } from './audit-sink.js';
+import { createCollectionFiles } from './create-batch.js';
 import { CATALOG_FILE, readCatalog, type CollectionInfo } from './catalog.js';
 import { STATE_FILE, StoreState, initializeStoreState } from './state.js';
 import { checkCatalogEntries, recoverCatalog } from './catalog-recovery.js';
@@ -375,9 +376,11 @@ export class Store {
 
   /**
    * Creates many collections at once, each with its own DEK: one keyring
-   * record and two catalog writes for the whole batch (the cost of creating
-   * 10,000 collections is then their files, not 10,000 catalog rewrites).
-   * The batch is checked whole first; on failure none of it remains.
+   * record and two catalog writes for the whole batch, and one STATE write
+   * per group of 256 collections (create-batch.ts), so the cost of creating
+   * 10,000 collections is their files' fsyncs, not 10,000 rewrites of
+   * CATALOG or STATE. The batch is checked whole first; on failure none of
+   * it remains.
    */
   async createCollections(specs: readonly (CreateCollectionOptions & { name: string })[]): Promise<Collection[]> {
     this.assertWritable();
@@ -438,20 +441,10 @@ export class Store {
       throw err;
     }
     crashPoint('create:catalog-marked');
-    const made: Collection[] = [];
+    let made: Collection[];
     try {
-      // A few at a time: each collection's files cost a few fsyncs, which overlap.
-      let next = 0;
-      const results: (Collection | undefined)[] = new Array(infos.length);
-      await Promise.all(
-        Array.from({ length: Math.min(8, infos.length) }, async () => {
-          while (next < infos.length) {
-            const i = next++;
-            results[i] = await Collection.create(this.context(), infos[i] as CollectionInfo);
-          }
-        }),
-      );
-      made.push(...(results as Collection[]));
+      // In groups sharing their STATE write and directory fsyncs (create-batch.ts); a lone collection as before.
+      made = infos.length === 1 ? [await Collection.create(this.context(), infos[0] as CollectionInfo)] : await createCollectionFiles(this.context(), infos);
     } catch (err) {
       await undo().catch(() => undefined);
       throw err;
