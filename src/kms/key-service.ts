@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import type { Clock } from './clock.js';
 import { DAY_MS } from './clock.js';
 import { openCiphertext, parseCiphertextHeader, sealCiphertext } from './ciphertext.js';
+import { poolRandomBytes } from './random-pool.js';
 import { KmsException, kmsErrors } from './errors.js';
 import { decodeImportToken, encodeImportToken, IMPORT_TOKEN_TTL_MS } from './import-token.js';
 import { checkGrantTokens, grantForToken, GRANT_OPERATIONS, newGrantToken } from './grants.js';
@@ -408,7 +409,7 @@ export class KeyService {
       throw kmsErrors.validation('Exactly one of NumberOfBytes and KeySpec is required');
     }
     this.requireUsable(key);
-    const plaintext = randomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
+    const plaintext = poolRandomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
     try {
       const blob = await this.seal(key, plaintext, context);
       const out: WireInput = { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId) };
