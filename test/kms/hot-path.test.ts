@@ -4,11 +4,21 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DeleteAliasCommand,
+  DisableKeyCommand,
+  EnableKeyCommand,
+  GenerateDataKeyCommand,
+  KMSClient,
+  ListKeysCommand,
+  UpdateAliasCommand,
+} from '@aws-sdk/client-kms';
 import { deriveMessageKey } from '../../src/kms/ciphertext.js';
 import { startKeyService } from '../../src/kms/index.js';
 import { poolRandomBytes } from '../../src/kms/random-pool.js';
-import { ADMIN, REGION, startHarness, testConfig, type Harness } from './helpers.js';
+import { ADMIN, REGION, startHarness, TENANT_A, testConfig, type Harness } from './helpers.js';
 
 describe('the hot path computes what the slow path did', () => {
   it('the two-HMAC message key is HKDF-SHA256 (node:crypto hkdfSync) for random inputs', () => {
@@ -81,5 +91,46 @@ describe('group-committed audit lines', () => {
       await service.close().catch(() => undefined);
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('per-snapshot indexes follow every change at once', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h.cleanup();
+  });
+  const errorName = (p: Promise<unknown>) => p.then(() => 'ok', (e: Error) => e.name);
+
+  it('a disabled key is refused by the very next request, and served again once enabled', async () => {
+    const kms = h.client();
+    const keyId = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    // Warm every per-snapshot index and cache on this key first.
+    for (let i = 0; i < 5; i++) await kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
+    await kms.send(new DisableKeyCommand({ KeyId: keyId }));
+    expect(await errorName(kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' })))).toBe('DisabledException');
+    await kms.send(new EnableKeyCommand({ KeyId: keyId }));
+    expect(await errorName(kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' })))).toBe('ok');
+  });
+
+  it("an alias created, moved or deleted changes the next request's policy decision", async () => {
+    const admin = h.client();
+    const tenant = h.client(TENANT_A);
+    const first = (await admin.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    const second = (await admin.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    // tenant-a's policy names only alias/tenant-a, so the key id is allowed exactly while that alias points at it.
+    const gdk = (keyId: string) =>
+      errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: { 'vectorseal:collection': 'tenant-a-docs' } })));
+    expect(await gdk(first)).toBe('AccessDeniedException');
+    await admin.send(new CreateAliasCommand({ AliasName: 'alias/tenant-a', TargetKeyId: first }));
+    expect(await gdk(first)).toBe('ok');
+    expect(await gdk(second)).toBe('AccessDeniedException');
+    await admin.send(new UpdateAliasCommand({ AliasName: 'alias/tenant-a', TargetKeyId: second }));
+    expect(await gdk(first)).toBe('AccessDeniedException');
+    expect(await gdk(second)).toBe('ok');
+    await admin.send(new DeleteAliasCommand({ AliasName: 'alias/tenant-a' }));
+    expect(await gdk(second)).toBe('AccessDeniedException');
   });
 });
