@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 import { kmsErrors } from './errors.js';
+import { poolRandomBytes } from './random-pool.js';
 
 /**
  * The key service's ciphertext blobs.
@@ -69,7 +70,7 @@ export function sealCiphertext(
     uuidToBytes(header.keyId).copy(head, 2);
   }
   head.writeUInt32BE(header.backingVersion, 2 + ID_BYTES);
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = poolRandomBytes(NONCE_BYTES);
   const messageKey = deriveMessageKey(backingKey, nonce, head);
   try {
     const cipher = createCipheriv('aes-256-gcm', messageKey, ZERO_IV);
@@ -102,8 +103,22 @@ export function openCiphertext(backingKey: Uint8Array, blob: Uint8Array, context
   }
 }
 
-function deriveMessageKey(backingKey: Uint8Array, nonce: Uint8Array, header: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', backingKey, nonce, Buffer.concat([MESSAGE_KEY_INFO, header]), 32));
+const ONE = Uint8Array.of(1);
+
+/**
+ * HKDF-SHA256 (RFC 5869) of the backing key, salt = nonce, info = label +
+ * header, 32 bytes: Extract (PRK = HMAC(salt, key)) then the single Expand
+ * block (HMAC(PRK, info | 0x01)). Written out as two HMACs because
+ * `hkdfSync` builds and checks a KeyObject per call, which cost more than the
+ * hashing itself; the output is the same (a test compares the two).
+ */
+export function deriveMessageKey(backingKey: Uint8Array, nonce: Uint8Array, header: Buffer): Buffer {
+  const prk = createHmac('sha256', nonce).update(backingKey).digest();
+  try {
+    return createHmac('sha256', prk).update(MESSAGE_KEY_INFO).update(header).update(ONE).digest();
+  } finally {
+    prk.fill(0);
+  }
 }
 
 /**

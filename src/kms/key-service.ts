@@ -3,6 +3,8 @@ import { promisify } from 'node:util';
 import type { Clock } from './clock.js';
 import { DAY_MS } from './clock.js';
 import { openCiphertext, parseCiphertextHeader, sealCiphertext } from './ciphertext.js';
+import { poolRandomBytes } from './random-pool.js';
+import { snapshotIndex } from './snapshot-index.js';
 import { KmsException, kmsErrors } from './errors.js';
 import { decodeImportToken, encodeImportToken, IMPORT_TOKEN_TTL_MS } from './import-token.js';
 import { checkGrantTokens, grantForToken, GRANT_OPERATIONS, newGrantToken } from './grants.js';
@@ -38,6 +40,22 @@ export interface ServiceCaller {
 }
 
 type Handler = (input: WireInput, caller: ServiceCaller) => Promise<WireInput>;
+
+/**
+ * When a key next needs the sweep: its deletion date when pending deletion,
+ * its next rotation when enabled with automatic rotation (a replica's
+ * material changes only by its primary's push, never by its own rotation),
+ * the expiry of imported material; the earliest of those, Infinity if none.
+ */
+function dueAt(k: KeyRecord): number {
+  let at = Infinity;
+  if (k.state === 'PendingDeletion' && k.deletionDate !== undefined) at = Math.min(at, k.deletionDate);
+  if (k.state === 'Enabled' && k.multiRegion?.role !== 'REPLICA' && k.rotation.enabled && k.rotation.nextRotation !== undefined) {
+    at = Math.min(at, k.rotation.nextRotation);
+  }
+  if (k.validTo !== undefined && k.backing.length > 0) at = Math.min(at, k.validTo);
+  return at;
+}
 
 /**
  * The KMS operations over the key store, in wire shapes (JSON members, base64
@@ -175,12 +193,9 @@ export class KeyService {
    */
   async sweep(): Promise<void> {
     const now = this.clock.now();
-    const due = (k: KeyRecord): boolean =>
-      (k.state === 'PendingDeletion' && k.deletionDate !== undefined && k.deletionDate <= now) ||
-      // A replica's material changes only by its primary's push, never by its own rotation.
-      (k.state === 'Enabled' && k.multiRegion?.role !== 'REPLICA' && k.rotation.enabled && k.rotation.nextRotation !== undefined && k.rotation.nextRotation <= now) ||
-      (k.validTo !== undefined && k.validTo <= now && k.backing.length > 0);
-    if (!Object.values(this.store.snapshot.keys).some(due)) return;
+    // Nothing falls due before the snapshot's earliest scheduled time: the common case costs one comparison.
+    if (now < snapshotIndex(this.store.snapshot, dueAt).nextDue) return;
+    const due = (k: KeyRecord): boolean => dueAt(k) <= now;
     const rotated: string[] = [];
     await this.store.mutate(async (draft) => {
       rotated.length = 0;
@@ -253,9 +268,7 @@ export class KeyService {
     }
     const arn = this.keyArn(key.keyId);
     const names = [key.keyId, arn];
-    for (const alias of Object.values(this.store.snapshot.aliases)) {
-      if (alias.targetKeyId === key.keyId) names.push(alias.name, this.aliasArn(alias.name));
-    }
+    for (const alias of snapshotIndex(this.store.snapshot, dueAt).aliasesOf.get(key.keyId) ?? []) names.push(alias, this.aliasArn(alias));
     out.keyNames = names;
     out.keyArn = arn;
     out.keyId = key.keyId;
@@ -408,7 +421,7 @@ export class KeyService {
       throw kmsErrors.validation('Exactly one of NumberOfBytes and KeySpec is required');
     }
     this.requireUsable(key);
-    const plaintext = randomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
+    const plaintext = poolRandomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
     try {
       const blob = await this.seal(key, plaintext, context);
       const out: WireInput = { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId) };

@@ -151,15 +151,12 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const finish = (status: number, body: WireInput, closeConnection = false): void => {
       entry.status = status;
       entry.durationMs = Date.now() - started;
-      audit.record(entry);
       const payload = JSON.stringify(body);
-      res.writeHead(status, {
-        'Content-Type': JSON_CONTENT_TYPE,
-        'Content-Length': Buffer.byteLength(payload),
-        'x-amzn-RequestId': requestId,
-        ...(closeConnection ? { Connection: 'close' } : {}),
+      // The answer leaves only once its audit line is written; if that fails the request is not acknowledged.
+      audit.record(entry, (err) => {
+        if (err === undefined) respond(res, status, payload, requestId, closeConnection);
+        else respond(res, 500, AUDIT_FAILED, requestId, true);
       });
-      res.end(payload);
     };
     const fail = (err: unknown, closeConnection = false): void => {
       const e = err instanceof KmsException ? err : kmsErrors.internal('An internal error occurred');
@@ -312,6 +309,16 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
       return closed;
     },
   };
+}
+
+const AUDIT_FAILED = JSON.stringify({ __type: 'KMSInternalException', message: 'The request could not be recorded in the audit log' });
+
+/** Sends one JSON answer: the head and body leave in one write, with their length declared. */
+function respond(res: ServerResponse, status: number, payload: string, requestId: string, closeConnection: boolean): void {
+  const headers = ['Content-Type', JSON_CONTENT_TYPE, 'Content-Length', String(Buffer.byteLength(payload)), 'x-amzn-RequestId', requestId];
+  if (closeConnection) headers.push('Connection', 'close');
+  res.writeHead(status, headers);
+  res.end(payload);
 }
 
 /** Reads the whole body, or resolves undefined once it passes `max` bytes (the rest is discarded). */

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 /**
  * The parts of AWS Signature Version 4 that signing and verifying share: the
@@ -64,7 +64,7 @@ function signingKey(secret: string, scope: { date: string; region: string; servi
 /** The signature (raw bytes) of a canonical request under a secret and scope. */
 export function signature(secret: string, amzDate: string, scope: { date: string; region: string; service: string }, canonical: string): Buffer {
   const scopeText = `${scope.date}/${scope.region}/${scope.service}/aws4_request`;
-  const stringToSign = [SIGV4_ALGORITHM, amzDate, scopeText, sha256Hex(Buffer.from(canonical, 'utf8'))].join('\n');
+  const stringToSign = `${SIGV4_ALGORITHM}\n${amzDate}\n${scopeText}\n${hash('sha256', canonical, 'hex')}`;
   return hmac(signingKey(secret, scope), stringToSign);
 }
 
@@ -146,8 +146,9 @@ function safeDecode(s: string): string {
   }
 }
 
+/** Lowercase hex SHA-256 (one-shot `crypto.hash`: no Hash object per call). */
 export function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 function hmac(key: string | Buffer, data: string): Buffer {
