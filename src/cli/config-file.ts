@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CorruptDataError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { checkKekConfigs, type KekConfig } from '../keys/kek-config.js';
-import { fsyncDir, writeFileAtomic } from '../storage/fsutil.js';
+import { fsyncDir, writeFileAtomic } from '../util/durable.js';
 import { isId } from '../util/ids.js';
 
 /**

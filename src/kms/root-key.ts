@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CorruptDataError, InvalidArgumentError, NotFoundError, UnsupportedVersionError, WrongKeyError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 
 /**
  * Protects the key service's stored key material. Everything the service

@@ -17,7 +17,7 @@ import {
 import { SegmentKind, SegmentReader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import type { Staging } from '../storage/staging.js';
 import { WalWriter, listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
-import { mkdirDurable } from '../storage/fsutil.js';
+import { mkdirDurable, removeFile } from '../util/durable.js';
 import { STATE_FILE, checkManifestState, type StoreState, type WalSeal } from './state.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList, decodeVectorBlock, encodeList, encodeVectorBlock } from './blocks.js';
@@ -659,7 +659,7 @@ export class Collection<M extends object = Metadata> {
     crashPoint('reencrypt:group-committed');
     const layer = this.segments.find((l) => l.segmentId === g.id);
     if (layer) layer.segmentId = newId;
-    for (const f of g.files) await fs.rm(segmentFile(this.dir, g.id, f.kind), { force: true });
+    for (const f of g.files) await removeFile(segmentFile(this.dir, g.id, f.kind));
     crashPoint('reencrypt:group-done');
   }
 
@@ -895,7 +895,7 @@ export class Collection<M extends object = Metadata> {
     }
     this.segments = layer ? [layer] : [];
     await this.rotateWal();
-    for (const g of oldGroups) for (const f of g.files) await fs.rm(segmentFile(this.dir, g.id, f.kind), { force: true });
+    for (const g of oldGroups) for (const f of g.files) await removeFile(segmentFile(this.dir, g.id, f.kind));
     crashPoint('compact:done');
     this.ctx.logger.debug({ collection: this.info.name, merged: oldGroups.length, records: entries.length, dropped: dead }, 'compaction committed');
     return { merged: oldGroups.length, records: entries.length, dropped: dead };
@@ -1012,7 +1012,7 @@ export class Collection<M extends object = Metadata> {
 
   private async removeWalBefore(seq: number): Promise<void> {
     for (const s of await listWalFiles(this.walDir)) {
-      if (s < seq) await fs.rm(join(this.walDir, walFileName(s)), { force: true });
+      if (s < seq) await removeFile(join(this.walDir, walFileName(s)));
     }
   }
 
@@ -1224,7 +1224,7 @@ export class Collection<M extends object = Metadata> {
     }
     for (const n of names) {
       const p = join(segDir, n);
-      if (!live.has(p)) await fs.rm(p, { force: true });
+      if (!live.has(p)) await removeFile(p);
     }
   }
 

@@ -24,7 +24,7 @@ import {
 } from '../storage/state-file.js';
 import { listWalFiles, walFileName, walFileSeal } from '../storage/wal.js';
 import { CATALOG_FILE, encodeCatalog, readCatalog, type CollectionInfo } from './catalog.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 
 export { STATE_FILE, type CollectionState, type WalSeal } from '../storage/state-file.js';
 
