@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { AppendSink } from '../util/append-sink.js';
@@ -21,7 +22,7 @@ import {
 } from './entry.js';
 import { countTrailLines } from './line-reader.js';
 import { REDACT_PATHS, sanitizeEvent } from './redaction.js';
-import { readTrailTail } from './tail.js';
+import { lengthToLastNewline, readTrailTail } from './tail.js';
 
 export interface AuditTrailOptions {
   /** The trail file; created (mode 0600, with its directory) if missing, appended to otherwise. */
@@ -120,6 +121,7 @@ export class AuditTrail {
     const key = deriveAuditMacKey(options.macKey);
     try {
       await mkdirDurable(dirname(options.file), 0o700);
+      const torn = await dropTornTail(options.file);
       const state = await readChainState(options.file, key);
       if (options.expectHead !== undefined) checkReachesHead(options.file, state, options.expectHead);
       // Create with 0600 ourselves, and tighten a file someone else created.
@@ -136,8 +138,8 @@ export class AuditTrail {
         outcome: 'ok',
         details:
           state.resumed === undefined
-            ? { created: true }
-            : { previousSeq: state.resumed.seq, previousClosed: state.resumed.closed },
+            ? { created: true, ...(torn > 0 ? { tornTailBytes: torn } : {}) }
+            : { previousSeq: state.resumed.seq, previousClosed: state.resumed.closed, ...(torn > 0 ? { tornTailBytes: torn } : {}) },
       });
       return trail;
     } catch (err) {
@@ -244,6 +246,27 @@ export class AuditTrail {
       throw new VectorsealError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
     }
   }
+}
+
+/**
+ * Cuts a torn last line (no newline: a write a power cut stopped part-way)
+ * back to the last complete entry, durably, and returns the bytes dropped.
+ * Such a line was never acknowledged: every entry an operation waited for
+ * was fsynced whole. What is left must still reach the head the store state
+ * recorded, so cutting an authentic entry this way is still caught.
+ */
+async function dropTornTail(file: string): Promise<number> {
+  if ((await readTrailTail(file)).kind !== 'torn') return 0;
+  const size = (await stat(file)).size;
+  const keep = await lengthToLastNewline(file);
+  const handle = await fileLayer().open(file, 'write');
+  try {
+    await handle.truncate(keep);
+    await handle.fsync();
+  } finally {
+    await handle.close();
+  }
+  return size - keep;
 }
 
 /** Undefined for a file that existed already (EEXIST); any other error as it is. */

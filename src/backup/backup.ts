@@ -146,14 +146,18 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       const dest = join(root, objectPath(got.sha256));
       await mkdirDurable(dirname(dest));
       const have = await hashFile(dest).catch(() => undefined);
+      // The temp file's directory is fsynced after it loses the entry too: otherwise a power cut
+      // brings the temp back, and the backup holds a file no snapshot lists.
       if (have && have.sha256 === got.sha256) {
         await removeFile(tmp);
+        await fsyncDir(dirname(tmp));
         report.reused += 1;
         report.reusedBytes += got.length;
       } else {
         if (have) report.repaired += 1;
         await renameFile(tmp, dest);
         await fsyncDir(dirname(dest));
+        await fsyncDir(dirname(tmp));
         report.copied += 1;
         report.copiedBytes += got.length;
       }

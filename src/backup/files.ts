@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
-import { mkdirDurable as mkdirChainDurable, openDurable } from '../util/durable.js';
+import { mkdirDurable as mkdirChainDurable, openDurable, writeFileDurable } from '../util/durable.js';
 
 const BLOCK = 1 << 20;
 
@@ -59,15 +59,9 @@ export async function copyHashed(src: string, dest: string, mode = 0o600): Promi
   return { sha256: h.digest('hex'), length };
 }
 
-/** Writes bytes to a new file and fsyncs it. */
+/** Writes bytes to a new file and fsyncs it and its directory (a snapshot's manifest lists it as present). */
 export async function writeNew(dest: string, data: Uint8Array, mode = 0o600): Promise<void> {
-  const out = await openDurable(dest, 'create', mode);
-  try {
-    await out.write(data);
-    await out.fsync();
-  } finally {
-    await out.close();
-  }
+  await writeFileDurable(dest, data, mode);
 }
 
 /** A temp name beside `path` (dot-prefixed, `.tmp` suffix). */

@@ -222,7 +222,11 @@ export class Store {
       }
       const st = state;
       audit.attach(await openAuditTrail(dir, keys, options, st.recordedAuditHead));
-      st.auditHead = () => audit.head();
+      st.auditHead = async () => {
+        const head = audit.head();
+        await audit.durable();
+        return head;
+      };
       const catalog = await recoverCatalog(
         { dir, keys, logger, writeCatalog: (c) => st.writeCatalog(dir, c), forget: (id) => st.removeCollection(id) },
         await readCatalog(dir),

@@ -32,6 +32,9 @@ export class FaultFileLayer implements FileLayer {
   private readonly random: () => number;
   private readonly byIno = new Map<number, FileNode>();
   private inflight = 0;
+  private queue: Promise<void> = Promise.resolve();
+  /** Handles opened and not closed yet (closed at the cut by `materialize`). */
+  readonly openFiles = new Set<FaultFile>();
   private readonly labels: string[] | undefined;
   private readonly crash: CrashMode;
 
@@ -54,20 +57,24 @@ export class FaultFileLayer implements FileLayer {
     return this.labels ?? [];
   }
 
+  // Each operation changes the model before the real call (so that operations running
+  // at the same time see each other, as they do on the real disk) and takes the change
+  // back when the real call fails. After the cut the model no longer changes.
+
   async open(path: string, mode: OpenMode, perm = 0o600): Promise<DurableFile> {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.open(path, mode, perm);
-    const before = this.prepareOpen(at, mode, `open(${mode})`);
-    const real = await this.run(() => realFileLayer.open(path, mode, perm));
-    return new FaultFile(this, this.afterOpen(at, mode, perm, before), real, mode === 'append' || mode === 'appendCreate');
+    const { node, undo } = this.openModel(at, path, mode, perm);
+    const real = await this.attempt(undo, () => realFileLayer.open(path, mode, perm));
+    return this.track(new FaultFile(this, node, real, mode === 'append' || mode === 'appendCreate'));
   }
 
   openSync(path: string, mode: OpenMode, perm = 0o600): DurableFile {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.openSync(path, mode, perm);
-    const before = this.prepareOpen(at, mode, `open(${mode})`);
-    const real = realFileLayer.openSync(path, mode, perm);
-    return new FaultFile(this, this.afterOpen(at, mode, perm, before), real, mode === 'append' || mode === 'appendCreate');
+    const { node, undo } = this.openModel(at, path, mode, perm);
+    const real = this.attemptSync(undo, () => realFileLayer.openSync(path, mode, perm));
+    return this.track(new FaultFile(this, node, real, mode === 'append' || mode === 'appendCreate'));
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -76,22 +83,18 @@ export class FaultFileLayer implements FileLayer {
     if (src === undefined && dst === undefined) return realFileLayer.rename(from, to);
     if (src === undefined || dst === undefined) throw new Error(`fault layer: rename across its root (${from} -> ${to})`);
     this.step(`rename ${this.rel(from)} -> ${this.rel(to)}`);
-    const node = src.parent === undefined ? undefined : this.entries(src.parent).get(src.name);
-    if (node !== undefined) this.captureDeep(node);
-    const over = dst.parent === undefined ? undefined : this.entries(dst.parent).get(dst.name);
+    const node = this.nodeAt(src);
+    const sp = src.parent;
+    const dp = dst.parent;
+    if (node === undefined || sp === undefined || dp === undefined) return this.diverged(() => realFileLayer.rename(from, to), from);
+    this.captureDeep(node);
+    const over = this.nodeAt(dst);
     if (over !== undefined) this.captureDeep(over);
-    await this.run(() => realFileLayer.rename(from, to));
-    if (this.cut) return;
-    const sp = this.mustParent(src, from);
-    const dp = this.mustParent(dst, to);
-    if (node === undefined) throw new Error(`fault layer: ${from} renamed but not in the model`);
-    this.entries(sp).delete(src.name);
-    this.entries(dp).set(dst.name, node);
-    if (sp === dp) sp.log.push({ t: 'mv', from: src.name, to: dst.name, node });
-    else {
-      sp.log.push({ t: 'del', name: src.name });
-      dp.log.push({ t: 'set', name: dst.name, node });
-    }
+    const undo =
+      sp === dp
+        ? this.changeEntries(sp, { t: 'mv', from: src.name, to: dst.name, node })
+        : chain(this.changeEntries(sp, { t: 'del', name: src.name }), this.changeEntries(dp, { t: 'set', name: dst.name, node }));
+    await this.attempt(undo, () => realFileLayer.rename(from, to));
   }
 
   async link(existing: string, newPath: string): Promise<void> {
@@ -100,55 +103,50 @@ export class FaultFileLayer implements FileLayer {
     if (src === undefined && dst === undefined) return realFileLayer.link(existing, newPath);
     if (src === undefined || dst === undefined) throw new Error(`fault layer: link across its root (${existing} -> ${newPath})`);
     this.step(`link ${this.rel(existing)} -> ${this.rel(newPath)}`);
-    const node = src.parent === undefined ? undefined : this.entries(src.parent).get(src.name);
-    if (node !== undefined) this.captureDeep(node);
-    // The new entry's directory is read into the model before it changes, so that the link starts out pending.
-    if (dst.parent !== undefined) this.entries(dst.parent);
-    await this.run(() => realFileLayer.link(existing, newPath));
-    if (this.cut) return;
-    const dp = this.mustParent(dst, newPath);
-    if (node === undefined) throw new Error(`fault layer: ${existing} linked but not in the model`);
-    this.entries(dp).set(dst.name, node);
-    dp.log.push({ t: 'set', name: dst.name, node });
+    const node = this.nodeAt(src);
+    const dp = dst.parent;
+    if (node === undefined || dp === undefined || this.nodeAt(dst) !== undefined) return this.diverged(() => realFileLayer.link(existing, newPath), newPath);
+    this.captureDeep(node);
+    await this.attempt(this.changeEntries(dp, { t: 'set', name: dst.name, node }), () => realFileLayer.link(existing, newPath));
   }
 
   async unlink(path: string): Promise<void> {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.unlink(path);
-    const node = this.beforeRemove(at, `unlink ${this.rel(path)}`);
-    await this.run(() => realFileLayer.unlink(path));
-    this.afterRemove(at, path, node);
+    const undo = this.removeModel(at, `unlink ${this.rel(path)}`);
+    if (undo === undefined) return this.diverged(() => realFileLayer.unlink(path), path);
+    await this.attempt(undo, () => realFileLayer.unlink(path));
   }
 
   unlinkSync(path: string): void {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.unlinkSync(path);
-    const node = this.beforeRemove(at, `unlink ${this.rel(path)}`);
-    realFileLayer.unlinkSync(path);
-    this.afterRemove(at, path, node);
+    const undo = this.removeModel(at, `unlink ${this.rel(path)}`);
+    if (undo === undefined) {
+      realFileLayer.unlinkSync(path);
+      throw new Error(`fault layer: ${path} changed but is not in the model`);
+    }
+    this.attemptSync(undo, () => realFileLayer.unlinkSync(path));
   }
 
   async mkdir(path: string, perm = 0o700): Promise<void> {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.mkdir(path, perm);
     this.step(`mkdir ${this.rel(path)}`);
-    if (at.parent !== undefined) this.entries(at.parent);
-    await this.run(() => realFileLayer.mkdir(path, perm));
-    if (this.cut) return;
-    const parent = this.mustParent(at, path);
+    const parent = at.parent;
+    if (parent === undefined || this.nodeAt(at) !== undefined) return this.diverged(() => realFileLayer.mkdir(path, perm), path);
     const node = newDir(path, perm);
     node.entries = new Map();
     node.durable = new Map();
-    this.entries(parent).set(at.name, node);
-    parent.log.push({ t: 'set', name: at.name, node });
+    await this.attempt(this.changeEntries(parent, { t: 'set', name: at.name, node }), () => realFileLayer.mkdir(path, perm));
   }
 
   async rmdir(path: string): Promise<void> {
     const at = this.locate(path);
     if (at === undefined) return realFileLayer.rmdir(path);
-    const node = this.beforeRemove(at, `rmdir ${this.rel(path)}`);
-    await this.run(() => realFileLayer.rmdir(path));
-    this.afterRemove(at, path, node);
+    const undo = this.removeModel(at, `rmdir ${this.rel(path)}`);
+    if (undo === undefined) return this.diverged(() => realFileLayer.rmdir(path), path);
+    await this.attempt(undo, () => realFileLayer.rmdir(path));
   }
 
   async chmod(path: string, perm: number): Promise<void> {
@@ -166,11 +164,15 @@ export class FaultFileLayer implements FileLayer {
     if (at === undefined) return realFileLayer.fsyncDir(dir);
     this.step(`fsync dir ${this.rel(dir) || '.'}`);
     const node = this.nodeAt(at);
-    if (node?.kind === 'dir') this.entries(node);
-    await this.run(() => realFileLayer.fsyncDir(dir));
-    if (this.cut || node?.kind !== 'dir') return;
-    node.durable = new Map(this.entries(node));
+    if (node?.kind !== 'dir') return this.diverged(() => realFileLayer.fsyncDir(dir), dir);
+    const entries = this.entries(node);
+    const before = { durable: node.durable, log: node.log };
+    node.durable = new Map(entries);
     node.log = [];
+    await this.attempt(() => {
+      node.durable = before.durable;
+      node.log = before.log;
+    }, () => realFileLayer.fsyncDir(dir));
   }
 
   /** Waits until no real operation started before the cut is still running. */
@@ -185,10 +187,18 @@ export class FaultFileLayer implements FileLayer {
    */
   materialize(): void {
     this.cutOp ??= 'end';
+    // The process the handles belonged to is gone: close them (closing is not a durable operation).
+    for (const f of this.openFiles) f.closeQuietly();
+    this.openFiles.clear();
     const image = this.imageOf(this.rootNode, new Map());
     if (image.kind !== 'dir') throw new Error('fault layer: root is not a directory');
     for (const name of readdirSync(this.root)) rmSync(join(this.root, name), { recursive: true, force: true });
     for (const [name, child] of image.entries) writeImage(join(this.root, name), child);
+  }
+
+  private track(file: FaultFile): FaultFile {
+    this.openFiles.add(file);
+    return file;
   }
 
   // --- the model -----------------------------------------------------------
@@ -204,11 +214,20 @@ export class FaultFileLayer implements FileLayer {
     }
   }
 
-  /** Runs a real operation, counted so that `settle()` can wait for it. */
+  /**
+   * Runs a real operation, counted so that `settle()` can wait for it. Real
+   * operations run one at a time in the order they were issued: the order
+   * the model applied them in.
+   */
   async run<T>(fn: () => Promise<T>): Promise<T> {
     this.inflight += 1;
+    const result = this.queue.then(fn);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
-      return await fn();
+      return await result;
     } finally {
       this.inflight -= 1;
     }
@@ -239,11 +258,6 @@ export class FaultFileLayer implements FileLayer {
   private nodeAt(at: Located): Node | undefined {
     if (at.parent === undefined) return at.name === '' ? this.rootNode : undefined;
     return this.entries(at.parent).get(at.name);
-  }
-
-  private mustParent(at: Located, path: string): DirNode {
-    if (at.parent === undefined) throw new Error(`fault layer: ${path} changed but its directory is not in the model`);
-    return at.parent;
   }
 
   /** A directory's current entries, read from the real directory the first time (all durable then). */
@@ -287,39 +301,101 @@ export class FaultFileLayer implements FileLayer {
     for (const child of this.entries(node).values()) this.captureDeep(child);
   }
 
-  private prepareOpen(at: Located, mode: OpenMode, label: string): FileNode | undefined {
-    this.step(`${label} ${this.rel(join(at.parent?.origin ?? this.root, at.name))}`);
+  /** The model's side of an open: a new file entry, or the truncation of an existing file. */
+  private openModel(at: Located, path: string, mode: OpenMode, perm: number): { node: FileNode; undo: () => void } {
+    this.step(`open(${mode}) ${this.rel(path)}`);
     const existing = this.nodeAt(at);
-    if (existing?.kind === 'file') this.content(existing);
-    return existing?.kind === 'file' && mode !== 'create' ? existing : undefined;
-  }
-
-  private afterOpen(at: Located, mode: OpenMode, perm: number, existing: FileNode | undefined): FileNode {
-    if (existing !== undefined) {
-      if (mode === 'truncate' && !this.cut) applyOp(existing, { t: 't', len: 0 });
-      return existing;
+    if (existing?.kind === 'file') {
+      this.content(existing);
+      // 'create' fails with EEXIST on the real disk; the model then keeps the file as it is.
+      if (mode === 'create') return { node: existing, undo: () => undefined };
+      if (mode !== 'truncate') return { node: existing, undo: () => undefined };
+      return { node: existing, undo: this.fileChange(existing, { t: 't', len: 0 }) };
     }
     const node: FileNode = { kind: 'file', origin: '', durable: Buffer.alloc(0), current: Buffer.alloc(0), pending: [], mode: perm };
-    if (this.cut) return node;
-    const parent = this.mustParent(at, at.name);
-    this.entries(parent).set(at.name, node);
-    parent.log.push({ t: 'set', name: at.name, node });
-    return node;
+    const creates = mode === 'create' || mode === 'truncate' || mode === 'appendCreate';
+    if (!creates || at.parent === undefined || existing !== undefined) return { node, undo: () => undefined };
+    return { node, undo: this.changeEntries(at.parent, { t: 'set', name: at.name, node }) };
   }
 
-  private beforeRemove(at: Located, label: string): Node | undefined {
+  /** The model's side of an unlink or rmdir; undefined when the entry is not in the model. */
+  private removeModel(at: Located, label: string): (() => void) | undefined {
     this.step(label);
     const node = this.nodeAt(at);
-    if (node !== undefined) this.captureDeep(node);
-    return node;
+    if (node === undefined || at.parent === undefined) return undefined;
+    this.captureDeep(node);
+    return this.changeEntries(at.parent, { t: 'del', name: at.name });
   }
 
-  private afterRemove(at: Located, path: string, node: Node | undefined): void {
-    if (this.cut) return;
-    const parent = this.mustParent(at, path);
-    if (node === undefined) throw new Error(`fault layer: ${path} removed but not in the model`);
-    this.entries(parent).delete(at.name);
-    parent.log.push({ t: 'del', name: at.name });
+  /** Applies one pending change to a directory's entries; returns how to take it back. */
+  private changeEntries(dir: DirNode, op: DirOp): () => void {
+    if (this.cut) return () => undefined;
+    const entries = this.entries(dir);
+    const names = op.t === 'mv' ? [op.from, op.to] : [op.name];
+    const before = names.map((n) => [n, entries.get(n)] as const);
+    if (op.t === 'set') entries.set(op.name, op.node);
+    else if (op.t === 'del') entries.delete(op.name);
+    else {
+      entries.delete(op.from);
+      entries.set(op.to, op.node);
+    }
+    dir.log.push(op);
+    return () => {
+      for (const [n, node] of before) {
+        if (node === undefined) entries.delete(n);
+        else entries.set(n, node);
+      }
+      const i = dir.log.indexOf(op);
+      if (i >= 0) dir.log.splice(i, 1);
+    };
+  }
+
+  /** Applies one pending write or truncation to a file; returns how to take it back. */
+  fileChange(file: FileNode, op: FileOp): () => void {
+    if (this.cut) return () => undefined;
+    const before = { current: this.content(file), pending: [...file.pending] };
+    applyOp(file, op);
+    return () => {
+      file.current = before.current;
+      file.pending = before.pending;
+    };
+  }
+
+  /** Marks a file's data durable; returns how to take it back. */
+  fileSynced(file: FileNode): () => void {
+    if (this.cut) return () => undefined;
+    const before = { durable: file.durable, pending: file.pending };
+    file.durable = Buffer.from(this.content(file));
+    file.pending = [];
+    return () => {
+      file.durable = before.durable;
+      file.pending = before.pending;
+    };
+  }
+
+  /** Runs the real call; takes the model's change back if it fails. */
+  async attempt<T>(undo: () => void, real: () => Promise<T>): Promise<T> {
+    try {
+      return await this.run(real);
+    } catch (err) {
+      if (!this.cut) undo();
+      throw err;
+    }
+  }
+
+  attemptSync<T>(undo: () => void, real: () => T): T {
+    try {
+      return real();
+    } catch (err) {
+      if (!this.cut) undo();
+      throw err;
+    }
+  }
+
+  /** A change the model cannot place: the real call should fail; if it does not, the model is wrong. */
+  private async diverged(real: () => Promise<void>, path: string): Promise<void> {
+    await this.run(real);
+    if (!this.cut) throw new Error(`fault layer: ${path} changed but the model does not know the entry or its directory`);
   }
 
   // --- the crash image ---------------------------------------------------
@@ -426,6 +502,13 @@ interface DirNode {
 
 type Node = FileNode | DirNode;
 
+function chain(a: () => void, b: () => void): () => void {
+  return () => {
+    b();
+    a();
+  };
+}
+
 interface Located {
   /** Undefined for the root itself, or when the parent is not a directory in the model. */
   parent: DirNode | undefined;
@@ -501,68 +584,61 @@ class FaultFile implements DurableFile {
     return this.append ? this.layer.content(this.node).length : this.offset;
   }
 
-  private record(pos: number, data: Uint8Array): void {
-    if (!this.layer.cut) applyOp(this.node, { t: 'w', pos, data: Buffer.from(data) });
+  private change(pos: number, data: Uint8Array): () => void {
+    return this.layer.fileChange(this.node, { t: 'w', pos, data: Buffer.from(data) });
   }
 
   async write(data: Uint8Array): Promise<void> {
     this.layer.step(`write ${this.layer.rel(this.path)}`);
     const pos = this.position();
-    await this.layer.run(() => this.real.write(data));
     this.offset = pos + data.length;
-    this.record(pos, data);
+    await this.layer.attempt(this.change(pos, data), () => this.real.write(data));
   }
 
   async pwrite(data: Uint8Array, position: number): Promise<void> {
     this.layer.step(`pwrite ${this.layer.rel(this.path)}`);
-    await this.layer.run(() => this.real.pwrite(data, position));
-    this.record(position, data);
+    await this.layer.attempt(this.change(position, data), () => this.real.pwrite(data, position));
   }
 
   writeSync(data: Uint8Array): void {
     this.layer.step(`write ${this.layer.rel(this.path)}`);
     const pos = this.position();
-    this.real.writeSync(data);
     this.offset = pos + data.length;
-    this.record(pos, data);
+    this.layer.attemptSync(this.change(pos, data), () => this.real.writeSync(data));
   }
 
   async truncate(length: number): Promise<void> {
     this.layer.step(`truncate ${this.layer.rel(this.path)}`);
-    await this.layer.run(() => this.real.truncate(length));
-    if (!this.layer.cut) applyOp(this.node, { t: 't', len: length });
+    await this.layer.attempt(this.layer.fileChange(this.node, { t: 't', len: length }), () => this.real.truncate(length));
   }
 
   async fsync(): Promise<void> {
     this.layer.step(`fsync ${this.layer.rel(this.path)}`);
-    await this.layer.run(() => this.real.fsync());
-    this.synced();
+    await this.layer.attempt(this.layer.fileSynced(this.node), () => this.real.fsync());
   }
 
   async fdatasync(): Promise<void> {
     this.layer.step(`fdatasync ${this.layer.rel(this.path)}`);
-    await this.layer.run(() => this.real.fdatasync());
-    this.synced();
+    await this.layer.attempt(this.layer.fileSynced(this.node), () => this.real.fdatasync());
   }
 
   fsyncSync(): void {
     this.layer.step(`fsync ${this.layer.rel(this.path)}`);
-    this.real.fsyncSync();
-    this.synced();
+    this.layer.attemptSync(this.layer.fileSynced(this.node), () => this.real.fsyncSync());
   }
 
   /** Closing is not a durable operation: it works after the cut too, so no descriptor leaks. */
   close(): Promise<void> {
+    this.layer.openFiles.delete(this);
     return this.real.close();
   }
 
   closeSync(): void {
+    this.layer.openFiles.delete(this);
     this.real.closeSync();
   }
 
-  private synced(): void {
-    if (this.layer.cut) return;
-    this.node.durable = Buffer.from(this.layer.content(this.node));
-    this.node.pending = [];
+  closeQuietly(): void {
+    void this.real.close().catch(() => undefined);
   }
 }
