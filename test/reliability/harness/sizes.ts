@@ -34,7 +34,7 @@ export function sizes(): Sizes {
     seed: envInt('VECTORSEAL_RELIABILITY_SEED') ?? Math.floor(Math.random() * 2 ** 31),
     bitFlipsPerFile: envInt('VECTORSEAL_BIT_FLIPS') ?? (full ? 24 : 4),
     hostileRuns: envInt('VECTORSEAL_HOSTILE_RUNS') ?? (full ? 1000 : 100),
-    powerCutsRandom: envInt('VECTORSEAL_POWER_CUTS_RANDOM') ?? (full ? 700 : 10),
-    powerCutStride: envInt('VECTORSEAL_POWER_CUT_STRIDE') ?? 8,
+    powerCutsRandom: envInt('VECTORSEAL_POWER_CUTS_RANDOM') ?? (full ? 400 : 10),
+    powerCutStride: envInt('VECTORSEAL_POWER_CUT_STRIDE') ?? 20,
   };
 }
