@@ -97,12 +97,25 @@ export async function writeFileDurable(path: string, data: Uint8Array, mode = 0o
  * Writes `data` to `path` (created or replaced in place) with no fsync: for
  * files that are not durable state (exports, config the user asked for).
  */
-export async function writeFilePlain(path: string, data: Uint8Array | string, mode = 0o600): Promise<void> {
-  const file = await fileLayer().open(path, 'truncate', mode);
+export async function writeFilePlain(path: string, data: Uint8Array | string, mode = 0o600, options: { exclusive?: boolean } = {}): Promise<void> {
+  const file = await fileLayer().open(path, options.exclusive === true ? 'create' : 'truncate', mode);
   try {
     await file.write(typeof data === 'string' ? Buffer.from(data) : data);
   } finally {
     await file.close();
+  }
+}
+
+/** Creates a new private directory `<prefix><random>` (like mkdtemp) and returns its path. */
+export async function makeTempDir(prefix: string, mode = 0o700): Promise<string> {
+  for (;;) {
+    const dir = `${prefix}${randomBytes(6).toString('hex')}`;
+    try {
+      await fileLayer().mkdir(dir, mode);
+      return dir;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
 }
 
