@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { fsync } from 'node:fs';
-import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { AppendSink } from '../util/append-sink.js';
+import { fsyncDir, mkdirDurable } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 import { ClosedError, CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
 import { deriveAuditMacKey } from './audit-key.js';
 import {
@@ -20,7 +22,7 @@ import {
 } from './entry.js';
 import { countTrailLines } from './line-reader.js';
 import { REDACT_PATHS, sanitizeEvent } from './redaction.js';
-import { readTrailTail } from './tail.js';
+import { lengthToLastNewline, readTrailTail } from './tail.js';
 
 export interface AuditTrailOptions {
   /** The trail file; created (mode 0600, with its directory) if missing, appended to otherwise. */
@@ -46,8 +48,6 @@ export interface AuditTrailOptions {
   expectHead?: AuditHead;
 }
 
-type FileDestination = ReturnType<typeof pino.destination>;
-
 interface ChainState {
   trail: string;
   nextSeq: number;
@@ -72,7 +72,7 @@ export class AuditTrail {
   readonly trailId: string;
   private key: Buffer;
   private readonly logger: Logger;
-  private readonly destination: FileDestination;
+  private readonly destination: AppendSink;
   private readonly principal: string | undefined;
   private nextSeq: number;
   private prev: string;
@@ -87,13 +87,8 @@ export class AuditTrail {
     this.nextSeq = state.nextSeq;
     this.prev = state.prev;
     this.principal = options.principal;
-    this.destination = pino.destination({
-      dest: options.file,
-      append: true,
-      sync: options.sync ?? true,
-      mkdir: true,
-      mode: 0o600,
-    });
+    // Every line is appended through the file layer before record() returns, whatever `sync` says.
+    this.destination = new AppendSink(options.file, 0o600);
     this.destination.on('error', (err: Error) => {
       this.failure ??= err;
     });
@@ -125,20 +120,26 @@ export class AuditTrail {
   static async open(options: AuditTrailOptions): Promise<AuditTrail> {
     const key = deriveAuditMacKey(options.macKey);
     try {
-      await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
+      await mkdirDurable(dirname(options.file), 0o700);
+      const torn = await dropTornTail(options.file);
       const state = await readChainState(options.file, key);
       if (options.expectHead !== undefined) checkReachesHead(options.file, state, options.expectHead);
       // Create with 0600 ourselves, and tighten a file someone else created.
-      await (await openFile(options.file, 'a', 0o600)).close();
-      await chmod(options.file, 0o600);
+      // A new trail's directory entry must be durable before any entry is: a store state may soon name its head.
+      const created = await fileLayer().open(options.file, 'create', 0o600).catch(ignoreExisting);
+      if (created !== undefined) {
+        await created.close();
+        await fsyncDir(dirname(options.file));
+      }
+      await fileLayer().chmod(options.file, 0o600);
       const trail = new AuditTrail(options, key, state);
       trail.record({
         action: TRAIL_OPEN_ACTION,
         outcome: 'ok',
         details:
           state.resumed === undefined
-            ? { created: true }
-            : { previousSeq: state.resumed.seq, previousClosed: state.resumed.closed },
+            ? { created: true, ...(torn > 0 ? { tornTailBytes: torn } : {}) }
+            : { previousSeq: state.resumed.seq, previousClosed: state.resumed.closed, ...(torn > 0 ? { tornTailBytes: torn } : {}) },
       });
       return trail;
     } catch (err) {
@@ -171,9 +172,7 @@ export class AuditTrail {
     this.throwIfFailed();
     if (this.closing !== undefined) return;
     await this.flush();
-    const fd = (this.destination as unknown as { fd: number }).fd;
-    if (typeof fd !== 'number' || fd < 0) return;
-    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    await this.destination.fsync();
   }
 
   /** Waits until every recorded entry is in the file (a no-op for a sync trail). */
@@ -204,6 +203,8 @@ export class AuditTrail {
         outcome: 'ok',
         details: { reason: 'close', entries: this.nextSeq + 1 },
       });
+      // The checkpoint is the head a clean close records in the store state: it must be durable first.
+      await this.destination.fsync();
       await new Promise<void>((resolve, reject) => {
         this.destination.once('close', () => resolve());
         this.destination.once('error', reject);
@@ -245,6 +246,33 @@ export class AuditTrail {
       throw new VectorsealError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
     }
   }
+}
+
+/**
+ * Cuts a torn last line (no newline: a write a power cut stopped part-way)
+ * back to the last complete entry, durably, and returns the bytes dropped.
+ * Such a line was never acknowledged: every entry an operation waited for
+ * was fsynced whole. What is left must still reach the head the store state
+ * recorded, so cutting an authentic entry this way is still caught.
+ */
+async function dropTornTail(file: string): Promise<number> {
+  if ((await readTrailTail(file)).kind !== 'torn') return 0;
+  const size = (await stat(file)).size;
+  const keep = await lengthToLastNewline(file);
+  const handle = await fileLayer().open(file, 'write');
+  try {
+    await handle.truncate(keep);
+    await handle.fsync();
+  } finally {
+    await handle.close();
+  }
+  return size - keep;
+}
+
+/** Undefined for a file that existed already (EEXIST); any other error as it is. */
+async function ignoreExisting(err: unknown): Promise<undefined> {
+  if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  return undefined;
 }
 
 /** The trail's last entry must be the expected head or a later entry of the same trail. */

@@ -49,3 +49,25 @@ export async function readTrailTail(file: string): Promise<TrailTail> {
     await handle.close();
   }
 }
+
+/**
+ * The length of `file` up to and including its last newline: what is left
+ * when a torn last line (a write cut short by a crash) is dropped.
+ */
+export async function lengthToLastNewline(file: string): Promise<number> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    for (let position = size; position > 0; ) {
+      const length = Math.min(CHUNK, position);
+      const buf = Buffer.alloc(length);
+      await handle.read(buf, 0, length, position - length);
+      const nl = buf.lastIndexOf(0x0a);
+      if (nl >= 0) return position - length + nl + 1;
+      position -= length;
+    }
+    return 0;
+  } finally {
+    await handle.close();
+  }
+}

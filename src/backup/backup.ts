@@ -4,7 +4,7 @@ import { CorruptDataError, InvalidArgumentError, KeyDestroyedError, ReadOnlyErro
 import type { KeyringData } from '../keys/keyring-file.js';
 import { MANIFEST_FILE, segmentFile } from '../storage/manifest.js';
 import { decodeSegmentHeader, SEGMENT_HEADER_SIZE } from '../storage/segment.js';
-import { fsyncDir, writeFileAtomic } from '../storage/fsutil.js';
+import { fsyncDir, removeFile, removeTree, renameFile, writeFileAtomic } from '../util/durable.js';
 import { listWalFiles, readWalHeader, walFileName } from '../storage/wal.js';
 import { encodeCatalog } from '../store/catalog.js';
 import type { Collection, CollectionCut } from '../store/collection.js';
@@ -158,19 +158,23 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       const dest = join(root, objectPath(got.sha256));
       await mkdirDurable(dirname(dest));
       const have = await hashFile(dest).catch(() => undefined);
+      // The temp file's directory is fsynced after it loses the entry too: otherwise a power cut
+      // brings the temp back, and the backup holds a file no snapshot lists.
       if (have && have.sha256 === got.sha256) {
-        await fs.rm(tmp, { force: true });
+        await removeFile(tmp);
+        await fsyncDir(dirname(tmp));
         report.reused += 1;
         report.reusedBytes += got.length;
       } else {
         if (have) report.repaired += 1;
-        await fs.rename(tmp, dest);
+        await renameFile(tmp, dest);
         await fsyncDir(dirname(dest));
+        await fsyncDir(dirname(tmp));
         report.copied += 1;
         report.copiedBytes += got.length;
       }
     } catch (err) {
-      await fs.rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
     files.push({ path, stored: objectPath(got.sha256), ...got });
@@ -270,7 +274,7 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     return { ...report, snapshot: n, manifest, files: files.length, bytes: files.reduce((s, f) => s + f.length, 0) };
   } catch (err) {
     // The snapshot never got a manifest: remove what it wrote of its own (shared objects are cleaned by the next backup).
-    await fs.rm(snapAbs, { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(snapAbs).catch(() => undefined);
     throw err;
   }
 }
@@ -307,21 +311,21 @@ function filterKeyring(ring: Readonly<KeyringData>, ids: Set<string>): KeyringDa
 async function removeLeftovers(root: string, extra: string[], incomplete: number[]): Promise<number> {
   let n = 0;
   for (const s of incomplete) {
-    await fs.rm(join(root, snapshotDir(s)), { recursive: true, force: true });
+    await removeTree(join(root, snapshotDir(s)));
     n += 1;
   }
   for (const f of extra) {
     // Only inside objects/ and snapshots/: anything else is not ours to delete.
     const rel = f.slice(root.length + 1);
     if (rel.startsWith(`${OBJECTS_DIR}/`) || rel.startsWith(`${SNAPSHOTS_DIR}/`)) {
-      await fs.rm(f, { force: true });
+      await removeFile(f);
       n += 1;
     }
   }
   // Temp files of our own writes.
   for (const e of await walkTree(root)) {
     if (e.kind === 'file' && /(^|\/)\.[^/]*\.tmp$/.test(e.path)) {
-      await fs.rm(join(root, e.path), { force: true });
+      await removeFile(join(root, e.path));
     }
   }
   return n;

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
-import { fsyncDir } from '../storage/fsutil.js';
+import { mkdirDurable as mkdirChainDurable, openDurable, writeFileDurable } from '../util/durable.js';
 
 const BLOCK = 1 << 20;
 
@@ -35,7 +35,7 @@ export async function copyHashed(src: string, dest: string, mode = 0o600, limit 
   const input = await fs.open(src, constants.O_RDONLY);
   let output;
   try {
-    output = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    output = await openDurable(dest, 'create', mode);
   } catch (err) {
     await input.close();
     throw err;
@@ -48,11 +48,10 @@ export async function copyHashed(src: string, dest: string, mode = 0o600, limit 
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
       h.update(chunk);
-      let off = 0;
-      while (off < chunk.length) off += (await output.write(chunk, off, chunk.length - off)).bytesWritten;
+      await output.write(chunk);
       length += bytesRead;
     }
-    await output.sync();
+    await output.fsync();
   } finally {
     await input.close();
     await output.close();
@@ -60,15 +59,9 @@ export async function copyHashed(src: string, dest: string, mode = 0o600, limit 
   return { sha256: h.digest('hex'), length };
 }
 
-/** Writes bytes to a new file and fsyncs it. */
+/** Writes bytes to a new file and fsyncs it and its directory (a snapshot's manifest lists it as present). */
 export async function writeNew(dest: string, data: Uint8Array, mode = 0o600): Promise<void> {
-  const out = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-  try {
-    await out.writeFile(data);
-    await out.sync();
-  } finally {
-    await out.close();
-  }
+  await writeFileDurable(dest, data, mode);
 }
 
 /** A temp name beside `path` (dot-prefixed, `.tmp` suffix). */
@@ -103,10 +96,9 @@ export async function walkTree(root: string): Promise<TreeEntry[]> {
   return out;
 }
 
-/** Creates directories (mode 0700) and fsyncs the parent of each one made. */
+/** Creates directories (mode 0700) and fsyncs the parent of each one made (every level, not only the first). */
 export async function mkdirDurable(dir: string): Promise<void> {
-  const made = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  if (made !== undefined) await fsyncDir(dirname(made));
+  await mkdirChainDurable(dir, 0o700);
 }
 
 /** Whether `dir` does not exist or is an empty directory. */

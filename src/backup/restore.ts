@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AlreadyExistsError, CorruptDataError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { KeyManager } from '../keys/key-manager.js';
 import type { KeyringData } from '../keys/keyring-file.js';
-import { fsyncDir } from '../storage/fsutil.js';
+import { fsyncDir, removeTree, renameFile } from '../util/durable.js';
 import { encodeCatalog, readCatalog } from '../store/catalog.js';
 import { openStore } from '../store/store.js';
 import { copyHashed, isAbsentOrEmpty, mkdirDurable, writeNew } from './files.js';
@@ -149,11 +148,11 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
     } finally {
       await store.close({ flush: false });
     }
-    await fs.rename(tmp, dir);
+    await renameFile(tmp, dir);
     await fsyncDir(dirname(dir));
     return report;
   } catch (err) {
-    await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(tmp).catch(() => undefined);
     throw err;
   }
 }

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CorruptDataError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { checkKekConfigs, type KekConfig } from '../keys/kek-config.js';
-import { fsyncDir, writeFileAtomic } from '../storage/fsutil.js';
+import { fsyncDir, mkdirs, writeFileAtomic } from '../util/durable.js';
 import { isId } from '../util/ids.js';
 
 /**
@@ -72,7 +72,7 @@ export async function readStoreConfig(file: string, storeId?: string): Promise<S
 /** Writes a store's config file (mode 0600, its directory 0700), atomically. */
 export async function writeStoreConfig(file: string, config: StoreConfig): Promise<void> {
   const dir = dirname(file);
-  const made = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const made = await mkdirs(dir, 0o700);
   if (made !== undefined) await fsyncDir(dirname(made));
   const body = { format: CONFIG_FORMAT, version: 1, storeId: config.storeId, ...(config.dir === undefined ? {} : { dir: config.dir }), keks: config.keks };
   await writeFileAtomic(file, Buffer.from(`${JSON.stringify(body, null, 2)}\n`, 'utf8'), 0o600);

@@ -1,12 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { promises as fs } from 'node:fs';
 import { CorruptDataError, NotFoundError, UnsupportedVersionError } from '../errors.js';
-import { storageError, writeFileAtomic } from '../storage/fsutil.js';
+import { openDurable, storageError, writeFileAtomic } from '../util/durable.js';
 import { crashPoint } from '../util/crash.js';
 import { isId } from '../util/ids.js';
 import { KEYRING_FORMAT, KEYRING_VERSION, type CollectionKeys, type KekEntry, type KeyringData, type StoredWrap, type TenantEntry } from './keyring-file.js';
 import { isKeyringV1 } from './keyring-v1.js';
+import { type DurableFile } from '../util/file-layer.js';
 
 /**
  * The keyring on disk: an append-only log of MAC-chained records, one JSON
@@ -228,7 +228,7 @@ export interface KeyringLogOptions {
 
 /** Appends MAC-chained records to a keyring file, and checkpoints it. One writer (the store's LOCK). */
 export class KeyringLog {
-  private handle: FileHandle | undefined;
+  private handle: DurableFile | undefined;
   private head: LogHead;
   private checkpointBytes: number;
   private tailBytes: number;
@@ -268,14 +268,14 @@ export class KeyringLog {
     const seq = this.head.seq + 1;
     const { bytes, mac } = line(this.macKey, this.head.mac, { t: 'tx', seq, at, ops });
     try {
-      this.handle ??= await fs.open(this.options.file, constants.O_WRONLY | constants.O_APPEND);
+      this.handle ??= await openDurable(this.options.file, 'append');
       if (this.tornAt !== undefined) {
         await this.handle.truncate(this.tornAt);
         this.tornAt = undefined;
       }
       await this.handle.write(bytes);
       crashPoint('keyring:appended');
-      if (this.options.durability !== 'none') await this.handle.datasync();
+      if (this.options.durability !== 'none') await this.handle.fdatasync();
     } catch (err) {
       // A failed write may have left part of a line: the file must not be appended to again before it is cut back.
       await this.handle?.close().catch(() => undefined);

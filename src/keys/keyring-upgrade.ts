@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError, InvalidArgumentError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 import { KEYRING_FORMAT, KEYRING_VERSION, type CollectionKeys, type KekEntry, type KeyringData } from './keyring-file.js';
 import { KEYRING_FILE, encodeCheckpoint } from './keyring-log.js';
 import { createMacKey, toWrapped } from './keyring-mac-key.js';

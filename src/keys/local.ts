@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   CorruptDataError,
@@ -10,9 +10,10 @@ import {
   WrongKeyError,
 } from '../errors.js';
 import { defaultGcm } from '../crypto/gcm.js';
-import { createFileAtomic, fsyncDir } from '../storage/fsutil.js';
+import { createFileAtomic, fsyncDir, mkdirs, openDurable, removeFile, removeTree } from '../util/durable.js';
 import { contextBytes, type DekContext } from './context.js';
 import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
+import { fileLayer } from '../util/file-layer.js';
 
 /**
  * The embedded default KEK provider. The master key is 32 random bytes per KEK
@@ -105,8 +106,8 @@ export class LocalKekProvider extends KekProvider {
   static async init(options: LocalKekOptions): Promise<LocalKekProvider> {
     const provider = new LocalKekProvider(options);
     if (provider.dir) {
-      const first = await fs.mkdir(provider.dir, { recursive: true, mode: 0o700 });
-      await fs.chmod(provider.dir, 0o700);
+      const first = await mkdirs(provider.dir, 0o700);
+      await fileLayer().chmod(provider.dir, 0o700);
       // Every directory made here must survive a crash with the key in it: fsync each new entry's parent.
       if (first !== undefined) {
         for (let d = provider.dir; ; d = dirname(d)) {
@@ -195,15 +196,15 @@ export class LocalKekProvider extends KekProvider {
     this.current = undefined;
     try {
       // Overwrite before unlinking; on copy-on-write or journaling file systems this is best effort.
-      const handle = await fs.open(path, constants.O_WRONLY);
-      await handle.write(randomBytes(32), 0, 32, 0);
-      await handle.sync();
+      const handle = await openDurable(path, 'write');
+      await handle.pwrite(randomBytes(32), 0);
+      await handle.fsync();
       await handle.close();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fs.rm(path, { force: true });
+    await removeFile(path);
     await fsyncDir(this.dir);
   }
 
@@ -218,7 +219,7 @@ export class LocalKekProvider extends KekProvider {
   protected override async _destroyKek(): Promise<'destroyed'> {
     if (!this.dir) throw new UnsupportedOperationError('a master key given in the environment cannot be destroyed here');
     for (const v of await this.versions()) await this.destroyVersion(v);
-    await fs.rm(this.dir, { recursive: true, force: true });
+    await removeTree(this.dir);
     return 'destroyed';
   }
 

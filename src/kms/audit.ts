@@ -1,5 +1,6 @@
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { mkdirs } from '../util/durable.js';
+import { fileLayer, type DurableFile } from '../util/file-layer.js';
 
 export interface AuditOptions {
   /** File the audit lines are appended to (created with its directory, mode 0600). */
@@ -50,9 +51,9 @@ const INFO = 30;
  * the one a synchronous write per line gave (in the file before the answer
  * leaves, not fsynced), no weaker.
  */
-export function createAuditLog(options: AuditOptions): AuditLog {
-  mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
-  let fd = openSync(options.file, 'a', 0o600);
+export async function createAuditLog(options: AuditOptions): Promise<AuditLog> {
+  await mkdirs(dirname(options.file), 0o700);
+  let file: DurableFile | undefined = fileLayer().openSync(options.file, 'appendCreate', 0o600);
   let pending: string[] = [];
   let waiting: ((err?: Error) => void)[] = [];
   let scheduled = false;
@@ -66,10 +67,10 @@ export function createAuditLog(options: AuditOptions): AuditLog {
     waiting = [];
     let failure: Error | undefined;
     try {
-      if (fd < 0) throw new Error('the audit log is closed');
+      if (file === undefined) throw new Error('the audit log is closed');
       const data = Buffer.from(lines.join(''), 'utf8');
-      // A regular file takes the whole buffer at once; the loop covers a short write all the same.
-      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+      // One write(2) for the whole turn's lines (the layer loops over a short write).
+      file.writeSync(data);
       if (options.stdout) process.stdout.write(data);
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));
@@ -90,8 +91,8 @@ export function createAuditLog(options: AuditOptions): AuditLog {
     },
     async close() {
       flush();
-      if (fd >= 0) closeSync(fd);
-      fd = -1;
+      file?.closeSync();
+      file = undefined;
     },
   };
 }

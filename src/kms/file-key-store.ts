@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptDataError, UnsupportedVersionError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 import { emptyState, KeyStore, type KeyStoreState } from './key-store.js';
 import type { RootKeyProtector } from './root-key.js';
 

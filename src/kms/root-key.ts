@@ -1,8 +1,9 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CorruptDataError, InvalidArgumentError, NotFoundError, UnsupportedVersionError, WrongKeyError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { mkdirDurable, writeFileAtomic } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 
 /**
  * Protects the key service's stored key material. Everything the service
@@ -59,10 +60,11 @@ export class LocalRootKeyFile implements RootKeyProtector {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       if (options.create === false) throw new NotFoundError(`root key file ${file} does not exist (wrong path? --create-root makes a new one)`);
-      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      // The directory must survive a crash with the key in it, like the key itself.
+      await mkdirDurable(dirname(file), 0o700);
       key = randomBytes(ROOT_KEY_BYTES);
       await writeFileAtomic(file, key, 0o600);
-      await chmod(file, 0o600);
+      await fileLayer().chmod(file, 0o600);
     }
     if (key.length !== ROOT_KEY_BYTES) {
       throw new InvalidArgumentError(`root key file ${file} expected ${ROOT_KEY_BYTES} bytes, got length=${key.length}`);

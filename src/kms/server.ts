@@ -1,7 +1,6 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
@@ -19,6 +18,7 @@ import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
 import type { WireInput } from './wire.js';
+import { mkdirs } from '../util/durable.js';
 
 export interface KeyServiceOptions {
   /** TCP port; 0 picks a free one. */
@@ -97,7 +97,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     throw new InvalidArgumentError('startKeyService expected "config" or "configFile"');
   }
   const config = options.config !== undefined ? validateKeyServiceConfig(options.config) : await loadKeyServiceConfig(options.configFile!);
-  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  await mkdirs(options.dataDir, 0o700);
   const clock = options.clock ?? systemClock;
   const authClock = options.authClock ?? systemClock;
   if (options.rootPkcs11 !== undefined && (options.rootKey !== undefined || options.rootKeyFile !== undefined)) {
@@ -116,7 +116,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     throw err;
   });
   const service = new KeyService(store, config.region, config.accountId, clock, options.peers === undefined ? undefined : createPeers(options.peers));
-  const audit = createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
+  const audit = await createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
   // With the file store the configuration is the source of access keys; with etcd, etcd is.
   let filePrincipals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
   const principalFor = (id: string): PrincipalConfig | undefined => {

@@ -1,8 +1,9 @@
-import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { StoreLockedError } from '../errors.js';
-import { createFileExclusive, exists } from './fsutil.js';
+import { createFileExclusive, exists, removeFile } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 
 export const LOCK_FILE = 'LOCK';
 
@@ -95,7 +96,7 @@ export class StoreLock {
       }
       // Stale (dead holder) or unreadable: remove only if it is still the same lock.
       const again = await fs.readFile(path, 'utf8').catch(() => undefined);
-      if (again !== undefined && parse(again)?.token === holder?.token) await fs.rm(path, { force: true });
+      if (again !== undefined && parse(again)?.token === holder?.token) await removeFile(path);
     }
     throw new StoreLockedError(`store ${dir} is locked (the lock changed hands while taking it over)`);
   }
@@ -110,7 +111,7 @@ export class StoreLock {
     this.released = true;
     process.removeListener('exit', this.onExit);
     try {
-      if (parse(readFileSync(this.path, 'utf8'))?.token === this.info.token) unlinkSync(this.path);
+      if (parse(readFileSync(this.path, 'utf8'))?.token === this.info.token) fileLayer().unlinkSync(this.path);
     } catch {
       // Already gone: nothing to release.
     }

@@ -15,7 +15,8 @@ import {
 import type { ChunkEngine } from '../crypto/engine.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
 import { bytesToId, idToBytes } from '../util/ids.js';
-import { fsyncDir, storageError } from './fsutil.js';
+import { fsyncDir, openDurable, removeFile, renameFile, storageError } from '../util/durable.js';
+import type { DurableFile } from '../util/file-layer.js';
 
 /**
  * Immutable segment files: a small plaintext header naming everything a reader
@@ -209,7 +210,7 @@ export class SegmentWriter {
   private readonly syncDir: boolean;
 
   private constructor(
-    private readonly handle: FileHandle,
+    private readonly handle: DurableFile,
     private readonly tmp: string,
     private readonly path: string,
     header: Buffer,
@@ -227,11 +228,8 @@ export class SegmentWriter {
 
   static async create(path: string, header: SegmentHeader, dek: Uint8Array, options: SegmentWriteOptions = {}): Promise<SegmentWriter> {
     const tmp = `${dirname(path)}/.${basename(path)}.tmp`;
-    // A temp file left by an interrupted write; unlink is one syscall where rm's checks cost several per segment.
-    await fs.unlink(tmp).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
-    const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    await removeFile(tmp);
+    const handle = await openDurable(tmp, 'create', 0o600);
     return new SegmentWriter(handle, tmp, path, encodeSegmentHeader(header), dek, options);
   }
 
@@ -269,11 +267,11 @@ export class SegmentWriter {
       const n = this.sealer.sealFinal(this.pending.subarray(0, this.pendingLength), this.out);
       await this.emit(this.out.subarray(0, n));
       this.done = true;
-      await this.handle.sync();
+      await this.handle.fsync();
       await this.handle.close();
       const result = { length: this.length, sha256: this.hash.digest('hex'), plaintextLength: this.plaintextLength };
       await this.beforeRename?.(result);
-      await fs.rename(this.tmp, this.path);
+      await renameFile(this.tmp, this.path);
       if (this.syncDir) await fsyncDir(dirname(this.path));
       return result;
     } catch (err) {
@@ -289,7 +287,7 @@ export class SegmentWriter {
     this.done = true;
     this.wipe();
     await this.handle.close().catch(() => undefined);
-    await fs.rm(this.tmp, { force: true });
+    await removeFile(this.tmp);
   }
 
   private wipe(): void {
@@ -307,12 +305,8 @@ export class SegmentWriter {
 
   private async emit(bytes: Uint8Array): Promise<void> {
     this.hash.update(bytes);
-    let off = 0;
     try {
-      while (off < bytes.length) {
-        const { bytesWritten } = await this.handle.write(bytes, off, bytes.length - off);
-        off += bytesWritten;
-      }
+      await this.handle.write(bytes);
     } catch (err) {
       throw storageError(err, this.path);
     }

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StagingUnavailableError } from '../errors.js';
+import { mkdirs, removeFile, removeTree } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 
 /** statfs magic numbers of RAM-backed file systems (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
@@ -47,7 +49,7 @@ export class Staging {
     let base: string | undefined;
     if (explicit !== undefined) {
       base = resolve(explicit);
-      await fs.mkdir(base, { recursive: true, mode: 0o700 });
+      await mkdirs(base, 0o700);
     } else {
       for (const c of DEFAULT_CANDIDATES) {
         if (await isRamBacked(c)) {
@@ -63,8 +65,8 @@ export class Staging {
     }
     await removeDeadStagingDirs(base);
     const dir = join(base, `${PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
-    await fs.mkdir(dir, { mode: 0o700 });
-    await fs.chmod(dir, 0o700);
+    await fileLayer().mkdir(dir, 0o700);
+    await fileLayer().chmod(dir, 0o700);
     return new Staging(dir);
   }
 
@@ -76,19 +78,18 @@ export class Staging {
     if (this.closed) throw new StagingUnavailableError('staging directory already closed');
     const path = join(this.dir, randomBytes(8).toString('hex'));
     // Pre-created so that the library's own open() reuses our mode.
-    const h = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    await h.close();
+    await (await fileLayer().open(path, 'create', 0o600)).close();
     try {
       return await fn(path);
     } finally {
-      await fs.rm(path, { force: true });
+      await removeFile(path);
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await fs.rm(this.dir, { recursive: true, force: true });
+    await removeTree(this.dir);
   }
 }
 
@@ -103,6 +104,6 @@ async function removeDeadStagingDirs(base: string): Promise<void> {
   for (const name of names) {
     const m = /^vectorseal-(\d+)-[0-9a-f]+$/.exec(name);
     if (!m || alive(Number(m[1]))) continue;
-    await fs.rm(join(base, name), { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(join(base, name)).catch(() => undefined);
   }
 }

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { hkdfExpandSha512 } from '../crypto/hkdf.js';
 import { CorruptDataError, UnsupportedVersionError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 
 /**
  * The STATE file: what the store believes about its own files, authenticated

@@ -1,13 +1,13 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadNativeGcm, nodeGcm, type GcmPrimitive } from '../crypto/gcm.js';
 import { hkdfExpandSha512 } from '../crypto/hkdf.js';
 import { CorruptDataError, InvalidArgumentError, UnsupportedVersionError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
 import { bytesToId, idToBytes } from '../util/ids.js';
-import { createFileAtomic, fsyncDir, storageError } from './fsutil.js';
+import { createFileAtomic, fsyncDir, openDurable, storageError } from '../util/durable.js';
+import type { DurableFile } from '../util/file-layer.js';
 
 /**
  * Write-ahead log files. One file per WAL sequence number, append-only.
@@ -144,7 +144,7 @@ export class WalWriter {
   private constructor(
     readonly path: string,
     readonly header: WalHeader,
-    private readonly handle: FileHandle,
+    private readonly handle: DurableFile,
     private readonly key: Buffer,
     private readonly sync: boolean,
     headerBytes: Buffer,
@@ -166,7 +166,7 @@ export class WalWriter {
     const bytes = encodeHeader(header);
     const path = join(dir, walFileName(fields.walSeq));
     await createFileAtomic(path, bytes, 0o600);
-    const handle = await fs.open(path, constants.O_WRONLY | constants.O_APPEND);
+    const handle = await openDurable(path, 'append');
     return new WalWriter(path, header, handle, deriveKey(dek, bytes), options.sync ?? true, bytes);
   }
 
@@ -203,14 +203,10 @@ export class WalWriter {
       parts.push(prefix, g.seal(this.key, nonce(seq), aad(this.header, seq, len), p));
     }
     const buf = Buffer.concat(parts);
-    let off = 0;
     try {
-      while (off < buf.length) {
-        const { bytesWritten } = await this.handle.write(buf, off, buf.length - off);
-        off += bytesWritten;
-      }
+      await this.handle.write(buf);
       crashPoint('wal:written');
-      if (this.sync) await this.handle.datasync();
+      if (this.sync) await this.handle.fdatasync();
     } catch (err) {
       this.torn = true;
       throw storageError(err, this.path);
@@ -340,10 +336,10 @@ export async function walFileSeal(path: string, seq: number): Promise<{ seq: num
 
 /** Cuts a WAL file back to `length` bytes (a torn tail), durably. */
 export async function truncateWal(path: string, length: number): Promise<void> {
-  const h = await fs.open(path, constants.O_WRONLY);
+  const h = await openDurable(path, 'write');
   try {
     await h.truncate(length);
-    await h.sync();
+    await h.fsync();
   } finally {
     await h.close();
   }

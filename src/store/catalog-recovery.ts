@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CorruptDataError, RollbackError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import { MANIFEST_FILE } from '../storage/manifest.js';
-import { exists } from '../storage/fsutil.js';
+import { exists, removeTree } from '../util/durable.js';
 import { CATALOG_FILE, type CollectionInfo } from './catalog.js';
 import { collectionDir } from './collection.js';
 import type { Logger } from './logger.js';
@@ -50,14 +50,14 @@ export async function recoverCatalog(
     }
     // A create that never wrote its manifest is undone; a drop is finished. Either way: no keys, no files, no entry.
     await keys.destroyCollection(info.id);
-    await fs.rm(collectionDir(dir, info.id), { recursive: true, force: true });
+    await removeTree(collectionDir(dir, info.id));
     forget(info.id);
     logger.warn({ collection: info.name, step: info.state }, 'interrupted collection change completed on open');
     changed = true;
   }
   for (const id of interruptedCreates) {
     await keys.destroyCollection(id);
-    await fs.rm(collectionDir(dir, id), { recursive: true, force: true });
+    await removeTree(collectionDir(dir, id));
     forget(id);
     changed = true;
     logger.warn({ collectionKeys: 'unused', step: 'creating' }, 'keys of an interrupted collection create removed on open');

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError } from '../errors.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 import type { Space } from './layer.js';
 
 export const CATALOG_FILE = 'CATALOG';

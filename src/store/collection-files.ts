@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { removeFile } from '../util/durable.js';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from '../crypto/chunked.js';
 import { fsyncDir } from '../storage/fsutil.js';
@@ -65,14 +65,14 @@ export async function openNextWal(s: CollectionMemory): Promise<WalWriter> {
  */
 export async function removeWalBefore(s: CollectionMemory, seq: number, now = false): Promise<void> {
   const old = (await listWalFiles(s.walDir)).filter((n) => n < seq).map((n) => join(s.walDir, walFileName(n)));
-  if (now) for (const p of old) await fs.rm(p, { force: true });
+  if (now) for (const p of old) await removeFile(p);
   else await retire(s, old);
 }
 
 /** Files a committed manifest no longer lists: kept for the readers' grace period, then removed (see retired-files.ts). */
 export async function retire(s: CollectionMemory, paths: string[]): Promise<void> {
   if (s.ctx.retire) await s.ctx.retire(paths);
-  else for (const p of paths) await fs.rm(p, { force: true });
+  else for (const p of paths) await removeFile(p);
 }
 
 async function newWal(s: CollectionMemory, walSeq: number, generation: number): Promise<WalWriter> {

@@ -1,3 +1,4 @@
+import { removeFile } from '../util/durable.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
@@ -250,7 +251,7 @@ async function removeOrphanSegments(s: CollectionMemory, m: ManifestData): Promi
   }
   for (const n of names) {
     const p = join(segDir, n);
-    if (!live.has(p)) await fs.rm(p, { force: true });
+    if (!live.has(p)) await removeFile(p);
   }
 }
 

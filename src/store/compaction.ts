@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { removeFile } from '../util/durable.js';
 import { VectorsealError } from '../errors.js';
 import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, readSegment } from '../storage/segment.js';
@@ -95,7 +95,7 @@ async function compactOnce(s: CollectionMemory): Promise<boolean> {
   crashPoint('compact:built');
   const files = layer || tombstones.length > 0 ? await writeGroup(s, segId, layer, tombstones, 'compact') : [];
   const dropFiles = async (): Promise<void> => {
-    for (const f of files) await fs.rm(segmentFile(s.dir, segId, f.kind), { force: true });
+    for (const f of files) await removeFile(segmentFile(s.dir, segId, f.kind));
   };
   return s.exclusive(async () => {
     const now = s.manifest.groups;

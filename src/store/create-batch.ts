@@ -1,4 +1,5 @@
-import { promises as fs } from 'node:fs';
+import { mkdirs } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 import { join } from 'node:path';
 import { fsyncDir } from '../storage/fsutil.js';
 import type { ManifestRef } from '../storage/state-file.js';
@@ -47,12 +48,12 @@ export async function createCollectionFiles(ctx: CollectionContext, infos: reado
     const steps: CreateSteps = {
       makeDirs: async (dir) => {
         // Not recursive: that tries the deepest directory first and fails once per collection; `collections/` exists but for the first.
-        await fs.mkdir(dir, { mode: 0o700 }).catch(async (err: NodeJS.ErrnoException) => {
+        await fileLayer().mkdir(dir, 0o700).catch(async (err: NodeJS.ErrnoException) => {
           if (err.code !== 'ENOENT') throw err;
-          await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+          await mkdirs(dir, 0o700);
         });
-        await fs.mkdir(join(dir, 'wal'), { mode: 0o700 });
-        await fs.mkdir(join(dir, 'seg'), { mode: 0o700 });
+        await fileLayer().mkdir(join(dir, 'wal'), 0o700);
+        await fileLayer().mkdir(join(dir, 'seg'), 0o700);
       },
       announce: (id, ref) => barrier.announce(id, ref),
     };

@@ -1,6 +1,8 @@
-import { closeSync, fstatSync, openSync, promises as fs, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
+import { removeFile } from '../util/durable.js';
+import { fileLayer } from '../util/file-layer.js';
 import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
 
 /**
@@ -36,7 +38,7 @@ export async function withSerializedIndex<T>(index: HnswIndex, staging: Staging,
     } finally {
       buf.fill(0);
       closeSync(fd);
-      await fs.rm(path, { force: true });
+      await removeFile(path);
     }
   });
 }
@@ -49,19 +51,17 @@ export async function withSerializedIndex<T>(index: HnswIndex, staging: Staging,
 export async function deserializeIndex(produce: (sink: (bytes: Uint8Array) => void) => Promise<void>, params: IndexParams, staging: Staging): Promise<HnswIndex> {
   return staging.withFile(async (path) => {
     try {
-      const fd = openSync(path, 'w', 0o600);
+      const file = fileLayer().openSync(path, 'truncate', 0o600);
       try {
-        await produce((bytes) => {
-          for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-        });
+        await produce((bytes) => file.writeSync(bytes));
       } finally {
-        closeSync(fd);
+        file.closeSync();
       }
       const index = emptyIndex(params);
       index.readIndexSync(path, false);
       return index;
     } finally {
-      await fs.rm(path, { force: true });
+      await removeFile(path);
     }
   });
 }

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { removeFile } from '../util/durable.js';
 
 /** Default time a writer keeps an obsolete file (see {@link RetiredFiles}). */
 export const DEFAULT_RETIRED_FILE_GRACE_MS = 30_000;
@@ -30,14 +30,14 @@ export class RetiredFiles {
   /** Schedules the removal of `paths` (with a grace period of 0: removes them now). */
   async retire(paths: readonly string[]): Promise<void> {
     if (this.graceMs === 0) {
-      for (const p of paths) await fs.rm(p, { force: true });
+      for (const p of paths) await removeFile(p);
       return;
     }
     for (const p of paths) {
       if (this.pending.has(p)) continue;
       const t = setTimeout(() => {
         this.pending.delete(p);
-        fs.rm(p, { force: true }).catch(() => undefined);
+        removeFile(p).catch(() => undefined);
       }, this.graceMs);
       // A pending removal must not keep the process alive; the next open removes what is left.
       t.unref();
@@ -55,6 +55,6 @@ export class RetiredFiles {
     const paths = [...this.pending.keys()];
     for (const t of this.pending.values()) clearTimeout(t);
     this.pending.clear();
-    for (const p of paths) await fs.rm(p, { force: true });
+    for (const p of paths) await removeFile(p);
   }
 }

@@ -25,7 +25,7 @@ import {
 } from '../storage/state-file.js';
 import { listWalFiles, walFileName, walFileSeal } from '../storage/wal.js';
 import { CATALOG_FILE, encodeCatalog, readCatalog, type CollectionInfo } from './catalog.js';
-import { writeFileAtomic } from '../storage/fsutil.js';
+import { writeFileAtomic } from '../util/durable.js';
 
 export { STATE_FILE, type CollectionState, type WalSeal } from '../storage/state-file.js';
 
@@ -54,8 +54,12 @@ export class StoreState {
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
-  /** Supplies the audit trail's head at each write (set once the trail is open). */
-  auditHead: (() => StateAuditHead | undefined) | undefined;
+  /**
+   * Supplies the audit trail's head at each write (set once the trail is
+   * open), made durable first: a STATE that names a head the trail lost in
+   * a power cut would make the store unopenable.
+   */
+  auditHead: (() => Promise<StateAuditHead | undefined>) | undefined;
 
   private constructor(
     readonly file: string,
@@ -247,7 +251,7 @@ export class StoreState {
   }
 
   private async writeNow(clean: boolean): Promise<void> {
-    const head = this.auditHead?.();
+    const head = await this.auditHead?.();
     if (head !== undefined && !clean) this.body.audit = { ...head };
     const ring = this.keys.keyringHead;
     if (ring !== undefined) this.body.keyring = { seq: ring.seq, mac: ring.mac.toString('hex') };

@@ -15,7 +15,7 @@ import { checkKekConfigs, defaultLocalKeyDir, type KekConfig } from '../keys/kek
 import { KeyManager, type KeyAuditEvent, type ProviderFactory, type RotationProgress, type RotationReport } from '../keys/key-manager.js';
 import type { RotationPolicy, TenantEntry } from '../keys/keyring-file.js';
 import { LocalKekProvider, MASTER_KEY_ENV } from '../keys/local.js';
-import { exists, removeStaleTemps, writeFileAtomic } from '../storage/fsutil.js';
+import { exists, mkdirs, removeStaleTemps, removeTree, writeFileAtomic } from '../util/durable.js';
 import { StoreLock } from '../storage/lock.js';
 import { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
@@ -225,7 +225,7 @@ export class Store {
     const storeFile = join(dir, STORE_FILE);
     const isStore = await exists(storeFile);
     if (!isStore && !options.create) throw new NotFoundError(`no vectorseal store in ${dir} (create one with create: true or \`vectorseal init\`)`);
-    if (!isStore) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!isStore) await mkdirs(dir, 0o700);
     const lock = await StoreLock.acquire(dir);
     const logger = options.logger ? wrapLogger(options.logger) : createLogger();
     const audit = new AuditSink(logger, options.audit);
@@ -262,7 +262,11 @@ export class Store {
       }
       const st = state;
       audit.attach(await openAuditTrail(dir, keys, options, st.recordedAuditHead));
-      st.auditHead = () => audit.head();
+      st.auditHead = async () => {
+        const head = audit.head();
+        await audit.durable();
+        return head;
+      };
       const catalog = await recoverCatalog(
         { dir, keys, logger, writeCatalog: (c) => st.writeCatalog(dir, c), forget: (id) => st.removeCollection(id) },
         await readCatalog(dir),
@@ -429,7 +433,7 @@ export class Store {
       // Undone in the order an open would undo it; if this fails too, the marked entries let the next open finish the job.
       await this.keys.destroyCollections(infos.map((info) => info.id));
       for (const info of infos) {
-        await fs.rm(collectionDir(this.dir, info.id), { recursive: true, force: true });
+        await removeTree(collectionDir(this.dir, info.id));
         this.state.removeCollection(info.id);
       }
       await this.state.writeCatalog(this.dir, this.catalog);
@@ -512,7 +516,7 @@ export class Store {
     this.collections.delete(name);
     await this.keys.destroyCollection(c.info.id);
     crashPoint('drop:keys-destroyed');
-    await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
+    await removeTree(collectionDir(this.dir, c.info.id));
     this.state.removeCollection(c.info.id);
     await this.state.writeCatalog(this.dir, next);
     await this.audit.durable();
@@ -674,7 +678,7 @@ export class Store {
     await this.state.writeCatalog(this.dir, next);
     this.catalog = next;
     this.collections.delete(c.info.name);
-    await fs.rm(collectionDir(this.dir, c.info.id), { recursive: true, force: true });
+    await removeTree(collectionDir(this.dir, c.info.id));
     this.logger.info({ collection: c.info.name }, 'shredded collection removed');
   }
 

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { openStore, type SearchResult, type VectorRecord } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
 import { readRecords } from '../import-reader.js';
+import { makeTempDir, removeTree } from '../../util/durable.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/demo-articles.jsonl', import.meta.url));
 
@@ -61,7 +62,7 @@ export function registerDemoCommand(program: Command): void {
       const say = (line = ''): void => {
         if (!opts.json) process.stdout.write(`${line}\n`);
       };
-      const root = opts.dir ? resolve(opts.dir) : await fs.mkdtemp(join(tmpdir(), 'vectorseal-demo-'));
+      const root = opts.dir ? resolve(opts.dir) : await makeTempDir(join(tmpdir(), 'vectorseal-demo-'));
       // Without --dir everything the demo made (store, data, key) is removed at the end, also when it fails.
       const keep = opts.dir !== undefined;
       let storeKeyDir: string | undefined;
@@ -139,9 +140,9 @@ export function registerDemoCommand(program: Command): void {
         if (!ok) process.exitCode = 1;
       } finally {
         if (!keep) {
-          await fs.rm(root, { recursive: true, force: true });
+          await removeTree(root);
           // A --key-dir outside the temp directory: remove the demo store's own key there.
-          if (storeKeyDir) await fs.rm(storeKeyDir, { recursive: true, force: true });
+          if (storeKeyDir) await removeTree(storeKeyDir);
         }
       }
     });

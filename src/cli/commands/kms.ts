@@ -1,10 +1,11 @@
 import cluster from 'node:cluster';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
 import { InvalidArgumentError } from '../../errors.js';
+import { writeFilePlain } from '../../util/durable.js';
 
 /**
  * Adds `vectorseal kms serve` (run the AWS-KMS-compatible key service) and
@@ -96,7 +97,7 @@ export function registerKmsCommands(program: Command): void {
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { config: string; region: string; accountId: string; force?: boolean }) => {
       const config = createKeyServiceConfig(opts.region, opts.accountId);
-      await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
+      await writeFilePlain(opts.config, `${JSON.stringify(config, null, 2)}\n`, 0o600, { exclusive: !opts.force });
       const admin = config.principals[0]!;
       process.stdout.write(
         `wrote ${opts.config}\naccess key id:     ${admin.accessKeyId}\nsecret access key: ${admin.secretAccessKey}\n`,
@@ -127,7 +128,7 @@ export function registerKmsCommands(program: Command): void {
         },
       ]);
       config.principals.push(principal);
-      await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+      await writeFilePlain(opts.config, `${JSON.stringify(config, null, 2)}\n`, 0o600);
       process.stdout.write(`access key id:     ${principal.accessKeyId}\nsecret access key: ${principal.secretAccessKey}\n`);
     });
 }

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { MASTER_KEY_ENV } from '../../keys/local.js';
 import { upgradeStore } from '../../store/index.js';
 import { configPath, readStoreConfig, storeIdOf, writeStoreConfig } from '../config-file.js';
-import { exists } from '../../storage/fsutil.js';
+import { exists } from '../../util/durable.js';
 import type { Store } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
 import { kekOptions, openFromCli, output, storeDir, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';

@@ -1,9 +1,10 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../../keys/pkcs11-flags.js';
 import { createXksCredential, loadXksConfig, startXksProxy, validateXksConfig, XksHsm, type XksKeyUsage } from '../../xks/index.js';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
+import { writeFilePlain } from '../../util/durable.js';
 
 /**
  * `vectorseal xks ...`: run the External Key Store proxy in front of a
@@ -82,7 +83,7 @@ export function registerXksCommands(program: Command): void {
     .action(async (opts: { uriPrefix: string; config: string; region: string; force?: boolean }) => {
       const credential = createXksCredential();
       const config = validateXksConfig({ uriPrefix: opts.uriPrefix, region: opts.region, credentials: [credential] });
-      await writeFile(opts.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
+      await writeFilePlain(opts.config, `${JSON.stringify(config, null, 2)}\n`, 0o600, { exclusive: !opts.force });
       process.stdout.write(`wrote ${opts.config}\n${JSON.stringify(consoleFile(config.uriPrefix, credential), null, 2)}\n`);
     });
 
@@ -94,7 +95,7 @@ export function registerXksCommands(program: Command): void {
       const config = await loadXksConfig(opts.config);
       const credential = createXksCredential();
       config.credentials.push(credential);
-      await writeFile(opts.config, `${JSON.stringify(validateXksConfig(config), null, 2)}\n`, { mode: 0o600 });
+      await writeFilePlain(opts.config, `${JSON.stringify(validateXksConfig(config), null, 2)}\n`, 0o600);
       process.stdout.write(`${JSON.stringify(consoleFile(config.uriPrefix, credential), null, 2)}\n`);
     });
 
@@ -107,7 +108,7 @@ export function registerXksCommands(program: Command): void {
       const config = await loadXksConfig(opts.config);
       const kept = config.credentials.filter((c) => c.accessKeyId !== opts.accessKeyId);
       if (kept.length === config.credentials.length) throw new InvalidArgumentError(`no credential ${opts.accessKeyId} in ${opts.config}`);
-      await writeFile(opts.config, `${JSON.stringify(validateXksConfig({ ...config, credentials: kept }), null, 2)}\n`, { mode: 0o600 });
+      await writeFilePlain(opts.config, `${JSON.stringify(validateXksConfig({ ...config, credentials: kept }), null, 2)}\n`, 0o600);
       process.stdout.write(`removed ${opts.accessKeyId}\n`);
     });
 

@@ -1,4 +1,4 @@
-import { closeSync, openSync, promises as fs, writeSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import hnswlib from 'hnswlib-node';
 import { CorruptDataError, InvalidArgumentError, NotFoundError } from '../../errors.js';
@@ -9,6 +9,8 @@ import type { Collection } from '../../store/collection.js';
 import { withSerializedIndex } from '../../store/index-io.js';
 import type { HnswIndex, Space } from '../../store/layer.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../store/store.js';
+import { removeFile } from '../../util/durable.js';
+import { fileLayer } from '../../util/file-layer.js';
 
 /**
  * hnswlib-node indexes persisted through vectorseal instead of `writeIndex`.
@@ -107,7 +109,7 @@ export async function writeIndexSealed(index: HnswIndex, path: string, keys: Ope
     await collection.flush();
     // Files of older generations (and of a write that crashed before its pointer) are retired.
     for (const name of await fs.readdir(dir)) {
-      if (/^index-\d+\.vseg$/.test(name) && name !== file) await fs.rm(join(dir, name), { force: true });
+      if (/^index-\d+\.vseg$/.test(name) && name !== file) await removeFile(join(dir, name));
     }
     return infoOf(pointer);
   });
@@ -123,7 +125,7 @@ export async function readIndexSealed(path: string, keys: OpenStoreOptions['keys
     if (!p) throw new CorruptDataError('the sealed index has no pointer record', { file: dir, reason: 'missing' });
     const file = join(dir, p.file);
     return staging.withFile(async (stagingFile) => {
-      const fd = openSync(stagingFile, 'w', 0o600);
+      const out = fileLayer().openSync(stagingFile, 'truncate', 0o600);
       const lease = await store.keys.leaseDek(collection.info.id, p.dekVersion);
       try {
         const reader = await SegmentReader.open(
@@ -133,14 +135,14 @@ export async function readIndexSealed(path: string, keys: OpenStoreOptions['keys
         );
         try {
           await reader.readInto((bytes) => {
-            for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+            out.writeSync(bytes);
           });
         } finally {
           await reader.close();
         }
       } finally {
         lease.release();
-        closeSync(fd);
+        out.closeSync();
       }
       // hnswlib reads the staging file only now, after the whole file's hash matched.
       const index = new hnswlib.HierarchicalNSW(p.space, p.dim);
@@ -149,7 +151,7 @@ export async function readIndexSealed(path: string, keys: OpenStoreOptions['keys
       } catch (err) {
         throw new CorruptDataError('sealed HNSW index does not load', { file, reason: 'decode', cause: err });
       } finally {
-        await fs.rm(stagingFile, { force: true });
+        await removeFile(stagingFile);
       }
       if (index.getCurrentCount() !== p.count || index.getNumDimensions() !== p.dim) {
         throw new CorruptDataError('sealed HNSW index does not match its pointer', { file, reason: 'decode' });

@@ -103,6 +103,21 @@ function renderMarkdown(file: ReportFile): string {
       '',
     );
   }
+  const cut = sec['power-cut'] as Record<string, unknown> | undefined;
+  if (cut) {
+    lines.push(
+      '## Power loss (simulated power cuts)',
+      '',
+      'Through the fault-injecting file layer (src/util/fault-file-layer.ts): unsynced data dropped or the last unsynced write torn at a sector boundary, directory changes not made durable by a directory fsync undone; reopened with the real code.',
+      '',
+      '| power cuts | at every k-th boundary | at random boundaries | boundaries in the run | acknowledged records checked | lost acked writes | torn batches | keys lost | unopenable | not writable | audit broken | backups broken |',
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      `| ${cut['cuts']} | ${cut['everyBoundary']} | ${cut['random']} | ${cut['boundaries']} | ${cut['acknowledgedRecords']} | ${cut['lostAcknowledgedWrites']} | ${cut['tornBatches']} | ${cut['keysLost']} | ${cut['unopenable']} | ${cut['notWritable']} | ${cut['auditBroken']} | ${cut['backupsBroken']} |`,
+      '',
+      `Seed ${cut['seed']}, ${cut['durationMs']} ms. Operations: ${(cut['operations'] as string[] | undefined)?.join(', ') ?? ''}.`,
+      '',
+    );
+  }
   type Listed = { case: string; reason: string }[];
   const tamper = sec['tamper'] as { byKind?: Record<string, { tried: number; detected: number; harmless: number }>; accepted?: Listed; documentedLimits?: Listed; findings?: Listed } | undefined;
   if (tamper?.byKind) {

@@ -12,6 +12,9 @@ export interface Sizes {
   bitFlipsPerFile: number;
   /** fast-check runs per property. */
   hostileRuns: number;
+  /** Power cuts at random boundaries, beside those at every boundary (full) or every `powerCutStride`-th one (CI). */
+  powerCutsRandom: number;
+  powerCutStride: number;
 }
 
 function envInt(name: string): number | undefined {
@@ -31,5 +34,7 @@ export function sizes(): Sizes {
     seed: envInt('VECTORSEAL_RELIABILITY_SEED') ?? Math.floor(Math.random() * 2 ** 31),
     bitFlipsPerFile: envInt('VECTORSEAL_BIT_FLIPS') ?? (full ? 24 : 4),
     hostileRuns: envInt('VECTORSEAL_HOSTILE_RUNS') ?? (full ? 1000 : 100),
+    powerCutsRandom: envInt('VECTORSEAL_POWER_CUTS_RANDOM') ?? (full ? 400 : 10),
+    powerCutStride: envInt('VECTORSEAL_POWER_CUT_STRIDE') ?? 20,
   };
 }

@@ -207,7 +207,7 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     add('last byte cut', async (file) => fs.truncate(file, (await fs.stat(file)).size - 1).then(() => ''), {
       ...(f.kind === 'KEYRING' ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed and checksummed contents are identical' } : {}),
     });
-    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : f.kind === 'KEYRING' ? { harmlessBecause: KEYRING_TORN_TAIL } : {});
+    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : f.kind === 'KEYRING' ? { harmlessBecause: KEYRING_TORN_TAIL } : f.kind === 'audit log' ? { harmlessBecause: AUDIT_TORN_TAIL } : {});
     // Random bytes after the live WAL either fail authentication or read as a torn record (dropped, never applied).
     add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
     add('deleted', (file) => fs.rm(file).then(() => ''), {
@@ -281,6 +281,7 @@ class Skip extends Error {}
 
 const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; every complete record is MAC-verified, so the keyring opens the same data';
 const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
+const AUDIT_TORN_TAIL = 'bytes after the audit trail\'s last newline are a torn entry (a power cut mid-append) and are cut off on open; the entries left must still reach the head the store state recorded';
 /** Runs every tamper case against copies of one template store. */
 export async function runTamperMatrix(options: { root: string; seed: number; bitFlipsPerFile: number; log?: (l: string) => void }): Promise<TamperReport> {
   const t = await buildTemplate(options.root, options.seed);

@@ -1,0 +1,412 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { auditFilePath, verifyAuditTrail } from '../../../src/audit/index.js';
+import { backupStore, verifyBackup } from '../../../src/backup/index.js';
+import { resolveStoreAudit } from '../../../src/cli/audit-key.js';
+import { openStore, type Store } from '../../../src/store/index.js';
+import { FaultFileLayer } from '../../../src/util/fault-file-layer.js';
+import { useFileLayer } from '../../../src/util/file-layer.js';
+
+/**
+ * Power-cut harness. One scripted run of the store's operations (SCRIPT) goes
+ * through the fault-injecting file layer, which cuts the power at its n-th
+ * durable operation (every boundary of the run, then random ones) and leaves
+ * the directory as a disk could hold it (unsynced data dropped or torn,
+ * directory changes not fsynced undone). The store is then reopened with the
+ * real code, in the same process, and checked against what the run had
+ * acknowledged before the cut.
+ *
+ * Adding an operation is one line in SCRIPT: `op('label', (c) => ...)` for
+ * anything whose acknowledged effect the checks already cover (the store
+ * opens, every DEK unwraps, records, audit), or `upsert(...)` for writes.
+ */
+
+const DIM = 4;
+/** Far enough ahead that every deletion window has passed. */
+const LATER = new Date(Date.now() + 40 * 24 * 3600 * 1000);
+
+interface Expected {
+  vector: number[];
+  tag: string;
+}
+
+/** What the run had acknowledged when the power went. */
+export class Acknowledged {
+  storeCreated = false;
+  /** Collection name -> id -> the record it must hold. */
+  readonly records = new Map<string, Map<string, Expected>>();
+  /** The batch that was in flight at the cut (all or nothing). */
+  inflight: { collection: string; ids: string[]; tag: string } | undefined;
+  shredded = new Set<string>();
+  backups = 0;
+  /** The label of the last operation acknowledged. */
+  last = 'nothing';
+}
+
+export interface Ctx {
+  store(): Store;
+  open(create: boolean): Promise<void>;
+  ack: Acknowledged;
+  dir: string;
+  keyDir: string;
+  backupDir: string;
+}
+
+export interface Step {
+  label: string;
+  run(c: Ctx): Promise<void>;
+}
+
+const op = (label: string, run: (c: Ctx) => Promise<unknown>): Step => ({ label, run: async (c) => void (await run(c)) });
+
+const vec = (seed: number): number[] => Array.from({ length: DIM }, (_, i) => ((seed * 7 + i * 3) % 97) / 8);
+
+/** An upsert of `n` records `<collection>-<from+i>` tagged `tag`: acknowledged as a whole, or not at all. */
+function upsert(collection: string, from: number, n: number, tag: string): Step {
+  return {
+    label: `upsert ${collection} ${from}..${from + n - 1} (${tag})`,
+    async run(c) {
+      const ids = Array.from({ length: n }, (_, i) => `${collection}-${from + i}`);
+      c.ack.inflight = { collection, ids, tag };
+      await c.store().collection(collection).upsert(ids.map((id, i) => ({ id, vector: vec(from + i + tag.length), metadata: { tag } })));
+      const m = c.ack.records.get(collection) ?? new Map<string, Expected>();
+      ids.forEach((id, i) => m.set(id, { vector: vec(from + i + tag.length), tag }));
+      c.ack.records.set(collection, m);
+      c.ack.inflight = undefined;
+    },
+  };
+}
+
+/**
+ * The scripted run: every operation the store has today. Cuts land at each
+ * durable-operation boundary inside these.
+ */
+export const SCRIPT: readonly Step[] = [
+  op('create store', (c) => c.open(true)),
+  op('create collections a, b', (c) => c.store().createCollections([{ name: 'a', dim: DIM }, { name: 'b', dim: DIM }])),
+  upsert('a', 0, 6, 'first'),
+  upsert('b', 0, 3, 'first'),
+  op('flush a', (c) => c.store().collection('a').flush()),
+  upsert('a', 3, 6, 'second'),
+  op('flush a', (c) => c.store().collection('a').flush()),
+  op('compact a', (c) => c.store().collection('a').compact()),
+  op('rotate KEK', (c) => c.store().rotateKek()),
+  upsert('b', 3, 3, 'after-rotation'),
+  op('re-key b', (c) => c.store().rekey('b')),
+  upsert('b', 0, 2, 'after-rekey'),
+  op('flush', (c) => c.store().flush()),
+  op('create tenant t', (c) => c.store().createTenant('t')),
+  op('create collection t1 for t', (c) => c.store().createCollection('t1', { dim: DIM, tenant: 't' })),
+  upsert('t1', 0, 3, 'tenant'),
+  op('schedule deletion of t', (c) => c.store().scheduleTenantDeletion('t', { days: 7 })),
+  op('shred t', async (c) => {
+    // While the shred runs, t1's records may go (that is what it does); once it returns, they must have.
+    c.ack.records.delete('t1');
+    await c.store().maintain({ now: LATER });
+    c.ack.shredded.add('t1');
+  }),
+  op('backup', async (c) => {
+    await backupStore(c.store(), { to: c.backupDir });
+    c.ack.backups += 1;
+  }),
+  upsert('a', 20, 4, 'last'),
+  op('close', (c) => c.store().close()),
+];
+
+export interface CutResult {
+  cutAt: number;
+  seed: number;
+  /** The durable operation the power went at. */
+  cutOp: string;
+  /** The script step running then. */
+  during: string;
+  acknowledgedRecords: number;
+  problems: string[];
+}
+
+export interface PowerCutReport {
+  cuts: number;
+  boundaries: number;
+  everyBoundary: number;
+  random: number;
+  durableOps: number;
+  acknowledgedRecords: number;
+  lostAcknowledgedWrites: number;
+  tornBatches: number;
+  keysLost: number;
+  unopenable: number;
+  notWritable: number;
+  auditBroken: number;
+  backupsBroken: number;
+  shredUndone: number;
+  failures: { cutAt: number; seed: number; cutOp: string; during: string; problems: string[] }[];
+  byStep: Record<string, number>;
+  operations: string[];
+  durationMs: number;
+}
+
+/** Runs the script once with no cut; returns how many durable operations it makes. */
+export async function countBoundaries(root: string): Promise<number> {
+  const dir = mkdtempSync(join(root, 'count-'));
+  const layer = new FaultFileLayer({ root: dir });
+  await runScript(dir, layer);
+  rmSync(dir, { recursive: true, force: true });
+  return layer.ops;
+}
+
+async function runScript(base: string, layer: FaultFileLayer): Promise<{ ack: Acknowledged; during: string; error: unknown }> {
+  const ack = new Acknowledged();
+  let store: Store | undefined;
+  const c: Ctx = {
+    ack,
+    dir: join(base, 'data'),
+    keyDir: join(base, 'keys'),
+    backupDir: join(base, 'backup'),
+    store: () => {
+      if (store === undefined) throw new Error('no store open');
+      return store;
+    },
+    async open(create) {
+      store = await openStore({ dir: c.dir, create, keys: { provider: 'local', keyDir: c.keyDir }, stagingDir: join(base, '..', 'staging'), maintainOnOpen: false, clock: () => new Date() });
+      ack.storeCreated = true;
+    },
+  };
+  const restore = useFileLayer(layer);
+  let during = 'end';
+  let error: unknown;
+  try {
+    for (const step of SCRIPT) {
+      during = step.label;
+      await step.run(c);
+      ack.last = step.label;
+    }
+    during = 'end';
+  } catch (err) {
+    error = err;
+  } finally {
+    await layer.settle().catch(() => undefined);
+    restore();
+  }
+  return { ack, during, error };
+}
+
+/** The pid of a process that has exited: a LOCK naming it is stale, as after a reboot. */
+let deadPid: number | undefined;
+function stalePid(): number {
+  if (deadPid === undefined) {
+    // pid_max bounds live pids; one beyond it is never alive.
+    const max = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+    deadPid = max + 1;
+  }
+  return deadPid;
+}
+
+/** One power cut at durable operation `cutAt`, then the checks. */
+export async function powerCut(root: string, cutAt: number, seed: number): Promise<CutResult> {
+  const base = mkdtempSync(join(root, `cut${cutAt}-`));
+  const layer = new FaultFileLayer({ root: base, cutAt, seed });
+  const { ack, during, error } = await runScript(base, layer);
+  const problems: string[] = [];
+  if (!layer.cut && error !== undefined) problems.push(`the run failed without a power cut: ${describe(error)}`);
+  layer.materialize();
+  // After a reboot the writer is gone: its LOCK is stale.
+  const lockPath = join(base, 'data', 'LOCK');
+  if (existsSync(lockPath)) {
+    try {
+      const lock = JSON.parse(readFileSync(lockPath, 'utf8')) as { pid: number };
+      lock.pid = stalePid();
+      writeFileSync(lockPath, JSON.stringify(lock));
+    } catch {
+      // A LOCK that does not parse is stale already.
+    }
+  }
+  try {
+    await check(base, ack, problems);
+  } catch (err) {
+    problems.push(`check failed: ${describe(err)}`);
+  }
+  const records = [...ack.records.values()].reduce((s, m) => s + m.size, 0);
+  if (problems.length === 0) rmSync(base, { recursive: true, force: true });
+  return { cutAt, seed, cutOp: layer.cutOp ?? 'end', during, acknowledgedRecords: records, problems };
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  return `${typeof e?.code === 'string' ? e.code : 'UNTYPED'} ${String(e?.message ?? err).slice(0, 300)}`;
+}
+
+/** Reopens with the real file layer and checks every promise the run had made. */
+async function check(base: string, ack: Acknowledged, problems: string[]): Promise<void> {
+  const dir = join(base, 'data');
+  const keyDir = join(base, 'keys');
+  const staging = join(base, '..', 'staging');
+  if (!ack.storeCreated && !existsSync(join(dir, 'STORE'))) {
+    // The creation never completed: creating it now must work.
+    const s = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, stagingDir: staging }).catch((err: unknown) => {
+      problems.push(`unopenable: a half-created store cannot be created again: ${describe(err)}`);
+      return undefined;
+    });
+    await s?.close();
+    return;
+  }
+  // The audit trail verifies up to its last durable entry and reaches the head the state recorded.
+  // (No trail yet is fine while nothing recorded a head: the open checks that part.)
+  if (existsSync(join(dir, 'STATE')) && existsSync(auditFilePath(dir))) {
+    const audit = await resolveStoreAudit({ dir, keyDir }).catch((err: unknown) => {
+      problems.push(`keys lost: the audit key does not unwrap: ${describe(err)}`);
+      return undefined;
+    });
+    if (audit !== undefined) {
+      try {
+        const v = await verifyAuditTrail({
+          file: auditFilePath(dir),
+          macKey: audit.macKey,
+          requireClosed: false,
+          ...(audit.recordedHead === undefined ? {} : { expectedHead: audit.recordedHead }),
+        });
+        // A torn last line past the recorded head is the unsynced end of the trail, cut off on open.
+        const tornTail = !v.ok && v.problem === 'truncated' && v.firstBadEntry > (audit.recordedHead?.seq ?? -1);
+        if (!v.ok && !tornTail) problems.push(`audit broken: ${v.problem} at entry ${v.firstBadEntry}: ${v.detail}`);
+      } finally {
+        audit.macKey.fill(0);
+      }
+    }
+  }
+  let store: Store;
+  try {
+    store = await openStore({ dir, create: !ack.storeCreated, keys: { provider: 'local', keyDir }, stagingDir: staging, clock: () => LATER });
+  } catch (err) {
+    problems.push(`unopenable: ${describe(err)}`);
+    return;
+  }
+  try {
+    const names = new Set(store.listCollections().map((c) => c.name));
+    for (const [name, records] of ack.records) {
+      if (!names.has(name)) {
+        problems.push(`lost: collection ${name} (${records.size} acknowledged records) is gone`);
+        continue;
+      }
+      const col = store.collection(name);
+      for (const [id, want] of records) {
+        const inflight = ack.inflight?.collection === name && ack.inflight.ids.includes(id);
+        const got = col.get(id);
+        const ok = got !== undefined && (got.metadata as { tag?: string } | undefined)?.tag === want.tag && [...got.vector].every((x, i) => x === want.vector[i]);
+        const newer = inflight && got !== undefined && (got.metadata as { tag?: string } | undefined)?.tag === ack.inflight?.tag;
+        if (!ok && !newer) problems.push(`lost: acknowledged record ${name}/${id} (${want.tag}) ${got === undefined ? 'missing' : 'changed'}`);
+      }
+    }
+    if (ack.inflight !== undefined && names.has(ack.inflight.collection)) {
+      const col = store.collection(ack.inflight.collection);
+      const tag = ack.inflight.tag;
+      const applied = ack.inflight.ids.filter((id) => (col.get(id)?.metadata as { tag?: string } | undefined)?.tag === tag).length;
+      if (applied !== 0 && applied !== ack.inflight.ids.length) problems.push(`torn batch: ${applied} of ${ack.inflight.ids.length} records of the in-flight upsert applied`);
+    }
+    for (const name of ack.shredded) if (names.has(name)) problems.push(`shred undone: collection ${name} is back`);
+    // Every DEK the keyring keeps unwraps.
+    for (const info of store.listCollections()) {
+      const id = (info as { id?: string }).id;
+      if (id === undefined) continue;
+      const keys = store.keys.collectionKeys(id);
+      for (const d of keys.deks) {
+        if (d.state === 'destroyed' || d.wraps.length === 0) continue;
+        try {
+          (await store.keys.leaseDek(id, d.version)).release();
+        } catch (err) {
+          if (d.version >= (keys.minDecryptVersion ?? 0)) problems.push(`keys lost: DEK v${d.version} of ${info.name} does not unwrap: ${describe(err)}`);
+        }
+      }
+    }
+    // Writable: a write, a flush, a clean close and a reopen that sees it.
+    const target = names.has('a') ? 'a' : undefined;
+    if (target !== undefined) {
+      await store.collection(target).upsert({ id: 'after-cut', vector: vec(1), metadata: { tag: 'after' } });
+      await store.collection(target).flush();
+    }
+    await store.close();
+    const again = await openStore({ dir, keys: { provider: 'local', keyDir }, stagingDir: staging, clock: () => LATER });
+    try {
+      if (target !== undefined && again.collection(target).get('after-cut') === undefined) problems.push('not writable: a write after the cut is gone after a clean close');
+    } finally {
+      await again.close();
+    }
+    // After a clean close the whole trail verifies, closed.
+    const audit = await resolveStoreAudit({ dir, keyDir });
+    try {
+      const v = await verifyAuditTrail({ file: auditFilePath(dir), macKey: audit.macKey, ...(audit.recordedHead === undefined ? {} : { expectedHead: audit.recordedHead }) });
+      if (!v.ok) problems.push(`audit broken after a clean close: ${v.problem} at entry ${v.firstBadEntry}: ${v.detail}`);
+    } finally {
+      audit.macKey.fill(0);
+    }
+  } catch (err) {
+    problems.push(`not writable: ${describe(err)} ${String((err as Error)?.stack ?? '').split('\n').slice(1, 4).join(' <- ')}`);
+    await store.close().catch(() => undefined);
+  }
+  if (ack.backups > 0) {
+    await verifyBackup(join(base, 'backup'), { withKeys: true, localKeyDir: keyDir }).catch((err: unknown) => {
+      problems.push(`backup broken: an acknowledged backup does not verify: ${describe(err)}`);
+    });
+  }
+}
+
+/**
+ * Cuts at every boundary of the scripted run (`everyBoundary`, true by
+ * default), then at `random` more boundaries drawn from `seed`.
+ */
+export async function runPowerCuts(options: { root: string; seed: number; random: number; everyBoundary?: boolean; stride?: number; log?: (line: string) => void }): Promise<PowerCutReport> {
+  const started = Date.now();
+  mkdirSync(join(options.root, 'staging'), { recursive: true });
+  const boundaries = await countBoundaries(options.root);
+  const stride = options.stride ?? 1;
+  const points: number[] = [];
+  if (options.everyBoundary !== false) for (let n = 1; n <= boundaries + 1; n += stride) points.push(n);
+  const everyBoundary = points.length;
+  let state = options.seed >>> 0;
+  const next = (): number => {
+    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return state;
+  };
+  for (let i = 0; i < options.random; i++) points.push(1 + (next() % (boundaries + 1)));
+  const report: PowerCutReport = {
+    cuts: 0,
+    boundaries,
+    everyBoundary,
+    random: options.random,
+    durableOps: 0,
+    acknowledgedRecords: 0,
+    lostAcknowledgedWrites: 0,
+    tornBatches: 0,
+    keysLost: 0,
+    unopenable: 0,
+    notWritable: 0,
+    auditBroken: 0,
+    backupsBroken: 0,
+    shredUndone: 0,
+    failures: [],
+    byStep: {},
+    operations: SCRIPT.map((s) => s.label),
+    durationMs: 0,
+  };
+  for (const [i, cutAt] of points.entries()) {
+    const seed = (options.seed + i * 7919) >>> 0;
+    const r = await powerCut(options.root, cutAt, seed);
+    report.cuts += 1;
+    report.durableOps += Math.min(cutAt, boundaries);
+    report.acknowledgedRecords += r.acknowledgedRecords;
+    report.byStep[r.during] = (report.byStep[r.during] ?? 0) + 1;
+    const count = (prefix: string): number => r.problems.filter((p) => p.startsWith(prefix)).length;
+    report.lostAcknowledgedWrites += count('lost');
+    report.tornBatches += count('torn batch');
+    report.keysLost += count('keys lost');
+    report.unopenable += count('unopenable') > 0 ? 1 : 0;
+    report.notWritable += count('not writable') > 0 ? 1 : 0;
+    report.auditBroken += count('audit broken') > 0 ? 1 : 0;
+    report.backupsBroken += count('backup broken') > 0 ? 1 : 0;
+    report.shredUndone += count('shred undone');
+    if (r.problems.length > 0) {
+      report.failures.push({ cutAt, seed, cutOp: r.cutOp, during: r.during, problems: r.problems.slice(0, 5) });
+      options.log?.(`cut ${cutAt} (seed ${seed}) at ${r.cutOp} during "${r.during}": ${r.problems.join('; ')}`);
+    }
+  }
+  report.durationMs = Date.now() - started;
+  return report;
+}
