@@ -56,7 +56,9 @@ export function optContext(input: WireInput, name: string): Record<string, strin
   const out: Record<string, string> = {};
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (typeof val !== 'string' || k.length === 0) throw kmsErrors.validation(`${name} expected a map of strings`);
-    out[k] = val;
+    // Defined, not assigned: an own "__proto__" key is a context entry like any other (assignment would drop it,
+    // binding {"__proto__":"x"} and {} to the same context).
+    Object.defineProperty(out, k, { value: val, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
