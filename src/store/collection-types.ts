@@ -120,4 +120,6 @@ export interface CollectionContext {
   readOnly?: boolean;
   /** Removes files a committed manifest no longer lists, after the grace period readers get (default: at once). */
   retire?: (paths: string[]) => Promise<void>;
+  /** Removes now the retired files under a directory (before the DEK versions they use are destroyed). */
+  removeRetiredUnder?: (dir: string) => Promise<void>;
 }

@@ -40,6 +40,9 @@ export async function buildGraph(params: IndexParams, vectors: Float32Array, sta
     await new Promise<void>((resolve, reject) => {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
+        // A worker inherits the process's flags: under --input-type=module (node -e of an ES module) the CommonJS
+        // source above would not run. The other flags (memory limits, --expose-gc) are kept.
+        execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
         workerData: { module: HNSWLIB, space: params.space, dim: params.dim, M: params.M, efConstruction: params.efConstruction, n, path, vectors },
         transferList: [vectors.buffer as ArrayBuffer],
       });

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError } from '../errors.js';
 import { KeyManager, type KeyManagerOptions } from '../keys/key-manager.js';
+import { KEYRING_FILE, readKeyringFile } from '../keys/keyring-log.js';
 import { CATALOG_FILE, parseCatalog, type CollectionInfo } from './catalog.js';
 import { Collection, type CollectionContext } from './collection.js';
 import { readCoherent } from './snapshot.js';
@@ -54,8 +55,12 @@ export function readSnapshot(options: ReaderSnapshotOptions): Promise<ReaderSnap
 async function readOnce(options: ReaderSnapshotOptions): Promise<ReaderSnapshot> {
   const { dir } = options;
   const stateFile = join(dir, STATE_FILE);
-  const stateBytes = await fs.readFile(stateFile).catch((err: NodeJS.ErrnoException) => {
+  const stateBytes = await fs.readFile(stateFile).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
+    // A store made by 0.1.0 has no state: its keyring says so (UnsupportedVersionError naming `vectorseal upgrade`), as a writer's open does.
+    await readKeyringFile(join(dir, KEYRING_FILE)).catch((e: unknown) => {
+      if ((e as { code?: unknown })?.code === 'VS_UNSUPPORTED_VERSION') throw e;
+    });
     throw new CorruptDataError('the store state is missing', { file: stateFile, reason: 'missing', cause: err });
   });
   const storeFile = join(dir, STORE_FILE);

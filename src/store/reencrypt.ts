@@ -149,6 +149,8 @@ export async function reencryptCollection(s: CollectionMemory, options: { onProg
       await commit(s, { ...s.manifest, generation: s.manifest.generation + 1 });
       crashPoint('reencrypt:manifest-rewritten');
     }
+    // Files kept only for readers' grace period would hold a version in use: they go first (no manifest lists them).
+    await s.ctx.removeRetiredUnder?.(s.dir);
     const used = await dekVersionsInUse(s.dir, s.ctx.storeId, id, s.manifest.groups);
     const old = s.ctx.keys.collectionKeys(id).deks.filter((d) => d.state === 'retired' && d.version !== version && !used.has(d.version));
     const destroyed: number[] = [];

@@ -50,6 +50,20 @@ export class RetiredFiles {
     return this.pending.size;
   }
 
+  /**
+   * Removes now the pending files under `dir` (a collection about to destroy
+   * the DEK versions they are sealed under: they could not be read after).
+   */
+  async removeUnder(dir: string): Promise<void> {
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    for (const [p, t] of [...this.pending]) {
+      if (!p.startsWith(prefix)) continue;
+      clearTimeout(t);
+      this.pending.delete(p);
+      await removeFile(p);
+    }
+  }
+
   /** Removes every pending file now (the writer closes: no manifest it wrote lists them). */
   async removeAll(): Promise<void> {
     const paths = [...this.pending.keys()];

@@ -667,6 +667,7 @@ export class Store {
       notePages: (info, pages) => this.lifecycle.notePages(info, pages),
       state: this.state,
       retire: (paths) => this.retired.retire(paths),
+      removeRetiredUnder: (dir) => this.retired.removeUnder(dir),
     };
   }
 

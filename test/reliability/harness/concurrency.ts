@@ -188,8 +188,9 @@ export async function runLockRace(options: { dir: string; keyDir: string; seed: 
     await gone;
   }
   // The lock is the writer's: with the process gone, the next opener gets the store.
-  report.openedAfterWriterGone = (await openInChild(options.dir, options.keyDir)) === 'opened';
-  if (!report.openedAfterWriterGone) report.failures.push('the store did not open after the writer was killed');
+  const after = await openInChild(options.dir, options.keyDir);
+  report.openedAfterWriterGone = after === 'opened';
+  if (!report.openedAfterWriterGone) report.failures.push(`the store did not open after the writer was killed: ${after}`);
   return report;
 }
 
