@@ -192,7 +192,8 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
       expect((await c.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyState).toBe('Enabled');
       expect((await c.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length).toBe(keysBefore);
     }
-    await a.send(new DisableKeyCommand({ KeyId: id }));
+    // Reads come back first; a write waits for the cluster to elect a leader, so it is retried within a bound.
+    expect(await until(async () => (await errorName(a.send(new DisableKeyCommand({ KeyId: id })))) === 'no error', 30_000, 200)).toBeGreaterThanOrEqual(0);
     expect(await until(async () => (await b.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyState === 'Disabled', 1000)).toBeGreaterThanOrEqual(0);
   });
 });
