@@ -11,7 +11,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('power loss: simulated power cuts through the fault-injecting file layer', () => {
   const s = sizes();
-  it('loses no acknowledged write, tears no batch, loses no key, every store opens and stays writable', { timeout: 600_000 }, async () => {
+  it('loses no acknowledged write, tears no batch, loses no key, every store opens and stays writable', { timeout: s.full ? 3_600_000 : 600_000 }, async () => {
     const report = await runPowerCuts({
       root,
       seed: s.seed,
