@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from './pkcs11-token-options.js';
 import { openStore, type KeysOption, type Store } from '../store/index.js';
 import { configPath, readStoreConfig, storeIdOf, writeStoreConfig } from './config-file.js';
 import { pkcs11FlagOptions } from './pkcs11-flags.js';

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../cli/pkcs11-token-options.js';
 import {
   CorruptDataError,
   InvalidArgumentError,
@@ -22,9 +22,9 @@ import {
   pickWinner,
   REQUIRED_MECHANISMS,
   type TokenKey,
-} from '../keys/pkcs11-aes.js';
-import { ckrName, isGenericFailure, mapPkcs11Error } from '../keys/pkcs11-errors.js';
-import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../keys/pkcs11-token.js';
+} from '../pkcs11/aes.js';
+import { ckrName, isGenericFailure, mapPkcs11Error } from '../pkcs11/errors.js';
+import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../pkcs11/token.js';
 import type { RootKeyProtector } from './root-key.js';
 
 /**

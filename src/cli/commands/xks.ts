@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../../keys/pkcs11-flags.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../pkcs11-token-options.js';
 import { createXksCredential, loadXksConfig, startXksProxy, validateXksConfig, XksHsm, type XksKeyUsage } from '../../xks/index.js';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
-import type { Pkcs11TokenOptions } from './pkcs11-token.js';
+import type { Pkcs11TokenOptions } from '../pkcs11/token.js';
 
 /** The PKCS#11 command-line flags, as commander parses them (`--pkcs11-module --token|--slot --pin-env|--pin-file --key-label`). */
 export interface Pkcs11CliFlags {

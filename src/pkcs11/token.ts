@@ -3,8 +3,8 @@ import { realpath } from 'node:fs/promises';
 import type * as Pkcs11Js from 'pkcs11js';
 import { importOptional } from '../util/optional-module.js';
 import { AccessDeniedError, InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError } from '../errors.js';
-import { ckrName, isKeyHandleGone, isNotLoggedIn, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
-import { resolvePin, type PinSource } from './pkcs11-pin.js';
+import { ckrName, isKeyHandleGone, isNotLoggedIn, isSessionBroken, mapPkcs11Error } from './errors.js';
+import { resolvePin, type PinSource } from './pin.js';
 
 /**
  * A logged-in connection to one PKCS#11 token, with a pool of sessions.
