@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../cli/pkcs11-token-options.js';
 import {
   CorruptDataError,
   InvalidArgumentError,
@@ -196,14 +195,4 @@ export class Pkcs11RootKey implements RootKeyProtector {
       }
     });
   }
-}
-
-/** The `kms serve` flags for a PKCS#11 root, as parsed by commander. */
-export type Pkcs11RootCliFlags = Pkcs11CliFlags;
-
-/** Options for {@link Pkcs11RootKey.open} from `--pkcs11-module --token|--slot --pin-env|--pin-file [--key-label]`. */
-export function pkcs11RootOptionsFromFlags(flags: Pkcs11RootCliFlags): Pkcs11RootKeyOptions {
-  const options: Pkcs11RootKeyOptions = pkcs11TokenOptionsFromFlags(flags, '--root pkcs11');
-  if (flags.keyLabel !== undefined) options.keyLabel = flags.keyLabel;
-  return options;
 }

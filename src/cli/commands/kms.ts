@@ -3,7 +3,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
-import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
+import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, startKeyService } from '../../kms/index.js';
+import { pkcs11RootOptionsFromFlags, type Pkcs11RootCliFlags } from '../pkcs11-token-options.js';
 import { InvalidArgumentError } from '../../errors.js';
 
 /**
