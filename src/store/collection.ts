@@ -32,6 +32,7 @@ import { checkId, checkPositiveInt, toVector } from './validate.js';
 import { checkBatch, checkUpdates, type CheckedUpdate, type MetadataUpdate } from './records.js';
 import { countWhere, deleteWhere, getMany, list, records, searchMany, type ListOptions, type RecordPage } from './query-api.js';
 import { dekVersionsInUse, rewriteSegmentGroup, segmentDekVersion, walDekVersions, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 /** A record as callers give it. */
 export interface VectorRecord<M extends object = Metadata> {
@@ -162,7 +163,7 @@ export class Collection<M extends object = Metadata> {
   private readonly current = new Map<string, { layer: Layer; label: number }>();
   private manifest!: ManifestData;
   private journal!: Journal;
-  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  private readonly exclusiveQueue = new SerialQueue();
   private closed = false;
   /** The automatic flush under way, if any. */
   private autoFlushing: Promise<void> | undefined;
@@ -1275,9 +1276,7 @@ export class Collection<M extends object = Metadata> {
 
   /** Flushes and compactions of one collection run one at a time. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.exclusiveChain.then(fn, fn);
-    this.exclusiveChain = run.catch(() => undefined);
-    return run;
+    return this.exclusiveQueue.run(fn);
   }
 
   private assertOpen(): void {
