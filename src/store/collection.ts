@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from '../crypto/chunked.js';
-import { ClosedError, CorruptDataError, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, RollbackError, VectorsealError } from '../errors.js';
+import { ClosedError, CorruptDataError, errorCode, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, RollbackError, VectorsealError } from '../errors.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { DekLease } from '../keys/dek-cache.js';
 import {
@@ -255,7 +255,7 @@ export class Collection<M extends object = Metadata> {
     const limit = this.ctx.autoFlushRecords;
     if (limit <= 0 || this.autoFlushing || this.closed || this.memtable.live < limit) return;
     this.autoFlushing = this.flush()
-      .catch((err: unknown) => this.ctx.logger.warn({ err: err instanceof VectorsealError ? err.code : 'VS_ERROR' }, 'automatic flush failed'))
+      .catch((err: unknown) => this.ctx.logger.warn({ err: errorCode(err) }, 'automatic flush failed'))
       .finally(() => {
         this.autoFlushing = undefined;
       });
