@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StagingUnavailableError } from '../errors.js';
+import { processAlive } from '../util/process-alive.js';
 
 /** statfs magic numbers of RAM-backed file systems (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
@@ -16,15 +17,6 @@ export async function isRamBacked(dir: string): Promise<boolean> {
     return st.type === TMPFS_MAGIC || st.type === RAMFS_MAGIC;
   } catch {
     return false;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -102,7 +94,7 @@ async function removeDeadStagingDirs(base: string): Promise<void> {
   }
   for (const name of names) {
     const m = /^vectorseal-(\d+)-[0-9a-f]+$/.exec(name);
-    if (!m || alive(Number(m[1]))) continue;
+    if (!m || processAlive(Number(m[1]))) continue;
     await fs.rm(join(base, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
