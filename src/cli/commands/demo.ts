@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { openStore, type SearchResult, type VectorRecord } from '../../store/index.js';
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
 import { readRecords } from '../import-reader.js';
+import { EXIT } from '../exit-codes.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/demo-articles.jsonl', import.meta.url));
 
@@ -136,7 +137,7 @@ export function registerDemoCommand(program: Command): void {
             `${JSON.stringify({ ok, dataDir, keyDir, kept: keep, collection: name, records: records.length, plaintextOccurrences: found, rotation: report, dataFiles: diff, sameResultsAfterRotation: sameResults, sameResultsAfterReopen: sameAfterReopen, results: before })}\n`,
           );
         }
-        if (!ok) process.exitCode = 1;
+        if (!ok) process.exitCode = EXIT.INTERNAL;
       } finally {
         if (!keep) {
           await fs.rm(root, { recursive: true, force: true });
