@@ -77,6 +77,8 @@ export function sanitizeEvent(event: AuditEvent, defaultPrincipal?: string): San
 /** Whether a detail name may be written: no secret word, and key words only as references. */
 export function detailNameAllowed(name: string): boolean {
   if (!DETAIL_NAME.test(name)) return false;
+  // A name pino would remove after the MAC is computed is dropped here instead (the entry stays verifiable).
+  if (REDACTED_FIELDS.includes(name)) return false;
   const words = name
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
     .split(/[\s_.-]+/)
