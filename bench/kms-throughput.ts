@@ -148,8 +148,10 @@ async function runShape(shape: { workers: number; store: 'file' | 'etcd' }, inde
       ...(etcdCpu === undefined ? {} : { etcdCpuSeconds: Number(etcdCpu.toFixed(2)) }),
     };
     process.stdout.write(
-      `${result.shape}: ${result.requestsPerSecond}/s, ${result.requestsPerServerCpuSecond} per server CPU-second (${result.serverCpuMicrosPerRequest} µs/request), ` +
-        `generator ${result.generatorCpuSeconds} CPU-s${etcdCpu === undefined ? '' : `, etcd ${result.etcdCpuSeconds} CPU-s`}, ${result.errors} errors\n`,
+      `${result.shape}: ${result.requestsPerSecond}/s, ${result.requestsPerServerCpuSecond} per server ` +
+        `CPU-second (${result.serverCpuMicrosPerRequest} µs/request), ` +
+        `generator ${result.generatorCpuSeconds} CPU-s` +
+          `${etcdCpu === undefined ? '' : `, etcd ${result.etcdCpuSeconds} CPU-s`}, ${result.errors} errors\n`,
     );
     return result;
   } finally {

@@ -309,7 +309,8 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
             const [name, measure] = contenders[(k + r) % contenders.length] as (typeof contenders)[number];
             const value = await measure();
             const cpuNote = value?.cpu === undefined ? '' : ` (${value.cpu.toFixed(0)} per CPU-second)`;
-            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ${value === undefined ? 'n/a' : value.wall.toFixed(0)} MB/s${cpuNote}`);
+            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ` +
+              `${value === undefined ? 'n/a' : value.wall.toFixed(0)} MB/s${cpuNote}`);
             if (value === undefined) continue;
             mbps[name] = Math.max(mbps[name] ?? 0, round(value.wall) as number);
             if (value.cpu !== undefined) cpuMbps[name] = Math.max(cpuMbps[name] ?? 0, round(value.cpu) as number);
@@ -388,13 +389,19 @@ export function formatPageBench(result: PageBenchResult): string {
     const q = result.ratios[i];
     const fmt = (x: number | undefined, suffix = ''): string => (x === undefined ? 'n/a' : `${x.toFixed(suffix ? 2 : 0)}${suffix}`);
     lines.push(
-      `| ${r.pageSize / 1024} KiB | ${r.op} | ${names.map((n) => fmt(r.mbps[n])).join(' | ')} | ${fmt(q?.nativeToOpenssl, '×')} | ${fmt(q?.nativeToOpensslCpu, '×')} | ${fmt(q?.allCoresScaling, '×')} | ${fmt(q?.poolCpuEfficiency, '×')} | ${fmt(q?.nativeToCipheriv, '×')} |`,
+      `| ${r.pageSize / 1024} KiB | ${r.op} | ${names.map((n) => fmt(r.mbps[n])).join(' | ')} | ` +
+        `${fmt(q?.nativeToOpenssl, '×')} | ${fmt(q?.nativeToOpensslCpu, '×')} | ` +
+        `${fmt(q?.allCoresScaling, '×')} | ${fmt(q?.poolCpuEfficiency, '×')} | ` +
+        `${fmt(q?.nativeToCipheriv, '×')} |`,
     );
   });
   lines.push(
     '',
-    `MB/s of plaintext (10^6 B/s, wall clock), best of ${result.rounds} round(s) of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
-    `${result.machine.cpu}, ${result.machine.cores} cores (load average ${result.machine.loadAverage.join(' ')} at the end), Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
+    `MB/s of plaintext (10^6 B/s, wall clock), best of ${result.rounds} round(s) ` +
+      `of ${result.seconds} s per cell; native-pool = ${result.poolThreads} threads (caller + workers).`,
+    `${result.machine.cpu}, ${result.machine.cores} cores (load average ` +
+      `${result.machine.loadAverage.join(' ')} at the end), ` +
+      `Node ${result.machine.node} (OpenSSL ${result.machine.nodeOpenssl}), ${result.machine.openssl}.`,
   );
   return lines.join('\n');
 }

@@ -58,7 +58,8 @@ function flag(name: string): string | undefined {
 }
 
 function chartSubtitle(s: Summary, rounds: number): string {
-  return `${s.machine.cpu}, ${s.machine.cores} cores, Node ${s.machine.node}; best of ${rounds} interleaved round(s); ${s.date.slice(0, 10)}`;
+  return `${s.machine.cpu}, ${s.machine.cores} cores, Node ${s.machine.node}; ` +
+    `best of ${rounds} interleaved round(s); ${s.date.slice(0, 10)}`;
 }
 
 /** Regenerates the Markdown and the chart from a results file (after a change to their layout). */

@@ -12,7 +12,8 @@
  * cost.
  *
  * Build and run from the repository root (needs softhsm2 and openssl):
- *   npx tsc -p bench/tsconfig.xks-load.json && node dist/bench-xks/bench/xks-load.js [--clients 16] [--seconds 5] [--rounds 3] [--fresh-connections]
+ * npx tsc -p bench/tsconfig.xks-load.json && node dist/bench-xks/bench/xks-load.js
+ * [--clients 16] [--seconds 5] [--rounds 3] [--fresh-connections]
  * Each client keeps one TLS connection open (as a KMS fleet host would), unless
  * --fresh-connections makes every call a new TCP+TLS handshake (as curl does).
  * Writes bench/results/xks-load.json. Loopback only; bounded in clients, time and rounds.

@@ -49,7 +49,8 @@ export class EsdkContender {
   async verify(pageSize: number): Promise<Buffer> {
     const { result, messageHeader } = await this.encrypt(pageSize);
     if (messageHeader.suiteId !== this.suiteId || messageHeader.frameLength !== pageSize) {
-      throw new Error(`AWS Encryption SDK used suite ${messageHeader.suiteId} with frames of ${messageHeader.frameLength}, not the requested ones; refusing to time it`);
+      throw new Error(`AWS Encryption SDK used suite ${messageHeader.suiteId} with frames of ${messageHeader.frameLength}, ` +
+        'not the requested ones; refusing to time it');
     }
     // Every frame carries a 16-byte tag: fewer bytes than that means no framing at this size.
     if (result.length < ESDK_SEGMENT_BYTES + Math.ceil(ESDK_SEGMENT_BYTES / pageSize) * 16) {

@@ -44,9 +44,11 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
   const plotH = H - TOP - BOTTOM;
   const y = (v: number): number => TOP + plotH - (v / top) * plotH;
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+      'font-family="Helvetica, Arial, sans-serif" font-size="12">',
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">AES-256-GCM page throughput by page size (MB/s of plaintext, higher is better)</text>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">AES-256-GCM page ` +
+      'throughput by page size (MB/s of plaintext, higher is better)</text>',
     `<text x="${W / 2}" y="44" text-anchor="middle" font-size="12" fill="#555">${esc(subtitle)}</text>`,
   ];
   // Legend, wrapped into rows that fit the width.
@@ -63,7 +65,8 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
   }
   (['seal', 'open'] as Op[]).forEach((op, p) => {
     const x0 = LEFT + p * (panelW + GAP);
-    parts.push(`<text x="${x0 + panelW / 2}" y="${TOP - 6}" text-anchor="middle" font-size="14" font-weight="bold">${op === 'seal' ? 'seal (encrypt)' : 'open (decrypt)'}</text>`);
+    parts.push(`<text x="${x0 + panelW / 2}" y="${TOP - 6}" text-anchor="middle" font-size="14" font-weight="bold">` +
+      `${op === 'seal' ? 'seal (encrypt)' : 'open (decrypt)'}</text>`);
     for (let v = 0; v <= top + 1e-9; v += step) {
       parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y(v)}" y2="${y(v)}" stroke="#e3e3e3"/>`);
       parts.push(`<text x="${x0 - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${v.toFixed(0)}</text>`);
@@ -78,8 +81,11 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
         const v = row?.mbps[c];
         if (v === undefined) return;
         const bx = gx + i * barW;
-        parts.push(`<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(TOP + plotH - y(v)).toFixed(1)}" fill="${COLORS[c]}"><title>${esc(`${contenderLabel(c)}, ${size / 1024} KiB ${op}: ${v.toFixed(0)} MB/s`)}</title></rect>`);
-        parts.push(`<text x="${(bx + barW / 2 - 1).toFixed(1)}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle" font-size="9" fill="#333">${v.toFixed(0)}</text>`);
+        parts.push(`<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="` +
+          `${(TOP + plotH - y(v)).toFixed(1)}" fill="${COLORS[c]}"><title>` +
+          `${esc(`${contenderLabel(c)}, ${size / 1024} KiB ${op}: ${v.toFixed(0)} MB/s`)}</title></rect>`);
+        parts.push(`<text x="${(bx + barW / 2 - 1).toFixed(1)}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle" ` +
+          `font-size="9" fill="#333">${v.toFixed(0)}</text>`);
       });
       parts.push(`<text x="${x0 + g * groupW + groupW / 2}" y="${TOP + plotH + 20}" text-anchor="middle" font-size="13">${size / 1024} KiB</text>`);
     });

@@ -98,7 +98,8 @@ export async function runEndToEnd(o: EndToEndOptions): Promise<EndToEndResult> {
   const keyDir = join(o.workDir, 'keys');
   // Automatic flushes off: the one flush measured must persist every record, as the plaintext side does.
   const storeOptions = { dir: storeDir, keys: { provider: 'local' as const, keyDir }, autoFlushRecords: 0 };
-  log(`end to end: ${o.count} × ${o.dim} float32 (${((o.count * o.dim * 4) / 1e6).toFixed(0)} MB of vectors), M=${o.M}, efConstruction=${o.efConstruction}`);
+  log(`end to end: ${o.count} × ${o.dim} float32 (${((o.count * o.dim * 4) / 1e6).toFixed(0)} MB of ` +
+    `vectors), M=${o.M}, efConstruction=${o.efConstruction}`);
 
   // Build both sides (not timed in the ratios).
   const plainBuilt = await buildPlain(d, params, log);
@@ -188,7 +189,8 @@ export async function runEndToEnd(o: EndToEndOptions): Promise<EndToEndResult> {
       await plainStep();
       await vsStep();
     }
-    log(`  reopen round ${r + 1}: vectorseal ${(vsOpen.at(-1) as number).toFixed(2)} s, plaintext ${(plainOpen.at(-1) as number).toFixed(2)} s`);
+    log(`  reopen round ${r + 1}: vectorseal ${(vsOpen.at(-1) as number).toFixed(2)} s, ` +
+      `plaintext ${(plainOpen.at(-1) as number).toFixed(2)} s`);
   }
   const reopened = (openStoreNow as Store | undefined)?.collection('bench');
   if (!reopened || !plainOpened) throw new Error('end to end: nothing was reopened');

@@ -72,7 +72,8 @@ export async function runPageSuite(options: PageSuiteOptions): Promise<PageSuite
       if (!esdk) return;
       for (const pageSize of sizes) {
         const s = await esdk.measure(pageSize, seconds);
-        log(`  ${String(pageSize / 1024).padStart(2)} KiB aws-esdk    round ${round + 1}: seal ${s.seal.toFixed(0)} MB/s, open ${s.open.toFixed(0)} MB/s`);
+        log(`  ${String(pageSize / 1024).padStart(2)} KiB aws-esdk    round ${round + 1}: ` +
+          `seal ${s.seal.toFixed(0)} MB/s, open ${s.open.toFixed(0)} MB/s`);
         record(row(pageSize, 'seal'), 'aws-esdk', s.seal, s.sealCpu);
         record(row(pageSize, 'open'), 'aws-esdk', s.open, s.openCpu);
       }

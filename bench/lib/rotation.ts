@@ -90,7 +90,8 @@ export async function rotateCollections(workDir: string, count: number, rounds: 
         const t = await timed(() => s.rotateKek());
         seconds.push(t.seconds);
         rewrapped = t.value.rewrapped;
-        log(`  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`);
+        log(`  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} ` +
+          `rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`);
         // The store's own keys (audit trail, store state) are rewrapped too.
         if (t.value.rewrapped < count) throw new Error(`rotation rewrapped ${t.value.rewrapped} of ${count} DEKs; refusing to report`);
       } finally {
@@ -181,7 +182,8 @@ export async function rotateWithData(workDir: string, targetBytes: number, round
         seconds.push(t.seconds);
         const d = diffSnapshots(before, after);
         if (r === 0 || d.bytesRewritten > diff.bytesRewritten) diff = d;
-        log(`  rotation over ${(d.bytes / 1e6).toFixed(0)} MB of data, round ${r + 1}: ${t.seconds.toFixed(3)} s, ${d.bytesRewritten} data bytes rewritten`);
+        log(`  rotation over ${(d.bytes / 1e6).toFixed(0)} MB of data, round ${r + 1}: ` +
+          `${t.seconds.toFixed(3)} s, ${d.bytesRewritten} data bytes rewritten`);
         if (t.value.rewrapped < 1) throw new Error('rotation rewrapped nothing; refusing to report');
       } finally {
         await s.close({ flush: false });

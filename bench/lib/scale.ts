@@ -325,7 +325,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       toUnfiltered: ratio(percentile(a, 50), unfilteredP50),
     };
     filtered.push(row);
-    log(`  filtered ${fc.label}: vectorseal p50 ${row.vectorseal.p50Ms} ms recall ${row.vectorseal.recall}; lean p50 ${row.lean.p50Ms} ms recall ${row.lean.recall}${row.sqliteVec ? `; sqlite-vec p50 ${row.sqliteVec.p50Ms} ms` : ''}`);
+    log(`  filtered ${fc.label}: vectorseal p50 ${row.vectorseal.p50Ms} ms recall ${row.vectorseal.recall}; ` +
+      `lean p50 ${row.lean.p50Ms} ms recall ${row.lean.recall}` +
+      `${row.sqliteVec ? `; sqlite-vec p50 ${row.sqliteVec.p50Ms} ms` : ''}`);
   }
   sq?.value.close();
   const processPeakMB = round(process.resourceUsage().maxRSS / 1e3, 0);
@@ -361,7 +363,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       vectorsealReopenMB: round(median(vsMem), 0),
       leanReopenMB: round(median(leanMem), 0),
       processPeakMB,
-      note: 'resident-set growth across one reopen (median of the rounds; the earlier copy released and garbage-collected first); the peak is the whole benchmark process',
+      note: 'resident-set growth across one reopen (median of the rounds; ' +
+        'the earlier copy released and garbage-collected first); the peak is the whole benchmark process',
     },
     search: {
       queries: queries.length,

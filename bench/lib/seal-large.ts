@@ -132,7 +132,9 @@ export async function runSealLarge(options: { bytes?: number; rounds: number; lo
         }],
       ];
       for (let j = 0; j < steps.length; j++) await (steps[(i + j) % steps.length] as [string, () => Promise<void>])[1]();
-      options.log(`  seal 64 MiB round ${i + 1}: engine ${r.engine.at(-1)}/${o.engine.at(-1)} MB/s, createCipheriv ${r.cipheriv.at(-1)}/${o.cipheriv.at(-1)}, openssl ${r.openssl.at(-1) ?? '-'}/${o.openssl.at(-1) ?? '-'} (seal/open)`);
+      options.log(`  seal 64 MiB round ${i + 1}: engine ${r.engine.at(-1)}/${o.engine.at(-1)} MB/s, ` +
+        `createCipheriv ${r.cipheriv.at(-1)}/${o.cipheriv.at(-1)}, ` +
+        `openssl ${r.openssl.at(-1) ?? '-'}/${o.openssl.at(-1) ?? '-'} (seal/open)`);
     }
     const paired = (a: number[], b: number[]): number | undefined => (b.length === a.length && a.length > 0 ? round(median(a.map((x, i) => x / (b[i] as number))), 2) : undefined);
     return {

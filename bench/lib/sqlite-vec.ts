@@ -68,11 +68,15 @@ export async function sqliteVecInsert(Database: SqliteConstructor, vec: SqliteVe
 /** Opens the database again (key, extension), ready to search. */
 export function sqliteVecOpen(Database: SqliteConstructor, vec: SqliteVec, file: string, key: Buffer): SqliteVecStore {
   const db = openKeyed(Database, vec, file, key);
-  const knn = db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance');
+  const knn = db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ?) ' +
+    'v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance');
   const filtered = {
-    s1: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s1 = ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
-    s10: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s10 = ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
-    s50: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s50 = ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
+    s1: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s1 = ' +
+      '?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
+    s10: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s10 ' +
+      '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
+    s50: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s50 ' +
+      '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
   };
   return {
     db,

@@ -76,7 +76,8 @@ export async function assertAuditTrailIntact(options: VerifyAuditTrailOptions): 
   const result = await verifyAuditTrail(options);
   if (!result.ok) {
     throw new CorruptDataError(
-      `audit trail ${result.problem} at entry ${result.firstBadEntry} (line ${result.firstBadEntry + 1}, expected seq ${result.expectedSeq}): ${result.detail}`,
+      `audit trail ${result.problem} at entry ${result.firstBadEntry} (line ${result.firstBadEntry + 1}, ` +
+        `expected seq ${result.expectedSeq}): ${result.detail}`,
       { file: options.file, reason: result.problem },
     );
   }

@@ -40,7 +40,10 @@ export function configPath(storeId: string | undefined, explicit?: string): stri
   return join(configDir(), `${storeId}.json`);
 }
 
-/** Reads a store's config file; undefined when it does not exist (a store whose KEKs are all local keys in the key directory needs none). */
+/**
+ * Reads a store's config file; undefined when it does not exist (a
+ * store whose KEKs are all local keys in the key directory needs none).
+ */
 export async function readStoreConfig(file: string, storeId?: string): Promise<StoreConfig | undefined> {
   let text: string;
   try {

@@ -64,7 +64,8 @@ export function storeOptions(cmd: Command): Command {
     .option('--config <file>', 'the store\'s KEK configuration (default: env VECTORSEAL_CONFIG, else $XDG_CONFIG_HOME/vectorseal/stores/<storeId>.json)')
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
     .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)')
-    .option('--freshness-anchor <file>', 'a file outside the store directory holding its newest state, so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)');
+    .option('--freshness-anchor <file>', 'a file outside the store directory holding its newest state, ' +
+      'so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)');
 }
 
 export function storeDir(opts: StoreCliOptions): string {

@@ -7,7 +7,10 @@ import { keysFromCli, type KekCliOptions, type StoreCliOptions } from './context
 import { kmsFlagOptions } from './kms-flags.js';
 import { pkcs11FlagOptions } from './pkcs11-flags.js';
 
-/** Where a new KEK is (`kek add`, `restore --kek`): the provider plus the options of `init --kek` (KMS key, endpoint, region; PKCS#11 module, token, PIN source, label). */
+/**
+ * Where a new KEK is (`kek add`, `restore --kek`): the provider plus the options of
+ * `init --kek` (KMS key, endpoint, region; PKCS#11 module, token, PIN source, label).
+ */
 export type KekSourceOptions = Omit<KekCliOptions, 'kek'> & { kek?: string; provider?: string; keyId?: string; kekKeyDir?: string };
 
 export function kekSourceOptions(cmd: Command, flag: string, description: string): Command {

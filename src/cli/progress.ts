@@ -33,7 +33,10 @@ export function progressBar(opts: { json?: boolean }, format: string, options: {
   };
 }
 
-/** Progress of a job that works through several labelled parts in turn (maintenance re-encrypts collection after collection): one bar per label. */
+/**
+ * Progress of a job that works through several labelled parts in turn
+ * (maintenance re-encrypts collection after collection): one bar per label.
+ */
 export function progressReporter(opts: { json?: boolean }): { update(label: string, p: { done: number; total: number }): void; stop(): void } {
   let bar: ProgressBar | undefined;
   let shown: string | undefined;

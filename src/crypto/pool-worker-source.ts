@@ -86,7 +86,12 @@ function run(cipher, job) {
   const outPage = op === 'seal' ? sealedPage : pageSize;
   let written = 0;
   for (let p = 0, at = 0; at < input.length || (p === 0 && input.length === 0); p++, at += inPage) {
-    const r = (op === 'seal' ? cipher.seal : cipher.open)(base, counter + p * chunksPerPage, input.subarray(at, Math.min(input.length, at + inPage)), out.subarray(p * outPage));
+    const r = (op === 'seal' ? cipher.seal : cipher.open)(
+      base,
+      counter + p * chunksPerPage,
+      input.subarray(at, Math.min(input.length, at + inPage)),
+      out.subarray(p * outPage),
+    );
     if (r < 0) return -(p * chunksPerPage + (-r - 1)) - 1;
     written += r;
   }

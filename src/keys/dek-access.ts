@@ -163,7 +163,8 @@ export class DekAccess {
       const wrap = dek.wraps.find((w) => w.kek === name);
       if (!wrap) continue;
       try {
-        // Reaching the provider is inside the audited call: a KEK that cannot be reached (or is not configured) is on record before the next is tried.
+        // Reaching the provider is inside the audited call: a KEK that cannot be
+        // reached (or is not configured) is on record before the next is tried.
         const plaintext = await this.audit.audited(
           { action: 'unwrap', collectionId, kek: name, dekVersion: version, ...(col.tenant === undefined ? {} : { tenant: col.tenant }) },
           async () => (await this.provider(name)).unwrap(toWrapped(wrap), ctx),

@@ -84,7 +84,9 @@ export async function readKeyringFile(file: string): Promise<UnverifiedKeyring> 
 /** Splits keyring bytes into complete lines and parses the checkpoint's claims. */
 export function splitKeyring(bytes: Buffer, file: string): UnverifiedKeyring {
   if (isKeyringV1(bytes)) {
-    throw new UnsupportedVersionError(`the keyring was written by vectorseal 0.1.0 (file ${file}); convert the store with \`vectorseal upgrade --dir <dir>\` (or upgradeStore()) using its KEK configuration`);
+    throw new UnsupportedVersionError(`the keyring was written by vectorseal 0.1.0 (file ${file}); ` +
+      `convert the store with \`vectorseal upgrade --dir <dir>\` (or upgradeStore()) ` +
+      'using its KEK configuration');
   }
   const lines: Buffer[] = [];
   let start = 0;

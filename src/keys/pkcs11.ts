@@ -195,7 +195,8 @@ export class Pkcs11KekProvider extends KekProvider {
           // The token's word for both "tag mismatch" and "device fault": a working token means the data is bad.
           if (await gcmSelfTest(this.token, session, vk.key.handle)) throw wrapAuthFailure(err);
           throw new KeyProviderUnavailableError(
-            `PKCS#11 unwrap with KEK "${this.keyId}" v${version} on token "${this.token.info.label}" failed with ${name} and the token failed its self-test`,
+            `PKCS#11 unwrap with KEK "${this.keyId}" v${version} on token "${this.token.info.label}" failed with ` +
+              `${name} and the token failed its self-test`,
             { cause: err },
           );
         }
@@ -379,7 +380,8 @@ export class Pkcs11KekProvider extends KekProvider {
         }
         if (vk === undefined) {
           throw new KeyDestroyedError(
-            `PKCS#11 KEK "${this.keyId}" version ${version} does not exist on token "${this.token.info.label}" (destroyed, or another token)`,
+            `PKCS#11 KEK "${this.keyId}" version ${version} does not exist on token "${this.token.info.label}" ` +
+              '(destroyed, or another token)',
           );
         }
         if (isDisabledByMarker(this.token, session, vk.key.label)) {

@@ -69,7 +69,8 @@ export class ProviderRegistry {
     const own = this.keks[name];
     if (own) {
       if (own.provider !== binding.provider || own.keyId !== binding.keyId) {
-        throw new WrongKeyError(`KEK "${name}" is bound to ${binding.provider} key ${binding.keyId.slice(0, 256)} in the keyring, but configured as ${own.provider} key ${own.keyId.slice(0, 256)}`);
+        throw new WrongKeyError(`KEK "${name}" is bound to ${binding.provider} key ${binding.keyId.slice(0, 256)} in the keyring, ` +
+          `but configured as ${own.provider} key ${own.keyId.slice(0, 256)}`);
       }
       return own;
     }
@@ -79,7 +80,8 @@ export class ProviderRegistry {
       return { provider: 'local', keyId: binding.keyId, config: { keyDir: this.options.localKeyDir ?? defaultLocalKeyDir() } };
     }
     if (this.options.providers?.[binding.provider]) return undefined;
-    throw new KekNotConfiguredError(`KEK "${name}" (${binding.provider}) is not in this process's KEK configuration, so it is not contacted; add it to openStore({ keks }) or the store's config file`);
+    throw new KekNotConfiguredError(`KEK "${name}" (${binding.provider}) is not in this process's KEK configuration, ` +
+      `so it is not contacted; add it to openStore({ keks }) or the store's config file`);
   }
 
   /** Whether the caller configured a KEK (without contacting it). */

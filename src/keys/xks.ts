@@ -137,7 +137,8 @@ export class XksKekProvider extends KekProvider {
     if ((await this.metadata(next)) === undefined && this.createVersion !== undefined) await this.createVersion(this.externalKeyId(next));
     if ((await this.metadata(next)) === undefined) {
       throw new NotFoundError(
-        `XKS KEK "${this.keyId}" cannot rotate: external key ${this.externalKeyId(next)} does not exist on the proxy (vectorseal xks create-key --id ${this.externalKeyId(next)})`,
+        `XKS KEK "${this.keyId}" cannot rotate: external key ${this.externalKeyId(next)} does not exist on ` +
+          `the proxy (vectorseal xks create-key --id ${this.externalKeyId(next)})`,
       );
     }
     const after = await this._describe();

@@ -81,7 +81,8 @@ export async function createAuditLog(options: AuditOptions): Promise<AuditLog> {
   return {
     record(entry, written) {
       pending.push(
-        `{"level":${INFO},"time":"${new Date().toISOString()}","service":"vectorseal-kms","audit":${JSON.stringify(entry)},"msg":"${entry.outcome}"}\n`,
+        `{"level":${INFO},"time":"${new Date().toISOString()}","service":"vectorseal-kms","audit":` +
+          `${JSON.stringify(entry)},"msg":"${entry.outcome}"}\n`,
       );
       if (written !== undefined) waiting.push(written);
       if (!scheduled) {

@@ -35,7 +35,8 @@ export function signKmsRequest(options: {
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
   const key = hmac(hmac(hmac(hmac(`AWS4${options.credentials.secretAccessKey}`, day), options.region), 'kms'), 'aws4_request');
   const signature = hmac(key, toSign).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${options.credentials.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${options.credentials.accessKeyId}/${scope}, ` +
+    `SignedHeaders=${names.join(';')}, Signature=${signature}`;
   return headers;
 }
 

@@ -19,7 +19,10 @@ export interface SigV4Expectations {
   now: number;
   /** Finds the secret of an access key id, or undefined when it is unknown. */
   secretFor(accessKeyId: string): string | undefined;
-  /** Largest accepted distance between the signing time and `now`. Default MAX_CLOCK_SKEW_MS (AWS's 15 minutes); the XKS spec asks for 5. */
+  /**
+   * Largest accepted distance between the signing time and `now`. Default
+   * MAX_CLOCK_SKEW_MS (AWS's 15 minutes); the XKS spec asks for 5.
+   */
   maxSkewMs?: number;
   /** Headers that must be in SignedHeaders. Default REQUIRED_SIGNED_HEADERS (the key service's). */
   requiredSignedHeaders?: readonly string[];

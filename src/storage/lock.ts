@@ -41,7 +41,8 @@ export async function liveLockHolder(dir: string): Promise<LockInfo | undefined>
  * The single-writer lock of a store directory. The LOCK file appears whole or
  * not at all (hard link of a temp file), so a reader never sees half a lock.
  * It is not fsynced: a crash ends its holder, and a lock that a crash left
- * empty or half-written is unreadable, which is taken over like a dead one. A lock left by a dead process on this host is taken over; a live
+ * empty or half-written is unreadable, which is taken over like a dead
+ * one. A lock left by a dead process on this host is taken over; a live
  * holder, or one on another host (whose liveness cannot be checked), wins.
  */
 export class StoreLock {

@@ -51,7 +51,8 @@ export class Staging {
       }
       if (base === undefined) {
         throw new StagingUnavailableError(
-          `no RAM-backed staging location (tried ${DEFAULT_CANDIDATES.join(', ')}); name one with the stagingDir option if you accept the risk`,
+          `no RAM-backed staging location (tried ${DEFAULT_CANDIDATES.join(', ')}); ` +
+            'name one with the stagingDir option if you accept the risk',
         );
       }
     }

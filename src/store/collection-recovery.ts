@@ -110,7 +110,9 @@ export async function load(s: CollectionMemory): Promise<void> {
       if (seal && (contents.records.length !== seal.records || contents.sha256 !== seal.sha256)) {
         for (const rec of contents.records) rec.fill(0);
         throw new CorruptDataError(
-          `WAL file ${walFileName(n)} holds ${contents.records.length} records; the store state sealed it with ${seal.records}${contents.records.length === seal.records ? ' and another hash' : ''} (cut, emptied or replaced)`,
+          `WAL file ${walFileName(n)} holds ${contents.records.length} records; ` +
+            `the store state sealed it with ${seal.records}` +
+            `${contents.records.length === seal.records ? ' and another hash' : ''} (cut, emptied or replaced)`,
           { file: path, reason: 'sealed' },
         );
       }

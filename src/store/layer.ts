@@ -62,7 +62,10 @@ export class Layer {
   private scanSpace: Space | undefined;
 
   constructor(
-    /** The index, or (for a memtable) how to make it on first use: an empty HNSW index costs megabytes, and most memtables of a store with many collections stay empty. */
+    /**
+     * The index, or (for a memtable) how to make it on first use: an empty HNSW index
+     * costs megabytes, and most memtables of a store with many collections stay empty.
+     */
     index: HnswIndex | (() => HnswIndex),
     capacity: number,
     /** Segment group id once flushed; undefined for a memtable. */

@@ -57,7 +57,8 @@ async function readOnce(options: ReaderSnapshotOptions): Promise<ReaderSnapshot>
   const stateFile = join(dir, STATE_FILE);
   const stateBytes = await fs.readFile(stateFile).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
-    // A store made by 0.1.0 has no state: its keyring says so (UnsupportedVersionError naming `vectorseal upgrade`), as a writer's open does.
+    // A store made by 0.1.0 has no state: its keyring says so
+    // (UnsupportedVersionError naming `vectorseal upgrade`), as a writer's open does.
     await readKeyringFile(join(dir, KEYRING_FILE)).catch((e: unknown) => {
       if ((e as { code?: unknown })?.code === 'VS_UNSUPPORTED_VERSION') throw e;
     });

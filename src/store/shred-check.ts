@@ -157,7 +157,8 @@ async function checkFile(file: string, rings: Ring[], registry: ProviderRegistry
         await open(plaintext);
         return { ...base, status: 'OPENABLE', openedWith: { keyring: ring.file, kek: wrap.kek, keyId: wrap.keyId }, attempts };
       } catch (err) {
-        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${errorCode(err)}`);
+        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}` +
+          `${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${errorCode(err)}`);
       } finally {
         plaintext?.fill(0);
       }

@@ -296,7 +296,8 @@ async function checkAnchor(anchor: string, key: Buffer, storeId: string, body: S
   if (a.storeId !== storeId) throw new CorruptDataError('the freshness anchor belongs to another store', { file: anchor, reason: 'foreign' });
   if (a.generation > body.generation || (a.generation === body.generation && a.stateMac !== mac)) {
     throw new RollbackError(
-      `the store state (generation ${body.generation}) is older than its freshness anchor ${anchor} (generation ${a.generation}): the data directory was rolled back`,
+      `the store state (generation ${body.generation}) is older than its freshness anchor ${anchor} ` +
+        `(generation ${a.generation}): the data directory was rolled back`,
       { file: stateFile, reason: 'rollback' },
     );
   }

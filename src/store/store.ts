@@ -53,7 +53,10 @@ export type KeysOption =
 export interface OpenStoreOptions {
   /** The store directory. */
   dir: string;
-  /** Key provider for a new store (default: a local master key under keyDir or the default key directory, or VECTORSEAL_MASTER_KEY when set). */
+  /**
+   * Key provider for a new store (default: a local master key under keyDir
+   * or the default key directory, or VECTORSEAL_MASTER_KEY when set).
+   */
   keys?: KeysOption;
   /**
    * Every KEK this process may contact, by the name the keyring gives it:

@@ -15,7 +15,8 @@ export async function importOptional<T>(pkg: string, usedBy: string): Promise<T>
     throw new KeyProviderUnavailableError(
       missing
         ? `${usedBy} needs the optional package ${pkg}, which is not installed: run \`npm install ${pkg}\``
-        : `${usedBy} needs the optional package ${pkg}, which is installed but does not load (its native addon may not have built: run \`npm rebuild ${pkg}\`)`,
+        : `${usedBy} needs the optional package ${pkg}, which is installed but does not load (its native addon ` +
+          `may not have built: run \`npm rebuild ${pkg}\`)`,
       { cause },
     );
   }

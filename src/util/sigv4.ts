@@ -107,7 +107,8 @@ export function signRequest(input: SignInput): { 'x-amz-date': string; authoriza
   const sig = signature(input.secretAccessKey, amzDate, { date, region: input.region, service: input.service }, canonical).toString('hex');
   return {
     'x-amz-date': amzDate,
-    authorization: `${SIGV4_ALGORITHM} Credential=${input.accessKeyId}/${date}/${input.region}/${input.service}/aws4_request, SignedHeaders=${signedHeaders.join(';')}, Signature=${sig}`,
+    authorization: `${SIGV4_ALGORITHM} Credential=${input.accessKeyId}/${date}/${input.region}/${input.service}` +
+      `/aws4_request, SignedHeaders=${signedHeaders.join(';')}, Signature=${sig}`,
   };
 }
 

@@ -41,7 +41,8 @@ describe('canonicalJson against RFC 8785', () => {
       "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
       "literals": [null, true, false]
     }`;
-    const expected = String.raw`{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}`;
+    const expected = String.raw`{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],` +
+      String.raw`"string":"€$\u000f\nA'B\"\\\\\"/"}`;
     expect(canonicalJson(JSON.parse(input))).toBe(expected);
   });
 

@@ -60,7 +60,8 @@ describe('what a backup reveals, and what a shred does to it', () => {
     expect(rep.collections[0]!.count).toBe(395);
   });
 
-  it("a backup taken before a tenant's deletion cannot restore that tenant once its own KEK is destroyed; other collections still restore", async () => {
+  it("a backup taken before a tenant's deletion cannot restore that tenant once its own KEK is destroyed; " +
+    "other collections still restore", async () => {
     const d = storeDirs();
     const store = await openTestStore(d, { stagingDir: d.stagingDir });
     await LocalKekProvider.init({ keyId: 'acme-kek', keyDir: d.keyDir });

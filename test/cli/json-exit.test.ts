@@ -37,7 +37,8 @@ describe('vectorseal CLI: --json, exit codes, inputs, confirmation', () => {
     await fs.access(BIN);
   });
 
-  it('with --json every stdout line is JSON, errors included, and exit codes tell usage, vectorseal errors and tampering apart', async () => {
+  it('with --json every stdout line is JSON, errors included, and exit codes tell usage, ' +
+    'vectorseal errors and tampering apart', async () => {
     const d = storeDirs();
     const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
     const data = join(d.root, 'docs.jsonl');

@@ -30,7 +30,12 @@ describe('no native addon', () => {
         const pool = new CryptoPool({ minParallelBytes: 1024 });
         const a = Buffer.from(await sealParallel(key, Buffer.from('c'), msg, { salt, pool }));
         const b = Buffer.from(seal(key, Buffer.from('c'), msg, { salt, engine: nodeEngine }));
-        console.log(JSON.stringify({ native: loadNativeEngine() === undefined ? 'none' : 'loaded', engine: defaultEngine().name, workers: pool.workerEngine, same: a.equals(b) }));
+        console.log(JSON.stringify({
+          native: loadNativeEngine() === undefined ? 'none' : 'loaded',
+          engine: defaultEngine().name,
+          workers: pool.workerEngine,
+          same: a.equals(b),
+        }));
         await pool.close();`;
       const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: dir, encoding: 'utf8', timeout: 30_000, env: { ...process.env, VECTORSEAL_NATIVE_ADDON: '' } });
       expect(run.stderr).toBe('');

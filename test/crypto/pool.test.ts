@@ -137,7 +137,8 @@ describe('pool lifecycle', () => {
     // A plain Node child cannot import .ts: this runs against the compiled package (npm test builds it first).
     const dist = fileURLToPath(new URL('../../dist/crypto/pool.js', import.meta.url));
     expect(existsSync(dist), 'the compiled package is missing: run `npm run build`').toBe(true);
-    const code = `import(${JSON.stringify(dist)}).then(async (m) => { await m.sealParallel(Buffer.alloc(32, 1), Buffer.alloc(0), Buffer.alloc(3 << 20)); console.log('sealed'); })`;
+    const code = `import(${JSON.stringify(dist)}).then(async (m) => { await m.sealParallel(Buffer.alloc(32, 1), ` +
+      `Buffer.alloc(0), Buffer.alloc(3 << 20)); console.log('sealed'); })`;
     const run = spawnSync(process.execPath, ['-e', code], { timeout: 20_000, encoding: 'utf8' });
     expect(run.stdout).toContain('sealed');
     expect(run.status).toBe(0);

@@ -27,7 +27,8 @@ function answers(index: InstanceType<typeof hnswlib.HierarchicalNSW>, queries: n
 
 describe('vectorseal/hnswlib: writeIndexSealed / readIndexSealed', () => {
   for (const space of ['l2', 'cosine', 'ip'] as const) {
-    it(`a ${space} index sealed and read back gives identical searchKnn results, also after a KEK rotation; no vector bytes on disk`, async () => {
+    it(`a ${space} index sealed and read back gives identical searchKnn results, also after a KEK rotation; ` +
+      'no vector bytes on disk', async () => {
       const d = storeDirs();
       const keys = { provider: 'local' as const, keyDir: d.keyDir };
       const { index, vectors, queries } = build(space, 600, 24, space.length);

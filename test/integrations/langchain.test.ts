@@ -60,7 +60,8 @@ function chainOf(vs: VectorsealVectorStore, filter: VectorsealVectorStore['Filte
 }
 
 describe('vectorseal/langchain: VectorsealVectorStore on @langchain/core', () => {
-  it('a retriever in a runnable chain returns the right documents with a metadata filter, after a reopen and after a KEK rotation; nothing in clear on disk', async () => {
+  it('a retriever in a runnable chain returns the right documents with a metadata filter, ' +
+    'after a reopen and after a KEK rotation; nothing in clear on disk', async () => {
     const d = storeDirs();
     const embeddings = new HashingEmbeddings();
     const docs = corpus();

@@ -39,7 +39,8 @@ afterEach(async () => {
 const texts = (hits: NodeWithScore[]) => hits.map((h) => /PANGOLINTEXT\d+/.exec(h.node.getContent(MetadataMode.NONE))?.[0]);
 
 describe('vectorseal/llamaindex: VectorsealNodeStore on @llamaindex/core', () => {
-  it("VectorStoreIndex over the store answers retrieval with filters, after a reopen; delete by ref doc id; nothing in clear on disk", async () => {
+  it("VectorStoreIndex over the store answers retrieval with filters, after a reopen; " +
+    "delete by ref doc id; nothing in clear on disk", async () => {
     const d = storeDirs();
     const embedModel = new HashingEmbedding();
     // The index itself embeds with Settings.embedModel, as any LlamaIndex app sets it.

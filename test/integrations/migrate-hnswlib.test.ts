@@ -27,7 +27,8 @@ afterEach(async () => {
 });
 
 describe('migrateHNSWLib', () => {
-  it('moves a directory written by LangChain\'s own HNSWLib store into an encrypted store, with the same answers, and names the plaintext files', async () => {
+  it('moves a directory written by LangChain\'s own HNSWLib store into an encrypted store, ' +
+    'with the same answers, and names the plaintext files', async () => {
     const d = storeDirs();
     const embeddings = new HashingEmbeddings();
     const source = join(d.root, 'hnswlib-dir');

@@ -105,7 +105,8 @@ describe('tenant keys', () => {
     await again.close();
   });
 
-  it('schedules, cancels and after the window crypto-shreds a tenant: a copy of its files and of the old keyring cannot be opened', async () => {
+  it('schedules, cancels and after the window crypto-shreds a tenant: ' +
+    'a copy of its files and of the old keyring cannot be opened', async () => {
     const f = await setup();
     await tenantWithOwnKek(f, 'acme');
     await tenantWithOwnKek(f, 'globex');

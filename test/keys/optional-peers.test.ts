@@ -8,7 +8,8 @@ import { tempDir } from '../helpers/tmp.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 describe('pkcs11js and @aws-sdk/client-kms are optional peers', () => {
-  it('without them the default (local key) store works in full, and each provider that needs one names the package to install', async () => {
+  it('without them the default (local key) store works in full, ' +
+    'and each provider that needs one names the package to install', async () => {
     await fs.access(join(here, '../../dist/index.js'));
     const root = tempDir('vs-peers-');
     const r = spawnSync(process.execPath, ['--import', join(here, 'register-block-optional-peers.mjs'), join(here, 'optional-peers-child.mjs'), root], { encoding: 'utf8' });

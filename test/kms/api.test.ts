@@ -117,7 +117,8 @@ describe('key policies', () => {
     expect(await errorName(admin.send(new GetKeyPolicyCommand({ KeyId: id, PolicyName: 'other' })))).toBe('NotFoundException');
   });
 
-  it('explicit Deny wins over any Allow; an Allow naming a principal works without its own policy; conditions on the encryption context', async () => {
+  it('explicit Deny wins over any Allow; an Allow naming a principal works without its own policy; ' +
+    'conditions on the encryption context', async () => {
     const policy = {
       Version: '2012-10-17',
       Statement: [
@@ -166,7 +167,8 @@ describe('key policies', () => {
     expect(await errorName(admin.send(new PutKeyPolicyCommand({ KeyId: id, Policy: JSON.stringify(lockout) })))).toBe('MalformedPolicyDocumentException');
     for (const bad of ['{', '{"Statement":[]}', '{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"kms:*"}]}',
       '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}',
-      '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Condition":{"NumericLessThan":{"kms:EncryptionContextKeys":"1"}}}]}']) {
+      '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*",' +
+        '"Condition":{"NumericLessThan":{"kms:EncryptionContextKeys":"1"}}}]}']) {
       expect(await errorName(admin.send(new PutKeyPolicyCommand({ KeyId: id, Policy: bad })))).toBe('MalformedPolicyDocumentException');
     }
     // With the bypass flag the lockout policy is accepted, and admin is then locked out.

@@ -53,7 +53,8 @@ function signedRequest(opts: { body: string; secret?: string; accessKeyId?: stri
   let key: Buffer = hmac(`AWS4${opts.secret ?? ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
   const signature = hmac(key, toSign).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${opts.accessKeyId ?? ADMIN.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${opts.accessKeyId ?? ADMIN.accessKeyId}/${scope}, ` +
+    `SignedHeaders=${signed.join(';')}, Signature=${signature}`;
   return { url: `${h.service.url}/`, headers };
 }
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');

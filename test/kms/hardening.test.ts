@@ -33,7 +33,8 @@ function sign(base: string, body: string, target: string, signed: string[]) {
   let key: Buffer = hmac(`AWS4${ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
   const signature = hmac(key, ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n')).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, ` +
+    `Signature=${signature}`;
   return headers;
 }
 

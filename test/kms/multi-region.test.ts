@@ -74,7 +74,8 @@ afterAll(async () => {
 });
 
 describe('multi-region keys across two key-service regions', () => {
-  it('ReplicateKey, then a ciphertext from either region decrypts in the other; rotation follows the primary, enablement is per region', async () => {
+  it('ReplicateKey, then a ciphertext from either region decrypts in the other; ' +
+    'rotation follows the primary, enablement is per region', async () => {
     const primary = (await east.send(new CreateKeyCommand({ MultiRegion: true, Description: 'mrk' }))).KeyMetadata!;
     const id = primary.KeyId!;
     expect(id).toMatch(/^mrk-/);
@@ -124,7 +125,8 @@ describe('multi-region keys across two key-service regions', () => {
     expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: single, ReplicaRegion: WEST })))).toBe('UnsupportedOperationException');
   });
 
-  it('a store whose DEKs are wrapped by the same multi-region key in both regions opens from the west after the east is stopped', async () => {
+  it('a store whose DEKs are wrapped by the same multi-region key in both regions opens from the west ' +
+    'after the east is stopped', async () => {
     const id = (await east.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
     await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST }));
     // Each region's endpoint is the caller's KEK configuration, never the keyring's.

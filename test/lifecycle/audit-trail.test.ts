@@ -7,7 +7,8 @@ import { KeyDisabledError } from '../../src/errors.js';
 import { auditEntries, lifecycleDirs, openLifecycleStore, runCli, vectorOf } from './helpers.js';
 
 describe('the store audit trail', () => {
-  it('records every key and store event of a run with its principal, verifies, and `audit verify` exits 2 once an entry changes', async () => {
+  it('records every key and store event of a run with its principal, verifies, ' +
+    'and `audit verify` exits 2 once an entry changes', async () => {
     const d = lifecycleDirs();
     const extra = new PassThrough();
     let mirrored = '';

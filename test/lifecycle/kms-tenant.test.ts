@@ -23,7 +23,8 @@ const providers = {
 };
 
 describe('a tenant whose KEK lives in the key service', () => {
-  it('a KEK disabled in the KMS stops the tenant once the DEK cache TTL passes; enabling it there restores the tenant; the local tenant is untouched', async () => {
+  it('a KEK disabled in the KMS stops the tenant once the DEK cache TTL passes; ' +
+    'enabling it there restores the tenant; the local tenant is untouched', async () => {
     const d = lifecycleDirs();
     let clock = Date.now();
     const store = await openLifecycleStore(d, { providers, keyCache: { ttlMs: 60_000, now: () => clock } });
@@ -59,7 +60,8 @@ describe('a tenant whose KEK lives in the key service', () => {
     expect(g.count).toBe(11);
   });
 
-  it('shredding the tenant schedules its KMS key for deletion; copies of its files and the old keyring are then unrecoverable', async () => {
+  it('shredding the tenant schedules its KMS key for deletion; copies of its files and the old keyring ' +
+    'are then unrecoverable', async () => {
     const d = lifecycleDirs();
     const store = await openLifecycleStore(d, { providers });
     const kms = h.client();

@@ -21,9 +21,11 @@ describe('crash safety: writers killed with SIGKILL at random points', () => {
     });
     await recordSection('crash', report, s);
     console.log(
-      `crash safety (seed ${report.seed}): ${report.killPoints} kill points (${report.byMode.point.killed} at named points, ${report.byMode.timer.killed} timed), ` +
+      `crash safety (seed ${report.seed}): ${report.killPoints} kill points (${report.byMode.point.killed} ` +
+        `at named points, ${report.byMode.timer.killed} timed), ` +
         `${report.survived} survived, ${report.notReached} writers ran out first; ${report.acknowledgedOps} acknowledged ops; ` +
-        `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, wrong ${report.wrongResults}, keys lost ${report.keysLost}, not writable ${report.notWritable} (${report.durationMs} ms)`,
+        `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, wrong ${report.wrongResults}, ` +
+          `keys lost ${report.keysLost}, not writable ${report.notWritable} (${report.durationMs} ms)`,
     );
     expect(report.failures).toEqual([]);
     expect(report.killPoints).toBeGreaterThanOrEqual(s.killPoints);

@@ -9,8 +9,10 @@ describe('hostile input on the key service (SigV4-signed, hand-picked and fast-c
     const report = await runHostileKms({ runs: s.hostileRuns * 2, seed: s.seed });
     await recordSection('hostile-kms', report, s);
     console.log(
-      `hostile key-service input (seed ${s.seed}): ${report.tried} requests (${report.handPicked} hand-picked, ${report.generated} generated), ` +
-        `${report.rejected} 4xx ${JSON.stringify(report.byType)}, ${report.accepted} accepted, ${report.untyped} untyped, ${report.damaged} damaged, ${report.livenessChecks} liveness checks`,
+      `hostile key-service input (seed ${s.seed}): ${report.tried} requests (${report.handPicked} ` +
+        `hand-picked, ${report.generated} generated), ` +
+        `${report.rejected} 4xx ${JSON.stringify(report.byType)}, ${report.accepted} accepted, ` +
+          `${report.untyped} untyped, ${report.damaged} damaged, ${report.livenessChecks} liveness checks`,
     );
     expect(report.failures).toEqual([]);
     expect(report.rejected).toBe(report.tried);

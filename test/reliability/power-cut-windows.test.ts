@@ -88,7 +88,8 @@ describe('power-cut windows (each closed by a fsync)', () => {
     await store.close();
   });
 
-  it('audit trail: the entries of an acknowledged operation survive a power cut (fsynced before it returns, not only at close)', async () => {
+  it('audit trail: the entries of an acknowledged operation survive a power cut (fsynced before it ' +
+    'returns, not only at close)', async () => {
     const e = env();
     let head: { seq: number } | undefined;
     await thenPowerCut(e, async () => {
@@ -147,7 +148,8 @@ describe('power-cut windows (each closed by a fsync)', () => {
     await store.close();
   });
 
-  it('backup: an acknowledged backup verifies after a power cut (snapshot files, object directories and removed temps are durable)', async () => {
+  it('backup: an acknowledged backup verifies after a power cut (snapshot files, ' +
+    'object directories and removed temps are durable)', async () => {
     const e = env();
     const to = join(e.dir, '..', 'backup');
     await thenPowerCut(e, async () => {

@@ -22,9 +22,12 @@ describe('power loss: simulated power cuts through the fault-injecting file laye
     });
     await recordSection('power-cut', report, s);
     console.log(
-      `power cuts (seed ${s.seed}): ${report.cuts} cuts (${report.everyBoundary} at boundaries of ${report.boundaries}, ${report.random} random); ` +
-        `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, keys lost ${report.keysLost}, unopenable ${report.unopenable}, ` +
-        `not writable ${report.notWritable}, audit broken ${report.auditBroken}, backups broken ${report.backupsBroken} (${report.durationMs} ms)`,
+      `power cuts (seed ${s.seed}): ${report.cuts} cuts (${report.everyBoundary} at boundaries of ` +
+        `${report.boundaries}, ${report.random} random); ` +
+        `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, keys lost ${report.keysLost}, ` +
+          `unopenable ${report.unopenable}, ` +
+        `not writable ${report.notWritable}, audit broken ${report.auditBroken}, ` +
+          `backups broken ${report.backupsBroken} (${report.durationMs} ms)`,
     );
     expect(report.failures).toEqual([]);
     expect(report.lostAcknowledgedWrites).toBe(0);

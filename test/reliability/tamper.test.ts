@@ -20,7 +20,8 @@ describe('tamper matrix: every file kind, every kind of damage', () => {
     });
     await recordSection('tamper', report, s);
     console.log(
-      `tamper matrix (seed ${s.seed}): ${report.cases} cases, ${report.detected} detected, ${report.harmless} harmless by design, ${report.limits} documented limits, ` +
+      `tamper matrix (seed ${s.seed}): ${report.cases} cases, ${report.detected} detected, ` +
+        `${report.harmless} harmless by design, ${report.limits} documented limits, ` +
         `${report.wrongResults} wrong results, ${report.untyped} untyped, ${report.undetected} undetected`,
     );
     expect(report.failures).toEqual([]);

@@ -34,7 +34,8 @@ function f32(values: number[]): Buffer {
 }
 
 describe('no plaintext on disk', () => {
-  it('after writes, flushes, a KEK rotation and a crash mid-flush, no metadata string, id, vector bytes or DEK appears in any file', async () => {
+  it('after writes, flushes, a KEK rotation and a crash mid-flush, no metadata string, id, ' +
+    'vector bytes or DEK appears in any file', async () => {
     const tmpBefore = new Set(await fs.readdir(tmpdir()));
     const d = storeDirs();
     const stagingDir = d.stagingDir;

@@ -69,7 +69,10 @@ async function waitFor(cond: () => boolean): Promise<void> {
   expect(cond()).toBe(true);
 }
 
-/** Checks a reader's snapshot of 'c': every record acknowledged before it was opened is there with its vector, and search matches a brute force over the snapshot. */
+/**
+ * Checks a reader's snapshot of 'c': every record acknowledged before it was opened
+ * is there with its vector, and search matches a brute force over the snapshot.
+ */
 function checkSnapshot(r: Store, ackedBefore: number): number {
   const c = r.collection('c');
   const ids = c.ids();
@@ -98,7 +101,8 @@ describe('readers in other processes than the writer', () => {
     await fs.access(BIN);
   });
 
-  it('a writer process ingests, flushes and compacts while readers open, search, refresh and back up; no error, nothing acknowledged missing', async () => {
+  it('a writer process ingests, flushes and compacts while readers open, search, refresh and back up; ' +
+    'no error, nothing acknowledged missing', async () => {
     const d = storeDirs();
     const w = startWriter(d);
     writers.push(w);
@@ -150,7 +154,8 @@ describe('readers in other processes than the writer', () => {
     // The rounds ran beside real flushes and compactions (and their file removals).
     expect(w.flushes).toBeGreaterThan(3);
     expect(w.compactions).toBeGreaterThan(0);
-    console.log(`30 reader rounds beside ${w.flushes} flushes and ${w.compactions} compactions: ${races} snapshot reads raced the writer and were read again`);
+    console.log(`30 reader rounds beside ${w.flushes} flushes and ${w.compactions} compactions: ` +
+      `${races} snapshot reads raced the writer and were read again`);
     w.child.stdin.write('stop\n');
     expect(await w.exited).toBe(0);
     // After the writer closed, a reader sees everything it acknowledged.

@@ -71,7 +71,8 @@ describe('readers beside a writer (readOnly: true)', () => {
     await r.close();
   });
 
-  it('writes no file: the whole tree (sizes, mtimes, inodes, hashes) is the same after open, searches, refresh, backup and close', async () => {
+  it('writes no file: the whole tree (sizes, mtimes, inodes, hashes) is the same after open, searches, ' +
+    'refresh, backup and close', async () => {
     const d = storeDirs();
     const w = await openTestStore(d);
     const c = await w.createCollection('docs', { dim: 4 });
@@ -206,7 +207,8 @@ afterEach(async () => {
 });
 
 describe('readCoherent: a race is read again, damage is thrown as it is', () => {
-  it('an error while none of the deciding files changed is thrown at once; one while they change each time ends in VS_SNAPSHOT_BUSY', async () => {
+  it('an error while none of the deciding files changed is thrown at once; ' +
+    'one while they change each time ends in VS_SNAPSHOT_BUSY', async () => {
     const d = storeDirs();
     const w = await openTestStore(d);
     await w.createCollection('docs', { dim: 4 });

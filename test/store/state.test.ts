@@ -140,7 +140,8 @@ describe('store state: partial rollbacks are refused', () => {
     expect(err.file).toBe(middle);
   });
 
-  it('after a clean close, the newest WAL file cut, emptied or deleted is detected; untouched it opens with exactly the acknowledged data', async () => {
+  it('after a clean close, the newest WAL file cut, emptied or deleted is detected; ' +
+    'untouched it opens with exactly the acknowledged data', async () => {
     const d = storeDirs();
     const { store, colDir } = await threeWalFiles(d);
     await store.close({ flush: false });
@@ -205,7 +206,8 @@ describe('store state: partial rollbacks are refused', () => {
 });
 
 describe('store state: the audit trail head', () => {
-  it('a trail cut back to the close checkpoint of an earlier open: refused on open (RollbackError naming audit.log) and TAMPERED in audit verify', async () => {
+  it('a trail cut back to the close checkpoint of an earlier open: ' +
+    'refused on open (RollbackError naming audit.log) and TAMPERED in audit verify', async () => {
     const d = storeDirs();
     let store = await openTestStore(d);
     await store.createCollection('c', { dim: 4 });
@@ -326,7 +328,8 @@ describe('store state: backup and restore', () => {
 });
 
 describe('the keyring pinned by the store state', () => {
-  it('an older authentic KEYRING (a disabled collection enabled again by putting back its copy) is a RollbackError naming KEYRING', async () => {
+  it('an older authentic KEYRING (a disabled collection enabled again by putting back its copy) ' +
+    'is a RollbackError naming KEYRING', async () => {
     const d = storeDirs();
     const store = await openTestStore(d);
     const c = await store.createCollection('c', { dim: 4 });

@@ -86,7 +86,8 @@ describe('KEK injection through the data directory', () => {
     const marker = join(root, 'planted-module-was-loaded');
     const src = join(root, 'planted.c');
     const so = join(v.dir, 'planted.so');
-    writeFileSync(src, `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) { fputs("loaded", f); fclose(f); } }\n`);
+    writeFileSync(src, `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) ` +
+      `{ FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) { fputs("loaded", f); fclose(f); } }\n`);
     execFileSync('gcc', ['-shared', '-fPIC', '-o', so, src]);
     await plant(v.dir, { name: 'hsm', provider: 'pkcs11', keyId: 'store-kek', config: { module: so, token: 'any', pinEnv: 'PATH' } }, {
       kek: 'hsm',

@@ -330,7 +330,8 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       }
     });
 
-    it('ThrottlingException past the in-flight limit, DependencyTimeoutException for a slow HSM, InternalException for a failing one', async () => {
+    it('ThrottlingException past the in-flight limit, DependencyTimeoutException for a slow HSM, ' +
+      'InternalException for a failing one', async () => {
       const delayed = (ms: number) => (original: (...a: unknown[]) => unknown, ...a: unknown[]) =>
         new Promise((r) => setTimeout(r, ms)).then(() => original(...a));
       patch('C_EncryptAsync', delayed(400));

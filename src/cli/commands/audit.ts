@@ -164,7 +164,8 @@ function describeEntry(entry: AuditEntry): string {
   if (entry.details !== undefined) {
     for (const [name, value] of Object.entries(entry.details)) refs.push(`${name}=${String(value)}`);
   }
-  return `${String(entry.seq).padStart(6)}  ${entry.time}  ${entry.action.padEnd(18)} ${entry.outcome.padEnd(6)} ${refs.join(' ')}`.trimEnd();
+  return (`${String(entry.seq).padStart(6)}  ${entry.time}  ${entry.action.padEnd(18)} ` +
+    `${entry.outcome.padEnd(6)} ${refs.join(' ')}`).trimEnd();
 }
 
 function parseCount(value: string): number {

@@ -34,7 +34,8 @@ export function registerBackupCommands(program: Command): void {
             `snapshot ${report.snapshot} of store ${report.storeId} in ${report.to}`,
             ...report.collections.map((c) => `  - ${c.name}: manifest generation ${c.generation}, ${c.segmentFiles} segment file(s), ${c.walFiles} WAL file(s)`),
             ...report.skipped.map((c) => `  - ${c.name}: SKIPPED (${c.code})`),
-            `  ${report.files} files, ${report.bytes} bytes; copied ${report.copied} (${report.copiedBytes} bytes), already stored ${report.reused} (${report.reusedBytes} bytes)`,
+            `  ${report.files} files, ${report.bytes} bytes; copied ${report.copied} (${report.copiedBytes} ` +
+              `bytes), already stored ${report.reused} (${report.reusedBytes} bytes)`,
             `  manifest: ${report.manifest} (HMAC-SHA-256 under the store's backup key)`,
           ].join('\n'),
         );
@@ -72,9 +73,12 @@ export function registerBackupCommands(program: Command): void {
       }).finally(() => bar.stop());
       output(opts, { ok: true, ...report }, () =>
         [
-          `backup ${report.dir} is intact: ${report.snapshots.length} snapshot(s), ${report.files} files, ${report.bytes} bytes, hashes match, no extra file`,
+          `backup ${report.dir} is intact: ${report.snapshots.length} snapshot(s), ${report.files} files, ` +
+            `${report.bytes} bytes, hashes match, no extra file`,
           report.mac === 'verified'
-            ? `  MACs verified; snapshot ${report.opened!.snapshot}: ${report.opened!.deks} DEK(s) unwrap, ${report.opened!.manifests} manifest(s), ${report.opened!.segments} segment(s), ${report.opened!.walFiles} WAL file(s) (${report.opened!.walRecords} records) open`
+            ? `  MACs verified; snapshot ${report.opened!.snapshot}: ${report.opened!.deks} DEK(s) unwrap, ` +
+              `${report.opened!.manifests} manifest(s), ${report.opened!.segments} segment(s), ` +
+              `${report.opened!.walFiles} WAL file(s) (${report.opened!.walRecords} records) open`
             : '  MACs not checked (no keys): pass --with-keys to prove the manifests are the store\'s and that everything opens',
         ].join('\n'),
       );
@@ -124,7 +128,8 @@ export function registerBackupCommands(program: Command): void {
           `restored snapshot ${report.snapshot} of store ${report.storeId} into ${report.dir} (same store id)`,
           ...report.collections.map((c) => `  - ${c.name}: ${c.count} records`),
           ...(report.rewrap
-            ? [`  DEKs rewrapped under KEK "${report.rewrap.kek}" (${report.rewrap.attached} wrap(s))${report.rewrap.detached.length ? `; detached ${report.rewrap.detached.join(', ')}` : ''}`]
+            ? [`  DEKs rewrapped under KEK "${report.rewrap.kek}" (${report.rewrap.attached} wrap(s))` +
+              `${report.rewrap.detached.length ? `; detached ${report.rewrap.detached.join(', ')}` : ''}`]
             : []),
         ].join('\n'),
       );

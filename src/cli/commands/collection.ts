@@ -29,7 +29,8 @@ export function registerCollectionCommands(program: Command): void {
         output(
           opts,
           { name: s.name, id: s.id, dim: s.dim, space: s.space, M: c.info.M, efConstruction: c.info.efConstruction, tenant: s.tenant ?? null, dekVersion: s.dekVersion },
-          () => `created collection ${s.name} (${s.space}, dim ${s.dim}, M ${c.info.M}, efConstruction ${c.info.efConstruction}, DEK v${s.dekVersion})`,
+          () => `created collection ${s.name} (${s.space}, dim ${s.dim}, M ${c.info.M}, ` +
+            `efConstruction ${c.info.efConstruction}, DEK v${s.dekVersion})`,
         );
       });
     });

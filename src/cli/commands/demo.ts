@@ -85,11 +85,14 @@ export function registerDemoCommand(program: Command): void {
         const records: VectorRecord[] = [];
         if (haveFixture) for await (const { batch } of readRecords(FIXTURE, 1000)) records.push(...batch);
         else records.push(...generated(2000, dim));
-        say(`2. importing ${records.length} records from ${haveFixture ? relative(process.cwd(), FIXTURE) || FIXTURE : 'a generated data set'} into collection "${name}"`);
+        say(`2. importing ${records.length} records from ` +
+          `${haveFixture ? relative(process.cwd(), FIXTURE) || FIXTURE : 'a generated data set'} into ` +
+          `collection "${name}"`);
         for (let i = 0; i < records.length; i += 500) await col.upsert(records.slice(i, i + 500));
         await col.flush();
         const stats = col.stats();
-        say(`   ${stats.count} records in ${stats.segments} encrypted segment group(s), ${stats.segmentFiles} files, ${stats.segmentBytes} bytes`);
+        say(`   ${stats.count} records in ${stats.segments} encrypted segment group(s), ` +
+          `${stats.segmentFiles} files, ${stats.segmentBytes} bytes`);
 
         const probe = records[3] as VectorRecord;
         const query = Array.from(probe.vector);
@@ -115,7 +118,8 @@ export function registerDemoCommand(program: Command): void {
         const after = search();
         const sameResults = JSON.stringify(after) === JSON.stringify(before);
         say(`5. rotating the KEK: ${report.keyId} version ${report.fromVersion} -> ${report.toVersion}, ${report.rewrapped} DEK(s) rewrapped`);
-        say(`   data files: ${diff.files} checked by SHA-256 and mtime: ${diff.identical ? 'all byte-identical' : `changed: ${diff.changed.join(', ')}`}`);
+        say(`   data files: ${diff.files} checked by SHA-256 and mtime: ` +
+          `${diff.identical ? 'all byte-identical' : `changed: ${diff.changed.join(', ')}`}`);
         say(`   search results after rotation: ${sameResults ? 'identical' : 'DIFFERENT'}`);
 
         await store.close();
@@ -134,9 +138,21 @@ export function registerDemoCommand(program: Command): void {
         const ok = found === 0 && diff.identical && sameResults && sameAfterReopen;
         say(ok ? 'demo passed: no plaintext on disk, rotation left every data file untouched, results unchanged.' : 'demo FAILED: see above');
         if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify({ ok, dataDir, keyDir, kept: keep, collection: name, records: records.length, plaintextOccurrences: found, rotation: report, dataFiles: diff, sameResultsAfterRotation: sameResults, sameResultsAfterReopen: sameAfterReopen, results: before })}\n`,
-          );
+          const summary = {
+            ok,
+            dataDir,
+            keyDir,
+            kept: keep,
+            collection: name,
+            records: records.length,
+            plaintextOccurrences: found,
+            rotation: report,
+            dataFiles: diff,
+            sameResultsAfterRotation: sameResults,
+            sameResultsAfterReopen: sameAfterReopen,
+            results: before,
+          };
+          process.stdout.write(`${JSON.stringify(summary)}\n`);
         }
         if (!ok) process.exitCode = EXIT.INTERNAL;
       } finally {

@@ -9,7 +9,8 @@ export function registerImportCommand(program: Command): void {
   storeOptions(
     program
       .command('import <collection> <file>')
-      .description('import JSON Lines ({"id","vector","metadata"}) or .fvecs: every record is checked before any is written; a repeated id: the last one wins'),
+      .description('import JSON Lines ({"id","vector","metadata"}) or .fvecs: ' +
+        'every record is checked before any is written; a repeated id: the last one wins'),
   )
     .option('--batch <n>', 'records per write batch', parseIntOption('--batch', 1, 100_000), 1000)
     .option('--resume', 'continue an import that stopped: records already stored exactly are skipped')
@@ -39,7 +40,8 @@ export function registerImportCommand(program: Command): void {
               process.stderr.write(
                 stop.committed === 0
                   ? `import stopped before any record was committed\n`
-                  : `import stopped: ${stop.committed} records committed, up to ${stop.where}; run the same command with --resume to continue\n`,
+                  : `import stopped: ${stop.committed} records committed, up to ${stop.where}; ` +
+                    `run the same command with --resume to continue\n`,
               );
             },
           });

@@ -52,7 +52,10 @@ export function registerKekCommands(program: Command): void {
           list
             .map(
               (k) =>
-                `${k.name}\t${k.provider}\t${k.keyId}\t${k.reachable ? (k.state ?? '?') : `UNREACHABLE (${k.error ?? k.state ?? '?'})`}\tversion ${k.currentVersion ?? '?'}\t${k.attachedTo.length ? `attached to ${k.attachedTo.join(', ')}` : 'not attached'}`,
+                `${k.name}\t${k.provider}\t${k.keyId}\t` +
+                  `${k.reachable ? (k.state ?? '?') : `UNREACHABLE (${k.error ?? k.state ?? '?'})`}\tversion ` +
+                  `${k.currentVersion ?? '?'}\t` +
+                  `${k.attachedTo.length ? `attached to ${k.attachedTo.join(', ')}` : 'not attached'}`,
             )
             .join('\n'),
         );

@@ -62,7 +62,8 @@ export function registerLifecycleCommands(program: Command): void {
       await withStore(opts, async (store) => {
         const when = await store.scheduleTenantDeletion(name, { days: opts.after });
         output(opts, { tenant: name, state: 'pending-deletion', deleteAfter: when.toISOString() }, () =>
-          `tenant ${name} is scheduled for deletion after ${when.toISOString()}; its keys are refused from now on (\`vectorseal tenant cancel ${name}\` undoes it)`,
+          `tenant ${name} is scheduled for deletion after ${when.toISOString()}; ` +
+            `its keys are refused from now on (\`vectorseal tenant cancel ${name}\` undoes it)`,
         );
       }, { lazy: true });
     });
@@ -90,10 +91,12 @@ export function registerLifecycleCommands(program: Command): void {
         output(opts, report, () =>
           [
             `maintenance at ${report.now}`,
-            `  shredded tenants: ${report.shredded.tenants.join(', ') || 'none'}${report.shredded.collections.length ? ` (${report.shredded.collections.length} collection(s) removed)` : ''}`,
+            `  shredded tenants: ${report.shredded.tenants.join(', ') || 'none'}` +
+              `${report.shredded.collections.length ? ` (${report.shredded.collections.length} collection(s) removed)` : ''}`,
             `  KEK rotations: ${report.kekRotations.join(', ') || 'none'}`,
             `  re-keyed: ${report.rekeys.join(', ') || 'none'}`,
-            ...report.reencrypted.map((r) => `  re-encrypted ${r.collection}: ${r.groups} segment group(s)${r.destroyedVersions.length ? `, DEK version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`),
+            ...report.reencrypted.map((r) => `  re-encrypted ${r.collection}: ${r.groups} segment group(s)` +
+              `${r.destroyedVersions.length ? `, DEK version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`),
           ].join('\n'),
         );
       }, { lazy: true });
@@ -114,7 +117,8 @@ export function registerLifecycleCommands(program: Command): void {
         const r = await store.reencrypt(name, { onProgress: (p: ReencryptionProgress) => progress.update(`re-encrypting ${name}`, p) });
         progress.stop();
         output(opts, { collection: name, ...r }, () =>
-          `collection ${name}: DEK version ${r.dekVersion}; ${r.groups} segment group(s) re-encrypted${r.destroyedVersions.length ? `; version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`,
+          `collection ${name}: DEK version ${r.dekVersion}; ${r.groups} segment group(s) re-encrypted` +
+            `${r.destroyedVersions.length ? `; version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`,
         );
       }, { lazy: true });
     });

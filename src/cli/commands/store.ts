@@ -101,7 +101,8 @@ export function registerStoreCommands(program: Command): void {
       await writeStoreConfig(file, { storeId: report.storeId, dir, keks });
       output(opts, { ...report, config: file }, () =>
         [
-          `upgraded store ${report.storeId} in ${dir} from 0.1.0: ${report.verifiedWraps} DEK wrap(s) verified, ${report.collections} collection(s)`,
+          `upgraded store ${report.storeId} in ${dir} from 0.1.0: ${report.verifiedWraps} DEK wrap(s) ` +
+            `verified, ${report.collections} collection(s)`,
           `  config: ${file} (the KEKs this store may use; keep it outside the data directory)`,
         ].join('\n'),
       );
@@ -123,11 +124,15 @@ export function registerStoreCommands(program: Command): void {
         output(opts, d, () =>
           [
             `store ${String(d['storeId'])} at ${String(d['dir'])}`,
-            ...d.keks.map((k) => `  KEK ${String(k['name'])}: ${String(k['provider'])} ${String(k['keyId'])} version ${String(k['currentVersion'])}${status(k)}`),
+            ...d.keks.map((k) => `  KEK ${String(k['name'])}: ${String(k['provider'])} ${String(k['keyId'])} version ` +
+              `${String(k['currentVersion'])}${status(k)}`),
             `  ${d.collections.length} collection(s)`,
             ...d.collections.map(
               (c) =>
-                `  - ${String(c['name'])} (${String(c['space'])}, dim ${String(c['dim'])}${c['tenant'] ? `, tenant ${String(c['tenant'])}` : ''}): ${String(c['count'])} records, ${String(c['segments'])} segment group(s), ${String(c['segmentBytes'])} bytes, DEK v${String(c['activeDekVersion'])}`,
+                `  - ${String(c['name'])} (${String(c['space'])}, ` +
+                  `dim ${String(c['dim'])}${c['tenant'] ? `, tenant ${String(c['tenant'])}` : ''}): ` +
+                  `${String(c['count'])} records, ${String(c['segments'])} segment group(s), ` +
+                  `${String(c['segmentBytes'])} bytes, DEK v${String(c['activeDekVersion'])}`,
             ),
           ].join('\n'),
         );
@@ -146,9 +151,12 @@ export function registerStoreCommands(program: Command): void {
         const result = { ...report, dataFiles: { checked: diff.files, byteIdentical: diff.identical, changed: diff.changed } };
         output(opts, result, () =>
           [
-            `rotated KEK "${report.kek}" (${report.keyId}): version ${report.fromVersion ?? '?'} -> ${report.toVersion ?? '?'}${report.resumed ? ' (resumed an interrupted rotation)' : ''}`,
-            `  DEKs rewrapped: ${report.rewrapped} across ${report.collections} collection(s)${report.alreadyCurrent ? `, ${report.alreadyCurrent} already current` : ''}`,
-            `  data files: ${diff.files} checked, ${diff.identical ? 'all byte-identical (SHA-256 and mtime unchanged)' : `CHANGED: ${diff.changed.join(', ')}`}`,
+            `rotated KEK "${report.kek}" (${report.keyId}): version ${report.fromVersion ?? '?'} -> ` +
+              `${report.toVersion ?? '?'}${report.resumed ? ' (resumed an interrupted rotation)' : ''}`,
+            `  DEKs rewrapped: ${report.rewrapped} across ${report.collections} collection(s)` +
+              `${report.alreadyCurrent ? `, ${report.alreadyCurrent} already current` : ''}`,
+            `  data files: ${diff.files} checked, ` +
+              `${diff.identical ? 'all byte-identical (SHA-256 and mtime unchanged)' : `CHANGED: ${diff.changed.join(', ')}`}`,
           ].join('\n'),
         );
       }, { lazy: true });

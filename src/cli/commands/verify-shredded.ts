@@ -18,7 +18,8 @@ export const OPENABLE_EXIT_CODE = EXIT.OPENABLE;
 export function registerVerifyShreddedCommand(program: Command): void {
   program
     .command('verify-shredded <paths...>')
-    .description('show that no remaining key opens the given files (segments, manifests, WAL files, or directories of them); exit 0 if none opens, 3 if one does')
+    .description('show that no remaining key opens the given files (segments, manifests, WAL files, ' +
+      'or directories of them); exit 0 if none opens, 3 if one does')
     .option('--dir <dir>', 'the store, whose current keyring is tried (default: env VECTORSEAL_DIR)')
     .option('--keyring <file>', 'an old keyring copy to try as well (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--key-dir <dir>', 'local master key directory, where the keyring does not say')
@@ -40,8 +41,11 @@ export function registerVerifyShreddedCommand(program: Command): void {
         [
           ...results.map((r) =>
             r.status === 'OPENABLE'
-              ? `OPENABLE       ${r.file} (collection ${r.collectionId}, DEK v${r.dekVersion}) with KEK ${r.openedWith?.kek} of ${r.openedWith?.keyring}`
-              : `${r.status.padEnd(14)} ${r.file}${r.collectionId ? ` (collection ${r.collectionId}, DEK v${r.dekVersion})` : ''}${r.attempts.length ? `\n               ${r.attempts.join('\n               ')}` : ''}`,
+              ? `OPENABLE       ${r.file} (collection ${r.collectionId}, DEK v${r.dekVersion}) ` +
+                `with KEK ${r.openedWith?.kek} of ${r.openedWith?.keyring}`
+              : `${r.status.padEnd(14)} ${r.file}` +
+                `${r.collectionId ? ` (collection ${r.collectionId}, DEK v${r.dekVersion})` : ''}` +
+                `${r.attempts.length ? `\n               ${r.attempts.join('\n               ')}` : ''}`,
           ),
           `${results.length} file(s), ${openable.length} OPENABLE, tried ${keyrings.length} keyring(s)`,
         ].join('\n'),

@@ -76,7 +76,9 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     const existing = this.store.listCollections().find((c) => c.name === this.collectionName);
     if (existing) {
       if (existing.tenant !== args.tenant) {
-        throw new InvalidArgumentError(`collection "${this.collectionName}" belongs to ${existing.tenant === undefined ? 'no tenant' : `tenant "${existing.tenant}"`}, not to ${args.tenant === undefined ? 'no tenant' : `tenant "${args.tenant}"`}`);
+        throw new InvalidArgumentError(`collection "${this.collectionName}" belongs to ` +
+          `${existing.tenant === undefined ? 'no tenant' : `tenant "${existing.tenant}"`}, ` +
+          `not to ${args.tenant === undefined ? 'no tenant' : `tenant "${args.tenant}"`}`);
       }
       this.collection = this.store.collection(this.collectionName);
     }

@@ -134,8 +134,11 @@ export interface LockRaceReport {
 
 function openInChild(dir: string, keyDir: string): Promise<string> {
   const code = `import { openStore } from ${JSON.stringify(join(DIST_DIR(), 'index.js'))};
-try { const s = await openStore({ dir: process.argv[1], keys: { provider: 'local', keyDir: process.argv[2] } }); await s.close(); console.log('opened'); }
-catch (e) { console.log(e && e.code ? e.code : 'UNTYPED'); }`;
+try {
+  const s = await openStore({ dir: process.argv[1], keys: { provider: 'local', keyDir: process.argv[2] } });
+  await s.close();
+  console.log('opened');
+} catch (e) { console.log(e && e.code ? e.code : 'UNTYPED'); }`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', code, dir, keyDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -15,7 +15,10 @@ export interface CrashCampaignOptions {
   seed: number;
   /** A scratch directory (stores and keys go under it). */
   root: string;
-  /** Operations a writer runs before it stops by itself (default 35: most kills come well before, and a writer that runs out costs a whole run). */
+  /**
+   * Operations a writer runs before it stops by itself (default 35: most
+   * kills come well before, and a writer that runs out costs a whole run).
+   */
   writerBudget?: number;
   log?: (line: string) => void;
 }
@@ -160,7 +163,9 @@ export async function runCrashCampaign(options: CrashCampaignOptions): Promise<C
       const inflight: WireOp[] = [...r.log.ops].filter(([n]) => !acked.has(n)).map(([, op]) => op);
       if (r.log.errors.length > 0 || (!killed && r.code !== 0)) {
         report.writerErrors++;
-        fail(`lane ${laneNo} seed ${seed} ${label}: writer failed (${r.log.errors.map((e) => `${e.code} ${e.message}`).join('; ') || `exit ${r.code}`}) ${r.stderr.slice(-600)}`);
+        fail(`lane ${laneNo} seed ${seed} ${label}: writer failed (` +
+          `${r.log.errors.map((e) => `${e.code} ${e.message}`).join('; ') || `exit ${r.code}`}) ` +
+          `${r.stderr.slice(-600)}`);
       }
       if (killed) report.inflightAtKill += inflight.filter((o) => o.t === 'u' || o.t === 'd').length;
       const t1 = Date.now();
@@ -170,7 +175,9 @@ export async function runCrashCampaign(options: CrashCampaignOptions): Promise<C
         tally.survived++;
         modeTally.survived++;
       }
-      options.log?.(`[lane ${laneNo}] ${killed ? 'killed' : 'ran out'} at ${label} (seed ${seed}): ${acked.size} acked, ${inflight.length} in flight, ${ok ? 'ok' : 'FAILED'} (writer ${t1 - t0} ms, check ${Date.now() - t1} ms) — ${report.killPoints}/${options.killPoints}`);
+      options.log?.(`[lane ${laneNo}] ${killed ? 'killed' : 'ran out'} at ${label} (seed ${seed}): ${acked.size} acked, ` +
+        `${inflight.length} in flight, ${ok ? 'ok' : 'FAILED'} (writer ${t1 - t0} ms, ` +
+        `check ${Date.now() - t1} ms) — ${report.killPoints}/${options.killPoints}`);
     }
   };
   await Promise.all(Array.from({ length: options.lanes }, (_, i) => lane(i)));

@@ -91,7 +91,8 @@ function send(url: string, c: HostileCase): Promise<Response> {
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(Buffer.from(canonical))].join('\n');
   let key = hmac(`AWS4${ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
-  const authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${hmac(key, toSign).toString('hex')}`;
+  const authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, ` +
+    `Signature=${hmac(key, toSign).toString('hex')}`;
   const wire: Record<string, string | number> = { ...headers, authorization };
   if (!c.chunked) wire['content-length'] = c.body.length;
   return new Promise((resolve, reject) => {

@@ -80,7 +80,9 @@ function renderMarkdown(file: ReportFile): string {
   const lines: string[] = [
     '# vectorseal reliability report',
     '',
-    `Generated ${file.generatedAt} by the ${file.size === 'full' ? '`npm run reliability` (full)' : 'CI-sized run in `npm test`'}; each section names its seed so it can be replayed (\`VECTORSEAL_RELIABILITY_SEED\`).`,
+    `Generated ${file.generatedAt} by the ` +
+      `${file.size === 'full' ? '`npm run reliability` (full)' : 'CI-sized run in `npm test`'}; ` +
+      `each section names its seed so it can be replayed (\`VECTORSEAL_RELIABILITY_SEED\`).`,
     '',
     `**Lost acknowledged writes: ${file.totals?.lostAcknowledgedWrites ?? 0}. Wrong results: ${file.totals?.wrongResults ?? 0}.**`,
     '',
@@ -92,9 +94,15 @@ function renderMarkdown(file: ReportFile): string {
     lines.push(
       '## Crash safety (SIGKILL)',
       '',
-      `| kill points | survived | at named crash points | at random moments | writers that ran out first | acknowledged ops | in flight at kill (found applied) | lost acked writes | torn batches | wrong results | keys lost | not writable |`,
+      '| kill points | survived | at named crash points | at random moments | writers that ran out first | ' +
+        'acknowledged ops | in flight at kill (found applied) | lost acked writes | torn batches | wrong ' +
+        'results | keys lost | not writable |',
       '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-      `| ${crash['killPoints']} | ${crash['survived']} | ${mode.point.killed} (${mode.point.survived} ok) | ${mode.timer.killed} (${mode.timer.survived} ok) | ${crash['notReached']} | ${crash['acknowledgedOps']} | ${crash['inflightAtKill']} (${crash['inflightFoundApplied']}) | ${crash['lostAcknowledgedWrites']} | ${crash['tornBatches']} | ${crash['wrongResults']} | ${crash['keysLost']} | ${crash['notWritable']} |`,
+      `| ${crash['killPoints']} | ${crash['survived']} | ${mode.point.killed} (${mode.point.survived} ok) ` +
+        `| ${mode.timer.killed} (${mode.timer.survived} ok) ` +
+        `| ${crash['notReached']} | ${crash['acknowledgedOps']} | ${crash['inflightAtKill']} (` +
+        `${crash['inflightFoundApplied']}) | ${crash['lostAcknowledgedWrites']} | ${crash['tornBatches']} | ` +
+        `${crash['wrongResults']} | ${crash['keysLost']} | ${crash['notWritable']} |`,
       '',
       `Seed ${crash['seed']}, ${crash['durationMs']} ms. Named points killed at: ${Object.entries(crash['byPoint'] as Record<string, { killed: number }>)
         .filter(([p, t]) => p !== 'timer' && t.killed > 0)
@@ -108,11 +116,18 @@ function renderMarkdown(file: ReportFile): string {
     lines.push(
       '## Power loss (simulated power cuts)',
       '',
-      'Through the fault-injecting file layer (src/util/fault-file-layer.ts): unsynced data dropped or the last unsynced write torn at a sector boundary, directory changes not made durable by a directory fsync undone; reopened with the real code.',
+      'Through the fault-injecting file layer (src/util/fault-file-layer.ts): ' +
+        'unsynced data dropped or the last unsynced write torn at a sector boundary, ' +
+        'directory changes not made durable by a directory fsync undone; reopened with the real code.',
       '',
-      '| power cuts | at every k-th boundary | at random boundaries | boundaries in the run | acknowledged records checked | lost acked writes | torn batches | keys lost | unopenable | not writable | audit broken | backups broken |',
+      '| power cuts | at every k-th boundary | at random boundaries | boundaries in the run | acknowledged ' +
+        'records checked | lost acked writes | torn batches | keys lost | unopenable | not writable | audit ' +
+        'broken | backups broken |',
       '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-      `| ${cut['cuts']} | ${cut['everyBoundary']} | ${cut['random']} | ${cut['boundaries']} | ${cut['acknowledgedRecords']} | ${cut['lostAcknowledgedWrites']} | ${cut['tornBatches']} | ${cut['keysLost']} | ${cut['unopenable']} | ${cut['notWritable']} | ${cut['auditBroken']} | ${cut['backupsBroken']} |`,
+      `| ${cut['cuts']} | ${cut['everyBoundary']} | ${cut['random']} | ${cut['boundaries']} | ` +
+        `${cut['acknowledgedRecords']} | ${cut['lostAcknowledgedWrites']} | ${cut['tornBatches']} | ` +
+        `${cut['keysLost']} | ${cut['unopenable']} | ${cut['notWritable']} | ${cut['auditBroken']} | ` +
+        `${cut['backupsBroken']} |`,
       '',
       `Seed ${cut['seed']}, ${cut['durationMs']} ms. Operations: ${(cut['operations'] as string[] | undefined)?.join(', ') ?? ''}.`,
       '',
@@ -149,8 +164,10 @@ function renderMarkdown(file: ReportFile): string {
     if (kms) {
       // The key service's surface: every request SigV4-signed so that it reaches the parsers and handlers.
       lines.push(
-        `Key service: ${kms['handPicked']} hand-picked and ${kms['generated']} fast-check requests, each answered 4xx with {"__type","message"}; ` +
-          `${kms['livenessChecks']} valid requests in between all succeeded; stored keys and ciphertexts checked at the end and after a restart. ` +
+        `Key service: ${kms['handPicked']} hand-picked and ${kms['generated']} fast-check requests, ` +
+          'each answered 4xx with {"__type","message"}; ' +
+          `${kms['livenessChecks']} valid requests in between all succeeded; ` +
+            'stored keys and ciphertexts checked at the end and after a restart. ' +
           `Rejections by exception: ${Object.entries((kms['byType'] ?? {}) as Record<string, number>).map(([t, n]) => `${t} ${n}`).join(', ')}.`,
         '',
       );

@@ -261,16 +261,20 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
   old('MANIFEST', 'older copy (before a flush)', 'MANIFEST.a', (d) => join(d, colA, 'MANIFEST'));
   old('MANIFEST', 'older copy (before the last flush, after a re-key)', 'MANIFEST.a.before-flush3', (d) => join(d, colA, 'MANIFEST'));
   old('KEYRING', 'older copy (before a KEK rotation)', 'KEYRING.before-rotation', (d) => join(d, 'KEYRING'), {
-    harmlessBecause: 'the old KEK version still exists and unwraps the very same DEKs; rotation rewraps, it does not change a DEK, so the store opens the same data',
+    harmlessBecause: 'the old KEK version still exists and unwraps the very same DEKs; rotation rewraps, ' +
+      'it does not change a DEK, so the store opens the same data',
   });
   old('KEYRING', 'older copy (before a DEK re-key)', 'KEYRING.before-rekey', (d) => join(d, 'KEYRING'), {
-    unnamedBecause: 'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the segments need, not the KEYRING file',
+    unnamedBecause: 'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the ' +
+      'segments need, not the KEYRING file',
   });
   old('CATALOG', 'older copy (before a collection was created)', 'CATALOG', (d) => join(d, 'CATALOG'));
   old('STATE', 'older copy (before later flushes)', 'STATE.after-flush', (d) => join(d, 'STATE'));
   old('STATE', 'older copy (the one before the clean close)', 'STATE.before-close', (d) => join(d, 'STATE'), {
     limitBecause:
-      'STATE put back to its version before the clean close, when no file it covers changed since: the same data opens, only the newest WAL file is no longer covered whole; a whole-store rollback like this is caught with a freshness anchor (openStore freshnessAnchor)',
+      'STATE put back to its version before the clean close, when no file it covers changed since: ' +
+        'the same data opens, only the newest WAL file is no longer covered whole; ' +
+        'a whole-store rollback like this is caught with a freshness anchor (openStore freshnessAnchor)',
   });
   // The template store was closed cleanly: the store state seals its newest WAL file with record count and hash.
   old('WAL', 'older copy of the newest WAL file (a prefix of its records)', 'WAL.a.partial', (d) => lastWal(join(d, colA)));
@@ -279,9 +283,11 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
 
 class Skip extends Error {}
 
-const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; every complete record is MAC-verified, so the keyring opens the same data';
+const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; ' +
+  'every complete record is MAC-verified, so the keyring opens the same data';
 const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
-const AUDIT_TORN_TAIL = 'bytes after the audit trail\'s last newline are a torn entry (a power cut mid-append) and are cut off on open; the entries left must still reach the head the store state recorded';
+const AUDIT_TORN_TAIL = 'bytes after the audit trail\'s last newline are a torn entry (a power cut mid-append) ' +
+  'and are cut off on open; the entries left must still reach the head the store state recorded';
 /** Runs every tamper case against copies of one template store. */
 export async function runTamperMatrix(options: { root: string; seed: number; bitFlipsPerFile: number; log?: (l: string) => void }): Promise<TamperReport> {
   const t = await buildTemplate(options.root, options.seed);
