@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { auditFilePath, verifyAuditTrail } from '../../src/audit/index.js';
 import { resolveStoreAuditKey } from '../../src/cli/audit-key.js';
 import { KeyDisabledError } from '../../src/errors.js';
-import { auditEntries, lifecycleDirs, openLifecycleStore, runCli, vectorOf } from './helpers.js';
+import { runCli } from '../helpers/cli.js';
+import { auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
 
 describe('the store audit trail', () => {
   it('records every key and store event of a run with its principal, verifies, and `audit verify` exits 2 once an entry changes', async () => {
@@ -45,7 +46,7 @@ describe('the store audit trail', () => {
     expect(result).toMatchObject({ ok: true, closed: true, entries: entries.length });
 
     const ok = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir]);
-    expect(ok.code).toBe(0);
+    expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/intact/);
 
     // Change one entry's outcome: the chain names it.
@@ -54,13 +55,13 @@ describe('the store audit trail', () => {
     lines[i] = lines[i]!.replace('"outcome":"denied"', '"outcome":"ok"');
     writeFileSync(auditFilePath(d.dir), lines.join('\n'));
     const bad = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
-    expect(bad.code).toBe(2);
+    expect(bad.status).toBe(2);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, problem: 'modified', firstBadEntry: i });
 
     // Delete an entry instead.
     writeFileSync(auditFilePath(d.dir), text.split('\n').filter((_, k) => k !== i).join('\n'));
     const gone = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
-    expect(gone.code).toBe(2);
+    expect(gone.status).toBe(2);
     expect(JSON.parse(gone.stdout)).toMatchObject({ ok: false, firstBadEntry: i });
   });
 

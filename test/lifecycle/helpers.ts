@@ -1,14 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { auditFilePath, parseEntry, type AuditEntry } from '../../src/audit/index.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const CLI = join(here, '../../dist/cli/main.js');
 export const DAY = 86_400_000;
 
 export interface Dirs {
@@ -53,23 +49,4 @@ export function auditEntries(dir: string): AuditEntry[] {
     .filter(Boolean)
     .map((l) => parseEntry(l))
     .filter((e): e is AuditEntry => typeof e !== 'string');
-}
-
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI (`npm run build` first). */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }

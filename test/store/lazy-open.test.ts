@@ -1,13 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CorruptDataError, UnsupportedOperationError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
+import { runCliSync } from '../helpers/cli.js';
 import { openTestStore, prng, storeDirs } from './helpers.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 const N = 4000;
 const DIM = 32;
 
@@ -50,14 +48,14 @@ describe('lazy opening', () => {
     await store.close();
 
     // The CLI's info and collection list open lazily.
-    const env = { ...process.env, VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
-    const info = spawnSync(process.execPath, [BIN, 'info', '--json'], { encoding: 'utf8', env });
+    const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
+    const info = runCliSync(['info', '--json'], { env });
     expect(info.status, info.stderr).toBe(0);
     expect((JSON.parse(info.stdout) as { collections: { name: string; count: number; segments: number }[] }).collections).toMatchObject([{ name: 'big', count: N, segments: 1 }]);
-    const list = spawnSync(process.execPath, [BIN, 'collection', 'list', '--json'], { encoding: 'utf8', env });
+    const list = runCliSync(['collection', 'list', '--json'], { env });
     expect(list.status, list.stderr).toBe(0);
     expect(JSON.parse(list.stdout)).toMatchObject([{ name: 'big', count: N }]);
-    const rotate = spawnSync(process.execPath, [BIN, 'rotate-kek', '--json'], { encoding: 'utf8', env });
+    const rotate = runCliSync(['rotate-kek', '--json'], { env });
     expect(rotate.status, rotate.stderr).toBe(0);
 
     // Back in place, the data loads on first use: everything is there, the WAL replayed.
