@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CLI_BIN, runCliSync, type CliResult } from '../helpers/cli.js';
-import { storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
 
 const cli = (args: string[], env: Record<string, string>): CliResult => runCliSync(args, { env });
 

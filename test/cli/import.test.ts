@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { CLI_BIN, runCliSync, type CliResult } from '../helpers/cli.js';
-import { storeDirs, type TestStoreDirs } from '../store/helpers.js';
+import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 const cli = (args: string[], env: Record<string, string>): CliResult => runCliSync(args, { env });
 

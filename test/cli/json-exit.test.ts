@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { CLI_BIN, runCliSync, type CliResult as Run } from '../helpers/cli.js';
-import { storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
 
 const cli = (args: string[], env: Record<string, string>, input?: string): Run => runCliSync(args, { env, input });
 

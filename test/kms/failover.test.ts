@@ -8,7 +8,8 @@ import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { spawnCli } from '../helpers/cli.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, testConfig } from './helpers.js';
 
 let cluster: EtcdCluster;

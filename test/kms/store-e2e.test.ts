@@ -7,7 +7,8 @@ import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { fingerprintDataFiles } from '../../src/cli/data-files.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { CLI_BIN, cliJson, runCli } from '../helpers/cli.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, startHarness, type Harness } from './helpers.js';
 
 

@@ -5,11 +5,12 @@ import { auditFilePath, verifyAuditTrail } from '../../src/audit/index.js';
 import { resolveStoreAuditKey } from '../../src/cli/audit-key.js';
 import { KeyDisabledError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
-import { auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 describe('the store audit trail', () => {
   it('records every key and store event of a run with its principal, verifies, and `audit verify` exits 2 once an entry changes', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const extra = new PassThrough();
     let mirrored = '';
     extra.on('data', (b: Buffer) => (mirrored += b.toString()));
@@ -66,7 +67,7 @@ describe('the store audit trail', () => {
   });
 
   it('continues one chain across store sessions', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     for (let k = 0; k < 3; k++) {
       const s = await openLifecycleStore(d);
       if (k === 0) await s.createCollection('c', { dim: 4 });

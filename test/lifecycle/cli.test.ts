@@ -2,11 +2,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { lifecycleDirs, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { vectorOf } from './helpers.js';
 
 describe('vectorseal tenant, collection disable, policy, rekey and maintain', () => {
   it('drives the key lifecycle from a shell', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const common = ['--dir', d.dir, '--key-dir', d.keyDir, '--staging-dir', d.stagingDir];
     const run = async (...args: string[]) => runCli([...args, ...common]);
     expect((await run('init')).status).toBe(0);

@@ -4,7 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import { collectionDir } from '../../src/store/collection.js';
 import { CLI_BIN, runCli } from '../helpers/cli.js';
-import { DAY, auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { DAY, auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 interface VerifyJson {
   files: { file: string; status: string; collectionId?: string }[];
@@ -18,7 +19,7 @@ describe('scheduled deletion and crypto-shredding', () => {
   });
 
   it('removes a deleted tenant after its window; copies of its files and of the old keyring cannot be opened; others intact', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     await store.createTenant('globex', { kek: { provider: 'local' } });
@@ -93,7 +94,7 @@ describe('scheduled deletion and crypto-shredding', () => {
   });
 
   it('shreds a tenant whose window passed when the store opens', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const t0 = new Date();
     let store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { CorruptDataError, UnsupportedOperationError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
 import { runCliSync } from '../helpers/cli.js';
-import { openTestStore, prng, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from './helpers.js';
 
 const N = 4000;
 const DIM = 32;

@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { CLI_BIN, runCliSync } from '../helpers/cli.js';
-import { storeDirs, type TestStoreDirs } from './helpers.js';
+import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CHILD = join(HERE, 'reader-writer-child.mjs');

@@ -8,7 +8,7 @@ import { WAL_HEADER_SIZE } from '../../src/storage/wal.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { runCommands } from '../helpers/cli-in-process.js';
-import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 /**
  * The store's authenticated state (STATE) against partial rollbacks: each
