@@ -6,8 +6,8 @@ import base from './vitest.config.js';
  * suites. Left to `npm test`: anything that spawns the CLI or kills child
  * processes, the key service and XKS proxy suites (servers, etcd clusters),
  * SoftHSM2, the reliability campaigns, the packed-app and benchmark checks,
- * the linter's planted-violation test, and the slowest tamper, shredding and
- * upgrade suites.
+ * the linter's planted-violation test, the slowest tamper, shredding and
+ * upgrade suites, and the filtered-search brute-force sweeps.
  */
 export default mergeConfig(
   base,
@@ -35,6 +35,11 @@ export default mergeConfig(
         'test/lifecycle/shredding.test.ts',
         'test/store/tamper.test.ts',
         'test/store/vectors-in-index.test.ts',
+        // Child processes (kills, readers beside a writer, the CLI) and the brute-force filter sweeps.
+        'test/store/create-batch.test.ts',
+        'test/store/readers-process.test.ts',
+        'test/store/lazy-open.test.ts',
+        'test/store/filtered-search.test.ts',
       ],
     },
   }),
