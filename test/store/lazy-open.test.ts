@@ -69,7 +69,7 @@ describe('lazy opening', () => {
       ['policy', 'set', '--kek-rotation-days', '90'],
       ['kek', 'list'],
     ]) {
-      const run = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8', env });
+      const run = runCliSync([...args, '--json'], { env });
       expect(run.status, `${args.join(' ')}: ${run.stderr}`).toBe(0);
     }
     const enabled = await openStore({ ...opts, lazy: true });
