@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, VectorsealError } from '../errors.js';
 import type { Metadata } from './metadata.js';
 
 /**
@@ -86,9 +86,18 @@ function describe(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
 }
 
-/** Compiles a filter into a predicate; InvalidArgumentError on a malformed one. */
+/**
+ * Compiles a filter into a predicate; InvalidArgumentError on a malformed one.
+ * The filter is read once, here: anything reading it throws (a getter, a Proxy
+ * trap) becomes an InvalidArgumentError too, with the thrown value as its cause.
+ */
 export function compileFilter(filter: unknown): Predicate {
-  return compile(filter, 'filter', 0);
+  try {
+    return compile(filter, 'filter', 0);
+  } catch (err) {
+    if (err instanceof VectorsealError) throw err;
+    throw new InvalidArgumentError('"filter" could not be read as plain data', { cause: err });
+  }
 }
 
 function compile(filter: unknown, at: string, depth: number): Predicate {

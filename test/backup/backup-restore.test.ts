@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup, verifyBackup } from '../../src/backup/index.js';
 import { openStore } from '../../src/store/index.js';
-import { openTestStore, prng, randomVectors, storeDirs } from '../store/helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng, randomVectors } from '../store/helpers.js';
 import { bruteForce, listFiles, searchAll } from './helpers.js';
 
 const DIM = 8;

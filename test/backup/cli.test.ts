@@ -1,16 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { storeDirs } from '../store/helpers.js';
+import { CLI_BIN, runCliSync, type CliResult } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
-
-function cli(args: string[], env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[], env: Record<string, string>): CliResult => runCliSync(args, { env });
 
 function json<T>(args: string[], env: Record<string, string>): T {
   const r = cli([...args, '--json'], env);
@@ -20,7 +14,7 @@ function json<T>(args: string[], env: Record<string, string>): T {
 
 describe('vectorseal kek / backup / restore (built binary)', () => {
   beforeAll(async () => {
-    await fs.access(BIN); // run `npm run build` first
+    await fs.access(CLI_BIN); // run `npm run build` first
   });
 
   it('a second KEK keeps the store usable when the first is gone; backup, verify, tamper, restore with a new KEK', async () => {

@@ -5,7 +5,8 @@ import { backupStore, restoreBackup, verifyBackup } from '../../src/backup/index
 import { KeyDestroyedError } from '../../src/errors.js';
 import { KeyManager } from '../../src/keys/key-manager.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
-import { openTestStore, prng, storeDirs } from '../store/helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from '../store/helpers.js';
 import { f32, listFiles } from './helpers.js';
 
 describe('what a backup reveals, and what a shred does to it', () => {

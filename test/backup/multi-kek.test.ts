@@ -7,7 +7,8 @@ import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import type { KekBinding, KekConfig, KeyAuditEvent } from '../../src/keys/key-manager.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
 import { ADMIN, REGION, startHarness, type Harness } from '../kms/helpers.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 
 /** Two key services stand for two regions, each with its own key. */
 let east: Harness;

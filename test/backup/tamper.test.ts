@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup, verifyBackup } from '../../src/backup/index.js';
 import { CorruptDataError } from '../../src/errors.js';
-import { openTestStore, randomVectors, storeDirs, type TestStoreDirs } from '../store/helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { listFiles } from './helpers.js';
 
 async function makeBackup(d: TestStoreDirs): Promise<string> {

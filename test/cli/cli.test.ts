@@ -1,16 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { storeDirs } from '../store/helpers.js';
+import { CLI_BIN, runCliSync, type CliResult } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
-
-function cli(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[], env: Record<string, string> = {}): CliResult => runCliSync(args, { env });
 
 function json<T>(args: string[], env: Record<string, string> = {}): T {
   const r = cli([...args, '--json'], env);
@@ -21,7 +15,7 @@ function json<T>(args: string[], env: Record<string, string> = {}): T {
 describe('vectorseal CLI (built binary)', () => {
   beforeAll(async () => {
     // Spawns dist/cli/main.js: run `npm run build` first.
-    await fs.access(BIN);
+    await fs.access(CLI_BIN);
   });
 
   it('init, collection create/list, import (JSONL and fvecs), search, info, rotate-kek, drop', async () => {

@@ -1,17 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
-import { storeDirs, type TestStoreDirs } from '../store/helpers.js';
+import { CLI_BIN, runCliSync, type CliResult } from '../helpers/cli.js';
+import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
-
-function cli(args: string[], env: Record<string, string>): { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[], env: Record<string, string>): CliResult => runCliSync(args, { env });
 
 function line(i: number, dim = 4, id = `r-${i}`): string {
   return JSON.stringify({ id, vector: Array.from({ length: dim }, (_, j) => ((i * 7 + j * 3) % 11) + 1), metadata: { i, tag: i % 3 === 0 ? 'a' : 'b', z: 0 } }).replace('"z":0', '"z":-0');
@@ -42,7 +36,7 @@ async function dump(dir: string, keyDir: string): Promise<Map<string, string>> {
 
 describe('vectorseal import: atomic, resumable, named errors', () => {
   beforeAll(async () => {
-    await fs.access(BIN);
+    await fs.access(CLI_BIN);
   });
 
   it('a bad record at line 1001 commits nothing and names the file and line', async () => {

@@ -1,23 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { storeDirs } from '../store/helpers.js';
+import { CLI_BIN, runCliSync, type CliResult as Run } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>, input?: string): Run {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, ...(input === undefined ? {} : { input }) });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[], env: Record<string, string>, input?: string): Run => runCliSync(args, { env, input });
 
 /** Every stdout line parses as JSON on its own; returns the parsed lines. */
 function jsonLines(r: Run, what: string): unknown[] {
@@ -34,7 +22,7 @@ function jsonLines(r: Run, what: string): unknown[] {
 
 describe('vectorseal CLI: --json, exit codes, inputs, confirmation', () => {
   beforeAll(async () => {
-    await fs.access(BIN);
+    await fs.access(CLI_BIN);
   });
 
   it('with --json every stdout line is JSON, errors included, and exit codes tell usage, ' +

@@ -11,12 +11,17 @@ import { afterEach, onTestFinished } from 'vitest';
  */
 export function tempDir(prefix = 'vs-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const remove = () => rmSync(dir, { recursive: true, force: true });
+  removeAfterTest(dir);
+  return dir;
+}
+
+/** Removes `path` (recursively, if it exists) when the running test finishes, or after each test of the describe block being collected. */
+export function removeAfterTest(path: string): void {
+  const remove = () => rmSync(path, { recursive: true, force: true });
   try {
     onTestFinished(remove);
   } catch {
     // Not inside a running test: the describe block is being collected.
     afterEach(remove);
   }
-  return dir;
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import hnswlib from 'hnswlib-node';
 import { describe, expect, it } from 'vitest';
 import { readIndexSealed, rotateSealedIndexKek, sealedIndexInfo, writeIndexSealed } from '../../src/integrations/hnswlib/index.js';
-import { prng, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { prng } from '../store/helpers.js';
 import { f32, findPlaintext } from './scan.js';
 
 type Space = 'l2' | 'ip' | 'cosine';

@@ -6,7 +6,7 @@ import { RunnableLambda, RunnableSequence } from '@langchain/core/runnables';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { VectorsealVectorStore } from '../../src/integrations/langchain/index.js';
-import { storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
 import { hashEmbed } from './hashing.js';
 import { f32, filesUnder, findPlaintext } from './scan.js';
 

@@ -3,7 +3,7 @@ import { Document, MetadataMode, TextNode, type NodeWithScore } from '@llamainde
 import { Settings, VectorStoreIndex, type MetadataFilters } from 'llamaindex';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VectorsealNodeStore } from '../../src/integrations/llamaindex/index.js';
-import { storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
 import { hashEmbed } from './hashing.js';
 import { f32, findPlaintext } from './scan.js';
 

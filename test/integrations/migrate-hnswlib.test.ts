@@ -5,7 +5,7 @@ import type { Document } from '@langchain/core/documents';
 import { Embeddings } from '@langchain/core/embeddings';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VectorsealVectorStore, migrateHNSWLib } from '../../src/integrations/langchain/index.js';
-import { storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
 import { hashEmbed } from './hashing.js';
 import { findPlaintext } from './scan.js';
 

@@ -1,30 +1,18 @@
-import { afterEach, expect, it, vi } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { CreateKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { registerKmsCommands } from '../../src/cli/commands/kms.js';
 import { loadKeyServiceConfig, startKeyService } from '../../src/kms/index.js';
+import { runCommands } from '../helpers/cli-in-process.js';
 
 let dir: string | undefined;
 afterEach(async () => {
-  vi.restoreAllMocks();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function run(args: string[]): Promise<string> {
-  const out: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out.push(String(chunk));
-    return true;
-  });
-  const program = new Command().exitOverride();
-  registerKmsCommands(program);
-  await program.parseAsync(['node', 'vectorseal', ...args]);
-  vi.restoreAllMocks();
-  return out.join('');
-}
+const run = async (args: string[]): Promise<string> => (await runCommands(registerKmsCommands, args)).stdout;
 
 it('init-config and add-access-key write a working configuration', async () => {
   dir = await mkdtemp(join(tmpdir(), 'vs-kms-cli-'));

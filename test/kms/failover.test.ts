@@ -1,17 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { CreateKeyCommand, DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { spawnCli } from '../helpers/cli.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, testConfig } from './helpers.js';
-
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 
 let cluster: EtcdCluster;
 let dir: string;
@@ -19,9 +18,8 @@ const children: ChildProcess[] = [];
 
 /** One `vectorseal kms serve` process on the shared etcd cluster; resolves with its URL. */
 async function serveNode(n: number, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'kms', 'serve', '--port', extra.length > 0 ? '46030' : '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
+  const child = spawnCli(
+    ['kms', 'serve', '--port', extra.length > 0 ? '46030' : '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
       '--root-key-file', join(dir, 'root.key'), '--create-root', '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

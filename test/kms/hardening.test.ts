@@ -1,16 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { encodeEncryptionContext, openCiphertext, parseCiphertextHeader, sealCiphertext } from '../../src/kms/ciphertext.js';
 import { startKeyService, type KeyServiceConfig } from '../../src/kms/index.js';
+import { spawnCli } from '../helpers/cli.js';
 import { ADMIN, READER, REGION, startHarness, testConfig, type Harness } from './helpers.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -190,10 +190,9 @@ describe('access keys reload without a restart', () => {
   });
 
   it('kms serve reloads on SIGHUP', async () => {
-    const bin = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
     const file = join(dir, 'cli-config.json');
     await writeFile(file, JSON.stringify(testConfig()), { mode: 0o600 });
-    const child = spawn(process.execPath, [bin, 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli-data'), '--config', file, '--create-root'], {
+    const child = spawnCli(['kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli-data'), '--config', file, '--create-root'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -20,7 +20,8 @@ import type { KekConfig } from '../../src/keys/kek-config.js';
 import type { KekBinding } from '../../src/keys/provider-registry.js';
 import { startKeyService, type RunningKeyService } from '../../src/kms/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { ADMIN, DAY, manualClock, testConfig } from './helpers.js';
 
 const EAST = 'us-east-1';

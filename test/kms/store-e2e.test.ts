@@ -1,19 +1,16 @@
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { CreateKeyCommand, DisableKeyCommand, EnableKeyCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyDisabledError } from '../../src/errors.js';
 import { AwsKmsKekProvider } from '../../src/keys/aws-kms.js';
 import { fingerprintDataFiles } from '../../src/cli/data-files.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { randomVectors, storeDirs } from '../store/helpers.js';
+import { CLI_BIN, cliJson, runCli } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
+import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, startHarness, type Harness } from './helpers.js';
 
-const run = promisify(execFile);
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 
 describe('the vector store on the aws-kms provider, against the key service', () => {
   let kms: Harness;
@@ -74,17 +71,23 @@ describe('the vector store on the aws-kms provider, against the key service', ()
   });
 
   it('vectorseal init --kek aws-kms --kms-key --kms-endpoint, then rotate-kek through the same CLI', async () => {
-    await fs.access(BIN); // spawns the built CLI: `npm test` builds first
+    await fs.access(CLI_BIN); // spawns the built CLI: `npm test` builds first
     const key = await kms.client().send(new CreateKeyCommand({}));
     const d = storeDirs();
-    const env = { ...process.env, AWS_ACCESS_KEY_ID: ADMIN.accessKeyId, AWS_SECRET_ACCESS_KEY: ADMIN.secretAccessKey, AWS_REGION: REGION, VECTORSEAL_DIR: d.dir };
-    const cli = async (...args: string[]) => JSON.parse((await run(process.execPath, [BIN, ...args, '--json'], { env })).stdout) as Record<string, unknown>;
+    const env = {
+      AWS_ACCESS_KEY_ID: ADMIN.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: ADMIN.secretAccessKey,
+      AWS_REGION: REGION,
+      VECTORSEAL_DIR: d.dir,
+    };
+    const cli = async (...args: string[]) => cliJson(await runCli([...args, '--json'], { env }), args);
     const init = await cli('init', '--kek', 'aws-kms', '--kms-key', key.KeyMetadata?.Arn as string, '--kms-endpoint', kms.service.url);
     expect(init).toMatchObject({ keyProvider: 'aws-kms', keyId: key.KeyMetadata?.Arn, endpoint: kms.service.url });
     await cli('collection', 'create', 'docs', '--dim', '4');
     const rotated = await cli('rotate-kek');
     expect(JSON.stringify(rotated)).toMatch(/"rewrapped":3/); // the collection's DEK, the audit and state keys
-    const missing = await run(process.execPath, [BIN, 'init', '--kek', 'aws-kms', '--dir', join(d.root, 'other')], { env }).catch((e: { stderr: string; code: number }) => e);
-    expect((missing as { stderr: string }).stderr).toMatch(/^error VS_INVALID_ARGUMENT: --kek aws-kms needs --kms-key/);
+    const missing = await runCli(['init', '--kek', 'aws-kms', '--dir', join(d.root, 'other')], { env });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/^error VS_INVALID_ARGUMENT: --kek aws-kms needs --kms-key/);
   });
 });

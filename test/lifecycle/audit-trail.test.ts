@@ -4,12 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { auditFilePath, verifyAuditTrail } from '../../src/audit/index.js';
 import { resolveStoreAuditKey } from '../../src/cli/audit-key.js';
 import { KeyDisabledError } from '../../src/errors.js';
-import { auditEntries, lifecycleDirs, openLifecycleStore, runCli, vectorOf } from './helpers.js';
+import { runCli } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
+import { auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 describe('the store audit trail', () => {
   it('records every key and store event of a run with its principal, verifies, ' +
     'and `audit verify` exits 2 once an entry changes', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const extra = new PassThrough();
     let mirrored = '';
     extra.on('data', (b: Buffer) => (mirrored += b.toString()));
@@ -46,7 +48,7 @@ describe('the store audit trail', () => {
     expect(result).toMatchObject({ ok: true, closed: true, entries: entries.length });
 
     const ok = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir]);
-    expect(ok.code).toBe(0);
+    expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/intact/);
 
     // Change one entry's outcome: the chain names it.
@@ -55,18 +57,18 @@ describe('the store audit trail', () => {
     lines[i] = lines[i]!.replace('"outcome":"denied"', '"outcome":"ok"');
     writeFileSync(auditFilePath(d.dir), lines.join('\n'));
     const bad = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
-    expect(bad.code).toBe(2);
+    expect(bad.status).toBe(2);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, problem: 'modified', firstBadEntry: i });
 
     // Delete an entry instead.
     writeFileSync(auditFilePath(d.dir), text.split('\n').filter((_, k) => k !== i).join('\n'));
     const gone = await runCli(['audit', 'verify', '--key-dir', d.keyDir, '--dir', d.dir, '--json']);
-    expect(gone.code).toBe(2);
+    expect(gone.status).toBe(2);
     expect(JSON.parse(gone.stdout)).toMatchObject({ ok: false, firstBadEntry: i });
   });
 
   it('continues one chain across store sessions', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     for (let k = 0; k < 3; k++) {
       const s = await openLifecycleStore(d);
       if (k === 0) await s.createCollection('c', { dim: 4 });

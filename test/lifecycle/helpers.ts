@@ -1,45 +1,13 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { auditFilePath, parseEntry, type AuditEntry } from '../../src/audit/index.js';
-import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
+import type { OpenStoreOptions, Store } from '../../src/store/index.js';
+import { openTestStore, type TestStoreDirs } from '../helpers/store.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const CLI = join(here, '../../dist/cli/main.js');
 export const DAY = 86_400_000;
 
-export interface Dirs {
-  root: string;
-  dir: string;
-  keyDir: string;
-  stagingDir: string;
-}
-
-/** A temp root with data, key (outside the data) and RAM staging dirs; removed after the test. */
-export function lifecycleDirs(): Dirs {
-  const root = mkdtempSync(join(tmpdir(), 'vs-life-'));
-  const stagingDir = join('/dev/shm', `vs-life-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-    rmSync(stagingDir, { recursive: true, force: true });
-  });
-  return { root, dir: join(root, 'data'), keyDir: join(root, 'keys'), stagingDir };
-}
-
-const open: Store[] = [];
-afterEach(async () => {
-  for (const s of open.splice(0)) await s.close({ flush: false }).catch(() => undefined);
-});
-
-/** Opens (creating) a store with its local KEK in d.keyDir; closed after the test if the test did not. */
-export async function openLifecycleStore(d: Dirs, extra: Partial<OpenStoreOptions> = {}): Promise<Store> {
-  const s = await openStore({ dir: d.dir, create: true, keys: { provider: 'local', keyDir: d.keyDir }, stagingDir: d.stagingDir, principal: 'app:test', ...extra });
-  open.push(s);
-  return s;
-}
+/** openTestStore with the lifecycle tests' staging dir and principal (their audit entries name it). */
+export const openLifecycleStore = (d: TestStoreDirs, extra: Partial<OpenStoreOptions> = {}): Promise<Store> =>
+  openTestStore(d, { stagingDir: d.stagingDir, principal: 'app:test', ...extra });
 
 /** A distinctive vector for record i of a collection. */
 export function vectorOf(i: number, dim = 8, salt = 0): number[] {
@@ -53,23 +21,4 @@ export function auditEntries(dir: string): AuditEntry[] {
     .filter(Boolean)
     .map((l) => parseEntry(l))
     .filter((e): e is AuditEntry => typeof e !== 'string');
-}
-
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI (`npm run build` first). */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }

@@ -8,7 +8,8 @@ import type { KekBinding } from '../../src/keys/provider-registry.js';
 import { collectionDir } from '../../src/store/collection.js';
 import { checkShredded } from '../../src/store/shred-check.js';
 import { ADMIN, REGION, startHarness, type Harness } from '../kms/helpers.js';
-import { DAY, auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { DAY, auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -25,7 +26,7 @@ const providers = {
 describe('a tenant whose KEK lives in the key service', () => {
   it('a KEK disabled in the KMS stops the tenant once the DEK cache TTL passes; ' +
     'enabling it there restores the tenant; the local tenant is untouched', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     let clock = Date.now();
     const store = await openLifecycleStore(d, { providers, keyCache: { ttlMs: 60_000, now: () => clock } });
     const kms = h.client();
@@ -62,7 +63,7 @@ describe('a tenant whose KEK lives in the key service', () => {
 
   it('shredding the tenant schedules its KMS key for deletion; copies of its files and the old keyring ' +
     'are then unrecoverable', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d, { providers });
     const kms = h.client();
     const arn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;

@@ -6,12 +6,20 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { collectionDir } from '../../src/store/collection.js';
 import { dekVersionsInUse } from '../../src/store/reencrypt.js';
 import type { Store } from '../../src/store/index.js';
-import { lifecycleDirs, openLifecycleStore, type Dirs } from './helpers.js';
+import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
+import { openLifecycleStore } from './helpers.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'rekey-child.mjs');
 const vectorOf = (i: number) => Array.from({ length: 8 }, (_, j) => i + j / 8);
 
-function runChild(d: Dirs, crashAt?: string): Promise<{ signal: NodeJS.Signals | null; code: number | null; acks: string[]; stderr: string }> {
+interface ChildRun {
+  signal: NodeJS.Signals | null;
+  code: number | null;
+  acks: string[];
+  stderr: string;
+}
+
+function runChild(d: TestStoreDirs, crashAt?: string): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env['VECTORSEAL_CRASH_AT'];
@@ -27,7 +35,7 @@ function runChild(d: Dirs, crashAt?: string): Promise<{ signal: NodeJS.Signals |
 }
 
 /** Five flushed segment groups and ten records left in the WAL, all under DEK version 1. */
-async function setUp(d: Dirs): Promise<string[]> {
+async function setUp(d: TestStoreDirs): Promise<string[]> {
   const store = await openLifecycleStore(d, { maxSegments: 100 });
   const col = await store.createCollection('c', { dim: 8 });
   const ids: string[] = [];
@@ -74,7 +82,7 @@ describe('DEK re-keying with background re-encryption', () => {
   });
 
   it('re-encrypts group by group with every record readable between steps, then destroys the old version', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const ids = await setUp(d);
     const store = await openLifecycleStore(d, { maxSegments: 100 });
     const col = store.collection('c');
@@ -101,7 +109,7 @@ describe('DEK re-keying with background re-encryption', () => {
   });
 
   it.each(POINTS)('killed at %s: reopens with every record, resumes to completion, old version destroyed', async (point) => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const ids = await setUp(d);
     const run = await runChild(d, point);
     expect(run.stderr).toBe('');
@@ -127,7 +135,7 @@ describe('DEK re-keying with background re-encryption', () => {
   });
 
   it('runs to completion in a child without a crash', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     await setUp(d);
     const run = await runChild(d);
     expect(run.stderr).toBe('');

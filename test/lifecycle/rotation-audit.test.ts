@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { auditFilePath, verifyAuditTrail } from '../../src/audit/index.js';
 import { resolveStoreAuditKey } from '../../src/cli/audit-key.js';
 import type { KeyAuditEvent } from '../../src/keys/key-manager.js';
-import { auditEntries, lifecycleDirs, openLifecycleStore } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { auditEntries, openLifecycleStore } from './helpers.js';
 
 /**
  * A KEK rotation records its rewraps as one audit entry (not one per DEK):
@@ -12,7 +13,7 @@ import { auditEntries, lifecycleDirs, openLifecycleStore } from './helpers.js';
  */
 describe('the audit record of a KEK rotation', () => {
   it('is one rewrap entry whose count and set hash match the DEKs the trail says exist', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const events: KeyAuditEvent[] = [];
     const store = await openLifecycleStore(d, { audit: (e) => events.push(e) });
     await store.createCollections(Array.from({ length: 12 }, (_, i) => ({ name: `c${i}`, dim: 4 })));

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { DAY, auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { DAY, auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 describe('automatic rotation by policy through maintain', () => {
   it('rotates KEKs and re-keys collections when their periods pass (injected clock), each run audited', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     const plain = await store.createCollection('plain', { dim: 8 });
@@ -55,7 +56,7 @@ describe('automatic rotation by policy through maintain', () => {
   });
 
   it('re-keys a collection once its page-write limit is reached, and when due on open', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     let store = await openLifecycleStore(d);
     const c = await store.createCollection('c', { dim: 8 });
     await store.setPolicy({ dekMaxPages: 6 });

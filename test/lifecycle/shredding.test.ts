@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import { collectionDir } from '../../src/store/collection.js';
-import { CLI, DAY, auditEntries, lifecycleDirs, openLifecycleStore, runCli, vectorOf } from './helpers.js';
+import { CLI_BIN, runCli } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
+import { DAY, auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 interface VerifyJson {
   files: { file: string; status: string; collectionId?: string }[];
@@ -13,11 +15,11 @@ interface VerifyJson {
 describe('scheduled deletion and crypto-shredding', () => {
   beforeAll(async () => {
     // verify-shredded runs from the built CLI: `npm run build` first.
-    await fs.access(CLI);
+    await fs.access(CLI_BIN);
   });
 
   it('removes a deleted tenant after its window; copies of its files and of the old keyring cannot be opened; others intact', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     await store.createTenant('globex', { kek: { provider: 'local' } });
@@ -43,7 +45,7 @@ describe('scheduled deletion and crypto-shredding', () => {
 
     // Control: before the deletion the copies open.
     const before = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, '--json', ...copies]);
-    expect(before.code).toBe(3);
+    expect(before.status).toBe(3);
     const beforeJson = JSON.parse(before.stdout) as VerifyJson;
     expect(beforeJson.files.length).toBeGreaterThanOrEqual(8);
     expect(beforeJson.files.every((f) => f.status === 'OPENABLE')).toBe(true);
@@ -76,23 +78,23 @@ describe('scheduled deletion and crypto-shredding', () => {
 
     const after = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, '--key-dir', d.keyDir, '--json', ...copies]);
     expect(after.stderr).toBe('');
-    expect(after.code).toBe(0);
+    expect(after.status).toBe(0);
     const afterJson = JSON.parse(after.stdout) as VerifyJson;
     expect(afterJson.openable).toBe(0);
     expect(afterJson.files.length).toBe(beforeJson.files.length);
     expect(afterJson.files.every((f) => f.status === 'unrecoverable')).toBe(true);
     // The human form names each file.
     const text = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, copyA]);
-    expect(text.code).toBe(0);
+    expect(text.status).toBe(0);
     expect(text.stdout).toMatch(/^unrecoverable +.*MANIFEST/m);
 
     // B's own files still open with the current keyring (the check is not vacuous).
     const bFiles = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, collectionDir(d.dir, b.info.id)]);
-    expect(bFiles.code).toBe(3);
+    expect(bFiles.status).toBe(3);
   });
 
   it('shreds a tenant whose window passed when the store opens', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const t0 = new Date();
     let store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { KeyDisabledError, KeyPendingDeletionError } from '../../src/errors.js';
-import { auditEntries, lifecycleDirs, openLifecycleStore, vectorOf } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
+import { auditEntries, openLifecycleStore, vectorOf } from './helpers.js';
 
 const ids = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}-${i}`);
 
 describe('tenants: disable and enable', () => {
   it('disabling tenant A stops A at once (audited as denied) and leaves B untouched; enabling restores A', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     await store.createTenant('globex', { kek: { provider: 'local' } });
@@ -53,7 +54,7 @@ describe('tenants: disable and enable', () => {
   });
 
   it('a store with a disabled tenant opens; the tenant\'s collections stay unloaded until enabled', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     let store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     const a = await store.createCollection('a-docs', { dim: 8, tenant: 'acme' });
@@ -73,7 +74,7 @@ describe('tenants: disable and enable', () => {
   });
 
   it('disables and enables one collection, leaving its tenant\'s other collections alone', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme');
     const one = await store.createCollection('one', { dim: 8, tenant: 'acme' });
@@ -88,7 +89,7 @@ describe('tenants: disable and enable', () => {
   });
 
   it('a scheduled deletion refuses the tenant\'s keys at once; cancelling restores them', async () => {
-    const d = lifecycleDirs();
+    const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
     const a = await store.createCollection('a', { dim: 8, tenant: 'acme' });

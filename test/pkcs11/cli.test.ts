@@ -1,19 +1,15 @@
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
-import { storeDirs } from '../store/helpers.js';
+import { CLI_BIN, cliJson, runCli } from '../helpers/cli.js';
+import { storeDirs } from '../helpers/store.js';
 
-const run = promisify(execFile);
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 
 describeSoftHsm('vectorseal init --kek pkcs11', () => {
   let hsm: SoftHsm;
   beforeAll(async () => {
-    await fs.access(BIN); // the built CLI: `npm test` builds first
+    await fs.access(CLI_BIN); // the built CLI: `npm test` builds first
     hsm = createSoftHsm(['cli']);
   });
   afterAll(() => hsm?.cleanup());
@@ -22,7 +18,7 @@ describeSoftHsm('vectorseal init --kek pkcs11', () => {
     const t = hsm.tokens['cli']!;
     const d = storeDirs();
     // The PIN reaches the child only through the variable named by --pin-env (set by createSoftHsm).
-    const cli = async (...args: string[]) => JSON.parse((await run(process.execPath, [BIN, ...args, '--dir', d.dir, '--json'])).stdout) as Record<string, unknown>;
+    const cli = async (...args: string[]) => cliJson(await runCli([...args, '--dir', d.dir, '--json']), args);
     const init = await cli('init', '--kek', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'cli-kek');
     expect(init).toMatchObject({ keyProvider: 'pkcs11', keyId: 'cli-kek' });
     await cli('collection', 'create', 'docs', '--dim', '4');

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 describe('automatic flush', () => {
   it('flushes in the background once the unflushed records pass the threshold, losing nothing', async () => {

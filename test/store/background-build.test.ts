@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pickRun } from '../../src/store/compaction.js';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 /** The exact nearest id of `q` among `vectors` (squared L2). */
 function exactNearest(q: Float32Array, vectors: Map<string, Float32Array>): string {

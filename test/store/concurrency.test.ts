@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 describe('readers during a flush', () => {
   it('searches and gets issued while a flush and a compaction run see every record exactly once', async () => {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../../src/store/index.js';
 import { runChild } from './child.js';
-import { openTestStore, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 

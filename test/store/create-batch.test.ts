@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
-import { storeDirs } from './helpers.js';
+import { storeDirs } from '../helpers/store.js';
 
 /**
  * createCollections over more collections than one group (256) of the

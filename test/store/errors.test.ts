@@ -14,7 +14,8 @@ import {
 } from '../../src/errors.js';
 import { LocalKekProvider } from '../../src/keys/local.js';
 import { openStore } from '../../src/store/index.js';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 

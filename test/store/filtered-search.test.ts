@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { equalityConditions } from '../../src/store/filter-plan.js';
 import { MetadataIndex } from '../../src/store/metadata-index.js';
 import type { Collection } from '../../src/store/index.js';
-import { openTestStore, prng, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from './helpers.js';
 
 const N = 20_000;
 const DIM = 96;

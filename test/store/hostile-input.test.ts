@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import type { Store } from '../../src/store/index.js';
-import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 

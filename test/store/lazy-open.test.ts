@@ -1,13 +1,12 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CorruptDataError, UnsupportedOperationError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
-import { openTestStore, prng, storeDirs } from './helpers.js';
+import { runCliSync } from '../helpers/cli.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from './helpers.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 const N = 4000;
 const DIM = 32;
 
@@ -50,14 +49,14 @@ describe('lazy opening', () => {
     await store.close();
 
     // The CLI's info and collection list open lazily.
-    const env = { ...process.env, VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
-    const info = spawnSync(process.execPath, [BIN, 'info', '--json'], { encoding: 'utf8', env });
+    const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
+    const info = runCliSync(['info', '--json'], { env });
     expect(info.status, info.stderr).toBe(0);
     expect((JSON.parse(info.stdout) as { collections: { name: string; count: number; segments: number }[] }).collections).toMatchObject([{ name: 'big', count: N, segments: 1 }]);
-    const list = spawnSync(process.execPath, [BIN, 'collection', 'list', '--json'], { encoding: 'utf8', env });
+    const list = runCliSync(['collection', 'list', '--json'], { env });
     expect(list.status, list.stderr).toBe(0);
     expect(JSON.parse(list.stdout)).toMatchObject([{ name: 'big', count: N }]);
-    const rotate = spawnSync(process.execPath, [BIN, 'rotate-kek', '--json'], { encoding: 'utf8', env });
+    const rotate = runCliSync(['rotate-kek', '--json'], { env });
     expect(rotate.status, rotate.stderr).toBe(0);
 
     // The key lifecycle commands need no data either: disabling and enabling a collection, tenants, policies, KEKs.
@@ -70,7 +69,7 @@ describe('lazy opening', () => {
       ['policy', 'set', '--kek-rotation-days', '90'],
       ['kek', 'list'],
     ]) {
-      const run = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8', env });
+      const run = runCliSync([...args, '--json'], { env });
       expect(run.status, `${args.join(' ')}: ${run.stderr}`).toBe(0);
     }
     const enabled = await openStore({ ...opts, lazy: true });

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/store/logger.js';
-import { openTestStore, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
 
 function capture(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KeyManager } from '../../src/keys/key-manager.js';
 import { runChild } from './child.js';
-import { openTestStore, prng, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from './helpers.js';
 
 /** Every regular file under `dir` (skipping `exclude`), tolerant of files vanishing meanwhile. */
 async function filesUnder(dir: string, exclude: string[] = []): Promise<string[]> {

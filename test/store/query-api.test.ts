@@ -1,7 +1,8 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import type { Collection, SearchResult, Store, StoredRecord } from '../../src/store/index.js';
-import { openTestStore, randomVectors, storeDirs, type TestStoreDirs } from './helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 interface Doc {
   lang: 'en' | 'fr';

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,11 +6,11 @@ import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { storeDirs, type TestStoreDirs } from './helpers.js';
+import { CLI_BIN, runCliSync } from '../helpers/cli.js';
+import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CHILD = join(HERE, 'reader-writer-child.mjs');
-const BIN = join(HERE, '../../dist/cli/main.js');
 
 /** Same as the child's: the vector of record i. */
 function vectorOf(i: number): number[] {
@@ -98,7 +98,7 @@ function checkSnapshot(r: Store, ackedBefore: number): number {
 describe('readers in other processes than the writer', () => {
   beforeAll(async () => {
     // The writer child and the CLI run the built package: `npm run build` first.
-    await fs.access(BIN);
+    await fs.access(CLI_BIN);
   });
 
   it('a writer process ingests, flushes and compacts while readers open, search, refresh and back up; ' +
@@ -173,9 +173,9 @@ describe('readers in other processes than the writer', () => {
     writers.push(w);
     await w.ready;
     await waitFor(() => w.acked >= 50);
-    const env = { ...process.env, VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
+    const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
     const run = (args: string[]): unknown => {
-      const r = spawnSync(process.execPath, [BIN, ...args, '--json', '--staging-dir', d.stagingDir], { encoding: 'utf8', env });
+      const r = runCliSync([...args, '--json', '--staging-dir', d.stagingDir], { env });
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
       const lines = r.stdout.trim().split('\n');
       expect(lines).toHaveLength(1);

@@ -6,7 +6,7 @@ import { backupStore, restoreBackup } from '../../src/backup/index.js';
 import { CorruptDataError, ReadOnlyError, RollbackError, SnapshotBusyError, StoreLockedError } from '../../src/errors.js';
 import { readCoherent } from '../../src/store/snapshot.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 const vec = (i: number): number[] => [i, i * 0.5, Math.sin(i), 1];
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { openTestStore, prng, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { prng } from './helpers.js';
 
 const N = 20_000;
 const DIM = 128;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 describe('store round trips', () => {
   it('upserts, gets, searches, deletes, flushes and reopens', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { openTestStore, randomVectors, storeDirs } from './helpers.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 describe('search with a where predicate', () => {
   it('applies the predicate (on metadata and id) inside the search, with the filter, across memtable and segments', async () => {

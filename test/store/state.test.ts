@@ -1,14 +1,14 @@
 import { cpSync, promises as fs, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CorruptDataError, RollbackError } from '../../src/errors.js';
 import { registerAuditCommands } from '../../src/cli/commands/audit.js';
 import { resolveStoreAudit } from '../../src/cli/audit-key.js';
 import { WAL_HEADER_SIZE } from '../../src/storage/wal.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { backupStore, restoreBackup } from '../../src/backup/index.js';
-import { openTestStore, storeDirs, type TestStoreDirs } from './helpers.js';
+import { runCommands } from '../helpers/cli-in-process.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
 
 /**
  * The store's authenticated state (STATE) against partial rollbacks: each
@@ -72,24 +72,7 @@ function crashImage(d: TestStoreDirs, into: string): TestStoreDirs {
   return { ...d, dir: into };
 }
 
-async function runAudit(args: string[]): Promise<{ out: string; exitCode: number }> {
-  const program = new Command('vectorseal').exitOverride();
-  registerAuditCommands(program, resolveStoreAudit);
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  process.exitCode = 0;
-  try {
-    await program.parseAsync(['node', 'vectorseal', ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  const exitCode = Number(process.exitCode ?? 0);
-  process.exitCode = 0;
-  return { out, exitCode };
-}
+const runAudit = (args: string[]) => runCommands((program) => registerAuditCommands(program, resolveStoreAudit), args);
 
 describe('store state: partial rollbacks are refused', () => {
   it('a manifest rolled back with the collection\'s WAL files deleted: RollbackError naming MANIFEST', async () => {
@@ -225,7 +208,7 @@ describe('store state: the audit trail head', () => {
     try {
       const r = await runAudit(['audit', 'verify', '--dir', d.dir]);
       expect(r.exitCode).toBe(2);
-      expect(r.out).toMatch(/TAMPERED \(truncated\)/);
+      expect(r.stdout).toMatch(/TAMPERED \(truncated\)/);
     } finally {
       delete process.env['VECTORSEAL_KEY_DIR'];
     }
@@ -240,12 +223,12 @@ describe('store state: the audit trail head', () => {
     try {
       const open = await runAudit(['audit', 'verify']);
       expect(open.exitCode).toBe(0);
-      expect(open.out).toMatch(/: open \(the store is held by process/);
-      expect(open.out).not.toMatch(/TAMPERED/);
+      expect(open.stdout).toMatch(/: open \(the store is held by process/);
+      expect(open.stdout).not.toMatch(/TAMPERED/);
       await store.close();
       const closed = await runAudit(['audit', 'verify', '--json']);
       expect(closed.exitCode).toBe(0);
-      expect(JSON.parse(closed.out)).toMatchObject({ ok: true, closed: true });
+      expect(JSON.parse(closed.stdout)).toMatchObject({ ok: true, closed: true });
     } finally {
       delete process.env['VECTORSEAL_KEY_DIR'];
       delete process.env['VECTORSEAL_DIR'];

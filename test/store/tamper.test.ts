@@ -6,7 +6,8 @@ import { KeyManager } from '../../src/keys/key-manager.js';
 import { SegmentKind, writeSegment } from '../../src/storage/segment.js';
 import { WAL_HEADER_SIZE } from '../../src/storage/wal.js';
 import { openStore } from '../../src/store/index.js';
-import { openTestStore, randomVectors, storeDirs, type TestStoreDirs } from './helpers.js';
+import { openTestStore, storeDirs, type TestStoreDirs } from '../helpers/store.js';
+import { randomVectors } from './helpers.js';
 
 /** A store with two flushed collections; returns their directories. */
 async function twoCollections(d: TestStoreDirs): Promise<{ a: string; b: string; aId: string; bId: string }> {

@@ -1,15 +1,14 @@
-import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UnsupportedVersionError } from '../../src/errors.js';
 import { openStore, upgradeStore, type Store } from '../../src/store/index.js';
+import { runCliSync } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixture = join(here, '../../fixtures/v0.1-store');
-const cli = join(here, '../../dist/cli/main.js');
 /** The fixture's master key (fixtures/v0.1-store.README.md). */
 const FIXTURE_KEY = 'dmVjdG9yc2VhbC12MC4xLWZpeHR1cmUta2V5LTMyYnk=';
 
@@ -72,10 +71,9 @@ describe('stores made by 0.1.0', () => {
 
   it('`vectorseal upgrade` converts one with VECTORSEAL_MASTER_KEY and writes its config file; later commands use it', async () => {
     const { root, dir } = await copyFixture();
-    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: join(root, 'config'), VECTORSEAL_MASTER_KEY: FIXTURE_KEY, VECTORSEAL_DIR: dir };
-    delete env['VECTORSEAL_KEY_DIR'];
-    delete env['VECTORSEAL_CONFIG'];
-    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8' });
+    const env = { XDG_CONFIG_HOME: join(root, 'config'), VECTORSEAL_MASTER_KEY: FIXTURE_KEY, VECTORSEAL_DIR: dir };
+    const unset = { VECTORSEAL_KEY_DIR: undefined, VECTORSEAL_CONFIG: undefined };
+    const run = (...args: string[]) => runCliSync(args, { env: { ...env, ...unset } });
     const before = run('info', '--json');
     expect(before.status).not.toBe(0);
     // With --json the error is one JSON line on stdout.

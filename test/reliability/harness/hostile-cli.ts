@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CLI_SCRIPT } from './paths.js';
+import { runCli, type CliEnv, type CliResult as Run } from '../../helpers/cli.js';
 
 /**
  * Hostile input on the `vectorseal` command: missing and malformed
@@ -21,33 +20,15 @@ export interface CliReport {
   failures: string[];
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_SCRIPT(), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[], env: CliEnv): Promise<Run> => runCli(args, { env });
 
 export async function runHostileCli(options: { root: string; runs: number; seed: number }): Promise<CliReport> {
   const dir = join(options.root, 'data');
-  const env: NodeJS.ProcessEnv = { ...process.env, VECTORSEAL_KEY_DIR: join(options.root, 'keys') };
-  delete env['VECTORSEAL_DIR'];
-  delete env['VECTORSEAL_DEBUG'];
+  const env: CliEnv = { VECTORSEAL_KEY_DIR: join(options.root, 'keys'), VECTORSEAL_DIR: undefined, VECTORSEAL_DEBUG: undefined };
   const report: CliReport = { tried: 0, rejected: 0, accepted: 0, untyped: 0, damaged: 0, wrongResults: 0, failures: [] };
   const must = async (args: string[]): Promise<Run> => {
     const r = await cli(args, env);
-    if (r.code !== 0) throw new Error(`setup failed: ${args.join(' ')}: ${r.stderr}`);
+    if (r.status !== 0) throw new Error(`setup failed: ${args.join(' ')}: ${r.stderr}`);
     return r;
   };
   await must(['init', '--dir', dir]);
@@ -62,13 +43,13 @@ export async function runHostileCli(options: { root: string; runs: number; seed:
     report.tried++;
     const r = await cli(args, env);
     const stack = /\n\s+at .+\(.+:\d+:\d+\)|\n\s+at file:/.test(r.stderr);
-    if (r.code === 0) {
+    if (r.status === 0) {
       report.accepted++;
     } else if (!stack && (/^error( VS_[A-Z_]+)?: /m.test(r.stderr) || (args.length === 0 && r.stderr.startsWith('Usage:')))) {
       report.rejected++;
     } else {
       report.untyped++;
-      if (report.failures.length < 20) report.failures.push(`${JSON.stringify(args)} -> exit ${r.code}: ${r.stderr.slice(0, 300)}`);
+      if (report.failures.length < 20) report.failures.push(`${JSON.stringify(args)} -> exit ${r.status}: ${r.stderr.slice(0, 300)}`);
     }
   };
   const fixed: string[][] = [

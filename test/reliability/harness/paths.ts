@@ -14,4 +14,3 @@ export function repoRoot(): string {
 
 export const WRITER_SCRIPT = (): string => join(repoRoot(), 'test', 'reliability', 'harness', 'writer.mjs');
 export const DIST_DIR = (): string => join(repoRoot(), 'dist');
-export const CLI_SCRIPT = (): string => join(repoRoot(), 'dist', 'cli', 'main.js');
