@@ -88,7 +88,8 @@ export async function createAuditLog(options: AuditOptions): Promise<AuditLog> {
         timeMs = now;
         timeText = new Date(now).toISOString();
       }
-      pending.push(`{"level":${INFO},"time":"${timeText}","service":"vectorseal-kms","audit":${JSON.stringify(entry)},"msg":"${entry.outcome}"}\n`);
+      const audit = JSON.stringify(entry);
+      pending.push(`{"level":${INFO},"time":"${timeText}","service":"vectorseal-kms","audit":${audit},"msg":"${entry.outcome}"}\n`);
       if (written !== undefined) waiting.push(written);
       if (!scheduled) {
         scheduled = true;

@@ -225,7 +225,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const input = parseJson(body);
 
     store.assertFresh();
-    await service.sweep();
+    if (service.sweepDue()) await service.sweep();
     const state = store.snapshot;
     const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
     const targets = service.targets(operation, input);

@@ -36,7 +36,8 @@ export function canonicalRequest(parts: CanonicalParts): string {
     if (value === undefined) throw new SigV4EncodingError(`Signed header "${name}" is missing from the request`);
     canonicalHeaders += `${name}:${value}\n`;
   }
-  return `${parts.method.toUpperCase()}\n${canonicalPath(parts.path)}\n${canonicalQuery(parts.query)}\n${canonicalHeaders}\n${parts.signedHeaders.join(';')}\n${parts.bodyHash}`;
+  const head = `${parts.method.toUpperCase()}\n${canonicalPath(parts.path)}\n${canonicalQuery(parts.query)}\n`;
+  return `${head}${canonicalHeaders}\n${parts.signedHeaders.join(';')}\n${parts.bodyHash}`;
 }
 
 /**
