@@ -15,6 +15,7 @@ import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
 import { STATE_FILE, checkManifestState, type CollectionState } from './state.js';
+import { openLazily } from './collection-lazy.js';
 
 /*
  * Recovery: loading a collection from its files. The manifest is checked
@@ -23,14 +24,22 @@ import { STATE_FILE, checkManifestState, type CollectionState } from './state.js
  * WAL replayed.
  */
 
-/** Loads the collection again once its keys are usable (after an enable). */
-export async function reload(s: CollectionMemory): Promise<void> {
+/**
+ * Loads the collection again once its keys are usable (after an enable, or on
+ * first use of a lazily opened one); with `lazy`, reads only its manifest.
+ */
+export async function reload(s: CollectionMemory, options: { lazy?: boolean } = {}): Promise<void> {
   s.assertOpen();
   await s.exclusive(async () => {
     if (s.loaded) return;
     s.ctx.keys.assertUsable(s.info.id);
     s.resetMemory();
     s.keyFailure = undefined;
+    // Enabled again in a lazy store: only the manifest is read (lifecycle commands need no data).
+    if (options.lazy) {
+      await openLazily(s);
+      return;
+    }
     await load(s);
     s.loaded = true;
     s.pendingLoad = false;

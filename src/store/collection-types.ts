@@ -118,6 +118,8 @@ export interface CollectionContext {
   state: StoreState;
   /** A reader's collection (see reader.ts): loaded from a snapshot, never writes a file. */
   readOnly?: boolean;
+  /** The store was opened with `lazy`: a collection enabled again reads only its manifest until first use. */
+  lazy?: boolean;
   /** Removes files a committed manifest no longer lists, after the grace period readers get (default: at once). */
   retire?: (paths: string[]) => Promise<void>;
   /** Removes now the retired files under a directory (before the DEK versions they use are destroyed). */

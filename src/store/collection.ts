@@ -429,9 +429,9 @@ export class Collection<M extends object = Metadata> {
     });
   }
 
-  /** Loads the collection again once its keys are usable (after an enable). */
+  /** Loads the collection again once its keys are usable (after an enable); in a lazy store, its manifest only. */
   async reload(): Promise<void> {
-    await reload(this.s);
+    await reload(this.s, { lazy: this.s.ctx.lazy ?? false });
   }
 
   /**

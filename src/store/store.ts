@@ -668,6 +668,7 @@ export class Store {
       state: this.state,
       retire: (paths) => this.retired.retire(paths),
       removeRetiredUnder: (dir) => this.retired.removeUnder(dir),
+      ...(this.options.lazy ? { lazy: true } : {}),
     };
   }
 

@@ -27,7 +27,7 @@ async function bigStore(d: ReturnType<typeof storeDirs>): Promise<string> {
 }
 
 describe('lazy opening', () => {
-  it('info, list and stats read no segment payload and no WAL: they work with both directories gone', async () => {
+  it('info, list, stats and the key lifecycle commands read no segment payload and no WAL: they work with both directories gone', async () => {
     const d = storeDirs();
     const dir = await bigStore(d);
     const opts = { dir: d.dir, keys: { provider: 'local' as const, keyDir: d.keyDir }, autoFlushRecords: 0 };
@@ -59,6 +59,24 @@ describe('lazy opening', () => {
     expect(JSON.parse(list.stdout)).toMatchObject([{ name: 'big', count: N }]);
     const rotate = spawnSync(process.execPath, [BIN, 'rotate-kek', '--json'], { encoding: 'utf8', env });
     expect(rotate.status, rotate.stderr).toBe(0);
+
+    // The key lifecycle commands need no data either: disabling and enabling a collection, tenants, policies, KEKs.
+    for (const args of [
+      ['collection', 'disable', 'big'],
+      ['collection', 'enable', 'big'],
+      ['tenant', 'create', 't1'],
+      ['tenant', 'disable', 't1'],
+      ['tenant', 'enable', 't1'],
+      ['policy', 'set', '--kek-rotation-days', '90'],
+      ['kek', 'list'],
+    ]) {
+      const run = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8', env });
+      expect(run.status, `${args.join(' ')}: ${run.stderr}`).toBe(0);
+    }
+    const enabled = await openStore({ ...opts, lazy: true });
+    await enabled.enableCollection('big');
+    expect(enabled.collection('big').stats()).toMatchObject({ loaded: false, count: N });
+    await enabled.close();
 
     // Back in place, the data loads on first use: everything is there, the WAL replayed.
     await fs.rename(join(dir, 'seg.away'), join(dir, 'seg'));

@@ -16,7 +16,7 @@ export function registerKekCommands(program: Command): void {
         const entry = await kekEntryFromCli(opts, provider, `${name}-${store.storeId}`);
         await store.keys.addKek(name, entry);
         output(opts, { added: name, provider: entry.provider, keyId: entry.keyId }, () => `added KEK "${name}": ${entry.provider} ${entry.keyId} (attach it to wrap DEKs under it)`);
-      });
+      }, { lazy: true });
     });
 
   storeOptions(kek.command('attach <name>').description('wrap every DEK of the store (or of a tenant) under this KEK too; data files are not touched'))
@@ -26,7 +26,7 @@ export function registerKekCommands(program: Command): void {
       await withStore(opts, async (store) => {
         const wrapped = await store.keys.attachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
         output(opts, { attached: name, tenant: opts.tenant ?? null, wrapped }, () => `attached KEK "${name}"${opts.tenant ? ` to tenant ${opts.tenant}` : ''}: ${wrapped} DEK wrap(s) added`);
-      });
+      }, { lazy: true });
     });
 
   storeOptions(kek.command('detach <name>').description('stop wrapping DEKs under this KEK (another must remain); data files are not touched'))
@@ -36,7 +36,7 @@ export function registerKekCommands(program: Command): void {
       await withStore(opts, async (store) => {
         const dropped = await store.keys.detachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
         output(opts, { detached: name, tenant: opts.tenant ?? null, dropped }, () => `detached KEK "${name}"${opts.tenant ? ` from tenant ${opts.tenant}` : ''}: ${dropped} wrap(s) removed`);
-      });
+      }, { lazy: true });
     });
 
   storeOptions(kek.command('list').description('every KEK, where it is attached, and whether its provider can be reached'))
@@ -56,6 +56,6 @@ export function registerKekCommands(program: Command): void {
             )
             .join('\n'),
         );
-      }, { readOnly: true });
+      }, { readOnly: true, lazy: true });
     });
 }

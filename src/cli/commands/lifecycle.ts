@@ -34,7 +34,7 @@ export function registerLifecycleCommands(program: Command): void {
       await withStore(opts, async (store) => {
         const entry = await store.createTenant(name, { kek });
         output(opts, { tenant: name, ...entry }, () => `created tenant ${name} (KEK: ${entry.keks.join(', ')})`);
-      });
+      }, { lazy: true });
     });
 
   for (const [verb, what] of [
@@ -51,7 +51,7 @@ export function registerLifecycleCommands(program: Command): void {
           else await store.cancelTenantDeletion(name);
           const state = store.keys.tenant(name).state;
           output(opts, { tenant: name, state }, () => `tenant ${name}: ${state}`);
-        });
+        }, { lazy: true });
       });
   }
 
@@ -64,7 +64,7 @@ export function registerLifecycleCommands(program: Command): void {
         output(opts, { tenant: name, state: 'pending-deletion', deleteAfter: when.toISOString() }, () =>
           `tenant ${name} is scheduled for deletion after ${when.toISOString()}; its keys are refused from now on (\`vectorseal tenant cancel ${name}\` undoes it)`,
         );
-      });
+      }, { lazy: true });
     });
 
   const collection = program.commands.find((c) => c.name() === 'collection') ?? program.command('collection');
@@ -76,7 +76,7 @@ export function registerLifecycleCommands(program: Command): void {
           if (verb === 'disable') await store.disableCollection(name);
           else await store.enableCollection(name);
           output(opts, { collection: name, disabled: verb === 'disable' }, () => `collection ${name}: ${verb}d`);
-        });
+        }, { lazy: true });
       });
   }
 
@@ -96,7 +96,7 @@ export function registerLifecycleCommands(program: Command): void {
             ...report.reencrypted.map((r) => `  re-encrypted ${r.collection}: ${r.groups} segment group(s)${r.destroyedVersions.length ? `, DEK version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`),
           ].join('\n'),
         );
-      });
+      }, { lazy: true });
     });
 
   storeOptions(program.command('rekey <collection>').description('new DEK version for a collection, then re-encrypt its older segments (resumable)'))
@@ -116,7 +116,7 @@ export function registerLifecycleCommands(program: Command): void {
         output(opts, { collection: name, ...r }, () =>
           `collection ${name}: DEK version ${r.dekVersion}; ${r.groups} segment group(s) re-encrypted${r.destroyedVersions.length ? `; version(s) ${r.destroyedVersions.join(', ')} destroyed` : ''}`,
         );
-      });
+      }, { lazy: true });
     });
 
   const policy = program.command('policy').description('automatic rotation policies, applied by `maintain`');
@@ -135,7 +135,7 @@ export function registerLifecycleCommands(program: Command): void {
       await withStore(opts, async (store) => {
         await store.setPolicy(p, opts.tenant === undefined ? {} : { tenant: opts.tenant });
         output(opts, { ...(opts.tenant === undefined ? {} : { tenant: opts.tenant }), policy: p }, () => `policy of ${opts.tenant === undefined ? 'the store' : `tenant ${opts.tenant}`}: ${JSON.stringify(p)}`);
-      });
+      }, { lazy: true });
     });
 }
 
