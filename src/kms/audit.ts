@@ -78,12 +78,19 @@ export async function createAuditLog(options: AuditOptions): Promise<AuditLog> {
     for (const cb of callbacks) cb(failure);
   };
 
+  // The time has millisecond resolution: one formatted string serves every line of the same millisecond.
+  let timeMs = -1;
+  let timeText = '';
   return {
     record(entry, written) {
-      pending.push(
-        `{"level":${INFO},"time":"${new Date().toISOString()}","service":"vectorseal-kms","audit":` +
-          `${JSON.stringify(entry)},"msg":"${entry.outcome}"}\n`,
-      );
+      const now = Date.now();
+      if (now !== timeMs) {
+        timeMs = now;
+        timeText = new Date(now).toISOString();
+      }
+      const audit = JSON.stringify(entry);
+      pending.push(`{"level":${INFO},"time":"${timeText}","service":"vectorseal-kms","audit":${audit},"msg":"${entry.outcome}"}
+`);
       if (written !== undefined) waiting.push(written);
       if (!scheduled) {
         scheduled = true;

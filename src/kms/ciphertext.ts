@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { defaultGcm } from '../crypto/gcm.js';
 import { kmsErrors } from './errors.js';
 import { poolRandomBytes } from './random-pool.js';
 
@@ -73,10 +74,9 @@ export function sealCiphertext(
   const nonce = poolRandomBytes(NONCE_BYTES);
   const messageKey = deriveMessageKey(backingKey, nonce, head);
   try {
-    const cipher = createCipheriv('aes-256-gcm', messageKey, ZERO_IV);
-    cipher.setAAD(Buffer.concat([head, encodeEncryptionContext(context)]));
-    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return Buffer.concat([head, nonce, body, cipher.getAuthTag()]);
+    // One-shot AES-256-GCM (the native addon's when built): no cipher object per message.
+    const sealed = defaultGcm().seal(messageKey, ZERO_IV, encodeEncryptionContext(context, head), plaintext);
+    return Buffer.concat([head, nonce, sealed]);
   } finally {
     messageKey.fill(0);
   }
@@ -91,13 +91,16 @@ export function openCiphertext(backingKey: Uint8Array, blob: Uint8Array, context
   const head = b.subarray(0, headerEnd);
   const key = v2 ? deriveMessageKey(backingKey, b.subarray(headerEnd, bodyStart), head) : backingKey;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', key, v2 ? ZERO_IV : b.subarray(headerEnd, bodyStart));
-    decipher.setAAD(Buffer.concat([head, encodeEncryptionContext(context)]));
-    decipher.setAuthTag(b.subarray(b.length - TAG_BYTES));
-    return Buffer.concat([decipher.update(b.subarray(bodyStart, b.length - TAG_BYTES)), decipher.final()]);
-  } catch {
+    const iv = v2 ? ZERO_IV : b.subarray(headerEnd, bodyStart);
+    let plain: Uint8Array | undefined;
+    try {
+      plain = defaultGcm().open(key, iv, encodeEncryptionContext(context, head), b.subarray(bodyStart));
+    } catch {
+      plain = undefined;
+    }
     // Wrong context and tampering look the same to GCM, and AWS reports both this way.
-    throw kmsErrors.invalidCiphertext('The ciphertext or its encryption context is not valid for this key');
+    if (plain === undefined) throw kmsErrors.invalidCiphertext('The ciphertext or its encryption context is not valid for this key');
+    return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
   } finally {
     if (v2) key.fill(0);
   }
@@ -125,20 +128,38 @@ export function deriveMessageKey(backingKey: Uint8Array, nonce: Uint8Array, head
  * The encryption context as unambiguous bytes: a domain label, the entry
  * count, then entries sorted by the UTF-8 bytes of their keys, each key and
  * value prefixed by its u32 BE byte length. `{}` and no context are the same.
+ * With `prefix`, the result is `prefix` followed by those bytes (the
+ * ciphertext's associated data), built in one buffer.
  */
-export function encodeEncryptionContext(context: Record<string, string>): Buffer {
-  const entries = Object.entries(context).map(([k, v]) => [Buffer.from(k, 'utf8'), Buffer.from(v, 'utf8')] as const);
+export function encodeEncryptionContext(context: Record<string, string>, prefix?: Uint8Array): Buffer {
+  const entries: [Buffer, Buffer][] = [];
+  let size = (prefix?.length ?? 0) + CONTEXT_LABEL.length + 4;
+  for (const [k, v] of Object.entries(context)) {
+    const entry: [Buffer, Buffer] = [Buffer.from(k, 'utf8'), Buffer.from(v, 'utf8')];
+    size += 8 + entry[0].length + entry[1].length;
+    entries.push(entry);
+  }
   entries.sort((a, b) => Buffer.compare(a[0], b[0]));
-  const parts: Buffer[] = [Buffer.from('vectorseal/kms/context/v1\0', 'utf8'), u32(entries.length)];
-  for (const [k, v] of entries) parts.push(u32(k.length), k, u32(v.length), v);
-  return Buffer.concat(parts);
+  // Every byte is written below, so the buffer need not be zeroed first.
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (prefix !== undefined) {
+    out.set(prefix, 0);
+    at = prefix.length;
+  }
+  out.set(CONTEXT_LABEL, at);
+  at = out.writeUInt32BE(entries.length, at + CONTEXT_LABEL.length);
+  for (const [k, v] of entries) {
+    at = out.writeUInt32BE(k.length, at);
+    out.set(k, at);
+    at = out.writeUInt32BE(v.length, at + k.length);
+    out.set(v, at);
+    at += v.length;
+  }
+  return out;
 }
 
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-}
+const CONTEXT_LABEL = Buffer.from('vectorseal/kms/context/v1\0', 'utf8');
 
 function uuidToBytes(id: string): Buffer {
   return Buffer.from(id.replace(/-/g, ''), 'hex');

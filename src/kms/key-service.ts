@@ -187,6 +187,11 @@ export class KeyService {
     }
   }
 
+  /** Whether anything (a deletion, a rotation, an import's expiry) is due at `now`; the request path awaits sweep() only then. */
+  sweepDue(now = this.clock.now()): boolean {
+    return now >= snapshotIndex(this.store.snapshot, dueAt).nextDue;
+  }
+
   /**
    * Completes what time has made due: deletions whose window ended, automatic
    * rotations, imported material past its ValidTo. Cheap when nothing is due.
@@ -194,7 +199,7 @@ export class KeyService {
   async sweep(): Promise<void> {
     const now = this.clock.now();
     // Nothing falls due before the snapshot's earliest scheduled time: the common case costs one comparison.
-    if (now < snapshotIndex(this.store.snapshot, dueAt).nextDue) return;
+    if (!this.sweepDue(now)) return;
     const due = (k: KeyRecord): boolean => dueAt(k) <= now;
     const rotated: string[] = [];
     await this.store.mutate(async (draft) => {
@@ -488,14 +493,15 @@ export class KeyService {
     }
     if (key === undefined) throw kmsErrors.notFound(`Key '${this.keyArn(header.keyId)}' does not exist`);
     this.requireUsable(key);
-    const material = await this.store.backingKey(key, header.backingVersion);
+    const material = this.store.cachedBackingKey(key, header.backingVersion) ?? (await this.store.backingKey(key, header.backingVersion));
     if (material === undefined) throw kmsErrors.invalidCiphertext('The ciphertext refers to key material that does not exist');
     return { key, plaintext: openCiphertext(material, blob, context) };
   }
 
   private async seal(key: KeyRecord, plaintext: Uint8Array, context: Record<string, string>): Promise<Buffer> {
     const newest = key.backing[key.backing.length - 1];
-    const material = newest === undefined ? undefined : await this.store.backingKey(key, newest.version);
+    const material =
+      newest === undefined ? undefined : (this.store.cachedBackingKey(key, newest.version) ?? (await this.store.backingKey(key, newest.version)));
     if (newest === undefined || material === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
     return sealCiphertext(material, { keyId: key.keyId, backingVersion: newest.version }, plaintext, context);
   }

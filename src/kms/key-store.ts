@@ -150,6 +150,14 @@ export abstract class KeyStore {
     return Buffer.from(await this.protector.unwrap(Buffer.from(params.privateKey, 'base64'), importAad(keyId, params.tokenId)));
   }
 
+  /**
+   * The backing key of one version when it is already unwrapped, else
+   * undefined: the hot path's synchronous look-up, with no promise to await.
+   */
+  cachedBackingKey(key: KeyRecord, version: number): Buffer | undefined {
+    return this.material.get(`${key.keyId}/${version}`);
+  }
+
   /** The plaintext backing key of one version, unwrapped once and kept in memory. */
   async backingKey(key: KeyRecord, version: number): Promise<Buffer | undefined> {
     const id = `${key.keyId}/${version}`;

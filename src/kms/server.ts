@@ -17,6 +17,7 @@ import { authorize, principalArn, type Caller } from './access.js';
 import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
+import { collectHeaders } from '../util/sigv4.js';
 import type { WireInput } from './wire.js';
 import { mkdirs } from '../util/durable.js';
 
@@ -166,14 +167,16 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
       finish(e.status, { __type: e.type, message: e.message }, closeConnection);
     };
 
-    readBody(req, maxBody).then(
+    // One header map serves the signature check and every decision after it, so what is acted on is what was signed.
+    const headers = collectHeaders(req.rawHeaders);
+    readBody(req, headers, maxBody).then(
       async (body) => {
         try {
           if (body === undefined) {
             fail(kmsErrors.validation(`Request body exceeds ${maxBody} bytes`), true);
             return;
           }
-          const output = await serve(req, body, entry);
+          const output = await serve(req, headers, body, entry);
           entry.outcome = 'success';
           finish(200, output);
         } catch (err) {
@@ -184,15 +187,15 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     );
   };
 
-  const serve = async (req: IncomingMessage, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
-    const target = req.headers['x-amz-target'];
+  const serve = async (req: IncomingMessage, headers: Map<string, string>, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
+    const target = headers.get('x-amz-target');
     if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
     // Recorded before verification, so failed authentications name the access key that was tried.
-    const tried = triedAccessKey(req.headers.authorization);
+    const tried = triedAccessKey(headers.get('authorization'));
     if (tried !== undefined) entry.accessKeyId = tried;
 
     const { accessKeyId } = verifySigV4(
-      { method: req.method ?? '', url: req.url ?? '/', rawHeaders: req.rawHeaders, body },
+      { method: req.method ?? '', url: req.url ?? '/', rawHeaders: req.rawHeaders, body, headers },
       {
         region: config.region,
         service: 'kms',
@@ -203,13 +206,13 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const principal = principalFor(accessKeyId)!;
     entry.accessKeyId = accessKeyId;
     entry.principal = principal.name;
-    if (principal.sessionToken !== undefined && !sameSecret(req.headers['x-amz-security-token'], principal.sessionToken)) {
+    if (principal.sessionToken !== undefined && !sameSecret(headers.get('x-amz-security-token'), principal.sessionToken)) {
       throw kmsErrors.unrecognizedClient('The security token included in the request is invalid.');
     }
 
     if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw kmsErrors.unknownOperation('Requests must be POST /');
     // Anything else is not this protocol's body, however it parses.
-    if (!/^application\/x-amz-json-1\.[01]\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+    if (!/^application\/x-amz-json-1\.[01]\s*(;|$)/i.test(headers.get('content-type') ?? '')) {
       throw kmsErrors.serialization(`Content-Type must be ${JSON_CONTENT_TYPE}`);
     }
     const operation = entry.operation;
@@ -222,7 +225,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const input = parseJson(body);
 
     store.assertFresh();
-    await service.sweep();
+    if (service.sweepDue()) await service.sweep();
     const state = store.snapshot;
     const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
     const targets = service.targets(operation, input);
@@ -322,9 +325,9 @@ function respond(res: ServerResponse, status: number, payload: string, requestId
 }
 
 /** Reads the whole body, or resolves undefined once it passes `max` bytes (the rest is discarded). */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+function readBody(req: IncomingMessage, headers: Map<string, string>, max: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
+    const declared = Number(headers.get('content-length'));
     if (Number.isFinite(declared) && declared > max) {
       req.resume();
       resolve(undefined);
@@ -345,7 +348,8 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
       chunks.push(chunk);
     });
     req.on('end', () => {
-      if (!over) resolve(Buffer.concat(chunks));
+      // A small body arrives in one chunk: no copy.
+      if (!over) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     });
     req.on('error', reject);
   });

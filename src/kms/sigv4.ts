@@ -10,6 +10,8 @@ export interface RawRequest {
   /** Node's `rawHeaders`: alternating names and values, duplicates kept. */
   rawHeaders: string[];
   body: Buffer;
+  /** `collectHeaders(rawHeaders)`, when the caller already built it: the key service acts on the same map it verified. */
+  headers?: Map<string, string>;
 }
 
 export interface SigV4Expectations {
@@ -42,7 +44,7 @@ export const REQUIRED_SIGNED_HEADERS: readonly string[] = ['content-type', 'host
  * throws the AWS exception a real endpoint would return otherwise.
  */
 export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { accessKeyId: string } {
-  const headers = collectHeaders(req.rawHeaders);
+  const headers = req.headers ?? collectHeaders(req.rawHeaders);
   const authorization = headers.get('authorization');
   if (authorization === undefined) {
     throw kmsErrors.missingAuthentication('Missing Authentication Token');
@@ -116,22 +118,28 @@ function parseAuthorization(value: string): ParsedAuthorization {
   if (!value.startsWith(`${ALGORITHM} `)) {
     throw kmsErrors.incompleteSignature(`Authorization header must use ${ALGORITHM}`);
   }
-  const fields = new Map<string, string>();
+  // Fields as `name=value` between commas; a repeated name keeps its last value, unknown names are ignored.
+  let credential: string | undefined;
+  let signedHeaders: string | undefined;
+  let signature: string | undefined;
   for (const part of value.slice(ALGORITHM.length + 1).split(',')) {
     const eq = part.indexOf('=');
-    if (eq > 0) fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    if (name === 'Credential') credential = part.slice(eq + 1).trim();
+    else if (name === 'SignedHeaders') signedHeaders = part.slice(eq + 1).trim();
+    else if (name === 'Signature') signature = part.slice(eq + 1).trim();
   }
-  const credential = fields.get('Credential');
-  const signedHeaders = fields.get('SignedHeaders');
-  const signature = fields.get('Signature');
   if (!credential || !signedHeaders || !signature) {
     throw kmsErrors.incompleteSignature('Authorization header requires Credential, SignedHeaders and Signature');
   }
   const names = signedHeaders.split(';');
   // The signer emits names lowercased and sorted; anything else cannot have come from a conforming client.
-  const sorted = [...names].sort();
-  if (names.some((n, i) => n !== sorted[i] || n === '' || n !== n.toLowerCase())) {
-    throw kmsErrors.incompleteSignature('SignedHeaders must be lowercase and sorted');
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    if (n === '' || n !== n.toLowerCase() || (i > 0 && names[i - 1]! > n)) {
+      throw kmsErrors.incompleteSignature('SignedHeaders must be lowercase and sorted');
+    }
   }
   return { credential, signedHeaders: names, signature };
 }
