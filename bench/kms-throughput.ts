@@ -170,8 +170,7 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
       `[load ${loadAverage}] ${result.shape}: ${result.requestsPerSecond}/s, ` +
         `${result.requestsPerServerCpuSecond} per server CPU-second (${result.serverCpuMicrosPerRequest} µs/request), ` +
         `generator ${result.generatorCpuSeconds} CPU-s` +
-        `${etcdCpu === undefined ? '' : `, etcd ${result.etcdCpuSeconds} CPU-s`}, ${result.errors} errors
-`,
+        `${etcdCpu === undefined ? '' : `, etcd ${result.etcdCpuSeconds} CPU-s`}, ${result.errors} errors\n`,
     );
     return result;
   } finally {

@@ -89,8 +89,7 @@ export async function createAuditLog(options: AuditOptions): Promise<AuditLog> {
         timeText = new Date(now).toISOString();
       }
       const audit = JSON.stringify(entry);
-      pending.push(`{"level":${INFO},"time":"${timeText}","service":"vectorseal-kms","audit":${audit},"msg":"${entry.outcome}"}
-`);
+      pending.push(`{"level":${INFO},"time":"${timeText}","service":"vectorseal-kms","audit":${audit},"msg":"${entry.outcome}"}\n`);
       if (written !== undefined) waiting.push(written);
       if (!scheduled) {
         scheduled = true;
