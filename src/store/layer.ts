@@ -57,6 +57,8 @@ export class Layer {
   readonly tombstones = new Set<string>();
 
   private made: HnswIndex | undefined;
+  /** The graph's capacity, read once (a native call per search costs the unfiltered path); -1 until read or after a resize. */
+  private maxElements = -1;
   private metaIndex: MetadataIndex | undefined;
   private readonly make: (() => HnswIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
@@ -101,6 +103,7 @@ export class Layer {
   attachIndex(index: HnswIndex): void {
     if (!this.isTail) throw new UnsupportedOperationError('the layer already has its graph');
     this.made = index;
+    this.maxElements = -1;
     this.scanSpace = undefined;
     for (let label = 0; label < this.ids.length; label++) if (this.dead[label] === 1) index.markDelete(label);
   }
@@ -153,6 +156,7 @@ export class Layer {
       if (label >= this.index.getMaxElements()) {
         const next = Math.max(1024, this.index.getMaxElements() * 2);
         this.index.resizeIndex(next);
+        this.maxElements = -1;
       }
       this.index.addPoint(Array.from(vector), label);
     }
@@ -245,7 +249,8 @@ export class Layer {
 
   /** The HNSW graph's nearest live labels, closest first, optionally restricted to labels `admit` accepts (called from native code). */
   searchIndex(query: number[], k: number, ef: number, admit?: (label: number) => boolean): LayerHits {
-    const n = Math.min(k, this.index.getMaxElements());
+    if (this.maxElements < 0) this.maxElements = this.index.getMaxElements();
+    const n = Math.min(k, this.maxElements);
     this.index.setEf(Math.max(ef, n));
     return admit ? this.index.searchKnn(query, n, admit) : this.index.searchKnn(query, n);
   }
