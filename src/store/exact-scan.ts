@@ -128,7 +128,7 @@ function l2Bounded(v: Float32Array, at: number, q: Float64Array, dim: number, bo
   let s = 0;
   const whole = dim - (dim & 3);
   for (let j0 = 0; j0 < whole; j0 += BLOCK) {
-    const end = j0 + BLOCK < whole ? j0 + BLOCK : whole;
+    const end = Math.min(j0 + BLOCK, whole);
     let s0 = 0;
     let s1 = 0;
     let s2 = 0;
