@@ -32,6 +32,7 @@ if (!existsSync(join(dir, 'lean', 'index.hnsw'))) {
 const store = await openStore(storeOptions);
 const c = store.collection('bench');
 c.search(vectorOf(d, 0), 10);
+console.log(JSON.stringify(c.stats()));
 const l = await LeanCollection.open(join(dir, 'lean'), params);
 const qs = makeQueries(d, 500, 23);
 const cases: [string, (i: number) => Record<string, unknown> | undefined, (i: number) => ((m: Record<string, unknown> | undefined) => boolean) | undefined][] = [
