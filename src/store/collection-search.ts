@@ -1,9 +1,9 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import type { SearchOptions, SearchResult } from './collection-types.js';
-import { equalityConditions } from './filter-plan.js';
+import { equalityConditions, onlyEquality } from './filter-plan.js';
 import { compileFilter, type Filter } from './filter.js';
-import { searchLayerFiltered } from './filtered-search.js';
+import { type FilterPlan, searchLayerFiltered } from './filtered-search.js';
 import type { Layer, LayerHits } from './layer.js';
 import { readOnly, type Metadata } from './metadata.js';
 import { checkPositiveInt, toVector } from './validate.js';
@@ -27,8 +27,9 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
   const accept = acceptOf(options as SearchOptions);
   // A filtered layer is planned on its own: exact scan of the few matches, or a filtered walk with a raised ef (filtered-search.ts).
   const conditions = options.filter === undefined ? [] : equalityConditions(options.filter);
+  const plan: FilterPlan = { conditions, indexDecides: options.where === undefined && options.filter !== undefined && onlyEquality(options.filter) };
   const space = s.info.space;
-  const searchLayer = (layer: Layer): LayerHits => (accept ? searchLayerFiltered(layer, q, k, ef, space, accept, conditions) : layer.search(q, k, ef));
+  const searchLayer = (layer: Layer): LayerHits => (accept ? searchLayerFiltered(layer, q, k, ef, space, accept, plan) : layer.search(q, k, ef));
   const similarity = s.info.space !== 'l2';
   const segs = s.segments;
   const frozen = s.frozen;

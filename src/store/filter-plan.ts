@@ -48,3 +48,32 @@ function collect(filter: unknown, out: EqualityCondition[], depth: number): void
     if (Object.hasOwn(ops, '$in') && Array.isArray(ops.$in)) out.push({ path: field.split('.'), field, values: [...new Set(ops.$in)] });
   }
 }
+
+/**
+ * Whether `filter` (already compiled, so well formed) is nothing but
+ * equality conditions (plain values, `$eq`, `$in`, within `$and`): then a
+ * record matches exactly when it meets every condition
+ * {@link equalityConditions} returns, and a metadata index's postings decide
+ * the filter without running it.
+ */
+export function onlyEquality(filter: unknown): boolean {
+  return equalityOnly(filter, 0);
+}
+
+function equalityOnly(filter: unknown, depth: number): boolean {
+  if (depth > MAX_DEPTH || filter === null || typeof filter !== 'object' || Array.isArray(filter)) return false;
+  for (const [field, cond] of Object.entries(filter)) {
+    if (field === '$and') {
+      if (!Array.isArray(cond) || !cond.every((f) => equalityOnly(f, depth + 1))) return false;
+      continue;
+    }
+    if (field.startsWith('$')) return false;
+    if (isScalar(cond)) continue;
+    if (cond === null || typeof cond !== 'object' || Array.isArray(cond)) return false;
+    const ops = Object.keys(cond);
+    if (ops.length !== 1) return false;
+    const arg = (cond as Record<string, unknown>)[ops[0] as string];
+    if (ops[0] === '$eq' ? !isScalar(arg) : ops[0] !== '$in' || !Array.isArray(arg)) return false;
+  }
+  return true;
+}

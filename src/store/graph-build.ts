@@ -41,8 +41,9 @@ export async function buildGraph(params: IndexParams, vectors: Float32Array, sta
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
         // A worker inherits the process's flags: under --input-type=module (node -e of an ES module) the CommonJS
-        // source above would not run. The other flags (memory limits, --expose-gc) are kept.
-        execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
+        // source above would not run, and a worker refuses V8-wide flags such as --expose-gc (npm run bench) outright.
+        // The other flags (memory limits) are kept.
+        execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type') && !/^--expose[-_]gc$/.test(a)),
         workerData: { module: HNSWLIB, space: params.space, dim: params.dim, M: params.M, efConstruction: params.efConstruction, n, path, vectors },
         transferList: [vectors.buffer as ArrayBuffer],
       });

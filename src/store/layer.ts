@@ -2,6 +2,7 @@ import hnswlib from 'hnswlib-node';
 import { UnsupportedOperationError } from '../errors.js';
 import type { Metadata } from './metadata.js';
 import { MetadataIndex } from './metadata-index.js';
+import { type ScanRows, scanNearest } from './exact-scan.js';
 
 const { HierarchicalNSW } = hnswlib;
 export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
@@ -56,6 +57,8 @@ export class Layer {
   readonly tombstones = new Set<string>();
 
   private made: HnswIndex | undefined;
+  /** The graph's capacity, read once (a native call per search costs the unfiltered path); -1 until read or after a resize. */
+  private maxElements = -1;
   private metaIndex: MetadataIndex | undefined;
   private readonly make: (() => HnswIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
@@ -103,6 +106,7 @@ export class Layer {
   attachIndex(index: HnswIndex): void {
     if (!this.isTail) throw new UnsupportedOperationError('the layer already has its graph');
     this.made = index;
+    this.maxElements = -1;
     this.scanSpace = undefined;
     for (let label = 0; label < this.ids.length; label++) if (this.dead[label] === 1) index.markDelete(label);
   }
@@ -155,6 +159,7 @@ export class Layer {
       if (label >= this.index.getMaxElements()) {
         const next = Math.max(1024, this.index.getMaxElements() * 2);
         this.index.resizeIndex(next);
+        this.maxElements = -1;
       }
       this.index.addPoint(Array.from(vector), label);
     }
@@ -237,83 +242,30 @@ export class Layer {
   /** Nearest live labels, closest first, optionally restricted by a metadata predicate. */
   search(query: number[], k: number, ef: number, accept?: (m: Metadata | undefined, id: string) => boolean): LayerHits {
     if (this.live === 0) return NO_HITS;
-    if (this.scanSpace !== undefined) return this.scan(query, k, this.scanSpace, accept);
-    const n = Math.min(k, this.index.getMaxElements());
+    if (this.scanSpace !== undefined) {
+      const { metadata, ids } = this;
+      return this.scanExact(query, k, this.scanSpace, undefined, accept && ((label) => accept(metadata[label], ids[label] as string)));
+    }
+    const { metadata, ids } = this;
+    return this.searchIndex(query, k, ef, accept && ((label) => accept(metadata[label], ids[label] as string)));
+  }
+
+  /** The HNSW graph's nearest live labels, closest first, optionally restricted to labels `admit` accepts (called from native code). */
+  searchIndex(query: number[], k: number, ef: number, admit?: (label: number) => boolean): LayerHits {
+    if (this.maxElements < 0) this.maxElements = this.index.getMaxElements();
+    const n = Math.min(k, this.maxElements);
     this.index.setEf(Math.max(ef, n));
-    return accept ? this.index.searchKnn(query, n, (label) => accept(this.metadata[label], this.ids[label] as string)) : this.index.searchKnn(query, n);
+    return admit ? this.index.searchKnn(query, n, admit) : this.index.searchKnn(query, n);
   }
 
   /**
-   * Exact k nearest live labels of a tail, closest first, with distances as
-   * hnswlib reports them (squared L2; 1 - dot for 'ip'; 1 - cosine for
-   * 'cosine'), so its hits merge with the graphs' hits.
+   * Exact k nearest live labels among `lists` (every label when undefined),
+   * closest first, with distances as hnswlib reports them (exact-scan.ts).
+   * Only for a layer whose vectors are a memory read ({@link canScan}).
    */
-  private scan(query: number[], k: number, space: Space, accept?: (m: Metadata | undefined, id: string) => boolean): LayerHits {
-    const dim = this.dim;
-    let q = query;
-    if (space === 'cosine') {
-      let norm = 0;
-      for (let i = 0; i < dim; i++) norm += (q[i] as number) * (q[i] as number);
-      norm = Math.sqrt(norm) || 1;
-      q = q.map((x) => x / norm);
-    }
-    // A max-heap of the k best so far (worst on top), kept as parallel arrays.
-    const heapLabel: number[] = [];
-    const heapDist: number[] = [];
-    const swap = (a: number, b: number): void => {
-      const l = heapLabel[a] as number;
-      heapLabel[a] = heapLabel[b] as number;
-      heapLabel[b] = l;
-      const d = heapDist[a] as number;
-      heapDist[a] = heapDist[b] as number;
-      heapDist[b] = d;
-    };
-    for (let label = 0; label < this.ids.length; label++) {
-      if (this.dead[label] === 1) continue;
-      const v = this.vectorOf(label);
-      let d = 0;
-      if (space === 'l2') {
-        for (let i = 0; i < dim; i++) {
-          const x = (v[i] as number) - (q[i] as number);
-          d += x * x;
-        }
-      } else {
-        let dot = 0;
-        let norm = 0;
-        for (let i = 0; i < dim; i++) {
-          const x = v[i] as number;
-          dot += x * (q[i] as number);
-          norm += x * x;
-        }
-        d = 1 - (space === 'cosine' ? dot / (Math.sqrt(norm) || 1) : dot);
-      }
-      if (heapLabel.length === k && d >= (heapDist[0] as number)) continue;
-      if (accept && !accept(this.metadata[label], this.ids[label] as string)) continue;
-      if (heapLabel.length < k) {
-        heapLabel.push(label);
-        heapDist.push(d);
-        for (let c = heapLabel.length - 1; c > 0; ) {
-          const p = (c - 1) >> 1;
-          if ((heapDist[p] as number) >= (heapDist[c] as number)) break;
-          swap(p, c);
-          c = p;
-        }
-      } else {
-        heapLabel[0] = label;
-        heapDist[0] = d;
-        for (let p = 0; ; ) {
-          const l = 2 * p + 1;
-          const r = l + 1;
-          let m = p;
-          if (l < k && (heapDist[l] as number) > (heapDist[m] as number)) m = l;
-          if (r < k && (heapDist[r] as number) > (heapDist[m] as number)) m = r;
-          if (m === p) break;
-          swap(p, m);
-          p = m;
-        }
-      }
-    }
-    const order = heapLabel.map((_, i) => i).sort((a, b) => (heapDist[a] as number) - (heapDist[b] as number));
-    return { neighbors: order.map((i) => heapLabel[i] as number), distances: order.map((i) => heapDist[i] as number) };
+  scanExact(query: number[], k: number, space: Space, lists: readonly (readonly number[])[] | undefined, admit?: (label: number) => boolean): LayerHits {
+    const rows: ScanRows | undefined = this.perRecord ? { perRow: this.perRecord, dim: this.dim } : this.flat ? { flat: this.flat, dim: this.dim } : undefined;
+    if (!rows) throw new UnsupportedOperationError('the layer keeps its vectors only in its HNSW index: no exact scan');
+    return scanNearest(rows, query, k, space, this.dead, lists, this.ids.length, admit);
   }
 }

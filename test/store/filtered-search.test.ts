@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { equalityConditions } from '../../src/store/filter-plan.js';
+import { scanNearest, TopK } from '../../src/store/exact-scan.js';
+import { equalityConditions, onlyEquality } from '../../src/store/filter-plan.js';
+import { scanIsCheaper, walkEf } from '../../src/store/filtered-search.js';
 import { MetadataIndex } from '../../src/store/metadata-index.js';
 import type { Collection } from '../../src/store/index.js';
 import { openTestStore, storeDirs } from '../helpers/store.js';
@@ -193,5 +195,118 @@ describe('metadata index and filter planning', () => {
     expect(idx.count(c as never)).toBe(1);
     metas.push({ k: 'x' }, { k: 'y' });
     expect(idx.count(c as never)).toBe(2);
+  });
+});
+
+describe('exact scan and routing', () => {
+  it('scanNearest equals a full sort at several selectivities, l2 / ip / cosine, flat and per-row, dead rows skipped', () => {
+    const r = prng(3);
+    const dim = 37; // not a multiple of 4 or of the early-abandon block
+    const n = 3000;
+    const flat = Float32Array.from({ length: n * dim }, () => r() * 2 - 1);
+    const perRow = Array.from({ length: n }, (_, i) => flat.subarray(i * dim, (i + 1) * dim));
+    const dead = new Uint8Array(n);
+    for (let i = 0; i < n; i += 13) dead[i] = 1;
+    const dist = (i: number, q: number[], space: 'l2' | 'ip' | 'cosine'): number => {
+      const v = perRow[i] as Float32Array;
+      let l2 = 0;
+      let dot = 0;
+      let vn = 0;
+      let qn = 0;
+      for (let j = 0; j < dim; j++) {
+        const x = v[j] as number;
+        const y = q[j] as number;
+        l2 += (x - y) ** 2;
+        dot += x * y;
+        vn += x * x;
+        qn += y * y;
+      }
+      return space === 'l2' ? l2 : space === 'ip' ? 1 - dot : 1 - dot / Math.sqrt(vn * qn);
+    };
+    for (const space of ['l2', 'ip', 'cosine'] as const) {
+      for (const every of [1, 3, 10, 100, 1000]) {
+        const q = Array.from({ length: dim }, () => r() * 2 - 1);
+        const lists = [Array.from({ length: Math.ceil(n / every) }, (_, i) => i * every)];
+        const admit = (label: number): boolean => label % 7 !== 0;
+        const want = (lists[0] as number[])
+          .filter((i) => dead[i] === 0 && admit(i))
+          .map((i) => [dist(i, q, space), i] as const)
+          .sort((a, b) => a[0] - b[0])
+          .slice(0, 10);
+        for (const rows of [{ flat, dim }, { perRow, dim }]) {
+          const got = scanNearest(rows, q, 10, space, dead, every === 1 ? undefined : lists, n, admit);
+          expect(got.neighbors, `${space} 1/${every}`).toEqual(want.map(([, i]) => i));
+          got.distances.forEach((d, j) => expect(d).toBeCloseTo((want[j] as readonly [number, number])[0], 9));
+        }
+      }
+    }
+  });
+
+  it('TopK keeps the k smallest of any order', () => {
+    const r = prng(9);
+    for (const k of [1, 2, 5, 10, 33]) {
+      const xs = Array.from({ length: 500 }, () => r());
+      const top = new TopK(k);
+      xs.forEach((x, i) => {
+        if (x < top.bound) top.push(i, x);
+      });
+      const want = xs.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]).slice(0, k);
+      expect(top.sorted().neighbors).toEqual(want.map(([, i]) => i));
+    }
+  });
+
+  it('routes by estimated matches: a scan for few, a graph walk for many, the crossover falling with the layer size', () => {
+    expect(scanIsCheaper(5000, 4096, 64)).toBe(true);
+    expect(scanIsCheaper(200, 20_000, 64)).toBe(true);
+    expect(scanIsCheaper(2000, 20_000, 64)).toBe(true);
+    expect(scanIsCheaper(10_000, 20_000, 64)).toBe(false);
+    expect(scanIsCheaper(10_000, 1_000_000, 64)).toBe(true);
+    expect(scanIsCheaper(100_000, 1_000_000, 64)).toBe(false);
+    const crossover = (size: number): number => {
+      let m = 1;
+      while (m < size && scanIsCheaper(m, size, 64)) m = Math.ceil(m * 1.05);
+      return m / size;
+    };
+    expect(crossover(100_000)).toBeLessThan(crossover(20_000));
+    expect(walkEf(64, 1)).toBe(64);
+    expect(walkEf(64, 0.25)).toBe(128);
+    expect(walkEf(64, 1e-9)).toBe(4096);
+  });
+
+  it('onlyEquality: the index decides equality and $in (also within $and), nothing else', () => {
+    expect(onlyEquality({ a: 1 })).toBe(true);
+    expect(onlyEquality({ a: { $eq: 'x' } })).toBe(true);
+    expect(onlyEquality({ a: { $in: [1, 2] } })).toBe(true);
+    expect(onlyEquality({ $and: [{ a: 1 }, { b: { $in: [2] } }] })).toBe(true);
+    expect(onlyEquality({ a: { $eq: 1, $in: [1] } })).toBe(false);
+    expect(onlyEquality({ a: { $ne: 1 } })).toBe(false);
+    expect(onlyEquality({ a: { $gt: 1 } })).toBe(false);
+    expect(onlyEquality({ $or: [{ a: 1 }] })).toBe(false);
+    expect(onlyEquality({ $not: { a: 1 } })).toBe(false);
+    expect(onlyEquality({ a: [1] })).toBe(false);
+    expect(onlyEquality({ a: { b: 1 } })).toBe(false);
+  });
+
+  it('a where predicate beside an equality filter still runs on every result (the index never decides alone)', async () => {
+    const { vectors, meta, queries } = dataset(13);
+    const d = storeDirs();
+    const store = await openTestStore(d, { autoFlushRecords: 0 });
+    const col = await store.createCollection<Meta>('w', { dim: DIM, space: 'l2' });
+    const n = 8000;
+    await col.upsert(vectors.slice(0, n).map((v, i) => ({ id: `r${i}`, vector: v, metadata: meta[i] as Meta })));
+    await col.flush();
+    const q = queries[0] as Float32Array;
+    for (const [filter, accept] of [
+      [{ s1: 5 }, (m: Meta) => m.s1 === 5],
+      [{ s50: 1 }, (m: Meta) => m.s50 === 1],
+    ] as const) {
+      const where = (m: Meta | undefined): boolean => (m as Meta).n % 3 === 0;
+      const got = col.search(q, K, { filter, where: where as never });
+      const truth = exact(vectors.slice(0, n), q, K, (i) => accept(meta[i] as Meta) && where(meta[i]));
+      expect(got.length).toBe(K);
+      for (const h of got) expect(where(h.metadata as Meta) && accept(h.metadata as Meta)).toBe(true);
+      if (filter.s1 !== undefined) expect(got.map((h) => h.id)).toEqual(truth);
+    }
+    await store.close();
   });
 });
