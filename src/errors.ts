@@ -160,6 +160,18 @@ export class SnapshotBusyError extends VectorsealError {
   override readonly code = 'VS_SNAPSHOT_BUSY';
 }
 
+/**
+ * An audit entry could not be written to the trail or made durable (a write,
+ * or the fsync an operation waits for, failed). The operation the entry
+ * records may have taken effect; its record is not known to survive a crash.
+ * The trail takes no further entry until the store is reopened: after a
+ * failed fsync the kernel may have dropped the unsynced lines, so a later
+ * fsync that succeeds would prove nothing.
+ */
+export class AuditWriteError extends VectorsealError {
+  override readonly code = 'VS_AUDIT_WRITE';
+}
+
 /** Every stable error code, for documentation and exhaustive matching. */
 export const ERROR_CODES = [
   'VS_WRONG_KEY',
@@ -183,6 +195,7 @@ export const ERROR_CODES = [
   'VS_KEK_NOT_CONFIGURED',
   'VS_READ_ONLY',
   'VS_SNAPSHOT_BUSY',
+  'VS_AUDIT_WRITE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
