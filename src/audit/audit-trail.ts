@@ -185,7 +185,8 @@ export class AuditTrail {
       await this.destination.fsync();
     } catch (err) {
       this.failure ??= err instanceof Error ? err : new Error(String(err));
-      throw new AuditWriteError(`audit trail ${this.file}: entries up to seq ${this.nextSeq - 1} are not durable (fsync failed)`, { cause: err });
+      const last = this.nextSeq - 1;
+      throw new AuditWriteError(`audit trail ${this.file}: entries up to seq ${last} are not durable (fsync failed)`, { cause: err });
     }
   }
 

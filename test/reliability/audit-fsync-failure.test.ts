@@ -19,7 +19,10 @@ afterEach(() => {
 });
 
 describe('audit trail: a failed fsync is reported, never swallowed', () => {
-  it('the operation fails with AuditWriteError, later ones too (no later fsync can vouch for the lost lines), and after a power cut the store opens with a trail that verifies', async () => {
+  it(
+    'the operation fails with AuditWriteError, later ones too (no later fsync can vouch for the lost lines), ' +
+      'and after a power cut the store opens with a trail that verifies',
+    async () => {
     const root = mkdtempSync(join(tmpdir(), 'vs-audit-fsync-'));
     roots.push(root);
     const disk = join(root, 'disk');
@@ -67,10 +70,12 @@ describe('audit trail: a failed fsync is reported, never swallowed', () => {
     await store.close();
     const audit = await resolveStoreAudit({ dir, keyDir });
     try {
-      const v = await verifyAuditTrail({ file: auditFilePath(dir), macKey: audit.macKey, ...(audit.recordedHead ? { expectedHead: audit.recordedHead } : {}) });
+      const expected = audit.recordedHead ? { expectedHead: audit.recordedHead } : {};
+      const v = await verifyAuditTrail({ file: auditFilePath(dir), macKey: audit.macKey, ...expected });
       expect(v).toMatchObject({ ok: true, closed: true });
     } finally {
       audit.macKey.fill(0);
     }
-  });
+    },
+  );
 });

@@ -8,7 +8,8 @@ const root = mkdtempSync(join(tmpdir(), 'vs-rel-powercut-compaction-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('power loss: the scripted run includes a background compaction', () => {
-  it('its flush starts a merge that commits a new layout and removes the merged groups, all at boundaries of the run', { timeout: 120_000 }, async () => {
+  const name = 'its flush starts a merge that commits a new layout and removes the merged groups, all at boundaries of the run';
+  it(name, { timeout: 120_000 }, async () => {
     const t = await traceScript(root);
     expect(t.error).toBeUndefined();
     // The merge ran: the collection has fewer groups once idle than the flush left it with.

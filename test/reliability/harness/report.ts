@@ -72,7 +72,12 @@ async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
  * Returns whether the section was written (false: a CI-sized result beside
  * a full one, which is kept).
  */
-export async function recordSection(name: string, data: object, s: Pick<Sizes, 'full' | 'seed'>, dir = defaultResultsDir()): Promise<boolean> {
+export async function recordSection(
+  name: string,
+  data: object,
+  s: Pick<Sizes, 'full' | 'seed'>,
+  dir = defaultResultsDir(),
+): Promise<boolean> {
   await fs.mkdir(dir, { recursive: true });
   return withLock(dir, async () => {
     const jsonPath = join(dir, 'reliability.json');
