@@ -161,6 +161,18 @@ export class SnapshotBusyError extends VectorsealError {
   override readonly code = 'VS_SNAPSHOT_BUSY';
 }
 
+/**
+ * An audit entry could not be written to the trail or made durable (a write,
+ * or the fsync an operation waits for, failed). The operation the entry
+ * records may have taken effect; its record is not known to survive a crash.
+ * The trail takes no further entry until the store is reopened: after a
+ * failed fsync the kernel may have dropped the unsynced lines, so a later
+ * fsync that succeeds would prove nothing.
+ */
+export class AuditWriteError extends VectorsealError {
+  override readonly code = 'VS_AUDIT_WRITE';
+}
+
 /** Every stable error code, for documentation and exhaustive matching. */
 export const ERROR_CODES = [
   'VS_WRONG_KEY',
@@ -185,6 +197,7 @@ export const ERROR_CODES = [
   'VS_READ_ONLY',
   'VS_SNAPSHOT_BUSY',
   'VS_INDEX_BUILD',
+  'VS_AUDIT_WRITE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -5,7 +5,7 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import { AppendSink } from '../util/append-sink.js';
 import { fsyncDir, mkdirDurable } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
-import { ClosedError, CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
+import { AuditWriteError, ClosedError, CorruptDataError, RollbackError } from '../errors.js';
 import { deriveAuditMacKey } from './audit-key.js';
 import {
   AUDIT_FORMAT_VERSION,
@@ -172,7 +172,22 @@ export class AuditTrail {
     this.throwIfFailed();
     if (this.closing !== undefined) return;
     await this.flush();
-    await this.destination.fsync();
+    await this.fsyncOrFail();
+  }
+
+  /**
+   * fsync of the trail file; a failure is kept (every later call fails too)
+   * and thrown as AuditWriteError: after a failed fsync the unsynced lines
+   * may be gone from the page cache, so no later fsync can vouch for them.
+   */
+  private async fsyncOrFail(): Promise<void> {
+    try {
+      await this.destination.fsync();
+    } catch (err) {
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
+      const last = this.nextSeq - 1;
+      throw new AuditWriteError(`audit trail ${this.file}: entries up to seq ${last} are not durable (fsync failed)`, { cause: err });
+    }
   }
 
   /** Waits until every recorded entry is in the file (a no-op for a sync trail). */
@@ -204,7 +219,7 @@ export class AuditTrail {
         details: { reason: 'close', entries: this.nextSeq + 1 },
       });
       // The checkpoint is the head a clean close records in the store state: it must be durable first.
-      await this.destination.fsync();
+      await this.fsyncOrFail();
       await new Promise<void>((resolve, reject) => {
         this.destination.once('close', () => resolve());
         this.destination.once('error', reject);
@@ -243,7 +258,7 @@ export class AuditTrail {
 
   private throwIfFailed(): void {
     if (this.failure !== undefined) {
-      throw new VectorsealError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
+      throw new AuditWriteError(`audit trail ${this.file} cannot be written`, { cause: this.failure });
     }
   }
 }

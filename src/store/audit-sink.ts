@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditHead, AuditTrail } from '../audit/index.js';
+import { AuditWriteError } from '../errors.js';
 import type { KeyAuditEvent } from '../keys/key-manager.js';
 import type { Logger } from './logger.js';
 
@@ -36,7 +37,8 @@ export class AuditSink {
     try {
       this.trail.record(event);
     } catch (err) {
-      // A failed audit write must not turn a completed key operation into a reported failure.
+      // Not thrown here (record is synchronous, called deep inside key operations): the trail keeps the
+      // failure, and the next `durable()` (which every lifecycle operation awaits before it returns) throws it.
       this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR', action: event.action }, 'audit trail write failed');
     }
   }
@@ -58,12 +60,18 @@ export class AuditSink {
     }
   }
 
-  /** Makes the entries recorded so far durable (lifecycle operations call it before they return). */
+  /**
+   * Makes the entries recorded so far durable (lifecycle operations call it
+   * before they return). Throws AuditWriteError when an entry could not be
+   * written or the fsync failed: the operation is then reported as failed,
+   * not acknowledged with a record that may not survive.
+   */
   async durable(): Promise<void> {
     try {
       await this.trail?.sync();
     } catch (err) {
       this.logger.error({ err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'audit trail sync failed');
+      throw err instanceof AuditWriteError ? err : new AuditWriteError('audit trail entries could not be made durable', { cause: err });
     }
   }
 

@@ -687,13 +687,21 @@ export class Store {
     this.logger.info({ collection: c.info.name }, 'shredded collection removed');
   }
 
-  /** Awaits a lifecycle operation, then makes its audit entries durable before it returns. */
+  /**
+   * Awaits a lifecycle operation, then makes its audit entries durable before
+   * it returns (AuditWriteError when they cannot be). A failed operation's
+   * own error wins over the audit's: the trail keeps its failure for the next call.
+   */
   private async durably<T>(op: Promise<T>): Promise<T> {
+    let result: T;
     try {
-      return await op;
-    } finally {
-      await this.audit.durable();
+      result = await op;
+    } catch (err) {
+      await this.audit.durable().catch(() => undefined);
+      throw err;
     }
+    await this.audit.durable();
+    return result;
   }
 
   private assertOpen(): void {

@@ -20,6 +20,11 @@ import { realFileLayer, type DurableFile, type FileLayer, type OpenMode } from '
  * a sector boundary (often none: unsynced data dropped); each directory keeps
  * a prefix of its pending changes (often none: undone). Paths outside `root`
  * pass straight through to the real layer.
+ *
+ * `failFsync` makes the fsync/fdatasync of chosen files fail with EIO, as a
+ * failing disk does (no real disk here can be made to): the call is counted,
+ * nothing becomes durable, and the pending writes stay pending (a power cut
+ * afterwards drops them, as Linux may drop the pages of a failed fsync).
  */
 export class FaultFileLayer implements FileLayer {
   /** Durable operations under root so far. */
@@ -37,9 +42,19 @@ export class FaultFileLayer implements FileLayer {
   readonly openFiles = new Set<FaultFile>();
   private readonly labels: string[] | undefined;
   private readonly crash: CrashMode;
+  private readonly failFsync: ((relPath: string) => boolean) | undefined;
 
-  constructor(options: { root: string; cutAt?: number; seed?: number; trace?: boolean; crash?: CrashMode }) {
+  constructor(options: {
+    root: string;
+    cutAt?: number;
+    seed?: number;
+    trace?: boolean;
+    crash?: CrashMode;
+    /** Which files' fsyncs fail with EIO (given the path relative to root, '/'-separated). */
+    failFsync?: (relPath: string) => boolean;
+  }) {
     this.crash = options.crash ?? 'random';
+    this.failFsync = options.failFsync;
     this.root = resolve(options.root);
     this.rootNode = newDir(this.root, lstatSync(this.root).mode & 0o7777);
     this.cutAt = options.cutAt ?? Number.POSITIVE_INFINITY;
@@ -376,6 +391,12 @@ export class FaultFileLayer implements FileLayer {
     };
   }
 
+  /** Throws the injected EIO of an fsync of `path`, when `failFsync` chose it. */
+  checkFsync(path: string, syscall: string): void {
+    if (this.cut || this.failFsync?.(this.rel(path)) !== true) return;
+    throw Object.assign(new Error(`EIO: i/o error, ${syscall} (injected)`), { code: 'EIO', errno: -5, syscall });
+  }
+
   /** Runs the real call; takes the model's change back if it fails. */
   async attempt<T>(undo: () => void, real: () => Promise<T>): Promise<T> {
     try {
@@ -617,16 +638,19 @@ class FaultFile implements DurableFile {
 
   async fsync(): Promise<void> {
     this.layer.step(`fsync ${this.layer.rel(this.path)}`);
+    this.layer.checkFsync(this.path, 'fsync');
     await this.layer.attempt(this.layer.fileSynced(this.node), () => this.real.fsync());
   }
 
   async fdatasync(): Promise<void> {
     this.layer.step(`fdatasync ${this.layer.rel(this.path)}`);
+    this.layer.checkFsync(this.path, 'fdatasync');
     await this.layer.attempt(this.layer.fileSynced(this.node), () => this.real.fdatasync());
   }
 
   fsyncSync(): void {
     this.layer.step(`fsync ${this.layer.rel(this.path)}`);
+    this.layer.checkFsync(this.path, 'fsync');
     this.layer.attemptSync(this.layer.fileSynced(this.node), () => this.real.fsyncSync());
   }
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runPowerCuts } from './harness/power-cut.js';
+import { BACKGROUND_COMPACTION, runPowerCuts } from './harness/power-cut.js';
 import { recordSection } from './harness/report.js';
 import { sizes } from './harness/sizes.js';
 
@@ -18,6 +18,8 @@ describe('power loss: simulated power cuts through the fault-injecting file laye
       // Full: every boundary of the scripted run, then random ones up to the target. CI: every `stride`-th boundary and a few random ones.
       stride: s.full ? 1 : s.powerCutStride,
       random: s.powerCutsRandom,
+      // Every boundary of the background compaction, whatever the stride: a merge beside the writer is where a cut is least obvious.
+      focus: [BACKGROUND_COMPACTION],
       ...(process.env['VECTORSEAL_RELIABILITY_VERBOSE'] ? { log: (l: string) => console.log(l) } : {}),
     });
     await recordSection('power-cut', report, s);
@@ -29,6 +31,10 @@ describe('power loss: simulated power cuts through the fault-injecting file laye
         `not writable ${report.notWritable}, audit broken ${report.auditBroken}, ` +
           `backups broken ${report.backupsBroken} (${report.durationMs} ms)`,
     );
+    const bc = report.backgroundCompaction;
+    console.log(`background compaction: ${bc.groupsBefore} -> ${bc.groupsAfter} groups, ${bc.cuts} cuts at its ${bc.boundaries} boundaries`);
+    expect(bc.groupsAfter).toBeLessThan(bc.groupsBefore);
+    expect(bc.cuts).toBeGreaterThanOrEqual(bc.boundaries);
     expect(report.failures).toEqual([]);
     expect(report.lostAcknowledgedWrites).toBe(0);
     expect(report.unopenable).toBe(0);
