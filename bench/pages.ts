@@ -75,16 +75,16 @@ export interface PageBenchResult {
     pageSize: number;
     op: Op;
     /** Wall clock, side by side. */
-    nativeToOpenssl?: number;
+    nativeToOpenssl?: number | undefined;
     /** Per CPU-second: what the code costs, whatever else runs on the machine. */
-    nativeToOpensslCpu?: number;
+    nativeToOpensslCpu?: number | undefined;
     /** native-pool over native-batch, wall clock: same buffers, all threads vs the calling thread alone. */
-    allCoresScaling?: number;
+    allCoresScaling?: number | undefined;
     /** native-pool over native-batch per CPU-second: 1 when the pool spends no CPU beyond the crypto itself. */
-    poolCpuEfficiency?: number;
-    nativeToCipheriv?: number;
-    nativeToCipherivCpu?: number;
-    nativeToNode?: number;
+    poolCpuEfficiency?: number | undefined;
+    nativeToCipheriv?: number | undefined;
+    nativeToCipherivCpu?: number | undefined;
+    nativeToNode?: number | undefined;
   }[];
 }
 

@@ -14,7 +14,8 @@ export interface VectorsealErrorOptions {
 
 /** Base class of every typed error vectorseal throws. */
 export class VectorsealError extends Error {
-  readonly code: string = 'VS_ERROR';
+  /** One of {@link ERROR_CODES}; `VS_ERROR` only on the base class, for a failure with no more specific code. */
+  readonly code: VectorsealErrorCode = 'VS_ERROR';
 
   constructor(message: string, options?: VectorsealErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -38,7 +39,7 @@ export interface CorruptDataDetails extends VectorsealErrorOptions {
 
 /** Persisted data is corrupt, truncated, extended, reordered, swapped or rolled back. */
 export class CorruptDataError extends VectorsealError {
-  override readonly code: string = 'VS_CORRUPT_DATA';
+  override readonly code: 'VS_CORRUPT_DATA' | 'VS_ROLLBACK' = 'VS_CORRUPT_DATA';
   readonly file: string | undefined;
   readonly page: number | undefined;
   readonly reason: string | undefined;
@@ -183,9 +184,18 @@ export const ERROR_CODES = [
   'VS_KEK_NOT_CONFIGURED',
   'VS_READ_ONLY',
   'VS_SNAPSHOT_BUSY',
+  'VS_INDEX_BUILD',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Every value `VectorsealError.code` can take: a stable code, or the base class's `VS_ERROR`. */
+export type VectorsealErrorCode = ErrorCode | 'VS_ERROR';
+
+/** The stable code of any thrown value: its own for a VectorsealError, `VS_ERROR` for anything else. */
+export function errorCode(err: unknown): VectorsealErrorCode {
+  return err instanceof VectorsealError ? err.code : 'VS_ERROR';
+}
 
 /** Building an HNSW graph on a worker thread failed (the worker crashed or could not start); nothing acknowledged is lost. */
 export class IndexBuildError extends VectorsealError {

@@ -118,7 +118,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     return c;
   });
   p.end();
-  let store: Store = await openStore({ ...storeOptions, create: true });
+  const store: Store = await openStore({ ...storeOptions, create: true });
   p = progress(log, '  vectorseal upsert', d.count);
   const vsBuilt = await timed(async () => {
     const c = await store.createCollection('bench', { dim: o.dim, space: 'l2', M: o.M, efConstruction: o.efConstruction });

@@ -1,38 +1,25 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { AuditDetailValue, AuditEvent, AuditOutcome, SanitizedEvent } from './entry.js';
+import { REDACTED_FIELDS } from '../util/redacted-fields.js';
 
 export type { SanitizedEvent };
 
+const STRING_FIELDS = ['tenant', 'collectionId', 'kek', 'keyId'] as const;
+
 /**
  * Names that must never reach the trail. The allow-list below already drops
- * them; these also go to pino's `redact` (with `remove`) so that a bug in the
+ * them; they also go to pino's `redact` (with `remove`) so that a bug in the
  * allow-list loses the field instead of writing it (the entry then fails its
- * MAC and `verify` reports it, which is the right failure).
+ * MAC and `verify` reports it, which is the right failure). The trail's own
+ * top-level fields (`kek` is a KEK's name) are sanitized strings and stay.
  */
-export const REDACTED_FIELDS: readonly string[] = [
-  'key',
-  'keys',
-  'dek',
-  'plaintextKey',
-  'keyMaterial',
-  'material',
-  'plaintext',
-  'ciphertext',
-  'vector',
-  'vectors',
-  'embedding',
-  'metadata',
-  'secret',
-  'pin',
-  'password',
-  'passphrase',
-  'token',
-];
+export { REDACTED_FIELDS };
 
 /** pino `redact.paths`: each forbidden name at the top level and inside `details`. */
-export const REDACT_PATHS: readonly string[] = REDACTED_FIELDS.flatMap((name) => [name, `details.${name}`]);
+export const REDACT_PATHS: readonly string[] = REDACTED_FIELDS.flatMap((name) =>
+  (STRING_FIELDS as readonly string[]).includes(name) ? [`details.${name}`] : [name, `details.${name}`],
+);
 
-const STRING_FIELDS = ['tenant', 'collectionId', 'kek', 'keyId'] as const;
 const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(['ok', 'error', 'denied']);
 const ACTION = /^[a-z][a-z0-9._:-]{0,63}$/;
 const DETAIL_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
@@ -90,6 +77,8 @@ export function sanitizeEvent(event: AuditEvent, defaultPrincipal?: string): San
 /** Whether a detail name may be written: no secret word, and key words only as references. */
 export function detailNameAllowed(name: string): boolean {
   if (!DETAIL_NAME.test(name)) return false;
+  // A name pino would remove after the MAC is computed is dropped here instead (the entry stays verifiable).
+  if (REDACTED_FIELDS.includes(name)) return false;
   const words = name
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
     .split(/[\s_.-]+/)

@@ -1,9 +1,10 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from './pkcs11-token-options.js';
 import { openStore, type KeysOption, type Store } from '../store/index.js';
 import { configPath, readStoreConfig, storeIdOf, writeStoreConfig } from './config-file.js';
+import { kmsConfigFromFlags, kmsFlagOptions, type KmsCliFlags } from './kms-flags.js';
 import { pkcs11FlagOptions } from './pkcs11-flags.js';
 
 /** Options every store command accepts. */
@@ -17,21 +18,17 @@ export interface StoreCliOptions {
 }
 
 /** How `init` picks the store's KEK. */
-export interface KekCliOptions extends Pkcs11CliFlags {
+export interface KekCliOptions extends Pkcs11CliFlags, KmsCliFlags {
   kek?: string;
-  kmsKey?: string;
-  kmsEndpoint?: string;
-  kmsRegion?: string;
 }
 
 /** Adds the KEK choice of `init`: the local default, an AWS KMS (or key service) key, or a PKCS#11 token. */
 export function kekOptions(cmd: Command): Command {
   return pkcs11FlagOptions(
-    cmd
-      .option('--kek <provider>', 'where the KEK lives: local (default), aws-kms or pkcs11', 'local')
-      .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
-      .option('--kms-endpoint <urls>', "aws-kms: endpoint, e.g. vectorseal's key service http://127.0.0.1:4600, or several comma-separated (failover between them) (default: the SDK's)")
-      .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)"),
+    kmsFlagOptions(
+      cmd.addOption(new Option('--kek <provider>', 'where the KEK lives').choices(['local', 'aws-kms', 'pkcs11']).default('local')),
+      'aws-kms',
+    ),
     'pkcs11',
     'KEK label on the token (default: store-kek)',
   );
@@ -47,10 +44,7 @@ export async function keysFromCli(opts: StoreCliOptions & KekCliOptions): Promis
       return opts.keyDir === undefined ? undefined : { provider: 'local', keyDir: opts.keyDir };
     case 'aws-kms': {
       if (!opts.kmsKey) throw new InvalidArgumentError('--kek aws-kms needs --kms-key <arn|alias>');
-      const config: Record<string, string> = {};
-      if (opts.kmsEndpoint) config['endpoint'] = opts.kmsEndpoint;
-      if (opts.kmsRegion) config['region'] = opts.kmsRegion;
-      return { provider: 'aws-kms', keyId: opts.kmsKey, config };
+      return { provider: 'aws-kms', keyId: opts.kmsKey, config: kmsConfigFromFlags(opts) };
     }
     case 'pkcs11': {
       const { Pkcs11KekProvider, pkcs11KeyringConfig } = await import('../keys/pkcs11.js');

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { resolveStoreAudit } from './audit-key.js';
 import { errorCodeOf, exitCodeOf } from './exit-codes.js';
@@ -7,6 +8,7 @@ import { registerBackupCommands } from './commands/backup.js';
 import { registerCollectionCommands } from './commands/collection.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerImportCommand } from './commands/import.js';
+import { registerKekCommands } from './commands/kek.js';
 import { registerKmsCommands } from './commands/kms.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerSearchCommand } from './commands/search.js';
@@ -14,11 +16,14 @@ import { registerStoreCommands } from './commands/store.js';
 import { registerVerifyShreddedCommand } from './commands/verify-shredded.js';
 import { registerXksCommands } from './commands/xks.js';
 
+/** The package's version, from the package.json beside src/ and dist/ (one level up from cli/). */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 /** The `vectorseal` command line. */
 export function buildProgram(): Command {
   const program = new Command('vectorseal')
     .description('an embedded vector store with encryption at rest')
-    .version('0.1.0')
+    .version(VERSION)
     // A typo gets commander's "Did you mean ...?" and this hint, not the whole help.
     .showHelpAfterError('(vectorseal --help lists the commands; vectorseal <command> --help its options)')
     // Errors are thrown to main() (one place prints them and picks the exit code), not process.exit.
@@ -31,6 +36,7 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerKmsCommands(program);
   registerXksCommands(program);
+  registerKekCommands(program);
   registerBackupCommands(program);
   registerLifecycleCommands(program);
   registerVerifyShreddedCommand(program);

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
-import { errorCode, type KeyAuditEvent } from './key-audit.js';
+import type { KeyAuditEvent } from './key-audit.js';
+import { errorCode } from '../errors.js';
 import { cloneKeys, keySets, type KeyCore } from './key-core.js';
 import type { CollectionKeys, KekEntry, StoredWrap } from './keyring-file.js';
 import type { KeyringOp } from './keyring-log.js';

@@ -1,6 +1,5 @@
-import { AlreadyExistsError, InvalidArgumentError, KeyDisabledError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, errorCode, InvalidArgumentError, KeyDisabledError, NotFoundError } from '../errors.js';
 import { checkKekName, type KekConfig } from './kek-config.js';
-import { errorCode } from './key-audit.js';
 import { cloneKeys, keySets, type KeyCore } from './key-core.js';
 import type { KekEntry } from './keyring-file.js';
 import type { KeyringOp } from './keyring-log.js';

@@ -1,4 +1,4 @@
-import { VectorsealError } from '../errors.js';
+import { errorCode } from '../errors.js';
 
 /** One key use, for the audit trail. Never holds key material. */
 export interface KeyAuditEvent {
@@ -56,9 +56,4 @@ export class KeyAuditor {
       throw err;
     }
   }
-}
-
-/** A stable code for an error, for reports and audit events. */
-export function errorCode(err: unknown): string {
-  return err instanceof VectorsealError ? err.code : 'VS_ERROR';
 }

@@ -17,6 +17,7 @@ import { ProviderRegistry, type ProviderRegistryOptions } from './provider-regis
 import { checkPolicy, dueWork } from './rotation-policy.js';
 import { retireOldKekVersions, shredDue, type ShredReport } from './shredding.js';
 import * as tenants from './tenant-keys.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 export { KEYRING_FILE } from './keyring-log.js';
 export { defaultLocalKeyDir } from './kek-config.js';
@@ -73,7 +74,7 @@ const SYSTEM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export class KeyManager implements KeyCore {
   readonly deks: DekAccess;
   readonly audit: KeyAuditor;
-  private writeChain: Promise<unknown> = Promise.resolve();
+  private readonly writeQueue = new SerialQueue();
 
   private constructor(
     readonly ring: Keyring,
@@ -460,7 +461,7 @@ export class KeyManager implements KeyCore {
 
   async close(): Promise<void> {
     this.deks.evict();
-    await this.writeChain.catch(() => undefined);
+    await this.writeQueue.idle();
     await this.registry.close();
     await this.ring.close();
   }
@@ -471,9 +472,7 @@ export class KeyManager implements KeyCore {
 
   /** Keyring changes run one at a time so that no update is lost. */
   serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.writeChain.then(fn, fn);
-    this.writeChain = run.catch(() => undefined);
-    return run;
+    return this.writeQueue.run(fn);
   }
 
   private kindOf(collectionId: string): 'c' | 's' {

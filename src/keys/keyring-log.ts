@@ -6,7 +6,7 @@ import { crashPoint } from '../util/crash.js';
 import { isId } from '../util/ids.js';
 import { KEYRING_FORMAT, KEYRING_VERSION, type CollectionKeys, type KekEntry, type KeyringData, type StoredWrap, type TenantEntry } from './keyring-file.js';
 import { isKeyringV1 } from './keyring-v1.js';
-import { type DurableFile } from '../util/file-layer.js';
+import type { DurableFile } from '../util/file-layer.js';
 
 /**
  * The keyring on disk: an append-only log of MAC-chained records, one JSON

@@ -28,9 +28,9 @@ import {
   REQUIRED_MECHANISMS,
   setEnabled,
   type TokenKey,
-} from './pkcs11-aes.js';
-import { ckrName, isFunctionNotPermitted, isGenericFailure, isKeyHandleGone, mapPkcs11Error } from './pkcs11-errors.js';
-import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from './pkcs11-token.js';
+} from '../pkcs11/aes.js';
+import { ckrName, isFunctionNotPermitted, isGenericFailure, isKeyHandleGone, mapPkcs11Error } from '../pkcs11/errors.js';
+import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../pkcs11/token.js';
 import { DEK_BYTES, KekProvider, wrapAuthFailure, type GeneratedDek, type KekDescription, type WrappedDek } from './provider.js';
 
 /**

@@ -1,6 +1,5 @@
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { errorCode, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
-import { errorCode } from './key-audit.js';
 import { cloneKeys, keySets, type KeyCore } from './key-core.js';
 import { rotateKek } from './kek-rotation.js';
 import type { KekEntry, TenantEntry } from './keyring-file.js';

@@ -7,7 +7,7 @@ import {
   KeyDisabledError,
   KeyProviderUnavailableError,
   UnsupportedOperationError,
-  VectorsealError,
+  type VectorsealError,
 } from '../errors.js';
 import { signRequest } from '../util/sigv4.js';
 import { wrapAuthFailure } from './provider.js';

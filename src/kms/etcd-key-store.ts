@@ -3,6 +3,7 @@ import { kmsErrors, KmsException } from './errors.js';
 import { cloneState } from './file-key-store.js';
 import { emptyState, KeyStore, type KeyStoreState } from './key-store.js';
 import type { RootKeyProtector } from './root-key.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 /** Where the key service keeps its state in etcd. */
 export interface EtcdStoreOptions {
@@ -47,7 +48,7 @@ export class EtcdKeyStore extends KeyStore {
   /** mod_revision of the revision key in the snapshot (0 = never written). */
   private revMod = 0;
   private freshAt = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private watchQueue: Promise<void> = Promise.resolve();
   private watcher: Watcher | undefined;
   private poller: NodeJS.Timeout | undefined;
@@ -140,9 +141,7 @@ export class EtcdKeyStore extends KeyStore {
       }
       throw kmsErrors.dependencyTimeout('The key store is too contended to apply the change; retry the request');
     };
-    const next = this.queue.then(run, run);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(run);
   }
 
   override async close(): Promise<void> {

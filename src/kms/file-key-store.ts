@@ -4,6 +4,7 @@ import { CorruptDataError, UnsupportedVersionError } from '../errors.js';
 import { writeFileAtomic } from '../util/durable.js';
 import { emptyState, KeyStore, type KeyStoreState } from './key-store.js';
 import type { RootKeyProtector } from './root-key.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 const STATE_FILE = 'kms-state.json';
 const STATE_VERSION = 1;
@@ -16,7 +17,7 @@ const STATE_VERSION = 1;
  */
 export class FileKeyStore extends KeyStore {
   private state: KeyStoreState;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   private constructor(
     private readonly file: string,
@@ -69,9 +70,7 @@ export class FileKeyStore extends KeyStore {
       this.published();
       return result;
     };
-    const next = this.queue.then(run, run);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(run);
   }
 }
 

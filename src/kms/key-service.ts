@@ -206,7 +206,7 @@ export class KeyService {
         } else if (key.validTo !== undefined && key.validTo <= now && key.backing.length > 0) {
           // Expired imported material is deleted; the key waits for a re-import of the same material.
           key.backing = [];
-          key.validTo = undefined;
+          delete key.validTo;
           if (key.state === 'Enabled' || key.state === 'Disabled') key.state = 'PendingImport';
         } else {
           await this.addBackingKey(key, 'AUTOMATIC', now);

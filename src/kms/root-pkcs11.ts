@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../keys/pkcs11-flags.js';
 import {
   CorruptDataError,
   InvalidArgumentError,
@@ -22,9 +21,9 @@ import {
   pickWinner,
   REQUIRED_MECHANISMS,
   type TokenKey,
-} from '../keys/pkcs11-aes.js';
-import { ckrName, isGenericFailure, mapPkcs11Error } from '../keys/pkcs11-errors.js';
-import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../keys/pkcs11-token.js';
+} from '../pkcs11/aes.js';
+import { ckrName, isGenericFailure, mapPkcs11Error } from '../pkcs11/errors.js';
+import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../pkcs11/token.js';
 import type { RootKeyProtector } from './root-key.js';
 
 /**
@@ -196,14 +195,4 @@ export class Pkcs11RootKey implements RootKeyProtector {
       }
     });
   }
-}
-
-/** The `kms serve` flags for a PKCS#11 root, as parsed by commander. */
-export type Pkcs11RootCliFlags = Pkcs11CliFlags;
-
-/** Options for {@link Pkcs11RootKey.open} from `--pkcs11-module --token|--slot --pin-env|--pin-file [--key-label]`. */
-export function pkcs11RootOptionsFromFlags(flags: Pkcs11RootCliFlags): Pkcs11RootKeyOptions {
-  const options: Pkcs11RootKeyOptions = pkcs11TokenOptionsFromFlags(flags, '--root pkcs11');
-  if (flags.keyLabel !== undefined) options.keyLabel = flags.keyLabel;
-  return options;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { StoreLockedError } from '../errors.js';
 import { createFileExclusive, exists, removeFile } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
+import { processAlive } from '../util/process-alive.js';
 
 export const LOCK_FILE = 'LOCK';
 
@@ -14,16 +15,6 @@ export interface LockInfo {
   startedAt: string;
   /** Random token so that a holder only ever removes its own lock. */
   token: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the pid exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function parse(text: string): LockInfo | undefined {
@@ -43,7 +34,7 @@ export async function liveLockHolder(dir: string): Promise<LockInfo | undefined>
   const holder = parse(await fs.readFile(join(dir, LOCK_FILE), 'utf8').catch(() => ''));
   if (!holder) return undefined;
   if (holder.hostname !== hostname()) return holder;
-  return alive(holder.pid) ? holder : undefined;
+  return processAlive(holder.pid) ? holder : undefined;
 }
 
 /**
@@ -89,7 +80,7 @@ export class StoreLock {
         // Our own lock: this process already has the store open (its LOCK is never taken over).
         throw new StoreLockedError(`store ${dir} is already open in this process: use that Store, or close it before opening the directory again`);
       }
-      if (holder && (holder.hostname !== info.hostname || alive(holder.pid))) {
+      if (holder && (holder.hostname !== info.hostname || processAlive(holder.pid))) {
         throw new StoreLockedError(
           `store ${dir} is locked by process ${holder.pid} on ${holder.hostname} (since ${holder.startedAt})`,
         );

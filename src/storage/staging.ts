@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { StagingUnavailableError } from '../errors.js';
 import { mkdirs, removeFile, removeTree } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
+import { processAlive } from '../util/process-alive.js';
 
 /** statfs magic numbers of RAM-backed file systems (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
@@ -18,15 +19,6 @@ export async function isRamBacked(dir: string): Promise<boolean> {
     return st.type === TMPFS_MAGIC || st.type === RAMFS_MAGIC;
   } catch {
     return false;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -103,7 +95,7 @@ async function removeDeadStagingDirs(base: string): Promise<void> {
   }
   for (const name of names) {
     const m = /^vectorseal-(\d+)-[0-9a-f]+$/.exec(name);
-    if (!m || alive(Number(m[1]))) continue;
+    if (!m || processAlive(Number(m[1]))) continue;
     await removeTree(join(base, name)).catch(() => undefined);
   }
 }

@@ -10,6 +10,7 @@ import { Layer, type IndexParams } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
 import type { CheckedUpdate } from './records.js';
 import type { WalSeal } from './state.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 /** One WAL record. */
 export type Op =
@@ -53,7 +54,7 @@ export class CollectionMemory {
   readonly current = new Map<string, Location>();
   manifest!: ManifestData;
   journal!: Journal;
-  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  private readonly exclusiveQueue = new SerialQueue();
   closed = false;
   /** What the last flush of this session cost (collection stats). */
   lastFlush: FlushTimings | undefined;
@@ -157,9 +158,7 @@ export class CollectionMemory {
 
   /** Flushes and compactions of one collection run one at a time. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.exclusiveChain.then(fn, fn);
-    this.exclusiveChain = run.catch(() => undefined);
-    return run;
+    return this.exclusiveQueue.run(fn);
   }
 
   assertOpen(): void {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { InvalidArgumentError, KeyDisabledError, VectorsealError } from '../errors.js';
+import { errorCode, InvalidArgumentError, KeyDisabledError } from '../errors.js';
 import { writeManifest } from '../storage/manifest.js';
 import { mkdirDurable } from '../storage/fsutil.js';
 import { crashPoint } from '../util/crash.js';
@@ -140,7 +140,7 @@ export class Collection<M extends object = Metadata> {
     const limit = s.ctx.autoFlushRecords;
     if (limit <= 0 || s.autoFlushing || s.closed || s.memtable.live < limit) return;
     s.autoFlushing = this.flush()
-      .catch((err: unknown) => s.ctx.logger.warn({ err: err instanceof VectorsealError ? err.code : 'VS_ERROR' }, 'automatic flush failed'))
+      .catch((err: unknown) => s.ctx.logger.warn({ err: errorCode(err) }, 'automatic flush failed'))
       .finally(() => {
         s.autoFlushing = undefined;
       });

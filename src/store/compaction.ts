@@ -1,5 +1,5 @@
 import { removeFile } from '../util/durable.js';
-import { VectorsealError } from '../errors.js';
+import { errorCode } from '../errors.js';
 import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, readSegment } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
@@ -39,7 +39,7 @@ export function scheduleCompaction(s: CollectionMemory): void {
       if (!(await compactOnce(s))) break;
     }
   })()
-    .catch((err: unknown) => s.ctx.logger.warn({ collection: s.info.name, err: err instanceof VectorsealError ? err.code : 'VS_ERROR' }, 'background compaction failed'))
+    .catch((err: unknown) => s.ctx.logger.warn({ collection: s.info.name, err: errorCode(err) }, 'background compaction failed'))
     .finally(() => {
       s.compacting = undefined;
     });

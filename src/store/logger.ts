@@ -1,12 +1,11 @@
 import { pino, type Logger } from 'pino';
+import { REDACTED_FIELDS } from '../util/redacted-fields.js';
 
 /**
  * Fields that could carry data are redacted wherever they appear (top level
  * or one level down), so that a mistaken log call cannot leak a vector,
  * metadata, an id list or key material.
  */
-export const REDACTED_FIELDS = ['vector', 'vectors', 'metadata', 'key', 'dek', 'kek', 'plaintext', 'ids', 'id', 'record', 'records', 'filter'];
-
 export const REDACT_PATHS = [...REDACTED_FIELDS, ...REDACTED_FIELDS.map((f) => `*.${f}`)];
 
 export type { Logger };

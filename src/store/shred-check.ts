@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
-import { VectorsealError } from '../errors.js';
+import { errorCode } from '../errors.js';
 import type { DekContext } from '../keys/context.js';
 import type { KekConfig } from '../keys/kek-config.js';
 import type { CollectionKeys, KeyringData, StoredWrap } from '../keys/keyring-file.js';
@@ -157,7 +157,7 @@ async function checkFile(file: string, rings: Ring[], registry: ProviderRegistry
         await open(plaintext);
         return { ...base, status: 'OPENABLE', openedWith: { keyring: ring.file, kek: wrap.kek, keyId: wrap.keyId }, attempts };
       } catch (err) {
-        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${err instanceof VectorsealError ? err.code : 'VS_ERROR'}`);
+        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${errorCode(err)}`);
       } finally {
         plaintext?.fill(0);
       }

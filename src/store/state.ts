@@ -344,7 +344,7 @@ export async function checkManifestState(entry: CollectionState | undefined, man
   }
   const sha = sha256Hex(await fs.readFile(manifestFile));
   const is = (r: ManifestRef | undefined): boolean => r !== undefined && r.generation === generation && r.sha256 === sha;
-  if (is(entry.pending)) {
+  if (entry.pending !== undefined && is(entry.pending)) {
     entry.manifest = entry.pending;
     delete entry.pending;
   } else if (is(entry.manifest)) {

@@ -1,4 +1,4 @@
-import { AlreadyExistsError, InvalidArgumentError, VectorsealError } from '../errors.js';
+import { AlreadyExistsError, errorCode, InvalidArgumentError } from '../errors.js';
 import { checkTenantName } from '../keys/tenant-keys.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { RotationPolicy, TenantEntry } from '../keys/keyring-file.js';
@@ -80,7 +80,7 @@ export class TenantLifecycle {
       this.host.audit.record({ action: 'create-tenant', outcome: 'ok', tenant, ...(keks ? { kek: keks[0] } : {}) });
       return entry;
     } catch (err) {
-      this.host.audit.record({ action: 'create-tenant', outcome: 'error', tenant, error: codeOf(err) });
+      this.host.audit.record({ action: 'create-tenant', outcome: 'error', tenant, error: errorCode(err) });
       throw err;
     }
   }
@@ -177,7 +177,7 @@ export class TenantLifecycle {
         report.reencrypted.push({ collection: c.name, groups: r.groups, destroyedVersions: r.destroyedVersions });
       }
     } catch (err) {
-      audit.record({ action: 'maintain', outcome: 'error', error: codeOf(err), details: { clock: now.toISOString() } });
+      audit.record({ action: 'maintain', outcome: 'error', error: errorCode(err), details: { clock: now.toISOString() } });
       throw err;
     }
     audit.record({
@@ -203,7 +203,7 @@ export class TenantLifecycle {
       outcome: 'denied',
       collectionId: info.id,
       ...(info.tenant === undefined ? {} : { tenant: info.tenant }),
-      error: codeOf(err),
+      error: errorCode(err),
       details: { operation },
     });
   }
@@ -228,8 +228,4 @@ export class TenantLifecycle {
       return false;
     }
   }
-}
-
-function codeOf(err: unknown): string {
-  return err instanceof VectorsealError ? err.code : 'VS_ERROR';
 }

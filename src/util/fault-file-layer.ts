@@ -120,7 +120,10 @@ export class FaultFileLayer implements FileLayer {
 
   unlinkSync(path: string): void {
     const at = this.locate(path);
-    if (at === undefined) return realFileLayer.unlinkSync(path);
+    if (at === undefined) {
+      realFileLayer.unlinkSync(path);
+      return;
+    }
     const undo = this.removeModel(at, `unlink ${this.rel(path)}`);
     if (undo === undefined) {
       realFileLayer.unlinkSync(path);

@@ -12,9 +12,9 @@ import {
   pickWinner,
   setEnabled,
   type TokenKey,
-} from '../keys/pkcs11-aes.js';
-import { ckrName, isGenericFailure, mapPkcs11Error } from '../keys/pkcs11-errors.js';
-import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../keys/pkcs11-token.js';
+} from '../pkcs11/aes.js';
+import { ckrName, isGenericFailure, mapPkcs11Error } from '../pkcs11/errors.js';
+import { Pkcs11Token, type Handle, type Pkcs11TokenOptions } from '../pkcs11/token.js';
 import { xksErrors } from './errors.js';
 
 /**

@@ -13,7 +13,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Transpiles src/errors.ts and src/audit/*.ts into `out` so a plain `node` child can run them. */
 function buildChildModules(out: string): void {
-  const util = ['src/util/append-sink.ts', 'src/util/crash.ts', 'src/util/durable.ts', 'src/util/file-layer.ts'];
+  const util = ['src/util/append-sink.ts', 'src/util/crash.ts', 'src/util/durable.ts', 'src/util/file-layer.ts', 'src/util/redacted-fields.ts'];
   const sources = ['src/errors.ts', ...util, ...readdirSync(join(root, 'src/audit')).filter((f) => f.endsWith('.ts')).map((f) => `src/audit/${f}`)];
   for (const source of sources) {
     const { outputText } = ts.transpileModule(readFileSync(join(root, source), 'utf8'), {

@@ -108,3 +108,19 @@ describe('audit redaction', () => {
     expect((await verifyAuditTrail({ file, macKey: key })).ok).toBe(true);
   });
 });
+
+describe('one redaction list', () => {
+  it('the store logger and the audit trail redact the same names; the trail keeps only its own fields at the top', async () => {
+    const { REDACTED_FIELDS } = await import('../../src/util/redacted-fields.js');
+    const logger = await import('../../src/store/logger.js');
+    const audit = await import('../../src/audit/redaction.js');
+    expect(audit.REDACTED_FIELDS).toBe(REDACTED_FIELDS);
+    for (const name of REDACTED_FIELDS) {
+      expect(logger.REDACT_PATHS).toContain(name);
+      expect(logger.REDACT_PATHS).toContain(`*.${name}`);
+      expect(audit.REDACT_PATHS).toContain(`details.${name}`);
+    }
+    // `kek` at the trail's top level is the sanitized KEK name, so it stays.
+    expect(audit.REDACT_PATHS.filter((p) => !p.startsWith('details.'))).toEqual(REDACTED_FIELDS.filter((n) => n !== 'kek'));
+  });
+});

@@ -189,8 +189,8 @@ describe('property: round trips and engine agreement', () => {
         fc.nat({ max: engines.length - 1 }),
         (msg, ctx, i, j) => {
           const key = randomBytes(32);
-          const ct = seal(key, ctx, msg, { engine: engines[i] });
-          expect(Buffer.from(open(key, ctx, ct, { engine: engines[j] })).equals(msg)).toBe(true);
+          const ct = seal(key, ctx, msg, { engine: engines[i]! });
+          expect(Buffer.from(open(key, ctx, ct, { engine: engines[j]! })).equals(msg)).toBe(true);
         },
       ),
       { numRuns: 60 },

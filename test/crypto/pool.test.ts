@@ -91,7 +91,7 @@ describe.each(pools.map((pool) => ({ pool, name: `${pool.workerEngine} workers Ã
     const sealed = referencePages(key, base, 1000, plain, CHUNK_SIZE);
     for (const pages of [[50], [63], [0], [40, 20], [33, 60]]) {
       const bad = Buffer.from(sealed);
-      for (const p of pages) bad[p * SEALED_CHUNK_SIZE + 77] ^= 0x80;
+      for (const p of pages) bad[p * SEALED_CHUNK_SIZE + 77]! ^= 0x80;
       await expect(pool.open(key, base, 1000, bad, Buffer.alloc(plain.length))).rejects.toEqual(new PageAuthFailure(1000 + Math.min(...pages)));
     }
   });
@@ -101,7 +101,7 @@ describe.each(pools.map((pool) => ({ pool, name: `${pool.workerEngine} workers Ã
     const msg = randomBytes(50 * CHUNK_SIZE + 3);
     const ct = Buffer.from(seal(key, Buffer.from('ctx'), msg));
     const bad = Buffer.from(ct);
-    bad[56 + 41 * SEALED_CHUNK_SIZE + 5] ^= 1;
+    bad[56 + 41 * SEALED_CHUNK_SIZE + 5]! ^= 1;
     const err = await openParallel(key, Buffer.from('ctx'), bad, { pool }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CorruptDataError);
     expect((err as CorruptDataError).page).toBe(41);

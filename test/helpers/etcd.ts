@@ -76,7 +76,7 @@ export async function startEtcdCluster(basePort: number, size = 3): Promise<Etcd
       child.once('exit', () => resolve());
       child.kill('SIGKILL');
     });
-    m.process = undefined;
+    delete m.process;
   };
 
   const cluster: EtcdCluster = {

@@ -83,7 +83,7 @@ describe('vectorseal/hnswlib: writeIndexSealed / readIndexSealed', () => {
     await expect(readIndexSealed(sealed, keys, opts)).rejects.toMatchObject({ code: 'VS_CORRUPT_DATA' });
     // A flipped byte in a page.
     const flipped = Buffer.from(gen2);
-    flipped[flipped.length - 100] ^= 1;
+    flipped[flipped.length - 100]! ^= 1;
     await fs.writeFile(file, flipped);
     await expect(readIndexSealed(sealed, keys, opts)).rejects.toMatchObject({ code: 'VS_CORRUPT_DATA', file });
     // Another sealed index's file (same KEK, other directory).

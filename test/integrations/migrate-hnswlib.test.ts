@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { HNSWLib } from '@langchain/community/vectorstores/hnswlib';
-import { Document } from '@langchain/core/documents';
+import type { Document } from '@langchain/core/documents';
 import { Embeddings } from '@langchain/core/embeddings';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VectorsealVectorStore, migrateHNSWLib } from '../../src/integrations/langchain/index.js';

@@ -12,7 +12,7 @@ import {
   VectorsealError,
 } from '../../src/errors.js';
 import { Pkcs11KekProvider, pkcs11KeyringConfig, pkcs11OptionsFromConfig } from '../../src/keys/pkcs11.js';
-import { Pkcs11Token } from '../../src/keys/pkcs11-token.js';
+import { Pkcs11Token } from '../../src/pkcs11/token.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 
 /** Every message and cause in an error chain, for checking that no PIN leaks. */

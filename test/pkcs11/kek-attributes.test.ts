@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { KeyDestroyedError } from '../../src/errors.js';
-import { findAesKeys } from '../../src/keys/pkcs11-aes.js';
-import { ckrName } from '../../src/keys/pkcs11-errors.js';
+import { findAesKeys } from '../../src/pkcs11/aes.js';
+import { ckrName } from '../../src/pkcs11/errors.js';
 import { Pkcs11KekProvider } from '../../src/keys/pkcs11.js';
-import { Pkcs11Token } from '../../src/keys/pkcs11-token.js';
+import { Pkcs11Token } from '../../src/pkcs11/token.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 
 describeSoftHsm('pkcs11 KEK objects on the token', () => {

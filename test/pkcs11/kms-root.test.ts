@@ -7,8 +7,8 @@ import { CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateDataKeyComman
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { CorruptDataError, WrongKeyError } from '../../src/errors.js';
 import { registerKmsCommands } from '../../src/cli/commands/kms.js';
-import { findAesKeys } from '../../src/keys/pkcs11-aes.js';
-import { Pkcs11Token } from '../../src/keys/pkcs11-token.js';
+import { findAesKeys } from '../../src/pkcs11/aes.js';
+import { Pkcs11Token } from '../../src/pkcs11/token.js';
 import { LocalRootKeyFile } from '../../src/kms/root-key.js';
 import { Pkcs11RootKey, startKeyService, type KeyServiceConfig, type RunningKeyService } from '../../src/kms/index.js';
 import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm.js';

@@ -140,7 +140,7 @@ describe('the query API', () => {
     const { store } = await filled(d, 20);
     const again = await reopen(store, d);
     const col = again.collection<Doc>('docs');
-    const ids = (f: Parameters<typeof col.countWhere>[0]): string[] => col.list({ filter: f }).records.map((r) => r.id);
+    const ids = (f: NonNullable<Parameters<typeof col.countWhere>[0]>): string[] => col.list({ filter: f }).records.map((r) => r.id);
     expect(ids({ $or: [{ year: 2001 }, { year: 2002 }] })).toEqual(['d-001', 'd-002']);
     expect(ids({ $not: { lang: 'en' }, year: { $lt: 2005 } })).toEqual(['d-000', 'd-002', 'd-004']);
     expect(ids({ $and: [{ $or: [{ tag: 'five' }, { year: 2003 }] }, { $not: { year: 2015 } }] })).toEqual(['d-000', 'd-003', 'd-005', 'd-010']);

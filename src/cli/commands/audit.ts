@@ -87,11 +87,11 @@ export function registerAuditCommands(
       if (open) {
         const status = { file, open: true, holder: { pid: holder.pid, hostname: holder.hostname, since: holder.startedAt }, entries: result.entries, head: result.head };
         process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, ...status })}\n` : describeOpen(file, holder, result));
-        process.exitCode = 0;
+        process.exitCode = EXIT.OK;
         return;
       }
       process.stdout.write(opts.json ? `${JSON.stringify({ file, ...result })}\n` : describeVerification(file, result));
-      process.exitCode = result.ok ? 0 : AUDIT_TAMPERED_EXIT_CODE;
+      process.exitCode = result.ok ? EXIT.OK : AUDIT_TAMPERED_EXIT_CODE;
     });
 
   audit

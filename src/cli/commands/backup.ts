@@ -1,24 +1,20 @@
 import { resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { backupStore, restoreBackup, verifyBackup } from '../../backup/index.js';
 import { InvalidArgumentError, ReadOnlyError } from '../../errors.js';
 import { liveLockHolder } from '../../storage/lock.js';
 import type { Store } from '../../store/index.js';
-import { defaultLocalKeyDir } from '../../keys/key-manager.js';
-import { LocalKekProvider } from '../../keys/local.js';
 import { readTarget, pickSnapshot } from '../../backup/target.js';
 import { configPath, readStoreConfig, writeStoreConfig } from '../config-file.js';
-import { keysFromCli, output, parseIntOption, storeDir, storeOptions, withStore, type KekCliOptions, type StoreCliOptions } from '../context.js';
-import { pkcs11FlagOptions } from '../pkcs11-flags.js';
+import { output, parseIntOption, storeDir, storeOptions, withStore, type StoreCliOptions } from '../context.js';
+import { kekEntryFromCli, kekSourceOptions, type KekSourceOptions } from '../kek-source.js';
+import { progressBar } from '../progress.js';
 
 /**
- * `vectorseal backup`, `backup verify`, `restore`, and `kek add|attach|detach|list`
- * (several KEKs per store or tenant).
+ * `vectorseal backup`, `backup verify` and `restore` (which can rewrap the
+ * restored DEKs under another KEK).
  */
 export function registerBackupCommands(program: Command): void {
-  registerKekCommands(program);
-
   const backup = storeOptions(program.command('backup').description('back up the store (or some collections) into a directory; incremental, encrypted, MACed'))
     .option('--to <dir>', 'backup directory (later backups into it store only what changed)')
     .option('--collections <names>', 'comma-separated collection names (default: all)')
@@ -27,7 +23,7 @@ export function registerBackupCommands(program: Command): void {
       if (!opts.to) throw new InvalidArgumentError('backup needs --to <dir>');
       const to = opts.to;
       const run = async (store: Store): Promise<void> => {
-        const bar = progress(opts, 'backup', 'files');
+        const bar = progressBar(opts, 'backup [{bar}] {value}/{total} files', { clearOnComplete: true });
         const report = await backupStore(store, {
           to,
           ...(opts.collections === undefined ? {} : { collections: splitList(opts.collections) }),
@@ -65,7 +61,7 @@ export function registerBackupCommands(program: Command): void {
     .action(async (_local: unknown, cmd: Command) => {
       // `backup` has --json and --key-dir too and parses them first wherever they stand: take both levels.
       const opts = cmd.optsWithGlobals<{ from: string; withKeys?: boolean; snapshot?: number; keyDir?: string; config?: string; json?: boolean }>();
-      const bar = progress(opts, 'verify', 'files');
+      const bar = progressBar(opts, 'verify [{bar}] {value}/{total} files', { clearOnComplete: true });
       const keks = opts.withKeys ? await backupKekConfig(opts.from, opts.config) : undefined;
       const report = await verifyBackup(opts.from, {
         ...(keks === undefined ? {} : { keks: keks.keks }),
@@ -98,7 +94,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: StoreCliOptions & KekSourceOptions & { from: string; snapshot?: number; collections?: string; kekName: string; kekTenant?: string; keepOldKek?: boolean }) => {
       if (!opts.dir) throw new InvalidArgumentError('restore needs --dir <new store directory>');
-      const bar = progress(opts, 'restore', 'files');
+      const bar = progressBar(opts, 'restore [{bar}] {value}/{total} files', { clearOnComplete: true });
       const config = await backupKekConfig(opts.from, opts.config);
       const newKek = opts.kek === undefined ? undefined : await kekEntryFromCli(opts, opts.kek, opts.kekName);
       const report = await restoreBackup({
@@ -135,89 +131,6 @@ export function registerBackupCommands(program: Command): void {
     });
 }
 
-function registerKekCommands(program: Command): void {
-  const kek = program.command('kek').description('the KEKs of a store: several can wrap every DEK (any one of them opens the data)');
-
-  kekSourceOptions(storeOptions(kek.command('add <name>').description('register a KEK under a name (not yet used: attach it)')), '--provider <provider>', 'local, aws-kms or pkcs11')
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: StoreCliOptions & KekSourceOptions) => {
-      if (!opts.provider) throw new InvalidArgumentError('kek add needs --provider local|aws-kms|pkcs11');
-      const provider = opts.provider;
-      await withStore(opts, async (store) => {
-        const entry = await kekEntryFromCli(opts, provider, `${name}-${store.storeId}`);
-        await store.keys.addKek(name, entry);
-        output(opts, { added: name, provider: entry.provider, keyId: entry.keyId }, () => `added KEK "${name}": ${entry.provider} ${entry.keyId} (attach it to wrap DEKs under it)`);
-      });
-    });
-
-  storeOptions(kek.command('attach <name>').description('wrap every DEK of the store (or of a tenant) under this KEK too; data files are not touched'))
-    .option('--tenant <tenant>', "the tenant's KEKs instead of the store's")
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: StoreCliOptions & { tenant?: string }) => {
-      await withStore(opts, async (store) => {
-        const wrapped = await store.keys.attachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
-        output(opts, { attached: name, tenant: opts.tenant ?? null, wrapped }, () => `attached KEK "${name}"${opts.tenant ? ` to tenant ${opts.tenant}` : ''}: ${wrapped} DEK wrap(s) added`);
-      });
-    });
-
-  storeOptions(kek.command('detach <name>').description('stop wrapping DEKs under this KEK (another must remain); data files are not touched'))
-    .option('--tenant <tenant>', "the tenant's KEKs instead of the store's")
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: StoreCliOptions & { tenant?: string }) => {
-      await withStore(opts, async (store) => {
-        const dropped = await store.keys.detachKek(name, opts.tenant === undefined ? {} : { tenant: opts.tenant });
-        output(opts, { detached: name, tenant: opts.tenant ?? null, dropped }, () => `detached KEK "${name}"${opts.tenant ? ` from tenant ${opts.tenant}` : ''}: ${dropped} wrap(s) removed`);
-      });
-    });
-
-  storeOptions(kek.command('list').description('every KEK, where it is attached, and whether its provider can be reached'))
-    .option('--json', 'print JSON')
-    .action(async (opts: StoreCliOptions) => {
-      await withStore(opts, async (store) => {
-        const ring = store.keys.keyring;
-        const list = (await store.keys.kekHealth()).map((h) => ({
-          ...h,
-          attachedTo: [...(ring.defaultKeks.includes(h.name) ? ['store'] : []), ...Object.entries(ring.tenants).filter(([, t]) => t.keks.includes(h.name)).map(([t]) => `tenant:${t}`)],
-        }));
-        output(opts, list, () =>
-          list
-            .map(
-              (k) =>
-                `${k.name}\t${k.provider}\t${k.keyId}\t${k.reachable ? (k.state ?? '?') : `UNREACHABLE (${k.error ?? k.state ?? '?'})`}\tversion ${k.currentVersion ?? '?'}\t${k.attachedTo.length ? `attached to ${k.attachedTo.join(', ')}` : 'not attached'}`,
-            )
-            .join('\n'),
-        );
-      }, { readOnly: true });
-    });
-}
-
-/** Where a new KEK is: the provider plus the options of `init --kek` (KMS key, endpoint, region; PKCS#11 module, token, PIN source, label). */
-type KekSourceOptions = Omit<KekCliOptions, 'kek'> & { kek?: string; provider?: string; keyId?: string; kekKeyDir?: string };
-
-function kekSourceOptions(cmd: Command, flag: string, description: string): Command {
-  cmd
-    .option(flag, description)
-    .option('--key-id <id>', 'local: the new local key id (default: derived from the name)')
-    .option('--kek-key-dir <dir>', "local: directory of the new local key (default: --key-dir, else the default key directory); keep it apart from the store's")
-    .option('--kms-key <arn|alias>', 'aws-kms: the KMS key (key id, ARN, alias/name or alias ARN)')
-    .option('--kms-endpoint <url>', "aws-kms: endpoint, e.g. vectorseal's key service (default: the SDK's)")
-    .option('--kms-region <region>', "aws-kms: region (default: the SDK's configuration chain)");
-  return pkcs11FlagOptions(cmd, 'pkcs11', 'KEK label on the token (default: the KEK name)');
-}
-
-/** A keyring entry for a new KEK; a local key (or a PKCS#11 key on the token) is created when missing. */
-async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provider: string, defaultId: string): Promise<{ provider: string; keyId: string; config?: Record<string, string> }> {
-  if (provider === 'local') {
-    const keyDir = resolve(opts.kekKeyDir ?? opts.keyDir ?? defaultLocalKeyDir());
-    const keyId = opts.keyId ?? `kek-${defaultId}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-    await (await LocalKekProvider.init({ keyId, keyDir })).close();
-    return { provider: 'local', keyId, config: { keyDir } };
-  }
-  const keys = await keysFromCli({ ...opts, kek: provider, keyLabel: opts.keyLabel ?? defaultId.slice(0, 64) });
-  if (!keys || !('keyId' in keys)) throw new InvalidArgumentError(`--provider expected local, aws-kms or pkcs11, got "${provider}"`);
-  return { provider: keys.provider, keyId: keys.keyId, ...(keys.config === undefined ? {} : { config: keys.config }) };
-}
-
 /** The KEK configuration for a backup's store: --config, VECTORSEAL_CONFIG, else the config file of the backup's store id. */
 async function backupKekConfig(from: string, explicit: string | undefined): Promise<{ file: string; keks: NonNullable<Awaited<ReturnType<typeof readStoreConfig>>>['keks'] }> {
   const storeId = pickSnapshot(await readTarget(from)).manifest.storeId;
@@ -230,24 +143,4 @@ function splitList(v: string): string[] {
   const list = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (list.length === 0) throw new InvalidArgumentError('--collections expected a comma-separated list of names');
   return list;
-}
-
-/** A progress bar on stderr when it is a terminal (never with --json). */
-function progress(opts: { json?: boolean }, label: string, unit: string): { update(done: number, total: number): void; stop(): void } {
-  if (opts.json || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: `${label} [{bar}] {value}/{total} ${unit}`, clearOnComplete: true }, cliProgress.Presets.shades_classic);
-  let started = false;
-  return {
-    update(done, total) {
-      if (!started) {
-        bar.start(total, done);
-        started = true;
-      }
-      bar.setTotal(total);
-      bar.update(done);
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
 }

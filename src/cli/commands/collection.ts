@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander';
 import { confirmOrRefuse } from '../confirm.js';
-import { InvalidArgumentError } from '../../errors.js';
 import type { Space } from '../../store/index.js';
 import { output, parseIntOption, storeOptions, withStore, type StoreCliOptions } from '../context.js';
 
@@ -9,7 +8,7 @@ export function registerCollectionCommands(program: Command): void {
 
   storeOptions(col.command('create <name>').description('create a collection with its own data key'))
     .requiredOption('--dim <n>', 'vector dimension', parseIntOption('--dim', 1, 65_536))
-    .option('--space <space>', 'l2 | ip | cosine', 'l2')
+    .addOption(new Option('--space <space>', 'distance').choices(['l2', 'ip', 'cosine']).default('l2'))
     .option('--tenant <tenant>', 'tenant (its own KEK when one is configured)')
     // Named as in the API (createCollection's M and efConstruction); --m is kept as an alias.
     .option('--M <n>', 'HNSW links per node, 2-256 (default 16)', parseIntOption('--M', 2, 256))
@@ -18,7 +17,6 @@ export function registerCollectionCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (name: string, opts: StoreCliOptions & { dim: number; space: string; tenant?: string; M?: number; m?: number; efConstruction?: number }) => {
       const M = opts.M ?? opts.m;
-      if (!['l2', 'ip', 'cosine'].includes(opts.space)) throw new InvalidArgumentError(`--space expected l2, ip or cosine, got "${opts.space}"`);
       await withStore(opts, async (store) => {
         const c = await store.createCollection(name, {
           dim: opts.dim,

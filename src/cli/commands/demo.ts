@@ -7,6 +7,7 @@ import { openStore, type SearchResult, type VectorRecord } from '../../store/ind
 import { compareFingerprints, fingerprintDataFiles } from '../data-files.js';
 import { readRecords } from '../import-reader.js';
 import { makeTempDir, removeTree } from '../../util/durable.js';
+import { EXIT } from '../exit-codes.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/demo-articles.jsonl', import.meta.url));
 
@@ -137,7 +138,7 @@ export function registerDemoCommand(program: Command): void {
             `${JSON.stringify({ ok, dataDir, keyDir, kept: keep, collection: name, records: records.length, plaintextOccurrences: found, rotation: report, dataFiles: diff, sameResultsAfterRotation: sameResults, sameResultsAfterReopen: sameAfterReopen, results: before })}\n`,
           );
         }
-        if (!ok) process.exitCode = 1;
+        if (!ok) process.exitCode = EXIT.INTERNAL;
       } finally {
         if (!keep) {
           await removeTree(root);

@@ -1,11 +1,13 @@
 import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
-import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, pkcs11RootOptionsFromFlags, startKeyService, type Pkcs11RootCliFlags } from '../../kms/index.js';
+import { createAccessKey, createKeyServiceConfig, LocalRootKeyFile, loadKeyServiceConfig, startKeyService } from '../../kms/index.js';
+import { pkcs11RootOptionsFromFlags, type Pkcs11RootCliFlags } from '../pkcs11-token-options.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { writeFilePlain } from '../../util/durable.js';
+import { EXIT } from '../exit-codes.js';
 
 /**
  * Adds `vectorseal kms serve` (run the AWS-KMS-compatible key service) and
@@ -28,12 +30,11 @@ export function registerKmsCommands(program: Command): void {
     .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
     .option('--workers <n>', 'serve from n node:cluster worker processes sharing the port (needs --etcd: the workers share state through it)', parseWorkers, 1)
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
-    .option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)', 'file')
+    .addOption(new Option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)').choices(['file', 'pkcs11']).default('file'))
     .option('--create-root', 'create the root key when it does not exist (first start only; without it a missing root key refuses to start)')
     .option('--root-key-file <file>', 'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key');
   pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
     .action(async (opts: ServeFlags & Pkcs11RootCliFlags) => {
-      if (opts.root !== 'file' && opts.root !== 'pkcs11') throw new InvalidArgumentError(`--root expected file or pkcs11, got "${opts.root}"`);
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together');
       }
@@ -73,8 +74,8 @@ export function registerKmsCommands(program: Command): void {
       process.stderr.write(`vectorseal kms listening on ${service.url}\n`);
       const stop = (): void => {
         service.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
+          () => process.exit(EXIT.OK),
+          () => process.exit(EXIT.INTERNAL),
         );
       };
       // SIGHUP re-reads access keys and policies from --config without dropping a connection.
@@ -166,7 +167,7 @@ async function superviseWorkers(opts: ServeFlags): Promise<void> {
         process.stderr.write(`vectorseal kms worker ${w.process.pid} exited (${code}); stopping\n`);
         stopping = true;
         for (const other of workers) other.kill('SIGTERM');
-        process.exitCode = 1;
+        process.exitCode = EXIT.INTERNAL;
       }
     });
   }

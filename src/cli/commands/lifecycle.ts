@@ -1,15 +1,13 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import type { RotationPolicy } from '../../keys/keyring-file.js';
 import type { ReencryptionProgress, TenantKekOption } from '../../store/index.js';
 import { output, parseIntOption, storeOptions, withStore, type StoreCliOptions } from '../context.js';
+import { kmsConfigFromFlags, kmsFlagOptions, type KmsCliFlags } from '../kms-flags.js';
 import { progressReporter } from '../progress.js';
 
-interface TenantCreateOptions extends StoreCliOptions {
+interface TenantCreateOptions extends StoreCliOptions, KmsCliFlags {
   ownKek?: string;
-  kmsKey?: string;
-  kmsEndpoint?: string;
-  kmsRegion?: string;
   tenantKeyDir?: string;
 }
 
@@ -27,11 +25,8 @@ interface PolicyOptions extends StoreCliOptions {
 export function registerLifecycleCommands(program: Command): void {
   const tenant = program.command('tenant').description('tenants: their own KEKs, disabling, scheduled crypto-shredding');
 
-  storeOptions(tenant.command('create <tenant>').description('create a tenant, keyed under the store KEK or one of its own'))
-    .option('--own-kek <provider>', 'give the tenant its own KEK: local | aws-kms')
-    .option('--kms-key <arn>', 'with --own-kek aws-kms: the tenant\'s KMS key id or ARN')
-    .option('--kms-endpoint <url>', 'with --own-kek aws-kms: a KMS-compatible endpoint (the key service)')
-    .option('--kms-region <region>', 'with --own-kek aws-kms: the region')
+  kmsFlagOptions(storeOptions(tenant.command('create <tenant>').description('create a tenant, keyed under the store KEK or one of its own')), 'with --own-kek aws-kms')
+    .addOption(new Option('--own-kek <provider>', 'give the tenant its own KEK').choices(['local', 'aws-kms']))
     .option('--tenant-key-dir <dir>', 'with --own-kek local: where its key lives (default: beside the store\'s)')
     .option('--json', 'print JSON')
     .action(async (name: string, opts: TenantCreateOptions) => {
@@ -152,11 +147,8 @@ function tenantKek(opts: TenantCreateOptions): TenantKekOption {
   if (opts.ownKek === 'local') return { provider: 'local', ...(opts.tenantKeyDir === undefined ? {} : { keyDir: opts.tenantKeyDir }) };
   if (opts.ownKek === 'aws-kms') {
     if (!opts.kmsKey) throw new InvalidArgumentError('--own-kek aws-kms needs --kms-key <arn>');
-    const config: Record<string, string> = {
-      ...(opts.kmsEndpoint === undefined ? {} : { endpoint: opts.kmsEndpoint }),
-      ...(opts.kmsRegion === undefined ? {} : { region: opts.kmsRegion }),
-    };
-    return { provider: 'aws-kms', keyId: opts.kmsKey, config };
+    return { provider: 'aws-kms', keyId: opts.kmsKey, config: kmsConfigFromFlags(opts) };
   }
-  throw new InvalidArgumentError(`--own-kek expected local or aws-kms, got "${opts.ownKek}"`);
+  // commander's choices() admits only local and aws-kms.
+  throw new InvalidArgumentError(`--own-kek expected local or aws-kms, got "${String(opts.ownKek)}"`);
 }

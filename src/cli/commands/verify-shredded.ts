@@ -46,6 +46,6 @@ export function registerVerifyShreddedCommand(program: Command): void {
           `${results.length} file(s), ${openable.length} OPENABLE, tried ${keyrings.length} keyring(s)`,
         ].join('\n'),
       );
-      process.exitCode = openable.length > 0 ? OPENABLE_EXIT_CODE : 0;
+      process.exitCode = openable.length > 0 ? OPENABLE_EXIT_CODE : EXIT.OK;
     });
 }

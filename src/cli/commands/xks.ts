@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
-import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../../keys/pkcs11-flags.js';
+import { pkcs11TokenOptionsFromFlags, type Pkcs11CliFlags } from '../pkcs11-token-options.js';
 import { createXksCredential, loadXksConfig, startXksProxy, validateXksConfig, XksHsm, type XksKeyUsage } from '../../xks/index.js';
 import { pkcs11FlagOptions } from '../pkcs11-flags.js';
 import { writeFilePlain } from '../../util/durable.js';
+import { EXIT } from '../exit-codes.js';
 
 /**
  * `vectorseal xks ...`: run the External Key Store proxy in front of a
@@ -60,8 +61,8 @@ export function registerXksCommands(program: Command): void {
             .close()
             .then(() => hsm.close())
             .then(
-              () => process.exit(0),
-              () => process.exit(1),
+              () => process.exit(EXIT.OK),
+              () => process.exit(EXIT.INTERNAL),
             );
         };
         process.once('SIGINT', stop);
@@ -116,11 +117,8 @@ export function registerXksCommands(program: Command): void {
     .command('create-key')
     .description('generate an external key (AES-256, non-extractable) in the token')
     .requiredOption('--id <externalKeyId>', 'the external key id (1-128 of A-Z a-z 0-9 . - _)')
-    .option('--usage <usage>', 'encrypt-decrypt, encrypt, decrypt or none', 'encrypt-decrypt');
+    .addOption(new Option('--usage <usage>', 'what the key may do').choices(['encrypt-decrypt', 'encrypt', 'decrypt', 'none']).default('encrypt-decrypt'));
   pkcs11FlagOptions(createKey, 'the key token', 'unused').action(async (opts: { id: string; usage: string } & Pkcs11CliFlags) => {
-    if (!['encrypt-decrypt', 'encrypt', 'decrypt', 'none'].includes(opts.usage)) {
-      throw new InvalidArgumentError(`--usage expected encrypt-decrypt, encrypt, decrypt or none, got "${opts.usage}"`);
-    }
     await withHsm(opts, (hsm) => hsm.createKey(opts.id, opts.usage as XksKeyUsage));
     process.stdout.write(`created external key ${opts.id} (${opts.usage})\n`);
   });

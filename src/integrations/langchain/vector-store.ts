@@ -163,7 +163,7 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     }
     if (documents.length === 0) return [];
     const first = vectors[0];
-    if (!Array.isArray(first) && !((first as unknown) instanceof Float32Array)) throw new InvalidArgumentError('vectors[0] expected an array of numbers');
+    if (first === undefined || (!Array.isArray(first) && !((first as unknown) instanceof Float32Array))) throw new InvalidArgumentError('vectors[0] expected an array of numbers');
     const collection = await this.ensureCollection(first.length);
     const records = documents.map((doc, i) => ({
       id: ids?.[i] ?? (typeof doc.id === 'string' && doc.id.length > 0 ? doc.id : randomUUID()),
@@ -267,6 +267,6 @@ function toDocument(id: string, stored: Metadata | undefined, copy = true): Docu
   return new Document({ pageContent: typeof text === 'string' ? text : '', metadata: metadata as Record<string, unknown>, id });
 }
 
-function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }

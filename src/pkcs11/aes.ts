@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Handle, Pkcs11Token } from './pkcs11-token.js';
+import type { Handle, Pkcs11Token } from './token.js';
 
 /**
  * AES-256 keys kept inside a token and the operations vectorseal runs on them,

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
-import type { Pkcs11TokenOptions } from './pkcs11-token.js';
+import type { Pkcs11RootKeyOptions } from '../kms/index.js';
+import type { Pkcs11TokenOptions } from '../pkcs11/token.js';
 
 /** The PKCS#11 command-line flags, as commander parses them (`--pkcs11-module --token|--slot --pin-env|--pin-file --key-label`). */
 export interface Pkcs11CliFlags {
@@ -31,5 +32,15 @@ export function pkcs11TokenOptionsFromFlags(flags: Pkcs11CliFlags, usage: string
   }
   if (flags.pinEnv !== undefined) options.pinEnv = flags.pinEnv;
   if (flags.pinFile !== undefined) options.pinFile = flags.pinFile;
+  return options;
+}
+
+/** The `kms serve` flags for a PKCS#11 root, as parsed by commander. */
+export type Pkcs11RootCliFlags = Pkcs11CliFlags;
+
+/** Options for {@link Pkcs11RootKey.open} from `--pkcs11-module --token|--slot --pin-env|--pin-file [--key-label]`. */
+export function pkcs11RootOptionsFromFlags(flags: Pkcs11RootCliFlags): Pkcs11RootKeyOptions {
+  const options: Pkcs11RootKeyOptions = pkcs11TokenOptionsFromFlags(flags, '--root pkcs11');
+  if (flags.keyLabel !== undefined) options.keyLabel = flags.keyLabel;
   return options;
 }

@@ -3,8 +3,9 @@ import { realpath } from 'node:fs/promises';
 import type * as Pkcs11Js from 'pkcs11js';
 import { importOptional } from '../util/optional-module.js';
 import { AccessDeniedError, InvalidArgumentError, KeyProviderUnavailableError, UnsupportedOperationError } from '../errors.js';
-import { ckrName, isKeyHandleGone, isNotLoggedIn, isSessionBroken, mapPkcs11Error } from './pkcs11-errors.js';
-import { resolvePin, type PinSource } from './pkcs11-pin.js';
+import { ckrName, isKeyHandleGone, isNotLoggedIn, isSessionBroken, mapPkcs11Error } from './errors.js';
+import { resolvePin, type PinSource } from './pin.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 /**
  * A logged-in connection to one PKCS#11 token, with a pool of sessions.
@@ -94,7 +95,7 @@ interface TokenState {
 const modules = new Map<string, ModuleState>();
 const tokens = new Map<string, TokenState>();
 /** Serializes registry changes so that two opens of one token do not both log in. */
-let registryChain: Promise<unknown> = Promise.resolve();
+const registryQueue = new SerialQueue();
 const pinKey = randomBytes(32);
 
 async function loadLibrary(): Promise<Pkcs11Lib> {
@@ -286,9 +287,7 @@ function isUserState(state: number): boolean {
 }
 
 function serialized<T>(fn: () => Promise<T>): Promise<T> {
-  const run = registryChain.then(fn, fn);
-  registryChain = run.catch(() => undefined);
-  return run;
+  return registryQueue.run(fn);
 }
 
 /** One opener's handle on a shared token connection. */
