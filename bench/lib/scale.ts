@@ -62,7 +62,18 @@ export interface ScaleResult {
   ef: number;
   k: number;
   ingest: { vectorsealSeconds: number; leanBuildSeconds: number; sqliteVecSeconds?: number };
-  flush: { vectorsealSeconds: number; leanSeconds: number[]; leanMedianSeconds: number; ratio: number | undefined };
+  flush: {
+    vectorsealSeconds: number;
+    leanSeconds: number[];
+    leanMedianSeconds: number;
+    ratio: number | undefined;
+    /** The flush's steps (CollectionStats.lastFlush): the graph build on the worker, then the writes with the graph loading beside them. */
+    steps?: { graphSeconds: number; writeSeconds: number; loadSeconds: number };
+    /** The writes alone (graph build and load excluded) against the lean flush, which has no graph to build. */
+    writeRatio?: number | undefined;
+    /** Ingest plus flush on each side: durable and indexed (vectorseal builds its graph in the flush, lean during ingest). */
+    toIndexed?: { vectorsealSeconds: number; leanSeconds: number; ratio: number | undefined };
+  };
   bytes: { vectorseal: number; lean: number; sqliteVec?: number };
   reopen: { vectorsealSeconds: number[]; leanSeconds: number[]; vectorsealMedianSeconds: number; leanMedianSeconds: number; ratio: number | undefined; sqliteVecSeconds?: number };
   memory: { vectorsealReopenMB: number; leanReopenMB: number; processPeakMB: number; note: string };
@@ -140,7 +151,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const vsFlush = await timed(() => vsBuilt.value.flush());
   for (let i = half; i < Math.max(half + 1, o.leanFlushes); i++) await flushLean();
   const vsBytes = vsBuilt.value.stats().segmentBytes;
-  log(`  flush: vectorseal ${vsFlush.seconds.toFixed(3)} s, lean ${leanFlush.map((s) => s.toFixed(3)).join(', ')} s`);
+  const steps = vsBuilt.value.stats().lastFlush;
+  log(`  flush: vectorseal ${vsFlush.seconds.toFixed(3)} s (${JSON.stringify(vsBuilt.value.stats().lastFlush ?? {})}), lean ${leanFlush.map((s) => s.toFixed(3)).join(', ')} s`);
   await store.close({ flush: false });
 
   let sqliteIngest: { seconds: number; fileBytes: number; key: Buffer } | undefined;
@@ -349,6 +361,17 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       leanSeconds: leanFlush.map((s) => round(s, 3)),
       leanMedianSeconds: round(median(leanFlush), 3),
       ratio: ratio(vsFlush.seconds, median(leanFlush)),
+      ...(steps
+        ? {
+            steps: { graphSeconds: round(steps.graphSeconds, 3), writeSeconds: round(steps.writeSeconds, 3), loadSeconds: round(steps.loadSeconds, 3) },
+            writeRatio: ratio(steps.writeSeconds, median(leanFlush)),
+          }
+        : {}),
+      toIndexed: {
+        vectorsealSeconds: round(vsBuilt.seconds + vsFlush.seconds, 2),
+        leanSeconds: round(leanBuilt.seconds + median(leanFlush), 2),
+        ratio: ratio(vsBuilt.seconds + vsFlush.seconds, leanBuilt.seconds + median(leanFlush)),
+      },
     },
     bytes: { vectorseal: vsBytes, lean: leanBytes, ...(sqliteIngest ? { sqliteVec: sqliteIngest.fileBytes } : {}) },
     reopen: {

@@ -107,6 +107,24 @@ export function summarize(run: SuiteRun): Summary {
     const minRecall = Math.min(...e.filtered.map((f) => f.vectorseal.recall));
     goals.push(
       { goal: `flush ≤ 1.15× lean plaintext (${e.records.toLocaleString('en-US')} × ${e.dim})`, measured: `${e.flush.ratio ?? 'n/a'}× (${e.flush.vectorsealSeconds} s against ${e.flush.leanMedianSeconds} s)`, met: check(e.flush.ratio, (v) => v <= 1.15) },
+      ...(e.flush.writeRatio === undefined || e.flush.steps === undefined
+        ? []
+        : [
+            {
+              goal: 'flush, the writes alone (graph build on the worker excluded) ≤ 1.15× lean plaintext',
+              measured: `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph build took ${e.flush.steps.graphSeconds} s, its load ${e.flush.steps.loadSeconds} s beside the writes)`,
+              met: check(e.flush.writeRatio, (v) => v <= 1.15),
+            },
+          ]),
+      ...(e.flush.toIndexed === undefined
+        ? []
+        : [
+            {
+              goal: 'ingest + flush (durable and indexed) against lean build + flush (no goal set; reported)',
+              measured: `${e.flush.toIndexed.ratio ?? 'n/a'}× (${e.flush.toIndexed.vectorsealSeconds} s against ${e.flush.toIndexed.leanSeconds} s)`,
+              met: undefined,
+            },
+          ]),
       { goal: 'reopen ≤ 1.15× lean plaintext', measured: `${e.reopen.ratio ?? 'n/a'}× (${e.reopen.vectorsealMedianSeconds} s against ${e.reopen.leanMedianSeconds} s)`, met: check(e.reopen.ratio, (v) => v <= 1.15) },
       { goal: 'search p50 ≤ 1.05× lean plaintext', measured: `${e.search.p50Ratio ?? 'n/a'}× (p99 ${e.search.p99Ratio ?? 'n/a'}×), ` +
         `recall@10 ${e.search.vectorseal.recall} (lean ${e.search.lean.recall})`, met: check(e.search.p50Ratio, (v) => v <= 1.05) },

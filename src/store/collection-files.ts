@@ -8,7 +8,7 @@ import { WalWriter, listWalFiles, walFileName } from '../storage/wal.js';
 import { crashPoint } from '../util/crash.js';
 import { encodeList, encodeVectorBlock } from './blocks.js';
 import type { CollectionMemory } from './collection-memory.js';
-import { withSerializedIndex } from './index-io.js';
+import { readStaged } from './index-io.js';
 import type { Journal } from './journal.js';
 import type { Layer } from './layer.js';
 
@@ -84,17 +84,31 @@ async function newWal(s: CollectionMemory, walSeq: number, generation: number): 
   );
 }
 
-/** Writes the segment files of one group; returns their manifest entries. */
-export async function writeGroup(s: CollectionMemory, segId: number, layer: Layer | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
+/** A layer to write and the staging file holding its serialized graph (the worker's, see graph-build.ts). */
+export interface GroupGraph {
+  layer: Layer;
+  file: string;
+}
+
+/** Chunks sealed per write of the index segment: 4 MiB batches for the native one-shot sealer. */
+const INDEX_BATCH_CHUNKS = 256;
+
+/**
+ * Writes the segment files of one group; returns their manifest entries.
+ * Each file is written and fdatasynced on its own handle; then the group's
+ * directory is fsynced once, before the manifest names any of them.
+ */
+export async function writeGroup(s: CollectionMemory, segId: number, graph: GroupGraph | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
   const version = s.ctx.keys.activeDekVersion(s.info.id);
   const files: SegmentFileEntry[] = [];
   let pages = 0;
   // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
   await s.ctx.keys.withDek(s.info.id, version, async (dek) => {
-    const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> => {
+    const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>, batchChunks?: number): Promise<void> => {
       // One directory fsync for the whole group (below), before the manifest names any of its files.
       const r = await writeSegment(segmentFile(s.dir, segId, kind), { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version }, dek, data, {
         syncDir: false,
+        ...(batchChunks === undefined ? {} : { batchChunks }),
       });
       files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
       pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
@@ -106,7 +120,8 @@ export async function writeGroup(s: CollectionMemory, segId: number, layer: Laye
         data.fill(0);
       }
     };
-    if (layer) {
+    if (graph) {
+      const { layer } = graph;
       const n = layer.size;
       // The index holds exact vectors in 'l2' and 'ip': the block then carries the ids only.
       const vectorOf = s.indexHoldsVectors ? undefined : (i: number): Float32Array => layer.vectorOf(i);
@@ -114,8 +129,9 @@ export async function writeGroup(s: CollectionMemory, segId: number, layer: Laye
       crashPoint(`${step}:vectors-written`);
       await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
       crashPoint(`${step}:metadata-written`);
-      // Streamed from the staging file through one reused buffer (zeroed by withSerializedIndex).
-      await withSerializedIndex(layer.index, s.ctx.staging, (bytes) => write(SegmentKind.Index, bytes));
+      crashPoint('index:staged');
+      // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
+      await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));
       crashPoint(`${step}:index-written`);
     }
     if (tombstones.length > 0) {

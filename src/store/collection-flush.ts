@@ -1,10 +1,11 @@
 import { segmentFile, type ManifestData } from '../storage/manifest.js';
 import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
+import type { SegmentFileEntry } from '../storage/manifest.js';
 import { commit, endWalFile, removeWalBefore, retire, rotateWal, writeGroup } from './collection-files.js';
-import { buildGraph } from './graph-build.js';
+import { buildGraphFile, loadGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
-import type { CompactionReport } from './collection-types.js';
+import type { CompactionReport, FlushTimings } from './collection-types.js';
 import { Layer } from './layer.js';
 
 /*
@@ -46,8 +47,7 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   const segId = s.takeSegmentId();
   const entries = labels.map((label) => ({ layer: frozen, label }));
   // Searches go on meanwhile: the frozen memtable is scanned exactly until the new layer replaces it.
-  const layer = entries.length > 0 ? await buildLayer(s, entries, segId) : undefined;
-  const files = await writeGroup(s, segId, layer, [...frozen.tombstones], 'flush');
+  const { layer, files, timings } = await buildAndWriteGroup(s, entries, segId, [...frozen.tombstones], 'flush');
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
@@ -64,7 +64,8 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
     s.segments.push(layer);
   }
   s.frozen = undefined;
-  s.ctx.logger.debug({ collection: s.info.name, segmentId: segId, records: labels.length, generation: next.generation }, 'flush committed');
+  s.lastFlush = { records: labels.length, ...timings };
+  s.ctx.logger.debug({ collection: s.info.name, segmentId: segId, records: labels.length, generation: next.generation, ...timings }, 'flush committed');
   await rotateWal(s);
   crashPoint('flush:wal-rotated');
   await removeWalBefore(s, next.firstWalSeq);
@@ -81,10 +82,8 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   const entries: Location[] = [];
   for (const l of old) for (let i = 0; i < l.size; i++) if (!l.isDead(i)) entries.push({ layer: l, label: i });
   const segId = s.takeSegmentId();
-  const layer = entries.length > 0 ? await buildLayer(s, entries, segId) : undefined;
-  crashPoint('compact:built');
   // Every older group is merged: no tombstone has anything left to mask.
-  const files = await writeGroup(s, segId, layer, [], 'compact');
+  const { layer, files } = await buildAndWriteGroup(s, entries, segId, [], 'compact');
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
@@ -104,12 +103,61 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   return { merged: oldGroups.length, records: entries.length, dropped: dead };
 }
 
+/** What writing one group cost (see FlushTimings). */
+export type GroupTimings = Omit<FlushTimings, 'records'>;
+
+export interface BuiltGroup {
+  layer: Layer | undefined;
+  files: SegmentFileEntry[];
+  timings: GroupTimings;
+}
+
+const since = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e9;
+
 /**
- * A new segment layer holding the given live records, with its HNSW graph
- * built on a worker thread (graph-build.ts): the caller's thread only copies
- * references and the vectors the worker takes.
+ * Builds the layer of `entries` (its graph on a worker thread, serialized
+ * into a staging file) and writes the segment group: the index segment is
+ * sealed from the worker's serialization, while hnswlib loads the same file
+ * into this thread on the thread pool. The graph is serialized once per
+ * group; the staging file is removed when both are done.
  */
-export async function buildLayer(s: CollectionMemory, entries: Location[], segId: number): Promise<Layer> {
+export async function buildAndWriteGroup(s: CollectionMemory, entries: Location[], segId: number, tombstones: string[], step: string): Promise<BuiltGroup> {
+  if (entries.length === 0) {
+    const t = process.hrtime.bigint();
+    const files = await writeGroup(s, segId, undefined, tombstones, step);
+    return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0 } };
+  }
+  return s.ctx.staging.withFile(async (graphFile) => {
+    const t0 = process.hrtime.bigint();
+    const layer = await assembleLayer(entries, s);
+    await buildGraphFile(s.params, layer.flatVectors(), graphFile);
+    layer.segmentId = segId;
+    crashPoint(`${step}:built`);
+    const graphSeconds = since(t0);
+    const t1 = process.hrtime.bigint();
+    let loadSeconds = 0;
+    const loading = loadGraph(s.params, graphFile).then((index) => {
+      loadSeconds = since(t1);
+      return index;
+    });
+    // Awaited below on every path: never an unhandled rejection.
+    loading.catch(() => undefined);
+    let files: SegmentFileEntry[];
+    let writeSeconds: number;
+    try {
+      files = await writeGroup(s, segId, { layer, file: graphFile }, tombstones, step);
+      writeSeconds = since(t1);
+    } catch (err) {
+      await loading.catch(() => undefined);
+      throw err;
+    }
+    layer.attachIndex(await loading);
+    return { layer, files, timings: { graphSeconds, writeSeconds, loadSeconds } };
+  });
+}
+
+/** A tail layer holding the given live records, in order (labels 0..n-1): the caller's thread only copies references. */
+async function assembleLayer(entries: Location[], s: CollectionMemory): Promise<Layer> {
   const layer = Layer.tail(s.info.space, s.info.dim, entries.length);
   for (let j = 0; j < entries.length; j++) {
     const e = entries[j] as Location;
@@ -117,8 +165,6 @@ export async function buildLayer(s: CollectionMemory, entries: Location[], segId
     // Let searches run while a large layer is assembled.
     if ((j + 1) % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
   }
-  layer.attachIndex(await buildGraph(s.params, layer.flatVectors(), s.ctx.staging));
-  layer.segmentId = segId;
   return layer;
 }
 

@@ -4,7 +4,7 @@ import type { DekLease } from '../keys/dek-cache.js';
 import { MANIFEST_FORMAT, type ManifestData } from '../storage/manifest.js';
 import type { DekLookup } from '../storage/segment.js';
 import type { CollectionInfo } from './catalog.js';
-import type { CollectionContext } from './collection-types.js';
+import type { CollectionContext, FlushTimings } from './collection-types.js';
 import type { Journal } from './journal.js';
 import { Layer, type IndexParams } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
@@ -56,6 +56,8 @@ export class CollectionMemory {
   journal!: Journal;
   private readonly exclusiveQueue = new SerialQueue();
   closed = false;
+  /** What the last flush of this session cost (collection stats). */
+  lastFlush: FlushTimings | undefined;
   /** The automatic flush under way, if any. */
   autoFlushing: Promise<void> | undefined;
   /** The background compaction under way, if any (see compaction.ts). */

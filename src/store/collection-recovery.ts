@@ -176,30 +176,37 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
       }
     }
   }
-  const vec = await read(SegmentKind.Vectors);
-  if (!vec) return;
   const vecFile = segmentFile(s.dir, g.id, SegmentKind.Vectors);
-  const block = decodeVectorBlock(vec, s.info.dim, vecFile);
-  vec.fill(0);
-  if (!block.vectors && !s.indexHoldsVectors) {
-    throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', { file: vecFile, reason: 'decode' });
+  const idx = byKind.get(SegmentKind.Index);
+  if (!byKind.has(SegmentKind.Vectors)) return;
+  if (!idx || !byKind.has(SegmentKind.Metadata)) {
+    throw new CorruptDataError(`segment group ${g.id} lacks its ${idx ? 'metadata' : 'index'} block`, { file: join(s.dir, 'MANIFEST'), reason: 'missing' });
   }
   const metaFile = segmentFile(s.dir, g.id, SegmentKind.Metadata);
-  const metaBytes = await read(SegmentKind.Metadata);
-  const idx = byKind.get(SegmentKind.Index);
-  if (!metaBytes || !idx) {
-    metaBytes?.fill(0);
-    throw new CorruptDataError(`segment group ${g.id} lacks its ${metaBytes ? 'index' : 'metadata'} block`, { file: join(s.dir, 'MANIFEST'), reason: 'missing' });
-  }
-  const metas = decodeList(metaBytes, block.ids.length, metaFile);
-  metaBytes.fill(0);
   const idxFile = segmentFile(s.dir, g.id, SegmentKind.Index);
-  // A block without vectors leaves them to the index: a flat copy is read out of its stream on the way (for exact scans).
-  const extractor = block.vectors ? undefined : new HnswVectorExtractor(block.ids.length, s.info.dim, idxFile);
+  // The vector and metadata blocks, decrypted and decoded while hnswlib loads the graph on the thread pool.
+  const readBlocks = async (): Promise<{ block: ReturnType<typeof decodeVectorBlock>; metas: unknown[] }> => {
+    const vec = (await read(SegmentKind.Vectors)) as Buffer;
+    const block = decodeVectorBlock(vec, s.info.dim, vecFile);
+    vec.fill(0);
+    if (!block.vectors && !s.indexHoldsVectors) {
+      throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', { file: vecFile, reason: 'decode' });
+    }
+    if (block.ids.length !== g.count) {
+      throw new CorruptDataError(`vector block holds ${block.ids.length} records, the manifest says ${g.count}`, { file: vecFile, reason: 'decode' });
+    }
+    const metaBytes = (await read(SegmentKind.Metadata)) as Buffer;
+    const metas = decodeList(metaBytes, block.ids.length, metaFile);
+    metaBytes.fill(0);
+    return { block, metas };
+  };
+  // 'l2' and 'ip' blocks leave the vectors to the index: a flat copy is read out of its stream on the way (for exact scans).
+  const extractor = s.indexHoldsVectors ? new HnswVectorExtractor(g.count, s.info.dim, idxFile) : undefined;
   let index;
+  let blocks;
   try {
     // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
-    index = await deserializeIndex(
+    const loaded = await deserializeIndex(
       async (sink) => {
         const reader = await SegmentReader.open(
           idxFile,
@@ -221,13 +228,18 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
       },
       s.params,
       s.ctx.staging,
+      readBlocks,
     );
+    index = loaded.index;
+    blocks = loaded.beside;
   } catch (err) {
     extractor?.wipe();
     if (err instanceof VectorsealError) throw err;
     throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
   }
+  const { block, metas } = blocks;
   const vectors = block.vectors ?? (extractor as HnswVectorExtractor).finish();
+  if (block.vectors) extractor?.wipe();
   const n = block.ids.length;
   if (index.getCurrentCount() !== n) {
     throw new CorruptDataError('HNSW index and vector block disagree on the record count', { file: idxFile, reason: 'decode' });

@@ -74,6 +74,20 @@ export interface CollectionStats {
    * deletes, and the WAL, not applied) and unflushed is 0.
    */
   loaded: boolean;
+  /** What the last flush of this session cost, step by step (absent before the first). */
+  lastFlush?: FlushTimings;
+}
+
+/** The steps of one flush, in seconds of wall clock. */
+export interface FlushTimings {
+  /** Records written. */
+  records: number;
+  /** Assembling the new layer and building its HNSW graph on the worker thread, the graph's one serialization included. */
+  graphSeconds: number;
+  /** Sealing and writing the group's segment files until they are durable (the graph loads beside this). */
+  writeSeconds: number;
+  /** Loading the serialized graph into the caller's thread (hnswlib, on the thread pool), from the end of the build. */
+  loadSeconds: number;
 }
 
 export interface CompactionReport {

@@ -30,7 +30,7 @@ import { checkBatch, checkUpdates, type MetadataUpdate } from './records.js';
 import { countWhere, deleteWhere, getMany, list, records, searchMany, type ListOptions, type RecordPage } from './query-api.js';
 import { reencryptCollection, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
-export type { CollectionContext, CollectionCut, CollectionStats, CompactionReport, SearchOptions, SearchResult, StoredRecord, VectorRecord } from './collection-types.js';
+export type { CollectionContext, CollectionCut, CollectionStats, CompactionReport, FlushTimings, SearchOptions, SearchResult, StoredRecord, VectorRecord } from './collection-types.js';
 export { collectionDir } from './collection-memory.js';
 
 const MAX_BATCH = 1_000_000;
@@ -245,6 +245,7 @@ export class Collection<M extends object = Metadata> {
       generation: manifest?.generation ?? 0,
       dekVersion: s.ctx.keys.activeDekVersion(this.info.id),
       loaded: s.loaded,
+      ...(s.lastFlush ? { lastFlush: { ...s.lastFlush } } : {}),
     };
   }
 

@@ -4,8 +4,8 @@ import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/ma
 import { SegmentKind, readSegment } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList } from './blocks.js';
-import { commit, retire, rotateWal, writeGroup } from './collection-files.js';
-import { buildLayer, remap } from './collection-flush.js';
+import { commit, retire, rotateWal } from './collection-files.js';
+import { buildAndWriteGroup, remap } from './collection-flush.js';
 import type { CollectionMemory, Location } from './collection-memory.js';
 import type { Layer } from './layer.js';
 
@@ -91,9 +91,7 @@ async function compactOnce(s: CollectionMemory): Promise<boolean> {
   const segId = s.takeSegmentId();
   // Tombstones of a run that is not the oldest still mask records in the groups before it.
   const tombstones = run[0] === 0 ? [] : await readTombstones(s, chosen);
-  const layer = entries.length > 0 ? await buildLayer(s, entries, segId) : undefined;
-  crashPoint('compact:built');
-  const files = layer || tombstones.length > 0 ? await writeGroup(s, segId, layer, tombstones, 'compact') : [];
+  const { layer, files } = await buildAndWriteGroup(s, entries, segId, tombstones, 'compact');
   const dropFiles = async (): Promise<void> => {
     for (const f of files) await removeFile(segmentFile(s.dir, segId, f.kind));
   };

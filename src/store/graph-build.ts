@@ -1,7 +1,6 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { IndexBuildError } from '../errors.js';
-import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
 
@@ -29,38 +28,55 @@ index.writeIndexSync(path);
 parentPort.postMessage('built');
 `;
 
+/** The parent's flags a worker accepts: without --input-type and the V8 flags only a process takes. */
+export function workerExecArgv(argv: readonly string[]): string[] {
+  return argv.filter((a) => !a.startsWith('--input-type') && !/^--expose[-_]gc$/.test(a));
+}
+
 /**
  * Builds the HNSW graph of `vectors` (count × dim, label i at i × dim) on a
- * worker thread and returns it loaded in this thread. `vectors` is moved to
- * the worker (and zeroed there): the caller must not use it afterwards.
+ * worker thread, which serializes it into `path` (a staging file): that one
+ * serialization is both what the segment seals and what
+ * {@link loadGraph} reads into this thread. `vectors` is moved to the
+ * worker (and zeroed there): the caller must not use it afterwards.
  */
-export async function buildGraph(params: IndexParams, vectors: Float32Array, staging: Staging): Promise<HnswIndex> {
+export async function buildGraphFile(params: IndexParams, vectors: Float32Array, path: string): Promise<void> {
   const n = vectors.length / params.dim;
-  return staging.withFile(async (path) => {
-    await new Promise<void>((resolve, reject) => {
-      const worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        // A worker inherits the process's flags: under --input-type=module (node -e of an ES module) the CommonJS
-        // source above would not run, and a worker refuses V8-wide flags such as --expose-gc (npm run bench) outright.
-        // The other flags (memory limits) are kept.
-        execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type') && !/^--expose[-_]gc$/.test(a)),
-        workerData: { module: HNSWLIB, space: params.space, dim: params.dim, M: params.M, efConstruction: params.efConstruction, n, path, vectors },
-        transferList: [vectors.buffer as ArrayBuffer],
-      });
-      let built = false;
-      worker.once('message', () => {
-        built = true;
-      });
-      worker.once('error', (err) => reject(new IndexBuildError('the HNSW graph build failed', { cause: err })));
-      worker.once('exit', (code) => {
-        if (built) resolve();
-        else reject(new IndexBuildError(`the HNSW graph build ended without a graph (exit code ${code})`));
-      });
-      crashPoint('graph:started');
+  await new Promise<void>((resolve, reject) => {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      // A worker inherits the process's flags: under --input-type=module (node -e of an ES module) the CommonJS
+      // source above would not run, and a worker refuses per-process V8 flags such as --expose-gc (V8 flags
+      // apply to the whole process anyway). The other flags (memory limits, loaders) are kept.
+      execArgv: workerExecArgv(process.execArgv),
+      workerData: { module: HNSWLIB, space: params.space, dim: params.dim, M: params.M, efConstruction: params.efConstruction, n, path, vectors },
+      transferList: [vectors.buffer as ArrayBuffer],
     });
-    crashPoint('graph:built');
-    const index = emptyIndex(params);
-    index.readIndexSync(path, false);
-    return index;
+    let built = false;
+    worker.once('message', () => {
+      built = true;
+    });
+    worker.once('error', (err) => reject(new IndexBuildError('the HNSW graph build failed', { cause: err })));
+    worker.once('exit', (code) => {
+      if (built) resolve();
+      else reject(new IndexBuildError(`the HNSW graph build ended without a graph (exit code ${code})`));
+    });
+    crashPoint('graph:started');
   });
+  crashPoint('graph:built');
+}
+
+/**
+ * Loads a serialized graph with hnswlib's asynchronous load, which runs on
+ * the libuv thread pool: the caller's thread seals and writes the same
+ * file meanwhile instead of blocking on the load.
+ */
+export async function loadGraph(params: IndexParams, path: string): Promise<HnswIndex> {
+  const index = emptyIndex(params);
+  try {
+    await index.readIndex(path, false);
+  } catch (err) {
+    throw new IndexBuildError('the built HNSW graph does not load', { cause: err });
+  }
+  return index;
 }

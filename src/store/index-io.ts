@@ -44,11 +44,43 @@ export async function withSerializedIndex<T>(index: HnswIndex, staging: Staging,
 }
 
 /**
+ * Hands the bytes of a staging file (a graph the build worker serialized) to
+ * `consume` in batches of up to `batch` bytes, through one reused buffer
+ * that is zeroed at the end. The caller removes the file.
+ */
+export async function readStaged<T>(path: string, batch: number, consume: (bytes: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
+  const fd = openSync(path, 'r');
+  const size = fstatSync(fd).size;
+  const buf = Buffer.allocUnsafe(Math.max(1, Math.min(batch, size)));
+  try {
+    async function* batches(): AsyncGenerator<Uint8Array> {
+      for (let off = 0; off < size; ) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, size - off), off);
+        if (n === 0) return;
+        off += n;
+        yield buf.subarray(0, n);
+      }
+    }
+    return await consume(batches());
+  } finally {
+    buf.fill(0);
+    closeSync(fd);
+  }
+}
+
+/**
  * Loads an index whose serialized bytes `produce` writes, in order, into the
  * sink it is given; hnswlib reads the staging file only once `produce` has
- * resolved (for a segment: once its hash has been checked).
+ * resolved (for a segment: once its hash has been checked). The load runs on
+ * the thread pool (hnswlib's asynchronous readIndex) while `beside` runs on
+ * this thread (the group's other blocks are decrypted and decoded meanwhile).
  */
-export async function deserializeIndex(produce: (sink: (bytes: Uint8Array) => void) => Promise<void>, params: IndexParams, staging: Staging): Promise<HnswIndex> {
+export async function deserializeIndex<T>(
+  produce: (sink: (bytes: Uint8Array) => void) => Promise<void>,
+  params: IndexParams,
+  staging: Staging,
+  beside: () => Promise<T>,
+): Promise<{ index: HnswIndex; beside: T }> {
   return staging.withFile(async (path) => {
     try {
       const file = fileLayer().openSync(path, 'truncate', 0o600);
@@ -58,8 +90,18 @@ export async function deserializeIndex(produce: (sink: (bytes: Uint8Array) => vo
         file.closeSync();
       }
       const index = emptyIndex(params);
-      index.readIndexSync(path, false);
-      return index;
+      const loading = index.readIndex(path, false);
+      // Awaited below on every path: never an unhandled rejection.
+      loading.catch(() => undefined);
+      let other: T;
+      try {
+        other = await beside();
+      } catch (err) {
+        await loading.catch(() => undefined);
+        throw err;
+      }
+      await loading;
+      return { index, beside: other };
     } finally {
       await removeFile(path);
     }

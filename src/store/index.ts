@@ -7,6 +7,7 @@ export {
   type SearchResult,
   type CollectionStats,
   type CompactionReport,
+  type FlushTimings,
 } from './collection.js';
 export type { Filter, TypedFilter, Condition } from './filter.js';
 export type { ListOptions, RecordPage } from './query-api.js';
