@@ -49,7 +49,8 @@ async function ingest(d: Dataset, root: string): Promise<{ durable: number; inde
   const t0 = now();
   for (let i = 0; i < d.count; i += BATCH) {
     const batch: { id: string; vector: Float32Array; metadata: Record<string, unknown> }[] = [];
-    for (let j = i; j < Math.min(d.count, i + BATCH); j++) batch.push({ id: d.ids[j] as string, vector: vectorOf(d, j), metadata: d.metadata[j] ?? {} });
+    for (let j = i; j < Math.min(d.count, i + BATCH); j++)
+      batch.push({ id: d.ids[j] as string, vector: vectorOf(d, j), metadata: d.metadata[j] ?? {} });
     await col.upsert(batch);
   }
   const durable = now() - t0;
@@ -63,7 +64,9 @@ async function ingest(d: Dataset, root: string): Promise<{ durable: number; inde
   return { durable, indexed, searchOk };
 }
 
-async function flushSeries(root: string): Promise<{ flushes: number[]; groups: number; searchSteady: number; searchOneGroup: number; records: number }> {
+async function flushSeries(
+  root: string,
+): Promise<{ flushes: number[]; groups: number; searchSteady: number; searchOneGroup: number; records: number }> {
   const d = makeDataset(FLUSHES * FLUSH_SIZE, FLUSH_DIM, 21);
   const store = await openBenchStore(root, { autoFlushRecords: 0 });
   const col = await store.createCollection('f', { dim: FLUSH_DIM, M, efConstruction: EF_CONSTRUCTION });

@@ -25,7 +25,14 @@ const server = createServer((req, res) => {
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     setImmediate(() => {
-      res.writeHead(200, ['Content-Type', 'application/x-amz-json-1.1', 'Content-Length', String(answer.length), 'x-amzn-RequestId', 'floor']);
+      res.writeHead(200, [
+        'Content-Type',
+        'application/x-amz-json-1.1',
+        'Content-Length',
+        String(answer.length),
+        'x-amzn-RequestId',
+        'floor',
+      ]);
       res.end(answer);
     });
   });

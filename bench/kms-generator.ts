@@ -37,7 +37,9 @@ const LENGTH = Buffer.from('content-length:');
 function request(target: string, body: string): Buffer {
   const headers = signKmsRequest({ host: url.host, region, target, body, credentials });
   const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}`);
-  return Buffer.from(`POST / HTTP/1.1\r\n${lines.join('\r\n')}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: keep-alive\r\n\r\n${body}`);
+  return Buffer.from(
+    `POST / HTTP/1.1\r\n${lines.join('\r\n')}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: keep-alive\r\n\r\n${body}`,
+  );
 }
 
 /** Lowercase ASCII letters in place of uppercase, for a case-insensitive header search on a copy. */
@@ -87,7 +89,10 @@ async function once(req: Buffer): Promise<{ status: number; body: string }> {
   const s = await open();
   try {
     return await new Promise((resolve, reject) => {
-      s.on('data', framer((status, body) => resolve({ status, body: body!.toString('utf8') }), true));
+      s.on(
+        'data',
+        framer((status, body) => resolve({ status, body: body!.toString('utf8') }), true),
+      );
       s.once('error', reject);
       s.write(req);
     });

@@ -30,7 +30,10 @@ async function main(): Promise<void> {
   const config = createKeyServiceConfig('us-east-1', '000000000000');
   const service = await startKeyService({ port: 0, host: '127.0.0.1', dataDir, config, sweepIntervalMs: 60_000 });
   const creds = config.principals[0]!;
-  const sdk = Array.from({ length: clients }, () => new KMSClient({ endpoint: service.url, region: 'us-east-1', credentials: creds, maxAttempts: 1 }));
+  const sdk = Array.from(
+    { length: clients },
+    () => new KMSClient({ endpoint: service.url, region: 'us-east-1', credentials: creds, maxAttempts: 1 }),
+  );
   try {
     const keyId = (await sdk[0]!.send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata!.KeyId!;
     const context = { 'vectorseal:store': 'bench', 'vectorseal:collection': 'c', 'vectorseal:dek-version': '1' };

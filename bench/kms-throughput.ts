@@ -111,9 +111,28 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
     let etcdPid: number | undefined;
     if (shape.store === 'etcd') {
       etcdUrl = `http://127.0.0.1:${BASE_PORT + 10 * index}`;
-      const etcd = spawn(ETCD_BIN, ['--name', 'bench', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
-        '--listen-peer-urls', `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`,
-        '--initial-cluster', `bench=http://127.0.0.1:${BASE_PORT + 10 * index + 1}`, '--log-level', 'error'], { stdio: 'ignore' });
+      const etcd = spawn(
+        ETCD_BIN,
+        [
+          '--name',
+          'bench',
+          '--data-dir',
+          join(dir, 'etcd'),
+          '--listen-client-urls',
+          etcdUrl,
+          '--advertise-client-urls',
+          etcdUrl,
+          '--listen-peer-urls',
+          `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`,
+          '--initial-advertise-peer-urls',
+          `http://127.0.0.1:${BASE_PORT + 10 * index + 1}`,
+          '--initial-cluster',
+          `bench=http://127.0.0.1:${BASE_PORT + 10 * index + 1}`,
+          '--log-level',
+          'error',
+        ],
+        { stdio: 'ignore' },
+      );
       children.push(etcd);
       etcdPid = etcd.pid;
       await waitEtcd(etcdUrl);
@@ -123,7 +142,16 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
     const serverArgs =
       shape.store === 'none'
         ? [join(HERE, 'kms-floor-server.js'), '--port', String(port)]
-        : [join(HERE, 'kms-server.js'), '--workers', String(shape.workers), '--port', String(port), '--data-dir', join(dir, 'data'), ...(etcdUrl ? ['--etcd', etcdUrl] : [])];
+        : [
+            join(HERE, 'kms-server.js'),
+            '--workers',
+            String(shape.workers),
+            '--port',
+            String(port),
+            '--data-dir',
+            join(dir, 'data'),
+            ...(etcdUrl ? ['--etcd', etcdUrl] : []),
+          ];
     const server = spawn(process.execPath, serverArgs, {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, VS_BENCH_KMS_CONFIG: JSON.stringify(config) },
@@ -148,7 +176,12 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VS_BENCH_AK: admin.accessKeyId, VS_BENCH_SK: admin.secretAccessKey } },
     );
     children.push(generator);
-    const report = JSON.parse(await waitLine(generator, /\{"ok":[^\n]*\}/, (seconds + 60) * 1000)) as { ok: number; errors: number; seconds: number; generatorCpuSeconds: number };
+    const report = JSON.parse(await waitLine(generator, /\{"ok":[^\n]*\}/, (seconds + 60) * 1000)) as {
+      ok: number;
+      errors: number;
+      seconds: number;
+      generatorCpuSeconds: number;
+    };
     const serverCpu = (await cpuSeconds(ready.pids)) - serverBefore;
     const etcdCpu = etcdPid === undefined ? undefined : (await cpuSeconds([etcdPid])) - etcdBefore;
     const result: ShapeResult = {
@@ -212,12 +245,17 @@ async function main(): Promise<void> {
   const medians = rounds.map(median);
   const withRounds = (i: number) => ({
     ...medians[i]!,
-    rounds: rounds[i]!.map((x) => ({ loadAverage: x.loadAverage, requestsPerSecond: x.requestsPerSecond, requestsPerServerCpuSecond: x.requestsPerServerCpuSecond })),
+    rounds: rounds[i]!.map((x) => ({
+      loadAverage: x.loadAverage,
+      requestsPerSecond: x.requestsPerSecond,
+      requestsPerServerCpuSecond: x.requestsPerServerCpuSecond,
+    })),
   });
   const shapes = [withRounds(0), withRounds(1)];
   const floor = withRounds(2);
   for (const m of medians) {
-    const figures = `${m.requestsPerSecond}/s, ${m.requestsPerServerCpuSecond} per server CPU-second (${m.serverCpuMicrosPerRequest} µs/request)`;
+    const figures =
+      `${m.requestsPerSecond}/s, ${m.requestsPerServerCpuSecond} per server CPU-second ` + `(${m.serverCpuMicrosPerRequest} µs/request)`;
     process.stdout.write(`median of ${roundCount}: ${m.shape}: ${figures}\n`);
   }
   const best = shapes.reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a));
@@ -252,7 +290,10 @@ async function main(): Promise<void> {
   await writeFile(join(resultsDir, 'kms-throughput.json'), `${JSON.stringify(result, null, 2)}\n`);
   // Merged into latest.json: this run's figures replace the previous ones, other suites' entries stay.
   const latestFile = join(resultsDir, 'latest.json');
-  const latest = JSON.parse(await readFile(latestFile, 'utf8').catch(() => '{}')) as { goals?: { goal: string }[] } & Record<string, unknown>;
+  const latest = JSON.parse(await readFile(latestFile, 'utf8').catch(() => '{}')) as { goals?: { goal: string }[] } & Record<
+    string,
+    unknown
+  >;
   latest.kmsThroughput = result;
   latest.goals = [...(latest.goals ?? []).filter((g) => !g.goal.startsWith('key service:')), ...goals];
   await writeFile(latestFile, `${JSON.stringify(latest, null, 2)}\n`);

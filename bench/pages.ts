@@ -166,7 +166,9 @@ function benchEngine(engine: ChunkEngine, op: Op, key: Buffer, base: Buffer, pag
     const outs = (op === 'seal' ? sealed : pages).map((b) => Buffer.alloc(b.length));
     const inputs = op === 'seal' ? pages : sealed;
     const call = (i: number): number =>
-      op === 'seal' ? cipher.seal(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer) : cipher.open(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer);
+      op === 'seal'
+        ? cipher.seal(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer)
+        : cipher.open(base, i * perPage, inputs[i] as Buffer, outs[i] as Buffer);
     for (let i = 0; i < pages.length; i++) call(i);
     const expected = op === 'seal' ? sealed : pages;
     outs.forEach((o, i) => o.equals(expected[i] as Buffer) || fail(`${engine.name} ${op}`));
@@ -206,7 +208,9 @@ function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], seale
   const inputs = op === 'seal' ? pages : sealed;
   const expected = op === 'seal' ? sealed : pages;
   const nonce = Buffer.alloc(12);
-  inputs.forEach((input, i) => cipherivPage(op, key, base, i * perPage, input, nonce).equals(expected[i] as Buffer) || fail(`createCipheriv ${op}`));
+  inputs.forEach(
+    (input, i) => cipherivPage(op, key, base, i * perPage, input, nonce).equals(expected[i] as Buffer) || fail(`createCipheriv ${op}`),
+  );
   let i = 0;
   return timeSync(seconds, pageSize, () => {
     cipherivPage(op, key, base, i * perPage, inputs[i] as Buffer, nonce);
@@ -215,7 +219,15 @@ function benchCipheriv(op: Op, key: Buffer, base: Buffer, pages: Buffer[], seale
 }
 
 /** The pool over one batch of pages per call (about 4 MiB, so that dispatch is a small share of a call). */
-async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pages: Buffer[], sealed: Buffer[], seconds: number): Promise<Sample> {
+async function benchPool(
+  pool: CryptoPool,
+  op: Op,
+  key: Buffer,
+  base: Buffer,
+  pages: Buffer[],
+  sealed: Buffer[],
+  seconds: number,
+): Promise<Sample> {
   const pageSize = pages[0]?.length ?? 0;
   const perBatch = Math.max(pool.threads * 4, Math.ceil((4 * 1024 * 1024) / pageSize));
   const perPage = chunksOf(pageSize);
@@ -225,7 +237,8 @@ async function benchPool(pool: CryptoPool, op: Op, key: Buffer, base: Buffer, pa
   for (let p = 0; p < perBatch; p++) plain.set(pages[p % pages.length] as Buffer, p * pageSize);
   // Reference for the batch: page p at counter p × perPage.
   const ref = nodeEngine.cipher(key);
-  for (let p = 0; p < perBatch; p++) ref.seal(base, p * perPage, plain.subarray(p * pageSize, (p + 1) * pageSize), ct.subarray(p * sealedPage));
+  for (let p = 0; p < perBatch; p++)
+    ref.seal(base, p * perPage, plain.subarray(p * pageSize, (p + 1) * pageSize), ct.subarray(p * sealedPage));
   ref.dispose();
   const out = sharedBuffer(op === 'seal' ? ct.length : plain.length);
   const step = (): Promise<number> =>
@@ -248,7 +261,18 @@ async function opensslSpeed(op: Op, pageSize: number, seconds: number): Promise<
 }
 
 async function opensslOnce(op: Op, pageSize: number, seconds: number, elapsed: boolean): Promise<number | undefined> {
-  const args = ['speed', ...(elapsed ? ['-elapsed'] : []), '-mr', '-evp', 'aes-256-gcm', ...(op === 'open' ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', String(seconds)];
+  const args = [
+    'speed',
+    ...(elapsed ? ['-elapsed'] : []),
+    '-mr',
+    '-evp',
+    'aes-256-gcm',
+    ...(op === 'open' ? ['-decrypt'] : []),
+    '-bytes',
+    String(pageSize),
+    '-seconds',
+    String(seconds),
+  ];
   try {
     const { stdout } = await run('openssl', args, { timeout: (seconds + 30) * 1000 });
     // Machine-readable line: +F:<n>:AES-256-GCM:<bytes per second>
@@ -269,7 +293,8 @@ async function opensslVersion(): Promise<string> {
 }
 
 const round = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x * 100) / 100);
-const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || b === 0 ? undefined : round(a / b));
+const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined || b === undefined || b === 0 ? undefined : round(a / b);
 
 /** Runs the page benchmark and returns the numbers (prints nothing unless `log` is given). */
 export async function runPageBench(options: PageBenchOptions = {}): Promise<PageBenchResult> {
@@ -309,8 +334,10 @@ export async function runPageBench(options: PageBenchOptions = {}): Promise<Page
             const [name, measure] = contenders[(k + r) % contenders.length] as (typeof contenders)[number];
             const value = await measure();
             const cpuNote = value?.cpu === undefined ? '' : ` (${value.cpu.toFixed(0)} per CPU-second)`;
-            log(`  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ` +
-              `${value === undefined ? 'n/a' : value.wall.toFixed(0)} MB/s${cpuNote}`);
+            log(
+              `  ${String(pageSize / 1024).padStart(2)} KiB ${op} ${name.padEnd(11)} round ${r + 1}: ` +
+                `${value === undefined ? 'n/a' : value.wall.toFixed(0)} MB/s${cpuNote}`,
+            );
             if (value === undefined) continue;
             mbps[name] = Math.max(mbps[name] ?? 0, round(value.wall) as number);
             if (value.cpu !== undefined) cpuMbps[name] = Math.max(cpuMbps[name] ?? 0, round(value.cpu) as number);
@@ -425,12 +452,25 @@ async function main(): Promise<void> {
   };
   const seconds = flag('--seconds');
   const rounds = flag('--rounds');
-  const sizes = process.argv.includes('--sizes') ? String(process.argv[process.argv.indexOf('--sizes') + 1]).split(',').map((k) => Number(k) * 1024) : undefined;
-  const result = await runPageBench({ quick, ...(seconds ? { seconds } : {}), ...(rounds ? { rounds } : {}), ...(sizes ? { sizes } : {}), log: (l) => console.error(l) });
+  const sizes = process.argv.includes('--sizes')
+    ? String(process.argv[process.argv.indexOf('--sizes') + 1])
+        .split(',')
+        .map((k) => Number(k) * 1024)
+    : undefined;
+  const result = await runPageBench({
+    quick,
+    ...(seconds ? { seconds } : {}),
+    ...(rounds ? { rounds } : {}),
+    ...(sizes ? { sizes } : {}),
+    log: (l) => console.error(l),
+  });
   console.log(formatPageBench(result));
   const dir = join(repoRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'pages.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, hotPath: hotPathSummary(result), ...result }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, 'pages.json'),
+    `${JSON.stringify({ date: new Date().toISOString(), quick, hotPath: hotPathSummary(result), ...result }, null, 2)}\n`,
+  );
   console.log(`\nwrote ${join(dir, 'pages.json')}`);
 }
 

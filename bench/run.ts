@@ -58,8 +58,10 @@ function flag(name: string): string | undefined {
 }
 
 function chartSubtitle(s: Summary, rounds: number): string {
-  return `${s.machine.cpu}, ${s.machine.cores} cores, Node ${s.machine.node}; ` +
-    `best of ${rounds} interleaved round(s); ${s.date.slice(0, 10)}`;
+  return (
+    `${s.machine.cpu}, ${s.machine.cores} cores, Node ${s.machine.node}; ` +
+    `best of ${rounds} interleaved round(s); ${s.date.slice(0, 10)}`
+  );
 }
 
 /** Regenerates the Markdown and the chart from a results file (after a change to their layout). */
@@ -162,8 +164,11 @@ async function main(): Promise<void> {
   // A run of some sections keeps the other sections' figures of the last full run, so latest.json stays whole.
   if (only) {
     try {
-      const previous = JSON.parse(readFileSync(join(resultsDir(), `latest${quick ? '-quick' : ''}.json`), 'utf8')) as { details?: Partial<SuiteRun> };
-      for (const [k, v] of Object.entries(previous.details ?? {})) if (!(k in run) && v !== undefined) (run as Record<string, unknown>)[k] = v;
+      const previous = JSON.parse(readFileSync(join(resultsDir(), `latest${quick ? '-quick' : ''}.json`), 'utf8')) as {
+        details?: Partial<SuiteRun>;
+      };
+      for (const [k, v] of Object.entries(previous.details ?? {}))
+        if (!(k in run) && v !== undefined) (run as Record<string, unknown>)[k] = v;
     } catch {
       // No earlier results: only the sections run now are reported.
     }

@@ -48,10 +48,15 @@ function softhsm(): { module: string; dir: string; pin: string } {
   if (!module) throw new Error('SoftHSM2 is not installed (apt-get install softhsm2)');
   const dir = mkdtempSync(join(tmpdir(), 'vs-xks-bench-'));
   mkdirSync(join(dir, 'tokens'), { mode: 0o700 });
-  writeFileSync(join(dir, 'softhsm2.conf'), `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  writeFileSync(
+    join(dir, 'softhsm2.conf'),
+    `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+  );
   process.env['SOFTHSM2_CONF'] = join(dir, 'softhsm2.conf');
   const pin = randomBytes(6).toString('hex');
-  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', pin, '--so-pin', randomBytes(6).toString('hex')], { stdio: 'pipe' });
+  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', pin, '--so-pin', randomBytes(6).toString('hex')], {
+    stdio: 'pipe',
+  });
   return { module, dir, pin };
 }
 
@@ -91,7 +96,11 @@ async function main(): Promise<void> {
         const iv = randomBytes(12);
         const c = createCipheriv('aes-256-gcm', key, iv);
         const ct = Buffer.concat([c.update(Buffer.from(body['plaintext']!, 'base64')), c.final()]);
-        out = { ciphertext: ct.toString('base64'), initializationVector: iv.toString('base64'), authenticationTag: c.getAuthTag().toString('base64') };
+        out = {
+          ciphertext: ct.toString('base64'),
+          initializationVector: iv.toString('base64'),
+          authenticationTag: c.getAuthTag().toString('base64'),
+        };
       } else {
         const d = createDecipheriv('aes-256-gcm', key, Buffer.from(body['initializationVector']!, 'base64'));
         d.setAuthTag(Buffer.from(body['authenticationTag']!, 'base64'));
@@ -105,7 +114,12 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => baseline.listen(0, '127.0.0.1', r));
   const baselineUrl = `https://127.0.0.1:${(baseline.address() as { port: number }).port}`;
 
-  const meta = { awsPrincipalArn: 'arn:aws:iam::123456789012:user/bench', kmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/bench', kmsOperation: 'GenerateDataKey', kmsRequestId: 'bench' };
+  const meta = {
+    awsPrincipalArn: 'arn:aws:iam::123456789012:user/bench',
+    kmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/bench',
+    kmsOperation: 'GenerateDataKey',
+    kmsRequestId: 'bench',
+  };
   const fresh = process.argv.includes('--fresh-connections');
   const one = async (url: string, agent?: Agent) => {
     const enc = await xksCall({
@@ -121,7 +135,13 @@ async function main(): Promise<void> {
     const dec = await xksCall({
       url,
       path: `${PREFIX}/keys/bench-key/decrypt`,
-      body: { requestMetadata: { ...meta, kmsOperation: 'Decrypt' }, ciphertext: enc.body['ciphertext'], initializationVector: enc.body['initializationVector'], authenticationTag: enc.body['authenticationTag'], encryptionAlgorithm: 'AES_GCM' },
+      body: {
+        requestMetadata: { ...meta, kmsOperation: 'Decrypt' },
+        ciphertext: enc.body['ciphertext'],
+        initializationVector: enc.body['initializationVector'],
+        authenticationTag: enc.body['authenticationTag'],
+        encryptionAlgorithm: 'AES_GCM',
+      },
       ca: pki.ca,
       ...credential,
       ...(agent ? { agent } : {}),
@@ -180,7 +200,13 @@ async function main(): Promise<void> {
       p50Ms: +percentile(all, 50).toFixed(2),
       p99Ms: +percentile(all, 99).toFixed(2),
       maxMs: +(all.at(-1) ?? NaN).toFixed(2),
-      p99PerRoundMs: ps.map((p) => +percentile([...p.latencies].sort((a, b) => a - b), 99).toFixed(2)),
+      p99PerRoundMs: ps.map(
+        (p) =>
+          +percentile(
+            [...p.latencies].sort((a, b) => a - b),
+            99,
+          ).toFixed(2),
+      ),
     };
   };
   const result = {

@@ -38,8 +38,27 @@ export {
   type Pkcs11KekOptions,
 } from './keys/pkcs11.js';
 export { XksKekProvider, xksProviderFactory, type XksKekOptions } from './keys/xks.js';
-export { startXksProxy, XksHsm, createXksCredential, loadXksConfig, type XksConfig, type XksProxyOptions, type RunningXksProxy } from './xks/index.js';
-export { backupStore, restoreBackup, verifyBackup, type BackupOptions, type BackupReport, type RestoreOptions, type RestoreReport, type RewrapOptions, type VerifyBackupOptions, type VerifyBackupReport } from './backup/index.js';
+export {
+  startXksProxy,
+  XksHsm,
+  createXksCredential,
+  loadXksConfig,
+  type XksConfig,
+  type XksProxyOptions,
+  type RunningXksProxy,
+} from './xks/index.js';
+export {
+  backupStore,
+  restoreBackup,
+  verifyBackup,
+  type BackupOptions,
+  type BackupReport,
+  type RestoreOptions,
+  type RestoreReport,
+  type RewrapOptions,
+  type VerifyBackupOptions,
+  type VerifyBackupReport,
+} from './backup/index.js';
 export {
   AuditTrail,
   verifyAuditTrail,

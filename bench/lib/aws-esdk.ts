@@ -38,7 +38,11 @@ export class EsdkContender {
   }
 
   private encrypt(pageSize: number): ReturnType<EsdkContender['client']['encrypt']> {
-    return this.client.encrypt(this.keyring, this.segment, { suiteId: this.suiteId, frameLength: pageSize, encryptionContext: { bench: 'pages' } });
+    return this.client.encrypt(this.keyring, this.segment, {
+      suiteId: this.suiteId,
+      frameLength: pageSize,
+      encryptionContext: { bench: 'pages' },
+    });
   }
 
   /**
@@ -49,8 +53,10 @@ export class EsdkContender {
   async verify(pageSize: number): Promise<Buffer> {
     const { result, messageHeader } = await this.encrypt(pageSize);
     if (messageHeader.suiteId !== this.suiteId || messageHeader.frameLength !== pageSize) {
-      throw new Error(`AWS Encryption SDK used suite ${messageHeader.suiteId} with frames of ${messageHeader.frameLength}, ` +
-        'not the requested ones; refusing to time it');
+      throw new Error(
+        `AWS Encryption SDK used suite ${messageHeader.suiteId} with frames of ${messageHeader.frameLength}, ` +
+          'not the requested ones; refusing to time it',
+      );
     }
     // Every frame carries a 16-byte tag: fewer bytes than that means no framing at this size.
     if (result.length < ESDK_SEGMENT_BYTES + Math.ceil(ESDK_SEGMENT_BYTES / pageSize) * 16) {

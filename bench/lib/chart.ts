@@ -60,18 +60,26 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
       lx = LEFT;
       ly += 20;
     }
-    parts.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${COLORS[c]}"/>`, `<text x="${lx + 17}" y="${ly + 11}">${esc(contenderLabel(c))}</text>`);
+    parts.push(
+      `<rect x="${lx}" y="${ly}" width="12" height="12" fill="${COLORS[c]}"/>`,
+      `<text x="${lx + 17}" y="${ly + 11}">${esc(contenderLabel(c))}</text>`,
+    );
     lx += w;
   }
   (['seal', 'open'] as Op[]).forEach((op, p) => {
     const x0 = LEFT + p * (panelW + GAP);
-    parts.push(`<text x="${x0 + panelW / 2}" y="${TOP - 6}" text-anchor="middle" font-size="14" font-weight="bold">` +
-      `${op === 'seal' ? 'seal (encrypt)' : 'open (decrypt)'}</text>`);
+    parts.push(
+      `<text x="${x0 + panelW / 2}" y="${TOP - 6}" text-anchor="middle" font-size="14" font-weight="bold">` +
+        `${op === 'seal' ? 'seal (encrypt)' : 'open (decrypt)'}</text>`,
+    );
     for (let v = 0; v <= top + 1e-9; v += step) {
       parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y(v)}" y2="${y(v)}" stroke="#e3e3e3"/>`);
       parts.push(`<text x="${x0 - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${v.toFixed(0)}</text>`);
     }
-    parts.push(`<line x1="${x0}" x2="${x0}" y1="${TOP}" y2="${TOP + plotH}" stroke="#333"/>`, `<line x1="${x0}" x2="${x0 + panelW}" y1="${TOP + plotH}" y2="${TOP + plotH}" stroke="#333"/>`);
+    parts.push(
+      `<line x1="${x0}" x2="${x0}" y1="${TOP}" y2="${TOP + plotH}" stroke="#333"/>`,
+      `<line x1="${x0}" x2="${x0 + panelW}" y1="${TOP + plotH}" y2="${TOP + plotH}" stroke="#333"/>`,
+    );
     const groupW = panelW / sizes.length;
     const barW = (groupW * 0.8) / present.length;
     sizes.forEach((size, g) => {
@@ -81,16 +89,25 @@ export function renderChart(pages: PageSuiteResult, subtitle: string): string {
         const v = row?.mbps[c];
         if (v === undefined) return;
         const bx = gx + i * barW;
-        parts.push(`<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="` +
-          `${(TOP + plotH - y(v)).toFixed(1)}" fill="${COLORS[c]}"><title>` +
-          `${esc(`${contenderLabel(c)}, ${size / 1024} KiB ${op}: ${v.toFixed(0)} MB/s`)}</title></rect>`);
-        parts.push(`<text x="${(bx + barW / 2 - 1).toFixed(1)}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle" ` +
-          `font-size="9" fill="#333">${v.toFixed(0)}</text>`);
+        parts.push(
+          `<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="` +
+            `${(TOP + plotH - y(v)).toFixed(1)}" fill="${COLORS[c]}"><title>` +
+            `${esc(`${contenderLabel(c)}, ${size / 1024} KiB ${op}: ${v.toFixed(0)} MB/s`)}</title></rect>`,
+        );
+        parts.push(
+          `<text x="${(bx + barW / 2 - 1).toFixed(1)}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle" ` +
+            `font-size="9" fill="#333">${v.toFixed(0)}</text>`,
+        );
       });
-      parts.push(`<text x="${x0 + g * groupW + groupW / 2}" y="${TOP + plotH + 20}" text-anchor="middle" font-size="13">${size / 1024} KiB</text>`);
+      parts.push(
+        `<text x="${x0 + g * groupW + groupW / 2}" y="${TOP + plotH + 20}" text-anchor="middle" font-size="13">${size / 1024} KiB</text>`,
+      );
     });
     parts.push(`<text x="${x0 + panelW / 2}" y="${TOP + plotH + 42}" text-anchor="middle" fill="#444">page size</text>`);
   });
-  parts.push(`<text transform="translate(22 ${TOP + plotH / 2}) rotate(-90)" text-anchor="middle" fill="#444">MB/s (10^6 bytes per second)</text>`, '</svg>');
+  parts.push(
+    `<text transform="translate(22 ${TOP + plotH / 2}) rotate(-90)" text-anchor="middle" fill="#444">MB/s (10^6 bytes per second)</text>`,
+    '</svg>',
+  );
   return `${parts.join('\n')}\n`;
 }

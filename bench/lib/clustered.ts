@@ -32,7 +32,13 @@ export function makeClusteredDataset(count: number, dim: number, seed = 13): Dat
     for (let j = 0; j < dim; j++) vectors[i * dim + j] = (centres[c + j] as number) + (r() * 2 - 1) * 0.6;
   }
   const ids = Array.from({ length: count }, (_, i) => `doc-${String(i).padStart(7, '0')}`);
-  const metadata = ids.map((_, i) => ({ lang: LANGS[i % LANGS.length] as string, title: `document ${i}`, s1: i % 100, s10: i % 10, s50: i % 2 }));
+  const metadata = ids.map((_, i) => ({
+    lang: LANGS[i % LANGS.length] as string,
+    title: `document ${i}`,
+    s1: i % 100,
+    s10: i % 10,
+    s50: i % 2,
+  }));
   return { count, dim, ids, vectors, metadata };
 }
 

@@ -98,8 +98,10 @@ export async function runEndToEnd(o: EndToEndOptions): Promise<EndToEndResult> {
   const keyDir = join(o.workDir, 'keys');
   // Automatic flushes off: the one flush measured must persist every record, as the plaintext side does.
   const storeOptions = { dir: storeDir, keys: { provider: 'local' as const, keyDir }, autoFlushRecords: 0 };
-  log(`end to end: ${o.count} × ${o.dim} float32 (${((o.count * o.dim * 4) / 1e6).toFixed(0)} MB of ` +
-    `vectors), M=${o.M}, efConstruction=${o.efConstruction}`);
+  log(
+    `end to end: ${o.count} × ${o.dim} float32 (${((o.count * o.dim * 4) / 1e6).toFixed(0)} MB of ` +
+      `vectors), M=${o.M}, efConstruction=${o.efConstruction}`,
+  );
 
   // Build both sides (not timed in the ratios).
   const plainBuilt = await buildPlain(d, params, log);
@@ -189,8 +191,10 @@ export async function runEndToEnd(o: EndToEndOptions): Promise<EndToEndResult> {
       await plainStep();
       await vsStep();
     }
-    log(`  reopen round ${r + 1}: vectorseal ${(vsOpen.at(-1) as number).toFixed(2)} s, ` +
-      `plaintext ${(plainOpen.at(-1) as number).toFixed(2)} s`);
+    log(
+      `  reopen round ${r + 1}: vectorseal ${(vsOpen.at(-1) as number).toFixed(2)} s, ` +
+        `plaintext ${(plainOpen.at(-1) as number).toFixed(2)} s`,
+    );
   }
   const reopened = (openStoreNow as Store | undefined)?.collection('bench');
   if (!reopened || !plainOpened) throw new Error('end to end: nothing was reopened');
@@ -245,14 +249,20 @@ async function buildPlain(d: Dataset, params: PlainParams, log: Log): Promise<{ 
   return { collection: t.value, seconds: t.seconds };
 }
 
-async function buildVectorseal(store: Store, d: Dataset, params: PlainParams, log: Log): Promise<{ collection: Collection; seconds: number }> {
+async function buildVectorseal(
+  store: Store,
+  d: Dataset,
+  params: PlainParams,
+  log: Log,
+): Promise<{ collection: Collection; seconds: number }> {
   const p = progress(log, '  vectorseal upsert (WAL + HNSW build)', d.count);
   const t = await timed(async () => {
     const c = await store.createCollection('bench', { dim: params.dim, space: 'l2', M: params.M, efConstruction: params.efConstruction });
     for (let at = 0; at < d.count; at += BATCH) {
       const end = Math.min(d.count, at + BATCH);
       const batch = [];
-      for (let i = at; i < end; i++) batch.push({ id: d.ids[i] as string, vector: vectorOf(d, i), metadata: d.metadata[i] as Record<string, unknown> });
+      for (let i = at; i < end; i++)
+        batch.push({ id: d.ids[i] as string, vector: vectorOf(d, i), metadata: d.metadata[i] as Record<string, unknown> });
       await c.upsert(batch);
       p.tick(end);
     }
@@ -280,7 +290,11 @@ function verifyPlain(c: PlainCollection, d: Dataset): void {
   if (c.ids.length !== d.count) throw new Error('end to end: plaintext reopened the wrong record count; refusing to report');
   for (let i = 0; i < d.count; i++) {
     const label = c.labels.get(d.ids[i] as string);
-    if (label === undefined || !sameVector(c.vectors[label] as Float32Array, vectorOf(d, i)) || JSON.stringify(c.metadata[label]) !== JSON.stringify(d.metadata[i])) {
+    if (
+      label === undefined ||
+      !sameVector(c.vectors[label] as Float32Array, vectorOf(d, i)) ||
+      JSON.stringify(c.metadata[label]) !== JSON.stringify(d.metadata[i])
+    ) {
       throw new Error(`end to end: plaintext record ${i} reads back wrong; refusing to report`);
     }
   }

@@ -24,8 +24,16 @@ export async function kmsLoadResult(log: Log, options: { rerun: boolean; seconds
   log(`key service load: running bench/kms-load.ts for ${options.seconds} s`);
   const root = repoRoot();
   try {
-    await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'bench', 'tsconfig.kms-load.json')], { cwd: root });
-    const { stdout } = await run(process.execPath, [join(root, 'dist', 'bench-kms', 'bench', 'kms-load.js'), '--seconds', String(options.seconds)], { cwd: root, timeout: (options.seconds + 60) * 1000 });
+    await run(
+      process.execPath,
+      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'bench', 'tsconfig.kms-load.json')],
+      { cwd: root },
+    );
+    const { stdout } = await run(
+      process.execPath,
+      [join(root, 'dist', 'bench-kms', 'bench', 'kms-load.js'), '--seconds', String(options.seconds)],
+      { cwd: root, timeout: (options.seconds + 60) * 1000 },
+    );
     log(`  ${stdout.trim()}`);
     return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
   } catch (err) {

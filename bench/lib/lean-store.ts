@@ -70,7 +70,8 @@ export class LeanCollection {
     index.readIndexSync(join(dir, INDEX_FILE), false);
     const c = new LeanCollection(index);
     const r = packr.unpack(await fs.readFile(join(dir, RECORDS_FILE))) as { ids: string[]; metadata: (LeanMetadata | null)[] };
-    if (r.ids.length !== index.getCurrentCount() || r.metadata.length !== r.ids.length) throw new Error('lean plaintext files disagree on the record count');
+    if (r.ids.length !== index.getCurrentCount() || r.metadata.length !== r.ids.length)
+      throw new Error('lean plaintext files disagree on the record count');
     r.ids.forEach((id, i) => {
       c.ids.push(id);
       c.metadata.push(r.metadata[i] ?? undefined);
@@ -82,8 +83,14 @@ export class LeanCollection {
   /** k nearest, closest first, with ids and metadata; `accept` filters during the graph walk (hnswlib's own filter). */
   search(query: Float32Array, k: number, ef: number, accept?: (m: LeanMetadata | undefined) => boolean): { id: string; score: number }[] {
     this.index.setEf(Math.max(ef, k));
-    const res = accept ? this.index.searchKnn(Array.from(query), k, (label) => accept(this.metadata[label])) : this.index.searchKnn(Array.from(query), k);
-    return res.neighbors.map((label, i) => ({ id: this.ids[label] as string, score: res.distances[i] as number, metadata: this.metadata[label] }));
+    const res = accept
+      ? this.index.searchKnn(Array.from(query), k, (label) => accept(this.metadata[label]))
+      : this.index.searchKnn(Array.from(query), k);
+    return res.neighbors.map((label, i) => ({
+      id: this.ids[label] as string,
+      score: res.distances[i] as number,
+      metadata: this.metadata[label],
+    }));
   }
 }
 

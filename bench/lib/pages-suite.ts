@@ -6,7 +6,15 @@ import { ratio } from './stats.js';
 
 /** Every page contender: bench/pages.ts's five, and the AWS Encryption SDK. */
 export type SuiteContender = Contender | 'aws-esdk';
-export const SUITE_CONTENDERS: readonly SuiteContender[] = ['openssl', 'native', 'native-batch', 'native-pool', 'node', 'cipheriv', 'aws-esdk'];
+export const SUITE_CONTENDERS: readonly SuiteContender[] = [
+  'openssl',
+  'native',
+  'native-batch',
+  'native-pool',
+  'node',
+  'cipheriv',
+  'aws-esdk',
+];
 
 export interface PageSuiteRow {
   pageSize: number;
@@ -66,14 +74,17 @@ export async function runPageSuite(options: PageSuiteOptions): Promise<PageSuite
     const pagesStep = async (): Promise<void> => {
       log(`pages: round ${round + 1}/${rounds} (bench/pages.ts, ${seconds} s per cell)`);
       last = await runPageBench({ sizes, rounds: 1, seconds, quick: options.quick ?? false, log });
-      for (const r of last.rows) for (const name of Object.keys(r.mbps) as Contender[]) record(row(r.pageSize, r.op), name, r.mbps[name], r.cpuMbps[name]);
+      for (const r of last.rows)
+        for (const name of Object.keys(r.mbps) as Contender[]) record(row(r.pageSize, r.op), name, r.mbps[name], r.cpuMbps[name]);
     };
     const esdkStep = async (): Promise<void> => {
       if (!esdk) return;
       for (const pageSize of sizes) {
         const s = await esdk.measure(pageSize, seconds);
-        log(`  ${String(pageSize / 1024).padStart(2)} KiB aws-esdk    round ${round + 1}: ` +
-          `seal ${s.seal.toFixed(0)} MB/s, open ${s.open.toFixed(0)} MB/s`);
+        log(
+          `  ${String(pageSize / 1024).padStart(2)} KiB aws-esdk    round ${round + 1}: ` +
+            `seal ${s.seal.toFixed(0)} MB/s, open ${s.open.toFixed(0)} MB/s`,
+        );
         record(row(pageSize, 'seal'), 'aws-esdk', s.seal, s.sealCpu);
         record(row(pageSize, 'open'), 'aws-esdk', s.open, s.openCpu);
       }
@@ -89,7 +100,8 @@ export async function runPageSuite(options: PageSuiteOptions): Promise<PageSuite
   if (!last) throw new Error('page suite ran no round');
   const ordered = sizes.flatMap((s) => (['seal', 'open'] as const).map((op) => row(s, op)));
   for (const r of ordered) {
-    for (const m of [r.mbps, r.cpuMbps]) for (const k of Object.keys(m) as SuiteContender[]) m[k] = Math.round((m[k] as number) * 100) / 100;
+    for (const m of [r.mbps, r.cpuMbps])
+      for (const k of Object.keys(m) as SuiteContender[]) m[k] = Math.round((m[k] as number) * 100) / 100;
   }
   return { machine: last.machine, seconds, rounds, poolThreads: last.poolThreads, rows: ordered };
 }
@@ -134,7 +146,13 @@ export function suiteHotPath(s: PageSuiteResult, pageSize = 16384): Record<strin
     ...hotPathSummary(asPageBenchResult(s), pageSize),
     allCoresThreads: s.poolThreads,
     awsEsdkMBps: { seal: seal?.mbps['aws-esdk'], open: open?.mbps['aws-esdk'] },
-    ratioToAwsEsdk: { seal: seal ? rowRatios(seal)['nativeToAwsEsdk'] : undefined, open: open ? rowRatios(open)['nativeToAwsEsdk'] : undefined },
-    ratioToAwsEsdkCpu: { seal: seal ? rowRatios(seal)['nativeToAwsEsdkCpu'] : undefined, open: open ? rowRatios(open)['nativeToAwsEsdkCpu'] : undefined },
+    ratioToAwsEsdk: {
+      seal: seal ? rowRatios(seal)['nativeToAwsEsdk'] : undefined,
+      open: open ? rowRatios(open)['nativeToAwsEsdk'] : undefined,
+    },
+    ratioToAwsEsdkCpu: {
+      seal: seal ? rowRatios(seal)['nativeToAwsEsdkCpu'] : undefined,
+      open: open ? rowRatios(open)['nativeToAwsEsdkCpu'] : undefined,
+    },
   };
 }

@@ -46,13 +46,22 @@ export async function ensurePeers(log: Log): Promise<void> {
 /** The members of @aws-crypto/client-node the benchmark uses. */
 export interface AwsEsdk {
   buildClient(policy: string): {
-    encrypt(keyring: unknown, plaintext: Uint8Array, options: { suiteId: number; frameLength: number; encryptionContext?: Record<string, string> }): Promise<{
+    encrypt(
+      keyring: unknown,
+      plaintext: Uint8Array,
+      options: { suiteId: number; frameLength: number; encryptionContext?: Record<string, string> },
+    ): Promise<{
       result: Buffer;
       messageHeader: { suiteId: number; frameLength: number };
     }>;
     decrypt(keyring: unknown, ciphertext: Uint8Array): Promise<{ plaintext: Buffer; messageHeader: { suiteId: number } }>;
   };
-  RawAesKeyringNode: new (input: { keyName: string; keyNamespace: string; unencryptedMasterKey: Uint8Array; wrappingSuite: unknown }) => object;
+  RawAesKeyringNode: new (input: {
+    keyName: string;
+    keyNamespace: string;
+    unencryptedMasterKey: Uint8Array;
+    wrappingSuite: unknown;
+  }) => object;
   RawAesWrappingSuiteIdentifier: { AES256_GCM_IV12_TAG16_NO_PADDING: unknown };
   AlgorithmSuiteIdentifier: { ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY: number };
   CommitmentPolicy: { REQUIRE_ENCRYPT_REQUIRE_DECRYPT: string };

@@ -94,7 +94,11 @@ export class PlainCollection {
   search(query: Float32Array, k: number, ef: number): { id: string; score: number; metadata: Record<string, unknown> | undefined }[] {
     this.index.setEf(Math.max(ef, k));
     const res = this.index.searchKnn(Array.from(query), k);
-    return res.neighbors.map((label, i) => ({ id: this.ids[label] as string, score: res.distances[i] as number, metadata: this.metadata[label] }));
+    return res.neighbors.map((label, i) => ({
+      id: this.ids[label] as string,
+      score: res.distances[i] as number,
+      metadata: this.metadata[label],
+    }));
   }
 }
 

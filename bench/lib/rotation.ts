@@ -44,7 +44,13 @@ export interface DataRotation {
 }
 
 /** Creates `count` collections through the public API, then rotates the store's KEK `rounds` times; verifies every rotation. */
-export async function rotateCollections(workDir: string, count: number, rounds: number, log: Log, oneByOne = 0): Promise<CollectionsRotation> {
+export async function rotateCollections(
+  workDir: string,
+  count: number,
+  rounds: number,
+  log: Log,
+  oneByOne = 0,
+): Promise<CollectionsRotation> {
   const root = join(workDir, `keyring-${count}`);
   await fs.rm(root, { recursive: true, force: true });
   const options = { dir: join(root, 'data'), keys: { provider: 'local' as const, keyDir: join(root, 'keys') }, maintainOnOpen: false };
@@ -90,8 +96,10 @@ export async function rotateCollections(workDir: string, count: number, rounds: 
         const t = await timed(() => s.rotateKek());
         seconds.push(t.seconds);
         rewrapped = t.value.rewrapped;
-        log(`  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} ` +
-          `rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`);
+        log(
+          `  rotation of ${count} collections, round ${r + 1}: ${t.seconds.toFixed(3)} s (${t.value.rewrapped} ` +
+            `rewrapped, KEK v${String(t.value.fromVersion)} → v${String(t.value.toVersion)})`,
+        );
         // The store's own keys (audit trail, store state) are rewrapped too.
         if (t.value.rewrapped < count) throw new Error(`rotation rewrapped ${t.value.rewrapped} of ${count} DEKs; refusing to report`);
       } finally {
@@ -157,7 +165,11 @@ export async function rotateWithData(workDir: string, targetBytes: number, round
       for (let at = 0; at < records; at += 100) {
         const batch = [];
         for (let i = at; i < Math.min(records, at + 100); i++) {
-          batch.push({ id: `r${i}`, vector: Float32Array.from({ length: 16 }, () => Math.random()), metadata: { blob: randomBytes(45_000).toString('base64') } });
+          batch.push({
+            id: `r${i}`,
+            vector: Float32Array.from({ length: 16 }, () => Math.random()),
+            metadata: { blob: randomBytes(45_000).toString('base64') },
+          });
         }
         await c.upsert(batch);
         p.tick(at);
@@ -182,8 +194,10 @@ export async function rotateWithData(workDir: string, targetBytes: number, round
         seconds.push(t.seconds);
         const d = diffSnapshots(before, after);
         if (r === 0 || d.bytesRewritten > diff.bytesRewritten) diff = d;
-        log(`  rotation over ${(d.bytes / 1e6).toFixed(0)} MB of data, round ${r + 1}: ` +
-          `${t.seconds.toFixed(3)} s, ${d.bytesRewritten} data bytes rewritten`);
+        log(
+          `  rotation over ${(d.bytes / 1e6).toFixed(0)} MB of data, round ${r + 1}: ` +
+            `${t.seconds.toFixed(3)} s, ${d.bytesRewritten} data bytes rewritten`,
+        );
         if (t.value.rewrapped < 1) throw new Error('rotation rewrapped nothing; refusing to report');
       } finally {
         await s.close({ flush: false });

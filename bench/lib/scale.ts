@@ -75,7 +75,14 @@ export interface ScaleResult {
     toIndexed?: { vectorsealSeconds: number; leanSeconds: number; ratio: number | undefined };
   };
   bytes: { vectorseal: number; lean: number; sqliteVec?: number };
-  reopen: { vectorsealSeconds: number[]; leanSeconds: number[]; vectorsealMedianSeconds: number; leanMedianSeconds: number; ratio: number | undefined; sqliteVecSeconds?: number };
+  reopen: {
+    vectorsealSeconds: number[];
+    leanSeconds: number[];
+    vectorsealMedianSeconds: number;
+    leanMedianSeconds: number;
+    ratio: number | undefined;
+    sqliteVecSeconds?: number;
+  };
   memory: { vectorsealReopenMB: number; leanReopenMB: number; processPeakMB: number; note: string };
   search: {
     queries: number;
@@ -124,7 +131,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const c = await store.createCollection('bench', { dim: o.dim, space: 'l2', M: o.M, efConstruction: o.efConstruction });
     for (let at = 0; at < d.count; at += BATCH) {
       const batch = [];
-      for (let i = at; i < Math.min(d.count, at + BATCH); i++) batch.push({ id: d.ids[i] as string, vector: vectorOf(d, i), metadata: d.metadata[i] as Record<string, unknown> });
+      for (let i = at; i < Math.min(d.count, at + BATCH); i++)
+        batch.push({ id: d.ids[i] as string, vector: vectorOf(d, i), metadata: d.metadata[i] as Record<string, unknown> });
       await c.upsert(batch);
       p.tick(at + batch.length);
     }
@@ -152,7 +160,10 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   for (let i = half; i < Math.max(half + 1, o.leanFlushes); i++) await flushLean();
   const vsBytes = vsBuilt.value.stats().segmentBytes;
   const steps = vsBuilt.value.stats().lastFlush;
-  log(`  flush: vectorseal ${vsFlush.seconds.toFixed(3)} s (${JSON.stringify(vsBuilt.value.stats().lastFlush ?? {})}), lean ${leanFlush.map((s) => s.toFixed(3)).join(', ')} s`);
+  log(
+    `  flush: vectorseal ${vsFlush.seconds.toFixed(3)} s (${JSON.stringify(vsBuilt.value.stats().lastFlush ?? {})}), ` +
+      `lean ${leanFlush.map((s) => s.toFixed(3)).join(', ')} s`,
+  );
   await store.close({ flush: false });
 
   let sqliteIngest: { seconds: number; fileBytes: number; key: Buffer } | undefined;
@@ -210,7 +221,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   for (const i of [0, d.count >> 1, d.count - 1]) {
     const rec = c.get(d.ids[i] as string);
     const v = vectorOf(d, i);
-    if (!rec || !Buffer.from(rec.vector.buffer, rec.vector.byteOffset, rec.vector.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength))) {
+    if (
+      !rec ||
+      !Buffer.from(rec.vector.buffer, rec.vector.byteOffset, rec.vector.byteLength).equals(
+        Buffer.from(v.buffer, v.byteOffset, v.byteLength),
+      )
+    ) {
       throw new Error(`scale: vectorseal record ${i} reads back wrong; refusing to report`);
     }
   }
@@ -259,7 +275,17 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
   let sqliteSearch: ScaleResult['search']['sqliteVec'];
   let sqliteOpenSeconds: number | undefined;
-  const sq = o.sqlite && sqliteIngest ? await timed(() => sqliteVecOpen((o.sqlite as { Database: SqliteConstructor }).Database, (o.sqlite as { vec: SqliteVec }).vec, sqliteFile, (sqliteIngest as { key: Buffer }).key)) : undefined;
+  const sq =
+    o.sqlite && sqliteIngest
+      ? await timed(() =>
+          sqliteVecOpen(
+            (o.sqlite as { Database: SqliteConstructor }).Database,
+            (o.sqlite as { vec: SqliteVec }).vec,
+            sqliteFile,
+            (sqliteIngest as { key: Buffer }).key,
+          ),
+        )
+      : undefined;
   if (sq) {
     sqliteOpenSeconds = sq.seconds;
     const t: number[] = [];
@@ -337,9 +363,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       toUnfiltered: ratio(percentile(a, 50), unfilteredP50),
     };
     filtered.push(row);
-    log(`  filtered ${fc.label}: vectorseal p50 ${row.vectorseal.p50Ms} ms recall ${row.vectorseal.recall}; ` +
-      `lean p50 ${row.lean.p50Ms} ms recall ${row.lean.recall}` +
-      `${row.sqliteVec ? `; sqlite-vec p50 ${row.sqliteVec.p50Ms} ms` : ''}`);
+    log(
+      `  filtered ${fc.label}: vectorseal p50 ${row.vectorseal.p50Ms} ms recall ${row.vectorseal.recall}; ` +
+        `lean p50 ${row.lean.p50Ms} ms recall ${row.lean.recall}` +
+        `${row.sqliteVec ? `; sqlite-vec p50 ${row.sqliteVec.p50Ms} ms` : ''}`,
+    );
   }
   sq?.value.close();
   const processPeakMB = round(process.resourceUsage().maxRSS / 1e3, 0);
@@ -355,7 +383,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     efConstruction: o.efConstruction,
     ef: o.ef,
     k: o.k,
-    ingest: { vectorsealSeconds: round(vsBuilt.seconds, 2), leanBuildSeconds: round(leanBuilt.seconds, 2), ...(sqliteIngest ? { sqliteVecSeconds: round(sqliteIngest.seconds, 2) } : {}) },
+    ingest: {
+      vectorsealSeconds: round(vsBuilt.seconds, 2),
+      leanBuildSeconds: round(leanBuilt.seconds, 2),
+      ...(sqliteIngest ? { sqliteVecSeconds: round(sqliteIngest.seconds, 2) } : {}),
+    },
     flush: {
       vectorsealSeconds: round(vsFlush.seconds, 3),
       leanSeconds: leanFlush.map((s) => round(s, 3)),
@@ -363,7 +395,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       ratio: ratio(vsFlush.seconds, median(leanFlush)),
       ...(steps
         ? {
-            steps: { graphSeconds: round(steps.graphSeconds, 3), writeSeconds: round(steps.writeSeconds, 3), loadSeconds: round(steps.loadSeconds, 3) },
+            steps: {
+              graphSeconds: round(steps.graphSeconds, 3),
+              writeSeconds: round(steps.writeSeconds, 3),
+              loadSeconds: round(steps.loadSeconds, 3),
+            },
             writeRatio: ratio(steps.writeSeconds, median(leanFlush)),
           }
         : {}),
@@ -386,7 +422,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       vectorsealReopenMB: round(median(vsMem), 0),
       leanReopenMB: round(median(leanMem), 0),
       processPeakMB,
-      note: 'resident-set growth across one reopen (median of the rounds; ' +
+      note:
+        'resident-set growth across one reopen (median of the rounds; ' +
         'the earlier copy released and garbage-collected first); the peak is the whole benchmark process',
     },
     search: {

@@ -42,7 +42,18 @@ function seconds(fn: () => void): number {
 }
 
 async function opensslMBps(decrypt: boolean, pageSize: number): Promise<number | undefined> {
-  const args = ['speed', '-elapsed', '-mr', '-evp', 'aes-256-gcm', ...(decrypt ? ['-decrypt'] : []), '-bytes', String(pageSize), '-seconds', '1'];
+  const args = [
+    'speed',
+    '-elapsed',
+    '-mr',
+    '-evp',
+    'aes-256-gcm',
+    ...(decrypt ? ['-decrypt'] : []),
+    '-bytes',
+    String(pageSize),
+    '-seconds',
+    '1',
+  ];
   try {
     const { stdout } = await run('openssl', args, { timeout: 30_000 });
     const line = stdout.split('\n').find((l) => l.startsWith('+F:'));
@@ -106,7 +117,8 @@ export async function runSealLarge(options: { bytes?: number; rounds: number; lo
     engineOpen();
     if (!opened.equals(plain)) throw new Error('seal 64 MiB: the engine does not open its own pages; refusing to report');
     cipherivOpen();
-    if (!(kept[pages - 1] as Buffer).equals(plain.subarray(bytes - CHUNK_SIZE))) throw new Error('seal 64 MiB: createDecipheriv disagrees; refusing to report');
+    if (!(kept[pages - 1] as Buffer).equals(plain.subarray(bytes - CHUNK_SIZE)))
+      throw new Error('seal 64 MiB: createDecipheriv disagrees; refusing to report');
     kept = [];
 
     const r: SealLargeResult['seal'] = { engine: [], cipheriv: [], openssl: [] };
@@ -114,29 +126,41 @@ export async function runSealLarge(options: { bytes?: number; rounds: number; lo
     const mbps = (s: number): number => round(bytes / MB / s, 0);
     for (let i = 0; i < options.rounds; i++) {
       const steps: [string, () => Promise<void>][] = [
-        ['engine', async () => {
-          r.engine.push(mbps(seconds(engineSeal)));
-          o.engine.push(mbps(seconds(engineOpen)));
-        }],
-        ['cipheriv', async () => {
-          r.cipheriv.push(mbps(seconds(cipherivSeal)));
-          kept = [];
-          o.cipheriv.push(mbps(seconds(cipherivOpen)));
-          kept = [];
-        }],
-        ['openssl', async () => {
-          const s = await opensslMBps(false, CHUNK_SIZE);
-          const d = await opensslMBps(true, CHUNK_SIZE);
-          if (s !== undefined) r.openssl.push(round(s, 0));
-          if (d !== undefined) o.openssl.push(round(d, 0));
-        }],
+        [
+          'engine',
+          async () => {
+            r.engine.push(mbps(seconds(engineSeal)));
+            o.engine.push(mbps(seconds(engineOpen)));
+          },
+        ],
+        [
+          'cipheriv',
+          async () => {
+            r.cipheriv.push(mbps(seconds(cipherivSeal)));
+            kept = [];
+            o.cipheriv.push(mbps(seconds(cipherivOpen)));
+            kept = [];
+          },
+        ],
+        [
+          'openssl',
+          async () => {
+            const s = await opensslMBps(false, CHUNK_SIZE);
+            const d = await opensslMBps(true, CHUNK_SIZE);
+            if (s !== undefined) r.openssl.push(round(s, 0));
+            if (d !== undefined) o.openssl.push(round(d, 0));
+          },
+        ],
       ];
       for (let j = 0; j < steps.length; j++) await (steps[(i + j) % steps.length] as [string, () => Promise<void>])[1]();
-      options.log(`  seal 64 MiB round ${i + 1}: engine ${r.engine.at(-1)}/${o.engine.at(-1)} MB/s, ` +
-        `createCipheriv ${r.cipheriv.at(-1)}/${o.cipheriv.at(-1)}, ` +
-        `openssl ${r.openssl.at(-1) ?? '-'}/${o.openssl.at(-1) ?? '-'} (seal/open)`);
+      options.log(
+        `  seal 64 MiB round ${i + 1}: engine ${r.engine.at(-1)}/${o.engine.at(-1)} MB/s, ` +
+          `createCipheriv ${r.cipheriv.at(-1)}/${o.cipheriv.at(-1)}, ` +
+          `openssl ${r.openssl.at(-1) ?? '-'}/${o.openssl.at(-1) ?? '-'} (seal/open)`,
+      );
     }
-    const paired = (a: number[], b: number[]): number | undefined => (b.length === a.length && a.length > 0 ? round(median(a.map((x, i) => x / (b[i] as number))), 2) : undefined);
+    const paired = (a: number[], b: number[]): number | undefined =>
+      b.length === a.length && a.length > 0 ? round(median(a.map((x, i) => x / (b[i] as number))), 2) : undefined;
     return {
       bytes,
       pageSize: CHUNK_SIZE,

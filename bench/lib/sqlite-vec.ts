@@ -32,7 +32,13 @@ function openKeyed(Database: SqliteConstructor, vec: SqliteVec, file: string, ke
 }
 
 /** Bulk-inserts `d` into a new database; returns the seconds of the transaction and the open store. */
-export async function sqliteVecInsert(Database: SqliteConstructor, vec: SqliteVec, file: string, d: Dataset, log: Log): Promise<{ seconds: number; fileBytes: number; key: Buffer }> {
+export async function sqliteVecInsert(
+  Database: SqliteConstructor,
+  vec: SqliteVec,
+  file: string,
+  d: Dataset,
+  log: Log,
+): Promise<{ seconds: number; fileBytes: number; key: Buffer }> {
   await fs.rm(file, { force: true });
   const key = randomBytes(32);
   const db = openKeyed(Database, vec, file, key);
@@ -61,28 +67,42 @@ export async function sqliteVecInsert(Database: SqliteConstructor, vec: SqliteVe
   }
   if (await looksPlaintext(file)) throw new Error('sqlite-vec contender: the database file is not encrypted; refusing to report it');
   let bytes = 0;
-  for (const f of [file, `${file}-wal`]) bytes += await fs.stat(f).then((s) => s.size, () => 0);
+  for (const f of [file, `${file}-wal`])
+    bytes += await fs.stat(f).then(
+      (s) => s.size,
+      () => 0,
+    );
   return { seconds, fileBytes: bytes, key };
 }
 
 /** Opens the database again (key, extension), ready to search. */
 export function sqliteVecOpen(Database: SqliteConstructor, vec: SqliteVec, file: string, key: Buffer): SqliteVecStore {
   const db = openKeyed(Database, vec, file, key);
-  const knn = db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ?) ' +
-    'v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance');
+  const knn = db.prepare(
+    'SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ?) ' +
+      'v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance',
+  );
   const filtered = {
-    s1: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s1 = ' +
-      '?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
-    s10: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s10 ' +
-      '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
-    s50: db.prepare('SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s50 ' +
-      '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance'),
+    s1: db.prepare(
+      'SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s1 = ' +
+        '?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance',
+    ),
+    s10: db.prepare(
+      'SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s10 ' +
+        '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance',
+    ),
+    s50: db.prepare(
+      'SELECT r.id AS id FROM (SELECT rowid, distance FROM vecs WHERE embedding MATCH ? AND k = ? AND s50 ' +
+        '= ?) v JOIN records r ON r.rowid = v.rowid ORDER BY v.distance',
+    ),
   };
   return {
     db,
     search(q, k, where) {
       const blob = Buffer.from(q.buffer, q.byteOffset, q.byteLength);
-      const rows = (where ? filtered[where.column].all(blob, BigInt(k), BigInt(where.value)) : knn.all(blob, BigInt(k))) as { id: string }[];
+      const rows = (where ? filtered[where.column].all(blob, BigInt(k), BigInt(where.value)) : knn.all(blob, BigInt(k))) as {
+        id: string;
+      }[];
       return rows.map((r) => r.id);
     },
     close() {

@@ -57,7 +57,13 @@ export interface Summary {
   goals: Goal[];
   kmsLoad?: Record<string, unknown>;
   /** Every figure behind the headline ones. */
-  details: { pages?: PageSuiteResult; endToEnd?: EndToEndResult; scale?: ScaleResult; sealLarge?: SealLargeResult; rotation?: SuiteRun['rotation'] };
+  details: {
+    pages?: PageSuiteResult;
+    endToEnd?: EndToEndResult;
+    scale?: ScaleResult;
+    sealLarge?: SealLargeResult;
+    rotation?: SuiteRun['rotation'];
+  };
 }
 
 export const HOT_PAGE = 16384;
@@ -86,9 +92,21 @@ export function summarize(run: SuiteRun): Summary {
     const toEsdk = ratios('nativeToAwsEsdk');
     const toCipheriv = ratios('nativeToCipheriv');
     goals.push(
-      { goal: 'fast path, 16 KiB, one core ≥ 0.85× openssl (seal and open)', measured: `${show(toOpenssl)} wall clock; ${show(ratios('nativeToOpensslCpu'))} per CPU-second`, met: check(minOf(toOpenssl), (v) => v >= 0.85) },
-      { goal: `all cores (${p.poolThreads} threads) ≥ 1.6× one core`, measured: show(scaling), met: check(minOf(scaling), (v) => v >= 1.6) },
-      { goal: '≥ 10× the AWS Encryption SDK', measured: `${show(toEsdk)} wall clock; ${show(ratios('nativeToAwsEsdkCpu'))} per CPU-second`, met: check(minOf(toEsdk), (v) => v >= 10) },
+      {
+        goal: 'fast path, 16 KiB, one core ≥ 0.85× openssl (seal and open)',
+        measured: `${show(toOpenssl)} wall clock; ${show(ratios('nativeToOpensslCpu'))} per CPU-second`,
+        met: check(minOf(toOpenssl), (v) => v >= 0.85),
+      },
+      {
+        goal: `all cores (${p.poolThreads} threads) ≥ 1.6× one core`,
+        measured: show(scaling),
+        met: check(minOf(scaling), (v) => v >= 1.6),
+      },
+      {
+        goal: '≥ 10× the AWS Encryption SDK',
+        measured: `${show(toEsdk)} wall clock; ${show(ratios('nativeToAwsEsdkCpu'))} per CPU-second`,
+        met: check(minOf(toEsdk), (v) => v >= 10),
+      },
       { goal: '≥ 3× a createCipheriv loop', measured: show(toCipheriv), met: check(minOf(toCipheriv), (v) => v >= 3) },
     );
   }
@@ -96,7 +114,8 @@ export function summarize(run: SuiteRun): Summary {
     const s = run.sealLarge;
     goals.push({
       goal: '64 MiB of 16 KiB pages, one core: ≥ 3× createCipheriv without an extra copy (paired rounds)',
-      measured: `seal ${s.ratios.sealToCipheriv}×, open ${s.ratios.openToCipheriv}× (openssl speed, cache-resident: ` +
+      measured:
+        `seal ${s.ratios.sealToCipheriv}×, open ${s.ratios.openToCipheriv}× (openssl speed, cache-resident: ` +
         `seal ${s.ratios.sealToOpenssl ?? 'n/a'}×, open ${s.ratios.openToOpenssl ?? 'n/a'}×)`,
       met: Math.min(s.ratios.sealToCipheriv, s.ratios.openToCipheriv) >= 3,
     });
@@ -106,13 +125,19 @@ export function summarize(run: SuiteRun): Summary {
     const f1 = e.filtered.find((f) => f.selectivity === 0.01);
     const minRecall = Math.min(...e.filtered.map((f) => f.vectorseal.recall));
     goals.push(
-      { goal: `flush ≤ 1.15× lean plaintext (${e.records.toLocaleString('en-US')} × ${e.dim})`, measured: `${e.flush.ratio ?? 'n/a'}× (${e.flush.vectorsealSeconds} s against ${e.flush.leanMedianSeconds} s)`, met: check(e.flush.ratio, (v) => v <= 1.15) },
+      {
+        goal: `flush ≤ 1.15× lean plaintext (${e.records.toLocaleString('en-US')} × ${e.dim})`,
+        measured: `${e.flush.ratio ?? 'n/a'}× (${e.flush.vectorsealSeconds} s against ${e.flush.leanMedianSeconds} s)`,
+        met: check(e.flush.ratio, (v) => v <= 1.15),
+      },
       ...(e.flush.writeRatio === undefined || e.flush.steps === undefined
         ? []
         : [
             {
               goal: 'flush, the writes alone (graph build on the worker excluded) ≤ 1.15× lean plaintext',
-              measured: `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph build took ${e.flush.steps.graphSeconds} s, its load ${e.flush.steps.loadSeconds} s beside the writes)`,
+              measured:
+                `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph build took ${e.flush.steps.graphSeconds} s, ` +
+                `its load ${e.flush.steps.loadSeconds} s beside the writes)`,
               met: check(e.flush.writeRatio, (v) => v <= 1.15),
             },
           ]),
@@ -121,19 +146,34 @@ export function summarize(run: SuiteRun): Summary {
         : [
             {
               goal: 'ingest + flush (durable and indexed) against lean build + flush (no goal set; reported)',
-              measured: `${e.flush.toIndexed.ratio ?? 'n/a'}× (${e.flush.toIndexed.vectorsealSeconds} s against ${e.flush.toIndexed.leanSeconds} s)`,
+              measured:
+                `${e.flush.toIndexed.ratio ?? 'n/a'}× (${e.flush.toIndexed.vectorsealSeconds} s ` +
+                `against ${e.flush.toIndexed.leanSeconds} s)`,
               met: undefined,
             },
           ]),
-      { goal: 'reopen ≤ 1.15× lean plaintext', measured: `${e.reopen.ratio ?? 'n/a'}× (${e.reopen.vectorsealMedianSeconds} s against ${e.reopen.leanMedianSeconds} s)`, met: check(e.reopen.ratio, (v) => v <= 1.15) },
-      { goal: 'search p50 ≤ 1.05× lean plaintext', measured: `${e.search.p50Ratio ?? 'n/a'}× (p99 ${e.search.p99Ratio ?? 'n/a'}×), ` +
-        `recall@10 ${e.search.vectorseal.recall} (lean ${e.search.lean.recall})`, met: check(e.search.p50Ratio, (v) => v <= 1.05) },
+      {
+        goal: 'reopen ≤ 1.15× lean plaintext',
+        measured: `${e.reopen.ratio ?? 'n/a'}× (${e.reopen.vectorsealMedianSeconds} s against ${e.reopen.leanMedianSeconds} s)`,
+        met: check(e.reopen.ratio, (v) => v <= 1.15),
+      },
+      {
+        goal: 'search p50 ≤ 1.05× lean plaintext',
+        measured:
+          `${e.search.p50Ratio ?? 'n/a'}× (p99 ${e.search.p99Ratio ?? 'n/a'}×), ` +
+          `recall@10 ${e.search.vectorseal.recall} (lean ${e.search.lean.recall})`,
+        met: check(e.search.p50Ratio, (v) => v <= 1.05),
+      },
       {
         goal: '1% filter: p50 ≤ 2× unfiltered, recall@10 ≥ 0.99',
         measured: f1 ? `${f1.toUnfiltered ?? 'n/a'}× unfiltered (${f1.vectorseal.p50Ms} ms), recall@10 ${f1.vectorseal.recall}` : 'n/a',
         met: f1 ? f1.toUnfiltered !== undefined && f1.toUnfiltered <= 2 && f1.vectorseal.recall >= 0.99 : undefined,
       },
-      { goal: 'filtered recall@10 ≥ 0.98 at every selectivity (default settings)', measured: e.filtered.map((f) => `${f.label}: ${f.vectorseal.recall}`).join('; '), met: e.filtered.length > 0 ? minRecall >= 0.98 : undefined },
+      {
+        goal: 'filtered recall@10 ≥ 0.98 at every selectivity (default settings)',
+        measured: e.filtered.map((f) => `${f.label}: ${f.vectorseal.recall}`).join('; '),
+        met: e.filtered.length > 0 ? minRecall >= 0.98 : undefined,
+      },
     );
   }
   let endToEnd: Summary['endToEnd'];
@@ -149,16 +189,35 @@ export function summarize(run: SuiteRun): Summary {
       searchP99Ratio: e.search.p99Ratio,
     };
     goals.push(
-      { goal: 'former baseline (vectors written twice): encrypted flush ≥ 10× faster than the SQLite cipher bulk insert', measured: `${endToEnd.sqlcipherFlushRatio ?? 'n/a'}×`, met: check(endToEnd.sqlcipherFlushRatio, (v) => v >= 10) },
-      { goal: 'former baseline (vectors written twice): encrypted flush within 1.15× of it', measured: `${endToEnd.flushRatio ?? 'n/a'}×`, met: check(endToEnd.flushRatio, (v) => v <= 1.15) },
-      { goal: 'former baseline (vectors written twice): encrypted reopen within 1.15× of it', measured: `${endToEnd.openRatio ?? 'n/a'}×`, met: check(endToEnd.openRatio, (v) => v <= 1.15) },
-      { goal: 'former baseline: search latency (p50) within 1.02× of plaintext', measured: `${endToEnd.searchP50Ratio ?? 'n/a'}× (p99 ${endToEnd.searchP99Ratio ?? 'n/a'}×)`, met: check(endToEnd.searchP50Ratio, (v) => v <= 1.02) },
+      {
+        goal: 'former baseline (vectors written twice): encrypted flush ≥ 10× faster than the SQLite cipher bulk insert',
+        measured: `${endToEnd.sqlcipherFlushRatio ?? 'n/a'}×`,
+        met: check(endToEnd.sqlcipherFlushRatio, (v) => v >= 10),
+      },
+      {
+        goal: 'former baseline (vectors written twice): encrypted flush within 1.15× of it',
+        measured: `${endToEnd.flushRatio ?? 'n/a'}×`,
+        met: check(endToEnd.flushRatio, (v) => v <= 1.15),
+      },
+      {
+        goal: 'former baseline (vectors written twice): encrypted reopen within 1.15× of it',
+        measured: `${endToEnd.openRatio ?? 'n/a'}×`,
+        met: check(endToEnd.openRatio, (v) => v <= 1.15),
+      },
+      {
+        goal: 'former baseline: search latency (p50) within 1.02× of plaintext',
+        measured: `${endToEnd.searchP50Ratio ?? 'n/a'}× (p99 ${endToEnd.searchP99Ratio ?? 'n/a'}×)`,
+        met: check(endToEnd.searchP50Ratio, (v) => v <= 1.02),
+      },
     );
   }
   let rotation: Summary['rotation'];
   if (run.rotation) {
     const r = run.rotation;
-    const largest = r.collections.reduce<CollectionsRotation | undefined>((a, b) => (a && a.collections >= b.collections ? a : b), undefined);
+    const largest = r.collections.reduce<CollectionsRotation | undefined>(
+      (a, b) => (a && a.collections >= b.collections ? a : b),
+      undefined,
+    );
     const rewritten = r.data.reduce((n, d) => Math.max(n, d.dataBytesRewritten), 0);
     rotation = {
       collections: largest?.collections ?? 0,
@@ -171,12 +230,23 @@ export function summarize(run: SuiteRun): Summary {
     const small = r.data[0];
     const big = r.data.at(-1);
     goals.push(
-      { goal: `creating ${rotation.collections} collections through the public API < 60 s`, measured: `${rotation.createSeconds} s`, met: check(rotation.createSeconds, (v) => v < 60) },
-      { goal: `KEK rotation of ${rotation.collections} collections < 1 s (local provider, every wrap verified)`, measured: `${rotation.seconds} s`, met: check(rotation.seconds, (v) => v < 1) },
+      {
+        goal: `creating ${rotation.collections} collections through the public API < 60 s`,
+        measured: `${rotation.createSeconds} s`,
+        met: check(rotation.createSeconds, (v) => v < 60),
+      },
+      {
+        goal: `KEK rotation of ${rotation.collections} collections < 1 s (local provider, every wrap verified)`,
+        measured: `${rotation.seconds} s`,
+        met: check(rotation.seconds, (v) => v < 1),
+      },
       {
         goal: 'rotation cost independent of data size',
-        measured: small && big ? `${small.medianSeconds} s at ${(small.dataBytes / 1e6).toFixed(0)} MB, ` +
-          `${big.medianSeconds} s at ${(big.dataBytes / 1e6).toFixed(0)} MB` : 'n/a',
+        measured:
+          small && big
+            ? `${small.medianSeconds} s at ${(small.dataBytes / 1e6).toFixed(0)} MB, ` +
+              `${big.medianSeconds} s at ${(big.dataBytes / 1e6).toFixed(0)} MB`
+            : 'n/a',
         // Independent: the big store's rotation within noise of the small one's (2× or 50 ms, whichever is larger).
         met: small && big ? big.medianSeconds <= Math.max(2 * small.medianSeconds, small.medianSeconds + 0.05) : undefined,
       },
@@ -202,4 +272,3 @@ export function summarize(run: SuiteRun): Summary {
     },
   };
 }
-

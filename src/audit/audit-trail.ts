@@ -293,13 +293,22 @@ async function ignoreExisting(err: unknown): Promise<undefined> {
 /** The trail's last entry must be the expected head or a later entry of the same trail. */
 function checkReachesHead(file: string, state: ChainState, head: AuditHead): void {
   if (state.resumed === undefined) {
-    throw new RollbackError(`audit trail is empty or missing; the store state records its head at seq ${head.seq}`, { file, reason: 'rollback' });
+    throw new RollbackError(`audit trail is empty or missing; the store state records its head at seq ${head.seq}`, {
+      file,
+      reason: 'rollback',
+    });
   }
   if (state.trail !== head.trail) {
-    throw new CorruptDataError(`audit trail is trail ${state.trail}; the store state records trail ${head.trail}`, { file, reason: 'foreign' });
+    throw new CorruptDataError(`audit trail is trail ${state.trail}; the store state records trail ${head.trail}`, {
+      file,
+      reason: 'foreign',
+    });
   }
   if (state.resumed.seq < head.seq || (state.resumed.seq === head.seq && state.prev !== head.mac)) {
-    throw new RollbackError(`audit trail ends at seq ${state.resumed.seq}; the store state records its head at seq ${head.seq}: the trail was cut back`, { file, reason: 'rollback' });
+    throw new RollbackError(
+      `audit trail ends at seq ${state.resumed.seq}; the store state records its head at seq ${head.seq}: the trail was cut back`,
+      { file, reason: 'rollback' },
+    );
   }
 }
 

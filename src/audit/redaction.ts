@@ -28,14 +28,46 @@ const MAX_DETAILS = 32;
 
 /** Words that mark a field as carrying secrets or user data, wherever they appear in its name. */
 const ALWAYS_SECRET = new Set([
-  'plaintext', 'ciphertext', 'vector', 'vectors', 'embedding', 'embeddings', 'metadata', 'meta',
-  'secret', 'secrets', 'pin', 'password', 'passphrase', 'token', 'material', 'credential',
-  'credentials', 'private', 'payload', 'raw', 'bytes', 'wrapped',
+  'plaintext',
+  'ciphertext',
+  'vector',
+  'vectors',
+  'embedding',
+  'embeddings',
+  'metadata',
+  'meta',
+  'secret',
+  'secrets',
+  'pin',
+  'password',
+  'passphrase',
+  'token',
+  'material',
+  'credential',
+  'credentials',
+  'private',
+  'payload',
+  'raw',
+  'bytes',
+  'wrapped',
 ]);
 /** Words naming a key: allowed only when the name ends in a word that makes it a reference. */
 const KEY_WORDS = new Set(['key', 'keys', 'dek', 'deks', 'kek', 'keks']);
-const REFERENCE_SUFFIX = new Set(['id', 'ids', 'ref', 'arn', 'alias', 'name', 'version', 'versions', 'count', 'state', 'spec', 'usage', 'provider']);
-
+const REFERENCE_SUFFIX = new Set([
+  'id',
+  'ids',
+  'ref',
+  'arn',
+  'alias',
+  'name',
+  'version',
+  'versions',
+  'count',
+  'state',
+  'spec',
+  'usage',
+  'provider',
+]);
 
 /**
  * Keeps only the allow-listed fields of an event, as plain strings and

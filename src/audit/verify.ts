@@ -158,7 +158,10 @@ async function walk(options: VerifyAuditTrailOptions, key: Buffer): Promise<Audi
         for (let later = await next(); later !== undefined; later = await next()) {
           const moved = authentic(later);
           if (moved && moved.trail === trail && moved.seq === count) {
-            return fail('reordered', `found seq ${entry.seq} where seq ${count} belongs; seq ${count} appears later, at line ${later.line.index + 1}`);
+            return fail(
+              'reordered',
+              `found seq ${entry.seq} where seq ${count} belongs; seq ${count} appears later, at line ${later.line.index + 1}`,
+            );
           }
         }
         const missing = entry.seq - count;
@@ -185,10 +188,17 @@ async function walk(options: VerifyAuditTrailOptions, key: Buffer): Promise<Audi
   const expected = options.expectedHead;
   if (expected !== undefined) {
     if (trail !== undefined && expected.trail !== trail) {
-      return { ...fail('modified', `the file holds trail ${trail}, not the expected trail ${expected.trail}`), firstBadEntry: 0, expectedSeq: 0 };
+      return {
+        ...fail('modified', `the file holds trail ${trail}, not the expected trail ${expected.trail}`),
+        firstBadEntry: 0,
+        expectedSeq: 0,
+      };
     }
     if (last === undefined || last.seq < expected.seq) {
-      return fail('truncated', `the trail ends at ${last === undefined ? 'no entry' : `seq ${last.seq}`}; the expected head is seq ${expected.seq}`);
+      return fail(
+        'truncated',
+        `the trail ends at ${last === undefined ? 'no entry' : `seq ${last.seq}`}; the expected head is seq ${expected.seq}`,
+      );
     }
     if (macAtHead !== expected.mac) {
       // The entry at the head's seq is authentic but another one: the tail was cut and rewritten.

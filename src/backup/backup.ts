@@ -82,9 +82,11 @@ export interface BackupReport {
  * One backup at a time may write into a directory.
  */
 export async function backupStore(store: Store, options: BackupOptions): Promise<BackupReport> {
-  if (!options || typeof options.to !== 'string' || options.to.length === 0) throw new InvalidArgumentError('"to" expected a backup directory path');
+  if (!options || typeof options.to !== 'string' || options.to.length === 0)
+    throw new InvalidArgumentError('"to" expected a backup directory path');
   const root = resolve(options.to);
-  if (root === store.dir || root.startsWith(`${store.dir}/`)) throw new InvalidArgumentError('a backup cannot go inside the store directory');
+  if (root === store.dir || root.startsWith(`${store.dir}/`))
+    throw new InvalidArgumentError('a backup cannot go inside the store directory');
   const skipped: BackupReport['skipped'] = [];
   const chosen = chooseCollections(store, options.collections, skipped);
   // The MAC key must be in the keyring before the keyring is copied; a reader cannot add it (checked before anything is written).
@@ -153,7 +155,10 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     });
     try {
       if (expect && (got.sha256 !== expect.sha256 || got.length !== expect.length)) {
-        throw new CorruptDataError('store file does not match the hash its manifest records; not backing up damaged data', { file: src, reason: 'hash' });
+        throw new CorruptDataError('store file does not match the hash its manifest records; not backing up damaged data', {
+          file: src,
+          reason: 'hash',
+        });
       }
       const dest = join(root, objectPath(got.sha256));
       await mkdirDurable(dirname(dest));
@@ -200,13 +205,20 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     const segs = cut.manifest.groups.flatMap((g) => g.files.map((f) => ({ g, f })));
     const wals = (await listWalFiles(join(cut.dir, 'wal'))).filter((s) => s >= cut.firstWalSeq && s <= cut.lastWalSeq);
     for (let s = cut.firstWalSeq; s <= cut.lastWalSeq; s++) {
-      if (!wals.includes(s)) throw new CorruptDataError(`WAL file ${walFileName(s)} is missing from the store`, { file: join(cut.dir, 'wal', walFileName(s)), reason: 'missing' });
+      if (!wals.includes(s))
+        throw new CorruptDataError(`WAL file ${walFileName(s)} is missing from the store`, {
+          file: join(cut.dir, 'wal', walFileName(s)),
+          reason: 'missing',
+        });
     }
     progress.totalFiles += 1 + segs.length + wals.length;
     await putOwn(`${rel}/${MANIFEST_FILE}`, manifestBytes);
     for (const { g, f } of segs) {
       const src = segmentFile(cut.dir, g.id, f.kind);
-      const name = src.slice(cut.dir.length + 1).split('\\').join('/');
+      const name = src
+        .slice(cut.dir.length + 1)
+        .split('\\')
+        .join('/');
       dekVersions.add(f.dekVersion);
       await putShared(`${rel}/${name}`, src, { sha256: f.sha256, length: f.length });
     }
@@ -217,7 +229,13 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       await putShared(`${rel}/wal/${walFileName(s)}`, src, undefined, cut.walLengths?.get(s));
     }
     entries.push({ id: c.info.id, generation: cut.manifest.generation, firstWalSeq: cut.firstWalSeq, lastWalSeq: cut.lastWalSeq });
-    report.collections.push({ name: c.info.name, id: c.info.id, generation: cut.manifest.generation, segmentFiles: segs.length, walFiles: wals.length });
+    report.collections.push({
+      name: c.info.name,
+      id: c.info.id,
+      generation: cut.manifest.generation,
+      segmentFiles: segs.length,
+      walFiles: wals.length,
+    });
     return dekVersions;
   };
 
@@ -234,7 +252,8 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
         for (const [cid, versions] of needed) {
           for (const v of versions) {
             const d = ring.collections[cid]?.deks.find((x) => x.version === v);
-            if (!d || d.state === 'destroyed') throw new KeyDestroyedError(`collection ${cid} has files under DEK version ${v}, which the keyring no longer holds`);
+            if (!d || d.state === 'destroyed')
+              throw new KeyDestroyedError(`collection ${cid} has files under DEK version ${v}, which the keyring no longer holds`);
           }
         }
         await putOwn('KEYRING', store.keys.encodeKeyring(ring));
@@ -269,7 +288,10 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       lease.release();
     }
     const manifest = join(snapAbs, BACKUP_FILE);
-    await writeFileAtomic(manifest, encodeManifest({ ...body, mac: { alg: 'HMAC-SHA-256', key: BACKUP_KEY_ID, keyVersion: 1, value: mac } }));
+    await writeFileAtomic(
+      manifest,
+      encodeManifest({ ...body, mac: { alg: 'HMAC-SHA-256', key: BACKUP_KEY_ID, keyVersion: 1, value: mac } }),
+    );
     await fsyncDir(join(root, SNAPSHOTS_DIR));
     return { ...report, snapshot: n, manifest, files: files.length, bytes: files.reduce((s, f) => s + f.length, 0) };
   } catch (err) {
@@ -296,7 +318,8 @@ function chooseCollections(store: Store, names: string[] | undefined, skipped: B
         return false;
       });
   }
-  if (!Array.isArray(names) || names.length === 0) throw new InvalidArgumentError('"collections" expected a non-empty list of collection names');
+  if (!Array.isArray(names) || names.length === 0)
+    throw new InvalidArgumentError('"collections" expected a non-empty list of collection names');
   return [...new Set(names)].map((n) => store.collection(n));
 }
 

@@ -115,7 +115,9 @@ function macKey(systemKey: Uint8Array, storeId: string): Buffer {
 export function computeMac(body: BackupBody, systemKey: Uint8Array): string {
   const key = macKey(systemKey, body.storeId);
   try {
-    return createHmac('sha256', key).update(canonicalJson(bodyOf(body))).digest('hex');
+    return createHmac('sha256', key)
+      .update(canonicalJson(bodyOf(body)))
+      .digest('hex');
   } finally {
     key.fill(0);
   }
@@ -126,7 +128,10 @@ export function checkMac(manifest: BackupManifest, systemKey: Uint8Array, file: 
   const want = Buffer.from(computeMac(manifest, systemKey), 'hex');
   const got = Buffer.from(manifest.mac.value, 'hex');
   if (got.length !== want.length || !timingSafeEqual(got, want)) {
-    throw new CorruptDataError('backup manifest MAC does not match: the manifest was changed or made without the store key', { file, reason: 'mac' });
+    throw new CorruptDataError('backup manifest MAC does not match: the manifest was changed or made without the store key', {
+      file,
+      reason: 'mac',
+    });
   }
 }
 
@@ -165,20 +170,31 @@ export function decodeManifest(bytes: Uint8Array, file: string, snapshot: number
   };
   if (typeof m !== 'object' || m === null || m.format !== BACKUP_FORMAT) bad('not a vectorseal backup manifest');
   if (m.version !== BACKUP_VERSION) {
-    throw new UnsupportedVersionError(`backup manifest version ${String(m.version)} is not supported (this build reads ${BACKUP_VERSION}) (file ${file})`);
+    throw new UnsupportedVersionError(
+      `backup manifest version ${String(m.version)} is not supported (this build reads ${BACKUP_VERSION}) (file ${file})`,
+    );
   }
   if (!isId(m.storeId)) bad('storeId');
   if (m.snapshot !== snapshot) bad(`it says snapshot ${String(m.snapshot)} but lies in the directory of snapshot ${snapshot}`);
   if (typeof m.createdAt !== 'string' || Number.isNaN(Date.parse(m.createdAt))) bad('createdAt');
   if (!Array.isArray(m.collections) || !Array.isArray(m.files)) bad('collections and files must be lists');
   const mac = m.mac;
-  if (typeof mac !== 'object' || mac === null || mac.alg !== 'HMAC-SHA-256' || mac.key !== BACKUP_KEY_ID || !Number.isSafeInteger(mac.keyVersion) || typeof mac.value !== 'string' || !SHA256.test(mac.value)) {
+  if (
+    typeof mac !== 'object' ||
+    mac === null ||
+    mac.alg !== 'HMAC-SHA-256' ||
+    mac.key !== BACKUP_KEY_ID ||
+    !Number.isSafeInteger(mac.keyVersion) ||
+    typeof mac.value !== 'string' ||
+    !SHA256.test(mac.value)
+  ) {
     bad('mac');
   }
   const ids = new Set<string>();
   for (const c of m.collections) {
     if (typeof c !== 'object' || c === null || !isId(c.id) || ids.has(c.id)) bad('collection id');
-    for (const n of [c.generation, c.firstWalSeq, c.lastWalSeq]) if (!Number.isSafeInteger(n) || n < 0) bad(`numbers of collection ${c.id}`);
+    for (const n of [c.generation, c.firstWalSeq, c.lastWalSeq])
+      if (!Number.isSafeInteger(n) || n < 0) bad(`numbers of collection ${c.id}`);
     ids.add(c.id);
   }
   const paths = new Set<string>();
@@ -187,7 +203,8 @@ export function decodeManifest(bytes: Uint8Array, file: string, snapshot: number
     if (!SHARED_PATH.test(f.path) && !OWN_PATH.test(f.path)) bad(`unexpected path "${f.path.slice(0, 200)}"`);
     if (paths.has(f.path)) bad(`path ${f.path} is listed twice`);
     paths.add(f.path);
-    if (!Number.isSafeInteger(f.length) || f.length < 0 || typeof f.sha256 !== 'string' || !SHA256.test(f.sha256)) bad(`length or hash of ${f.path}`);
+    if (!Number.isSafeInteger(f.length) || f.length < 0 || typeof f.sha256 !== 'string' || !SHA256.test(f.sha256))
+      bad(`length or hash of ${f.path}`);
     if (f.stored !== expectedStored(snapshot, f.path, f.sha256)) bad(`${f.path} is stored at ${f.stored.slice(0, 200)}`);
     const cid = collectionOfPath(f.path);
     if (cid !== undefined && !ids.has(cid)) bad(`${f.path} belongs to no collection of the snapshot`);
@@ -196,7 +213,8 @@ export function decodeManifest(bytes: Uint8Array, file: string, snapshot: number
   for (const c of m.collections) {
     if (!paths.has(`collections/${c.id}/MANIFEST`)) bad(`the manifest of collection ${c.id} is not listed`);
     for (let s = c.firstWalSeq; s <= c.lastWalSeq; s++) {
-      if (!paths.has(`collections/${c.id}/wal/${String(s).padStart(12, '0')}.wal`)) bad(`WAL file ${s} of collection ${c.id} is not listed`);
+      if (!paths.has(`collections/${c.id}/wal/${String(s).padStart(12, '0')}.wal`))
+        bad(`WAL file ${s} of collection ${c.id} is not listed`);
     }
   }
   return m;

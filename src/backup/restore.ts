@@ -86,7 +86,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
   const catalog = await readCatalog(snapAbs);
   let ids = new Set(m.collections.map((c) => c.id));
   if (options.collections !== undefined) {
-    if (!Array.isArray(options.collections) || options.collections.length === 0) throw new InvalidArgumentError('"collections" expected a non-empty list of names');
+    if (!Array.isArray(options.collections) || options.collections.length === 0)
+      throw new InvalidArgumentError('"collections" expected a non-empty list of names');
     ids = new Set(
       options.collections.map((name) => {
         const info = catalog.find((c) => c.name === name);
@@ -112,7 +113,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
       } else {
         const got = await copyHashed(join(target.dir, f.stored), dest);
         if (got.sha256 !== f.sha256 || got.length !== f.length) {
-          throw new CorruptDataError(`backup file for ${f.path} changed while it was being restored`, { file: join(target.dir, f.stored), reason: 'hash' });
+          throw new CorruptDataError(`backup file for ${f.path} changed while it was being restored`, {
+            file: join(target.dir, f.stored),
+            reason: 'hash',
+          });
         }
       }
       options.onProgress?.({ phase: 'copy', files: ++done, totalFiles: files.length });
@@ -173,7 +177,10 @@ async function subset(root: string, f: BackupFileEntry, ids: Set<string>, option
     ...(options.providers === undefined ? {} : { providers: options.providers }),
   });
   try {
-    const ring: KeyringData = { ...keys.keyring, collections: Object.fromEntries(Object.entries(keys.keyring.collections).filter(([id]) => ids.has(id))) };
+    const ring: KeyringData = {
+      ...keys.keyring,
+      collections: Object.fromEntries(Object.entries(keys.keyring.collections).filter(([id]) => ids.has(id))),
+    };
     return keys.encodeKeyring(ring);
   } finally {
     await keys.close();

@@ -76,7 +76,10 @@ export function pickSnapshot(target: BackupTarget, n?: number): BackupTarget['sn
 export function assertNoExtra(target: BackupTarget): void {
   const first = target.extra[0];
   if (first !== undefined) {
-    throw new CorruptDataError(`file is not part of any backup snapshot (${target.extra.length} such file(s))`, { file: first, reason: 'extra' });
+    throw new CorruptDataError(`file is not part of any backup snapshot (${target.extra.length} such file(s))`, {
+      file: first,
+      reason: 'extra',
+    });
   }
 }
 

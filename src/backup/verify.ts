@@ -55,10 +55,13 @@ export async function verifyBackup(from: string, options: VerifyBackupOptions = 
   assertNoExtra(target);
   if (target.incomplete.length > 0) {
     const n = target.incomplete[0] as number;
-    throw new CorruptDataError(`snapshot ${n} has no manifest (removed, or an interrupted backup; the next backup into this directory removes it)`, {
-      file: join(target.dir, snapshotDir(n), 'BACKUP'),
-      reason: 'missing',
-    });
+    throw new CorruptDataError(
+      `snapshot ${n} has no manifest (removed, or an interrupted backup; the next backup into this directory removes it)`,
+      {
+        file: join(target.dir, snapshotDir(n), 'BACKUP'),
+        reason: 'missing',
+      },
+    );
   }
   const chosen = pickSnapshot(target, options.snapshot);
   const seen = new Map<string, number>();
@@ -95,7 +98,12 @@ export async function verifyBackup(from: string, options: VerifyBackupOptions = 
  * Opens the keyring of snapshot `n` (read in place, never written), checks
  * the snapshot's MAC with it, and runs `fn` with it.
  */
-export async function withSnapshotKeys<T>(target: BackupTarget, n: number, options: BackupKeyOptions, fn: (keys: KeyManager) => Promise<T>): Promise<T> {
+export async function withSnapshotKeys<T>(
+  target: BackupTarget,
+  n: number,
+  options: BackupKeyOptions,
+  fn: (keys: KeyManager) => Promise<T>,
+): Promise<T> {
   const s = pickSnapshot(target, n);
   const dir = join(target.dir, snapshotDir(n));
   const keyring = s.manifest.files.find((f) => f.path === 'KEYRING');
@@ -126,7 +134,11 @@ export async function withSnapshotKeys<T>(target: BackupTarget, n: number, optio
   }
 }
 
-async function openEverything(target: BackupTarget, m: BackupManifest, keys: KeyManager): Promise<NonNullable<VerifyBackupReport['opened']>> {
+async function openEverything(
+  target: BackupTarget,
+  m: BackupManifest,
+  keys: KeyManager,
+): Promise<NonNullable<VerifyBackupReport['opened']>> {
   const dir = join(target.dir, snapshotDir(m.snapshot));
   const opened = { snapshot: m.snapshot, deks: 0, manifests: 0, segments: 0, walFiles: 0, walRecords: 0 };
   const ring = keys.keyring;
@@ -141,7 +153,10 @@ async function openEverything(target: BackupTarget, m: BackupManifest, keys: Key
   const byPath = new Map(m.files.map((f) => [f.path, f]));
   for (const c of m.collections) {
     if (!catalog.some((i) => i.id === c.id)) {
-      throw new CorruptDataError(`collection ${c.id} is in the snapshot but not in its catalog`, { file: join(dir, 'CATALOG'), reason: 'catalog' });
+      throw new CorruptDataError(`collection ${c.id} is in the snapshot but not in its catalog`, {
+        file: join(dir, 'CATALOG'),
+        reason: 'catalog',
+      });
     }
     const keyFor: DekLookup = (v) => keys.withDek(c.id, v, (k) => Buffer.from(k));
     const leased: Buffer[] = [];
@@ -155,13 +170,19 @@ async function openEverything(target: BackupTarget, m: BackupManifest, keys: Key
       const manifest = await readManifest(cdir, m.storeId, c.id, keyForZeroed);
       opened.manifests += 1;
       if (manifest.generation !== c.generation) {
-        throw new CorruptDataError(`collection manifest has generation ${manifest.generation}, the backup says ${c.generation}`, { file: join(cdir, 'MANIFEST'), reason: 'rollback' });
+        throw new CorruptDataError(`collection manifest has generation ${manifest.generation}, the backup says ${c.generation}`, {
+          file: join(cdir, 'MANIFEST'),
+          reason: 'rollback',
+        });
       }
       for (const g of manifest.groups) {
         for (const f of g.files) {
           const entry = byPath.get(segmentFile(`collections/${c.id}`, g.id, f.kind));
           if (!entry || entry.sha256 !== f.sha256 || entry.length !== f.length) {
-            throw new CorruptDataError(`segment ${g.id} (${f.kind}) listed by the collection manifest is not in the backup`, { file: join(cdir, 'MANIFEST'), reason: 'missing' });
+            throw new CorruptDataError(`segment ${g.id} (${f.kind}) listed by the collection manifest is not in the backup`, {
+              file: join(cdir, 'MANIFEST'),
+              reason: 'missing',
+            });
           }
           const plain = await readSegment(
             join(target.dir, entry.stored),
@@ -174,10 +195,12 @@ async function openEverything(target: BackupTarget, m: BackupManifest, keys: Key
       }
       for (let s = c.firstWalSeq; s <= c.lastWalSeq; s++) {
         const entry = byPath.get(`collections/${c.id}/wal/${walFileName(s)}`);
-        if (!entry) throw new CorruptDataError(`WAL file ${s} is not in the backup`, { file: join(cdir, 'wal', walFileName(s)), reason: 'missing' });
+        if (!entry)
+          throw new CorruptDataError(`WAL file ${s} is not in the backup`, { file: join(cdir, 'wal', walFileName(s)), reason: 'missing' });
         const wal = await readWal(join(target.dir, entry.stored), { storeId: m.storeId, collectionId: c.id, walSeq: s }, keyForZeroed);
         for (const r of wal.records) r.fill(0);
-        if (wal.truncated > 0) throw new CorruptDataError('WAL file in a backup has a torn tail', { file: join(target.dir, entry.stored), reason: 'truncated' });
+        if (wal.truncated > 0)
+          throw new CorruptDataError('WAL file in a backup has a torn tail', { file: join(target.dir, entry.stored), reason: 'truncated' });
         opened.walFiles += 1;
         opened.walRecords += wal.records.length;
       }

@@ -12,7 +12,11 @@ import { cliKekConfig } from './context.js';
  * taking the store's write lock and without creating a key where none
  * exists. The caller zeroes the bytes.
  */
-export async function resolveStoreAudit(opts: { dir: string; keyDir?: string; config?: string }): Promise<{ macKey: Uint8Array; recordedHead?: AuditHead }> {
+export async function resolveStoreAudit(opts: {
+  dir: string;
+  keyDir?: string;
+  config?: string;
+}): Promise<{ macKey: Uint8Array; recordedHead?: AuditHead }> {
   const dir = resolve(opts.dir);
   const config = await cliKekConfig({ dir, ...(opts.config === undefined ? {} : { config: opts.config }) });
   const keys = await KeyManager.open({
@@ -22,7 +26,8 @@ export async function resolveStoreAudit(opts: { dir: string; keyDir?: string; co
     ...(opts.keyDir === undefined ? {} : { localKeyDir: resolve(opts.keyDir) }),
   });
   try {
-    if (!keys.keyring.system?.['vectorseal-audit']) throw new NotFoundError(`the store in ${dir} has no audit key (it was never opened by a version that writes the audit trail)`);
+    if (!keys.keyring.system?.['vectorseal-audit'])
+      throw new NotFoundError(`the store in ${dir} has no audit key (it was never opened by a version that writes the audit trail)`);
     const state = await readStoreStateForAudit({ dir, keys });
     const lease = await keys.leaseDek('vectorseal-audit', 1);
     try {

@@ -59,10 +59,14 @@ export async function readStoreConfig(file: string, storeId?: string): Promise<S
     throw new CorruptDataError('config file is not valid JSON', { file, reason: 'parse', cause: err });
   }
   if (typeof raw !== 'object' || raw === null || raw['format'] !== CONFIG_FORMAT || raw['version'] !== 1) {
-    throw new CorruptDataError(`not a vectorseal config file (expected "format": "${CONFIG_FORMAT}", "version": 1)`, { file, reason: 'header' });
+    throw new CorruptDataError(`not a vectorseal config file (expected "format": "${CONFIG_FORMAT}", "version": 1)`, {
+      file,
+      reason: 'header',
+    });
   }
   if (!isId(raw['storeId'])) throw new CorruptDataError('config file has no valid "storeId"', { file, reason: 'schema' });
-  if (storeId !== undefined && raw['storeId'] !== storeId) throw new CorruptDataError(`config file is for store ${raw['storeId']}, not ${storeId}`, { file, reason: 'foreign' });
+  if (storeId !== undefined && raw['storeId'] !== storeId)
+    throw new CorruptDataError(`config file is for store ${raw['storeId']}, not ${storeId}`, { file, reason: 'foreign' });
   let keks: Record<string, KekConfig>;
   try {
     keks = checkKekConfigs(raw['keks']);
@@ -77,7 +81,13 @@ export async function writeStoreConfig(file: string, config: StoreConfig): Promi
   const dir = dirname(file);
   const made = await mkdirs(dir, 0o700);
   if (made !== undefined) await fsyncDir(dirname(made));
-  const body = { format: CONFIG_FORMAT, version: 1, storeId: config.storeId, ...(config.dir === undefined ? {} : { dir: config.dir }), keks: config.keks };
+  const body = {
+    format: CONFIG_FORMAT,
+    version: 1,
+    storeId: config.storeId,
+    ...(config.dir === undefined ? {} : { dir: config.dir }),
+    keks: config.keks,
+  };
   await writeFileAtomic(file, Buffer.from(`${JSON.stringify(body, null, 2)}\n`, 'utf8'), 0o600);
 }
 
@@ -87,7 +97,8 @@ export async function storeIdOf(dir: string): Promise<string | undefined> {
     const s = JSON.parse(await fs.readFile(join(dir, 'STORE'), 'utf8')) as { storeId?: unknown };
     return isId(s?.storeId) ? s.storeId : undefined;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no vectorseal store in ${dir} (create one with \`vectorseal init\`)`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new NotFoundError(`no vectorseal store in ${dir} (create one with \`vectorseal init\`)`);
     return undefined;
   }
 }

@@ -61,11 +61,17 @@ export async function keysFromCli(opts: StoreCliOptions & KekCliOptions): Promis
 export function storeOptions(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', 'store directory (default: env VECTORSEAL_DIR)')
-    .option('--config <file>', 'the store\'s KEK configuration (default: env VECTORSEAL_CONFIG, else $XDG_CONFIG_HOME/vectorseal/stores/<storeId>.json)')
+    .option(
+      '--config <file>',
+      "the store's KEK configuration (default: env VECTORSEAL_CONFIG, else $XDG_CONFIG_HOME/vectorseal/stores/<storeId>.json)",
+    )
     .option('--key-dir <dir>', 'local master key directory (default: env VECTORSEAL_KEY_DIR or ~/.config/vectorseal/keys)')
     .option('--staging-dir <dir>', 'where hnswlib index files are staged (default: a RAM-backed location such as /dev/shm)')
-    .option('--freshness-anchor <file>', 'a file outside the store directory holding its newest state, ' +
-      'so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)');
+    .option(
+      '--freshness-anchor <file>',
+      'a file outside the store directory holding its newest state, ' +
+        'so a rollback of the whole directory is refused (default: env VECTORSEAL_FRESHNESS_ANCHOR)',
+    );
 }
 
 export function storeDir(opts: StoreCliOptions): string {
@@ -79,7 +85,9 @@ export function storeDir(opts: StoreCliOptions): string {
  * by store id, or --config / VECTORSEAL_CONFIG), never anything in the data
  * directory. Undefined when there is no config file (local keys only).
  */
-export async function cliKekConfig(opts: StoreCliOptions): Promise<{ file: string; keks: NonNullable<Parameters<typeof openStore>[0]['keks']> } | undefined> {
+export async function cliKekConfig(
+  opts: StoreCliOptions,
+): Promise<{ file: string; keks: NonNullable<Parameters<typeof openStore>[0]['keks']> } | undefined> {
   const dir = storeDir(opts);
   const storeId = await storeIdOf(dir);
   const file = configPath(storeId, opts.config);
@@ -146,7 +154,11 @@ export async function withStore<T>(
   try {
     const result = await fn(store);
     if (Object.keys(store.keys.kekConfigs).length !== before) {
-      await writeStoreConfig(configPath(store.storeId, opts.config), { storeId: store.storeId, dir: store.dir, keks: { ...store.keys.kekConfigs } });
+      await writeStoreConfig(configPath(store.storeId, opts.config), {
+        storeId: store.storeId,
+        dir: store.dir,
+        keks: { ...store.keys.kekConfigs },
+      });
     }
     return result;
   } finally {
@@ -162,7 +174,8 @@ export function output(opts: { json?: boolean }, value: unknown, human: () => st
 export function parseIntOption(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} expected an integer in ${min}..${max}, got "${v}"`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} expected an integer in ${min}..${max}, got "${v}"`);
     return n;
   };
 }

@@ -16,7 +16,9 @@ export function importProgress(opts: { json?: boolean }, fileBytes: number): { u
     started = Date.now();
     const unit = p.phase === 'check' ? 'MB' : 'records';
     const label = p.phase === 'check' ? 'checking' : 'writing ';
-    return progressBar(opts, `${label} [{bar}] {percentage}% | {shown} ${unit} | {rate} records/s | ETA {eta_formatted}`, { etaBuffer: 50 });
+    return progressBar(opts, `${label} [{bar}] {percentage}% | {shown} ${unit} | {rate} records/s | ETA {eta_formatted}`, {
+      etaBuffer: 50,
+    });
   };
   return {
     update(p) {

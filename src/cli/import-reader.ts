@@ -74,7 +74,8 @@ async function* readJsonl(file: string): AsyncGenerator<{ records: SourceRecord[
       } catch {
         throw new InvalidArgumentError(`${name} line ${line}: not valid JSON`);
       }
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidArgumentError(`${name} line ${line}: expected an object with id and vector`);
+      if (v === null || typeof v !== 'object' || Array.isArray(v))
+        throw new InvalidArgumentError(`${name} line ${line}: expected an object with id and vector`);
       records.push({ record: v, where: `${name} line ${line}` });
     };
     for (;;) {
@@ -115,7 +116,8 @@ async function* readFvecs(file: string): AsyncGenerator<{ records: SourceRecord[
     while (off < size) {
       await handle.read(head, 0, 4, off);
       const dim = head.readInt32LE(0);
-      if (dim < 1 || dim > 65_536 || off + 4 + dim * 4 > size) throw new InvalidArgumentError(`${name} vector ${n}: bad dimension or cut short`);
+      if (dim < 1 || dim > 65_536 || off + 4 + dim * 4 > size)
+        throw new InvalidArgumentError(`${name} vector ${n}: bad dimension or cut short`);
       const body = Buffer.alloc(dim * 4);
       await handle.read(body, 0, body.length, off + 4);
       const vector = new Float32Array(dim);

@@ -17,12 +17,19 @@ export function kekSourceOptions(cmd: Command, flag: string, description: string
   cmd
     .option(flag, description)
     .option('--key-id <id>', 'local: the new local key id (default: derived from the name)')
-    .option('--kek-key-dir <dir>', "local: directory of the new local key (default: --key-dir, else the default key directory); keep it apart from the store's");
+    .option(
+      '--kek-key-dir <dir>',
+      "local: directory of the new local key (default: --key-dir, else the default key directory); keep it apart from the store's",
+    );
   return pkcs11FlagOptions(kmsFlagOptions(cmd, 'aws-kms'), 'pkcs11', 'KEK label on the token (default: the KEK name)');
 }
 
 /** A keyring entry for a new KEK; a local key (or a PKCS#11 key on the token) is created when missing. */
-export async function kekEntryFromCli(opts: StoreCliOptions & KekSourceOptions, provider: string, defaultId: string): Promise<{ provider: string; keyId: string; config?: Record<string, string> }> {
+export async function kekEntryFromCli(
+  opts: StoreCliOptions & KekSourceOptions,
+  provider: string,
+  defaultId: string,
+): Promise<{ provider: string; keyId: string; config?: Record<string, string> }> {
   if (provider === 'local') {
     const keyDir = resolve(opts.kekKeyDir ?? opts.keyDir ?? defaultLocalKeyDir());
     const keyId = opts.keyId ?? `kek-${defaultId}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);

@@ -57,7 +57,8 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = exitCodeOf(err);
     if (err instanceof CommanderError) {
       // Commander has printed its message (stderr); --help and --version end here with 0.
-      if (json && err.exitCode !== 0) process.stdout.write(`${JSON.stringify({ error: { code: errorCodeOf(err), message: err.message.replace(/^error: /, '') } })}\n`);
+      if (json && err.exitCode !== 0)
+        process.stdout.write(`${JSON.stringify({ error: { code: errorCodeOf(err), message: err.message.replace(/^error: /, '') } })}\n`);
       return;
     }
     const message = (err as Error)?.message ?? String(err);

@@ -19,7 +19,8 @@ export interface Pkcs11CliFlags {
  */
 export function pkcs11TokenOptionsFromFlags(flags: Pkcs11CliFlags, usage: string): Pkcs11TokenOptions {
   if (flags.pkcs11Module === undefined) throw new InvalidArgumentError(`${usage} needs --pkcs11-module <path>`);
-  if ((flags.token === undefined) === (flags.slot === undefined)) throw new InvalidArgumentError(`${usage} needs one of --token <label> or --slot <id>`);
+  if ((flags.token === undefined) === (flags.slot === undefined))
+    throw new InvalidArgumentError(`${usage} needs one of --token <label> or --slot <id>`);
   if ((flags.pinEnv === undefined) === (flags.pinFile === undefined)) {
     throw new InvalidArgumentError(`${usage} needs one of --pin-env <VAR> or --pin-file <path> (the PIN is never a command-line argument)`);
   }
@@ -27,7 +28,8 @@ export function pkcs11TokenOptionsFromFlags(flags: Pkcs11CliFlags, usage: string
   if (flags.token !== undefined) options.token = flags.token;
   if (flags.slot !== undefined) {
     const slot = Number(flags.slot);
-    if (!Number.isSafeInteger(slot) || slot < 0) throw new InvalidArgumentError(`--slot expected a non-negative integer, got "${flags.slot}"`);
+    if (!Number.isSafeInteger(slot) || slot < 0)
+      throw new InvalidArgumentError(`--slot expected a non-negative integer, got "${flags.slot}"`);
     options.slot = slot;
   }
   if (flags.pinEnv !== undefined) options.pinEnv = flags.pinEnv;

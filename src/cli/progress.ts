@@ -13,7 +13,11 @@ const SILENT: ProgressBar = { update: () => undefined, stop: () => undefined };
  * never with --json (stdout then carries only the JSON and stderr only errors).
  * `format` is cli-progress's, with `{bar} {value} {total}` and payload tokens.
  */
-export function progressBar(opts: { json?: boolean }, format: string, options: { clearOnComplete?: boolean; etaBuffer?: number } = {}): ProgressBar {
+export function progressBar(
+  opts: { json?: boolean },
+  format: string,
+  options: { clearOnComplete?: boolean; etaBuffer?: number } = {},
+): ProgressBar {
   if (opts.json || !process.stderr.isTTY) return SILENT;
   const bar = new cliProgress.SingleBar({ stream: process.stderr, format, ...options }, cliProgress.Presets.shades_classic);
   let started = false;
@@ -37,7 +41,10 @@ export function progressBar(opts: { json?: boolean }, format: string, options: {
  * Progress of a job that works through several labelled parts in turn
  * (maintenance re-encrypts collection after collection): one bar per label.
  */
-export function progressReporter(opts: { json?: boolean }): { update(label: string, p: { done: number; total: number }): void; stop(): void } {
+export function progressReporter(opts: { json?: boolean }): {
+  update(label: string, p: { done: number; total: number }): void;
+  stop(): void;
+} {
   let bar: ProgressBar | undefined;
   let shown: string | undefined;
   return {

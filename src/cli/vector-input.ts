@@ -36,6 +36,7 @@ export function parseVectorOption(value: string): number[] {
   } catch {
     throw new InvalidArgumentError(`--vector expected a JSON array of numbers in ${from}, got text that is not JSON`);
   }
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) throw new InvalidArgumentError(`--vector expected a JSON array of numbers in ${from}`);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number'))
+    throw new InvalidArgumentError(`--vector expected a JSON array of numbers in ${from}`);
   return v as number[];
 }

@@ -259,7 +259,12 @@ export class MessageOpener {
    * last, so that a full-length final chunk (truncation) is refused.
    */
   openPage(index: number, sealed: Uint8Array, isFinal: boolean, out?: Uint8Array): Uint8Array {
-    if (sealed.length > SEALED_CHUNK_SIZE || sealed.length < TAG_SIZE || (!isFinal && sealed.length !== SEALED_CHUNK_SIZE) || (isFinal && sealed.length === SEALED_CHUNK_SIZE)) {
+    if (
+      sealed.length > SEALED_CHUNK_SIZE ||
+      sealed.length < TAG_SIZE ||
+      (!isFinal && sealed.length !== SEALED_CHUNK_SIZE) ||
+      (isFinal && sealed.length === SEALED_CHUNK_SIZE)
+    ) {
       throw new CorruptDataError(`chunk of ${sealed.length} bytes has an impossible length`, { page: index, reason: 'truncated' });
     }
     const target = out ?? Buffer.allocUnsafe(sealed.length - TAG_SIZE);

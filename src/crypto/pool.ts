@@ -11,7 +11,16 @@ import {
   sealedLength,
   type SealOptions,
 } from './chunked.js';
-import { AEAD_KEY_SIZE, CHUNK_SIZE, MAX_CHUNKS, NONCE_SIZE, PageAuthFailure, TAG_SIZE, type ChunkCipher, type ChunkEngine } from './engine.js';
+import {
+  AEAD_KEY_SIZE,
+  CHUNK_SIZE,
+  MAX_CHUNKS,
+  NONCE_SIZE,
+  PageAuthFailure,
+  TAG_SIZE,
+  type ChunkCipher,
+  type ChunkEngine,
+} from './engine.js';
 import { defaultEngine } from './engines.js';
 import { loadNativeAddon } from './native-engine.js';
 import { POOL_WORKER_SOURCE } from './pool-worker-source.js';
@@ -99,7 +108,15 @@ function sealedPageSize(pageSize: number): number {
 }
 
 /** The calling thread's share: the same page loop the workers run. */
-function runPages(cipher: ChunkCipher, op: 'seal' | 'open', base: Uint8Array, counter: number, input: Uint8Array, out: Uint8Array, pageSize: number): number {
+function runPages(
+  cipher: ChunkCipher,
+  op: 'seal' | 'open',
+  base: Uint8Array,
+  counter: number,
+  input: Uint8Array,
+  out: Uint8Array,
+  pageSize: number,
+): number {
   if (pageSize % CHUNK_SIZE === 0 || input.length === 0) {
     return op === 'seal' ? cipher.seal(base, counter, input, out) : cipher.open(base, counter, input, out);
   }
@@ -153,7 +170,14 @@ export class CryptoPool {
   }
 
   /** Like ChunkCipher.seal under `key`, spread over the pool. Resolves to bytes written. */
-  seal(key: Uint8Array, baseNonce: Uint8Array, counter: number, plaintext: Uint8Array, out: Uint8Array, options: PageRunOptions = {}): Promise<number> {
+  seal(
+    key: Uint8Array,
+    baseNonce: Uint8Array,
+    counter: number,
+    plaintext: Uint8Array,
+    out: Uint8Array,
+    options: PageRunOptions = {},
+  ): Promise<number> {
     return this.run('seal', key, baseNonce, counter, plaintext, out, options.pageSize ?? CHUNK_SIZE);
   }
 
@@ -161,7 +185,14 @@ export class CryptoPool {
    * Like ChunkCipher.open under `key`, spread over the pool. Rejects with
    * {@link PageAuthFailure} naming the lowest failing chunk; `out` is then unspecified.
    */
-  open(key: Uint8Array, baseNonce: Uint8Array, counter: number, ciphertext: Uint8Array, out: Uint8Array, options: PageRunOptions = {}): Promise<number> {
+  open(
+    key: Uint8Array,
+    baseNonce: Uint8Array,
+    counter: number,
+    ciphertext: Uint8Array,
+    out: Uint8Array,
+    options: PageRunOptions = {},
+  ): Promise<number> {
     return this.run('open', key, baseNonce, counter, ciphertext, out, options.pageSize ?? CHUNK_SIZE);
   }
 
@@ -181,10 +212,20 @@ export class CryptoPool {
     for (const w of workers) w.keySlot.fill(0);
   }
 
-  private async run(op: 'seal' | 'open', key: Uint8Array, base: Uint8Array, counter: number, input: Uint8Array, out: Uint8Array, pageSize: number): Promise<number> {
+  private async run(
+    op: 'seal' | 'open',
+    key: Uint8Array,
+    base: Uint8Array,
+    counter: number,
+    input: Uint8Array,
+    out: Uint8Array,
+    pageSize: number,
+  ): Promise<number> {
     if (this.closed) throw new ClosedError('crypto pool closed');
     if (!(key instanceof Uint8Array) || key.length !== AEAD_KEY_SIZE) {
-      throw new InvalidArgumentError(`"key" expected Uint8Array of length ${AEAD_KEY_SIZE}, got ${key instanceof Uint8Array ? `length=${key.length}` : typeof key}`);
+      throw new InvalidArgumentError(
+        `"key" expected Uint8Array of length ${AEAD_KEY_SIZE}, got ${key instanceof Uint8Array ? `length=${key.length}` : typeof key}`,
+      );
     }
     if (!(base instanceof Uint8Array) || base.length !== NONCE_SIZE) {
       throw new InvalidArgumentError(`"baseNonce" expected Uint8Array of length ${NONCE_SIZE}`);
@@ -214,7 +255,12 @@ export class CryptoPool {
       const end = Math.floor((pages * (t + 1)) / threads);
       const rangeIn = input.subarray(first * inPage, Math.min(input.length, end * inPage));
       const outBytes = op === 'seal' ? sealedSizeOfPages(rangeIn.length, pageSize) : openedSizeOfPages(rangeIn.length, pageSize);
-      ranges.push({ first, input: rangeIn, out: out.subarray(first * outPage, first * outPage + outBytes), counter: counter + first * chunksPerPage });
+      ranges.push({
+        first,
+        input: rangeIn,
+        out: out.subarray(first * outPage, first * outPage + outBytes),
+        counter: counter + first * chunksPerPage,
+      });
     }
     const last = ranges[ranges.length - 1];
     if (last && last.out.length < (op === 'seal' ? sealedSizeOfPages(last.input.length, pageSize) : 0)) {
@@ -368,7 +414,12 @@ export interface ParallelOptions extends SealOptions {
  * The result is backed by a SharedArrayBuffer; pass a plaintext that is too
  * ({@link sharedBuffer}) to avoid copying it.
  */
-export async function sealParallel(key: Uint8Array, context: Uint8Array, plaintext: Uint8Array, options: ParallelOptions = {}): Promise<Uint8Array> {
+export async function sealParallel(
+  key: Uint8Array,
+  context: Uint8Array,
+  plaintext: Uint8Array,
+  options: ParallelOptions = {},
+): Promise<Uint8Array> {
   if (!(plaintext instanceof Uint8Array)) throw new InvalidArgumentError(`"plaintext" expected Uint8Array, got ${typeof plaintext}`);
   const pool = options.pool ?? defaultPool();
   const salt = options.salt ?? randomBytes(SALT_SIZE);
@@ -400,7 +451,12 @@ export async function sealParallel(key: Uint8Array, context: Uint8Array, plainte
  * commitment before any chunk, CorruptDataError with `page` for the first
  * chunk that fails, never partial plaintext.
  */
-export async function openParallel(key: Uint8Array, context: Uint8Array, ciphertext: Uint8Array, options: ParallelOptions = {}): Promise<Uint8Array> {
+export async function openParallel(
+  key: Uint8Array,
+  context: Uint8Array,
+  ciphertext: Uint8Array,
+  options: ParallelOptions = {},
+): Promise<Uint8Array> {
   if (!(ciphertext instanceof Uint8Array)) throw new InvalidArgumentError(`"ciphertext" expected Uint8Array, got ${typeof ciphertext}`);
   if (ciphertext.length < MESSAGE_HEADER_SIZE) {
     throw new CorruptDataError(`sealed message of ${ciphertext.length} bytes is shorter than its header`, { reason: 'truncated' });
@@ -412,7 +468,8 @@ export async function openParallel(key: Uint8Array, context: Uint8Array, ciphert
       throw new CorruptDataError('key commitment mismatch: wrong key, wrong context or a modified header', { reason: 'commitment' });
     }
     const length = messageLength(ciphertext.length);
-    if (Math.floor(length / CHUNK_SIZE) + 1 > MAX_CHUNKS) throw new CorruptDataError('message exceeds 2^38 chunks', { reason: 'truncated' });
+    if (Math.floor(length / CHUNK_SIZE) + 1 > MAX_CHUNKS)
+      throw new CorruptDataError('message exceeds 2^38 chunks', { reason: 'truncated' });
     const out = sharedBuffer(length);
     try {
       await pool.open(keys.aeadKey, keys.baseNonce, 0, ciphertext.subarray(MESSAGE_HEADER_SIZE), out);

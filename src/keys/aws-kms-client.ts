@@ -25,13 +25,17 @@ import { importOptional } from '../util/optional-module.js';
  * that implements only these methods.
  */
 export interface KmsClientLike {
-  generateDataKey(input: GenerateDataKeyCommandInput): Promise<Pick<GenerateDataKeyCommandOutput, 'CiphertextBlob' | 'Plaintext' | 'KeyId'>>;
+  generateDataKey(
+    input: GenerateDataKeyCommandInput,
+  ): Promise<Pick<GenerateDataKeyCommandOutput, 'CiphertextBlob' | 'Plaintext' | 'KeyId'>>;
   encrypt(input: EncryptCommandInput): Promise<Pick<EncryptCommandOutput, 'CiphertextBlob' | 'KeyId'>>;
   decrypt(input: DecryptCommandInput): Promise<Pick<DecryptCommandOutput, 'Plaintext' | 'KeyId'>>;
   reEncrypt(input: ReEncryptCommandInput): Promise<Pick<ReEncryptCommandOutput, 'CiphertextBlob' | 'KeyId'>>;
   describeKey(input: DescribeKeyCommandInput): Promise<Pick<DescribeKeyCommandOutput, 'KeyMetadata'>>;
   rotateKeyOnDemand(input: RotateKeyOnDemandCommandInput): Promise<Pick<RotateKeyOnDemandCommandOutput, 'KeyId'>>;
-  listKeyRotations(input: ListKeyRotationsCommandInput): Promise<Pick<ListKeyRotationsCommandOutput, 'Rotations' | 'NextMarker' | 'Truncated'>>;
+  listKeyRotations(
+    input: ListKeyRotationsCommandInput,
+  ): Promise<Pick<ListKeyRotationsCommandOutput, 'Rotations' | 'NextMarker' | 'Truncated'>>;
   /** Only needed to crypto-shred a tenant that owns its KMS key. */
   scheduleKeyDeletion?(input: ScheduleKeyDeletionCommandInput): Promise<Pick<ScheduleKeyDeletionCommandOutput, 'DeletionDate' | 'KeyId'>>;
   destroy?(): void;

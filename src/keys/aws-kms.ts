@@ -103,7 +103,9 @@ export class AwsKmsKekProvider extends KekProvider {
     const plaintext = requireBlob(out.Plaintext, 'Decrypt', wrapped.keyId);
     if (plaintext.length !== DEK_BYTES) {
       plaintext.fill(0);
-      throw new VectorsealError(`KMS Decrypt with key ${wrapped.keyId} returned a key of length=${plaintext.length}, expected ${DEK_BYTES}`);
+      throw new VectorsealError(
+        `KMS Decrypt with key ${wrapped.keyId} returned a key of length=${plaintext.length}, expected ${DEK_BYTES}`,
+      );
     }
     return plaintext;
   }
@@ -262,7 +264,8 @@ function endpointList(options: AwsKmsProviderOptions): (string | undefined)[] {
   const list = options.endpoints ?? options.endpoint?.split(',');
   const cleaned = (list ?? []).map((e) => e.trim()).filter((e) => e !== '');
   if (options.endpoints !== undefined && cleaned.length === 0) throw new InvalidArgumentError('"endpoints" expected at least one URL');
-  if (options.client !== undefined && cleaned.length > 1) throw new InvalidArgumentError('"client" cannot be combined with several endpoints');
+  if (options.client !== undefined && cleaned.length > 1)
+    throw new InvalidArgumentError('"client" cannot be combined with several endpoints');
   for (const e of cleaned) {
     if (!/^https?:\/\/[^\s,]+$/.test(e)) throw new InvalidArgumentError(`KMS endpoint expected an http(s) URL, got "${e}"`);
   }

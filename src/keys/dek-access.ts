@@ -1,5 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
-import { CorruptDataError, InvalidArgumentError, KeyDestroyedError, KeyDisabledError, KeyPendingDeletionError, NotFoundError } from '../errors.js';
+import {
+  CorruptDataError,
+  InvalidArgumentError,
+  KeyDestroyedError,
+  KeyDisabledError,
+  KeyPendingDeletionError,
+  NotFoundError,
+} from '../errors.js';
 import type { DekContext } from './context.js';
 import { DekCache, type DekCacheOptions, type DekLease } from './dek-cache.js';
 import type { KeyAuditor } from './key-audit.js';
@@ -90,19 +97,28 @@ export class DekAccess {
   }
 
   /** A new DEK generated under the first of `keks` and wrapped under the rest. */
-  async newDek(collectionId: string, version: number, keks: readonly string[], tenant?: string, now?: Date): Promise<{ record: DekRecord; plaintext: Uint8Array }> {
+  async newDek(
+    collectionId: string,
+    version: number,
+    keks: readonly string[],
+    tenant?: string,
+    now?: Date,
+  ): Promise<{ record: DekRecord; plaintext: Uint8Array }> {
     const ctx = this.context(collectionId, version);
     const [first, ...rest] = keks;
     if (first === undefined) throw new InvalidArgumentError('a collection needs at least one KEK');
     const primary = await this.provider(first);
-    const generated = await this.audit.audited({ action: 'generate', collectionId, kek: first, dekVersion: version, ...(tenant === undefined ? {} : { tenant }) }, () =>
-      primary.generateDataKey(ctx),
+    const generated = await this.audit.audited(
+      { action: 'generate', collectionId, kek: first, dekVersion: version, ...(tenant === undefined ? {} : { tenant }) },
+      () => primary.generateDataKey(ctx),
     );
     const wraps = [toStored(first, generated.wrapped)];
     try {
       for (const name of rest) {
         const p = await this.provider(name);
-        const w = await this.audit.audited({ action: 'wrap', collectionId, kek: name, dekVersion: version }, () => p.wrap(generated.plaintext, ctx));
+        const w = await this.audit.audited({ action: 'wrap', collectionId, kek: name, dekVersion: version }, () =>
+          p.wrap(generated.plaintext, ctx),
+        );
         wraps.push(toStored(name, w));
       }
     } catch (err) {
@@ -152,9 +168,12 @@ export class DekAccess {
     const col = this.collectionKeys(collectionId);
     const dek = col.deks.find((d) => d.version === version);
     if (!dek) throw new NotFoundError(`collection ${collectionId} has no DEK version ${version}`);
-    if (dek.state === 'destroyed' || dek.wraps.length === 0) throw new KeyDestroyedError(`DEK version ${version} of collection ${collectionId} was destroyed`);
+    if (dek.state === 'destroyed' || dek.wraps.length === 0)
+      throw new KeyDestroyedError(`DEK version ${version} of collection ${collectionId} was destroyed`);
     if (col.minDecryptVersion !== undefined && version < col.minDecryptVersion) {
-      throw new KeyDisabledError(`DEK version ${version} of collection ${collectionId} is below the minimum decryption version ${col.minDecryptVersion}`);
+      throw new KeyDisabledError(
+        `DEK version ${version} of collection ${collectionId} is below the minimum decryption version ${col.minDecryptVersion}`,
+      );
     }
     const ctx = this.context(collectionId, version);
     const order = [...col.keks, ...dek.wraps.map((w) => w.kek)].filter((n, i, all) => all.indexOf(n) === i);
@@ -183,7 +202,9 @@ function cacheId(collectionId: string, version: number): string {
 }
 
 function rewrapMismatch(ctx: DekContext): CorruptDataError {
-  return new CorruptDataError(`rewrapped DEK version ${ctx.dekVersion} of collection ${ctx.collectionId} does not match the original`, { reason: 'rewrap' });
+  return new CorruptDataError(`rewrapped DEK version ${ctx.dekVersion} of collection ${ctx.collectionId} does not match the original`, {
+    reason: 'rewrap',
+  });
 }
 
 /** An own entry of a map (never an inherited one such as `__proto__` or `constructor`). */

@@ -57,19 +57,25 @@ export function checkKekConfig(name: string, value: unknown): KekConfig {
   const v = value as Record<string, unknown>;
   const provider = ownString(v, 'provider');
   const keyId = ownString(v, 'keyId');
-  if (provider === undefined || provider.length === 0 || provider.length > 64) throw new InvalidArgumentError(`KEK "${name}": "provider" expected a provider name`);
-  if (keyId === undefined || keyId.length === 0 || keyId.length > 2048) throw new InvalidArgumentError(`KEK "${name}": "keyId" expected 1-2048 characters`);
+  if (provider === undefined || provider.length === 0 || provider.length > 64)
+    throw new InvalidArgumentError(`KEK "${name}": "provider" expected a provider name`);
+  if (keyId === undefined || keyId.length === 0 || keyId.length > 2048)
+    throw new InvalidArgumentError(`KEK "${name}": "keyId" expected 1-2048 characters`);
   const out: KekConfig = { provider, keyId };
   const raw = Object.prototype.hasOwnProperty.call(v, 'config') ? v['config'] : undefined;
   if (raw !== undefined) {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidArgumentError(`KEK "${name}": "config" expected an object of strings`);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      throw new InvalidArgumentError(`KEK "${name}": "config" expected an object of strings`);
     const allowed = CONFIG_KEYS[provider];
     const config: Record<string, string> = {};
     for (const key of Object.keys(raw)) {
       const s = ownString(raw as Record<string, unknown>, key);
       if (s === undefined) throw new InvalidArgumentError(`KEK "${name}": config "${key.slice(0, 64)}" expected a string`);
       if (key === 'pin') throw new InvalidArgumentError(`KEK "${name}": a PIN is never configured in a file; use "pinEnv" or "pinFile"`);
-      if (allowed && !allowed.includes(key)) throw new InvalidArgumentError(`KEK "${name}": config "${key.slice(0, 64)}" is not a ${provider} setting (expected ${allowed.join(', ')})`);
+      if (allowed && !allowed.includes(key))
+        throw new InvalidArgumentError(
+          `KEK "${name}": config "${key.slice(0, 64)}" is not a ${provider} setting (expected ${allowed.join(', ')})`,
+        );
       Object.defineProperty(config, key, { value: s, enumerable: true, writable: true, configurable: true });
     }
     out.config = config;
@@ -80,7 +86,8 @@ export function checkKekConfig(name: string, value: unknown): KekConfig {
 /** Checks a map of KEK configurations by name. */
 export function checkKekConfigs(value: unknown): Record<string, KekConfig> {
   if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidArgumentError('"keks" expected an object of KEK configurations by name');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new InvalidArgumentError('"keks" expected an object of KEK configurations by name');
   const out: Record<string, KekConfig> = Object.create(null) as Record<string, KekConfig>;
   for (const name of Object.keys(value)) {
     const desc = Object.getOwnPropertyDescriptor(value, name);

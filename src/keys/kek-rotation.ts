@@ -35,13 +35,17 @@ export interface RotationReport {
  * opening under the old version); running this again completes it without
  * creating yet another version.
  */
-export async function rotateKek(core: KeyCore, options: { kek?: string; onProgress?: (p: RotationProgress) => void; now?: Date } = {}): Promise<RotationReport> {
+export async function rotateKek(
+  core: KeyCore,
+  options: { kek?: string; onProgress?: (p: RotationProgress) => void; now?: Date } = {},
+): Promise<RotationReport> {
   return core.serialized(async () => {
     const ring = core.ring;
     const data = ring.data;
     const resumed = data.rotation !== undefined;
     const kekName = options.kek ?? data.rotation?.kek ?? data.defaultKeks[0];
-    if (kekName === undefined || !Object.prototype.hasOwnProperty.call(data.keks, kekName)) throw new NotFoundError(`no KEK named "${String(kekName)}"`);
+    if (kekName === undefined || !Object.prototype.hasOwnProperty.call(data.keks, kekName))
+      throw new NotFoundError(`no KEK named "${String(kekName)}"`);
     if (resumed && data.rotation?.kek !== kekName) {
       throw new InvalidArgumentError(`a rotation of KEK "${data.rotation?.kek}" is under way; run it to completion first`);
     }
@@ -50,7 +54,11 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
     let fromVersion = data.rotation?.fromVersion ?? before.currentVersion;
     if (!resumed) {
       const root = ring.root();
-      root.rotation = { kek: kekName, ...(fromVersion === undefined ? {} : { fromVersion }), startedAt: (options.now ?? new Date()).toISOString() };
+      root.rotation = {
+        kek: kekName,
+        ...(fromVersion === undefined ? {} : { fromVersion }),
+        startedAt: (options.now ?? new Date()).toISOString(),
+      };
       await ring.commit([{ k: 'r', v: root }]);
     }
     crashPoint('rotate:marked');
@@ -79,7 +87,14 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
       const ctx = core.context(job.cid, job.version);
       // A failure is recorded per DEK; the successes go into one event below (see rewrapSummary).
       const fresh = await core.deks.rewrap(provider, job.wrap, ctx).catch((err: unknown) => {
-        core.audit.emit({ action: 'rewrap', outcome: 'error', collectionId: job.cid, kek: kekName, dekVersion: job.version, error: errorCode(err) });
+        core.audit.emit({
+          action: 'rewrap',
+          outcome: 'error',
+          collectionId: job.cid,
+          kek: kekName,
+          dekVersion: job.version,
+          error: errorCode(err),
+        });
         throw err;
       });
       let entry = changed.get(job.cid);
@@ -114,7 +129,13 @@ export async function rotateKek(core: KeyCore, options: { kek?: string; onProgre
     ops.push({ k: 'r', v: root });
     await ring.commitAsCheckpoint(ops, macKey);
     crashPoint('rotate:committed');
-    core.audit.emit({ action: 'rotate-kek', outcome: 'ok', kek: kekName, keyId: provider.keyId, ...(target.currentVersion === undefined ? {} : { kekVersion: target.currentVersion }) });
+    core.audit.emit({
+      action: 'rotate-kek',
+      outcome: 'ok',
+      kek: kekName,
+      keyId: provider.keyId,
+      ...(target.currentVersion === undefined ? {} : { kekVersion: target.currentVersion }),
+    });
     return {
       kek: kekName,
       keyId: provider.keyId,

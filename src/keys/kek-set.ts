@@ -13,7 +13,11 @@ import { toStored, wrapMacKey } from './keyring-mac-key.js';
  */
 
 /** Registers a KEK under a name (checked by one provider call); `config` is this process's way to reach it. */
-export async function addKek(core: KeyCore, name: string, entry: { provider: string; keyId: string; tenant?: string; config?: Record<string, string> }): Promise<void> {
+export async function addKek(
+  core: KeyCore,
+  name: string,
+  entry: { provider: string; keyId: string; tenant?: string; config?: Record<string, string> },
+): Promise<void> {
   checkKekName(name);
   await core.serialized(async () => {
     if (Object.prototype.hasOwnProperty.call(core.ring.data.keks, name)) throw new AlreadyExistsError(`a KEK named "${name}" exists`);
@@ -29,7 +33,12 @@ export async function addKek(core: KeyCore, name: string, entry: { provider: str
       await provider.close();
       throw new KeyDisabledError(`KEK "${name}" is ${desc.state}`);
     }
-    const kek: KekEntry = { ...binding, createdAt: new Date().toISOString(), ...(entry.tenant === undefined ? {} : { tenant: entry.tenant }), ...(desc.currentVersion === undefined ? {} : { currentVersion: desc.currentVersion }) };
+    const kek: KekEntry = {
+      ...binding,
+      createdAt: new Date().toISOString(),
+      ...(entry.tenant === undefined ? {} : { tenant: entry.tenant }),
+      ...(desc.currentVersion === undefined ? {} : { currentVersion: desc.currentVersion }),
+    };
     core.registry.set(name, provider);
     await core.ring.commit([{ k: 'k', id: name, v: kek }]);
     core.audit.emit({ action: 'add-kek', outcome: 'ok', kek: name, keyId: entry.keyId });
@@ -71,7 +80,9 @@ export async function attachKek(core: KeyCore, kekName: string, options: { tenan
           }
         });
         try {
-          const w = await core.audit.audited({ action: 'wrap', collectionId: cid, kek: kekName, dekVersion: d.version }, () => provider.wrap(dek, core.context(cid, d.version)));
+          const w = await core.audit.audited({ action: 'wrap', collectionId: cid, kek: kekName, dekVersion: d.version }, () =>
+            provider.wrap(dek, core.context(cid, d.version)),
+          );
           d.wraps.push(toStored(kekName, w));
           wrapped += 1;
         } finally {
@@ -86,7 +97,12 @@ export async function attachKek(core: KeyCore, kekName: string, options: { tenan
     } else {
       await ring.commitAsCheckpoint(ops);
     }
-    core.audit.emit({ action: 'add-kek', outcome: 'ok', kek: kekName, ...(options.tenant === undefined ? {} : { tenant: options.tenant }) });
+    core.audit.emit({
+      action: 'add-kek',
+      outcome: 'ok',
+      kek: kekName,
+      ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+    });
     return wrapped;
   });
 }
@@ -109,7 +125,8 @@ export async function detachKek(core: KeyCore, kekName: string, options: { tenan
       next.keks = next.keks.filter((k) => k !== kekName);
       for (const d of next.deks) {
         const kept = d.wraps.filter((w) => w.kek !== kekName);
-        if (d.state !== 'destroyed' && kept.length === 0) throw new InvalidArgumentError(`DEK version ${d.version} is wrapped only under "${kekName}"`);
+        if (d.state !== 'destroyed' && kept.length === 0)
+          throw new InvalidArgumentError(`DEK version ${d.version} is wrapped only under "${kekName}"`);
         dropped += d.wraps.length - kept.length;
         d.wraps = kept;
       }
@@ -124,14 +141,23 @@ export async function detachKek(core: KeyCore, kekName: string, options: { tenan
 }
 
 /** Asks every KEK's provider for its state; an unreachable or unconfigured one is reported, not thrown. */
-export async function kekHealth(core: KeyCore): Promise<{ name: string; provider: string; keyId: string; reachable: boolean; state?: string; currentVersion?: string; error?: string }[]> {
+export async function kekHealth(
+  core: KeyCore,
+): Promise<
+  { name: string; provider: string; keyId: string; reachable: boolean; state?: string; currentVersion?: string; error?: string }[]
+> {
   return Promise.all(
     Object.entries(core.ring.data.keks).map(async ([name, entry]) => {
       const base = { name, provider: entry.provider, keyId: entry.keyId };
       if (entry.state === 'destroyed') return { ...base, reachable: false, state: 'destroyed' };
       try {
         const desc = await (await core.provider(name)).describe();
-        return { ...base, reachable: true, state: desc.state, ...(desc.currentVersion === undefined ? {} : { currentVersion: desc.currentVersion }) };
+        return {
+          ...base,
+          reachable: true,
+          state: desc.state,
+          ...(desc.currentVersion === undefined ? {} : { currentVersion: desc.currentVersion }),
+        };
       } catch (err) {
         return { ...base, reachable: false, error: errorCode(err) };
       }

@@ -83,7 +83,12 @@ export class KeyManager implements KeyCore {
     cache: DekCacheOptions | undefined,
   ) {
     this.audit = audit;
-    this.deks = new DekAccess(() => this.ring.data, (k) => this.provider(k), audit, cache);
+    this.deks = new DekAccess(
+      () => this.ring.data,
+      (k) => this.provider(k),
+      audit,
+      cache,
+    );
   }
 
   /**
@@ -94,7 +99,8 @@ export class KeyManager implements KeyCore {
     const names = Object.keys(options.keks);
     if (names.length === 0) throw new InvalidArgumentError('a keyring needs at least one KEK');
     const defaultKeks = options.defaultKeks ?? names;
-    for (const n of defaultKeks) if (!Object.prototype.hasOwnProperty.call(options.keks, n)) throw new InvalidArgumentError(`default KEK "${n}" is not defined`);
+    for (const n of defaultKeks)
+      if (!Object.prototype.hasOwnProperty.call(options.keks, n)) throw new InvalidArgumentError(`default KEK "${n}" is not defined`);
     const configs: Record<string, KekConfig> = { ...(options.configured ?? {}) };
     for (const n of names) configs[n] = checkKekConfig(n, options.keks[n]);
     const registry = new ProviderRegistry({ ...options, keks: configs });
@@ -196,11 +202,13 @@ export class KeyManager implements KeyCore {
       const data = this.ring.data;
       const seen = new Set<string>();
       for (const c of batch) {
-        if (Object.prototype.hasOwnProperty.call(data.collections, c.id) || seen.has(c.id)) throw new AlreadyExistsError(`collection ${c.id} already has keys`);
+        if (Object.prototype.hasOwnProperty.call(data.collections, c.id) || seen.has(c.id))
+          throw new AlreadyExistsError(`collection ${c.id} already has keys`);
         seen.add(c.id);
         // A tenant nobody created is a label on the store's KEKs (as in 0.1.0); a created one keys its collections itself.
         const tenant = c.tenant === undefined ? undefined : knownTenant(data, c.tenant);
-        if (tenant && tenant.state !== 'enabled') throw new KeyDisabledError(`tenant "${c.tenant}" is ${tenant.state}; no new collection can be keyed under it`);
+        if (tenant && tenant.state !== 'enabled')
+          throw new KeyDisabledError(`tenant "${c.tenant}" is ${tenant.state}; no new collection can be keyed under it`);
       }
       const ops: KeyringOp[] = [];
       const made: { id: string; entry: CollectionKeys; plaintext: Uint8Array }[] = [];
@@ -208,7 +216,13 @@ export class KeyManager implements KeyCore {
         for (const c of batch) {
           const keks = (c.tenant === undefined ? undefined : knownTenant(data, c.tenant))?.keks ?? data.defaultKeks;
           const dek = await this.deks.newDek(c.id, 1, keks, c.tenant);
-          const entry: CollectionKeys = { name: c.name, ...(c.tenant === undefined ? {} : { tenant: c.tenant }), keks: [...keks], activeVersion: 1, deks: [dek.record] };
+          const entry: CollectionKeys = {
+            name: c.name,
+            ...(c.tenant === undefined ? {} : { tenant: c.tenant }),
+            keks: [...keks],
+            activeVersion: 1,
+            deks: [dek.record],
+          };
           made.push({ id: c.id, entry, plaintext: dek.plaintext });
           ops.push({ k: 'c', id: c.id, v: entry });
         }
@@ -347,7 +361,13 @@ export class KeyManager implements KeyCore {
         throw err;
       }
       this.deks.put(collectionId, version, made.plaintext);
-      this.audit.emit({ action: 'rekey', outcome: 'ok', collectionId, dekVersion: version, ...(col.tenant === undefined ? {} : { tenant: col.tenant }) });
+      this.audit.emit({
+        action: 'rekey',
+        outcome: 'ok',
+        collectionId,
+        dekVersion: version,
+        ...(col.tenant === undefined ? {} : { tenant: col.tenant }),
+      });
       return version;
     });
   }
@@ -384,7 +404,9 @@ export class KeyManager implements KeyCore {
   async notePagesWritten(collectionId: string, pages: number): Promise<void> {
     if (pages <= 0) return;
     await this.serialized(async () => {
-      const c = Object.prototype.hasOwnProperty.call(this.ring.data.collections, collectionId) ? this.ring.data.collections[collectionId] : undefined;
+      const c = Object.prototype.hasOwnProperty.call(this.ring.data.collections, collectionId)
+        ? this.ring.data.collections[collectionId]
+        : undefined;
       if (!c) return;
       await this.ring.commit([{ k: 'c', id: collectionId, v: { ...c, pagesWritten: (c.pagesWritten ?? 0) + pages } }]);
     });
@@ -413,7 +435,9 @@ export class KeyManager implements KeyCore {
    */
   async systemKey(name: string): Promise<DekLease> {
     if (typeof name !== 'string' || !SYSTEM_NAME.test(name) || name === 'keyring') {
-      throw new InvalidArgumentError('system key name expected 1-64 characters [A-Za-z0-9._-] starting with a letter or digit (not "keyring")');
+      throw new InvalidArgumentError(
+        'system key name expected 1-64 characters [A-Za-z0-9._-] starting with a letter or digit (not "keyring")',
+      );
     }
     const id = `vectorseal-${name}`;
     if (!this.ring.data.system?.[id]) {
@@ -479,7 +503,13 @@ export class KeyManager implements KeyCore {
     return Object.prototype.hasOwnProperty.call(this.ring.data.collections, collectionId) ? 'c' : 's';
   }
 
-  private async updateCollection(collectionId: string, action: KeyAuditEvent['action'], change: (c: CollectionKeys) => void, dekVersion?: number, checkpoint = false): Promise<void> {
+  private async updateCollection(
+    collectionId: string,
+    action: KeyAuditEvent['action'],
+    change: (c: CollectionKeys) => void,
+    dekVersion?: number,
+    checkpoint = false,
+  ): Promise<void> {
     await this.serialized(async () => {
       const next = cloneKeys(this.collectionKeys(collectionId));
       change(next);
@@ -487,7 +517,13 @@ export class KeyManager implements KeyCore {
       if (checkpoint) await this.ring.commitAsCheckpoint(ops);
       else await this.ring.commit(ops);
       this.deks.evict(collectionId);
-      this.audit.emit({ action, outcome: 'ok', collectionId, ...(dekVersion === undefined ? {} : { dekVersion }), ...(next.tenant === undefined ? {} : { tenant: next.tenant }) });
+      this.audit.emit({
+        action,
+        outcome: 'ok',
+        collectionId,
+        ...(dekVersion === undefined ? {} : { dekVersion }),
+        ...(next.tenant === undefined ? {} : { tenant: next.tenant }),
+      });
     });
   }
 }
@@ -496,7 +532,6 @@ export class KeyManager implements KeyCore {
 export function keyringFile(dir: string): string {
   return join(dir, KEYRING_FILE);
 }
-
 
 /** The tenant entry of that name, when one was created (own properties only). */
 function knownTenant(data: KeyringData, tenant: string): TenantEntry | undefined {

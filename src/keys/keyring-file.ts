@@ -117,4 +117,3 @@ export interface RotationPolicy {
   /** Re-key a collection once this many pages were sealed under its active DEK. */
   dekMaxPages?: number;
 }
-

@@ -4,7 +4,15 @@ import { CorruptDataError, NotFoundError, UnsupportedVersionError } from '../err
 import { openDurable, storageError, writeFileAtomic } from '../util/durable.js';
 import { crashPoint } from '../util/crash.js';
 import { isId } from '../util/ids.js';
-import { KEYRING_FORMAT, KEYRING_VERSION, type CollectionKeys, type KekEntry, type KeyringData, type StoredWrap, type TenantEntry } from './keyring-file.js';
+import {
+  KEYRING_FORMAT,
+  KEYRING_VERSION,
+  type CollectionKeys,
+  type KekEntry,
+  type KeyringData,
+  type StoredWrap,
+  type TenantEntry,
+} from './keyring-file.js';
 import { isKeyringV1 } from './keyring-v1.js';
 import type { DurableFile } from '../util/file-layer.js';
 
@@ -84,9 +92,11 @@ export async function readKeyringFile(file: string): Promise<UnverifiedKeyring> 
 /** Splits keyring bytes into complete lines and parses the checkpoint's claims. */
 export function splitKeyring(bytes: Buffer, file: string): UnverifiedKeyring {
   if (isKeyringV1(bytes)) {
-    throw new UnsupportedVersionError(`the keyring was written by vectorseal 0.1.0 (file ${file}); ` +
-      `convert the store with \`vectorseal upgrade --dir <dir>\` (or upgradeStore()) ` +
-      'using its KEK configuration');
+    throw new UnsupportedVersionError(
+      `the keyring was written by vectorseal 0.1.0 (file ${file}); ` +
+        `convert the store with \`vectorseal upgrade --dir <dir>\` (or upgradeStore()) ` +
+        'using its KEK configuration',
+    );
   }
   const lines: Buffer[] = [];
   let start = 0;
@@ -97,7 +107,11 @@ export function splitKeyring(bytes: Buffer, file: string): UnverifiedKeyring {
     start = nl + 1;
   }
   const tornBytes = bytes.length - start;
-  if (lines.length === 0) throw new CorruptDataError(bytes.length === 0 ? 'keyring is empty' : 'keyring has no complete checkpoint', { file, reason: 'truncated' });
+  if (lines.length === 0)
+    throw new CorruptDataError(bytes.length === 0 ? 'keyring is empty' : 'keyring has no complete checkpoint', {
+      file,
+      reason: 'truncated',
+    });
   const first = (lines[0] as Buffer).toString('utf8');
   const match = MAC_PREFIX.exec(first);
   let claims: { t?: unknown; state?: { format?: unknown; version?: unknown; storeId?: unknown; macKey?: unknown } };
@@ -112,9 +126,12 @@ export function splitKeyring(bytes: Buffer, file: string): UnverifiedKeyring {
     throw new CorruptDataError('keyring does not start with a checkpoint', { file, reason: 'header' });
   }
   if (state.version !== KEYRING_VERSION) {
-    throw new UnsupportedVersionError(`keyring format version ${String(state.version)} is not supported (this build reads ${KEYRING_VERSION}) (file ${file})`);
+    throw new UnsupportedVersionError(
+      `keyring format version ${String(state.version)} is not supported (this build reads ${KEYRING_VERSION}) (file ${file})`,
+    );
   }
-  if (!isId(state.storeId) || !Array.isArray(state.macKey)) throw new CorruptDataError('keyring checkpoint is missing required fields', { file, reason: 'schema' });
+  if (!isId(state.storeId) || !Array.isArray(state.macKey))
+    throw new CorruptDataError('keyring checkpoint is missing required fields', { file, reason: 'schema' });
   return { file, storeId: state.storeId, macKey: state.macKey as StoredWrap[], lines, validLength: start, tornBytes };
 }
 
@@ -122,7 +139,10 @@ export function splitKeyring(bytes: Buffer, file: string): UnverifiedKeyring {
  * Verifies every line's MAC in order and replays the records onto the
  * checkpoint. Any failure is a CorruptDataError naming the keyring file.
  */
-export function verifyKeyring(u: UnverifiedKeyring, macKey: Uint8Array): { state: KeyringData; head: LogHead; checkpointBytes: number; tailBytes: number } {
+export function verifyKeyring(
+  u: UnverifiedKeyring,
+  macKey: Uint8Array,
+): { state: KeyringData; head: LogHead; checkpointBytes: number; tailBytes: number } {
   let prev: Buffer = ZERO;
   let state: KeyringData | undefined;
   let seq = 0;
@@ -134,7 +154,10 @@ export function verifyKeyring(u: UnverifiedKeyring, macKey: Uint8Array): { state
     const body = `{${text.slice(match[0].length)}`;
     const mac = macOf(macKey, prev, body);
     if (!timingSafeEqual(mac, Buffer.from(match[1] as string, 'hex'))) {
-      throw new CorruptDataError(`keyring record ${i + 1} fails to authenticate (edited, reordered or from another keyring)`, { file: u.file, reason: 'mac' });
+      throw new CorruptDataError(`keyring record ${i + 1} fails to authenticate (edited, reordered or from another keyring)`, {
+        file: u.file,
+        reason: 'mac',
+      });
     }
     let rec: { t: string; seq: number; at?: string; state?: KeyringData; ops?: KeyringOp[] };
     try {
@@ -178,10 +201,19 @@ export function applyOps(state: KeyringData, ops: readonly KeyringOp[], file?: s
     if (typeof op.id !== 'string' || op.id === '__proto__' || op.id.length === 0 || op.id.length > 160) {
       throw new CorruptDataError('keyring record names an invalid entry', { ...(file === undefined ? {} : { file }), reason: 'schema' });
     }
-    const map = (op.k === 'c' ? state.collections : op.k === 's' ? (state.system ??= {}) : op.k === 't' ? state.tenants : op.k === 'k' ? state.keks : undefined) as
-      | Record<string, unknown>
-      | undefined;
-    if (!map) throw new CorruptDataError('keyring record has an unknown kind', { ...(file === undefined ? {} : { file }), reason: 'schema' });
+    const map = (
+      op.k === 'c'
+        ? state.collections
+        : op.k === 's'
+          ? (state.system ??= {})
+          : op.k === 't'
+            ? state.tenants
+            : op.k === 'k'
+              ? state.keks
+              : undefined
+    ) as Record<string, unknown> | undefined;
+    if (!map)
+      throw new CorruptDataError('keyring record has an unknown kind', { ...(file === undefined ? {} : { file }), reason: 'schema' });
     setOrDelete(map, op.id, op.v);
   }
 }
@@ -252,7 +284,15 @@ export class KeyringLog {
     const seq = state.generation;
     const { bytes, mac } = encodeCheckpoint(state, macKey, seq);
     await writeFileAtomic(file, bytes);
-    return new KeyringLog({ file, macKey, head: { seq, mac }, checkpointBytes: bytes.length, tailBytes: 0, length: bytes.length, durability });
+    return new KeyringLog({
+      file,
+      macKey,
+      head: { seq, mac },
+      checkpointBytes: bytes.length,
+      tailBytes: 0,
+      length: bytes.length,
+      durability,
+    });
   }
 
   /** The last record's sequence number and MAC: a store state kept elsewhere can pin the keyring to it. */

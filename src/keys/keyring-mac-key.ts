@@ -19,7 +19,11 @@ export function macKeyContext(storeId: string): DekContext {
 }
 
 /** A fresh MAC key, wrapped under each of `keks`. */
-export async function createMacKey(storeId: string, keks: readonly string[], provider: (name: string) => Promise<KekProvider>): Promise<{ key: Buffer; wraps: StoredWrap[] }> {
+export async function createMacKey(
+  storeId: string,
+  keks: readonly string[],
+  provider: (name: string) => Promise<KekProvider>,
+): Promise<{ key: Buffer; wraps: StoredWrap[] }> {
   const key = randomBytes(DEK_BYTES);
   try {
     return { key, wraps: await wrapMacKey(key, storeId, keks, provider) };
@@ -30,7 +34,12 @@ export async function createMacKey(storeId: string, keks: readonly string[], pro
 }
 
 /** Wraps the MAC key under each of `keks`, proving each wrap opens to it. */
-export async function wrapMacKey(key: Uint8Array, storeId: string, keks: readonly string[], provider: (name: string) => Promise<KekProvider>): Promise<StoredWrap[]> {
+export async function wrapMacKey(
+  key: Uint8Array,
+  storeId: string,
+  keks: readonly string[],
+  provider: (name: string) => Promise<KekProvider>,
+): Promise<StoredWrap[]> {
   const ctx = macKeyContext(storeId);
   const wraps: StoredWrap[] = [];
   for (const name of keks) {
@@ -50,19 +59,35 @@ export async function wrapMacKey(key: Uint8Array, storeId: string, keks: readonl
  * caller did not configure are skipped without being contacted. A wrap that
  * fails to authenticate under the right KEK means the keyring was edited.
  */
-export async function unwrapMacKey(storeId: string, wraps: readonly StoredWrap[], registry: ProviderRegistry, file: string, audit?: KeyAuditor): Promise<Buffer> {
+export async function unwrapMacKey(
+  storeId: string,
+  wraps: readonly StoredWrap[],
+  registry: ProviderRegistry,
+  file: string,
+  audit?: KeyAuditor,
+): Promise<Buffer> {
   const ctx = macKeyContext(storeId);
   let firstError: unknown;
   let tried = 0;
   for (const w of wraps) {
-    if (typeof w !== 'object' || w === null || typeof w.kek !== 'string' || typeof w.provider !== 'string' || typeof w.keyId !== 'string' || typeof w.blob !== 'string') continue;
+    if (
+      typeof w !== 'object' ||
+      w === null ||
+      typeof w.kek !== 'string' ||
+      typeof w.provider !== 'string' ||
+      typeof w.keyId !== 'string' ||
+      typeof w.blob !== 'string'
+    )
+      continue;
     const binding = { provider: w.provider, keyId: w.keyId };
     if (!registry.isConfigured(w.kek, binding)) continue;
     tried += 1;
     try {
       const unwrap = async () => Buffer.from(await (await registry.provider(w.kek, binding)).unwrap(toWrapped(w), ctx));
       // A key use like any other: on record, with the error's code when the KEK refuses.
-      return audit ? await audit.audited({ action: 'unwrap', collectionId: ctx.collectionId, kek: w.kek, dekVersion: 1 }, unwrap) : await unwrap();
+      return audit
+        ? await audit.audited({ action: 'unwrap', collectionId: ctx.collectionId, kek: w.kek, dekVersion: 1 }, unwrap)
+        : await unwrap();
     } catch (err) {
       firstError ??= err;
     }
@@ -72,7 +97,11 @@ export async function unwrapMacKey(storeId: string, wraps: readonly StoredWrap[]
     throw new KekNotConfiguredError(`none of the keyring's KEKs (${names}) is in this process's KEK configuration (file ${file})`);
   }
   if (firstError instanceof CorruptDataError) {
-    throw new CorruptDataError('the keyring MAC key fails to authenticate under its KEK: the keyring was edited', { file, reason: 'mac-key', cause: firstError });
+    throw new CorruptDataError('the keyring MAC key fails to authenticate under its KEK: the keyring was edited', {
+      file,
+      reason: 'mac-key',
+      cause: firstError,
+    });
   }
   if (firstError instanceof VectorsealError) throw firstError;
   throw new CorruptDataError('the keyring MAC key cannot be unwrapped', { file, reason: 'mac-key', cause: firstError });

@@ -46,14 +46,25 @@ export async function upgradeKeyring(dir: string, options: ProviderRegistryOptio
           for (const w of d.wraps) {
             const entry = keks[w.kek];
             if (!entry || entry.provider !== w.provider || entry.keyId !== w.keyId) {
-              throw new CorruptDataError(`collection ${cid} DEK version ${d.version} has a wrap under KEK "${w.kek}" that the keyring does not bind to that key`, { file, reason: 'schema' });
+              throw new CorruptDataError(
+                `collection ${cid} DEK version ${d.version} has a wrap under KEK "${w.kek}" that the keyring does not bind to that key`,
+                { file, reason: 'schema' },
+              );
             }
-            const dek = await (await registry.provider(w.kek, entry)).unwrap(toWrapped(w), { storeId: old.storeId, collectionId: cid, dekVersion: d.version });
+            const dek = await (await registry.provider(w.kek, entry)).unwrap(toWrapped(w), {
+              storeId: old.storeId,
+              collectionId: cid,
+              dekVersion: d.version,
+            });
             if (first === undefined) first = dek;
             else {
               const same = timingSafeEqual(Buffer.from(first), Buffer.from(dek));
               dek.fill(0);
-              if (!same) throw new CorruptDataError(`the wraps of collection ${cid} DEK version ${d.version} open to different keys`, { file, reason: 'wrapped-dek' });
+              if (!same)
+                throw new CorruptDataError(`the wraps of collection ${cid} DEK version ${d.version} open to different keys`, {
+                  file,
+                  reason: 'wrapped-dek',
+                });
             }
             verifiedWraps += 1;
           }
@@ -80,7 +91,12 @@ export async function upgradeKeyring(dir: string, options: ProviderRegistryOptio
     } finally {
       mac.key.fill(0);
     }
-    return { storeId: old.storeId, verifiedWraps, collections: Object.keys(old.collections).length, keks: Object.fromEntries(Object.entries(keks).map(([n, k]) => [n, { provider: k.provider, keyId: k.keyId }])) };
+    return {
+      storeId: old.storeId,
+      verifiedWraps,
+      collections: Object.keys(old.collections).length,
+      keks: Object.fromEntries(Object.entries(keks).map(([n, k]) => [n, { provider: k.provider, keyId: k.keyId }])),
+    };
   } finally {
     await registry.close();
   }

@@ -37,7 +37,10 @@ export function decodeKeyringV1(bytes: Uint8Array, file: string): KeyringDataV1 
   const text = Buffer.from(bytes).toString('utf8').replace(/\n$/, '');
   const match = CHECKSUM_PREFIX.exec(text);
   if (!match) {
-    throw new CorruptDataError(text.includes(KEYRING_FORMAT) ? 'keyring has no checksum' : 'not a vectorseal keyring', { file, reason: 'header' });
+    throw new CorruptDataError(text.includes(KEYRING_FORMAT) ? 'keyring has no checksum' : 'not a vectorseal keyring', {
+      file,
+      reason: 'header',
+    });
   }
   const body = `{${text.slice(match[0].length)}`;
   if (createHash('sha256').update(body).digest('hex') !== match[1]) {
@@ -53,7 +56,12 @@ export function decodeKeyringV1(bytes: Uint8Array, file: string): KeyringDataV1 
     throw new CorruptDataError('not a vectorseal keyring', { file, reason: 'header' });
   }
   if (data.version !== 1) throw new CorruptDataError('not a 0.1.0 keyring', { file, reason: 'header' });
-  if (!isId(data.storeId) || !Number.isSafeInteger(data.generation) || typeof data.collections !== 'object' || typeof data.keks !== 'object') {
+  if (
+    !isId(data.storeId) ||
+    !Number.isSafeInteger(data.generation) ||
+    typeof data.collections !== 'object' ||
+    typeof data.keks !== 'object'
+  ) {
     throw new CorruptDataError('keyring is missing required fields', { file, reason: 'schema' });
   }
   return data;

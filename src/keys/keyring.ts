@@ -1,6 +1,16 @@
 import { join } from 'node:path';
 import { CorruptDataError, UnsupportedOperationError } from '../errors.js';
-import { KEYRING_FILE, KeyringLog, applyOps, encodeCheckpoint, readKeyringFile, verifyKeyring, type KeyringOp, type LogHead, type RootFields } from './keyring-log.js';
+import {
+  KEYRING_FILE,
+  KeyringLog,
+  applyOps,
+  encodeCheckpoint,
+  readKeyringFile,
+  verifyKeyring,
+  type KeyringOp,
+  type LogHead,
+  type RootFields,
+} from './keyring-log.js';
 import { KEYRING_FORMAT, KEYRING_VERSION, type KeyringData } from './keyring-file.js';
 import { unwrapMacKey } from './keyring-mac-key.js';
 import type { KeyAuditor } from './key-audit.js';
@@ -55,18 +65,19 @@ export class Keyring {
     const macKey = await unwrapMacKey(u.storeId, u.macKey, options.registry, file, options.audit);
     try {
       const { state, head, checkpointBytes, tailBytes } = verifyKeyring(u, macKey);
-      const log = options.readOnly || options.reader
-        ? undefined
-        : new KeyringLog({
-            file,
-            macKey,
-            head,
-            checkpointBytes,
-            tailBytes,
-            length: u.validLength,
-            ...(u.tornBytes > 0 ? { tornAt: u.validLength } : {}),
-            ...(options.durability === undefined ? {} : { durability: options.durability }),
-          });
+      const log =
+        options.readOnly || options.reader
+          ? undefined
+          : new KeyringLog({
+              file,
+              macKey,
+              head,
+              checkpointBytes,
+              tailBytes,
+              length: u.validLength,
+              ...(u.tornBytes > 0 ? { tornAt: u.validLength } : {}),
+              ...(options.durability === undefined ? {} : { durability: options.durability }),
+            });
       return new Keyring(state, log, macKey, file, options.reader ? head : undefined);
     } catch (err) {
       macKey.fill(0);
@@ -102,7 +113,13 @@ export class Keyring {
   /** Applies `ops` and writes them as a new checkpoint at once (changes that touch most entries, or the MAC key's wraps). */
   async commitAsCheckpoint(ops: KeyringOp[], macKeyWraps?: KeyringData['macKey']): Promise<void> {
     const log = this.writable();
-    const next: KeyringData = { ...this.state, collections: { ...this.state.collections }, system: { ...this.state.system }, tenants: { ...this.state.tenants }, keks: { ...this.state.keks } };
+    const next: KeyringData = {
+      ...this.state,
+      collections: { ...this.state.collections },
+      system: { ...this.state.system },
+      tenants: { ...this.state.tenants },
+      keks: { ...this.state.keks },
+    };
     applyOps(next, ops);
     if (macKeyWraps) next.macKey = macKeyWraps;
     next.updatedAt = new Date().toISOString();
@@ -115,7 +132,11 @@ export class Keyring {
   /** The store-wide fields as they are now, for an 'r' op that changes some of them. */
   root(): RootFields {
     const s = this.state;
-    return { defaultKeks: [...s.defaultKeks], ...(s.policy === undefined ? {} : { policy: { ...s.policy } }), ...(s.rotation === undefined ? {} : { rotation: { ...s.rotation } }) };
+    return {
+      defaultKeks: [...s.defaultKeks],
+      ...(s.policy === undefined ? {} : { policy: { ...s.policy } }),
+      ...(s.rotation === undefined ? {} : { rotation: { ...s.rotation } }),
+    };
   }
 
   /** A keyring file holding one checkpoint of `state` under this keyring's MAC key (a backup's copy). */

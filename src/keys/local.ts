@@ -57,7 +57,10 @@ export interface LocalKekOptions {
 /** Parses `VECTORSEAL_MASTER_KEY`: base64 of 32 bytes, or `N:<b64>,M:<b64>`. */
 export function parseMasterKeyEnv(value: string): Map<number, Uint8Array> {
   const keys = new Map<number, Uint8Array>();
-  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const colon = part.indexOf(':');
     const version = colon < 0 ? 1 : Number(part.slice(0, colon));
     const key = Buffer.from(colon < 0 ? part : part.slice(colon + 1), 'base64');
@@ -276,7 +279,9 @@ export class LocalKekProvider extends KekProvider {
         key = await fs.readFile(join(this.dir as string, `v${version}.key`));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          throw new KeyDestroyedError(`local KEK "${this.keyId}" version ${version} does not exist (destroyed, or another key directory)`, { cause: err });
+          throw new KeyDestroyedError(`local KEK "${this.keyId}" version ${version} does not exist (destroyed, or another key directory)`, {
+            cause: err,
+          });
         }
         throw err;
       }

@@ -163,7 +163,8 @@ export class Pkcs11KekProvider extends KekProvider {
         aad(header, ctx),
         Buffer.from(dek.buffer, dek.byteOffset, dek.byteLength),
       );
-      if (iv.length !== GCM_IV_BYTES) throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
+      if (iv.length !== GCM_IV_BYTES)
+        throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
       const blob = Buffer.concat([header, iv, sealed]);
       return { provider: this.name, keyId: this.keyId, kekVersion: String(version), blob };
     });
@@ -249,7 +250,8 @@ export class Pkcs11KekProvider extends KekProvider {
    * crypto-shredding.
    */
   async destroyVersion(version: number): Promise<void> {
-    if (!Number.isSafeInteger(version) || version < 1) throw new InvalidArgumentError(`"version" expected a positive integer, got ${String(version)}`);
+    if (!Number.isSafeInteger(version) || version < 1)
+      throw new InvalidArgumentError(`"version" expected a positive integer, got ${String(version)}`);
     const label = this.versionLabel(version);
     await this.token.withSession((s) =>
       this.guard(`destroy of version ${version}`, () => {
@@ -310,7 +312,10 @@ export class Pkcs11KekProvider extends KekProvider {
       const winner = pickWinner(keys)!;
       const cached = this.keys.get(v);
       // The check value survives a re-login (same key); the handle does not.
-      next.set(v, cached && cached.key.id.equals(winner.id) ? { key: winner, ...(cached.kcv ? { kcv: cached.kcv } : {}) } : { key: winner });
+      next.set(
+        v,
+        cached && cached.key.id.equals(winner.id) ? { key: winner, ...(cached.kcv ? { kcv: cached.kcv } : {}) } : { key: winner },
+      );
     }
     this.keys = next;
     this.keysGeneration = generation;
@@ -330,7 +335,8 @@ export class Pkcs11KekProvider extends KekProvider {
 
   private async currentVersion(): Promise<number> {
     if (this.current === undefined) await this.versions();
-    if (this.current === undefined) throw new NotFoundError(`PKCS#11 KEK "${this.keyId}" has no versions on token "${this.token.info.label}"`);
+    if (this.current === undefined)
+      throw new NotFoundError(`PKCS#11 KEK "${this.keyId}" has no versions on token "${this.token.info.label}"`);
     return this.current;
   }
 
@@ -395,7 +401,8 @@ export class Pkcs11KekProvider extends KekProvider {
           this.current = undefined;
           throw new KeyDestroyedError(`PKCS#11 ${label} failed: the key object is gone from the token`, { cause: err });
         }
-        if (isFunctionNotPermitted(err)) throw new KeyDisabledError(`PKCS#11 KEK "${this.keyId}" is disabled (${what} refused by the token)`, { cause: err });
+        if (isFunctionNotPermitted(err))
+          throw new KeyDisabledError(`PKCS#11 KEK "${this.keyId}" is disabled (${what} refused by the token)`, { cause: err });
         throw mapPkcs11Error(err, label);
       }
     });
@@ -433,9 +440,13 @@ function aad(header: Buffer, ctx: DekContext): Buffer {
  * label, `config` names module, token or slot, and the PIN's source. Never
  * from a keyring: the module is native code loaded into this process.
  */
-export function pkcs11OptionsFromConfig(entry: Pick<KekConfig, 'keyId' | 'config'>, overrides: Partial<Pkcs11KekOptions> = {}): Pkcs11KekOptions {
+export function pkcs11OptionsFromConfig(
+  entry: Pick<KekConfig, 'keyId' | 'config'>,
+  overrides: Partial<Pkcs11KekOptions> = {},
+): Pkcs11KekOptions {
   const c = entry.config ?? {};
-  if (Object.prototype.hasOwnProperty.call(c, 'pin')) throw new InvalidArgumentError('a KEK configuration must not hold a PKCS#11 PIN; use "pinEnv" or "pinFile"');
+  if (Object.prototype.hasOwnProperty.call(c, 'pin'))
+    throw new InvalidArgumentError('a KEK configuration must not hold a PKCS#11 PIN; use "pinEnv" or "pinFile"');
   const options: Pkcs11KekOptions = { module: c['module'] ?? '', keyLabel: entry.keyId };
   if (c['token'] !== undefined) options.token = c['token'];
   if (c['slot'] !== undefined) options.slot = Number(c['slot']);
@@ -472,5 +483,8 @@ export function pkcs11KeyringConfig(options: Pkcs11KekOptions): Pkcs11KeyringCon
  * but the key label it is bound to.
  */
 export function pkcs11ProviderFactory(overrides: Partial<Pkcs11KekOptions> = {}): ProviderFactory {
-  return (binding, _name, config) => Pkcs11KekProvider.open(pkcs11OptionsFromConfig({ keyId: binding.keyId, ...(config?.config === undefined ? {} : { config: config.config }) }, overrides));
+  return (binding, _name, config) =>
+    Pkcs11KekProvider.open(
+      pkcs11OptionsFromConfig({ keyId: binding.keyId, ...(config?.config === undefined ? {} : { config: config.config }) }, overrides),
+    );
 }

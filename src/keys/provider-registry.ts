@@ -69,19 +69,24 @@ export class ProviderRegistry {
     const own = this.keks[name];
     if (own) {
       if (own.provider !== binding.provider || own.keyId !== binding.keyId) {
-        throw new WrongKeyError(`KEK "${name}" is bound to ${binding.provider} key ${binding.keyId.slice(0, 256)} in the keyring, ` +
-          `but configured as ${own.provider} key ${own.keyId.slice(0, 256)}`);
+        throw new WrongKeyError(
+          `KEK "${name}" is bound to ${binding.provider} key ${binding.keyId.slice(0, 256)} in the keyring, ` +
+            `but configured as ${own.provider} key ${own.keyId.slice(0, 256)}`,
+        );
       }
       return own;
     }
     if (binding.provider === 'local') {
       const env = process.env[MASTER_KEY_ENV];
-      if (env && this.options.localKeyDir === undefined) return { provider: 'local', keyId: binding.keyId, config: { masterKeyEnv: MASTER_KEY_ENV } };
+      if (env && this.options.localKeyDir === undefined)
+        return { provider: 'local', keyId: binding.keyId, config: { masterKeyEnv: MASTER_KEY_ENV } };
       return { provider: 'local', keyId: binding.keyId, config: { keyDir: this.options.localKeyDir ?? defaultLocalKeyDir() } };
     }
     if (this.options.providers?.[binding.provider]) return undefined;
-    throw new KekNotConfiguredError(`KEK "${name}" (${binding.provider}) is not in this process's KEK configuration, ` +
-      `so it is not contacted; add it to openStore({ keks }) or the store's config file`);
+    throw new KekNotConfiguredError(
+      `KEK "${name}" (${binding.provider}) is not in this process's KEK configuration, ` +
+        `so it is not contacted; add it to openStore({ keks }) or the store's config file`,
+    );
   }
 
   /** Whether the caller configured a KEK (without contacting it). */
@@ -127,7 +132,12 @@ export class ProviderRegistry {
   }
 }
 
-async function makeProvider(config: KekConfig | undefined, binding: KekBinding, name: string, factories: Record<string, ProviderFactory> | undefined): Promise<KekProvider> {
+async function makeProvider(
+  config: KekConfig | undefined,
+  binding: KekBinding,
+  name: string,
+  factories: Record<string, ProviderFactory> | undefined,
+): Promise<KekProvider> {
   const factory = factories?.[binding.provider];
   if (factory && Object.prototype.hasOwnProperty.call(factories, binding.provider)) return factory(binding, name, config);
   if (!config) throw new KekNotConfiguredError(`KEK "${name}" is not configured`);
@@ -137,14 +147,21 @@ async function makeProvider(config: KekConfig | undefined, binding: KekBinding, 
       const envName = c['masterKeyEnv'];
       if (envName !== undefined) {
         const value = process.env[envName];
-        if (!value) throw new KekNotConfiguredError(`KEK "${name}": the environment variable ${envName.slice(0, 64)} holding its master key is not set`);
+        if (!value)
+          throw new KekNotConfiguredError(
+            `KEK "${name}": the environment variable ${envName.slice(0, 64)} holding its master key is not set`,
+          );
         return new LocalKekProvider({ keyId: config.keyId, masterKeys: parseMasterKeyEnv(value) });
       }
       return new LocalKekProvider({ keyId: config.keyId, keyDir: c['keyDir'] ?? defaultLocalKeyDir() });
     }
     case 'aws-kms': {
       const { AwsKmsKekProvider } = await import('./aws-kms.js');
-      return new AwsKmsKekProvider({ keyId: config.keyId, ...(c['region'] ? { region: c['region'] } : {}), ...(c['endpoint'] ? { endpoint: c['endpoint'] } : {}) });
+      return new AwsKmsKekProvider({
+        keyId: config.keyId,
+        ...(c['region'] ? { region: c['region'] } : {}),
+        ...(c['endpoint'] ? { endpoint: c['endpoint'] } : {}),
+      });
     }
     case 'pkcs11': {
       const { Pkcs11KekProvider, pkcs11OptionsFromConfig } = await import('./pkcs11.js');

@@ -12,7 +12,8 @@ export function checkPolicy(policy: RotationPolicy): RotationPolicy {
     out[k] = v;
   }
   for (const k of Object.keys(policy)) {
-    if (!['kekRotationDays', 'dekRotationDays', 'dekMaxPages'].includes(k)) throw new InvalidArgumentError(`policy "${k.slice(0, 64)}" is not a policy setting`);
+    if (!['kekRotationDays', 'dekRotationDays', 'dekMaxPages'].includes(k))
+      throw new InvalidArgumentError(`policy "${k.slice(0, 64)}" is not a policy setting`);
   }
   return out;
 }
@@ -20,7 +21,8 @@ export function checkPolicy(policy: RotationPolicy): RotationPolicy {
 /** KEK rotations and re-keys that the rotation policies say are due at `now`. */
 export function dueWork(data: Readonly<KeyringData>, now: Date = new Date()): { kekRotations: string[]; rekeys: string[] } {
   const t = now.getTime();
-  const policyFor = (tenant?: string): RotationPolicy => (tenant === undefined ? undefined : data.tenants[tenant]?.policy) ?? data.policy ?? {};
+  const policyFor = (tenant?: string): RotationPolicy =>
+    (tenant === undefined ? undefined : data.tenants[tenant]?.policy) ?? data.policy ?? {};
   const kekRotations = new Set<string>();
   for (const [name, entry] of Object.entries(data.keks)) {
     if (entry.state === 'destroyed' || entry.state === 'pending-deletion') continue;

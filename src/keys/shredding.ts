@@ -45,16 +45,20 @@ export async function retireOldKekVersions(core: KeyCore, kekName: string): Prom
   if (!entry?.currentVersion) throw new NotFoundError(`KEK "${kekName}" has no known current version`);
   const stale = (w: { kek: string; kekVersion?: string }) => w.kek === kekName && w.kekVersion !== entry.currentVersion;
   for (const [, col] of keySets(data)) {
-    for (const d of col.deks) if (d.wraps.some(stale)) throw new InvalidArgumentError(`KEK "${kekName}" still wraps DEKs under an old version; rotate it first`);
+    for (const d of col.deks)
+      if (d.wraps.some(stale)) throw new InvalidArgumentError(`KEK "${kekName}" still wraps DEKs under an old version; rotate it first`);
   }
-  if (data.macKey.some(stale)) throw new InvalidArgumentError(`KEK "${kekName}" still wraps the keyring MAC key under an old version; rotate it first`);
+  if (data.macKey.some(stale))
+    throw new InvalidArgumentError(`KEK "${kekName}" still wraps the keyring MAC key under an old version; rotate it first`);
   return (await core.provider(kekName)).destroyOldVersions(entry.currentVersion);
 }
 
 async function shredKeyring(core: KeyCore, now: number): Promise<ShredReport> {
   return core.serialized(async () => {
     const ring = core.ring;
-    const due = Object.entries(ring.data.tenants).filter(([, t]) => t.state === 'pending-deletion' && t.deleteAfter !== undefined && Date.parse(t.deleteAfter) <= now);
+    const due = Object.entries(ring.data.tenants).filter(
+      ([, t]) => t.state === 'pending-deletion' && t.deleteAfter !== undefined && Date.parse(t.deleteAfter) <= now,
+    );
     if (due.length === 0) return { tenants: [], collections: [], keks: {}, sharedKeks: [], retiredVersions: {} };
     const ops: KeyringOp[] = [];
     const collections: string[] = [];
@@ -90,7 +94,8 @@ async function shredKeyring(core: KeyCore, now: number): Promise<ShredReport> {
         const entry = data.keks[kekName];
         if (!entry || entry.state === 'destroyed') continue;
         const sharedElsewhere =
-          data.defaultKeks.includes(kekName) || Object.entries(data.tenants).some(([other, t]) => other !== name && t.state !== 'deleted' && t.keks.includes(kekName));
+          data.defaultKeks.includes(kekName) ||
+          Object.entries(data.tenants).some(([other, t]) => other !== name && t.state !== 'deleted' && t.keks.includes(kekName));
         if (sharedElsewhere) {
           sharedKeks.add(kekName);
           continue;

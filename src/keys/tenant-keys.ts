@@ -24,7 +24,11 @@ export function tenantEntry(core: KeyCore, tenant: string): TenantEntry {
   return t;
 }
 
-export async function createTenant(core: KeyCore, tenant: string, options: { keks?: string[]; policy?: RotationPolicy } = {}): Promise<TenantEntry> {
+export async function createTenant(
+  core: KeyCore,
+  tenant: string,
+  options: { keks?: string[]; policy?: RotationPolicy } = {},
+): Promise<TenantEntry> {
   checkTenantName(tenant);
   return core.serialized(async () => {
     const data = core.ring.data;
@@ -32,7 +36,12 @@ export async function createTenant(core: KeyCore, tenant: string, options: { kek
     const keks = options.keks ?? data.defaultKeks;
     for (const k of keks) if (!Object.prototype.hasOwnProperty.call(data.keks, k)) throw new NotFoundError(`no KEK named "${k}"`);
     if (keks.length === 0) throw new InvalidArgumentError('a tenant needs at least one KEK');
-    const entry: TenantEntry = { keks: [...keks], state: 'enabled', createdAt: new Date().toISOString(), ...(options.policy ? { policy: { ...options.policy } } : {}) };
+    const entry: TenantEntry = {
+      keks: [...keks],
+      state: 'enabled',
+      createdAt: new Date().toISOString(),
+      ...(options.policy ? { policy: { ...options.policy } } : {}),
+    };
     await core.ring.commit([{ k: 't', id: tenant, v: entry }]);
     return entry;
   });
@@ -46,7 +55,12 @@ export function tenantCollections(core: KeyCore, tenant: string): string[] {
 }
 
 /** Changes one tenant entry; its collections' cached DEKs are evicted. */
-export async function updateTenant(core: KeyCore, tenant: string, action: KeyAuditEvent['action'], change: (t: TenantEntry) => void): Promise<void> {
+export async function updateTenant(
+  core: KeyCore,
+  tenant: string,
+  action: KeyAuditEvent['action'],
+  change: (t: TenantEntry) => void,
+): Promise<void> {
   await core.serialized(async () => {
     const t = { ...tenantEntry(core, tenant) };
     change(t);
@@ -75,7 +89,8 @@ export function enableTenant(core: KeyCore, tenant: string): Promise<void> {
 /** Schedules a tenant's crypto-shredding `days` (7-30, default 30) from `now`; its keys are unusable meanwhile. */
 export async function scheduleTenantDeletion(core: KeyCore, tenant: string, options: { days?: number; now?: Date } = {}): Promise<Date> {
   const days = options.days ?? 30;
-  if (!Number.isInteger(days) || days < 7 || days > 30) throw new InvalidArgumentError(`deletion window expected an integer number of days in 7..30, got ${days}`);
+  if (!Number.isInteger(days) || days < 7 || days > 30)
+    throw new InvalidArgumentError(`deletion window expected an integer number of days in 7..30, got ${days}`);
   const when = new Date((options.now ?? new Date()).getTime() + days * 86_400_000);
   await updateTenant(core, tenant, 'schedule-deletion', (t) => {
     if (t.state === 'deleted') throw new KeyDestroyedError(`tenant "${tenant}" was deleted`);

@@ -52,7 +52,8 @@ export class XksClient {
       throw new InvalidArgumentError(`"endpoint" expected an https:// URL, got "${String(c.endpoint)}"`);
     }
     if (url.protocol !== 'https:') throw new InvalidArgumentError('an XKS proxy is reached over HTTPS only');
-    if (!/^(\/[A-Za-z0-9_-]+)*\/kms\/xks\/v1$/.test(c.uriPrefix)) throw new InvalidArgumentError('"uriPrefix" expected [/<prefix>]/kms/xks/v1');
+    if (!/^(\/[A-Za-z0-9_-]+)*\/kms\/xks\/v1$/.test(c.uriPrefix))
+      throw new InvalidArgumentError('"uriPrefix" expected [/<prefix>]/kms/xks/v1');
     this.url = url;
     this.agent = new Agent({
       keepAlive: true,

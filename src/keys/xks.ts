@@ -105,7 +105,8 @@ export class XksKekProvider extends KekProvider {
       this.arn(parsed.version),
     );
     const dek = typeof out['plaintext'] === 'string' ? Buffer.from(out['plaintext'], 'base64') : Buffer.alloc(0);
-    if (dek.length !== DEK_BYTES) throw new CorruptDataError('the XKS proxy returned a plaintext of the wrong size', { reason: 'wrapped-dek' });
+    if (dek.length !== DEK_BYTES)
+      throw new CorruptDataError('the XKS proxy returned a plaintext of the wrong size', { reason: 'wrapped-dek' });
     return dek;
   }
 
@@ -142,7 +143,8 @@ export class XksKekProvider extends KekProvider {
       );
     }
     const after = await this._describe();
-    if (after.currentVersion === before.currentVersion) throw new VectorsealError(`XKS KEK "${this.keyId}" did not move to version ${next}`);
+    if (after.currentVersion === before.currentVersion)
+      throw new VectorsealError(`XKS KEK "${this.keyId}" did not move to version ${next}`);
     return after;
   }
 
@@ -153,13 +155,18 @@ export class XksKekProvider extends KekProvider {
   private async seal(dek: Buffer, ctx: DekContext, kmsOperation: string): Promise<WrappedDek> {
     if (this.current === undefined) await this._describe();
     const version = this.current;
-    if (version === undefined) throw new NotFoundError(`XKS KEK "${this.keyId}" has no versions: create external key ${this.externalKeyId(1)} on the proxy`);
+    if (version === undefined)
+      throw new NotFoundError(`XKS KEK "${this.keyId}" has no versions: create external key ${this.externalKeyId(1)} on the proxy`);
     const externalKeyId = this.externalKeyId(version);
     const header = blobHeader(version, externalKeyId);
     const out = await this.client.call(
       `/keys/${encodeURIComponent(externalKeyId)}/encrypt`,
       kmsOperation,
-      { plaintext: dek.toString('base64'), additionalAuthenticatedData: aad(header, ctx).toString('base64'), encryptionAlgorithm: 'AES_GCM' },
+      {
+        plaintext: dek.toString('base64'),
+        additionalAuthenticatedData: aad(header, ctx).toString('base64'),
+        encryptionAlgorithm: 'AES_GCM',
+      },
       this.arn(version),
     );
     const ciphertext = b64(out['ciphertext']);
@@ -176,7 +183,12 @@ export class XksKekProvider extends KekProvider {
   /** GetKeyMetadata of a version; undefined when the proxy does not have that key. */
   private async metadata(version: number): Promise<{ keyStatus: string; keyUsage: string[] } | undefined> {
     try {
-      const out = await this.client.call(`/keys/${encodeURIComponent(this.externalKeyId(version))}/metadata`, 'DescribeKey', {}, this.arn(version));
+      const out = await this.client.call(
+        `/keys/${encodeURIComponent(this.externalKeyId(version))}/metadata`,
+        'DescribeKey',
+        {},
+        this.arn(version),
+      );
       return { keyStatus: String(out['keyStatus']), keyUsage: Array.isArray(out['keyUsage']) ? out['keyUsage'].map(String) : [] };
     } catch (err) {
       if (err instanceof KeyDestroyedError) return undefined;
@@ -199,7 +211,15 @@ function blobHeader(version: number, externalKeyId: string): Buffer {
   return h;
 }
 
-function parseBlob(b: Buffer): { header: Buffer; version: number; externalKeyId: string; iv: Buffer; tag: Buffer; metadata: Buffer; ciphertext: Buffer } {
+function parseBlob(b: Buffer): {
+  header: Buffer;
+  version: number;
+  externalKeyId: string;
+  iv: Buffer;
+  tag: Buffer;
+  metadata: Buffer;
+  ciphertext: Buffer;
+} {
   const corrupt = () => new CorruptDataError('wrapped DEK has the wrong size or format', { reason: 'wrapped-dek' });
   if (b.length < 6 || b[0] !== FORMAT) throw corrupt();
   const version = b.readUInt32BE(1);
@@ -232,7 +252,6 @@ function b64(v: unknown): Buffer {
   if (typeof v !== 'string') throw new CorruptDataError('the XKS proxy returned a malformed Encrypt response', { reason: 'wrapped-dek' });
   return Buffer.from(v, 'base64');
 }
-
 
 /**
  * A KeyManager provider factory for `xks` KEK entries. Only the entry's

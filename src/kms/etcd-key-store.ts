@@ -115,8 +115,10 @@ export class EtcdKeyStore extends KeyStore {
         let committed: { succeeded: boolean; header: { revision: string } };
         try {
           committed = await txn
-            .then(...ops.map((op) => (op.value === undefined ? this.client.delete().key(op.key) : this.client.put(op.key).value(op.value))),
-              this.client.put(this.revKey).value(String(Date.now())))
+            .then(
+              ...ops.map((op) => (op.value === undefined ? this.client.delete().key(op.key) : this.client.put(op.key).value(op.value))),
+              this.client.put(this.revKey).value(String(Date.now())),
+            )
             .commit();
         } catch (err) {
           throw unavailable(err);
@@ -188,10 +190,12 @@ export class EtcdKeyStore extends KeyStore {
       .create();
     this.watcher.on('data', (res) => {
       const events = res.events.map((e) => ({ type: e.type, kv: e.kv }));
-      this.watchQueue = this.watchQueue.then(() => this.applyEvents(events)).catch(() => {
-        // A record that fails to open is left to the next poll's reload, which reports it.
-        this.behindSince ??= Date.now();
-      });
+      this.watchQueue = this.watchQueue
+        .then(() => this.applyEvents(events))
+        .catch(() => {
+          // A record that fails to open is left to the next poll's reload, which reports it.
+          this.behindSince ??= Date.now();
+        });
     });
     // Reconnects are the client's job; errors only mean the poll must catch up.
     this.watcher.on('error', () => undefined);

@@ -49,7 +49,8 @@ export class FileKeyStore extends KeyStore {
       Object.assign(state.grants, parsed.grants ?? {});
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        if (err instanceof SyntaxError) throw new CorruptDataError('key service state is not valid JSON', { file, reason: 'header', cause: err });
+        if (err instanceof SyntaxError)
+          throw new CorruptDataError('key service state is not valid JSON', { file, reason: 'header', cause: err });
         throw err;
       }
     }

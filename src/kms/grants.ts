@@ -47,7 +47,13 @@ export function checkGrantTokens(state: Readonly<KeyStoreState>, tokens: unknown
 }
 
 /** Whether a grant lets `granteeArn` perform `operation` on `keyId` with this encryption context. */
-export function grantAllows(grant: GrantRecord, granteeArn: string, keyId: string, operation: string, context: Record<string, string> | undefined): boolean {
+export function grantAllows(
+  grant: GrantRecord,
+  granteeArn: string,
+  keyId: string,
+  operation: string,
+  context: Record<string, string> | undefined,
+): boolean {
   if (grant.keyId !== keyId || grant.granteePrincipal !== granteeArn || !grant.operations.includes(operation)) return false;
   const ctx = context ?? {};
   const equals = grant.constraints?.EncryptionContextEquals;

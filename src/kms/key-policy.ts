@@ -58,7 +58,13 @@ export function defaultKeyPolicy(accountId: string): string {
     Version: '2012-10-17',
     Id: 'key-default-1',
     Statement: [
-      { Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: 'kms:*', Resource: '*' },
+      {
+        Sid: 'Enable IAM User Permissions',
+        Effect: 'Allow',
+        Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+        Action: 'kms:*',
+        Resource: '*',
+      },
     ],
   });
 }
@@ -91,13 +97,20 @@ export function parseKeyPolicy(text: string): KeyPolicyStatement[] {
       if (!isObject(s.Condition)) throw bad(`${where}.Condition expected an object`);
       for (const [op, block] of Object.entries(s.Condition)) {
         const [setPart, opPart] = op.includes(':') ? (op.split(':', 2) as [string, string]) : [undefined, op];
-        if (setPart !== undefined && setPart !== 'ForAnyValue' && setPart !== 'ForAllValues') throw bad(`${where}.Condition operator "${op}" is not supported`);
+        if (setPart !== undefined && setPart !== 'ForAnyValue' && setPart !== 'ForAllValues')
+          throw bad(`${where}.Condition operator "${op}" is not supported`);
         if (!OPERATORS.has(opPart)) throw bad(`${where}.Condition operator "${op}" is not supported`);
         if (!isObject(block)) throw bad(`${where}.Condition.${op} expected an object`);
         for (const [key, value] of Object.entries(block)) {
-          if (!/^kms:(EncryptionContext:.+|EncryptionContextKeys)$/.test(key)) throw bad(`${where}.Condition key "${key}" is not supported`);
+          if (!/^kms:(EncryptionContext:.+|EncryptionContextKeys)$/.test(key))
+            throw bad(`${where}.Condition key "${key}" is not supported`);
           const values = typeof value === 'boolean' ? [String(value)] : strings(value, `${where}.Condition.${op}.${key}`, bad);
-          conditions.push({ operator: opPart, ...(setPart === undefined ? {} : { set: setPart as 'ForAnyValue' | 'ForAllValues' }), key, values });
+          conditions.push({
+            operator: opPart,
+            ...(setPart === undefined ? {} : { set: setPart as 'ForAnyValue' | 'ForAllValues' }),
+            key,
+            values,
+          });
         }
       }
     }
@@ -166,7 +179,13 @@ function conditionHolds(c: PolicyCondition, context: Record<string, string> | un
 /** `*` matches any run, `?` one character; everything else literally. */
 function wildcard(pattern: string, value: string): boolean {
   if (!pattern.includes('*') && !pattern.includes('?')) return pattern === value;
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    's',
+  );
   return re.test(value);
 }
 

@@ -1,4 +1,12 @@
-import { createHash, createPrivateKey, generateKeyPair, privateDecrypt, randomBytes, randomUUID, constants as cryptoConstants } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPair,
+  privateDecrypt,
+  randomBytes,
+  randomUUID,
+  constants as cryptoConstants,
+} from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Clock } from './clock.js';
 import { DAY_MS } from './clock.js';
@@ -327,7 +335,8 @@ export class KeyService {
     }
     if (origin !== 'AWS_KMS' && origin !== 'EXTERNAL') throw kmsErrors.unsupportedOperation(`Origin ${origin} is not supported`);
     const tags = readTags(input);
-    if (input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) throw kmsErrors.unsupportedOperation('Custom key stores are not supported');
+    if (input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined)
+      throw kmsErrors.unsupportedOperation('Custom key stores are not supported');
     const multiRegion = optBool(input, 'MultiRegion') ?? false;
     const policy = input.Policy === undefined ? undefined : reqString(input, 'Policy', 131072);
     if (policy !== undefined) parseKeyPolicy(policy);
@@ -501,7 +510,9 @@ export class KeyService {
   private async seal(key: KeyRecord, plaintext: Uint8Array, context: Record<string, string>): Promise<Buffer> {
     const newest = key.backing[key.backing.length - 1];
     const material =
-      newest === undefined ? undefined : (this.store.cachedBackingKey(key, newest.version) ?? (await this.store.backingKey(key, newest.version)));
+      newest === undefined
+        ? undefined
+        : (this.store.cachedBackingKey(key, newest.version) ?? (await this.store.backingKey(key, newest.version)));
     if (newest === undefined || material === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
     return sealCiphertext(material, { keyId: key.keyId, backingVersion: newest.version }, plaintext, context);
   }
@@ -570,9 +581,12 @@ export class KeyService {
 
   private rotationGate(key: KeyRecord): void {
     if (key.multiRegion?.role === 'REPLICA') {
-      throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a multi-region replica; rotation is managed on the primary in ${key.multiRegion.primaryRegion}.`);
+      throw kmsErrors.unsupportedOperation(
+        `${this.keyArn(key.keyId)} is a multi-region replica; rotation is managed on the primary in ${key.multiRegion.primaryRegion}.`,
+      );
     }
-    if (key.origin !== 'AWS_KMS') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} has imported key material; rotate it by creating a new key.`);
+    if (key.origin !== 'AWS_KMS')
+      throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} has imported key material; rotate it by creating a new key.`);
     if (key.state === 'Disabled') throw kmsErrors.disabled(`${this.keyArn(key.keyId)} is disabled.`);
     this.requireNotPending(key);
   }
@@ -637,7 +651,11 @@ export class KeyService {
     const material = randomBytes(BACKING_KEY_BYTES);
     try {
       const wrapped = await this.store.wrapMaterial(key.keyId, version, material);
-      key.backing.push(rotationType === undefined ? { version, createdAt: now, material: wrapped } : { version, createdAt: now, rotationType, material: wrapped });
+      key.backing.push(
+        rotationType === undefined
+          ? { version, createdAt: now, material: wrapped }
+          : { version, createdAt: now, rotationType, material: wrapped },
+      );
     } finally {
       material.fill(0);
     }
@@ -695,7 +713,8 @@ export class KeyService {
   private async updateAlias(input: WireInput): Promise<WireInput> {
     const name = reqString(input, 'AliasName', 256);
     const targetRef = reqString(input, 'TargetKeyId');
-    if (targetRef.startsWith('alias/') || targetRef.includes(':alias/')) throw kmsErrors.validation('TargetKeyId must be a key id or key ARN, not an alias');
+    if (targetRef.startsWith('alias/') || targetRef.includes(':alias/'))
+      throw kmsErrors.validation('TargetKeyId must be a key id or key ARN, not an alias');
     await this.store.mutate((draft) => {
       const alias = Object.hasOwn(draft.aliases, name) ? draft.aliases[name] : undefined;
       if (alias === undefined) throw kmsErrors.notFound(`Alias ${this.aliasArn(name)} does not exist`);
@@ -719,7 +738,8 @@ export class KeyService {
 
   private async updateKeyDescription(input: WireInput): Promise<WireInput> {
     const description = input.Description;
-    if (typeof description !== 'string' || description.length > 8192) throw kmsErrors.validation('Description expected a string of length 0-8192');
+    if (typeof description !== 'string' || description.length > 8192)
+      throw kmsErrors.validation('Description expected a string of length 0-8192');
     await this.change(input, (key) => {
       if (key.state === 'PendingDeletion') throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} is pending deletion.`);
       key.description = description;
@@ -786,7 +806,11 @@ export class KeyService {
         name === undefined
           ? undefined
           : Object.values(draft.grants).find(
-              (g) => g.keyId === key.keyId && g.name === name && g.granteePrincipal === grantee && JSON.stringify(g.operations) === JSON.stringify(ops),
+              (g) =>
+                g.keyId === key.keyId &&
+                g.name === name &&
+                g.granteePrincipal === grantee &&
+                JSON.stringify(g.operations) === JSON.stringify(ops),
             );
       const grantId = same?.grantId ?? randomBytes(32).toString('hex');
       const { token, tokenHash } = newGrantToken(grantId);
@@ -818,7 +842,12 @@ export class KeyService {
     const grantId = optString(input, 'GrantId', 128);
     const grantee = optString(input, 'GranteePrincipal', 256);
     const all = Object.values(this.store.snapshot.grants)
-      .filter((g) => g.keyId === key.keyId && (grantId === undefined || g.grantId === grantId) && (grantee === undefined || g.granteePrincipal === grantee))
+      .filter(
+        (g) =>
+          g.keyId === key.keyId &&
+          (grantId === undefined || g.grantId === grantId) &&
+          (grantee === undefined || g.granteePrincipal === grantee),
+      )
       .sort((a, b) => (a.grantId < b.grantId ? -1 : 1))
       .filter((g) => marker === undefined || g.grantId > marker);
     const page = all.slice(0, limit);
@@ -865,7 +894,8 @@ export class KeyService {
     await this.store.mutate((draft) => {
       const key = this.requireKey(input, 'KeyId', draft);
       const grant = Object.hasOwn(draft.grants, id) ? draft.grants[id] : undefined;
-      if (grant === undefined || grant.keyId !== key.keyId) throw kmsErrors.invalidGrantId(`Grant ${id} does not exist for ${this.keyArn(key.keyId)}`);
+      if (grant === undefined || grant.keyId !== key.keyId)
+        throw kmsErrors.invalidGrantId(`Grant ${id} does not exist for ${this.keyArn(key.keyId)}`);
       delete draft.grants[id];
     });
     return {};
@@ -890,7 +920,8 @@ export class KeyService {
   private multiRegionPrimary(key: KeyRecord): NonNullable<KeyRecord['multiRegion']> {
     const mr = key.multiRegion;
     if (mr === undefined) throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is not a multi-region key.`);
-    if (mr.role !== 'PRIMARY') throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a replica; call this on the primary in ${mr.primaryRegion}.`);
+    if (mr.role !== 'PRIMARY')
+      throw kmsErrors.unsupportedOperation(`${this.keyArn(key.keyId)} is a replica; call this on the primary in ${mr.primaryRegion}.`);
     return mr;
   }
 
@@ -915,7 +946,8 @@ export class KeyService {
     const region = reqString(input, 'ReplicaRegion', 32);
     const mr = this.multiRegionPrimary(key);
     if (region === this.region) throw kmsErrors.validation('ReplicaRegion must be another region');
-    if (this.peers === undefined || !this.peers.has(region)) throw kmsErrors.validation(`Region ${region} is not configured as a peer of this key service`);
+    if (this.peers === undefined || !this.peers.has(region))
+      throw kmsErrors.validation(`Region ${region} is not configured as a peer of this key service`);
     if (mr.replicaRegions.includes(region)) throw kmsErrors.alreadyExists(`${key.keyId} already has a replica in ${region}`);
     if (input.Policy !== undefined) parseKeyPolicy(reqString(input, 'Policy', 131072));
     const tags = readTags(input);
@@ -942,14 +974,22 @@ export class KeyService {
     if (!mr.replicaRegions.includes(region)) throw kmsErrors.validation(`${key.keyId} has no replica in ${region}`);
     const replicaRegions = [this.region, ...mr.replicaRegions.filter((r) => r !== region)];
     // The new primary first: if it cannot be reached, nothing changes here.
-    await this.peers!.call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'PRIMARY', primaryRegion: region, replicaRegions }) });
+    await this.peers!.call(region, SYNC_REPLICA, {
+      KeyId: key.keyId,
+      Create: false,
+      Key: this.shared(key, { role: 'PRIMARY', primaryRegion: region, replicaRegions }),
+    });
     const updated = await this.change({ KeyId: key.keyId }, (k) => {
       k.multiRegion = { role: 'REPLICA', primaryRegion: region, replicaRegions };
       // Automatic rotation is a property of the primary.
       k.rotation = { ...k.rotation };
     });
     for (const r of replicaRegions.filter((x) => x !== this.region)) {
-      await this.peers!.call(r, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(updated, { role: 'REPLICA', primaryRegion: region, replicaRegions }) }).catch(() => undefined);
+      await this.peers!.call(r, SYNC_REPLICA, {
+        KeyId: key.keyId,
+        Create: false,
+        Key: this.shared(updated, { role: 'REPLICA', primaryRegion: region, replicaRegions }),
+      }).catch(() => undefined);
     }
     return {};
   }
@@ -961,7 +1001,11 @@ export class KeyService {
     for (const region of mr.replicaRegions) {
       if (region === except) continue;
       await this.peers
-        .call(region, SYNC_REPLICA, { KeyId: key.keyId, Create: false, Key: this.shared(key, { role: 'REPLICA', primaryRegion: mr.primaryRegion, replicaRegions: mr.replicaRegions }) })
+        .call(region, SYNC_REPLICA, {
+          KeyId: key.keyId,
+          Create: false,
+          Key: this.shared(key, { role: 'REPLICA', primaryRegion: mr.primaryRegion, replicaRegions: mr.replicaRegions }),
+        })
         .catch(() => undefined);
     }
   }
@@ -979,7 +1023,12 @@ export class KeyService {
       throw kmsErrors.validation('Key expected a multi-region key record');
     }
     const mr = incoming.multiRegion;
-    if (mr === undefined || (mr.role !== 'PRIMARY' && mr.role !== 'REPLICA') || !Array.isArray(incoming.backing) || incoming.backing.length === 0) {
+    if (
+      mr === undefined ||
+      (mr.role !== 'PRIMARY' && mr.role !== 'REPLICA') ||
+      !Array.isArray(incoming.backing) ||
+      incoming.backing.length === 0
+    ) {
       throw kmsErrors.validation('Key expected a multi-region configuration and key material');
     }
     const newest = incoming.backing[incoming.backing.length - 1]!;
@@ -1034,7 +1083,8 @@ export class KeyService {
   private async getParametersForImport(input: WireInput): Promise<WireInput> {
     const algorithm = reqString(input, 'WrappingAlgorithm');
     const spec = reqString(input, 'WrappingKeySpec');
-    if (algorithm !== 'RSAES_OAEP_SHA_256') throw kmsErrors.unsupportedOperation('Only the RSAES_OAEP_SHA_256 wrapping algorithm is supported');
+    if (algorithm !== 'RSAES_OAEP_SHA_256')
+      throw kmsErrors.unsupportedOperation('Only the RSAES_OAEP_SHA_256 wrapping algorithm is supported');
     const bits = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 }[spec];
     if (bits === undefined) throw kmsErrors.validation('WrappingKeySpec expected one of RSA_2048, RSA_3072, RSA_4096');
     this.importGate(this.requireKey(input));
@@ -1139,7 +1189,14 @@ const ANONYMOUS: ServiceCaller = { arn: '', may: () => false };
 
 /** Operations whose requests carry GrantTokens. */
 const GRANT_TOKEN_OPERATIONS = new Set([
-  'Encrypt', 'Decrypt', 'ReEncrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'DescribeKey', 'CreateGrant', 'RetireGrant',
+  'Encrypt',
+  'Decrypt',
+  'ReEncrypt',
+  'GenerateDataKey',
+  'GenerateDataKeyWithoutPlaintext',
+  'DescribeKey',
+  'CreateGrant',
+  'RetireGrant',
 ]);
 
 /**
@@ -1148,10 +1205,21 @@ const GRANT_TOKEN_OPERATIONS = new Set([
  * lists them. Any other unknown target is UnknownOperationException.
  */
 const UNSUPPORTED = new Set([
-  'Sign', 'Verify', 'GenerateMac', 'VerifyMac', 'GetPublicKey', 'DeriveSharedSecret',
-  'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext',
-  'CreateCustomKeyStore', 'DeleteCustomKeyStore', 'DescribeCustomKeyStores', 'UpdateCustomKeyStore',
-  'ConnectCustomKeyStore', 'DisconnectCustomKeyStore', 'ListRetirableGrants',
+  'Sign',
+  'Verify',
+  'GenerateMac',
+  'VerifyMac',
+  'GetPublicKey',
+  'DeriveSharedSecret',
+  'GenerateDataKeyPair',
+  'GenerateDataKeyPairWithoutPlaintext',
+  'CreateCustomKeyStore',
+  'DeleteCustomKeyStore',
+  'DescribeCustomKeyStores',
+  'UpdateCustomKeyStore',
+  'ConnectCustomKeyStore',
+  'DisconnectCustomKeyStore',
+  'ListRetirableGrants',
 ]);
 
 function optBool(input: WireInput, name: string): boolean | undefined {
@@ -1163,7 +1231,12 @@ function optBool(input: WireInput, name: string): boolean | undefined {
 
 function readTagKeys(input: WireInput): string[] {
   const keys = input.TagKeys;
-  if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_TAGS || !keys.every((k) => typeof k === 'string' && k.length >= 1 && k.length <= 128)) {
+  if (
+    !Array.isArray(keys) ||
+    keys.length === 0 ||
+    keys.length > MAX_TAGS ||
+    !keys.every((k) => typeof k === 'string' && k.length >= 1 && k.length <= 128)
+  ) {
     throw kmsErrors.validation('TagKeys expected 1-50 tag keys of length 1-128');
   }
   return keys as string[];
@@ -1175,7 +1248,8 @@ function readConstraints(input: WireInput): GrantRecord['constraints'] | undefin
   if (typeof c !== 'object' || Array.isArray(c)) throw kmsErrors.validation('Constraints expected a structure');
   const out: NonNullable<GrantRecord['constraints']> = {};
   for (const name of Object.keys(c)) {
-    if (name !== 'EncryptionContextEquals' && name !== 'EncryptionContextSubset') throw kmsErrors.validation(`Constraints.${name} is not a grant constraint`);
+    if (name !== 'EncryptionContextEquals' && name !== 'EncryptionContextSubset')
+      throw kmsErrors.validation(`Constraints.${name} is not a grant constraint`);
     out[name] = optContext(c as WireInput, name);
   }
   if (out.EncryptionContextEquals !== undefined && out.EncryptionContextSubset !== undefined) {
@@ -1199,7 +1273,13 @@ function readTags(input: WireInput): { TagKey: string; TagValue: string }[] {
   const seen = new Set<string>();
   return tags.map((t: unknown) => {
     const tag = t as { TagKey?: unknown; TagValue?: unknown };
-    if (typeof tag?.TagKey !== 'string' || typeof tag.TagValue !== 'string' || tag.TagKey.length === 0 || tag.TagKey.length > 128 || tag.TagValue.length > 256) {
+    if (
+      typeof tag?.TagKey !== 'string' ||
+      typeof tag.TagValue !== 'string' ||
+      tag.TagKey.length === 0 ||
+      tag.TagKey.length > 128 ||
+      tag.TagValue.length > 256
+    ) {
       throw kmsErrors.tag('Each tag expected a TagKey (1-128 characters) and a TagValue (0-256) string');
     }
     if (tag.TagKey.startsWith('aws:')) throw kmsErrors.tag('Tag keys starting with "aws:" are reserved');

@@ -35,7 +35,11 @@ export function createPeers(regions: Record<string, PeerRegion>, timeoutMs = 500
       const out = (await res.json().catch(() => ({}))) as WireInput;
       if (res.status !== 200) {
         const type = typeof out.__type === 'string' ? out.__type : 'KMSInternalException';
-        throw new KmsException(type, `Region ${region}: ${typeof out.message === 'string' ? out.message : 'request failed'}`, res.status >= 500 ? 500 : 400);
+        throw new KmsException(
+          type,
+          `Region ${region}: ${typeof out.message === 'string' ? out.message : 'request failed'}`,
+          res.status >= 500 ? 500 : 400,
+        );
       }
       return out;
     },

@@ -59,7 +59,8 @@ export class LocalRootKeyFile implements RootKeyProtector {
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      if (options.create === false) throw new NotFoundError(`root key file ${file} does not exist (wrong path? --create-root makes a new one)`);
+      if (options.create === false)
+        throw new NotFoundError(`root key file ${file} does not exist (wrong path? --create-root makes a new one)`);
       // The directory must survive a crash with the key in it, like the key itself.
       await mkdirDurable(dirname(file), 0o700);
       key = randomBytes(ROOT_KEY_BYTES);

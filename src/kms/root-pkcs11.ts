@@ -124,7 +124,8 @@ export class Pkcs11RootKey implements RootKeyProtector {
         Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
       ),
     );
-    if (iv.length !== GCM_IV_BYTES) throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
+    if (iv.length !== GCM_IV_BYTES)
+      throw new KeyProviderUnavailableError(`PKCS#11 token "${this.token.info.label}" used a ${iv.length}-byte GCM IV`);
     return Buffer.concat([header, iv, sealed]);
   }
 
@@ -148,7 +149,8 @@ export class Pkcs11RootKey implements RootKeyProtector {
         return await gcmDecrypt(this.token, s, handle, iv, Buffer.concat([header, aad]), b.subarray(HEADER_SIZE + GCM_IV_BYTES));
       } catch (err) {
         const name = ckrName(err);
-        const authFailure = (name !== undefined && AUTH_FAILURES.has(name)) || (isGenericFailure(err) && (await gcmSelfTest(this.token, s, handle)));
+        const authFailure =
+          (name !== undefined && AUTH_FAILURES.has(name)) || (isGenericFailure(err) && (await gcmSelfTest(this.token, s, handle)));
         if (authFailure) throw new CorruptDataError('root-key blob failed authentication', { reason: 'auth', cause: err });
         throw err;
       }
@@ -158,7 +160,13 @@ export class Pkcs11RootKey implements RootKeyProtector {
   /** Token facts for logs and status pages (no secrets). */
   describe(): Record<string, string> {
     const info = this.token.info;
-    return { token: info.label, tokenSerial: info.serialNumber, manufacturer: info.manufacturer, model: info.model, keyLabel: this.key.label };
+    return {
+      token: info.label,
+      tokenSerial: info.serialNumber,
+      manufacturer: info.manufacturer,
+      model: info.model,
+      keyLabel: this.key.label,
+    };
   }
 
   /** Leaves the token (the last user logs out). */
@@ -178,7 +186,8 @@ export class Pkcs11RootKey implements RootKeyProtector {
     if (this.generation !== this.token.generation) {
       const generation = this.token.generation;
       const again = findAesKeys(this.token, session, (l) => l === this.key.label, this.key.label).find((k) => k.id.equals(this.key.id));
-      if (again === undefined) throw new NotFoundError(`PKCS#11 root key "${this.key.label}" is gone from token "${this.token.info.label}"`);
+      if (again === undefined)
+        throw new NotFoundError(`PKCS#11 root key "${this.key.label}" is gone from token "${this.token.info.label}"`);
       this.key = again;
       this.generation = generation;
     }

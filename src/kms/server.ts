@@ -106,7 +106,9 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   }
   const create = options.createRoot ?? true;
   const pkcs11Root =
-    options.rootPkcs11 === undefined ? undefined : await Pkcs11RootKey.open({ ...options.rootPkcs11, create: (options.rootPkcs11.create ?? true) && create });
+    options.rootPkcs11 === undefined
+      ? undefined
+      : await Pkcs11RootKey.open({ ...options.rootPkcs11, create: (options.rootPkcs11.create ?? true) && create });
   const protector =
     options.rootKey ?? pkcs11Root ?? (await LocalRootKeyFile.open(options.rootKeyFile ?? join(options.dataDir, 'root.key'), { create }));
   const store: KeyStore = await (options.etcd !== undefined
@@ -116,8 +118,17 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     await pkcs11Root?.close();
     throw err;
   });
-  const service = new KeyService(store, config.region, config.accountId, clock, options.peers === undefined ? undefined : createPeers(options.peers));
-  const audit = await createAuditLog({ file: options.auditFile ?? join(options.dataDir, 'audit.log'), stdout: options.auditStdout ?? false });
+  const service = new KeyService(
+    store,
+    config.region,
+    config.accountId,
+    clock,
+    options.peers === undefined ? undefined : createPeers(options.peers),
+  );
+  const audit = await createAuditLog({
+    file: options.auditFile ?? join(options.dataDir, 'audit.log'),
+    stdout: options.auditStdout ?? false,
+  });
   // With the file store the configuration is the source of access keys; with etcd, etcd is.
   let filePrincipals = new Map<string, PrincipalConfig>(config.principals.map((p) => [p.accessKeyId, p]));
   const principalFor = (id: string): PrincipalConfig | undefined => {
@@ -243,7 +254,13 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const serviceCaller = {
       arn: caller.arn,
       may: (op: string, key: KeyRecord) =>
-        authorize(caller, { operation: op, keyNames: [key.keyId, service.keyArn(key.keyId)], keyArn: service.keyArn(key.keyId) }, key, store.snapshot, config.accountId),
+        authorize(
+          caller,
+          { operation: op, keyNames: [key.keyId, service.keyArn(key.keyId)], keyArn: service.keyArn(key.keyId) },
+          key,
+          store.snapshot,
+          config.accountId,
+        ),
     };
     const output = await service.execute(operation, input, serviceCaller);
     if (operation === 'CreateKey') {

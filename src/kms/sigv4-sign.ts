@@ -20,7 +20,10 @@ export function signKmsRequest(options: {
   credentials: SigningCredentials;
   date?: Date;
 }): Record<string, string> {
-  const amzDate = (options.date ?? new Date()).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const amzDate = (options.date ?? new Date())
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
   const headers: Record<string, string> = {
     'content-type': 'application/x-amz-json-1.1',
@@ -35,7 +38,8 @@ export function signKmsRequest(options: {
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
   const key = hmac(hmac(hmac(hmac(`AWS4${options.credentials.secretAccessKey}`, day), options.region), 'kms'), 'aws4_request');
   const signature = hmac(key, toSign).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${options.credentials.accessKeyId}/${scope}, ` +
+  headers.authorization =
+    `AWS4-HMAC-SHA256 Credential=${options.credentials.accessKeyId}/${scope}, ` +
     `SignedHeaders=${names.join(';')}, Signature=${signature}`;
   return headers;
 }

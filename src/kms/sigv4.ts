@@ -58,7 +58,9 @@ export function verifySigV4(req: RawRequest, expect: SigV4Expectations): { acces
   const signedAt = parseAmzDate(amzDate);
   const maxSkew = expect.maxSkewMs ?? MAX_CLOCK_SKEW_MS;
   if (Number.isNaN(signedAt) || Math.abs(expect.now - signedAt) > maxSkew) {
-    throw kmsErrors.invalidSignature(`Signature expired or not yet valid: ${amzDate} is more than ${maxSkew / 60_000} minutes from the server time`);
+    throw kmsErrors.invalidSignature(
+      `Signature expired or not yet valid: ${amzDate} is more than ${maxSkew / 60_000} minutes from the server time`,
+    );
   }
 
   const [accessKeyId, scopeDate, scopeRegion, scopeService, terminator, ...rest] = auth.credential.split('/');

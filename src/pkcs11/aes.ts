@@ -41,7 +41,8 @@ const KEK_USAGE: AesKeyUsage = { encrypt: true, decrypt: true, sign: true };
 const DISABLED_MARKER_APP = 'vectorseal/disabled';
 
 /** Bytes of a CK_ULONG in this process's PKCS#11 ABI (LP64 Unix: 8; Windows and 32-bit: 4). */
-const ULONG_BYTES = process.platform !== 'win32' && ['x64', 'arm64', 'ppc64', 's390x', 'riscv64', 'loong64', 'mips64el'].includes(process.arch) ? 8 : 4;
+const ULONG_BYTES =
+  process.platform !== 'win32' && ['x64', 'arm64', 'ppc64', 's390x', 'riscv64', 'loong64', 'mips64el'].includes(process.arch) ? 8 : 4;
 
 /** CKA_ALLOWED_MECHANISMS is a CK_MECHANISM_TYPE array: packed native CK_ULONGs. */
 export function mechanismList(mechanisms: number[]): Buffer {
@@ -59,7 +60,12 @@ export function mechanismList(mechanisms: number[]): Buffer {
  * sign (the key check value, a CMAC), with those two mechanisms only; it
  * cannot wrap or unwrap other token keys, derive, or be exported.
  */
-export async function generateAesKey(token: Pkcs11Token, session: Handle, label: string, usage: AesKeyUsage = KEK_USAGE): Promise<TokenKey> {
+export async function generateAesKey(
+  token: Pkcs11Token,
+  session: Handle,
+  label: string,
+  usage: AesKeyUsage = KEK_USAGE,
+): Promise<TokenKey> {
   const { lib, p11 } = token;
   const id = randomBytes(16);
   const mechanisms = usage.sign ? [lib.CKM_AES_GCM, lib.CKM_AES_CMAC] : [lib.CKM_AES_GCM];
@@ -217,7 +223,14 @@ export interface GcmSealed {
  * overwrites the IV buffer it is given, and that value is what decryption
  * needs.
  */
-export async function gcmEncrypt(token: Pkcs11Token, session: Handle, key: Handle, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<GcmSealed> {
+export async function gcmEncrypt(
+  token: Pkcs11Token,
+  session: Handle,
+  key: Handle,
+  iv: Buffer,
+  aad: Buffer,
+  plaintext: Buffer,
+): Promise<GcmSealed> {
   // A private copy: the token may write to it, and the caller's buffer must not change under it.
   const ivBuf = Buffer.from(iv);
   token.p11.C_EncryptInit(session, gcm(token, ivBuf, aad), key);
@@ -230,7 +243,14 @@ export async function gcmEncrypt(token: Pkcs11Token, session: Handle, key: Handl
  * buffer is zeroed after copying, so the plaintext exists once, in the
  * returned buffer.
  */
-export async function gcmDecrypt(token: Pkcs11Token, session: Handle, key: Handle, iv: Buffer, aad: Buffer, sealed: Buffer): Promise<Buffer> {
+export async function gcmDecrypt(
+  token: Pkcs11Token,
+  session: Handle,
+  key: Handle,
+  iv: Buffer,
+  aad: Buffer,
+  sealed: Buffer,
+): Promise<Buffer> {
   token.p11.C_DecryptInit(session, gcm(token, Buffer.from(iv), aad), key);
   const scratch = Buffer.alloc(sealed.length + 16);
   try {

@@ -210,7 +210,9 @@ async function acquireToken(options: Pkcs11TokenOptions): Promise<TokenState> {
     const existing = tokens.get(key);
     if (existing) {
       if (!timingSafeEqual(existing.pinTag, pinTag(pin))) {
-        throw new AccessDeniedError(`PKCS#11 login to token "${info.label}" refused: the PIN differs from the one this process logged in with`);
+        throw new AccessDeniedError(
+          `PKCS#11 login to token "${info.label}" refused: the PIN differs from the one this process logged in with`,
+        );
       }
       existing.refs += 1;
       releaseModule(options.module, module); // the token state already holds a module reference
@@ -271,7 +273,8 @@ async function releaseToken(state: TokenState): Promise<void> {
   if (state.refs > 0) return;
   tokens.delete(state.key);
   state.dead = true;
-  for (const w of state.waiters.splice(0)) w.reject(new KeyProviderUnavailableError(`PKCS#11 token "${state.info.label}" connection is closed`));
+  for (const w of state.waiters.splice(0))
+    w.reject(new KeyProviderUnavailableError(`PKCS#11 token "${state.info.label}" connection is closed`));
   // Finalizing the module under an operation that still holds a session would fail it (or crash the module).
   if (state.busy > 0) await new Promise<void>((resolve) => (state.drained = resolve));
   for (const s of state.idle) closeQuietly(() => state.module.p11.C_CloseSession(s));
@@ -427,7 +430,8 @@ export class Pkcs11Token {
 
   private take(): Promise<Handle> {
     const s = this.state;
-    if (this.closed || s.dead) return Promise.reject(new KeyProviderUnavailableError(`PKCS#11 token "${s.info.label}" connection is closed`));
+    if (this.closed || s.dead)
+      return Promise.reject(new KeyProviderUnavailableError(`PKCS#11 token "${s.info.label}" connection is closed`));
     const idle = s.idle.pop();
     if (idle !== undefined) return Promise.resolve(idle);
     if (s.open < s.max) {

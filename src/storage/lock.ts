@@ -79,12 +79,12 @@ export class StoreLock {
       const holder = parse(await fs.readFile(path, 'utf8').catch(() => ''));
       if (holder && holder.hostname === info.hostname && holder.pid === process.pid) {
         // Our own lock: this process already has the store open (its LOCK is never taken over).
-        throw new StoreLockedError(`store ${dir} is already open in this process: use that Store, or close it before opening the directory again`);
+        throw new StoreLockedError(
+          `store ${dir} is already open in this process: use that Store, or close it before opening the directory again`,
+        );
       }
       if (holder && (holder.hostname !== info.hostname || processAlive(holder.pid))) {
-        throw new StoreLockedError(
-          `store ${dir} is locked by process ${holder.pid} on ${holder.hostname} (since ${holder.startedAt})`,
-        );
+        throw new StoreLockedError(`store ${dir} is locked by process ${holder.pid} on ${holder.hostname} (since ${holder.startedAt})`);
       }
       // Stale (dead holder) or unreadable: remove only if it is still the same lock.
       const again = await fs.readFile(path, 'utf8').catch(() => undefined);

@@ -77,12 +77,7 @@ export async function writeManifest(
 }
 
 /** Reads and checks the MANIFEST of a collection. */
-export async function readManifest(
-  collectionDir: string,
-  storeId: string,
-  collectionId: string,
-  keyFor: DekLookup,
-): Promise<ManifestData> {
+export async function readManifest(collectionDir: string, storeId: string, collectionId: string, keyFor: DekLookup): Promise<ManifestData> {
   const file = join(collectionDir, MANIFEST_FILE);
   try {
     await fs.access(file);

@@ -110,7 +110,9 @@ export function decodeSegmentHeader(b: Uint8Array, file?: string): SegmentHeader
   }
   const version = buf.readUInt16BE(4);
   if (version !== SEGMENT_FORMAT_VERSION) {
-    throw new UnsupportedVersionError(`segment format version ${version} is not supported (this build reads ${SEGMENT_FORMAT_VERSION})${file ? ` (file ${file})` : ''}`);
+    throw new UnsupportedVersionError(
+      `segment format version ${version} is not supported (this build reads ${SEGMENT_FORMAT_VERSION})${file ? ` (file ${file})` : ''}`,
+    );
   }
   const kind = buf.readUInt8(6);
   if (!KIND_NAMES.has(kind) || buf.readUInt8(7) !== 0) {
@@ -151,13 +153,19 @@ export function checkExpectation(h: SegmentHeader, expect: SegmentExpectation, f
     throw new CorruptDataError('segment belongs to another store or collection', { file, reason: 'foreign' });
   }
   if (expect.kind !== undefined && h.kind !== expect.kind) {
-    throw new CorruptDataError(`segment is a ${segmentKindName(h.kind)} file, expected ${segmentKindName(expect.kind)}`, { file, reason: 'swapped' });
+    throw new CorruptDataError(`segment is a ${segmentKindName(h.kind)} file, expected ${segmentKindName(expect.kind)}`, {
+      file,
+      reason: 'swapped',
+    });
   }
   if (expect.segmentId !== undefined && h.segmentId !== expect.segmentId) {
     throw new CorruptDataError(`segment id ${h.segmentId} where ${expect.segmentId} was expected`, { file, reason: 'swapped' });
   }
   if (expect.dekVersion !== undefined && h.dekVersion !== expect.dekVersion) {
-    throw new CorruptDataError(`segment sealed under DEK version ${h.dekVersion}, manifest says ${expect.dekVersion}`, { file, reason: 'swapped' });
+    throw new CorruptDataError(`segment sealed under DEK version ${h.dekVersion}, manifest says ${expect.dekVersion}`, {
+      file,
+      reason: 'swapped',
+    });
   }
 }
 
@@ -323,7 +331,10 @@ export async function writeSegment(
   options: SegmentWriteOptions = {},
 ): Promise<SegmentWriteResult> {
   // A buffer of known size needs no staging larger than itself (a manifest is a few hundred bytes).
-  const sized = data instanceof Uint8Array && options.batchChunks === undefined ? { ...options, batchChunks: Math.min(64, Math.max(1, Math.ceil(data.length / CHUNK_SIZE))) } : options;
+  const sized =
+    data instanceof Uint8Array && options.batchChunks === undefined
+      ? { ...options, batchChunks: Math.min(64, Math.max(1, Math.ceil(data.length / CHUNK_SIZE))) }
+      : options;
   const writer = await SegmentWriter.create(path, header, dek, sized);
   try {
     if (data instanceof Uint8Array) {
@@ -398,7 +409,12 @@ export class SegmentReader {
       const dek = await keyFor(header.dekVersion);
       let opener: MessageOpener;
       try {
-        opener = new MessageOpener(dek, headerBytes, prefix.subarray(SEGMENT_HEADER_SIZE), options.engine ? { engine: options.engine } : {});
+        opener = new MessageOpener(
+          dek,
+          headerBytes,
+          prefix.subarray(SEGMENT_HEADER_SIZE),
+          options.engine ? { engine: options.engine } : {},
+        );
       } catch (err) {
         inFile(err, path);
       }
@@ -525,7 +541,12 @@ export class SegmentReader {
 }
 
 /** Opens, reads whole and closes a segment. */
-export async function readSegment(path: string, expect: SegmentExpectation, keyFor: DekLookup, options: SegmentReadOptions = {}): Promise<Buffer> {
+export async function readSegment(
+  path: string,
+  expect: SegmentExpectation,
+  keyFor: DekLookup,
+  options: SegmentReadOptions = {},
+): Promise<Buffer> {
   const reader = await SegmentReader.open(path, expect, keyFor, options);
   try {
     return await reader.readAll();

@@ -131,7 +131,11 @@ export async function readStateFile(file: string, key: Uint8Array, storeId: stri
     text = await fs.readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CorruptDataError('the store state is missing (a store made by vectorseal 0.1.0 is converted with `vectorseal upgrade`)', { file, reason: 'missing', cause: err });
+      throw new CorruptDataError('the store state is missing (a store made by vectorseal 0.1.0 is converted with `vectorseal upgrade`)', {
+        file,
+        reason: 'missing',
+        cause: err,
+      });
     }
     throw err;
   }
@@ -151,7 +155,8 @@ export function parseStateFile(text: Buffer, file: string, key: Uint8Array, stor
     throw new CorruptDataError('STATE is not a store state file (cut or extended)', { file, reason: 'header' });
   }
   const line = text.subarray(0, nl);
-  if (!macEqual(macOf(key, line), macText)) throw new CorruptDataError('STATE does not authenticate: it was changed, or belongs to another store', { file, reason: 'auth' });
+  if (!macEqual(macOf(key, line), macText))
+    throw new CorruptDataError('STATE does not authenticate: it was changed, or belongs to another store', { file, reason: 'auth' });
   let body: StateBody;
   try {
     body = JSON.parse(line.toString('utf8')) as StateBody;
@@ -159,9 +164,11 @@ export function parseStateFile(text: Buffer, file: string, key: Uint8Array, stor
     throw new CorruptDataError('STATE does not parse', { file, reason: 'decode', cause: err });
   }
   if (body?.format !== STATE_FORMAT) throw new CorruptDataError('STATE is not a store state file', { file, reason: 'header' });
-  if (body.version !== STATE_VERSION) throw new UnsupportedVersionError(`store state version ${String(body.version)} is not supported (file ${file})`);
+  if (body.version !== STATE_VERSION)
+    throw new UnsupportedVersionError(`store state version ${String(body.version)} is not supported (file ${file})`);
   if (body.storeId !== storeId) throw new CorruptDataError('STATE belongs to another store', { file, reason: 'foreign' });
-  if (body.collections === null || typeof body.collections !== 'object') throw new CorruptDataError('STATE does not list collections', { file, reason: 'decode' });
+  if (body.collections === null || typeof body.collections !== 'object')
+    throw new CorruptDataError('STATE does not list collections', { file, reason: 'decode' });
   // Keyed by collection id: no inherited key (such as "__proto__") may read as an entry.
   body.collections = Object.assign(Object.create(null) as Record<string, CollectionState>, body.collections);
   return { body, mac: macText };
@@ -190,12 +197,19 @@ export async function readAnchorFile(file: string, key: Uint8Array): Promise<Anc
     throw err;
   }
   const nl = text.indexOf(0x0a);
-  const macText = nl < 0 ? '' : text.subarray(nl + 1).toString('latin1').trim();
+  const macText =
+    nl < 0
+      ? ''
+      : text
+          .subarray(nl + 1)
+          .toString('latin1')
+          .trim();
   const line = nl < 0 ? text : text.subarray(0, nl);
   if (!/^[0-9a-f]{64}$/.test(macText) || !macEqual(macOf(key, line), macText)) {
     throw new CorruptDataError('freshness anchor does not authenticate (changed, or kept for another store)', { file, reason: 'auth' });
   }
   const a = JSON.parse(line.toString('utf8')) as AnchorContents & { format?: string };
-  if (a.format !== ANCHOR_FORMAT || !Number.isSafeInteger(a.generation)) throw new CorruptDataError('not a freshness anchor', { file, reason: 'header' });
+  if (a.format !== ANCHOR_FORMAT || !Number.isSafeInteger(a.generation))
+    throw new CorruptDataError('not a freshness anchor', { file, reason: 'header' });
   return { storeId: a.storeId, generation: a.generation, stateMac: a.stateMac };
 }

@@ -156,12 +156,7 @@ export class WalWriter {
    * Creates WAL file `header.walSeq` in `dir`. The header appears whole or not
    * at all; the file is fsynced with its directory before it is used.
    */
-  static async create(
-    dir: string,
-    fields: Omit<WalHeader, 'salt'>,
-    dek: Uint8Array,
-    options: { sync?: boolean } = {},
-  ): Promise<WalWriter> {
+  static async create(dir: string, fields: Omit<WalHeader, 'salt'>, dek: Uint8Array, options: { sync?: boolean } = {}): Promise<WalWriter> {
     const header: WalHeader = { ...fields, salt: randomBytes(24) };
     const bytes = encodeHeader(header);
     const path = join(dir, walFileName(fields.walSeq));
@@ -310,7 +305,9 @@ export async function readWal(
   }
   const truncated = tornAt === undefined ? 0 : file.length - tornAt;
   // Over the whole records only: a torn tail dropped here is not part of what was written and sealed.
-  const sha256 = createHash('sha256').update(tornAt === undefined ? file : file.subarray(0, tornAt)).digest('hex');
+  const sha256 = createHash('sha256')
+    .update(tornAt === undefined ? file : file.subarray(0, tornAt))
+    .digest('hex');
   if (tornAt !== undefined && options.repair) await truncateWal(path, tornAt);
   file.fill(0);
   return { header, records, truncated, sha256 };

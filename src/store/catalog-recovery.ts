@@ -72,7 +72,12 @@ export async function recoverCatalog(
  * a CATALOG that differs from the store state differs); returns the ids of
  * interrupted creates (keys, no files, no entry).
  */
-export async function checkCatalogEntries(dir: string, keys: KeyManager, catalog: CollectionInfo[], catalogPresent: boolean): Promise<string[]> {
+export async function checkCatalogEntries(
+  dir: string,
+  keys: KeyManager,
+  catalog: CollectionInfo[],
+  catalogPresent: boolean,
+): Promise<string[]> {
   const listed = new Set(catalog.map((c) => c.id));
   const interruptedCreates: string[] = [];
   for (const [id, col] of Object.entries(keys.keyring.collections)) {
@@ -110,7 +115,13 @@ async function holdsFiles(path: string): Promise<boolean> {
  * catalog whose every entry predates the collection's first DEK looks like an
  * older copy of itself (RollbackError); otherwise an entry was removed.
  */
-function missingEntry(dir: string, id: string, deks: readonly { createdAt: string }[], catalog: CollectionInfo[], catalogPresent: boolean): CorruptDataError {
+function missingEntry(
+  dir: string,
+  id: string,
+  deks: readonly { createdAt: string }[],
+  catalog: CollectionInfo[],
+  catalogPresent: boolean,
+): CorruptDataError {
   const file = join(dir, CATALOG_FILE);
   if (!catalogPresent) {
     return new CorruptDataError(`CATALOG is missing, but collection ${id} has keys and files`, { file, reason: 'missing' });
@@ -118,7 +129,10 @@ function missingEntry(dir: string, id: string, deks: readonly { createdAt: strin
   const keyedAt = Math.min(...deks.map((d) => Date.parse(d.createdAt)));
   const newestEntry = Math.max(-Infinity, ...catalog.map((c) => Date.parse(c.createdAt)));
   if (Number.isFinite(keyedAt) && keyedAt >= newestEntry) {
-    return new RollbackError(`CATALOG predates collection ${id}, which has keys and files: an older copy of CATALOG`, { file, reason: 'rollback' });
+    return new RollbackError(`CATALOG predates collection ${id}, which has keys and files: an older copy of CATALOG`, {
+      file,
+      reason: 'rollback',
+    });
   }
   return new CorruptDataError(`CATALOG has no entry for collection ${id}, which has keys and files`, { file, reason: 'missing-entry' });
 }

@@ -76,9 +76,13 @@ function isCollectionInfo(v: unknown): v is CollectionInfo {
   const i = v as Record<string, unknown>;
   const posInt = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) > 0;
   return (
-    typeof v === 'object' && v !== null &&
-    typeof i['id'] === 'string' && typeof i['name'] === 'string' &&
-    posInt(i['dim']) && posInt(i['M']) && posInt(i['efConstruction']) &&
+    typeof v === 'object' &&
+    v !== null &&
+    typeof i['id'] === 'string' &&
+    typeof i['name'] === 'string' &&
+    posInt(i['dim']) &&
+    posInt(i['M']) &&
+    posInt(i['efConstruction']) &&
     (i['space'] === 'l2' || i['space'] === 'ip' || i['space'] === 'cosine') &&
     (i['tenant'] === undefined || typeof i['tenant'] === 'string') &&
     (i['state'] === undefined || i['state'] === 'creating' || i['state'] === 'dropping') &&

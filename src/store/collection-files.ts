@@ -98,7 +98,13 @@ const INDEX_BATCH_CHUNKS = 256;
  * Each file is written and fdatasynced on its own handle; then the group's
  * directory is fsynced once, before the manifest names any of them.
  */
-export async function writeGroup(s: CollectionMemory, segId: number, graph: GroupGraph | undefined, tombstones: string[], step: string): Promise<SegmentFileEntry[]> {
+export async function writeGroup(
+  s: CollectionMemory,
+  segId: number,
+  graph: GroupGraph | undefined,
+  tombstones: string[],
+  step: string,
+): Promise<SegmentFileEntry[]> {
   const version = s.ctx.keys.activeDekVersion(s.info.id);
   const files: SegmentFileEntry[] = [];
   let pages = 0;
@@ -106,10 +112,16 @@ export async function writeGroup(s: CollectionMemory, segId: number, graph: Grou
   await s.ctx.keys.withDek(s.info.id, version, async (dek) => {
     const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>, batchChunks?: number): Promise<void> => {
       // One directory fsync for the whole group (below), before the manifest names any of its files.
-      const r = await writeSegment(segmentFile(s.dir, segId, kind), { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version }, dek, data, {
-        syncDir: false,
-        ...(batchChunks === undefined ? {} : { batchChunks }),
-      });
+      const r = await writeSegment(
+        segmentFile(s.dir, segId, kind),
+        { kind, storeId: s.ctx.storeId, collectionId: s.info.id, segmentId: segId, dekVersion: version },
+        dek,
+        data,
+        {
+          syncDir: false,
+          ...(batchChunks === undefined ? {} : { batchChunks }),
+        },
+      );
       files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
       pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
     };

@@ -65,7 +65,10 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   }
   s.frozen = undefined;
   s.lastFlush = { records: labels.length, ...timings };
-  s.ctx.logger.debug({ collection: s.info.name, segmentId: segId, records: labels.length, generation: next.generation, ...timings }, 'flush committed');
+  s.ctx.logger.debug(
+    { collection: s.info.name, segmentId: segId, records: labels.length, generation: next.generation, ...timings },
+    'flush committed',
+  );
   await rotateWal(s);
   crashPoint('flush:wal-rotated');
   await removeWalBefore(s, next.firstWalSeq);
@@ -97,7 +100,10 @@ export async function compactLocked(s: CollectionMemory): Promise<CompactionRepo
   }
   s.segments = layer ? [layer] : [];
   await rotateWal(s);
-  await retire(s, oldGroups.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))));
+  await retire(
+    s,
+    oldGroups.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))),
+  );
   crashPoint('compact:done');
   s.ctx.logger.debug({ collection: s.info.name, merged: oldGroups.length, records: entries.length, dropped: dead }, 'compaction committed');
   return { merged: oldGroups.length, records: entries.length, dropped: dead };
@@ -121,7 +127,13 @@ const since = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e9;
  * into this thread on the thread pool. The graph is serialized once per
  * group; the staging file is removed when both are done.
  */
-export async function buildAndWriteGroup(s: CollectionMemory, entries: Location[], segId: number, tombstones: string[], step: string): Promise<BuiltGroup> {
+export async function buildAndWriteGroup(
+  s: CollectionMemory,
+  entries: Location[],
+  segId: number,
+  tombstones: string[],
+  step: string,
+): Promise<BuiltGroup> {
   if (entries.length === 0) {
     const t = process.hrtime.bigint();
     const files = await writeGroup(s, segId, undefined, tombstones, step);

@@ -20,7 +20,10 @@ export async function openLazily(s: CollectionMemory): Promise<void> {
     const manifestFile = join(s.dir, 'MANIFEST');
     const want = s.paramsRecord();
     if (m.name !== s.info.name || Object.entries(want).some(([k, v]) => m.params[k] !== v)) {
-      throw new CorruptDataError(`the catalog entry "${s.info.name}" does not match the collection's sealed manifest`, { file: manifestFile, reason: 'catalog' });
+      throw new CorruptDataError(`the catalog entry "${s.info.name}" does not match the collection's sealed manifest`, {
+        file: manifestFile,
+        reason: 'catalog',
+      });
     }
     // An older authentic manifest is a rollback here too: the figures shown must be the current ones.
     await checkManifestState(s.ctx.state.find(s.info.id), manifestFile, join(s.ctx.storeDir, STATE_FILE), m.generation, m.firstWalSeq);

@@ -65,7 +65,10 @@ export async function load(s: CollectionMemory): Promise<void> {
     for (const n of walSeqs) {
       if (n > (entry?.liveSeq ?? 0)) {
         // Files are named in the state before they are created: an authentic newer one meets an older copy of STATE.
-        throw new RollbackError(`WAL file ${walFileName(n)} is newer than any the store state names: an older copy of STATE`, { file: join(s.ctx.storeDir, STATE_FILE), reason: 'rollback' });
+        throw new RollbackError(`WAL file ${walFileName(n)} is newer than any the store state names: an older copy of STATE`, {
+          file: join(s.ctx.storeDir, STATE_FILE),
+          reason: 'rollback',
+        });
       }
     }
     for (const seal of seals.values()) {
@@ -106,7 +109,9 @@ export async function load(s: CollectionMemory): Promise<void> {
       const path = join(s.walDir, walFileName(n));
       const seal = seals.get(n);
       // A sealed file is checked before anything is repaired; only an unsealed (newest) one may have a torn tail cut off.
-      const contents = await readWal(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n }, keyFor, { repair: seal === undefined && !ro });
+      const contents = await readWal(path, { storeId: s.ctx.storeId, collectionId: s.info.id, walSeq: n }, keyFor, {
+        repair: seal === undefined && !ro,
+      });
       if (seal && (contents.records.length !== seal.records || contents.sha256 !== seal.sha256)) {
         for (const rec of contents.records) rec.fill(0);
         throw new CorruptDataError(
@@ -119,7 +124,8 @@ export async function load(s: CollectionMemory): Promise<void> {
       // Bytes after a sealed file's records were never part of it: dropped once the records proved whole.
       if (seal && contents.truncated > 0 && !ro) await truncateWal(path, (await fs.stat(path)).size - contents.truncated);
       // A reader meets a partial record wherever the writer is appending: no repair, nothing to warn of.
-      if (contents.truncated > 0 && !ro) s.ctx.logger.warn({ collection: s.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
+      if (contents.truncated > 0 && !ro)
+        s.ctx.logger.warn({ collection: s.info.name, file: path, bytes: contents.truncated }, 'dropped a torn WAL tail');
       s.readerCut?.walLengths.set(n, walLengthOf(contents.records));
       for (const rec of contents.records) {
         let op: Op;
@@ -158,7 +164,15 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     // authentic but different file: an older or replayed one).
     return readSegment(
       segmentFile(s.dir, g.id, kind),
-      { storeId: s.ctx.storeId, collectionId: s.info.id, kind, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
+      {
+        storeId: s.ctx.storeId,
+        collectionId: s.info.id,
+        kind,
+        segmentId: g.id,
+        dekVersion: f.dekVersion,
+        length: f.length,
+        sha256: f.sha256,
+      },
       keyFor,
     );
   };
@@ -180,7 +194,10 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
   const idx = byKind.get(SegmentKind.Index);
   if (!byKind.has(SegmentKind.Vectors)) return;
   if (!idx || !byKind.has(SegmentKind.Metadata)) {
-    throw new CorruptDataError(`segment group ${g.id} lacks its ${idx ? 'metadata' : 'index'} block`, { file: join(s.dir, 'MANIFEST'), reason: 'missing' });
+    throw new CorruptDataError(`segment group ${g.id} lacks its ${idx ? 'metadata' : 'index'} block`, {
+      file: join(s.dir, 'MANIFEST'),
+      reason: 'missing',
+    });
   }
   const metaFile = segmentFile(s.dir, g.id, SegmentKind.Metadata);
   const idxFile = segmentFile(s.dir, g.id, SegmentKind.Index);
@@ -190,10 +207,16 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     const block = decodeVectorBlock(vec, s.info.dim, vecFile);
     vec.fill(0);
     if (!block.vectors && !s.indexHoldsVectors) {
-      throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', { file: vecFile, reason: 'decode' });
+      throw new CorruptDataError('vector block leaves the vectors to a cosine index, which does not keep them exactly', {
+        file: vecFile,
+        reason: 'decode',
+      });
     }
     if (block.ids.length !== g.count) {
-      throw new CorruptDataError(`vector block holds ${block.ids.length} records, the manifest says ${g.count}`, { file: vecFile, reason: 'decode' });
+      throw new CorruptDataError(`vector block holds ${block.ids.length} records, the manifest says ${g.count}`, {
+        file: vecFile,
+        reason: 'decode',
+      });
     }
     const metaBytes = (await read(SegmentKind.Metadata)) as Buffer;
     const metas = decodeList(metaBytes, block.ids.length, metaFile);
@@ -210,7 +233,15 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
       async (sink) => {
         const reader = await SegmentReader.open(
           idxFile,
-          { storeId: s.ctx.storeId, collectionId: s.info.id, kind: SegmentKind.Index, segmentId: g.id, dekVersion: idx.dekVersion, length: idx.length, sha256: idx.sha256 },
+          {
+            storeId: s.ctx.storeId,
+            collectionId: s.info.id,
+            kind: SegmentKind.Index,
+            segmentId: g.id,
+            dekVersion: idx.dekVersion,
+            length: idx.length,
+            sha256: idx.sha256,
+          },
           keyFor,
         );
         try {

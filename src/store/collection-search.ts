@@ -20,16 +20,25 @@ const MAX_K = 10_000;
  * memtable. Runs entirely in memory (no file, no key); the caller has
  * admitted the read.
  */
-export function searchLayers<M extends object>(s: CollectionMemory, vector: Float32Array | number[], k: number, options: SearchOptions<M>): SearchResult<M>[] {
+export function searchLayers<M extends object>(
+  s: CollectionMemory,
+  vector: Float32Array | number[],
+  k: number,
+  options: SearchOptions<M>,
+): SearchResult<M>[] {
   const q = queryOf(vector, s.info.dim, s.info.space);
   checkPositiveInt(k, 'k', MAX_K);
   const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
   const accept = acceptOf(options as SearchOptions);
   // A filtered layer is planned on its own: exact scan of the few matches, or a filtered walk with a raised ef (filtered-search.ts).
   const conditions = options.filter === undefined ? [] : equalityConditions(options.filter);
-  const plan: FilterPlan = { conditions, indexDecides: options.where === undefined && options.filter !== undefined && onlyEquality(options.filter) };
+  const plan: FilterPlan = {
+    conditions,
+    indexDecides: options.where === undefined && options.filter !== undefined && onlyEquality(options.filter),
+  };
   const space = s.info.space;
-  const searchLayer = (layer: Layer): LayerHits => (accept ? searchLayerFiltered(layer, q, k, ef, space, accept, plan) : layer.search(q, k, ef));
+  const searchLayer = (layer: Layer): LayerHits =>
+    accept ? searchLayerFiltered(layer, q, k, ef, space, accept, plan) : layer.search(q, k, ef);
   const similarity = s.info.space !== 'l2';
   const segs = s.segments;
   const frozen = s.frozen;
@@ -47,7 +56,11 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
   const out: SearchResult<M>[] = [];
   if (only < 0) return out;
   const hit = (layer: Layer, label: number, distance: number): void => {
-    out.push({ id: layer.ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(layer.metadata[label]) as M | undefined });
+    out.push({
+      id: layer.ids[label] as string,
+      score: similarity ? 1 - distance : distance,
+      metadata: readOnly(layer.metadata[label]) as M | undefined,
+    });
   };
   if (!several) {
     const layer = layerAt(only);
@@ -58,7 +71,11 @@ export function searchLayers<M extends object>(s: CollectionMemory, vector: Floa
       const label = res.neighbors[j] as number;
       if (layer.isDead(label)) continue;
       const distance = res.distances[j] as number;
-      out.push({ id: ids[label] as string, score: similarity ? 1 - distance : distance, metadata: readOnly(metadata[label]) as M | undefined });
+      out.push({
+        id: ids[label] as string,
+        score: similarity ? 1 - distance : distance,
+        metadata: readOnly(metadata[label]) as M | undefined,
+      });
     }
     return out;
   }
@@ -107,7 +124,8 @@ function acceptOf(options: SearchOptions): ((m: Metadata | undefined, id: string
   const compiled = options.filter === undefined ? undefined : compileFilter(options.filter);
   const where = options.where;
   if (where === undefined) return compiled;
-  if (typeof where !== 'function') throw new InvalidArgumentError(`"where" expected a function, got ${where === null ? 'null' : typeof where}`);
+  if (typeof where !== 'function')
+    throw new InvalidArgumentError(`"where" expected a function, got ${where === null ? 'null' : typeof where}`);
   const state: { error?: { value: unknown } } = {};
   const test = (m: Metadata | undefined, id: string): boolean => {
     if (state.error) return false;

@@ -30,7 +30,17 @@ import { checkBatch, checkUpdates, type MetadataUpdate } from './records.js';
 import { countWhere, deleteWhere, getMany, list, records, searchMany, type ListOptions, type RecordPage } from './query-api.js';
 import { reencryptCollection, type ReencryptionProgress, type ReencryptionReport } from './reencrypt.js';
 
-export type { CollectionContext, CollectionCut, CollectionStats, CompactionReport, FlushTimings, SearchOptions, SearchResult, StoredRecord, VectorRecord } from './collection-types.js';
+export type {
+  CollectionContext,
+  CollectionCut,
+  CollectionStats,
+  CompactionReport,
+  FlushTimings,
+  SearchOptions,
+  SearchResult,
+  StoredRecord,
+  VectorRecord,
+} from './collection-types.js';
 export { collectionDir } from './collection-memory.js';
 
 const MAX_BATCH = 1_000_000;
@@ -360,7 +370,7 @@ export class Collection<M extends object = Metadata> {
    */
   adopt(fresh: Collection<M>): void {
     if (!this.s.ctx.readOnly || fresh.info.id !== this.info.id) {
-      throw new InvalidArgumentError('only a reader\'s collection adopts a newer snapshot of itself');
+      throw new InvalidArgumentError("only a reader's collection adopts a newer snapshot of itself");
     }
     this.s.assertOpen();
     this.s = fresh.s;

@@ -126,9 +126,15 @@ async function compactOnce(s: CollectionMemory): Promise<boolean> {
     s.segments = [...s.segments.filter((l) => !old.has(l)), ...(layer ? [layer] : [])];
     await rotateWal(s);
     // Readers of an earlier snapshot may still open these: removed after the grace period (retired-files.ts).
-    await retire(s, chosen.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))));
+    await retire(
+      s,
+      chosen.flatMap((g) => g.files.map((f) => segmentFile(s.dir, g.id, f.kind))),
+    );
     crashPoint('compact:done');
-    s.ctx.logger.debug({ collection: s.info.name, merged: chosen.length, records: entries.length, generation: next.generation }, 'background compaction committed');
+    s.ctx.logger.debug(
+      { collection: s.info.name, merged: chosen.length, records: entries.length, generation: next.generation },
+      'background compaction committed',
+    );
     return true;
   });
 }
@@ -143,7 +149,15 @@ async function readTombstones(s: CollectionMemory, chosen: SegmentGroup[]): Prom
       const file = segmentFile(s.dir, g.id, SegmentKind.Tombstones);
       const bytes = await readSegment(
         file,
-        { storeId: s.ctx.storeId, collectionId: s.info.id, kind: SegmentKind.Tombstones, segmentId: g.id, dekVersion: f.dekVersion, length: f.length, sha256: f.sha256 },
+        {
+          storeId: s.ctx.storeId,
+          collectionId: s.info.id,
+          kind: SegmentKind.Tombstones,
+          segmentId: g.id,
+          dekVersion: f.dekVersion,
+          length: f.length,
+          sha256: f.sha256,
+        },
         keyFor,
       );
       try {

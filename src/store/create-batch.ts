@@ -48,10 +48,12 @@ export async function createCollectionFiles(ctx: CollectionContext, infos: reado
     const steps: CreateSteps = {
       makeDirs: async (dir) => {
         // Not recursive: that tries the deepest directory first and fails once per collection; `collections/` exists but for the first.
-        await fileLayer().mkdir(dir, 0o700).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
-          await mkdirs(dir, 0o700);
-        });
+        await fileLayer()
+          .mkdir(dir, 0o700)
+          .catch(async (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw err;
+            await mkdirs(dir, 0o700);
+          });
         await fileLayer().mkdir(join(dir, 'wal'), 0o700);
         await fileLayer().mkdir(join(dir, 'seg'), 0o700);
       },

@@ -11,7 +11,11 @@ import type { Metadata } from './metadata.js';
  * `constructor` or `toString` from the prototype).
  */
 // Untyped metadata (a string index, or plain `object`) keeps the loose form: any field, any condition.
-export type Filter<M = Metadata> = [keyof M] extends [never] ? Record<string, unknown> : string extends keyof M ? Record<string, unknown> : TypedFilter<M>;
+export type Filter<M = Metadata> = [keyof M] extends [never]
+  ? Record<string, unknown>
+  : string extends keyof M
+    ? Record<string, unknown>
+    : TypedFilter<M>;
 
 /**
  * A filter over a declared metadata type (`createCollection<M>()`): field
@@ -108,7 +112,8 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
   const tests: Predicate[] = [];
   for (const [field, cond] of Object.entries(filter)) {
     if (field === '$and' || field === '$or') {
-      if (!Array.isArray(cond) || cond.length === 0) throw new InvalidArgumentError(`"${at}.${field}" expected a non-empty array of filters`);
+      if (!Array.isArray(cond) || cond.length === 0)
+        throw new InvalidArgumentError(`"${at}.${field}" expected a non-empty array of filters`);
       const parts = cond.map((f, i) => compile(f, `${at}.${field}[${i}]`, depth + 1));
       tests.push(field === '$and' ? (m) => parts.every((p) => p(m)) : (m) => parts.some((p) => p(m)));
       continue;
@@ -119,7 +124,9 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
       continue;
     }
     if (field.length === 0 || field.startsWith('$')) {
-      throw new InvalidArgumentError(`"${at}" field names must be non-empty and not start with "$" (beside $and, $or, $not), got "${field.slice(0, 64)}"`);
+      throw new InvalidArgumentError(
+        `"${at}" field names must be non-empty and not start with "$" (beside $and, $or, $not), got "${field.slice(0, 64)}"`,
+      );
     }
     const path = field.split('.');
     if (isScalar(cond)) {
@@ -130,9 +137,11 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
       throw new InvalidArgumentError(`"${at}.${field}" expected a string, number, boolean, null or operator object`);
     }
     for (const [op, arg] of Object.entries(cond)) {
-      if (!OPS.has(op)) throw new InvalidArgumentError(`"${at}.${field}" has unknown operator "${op}" (expected one of ${[...OPS].join(', ')})`);
+      if (!OPS.has(op))
+        throw new InvalidArgumentError(`"${at}.${field}" has unknown operator "${op}" (expected one of ${[...OPS].join(', ')})`);
       if (op === '$in' || op === '$nin') {
-        if (!Array.isArray(arg) || !arg.every(isScalar)) throw new InvalidArgumentError(`"${at}.${field}.${op}" expected an array of scalars`);
+        if (!Array.isArray(arg) || !arg.every(isScalar))
+          throw new InvalidArgumentError(`"${at}.${field}.${op}" expected an array of scalars`);
         const set = new Set<unknown>(arg);
         tests.push(op === '$in' ? (m) => set.has(fieldValue(m, path)) : (m) => !set.has(fieldValue(m, path)));
       } else if (op === '$exists') {

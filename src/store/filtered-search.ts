@@ -53,7 +53,15 @@ export function scanIsCheaper(matches: number, size: number, ef: number): boolea
 }
 
 /** Nearest live labels of `layer` that `accept` admits, closest first, at most k. */
-export function searchLayerFiltered(layer: Layer, query: number[], k: number, ef: number, space: Space, accept: Accept, plan: FilterPlan): LayerHits {
+export function searchLayerFiltered(
+  layer: Layer,
+  query: number[],
+  k: number,
+  ef: number,
+  space: Space,
+  accept: Accept,
+  plan: FilterPlan,
+): LayerHits {
   if (layer.live === 0) return { neighbors: [], distances: [] };
   const size = layer.size;
   const { ids, metadata } = layer;
@@ -73,7 +81,8 @@ export function searchLayerFiltered(layer: Layer, query: number[], k: number, ef
     if (bestCount === 0) return { neighbors: [], distances: [] };
     const postings = index.postings(best);
     const decides = plan.indexDecides && plan.conditions.length === 1;
-    if (layer.isTail || (layer.canScan && scanIsCheaper(bestCount, size, ef))) return layer.scanExact(query, k, space, postings, decides ? undefined : test);
+    if (layer.isTail || (layer.canScan && scanIsCheaper(bestCount, size, ef)))
+      return layer.scanExact(query, k, space, postings, decides ? undefined : test);
     if (decides) return walkMarked(layer, query, k, walkEf(ef, bestCount / size), postings);
     matches = bestCount;
   } else {

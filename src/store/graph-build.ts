@@ -49,7 +49,16 @@ export async function buildGraphFile(params: IndexParams, vectors: Float32Array,
       // source above would not run, and a worker refuses per-process V8 flags such as --expose-gc (V8 flags
       // apply to the whole process anyway). The other flags (memory limits, loaders) are kept.
       execArgv: workerExecArgv(process.execArgv),
-      workerData: { module: HNSWLIB, space: params.space, dim: params.dim, M: params.M, efConstruction: params.efConstruction, n, path, vectors },
+      workerData: {
+        module: HNSWLIB,
+        space: params.space,
+        dim: params.dim,
+        M: params.M,
+        efConstruction: params.efConstruction,
+        n,
+        path,
+        vectors,
+      },
       transferList: [vectors.buffer as ArrayBuffer],
     });
     let built = false;

@@ -95,7 +95,12 @@ export class HnswVectorExtractor {
     const labelOffset = Number(h.readBigUInt64LE(32));
     const dataOffset = Number(h.readBigUInt64LE(40));
     if (count !== this.n) this.fail(`the index header counts ${count} records, the vector block ${this.n}`);
-    if (!Number.isSafeInteger(recordSize) || recordSize > 1 << 24 || dataOffset + this.dim * 4 > recordSize || labelOffset + 8 > recordSize) {
+    if (
+      !Number.isSafeInteger(recordSize) ||
+      recordSize > 1 << 24 ||
+      dataOffset + this.dim * 4 > recordSize ||
+      labelOffset + 8 > recordSize
+    ) {
       this.fail('the index header describes records that cannot hold the vectors');
     }
     this.count = count;

@@ -76,7 +76,8 @@ export interface ImportReport {
  */
 export async function importRecords(col: Collection, source: ImportSource, options: ImportOptions = {}): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) throw new InvalidArgumentError(`"batchSize" expected an integer in 1..100000, got ${String(batchSize)}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000)
+    throw new InvalidArgumentError(`"batchSize" expected an integer in 1..100000, got ${String(batchSize)}`);
   const { dim, space } = col.stats();
 
   // Where each id occurs last: only that record is written (the last one wins), so an
@@ -127,7 +128,8 @@ export async function importRecords(col: Collection, source: ImportSource, optio
       options.onProgress?.({ phase: 'write', records: read, total: records, bytes: chunk.bytes });
     }
     await writeBatch();
-    if (read !== records) throw new InvalidArgumentError(`the source changed while it was imported: ${records} records when checked, ${read} when written`);
+    if (read !== records)
+      throw new InvalidArgumentError(`the source changed while it was imported: ${records} records when checked, ${read} when written`);
     await col.flush();
   } catch (err) {
     options.onStopped?.({ where: committedWhere, committed });

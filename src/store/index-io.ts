@@ -18,7 +18,11 @@ const BATCH = 1024 * 1024;
  * Serializes `index` and hands its bytes to `consume` as an async iterable of
  * batches (a reused buffer: the consumer copies what it keeps, e.g. seals it).
  */
-export async function withSerializedIndex<T>(index: HnswIndex, staging: Staging, consume: (bytes: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
+export async function withSerializedIndex<T>(
+  index: HnswIndex,
+  staging: Staging,
+  consume: (bytes: AsyncIterable<Uint8Array>) => Promise<T>,
+): Promise<T> {
   return staging.withFile(async (path) => {
     index.writeIndexSync(path);
     crashPoint('index:staged');

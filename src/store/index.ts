@@ -19,5 +19,13 @@ export type { Space } from './layer.js';
 export type { TenantKekOption, MaintenanceReport } from './tenants.js';
 export type { ReencryptionProgress, ReencryptionReport } from './reencrypt.js';
 export { upgradeStore, type UpgradeStoreOptions } from './upgrade.js';
-export { importRecords, type ImportOptions, type ImportProgress, type ImportReport, type ImportSource, type ImportStop, type SourceRecord } from './import.js';
+export {
+  importRecords,
+  type ImportOptions,
+  type ImportProgress,
+  type ImportReport,
+  type ImportSource,
+  type ImportStop,
+  type SourceRecord,
+} from './import.js';
 export { STATE_FILE, STATE_SYSTEM_KEY, initializeStoreState } from './state.js';

@@ -39,7 +39,9 @@ export function admitSync(s: CollectionMemory, operation: string): void {
   s.assertOpen();
   authorize(s, operation);
   if (!s.loaded && s.pendingLoad) {
-    throw new UnsupportedOperationError(`collection "${s.info.name}" is not loaded yet (the store was opened lazily): await collection.load() first`);
+    throw new UnsupportedOperationError(
+      `collection "${s.info.name}" is not loaded yet (the store was opened lazily): await collection.load() first`,
+    );
   }
   if (!s.loaded) {
     const err = new KeyDisabledError(`collection "${s.info.name}" is not loaded; enable it through the store`);

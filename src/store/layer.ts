@@ -86,9 +86,13 @@ export class Layer {
    * moment they are applied. {@link attachIndex} gives it its graph.
    */
   static tail(space: Space, dim: number, capacity = 1024): Layer {
-    const layer = new Layer(() => {
-      throw new UnsupportedOperationError('a tail layer has no HNSW graph until one is attached');
-    }, capacity, undefined);
+    const layer = new Layer(
+      () => {
+        throw new UnsupportedOperationError('a tail layer has no HNSW graph until one is attached');
+      },
+      capacity,
+      undefined,
+    );
     layer.scanSpace = space;
     layer.dim = dim;
     return layer;
@@ -268,8 +272,18 @@ export class Layer {
    * closest first, with distances as hnswlib reports them (exact-scan.ts).
    * Only for a layer whose vectors are a memory read ({@link canScan}).
    */
-  scanExact(query: number[], k: number, space: Space, lists: readonly (readonly number[])[] | undefined, admit?: (label: number) => boolean): LayerHits {
-    const rows: ScanRows | undefined = this.perRecord ? { perRow: this.perRecord, dim: this.dim } : this.flat ? { flat: this.flat, dim: this.dim } : undefined;
+  scanExact(
+    query: number[],
+    k: number,
+    space: Space,
+    lists: readonly (readonly number[])[] | undefined,
+    admit?: (label: number) => boolean,
+  ): LayerHits {
+    const rows: ScanRows | undefined = this.perRecord
+      ? { perRow: this.perRecord, dim: this.dim }
+      : this.flat
+        ? { flat: this.flat, dim: this.dim }
+        : undefined;
     if (!rows) throw new UnsupportedOperationError('the layer keeps its vectors only in its HNSW index: no exact scan');
     return scanNearest(rows, query, k, space, this.dead, lists, this.ids.length, admit);
   }

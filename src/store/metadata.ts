@@ -157,16 +157,21 @@ function copyChecked(value: unknown, where: string): unknown {
         if (d === undefined) throw new InvalidArgumentError(`${where}: metadata${path}[${i}] is a hole in the array`);
         arr[i] = walk(dataOf(d, `${path}[${i}]`, where), `${path}[${i}]`, depth + 1);
       }
-      if (Object.keys(descriptors).length !== length + 1) throw new InvalidArgumentError(`${where}: metadata${path} is an array with extra properties`);
+      if (Object.keys(descriptors).length !== length + 1)
+        throw new InvalidArgumentError(`${where}: metadata${path} is an array with extra properties`);
       out = arr;
     } else {
       const keys = Object.keys(descriptors);
       const flat: unknown[] = [];
       for (const k of keys) {
         const p = `${path}.${k.length > 40 ? `${k.slice(0, 40)}…` : k}`;
-        if (!isWellFormed(k)) throw new InvalidArgumentError(`${where}: metadata key at${path || ' the top level'} is not well-formed UTF-16 (a lone surrogate)`);
+        if (!isWellFormed(k))
+          throw new InvalidArgumentError(
+            `${where}: metadata key at${path || ' the top level'} is not well-formed UTF-16 (a lone surrogate)`,
+          );
         const d = descriptors[k] as PropertyDescriptor;
-        if (!d.enumerable) throw new InvalidArgumentError(`${where}: metadata${p} is not enumerable; only plain data properties are stored`);
+        if (!d.enumerable)
+          throw new InvalidArgumentError(`${where}: metadata${p} is not enumerable; only plain data properties are stored`);
         flat.push(k, walk(dataOf(d, p, where), p, depth + 1));
       }
       out = Object.hasOwn(descriptors, '__proto__') ? new ProtoKeyed(flat) : pairsToObject(flat);
@@ -178,7 +183,8 @@ function copyChecked(value: unknown, where: string): unknown {
 }
 
 function dataOf(d: PropertyDescriptor, path: string, where: string): unknown {
-  if (!('value' in d)) throw new InvalidArgumentError(`${where}: metadata${path} is a getter or setter; only plain data properties are stored`);
+  if (!('value' in d))
+    throw new InvalidArgumentError(`${where}: metadata${path} is a getter or setter; only plain data properties are stored`);
   return d.value;
 }
 

@@ -29,9 +29,16 @@ export interface RecordPage<M extends object = Metadata> {
 }
 
 /** One search per query, same k and options; one result list per query, in order. */
-export function searchMany<M extends object>(col: Collection<M>, queries: unknown, k: number, options: SearchOptions<M>): SearchResult<M>[][] {
-  if (!Array.isArray(queries)) throw new InvalidArgumentError(`"queries" expected an array of vectors, got ${queries === null ? 'null' : typeof queries}`);
-  if (queries.length > MAX_QUERIES) throw new InvalidArgumentError(`"queries" expected at most ${MAX_QUERIES} vectors, got ${queries.length}`);
+export function searchMany<M extends object>(
+  col: Collection<M>,
+  queries: unknown,
+  k: number,
+  options: SearchOptions<M>,
+): SearchResult<M>[][] {
+  if (!Array.isArray(queries))
+    throw new InvalidArgumentError(`"queries" expected an array of vectors, got ${queries === null ? 'null' : typeof queries}`);
+  if (queries.length > MAX_QUERIES)
+    throw new InvalidArgumentError(`"queries" expected at most ${MAX_QUERIES} vectors, got ${queries.length}`);
   return queries.map((q) => col.search(q as Float32Array | number[], k, options));
 }
 
@@ -54,7 +61,8 @@ export function countWhere<M extends object>(col: Collection<M>, filter: Filter<
  * after the call are not considered.
  */
 export async function deleteWhere<M extends object>(col: Collection<M>, filter: Filter<M>): Promise<number> {
-  if (filter === undefined) throw new InvalidArgumentError('"filter" expected an object of field conditions (deleteWhere({}) deletes every record)');
+  if (filter === undefined)
+    throw new InvalidArgumentError('"filter" expected an object of field conditions (deleteWhere({}) deletes every record)');
   const ids = col.matchingIds(filter);
   return ids.length === 0 ? 0 : col.delete(ids);
 }

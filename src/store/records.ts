@@ -70,7 +70,8 @@ export function checkUpdates(list: unknown[]): CheckedUpdate[] {
       const id = rec.id;
       checkId(id, where);
       const m = rec.metadata;
-      if (m === undefined) throw new InvalidArgumentError(`${where}: "metadata" expected a plain object or null (null removes it), got undefined`);
+      if (m === undefined)
+        throw new InvalidArgumentError(`${where}: "metadata" expected a plain object or null (null removes it), got undefined`);
       const meta = m === null ? null : encodeMetadata(m, where);
       c = { id, meta, metadata: meta === null ? undefined : (unpack(meta) as Metadata) };
     } catch (err) {

@@ -52,13 +52,26 @@ export async function rewriteSegmentGroup(job: GroupRewrite): Promise<SegmentFil
     const path = segmentFile(job.collectionDir, job.group.id, f.kind);
     const plain = await readSegment(
       path,
-      { storeId: job.storeId, collectionId: job.collectionId, kind: f.kind, segmentId: job.group.id, dekVersion: f.dekVersion, length: f.length },
+      {
+        storeId: job.storeId,
+        collectionId: job.collectionId,
+        kind: f.kind,
+        segmentId: job.group.id,
+        dekVersion: f.dekVersion,
+        length: f.length,
+      },
       job.keyFor,
     );
     try {
       // An authentic but different file (an older copy) must not be carried over under a fresh hash.
-      const sha256 = createHash('sha256').update(await fs.readFile(path)).digest('hex');
-      if (sha256 !== f.sha256) throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', { file: path, reason: 'hash' });
+      const sha256 = createHash('sha256')
+        .update(await fs.readFile(path))
+        .digest('hex');
+      if (sha256 !== f.sha256)
+        throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
+          file: path,
+          reason: 'hash',
+        });
       const r = await writeSegment(
         segmentFile(job.collectionDir, job.newSegmentId, f.kind),
         { kind: f.kind, storeId: job.storeId, collectionId: job.collectionId, segmentId: job.newSegmentId, dekVersion: job.toVersion },
@@ -91,7 +104,12 @@ export async function segmentDekVersion(path: string): Promise<number> {
  * segments (as the manifest lists them), the MANIFEST itself and every WAL
  * file on disk. A version outside this set can be destroyed.
  */
-export async function dekVersionsInUse(collectionDir: string, storeId: string, collectionId: string, groups: SegmentGroup[]): Promise<Set<number>> {
+export async function dekVersionsInUse(
+  collectionDir: string,
+  storeId: string,
+  collectionId: string,
+  groups: SegmentGroup[],
+): Promise<Set<number>> {
   const used = new Set<number>();
   for (const g of groups) for (const f of g.files) used.add(f.dekVersion);
   used.add(await segmentDekVersion(join(collectionDir, 'MANIFEST')));
@@ -120,7 +138,10 @@ export async function walDekVersions(collectionDir: string, storeId: string, col
  * resumes from what the manifest says. When no file uses an older version any
  * more, those versions are destroyed in the keyring. The caller admitted it.
  */
-export async function reencryptCollection(s: CollectionMemory, options: { onProgress?: (p: ReencryptionProgress) => void }): Promise<ReencryptionReport> {
+export async function reencryptCollection(
+  s: CollectionMemory,
+  options: { onProgress?: (p: ReencryptionProgress) => void },
+): Promise<ReencryptionReport> {
   const id = s.info.id;
   const active = (): number => s.ctx.keys.activeDekVersion(id);
   await s.exclusive(() => retireOldWalLocked(s));
@@ -190,7 +211,16 @@ async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise
   const newId = s.takeSegmentId();
   const files = await s.withKeys((keyFor) =>
     s.ctx.keys.withDek(s.info.id, version, (toKey) =>
-      rewriteSegmentGroup({ collectionDir: s.dir, storeId: s.ctx.storeId, collectionId: s.info.id, group: g, newSegmentId: newId, keyFor, toVersion: version, toKey }),
+      rewriteSegmentGroup({
+        collectionDir: s.dir,
+        storeId: s.ctx.storeId,
+        collectionId: s.info.id,
+        group: g,
+        newSegmentId: newId,
+        keyFor,
+        toVersion: version,
+        toKey,
+      }),
     ),
   );
   crashPoint('reencrypt:group-written');
@@ -204,6 +234,9 @@ async function rewriteGroupLocked(s: CollectionMemory, g: SegmentGroup): Promise
   crashPoint('reencrypt:group-committed');
   const layer = s.segments.find((l) => l.segmentId === g.id);
   if (layer) layer.segmentId = newId;
-  await retire(s, g.files.map((f) => segmentFile(s.dir, g.id, f.kind)));
+  await retire(
+    s,
+    g.files.map((f) => segmentFile(s.dir, g.id, f.kind)),
+  );
   crashPoint('reencrypt:group-done');
 }

@@ -121,7 +121,11 @@ async function checkFile(file: string, rings: Ring[], registry: ProviderRegistry
       await reader.close();
     };
   } else if (n >= WAL_HEADER_SIZE && magic.equals(WAL_MAGIC)) {
-    const expect = { storeId: bytesToId(head.subarray(8, 24)), collectionId: bytesToId(head.subarray(24, 40)), walSeq: Number(head.readBigUInt64BE(40)) };
+    const expect = {
+      storeId: bytesToId(head.subarray(8, 24)),
+      collectionId: bytesToId(head.subarray(24, 40)),
+      walSeq: Number(head.readBigUInt64BE(40)),
+    };
     const h = await readWalHeader(file, expect);
     ctx = { storeId: h.storeId, collectionId: h.collectionId, dekVersion: h.dekVersion };
     open = async (dek) => {
@@ -150,15 +154,25 @@ async function checkFile(file: string, rings: Ring[], registry: ProviderRegistry
       try {
         const provider: KekProvider = await registry.make(wrap.kek, { provider: wrap.provider, keyId: wrap.keyId });
         try {
-          plaintext = await provider.unwrap({ provider: wrap.provider, keyId: wrap.keyId, ...(wrap.kekVersion === undefined ? {} : { kekVersion: wrap.kekVersion }), blob: Buffer.from(wrap.blob, 'base64') }, ctx);
+          plaintext = await provider.unwrap(
+            {
+              provider: wrap.provider,
+              keyId: wrap.keyId,
+              ...(wrap.kekVersion === undefined ? {} : { kekVersion: wrap.kekVersion }),
+              blob: Buffer.from(wrap.blob, 'base64'),
+            },
+            ctx,
+          );
         } finally {
           await provider.close();
         }
         await open(plaintext);
         return { ...base, status: 'OPENABLE', openedWith: { keyring: ring.file, kek: wrap.kek, keyId: wrap.keyId }, attempts };
       } catch (err) {
-        attempts.push(`${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}` +
-          `${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${errorCode(err)}`);
+        attempts.push(
+          `${basename(ring.file)}: KEK ${wrap.kek} (${wrap.keyId}` +
+            `${wrap.kekVersion === undefined ? '' : ` v${wrap.kekVersion}`}): ${errorCode(err)}`,
+        );
       } finally {
         plaintext?.fill(0);
       }

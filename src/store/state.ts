@@ -96,7 +96,8 @@ export class StoreState {
     const key = await stateMacKey(keys);
     try {
       const snap = options.snapshot;
-      const { body, mac } = snap === undefined ? await readStateFile(file, key, storeId) : parseStateFile(snap.stateBytes, file, key, storeId);
+      const { body, mac } =
+        snap === undefined ? await readStateFile(file, key, storeId) : parseStateFile(snap.stateBytes, file, key, storeId);
       if (sha256Hex(options.storeBytes) !== body.store) {
         throw new CorruptDataError('STORE differs from what the store state records', { file: join(dir, 'STORE'), reason: 'state' });
       }
@@ -112,7 +113,13 @@ export class StoreState {
   }
 
   /** Writes the first STATE of a new store (before STORE, which marks the directory as a store). */
-  static async create(options: { dir: string; keys: KeyManager; storeId: string; storeBytes: Uint8Array; anchor?: string }): Promise<StoreState> {
+  static async create(options: {
+    dir: string;
+    keys: KeyManager;
+    storeId: string;
+    storeBytes: Uint8Array;
+    anchor?: string;
+  }): Promise<StoreState> {
     const key = await stateMacKey(options.keys);
     const body: StateBody = {
       format: STATE_FORMAT,
@@ -124,7 +131,13 @@ export class StoreState {
       catalog: null,
       collections: Object.create(null) as Record<string, CollectionState>,
     };
-    const state = new StoreState(join(options.dir, STATE_FILE), body, key, options.anchor === undefined ? undefined : resolve(options.anchor), options.keys);
+    const state = new StoreState(
+      join(options.dir, STATE_FILE),
+      body,
+      key,
+      options.anchor === undefined ? undefined : resolve(options.anchor),
+      options.keys,
+    );
     await state.commit();
     return state;
   }
@@ -219,10 +232,12 @@ export class StoreState {
     if (this.readOnly) return Promise.reject(new ReadOnlyError('the store was opened read-only: its state is never written'));
     if (this.closed) return Promise.reject(new InvalidArgumentError('store state is closed'));
     if (this.queued) return this.queued;
-    const run = this.chain.catch(() => undefined).then(() => {
-      this.queued = undefined;
-      return this.writeNow(false);
-    });
+    const run = this.chain
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.writeNow(false);
+      });
     this.queued = run;
     this.chain = run;
     return run;
@@ -259,7 +274,8 @@ export class StoreState {
     const mac = await writeStateFile(this.file, body, this.key);
     this.body.generation = body.generation;
     this.body.clean = clean;
-    if (this.anchor !== undefined) await writeAnchorFile(this.anchor, { storeId: body.storeId, generation: body.generation, stateMac: mac }, this.key);
+    if (this.anchor !== undefined)
+      await writeAnchorFile(this.anchor, { storeId: body.storeId, generation: body.generation, stateMac: mac }, this.key);
   }
 }
 
@@ -293,7 +309,8 @@ function checkKeyringHead(keys: KeyManager, body: StateBody, keyringFile: string
 async function checkAnchor(anchor: string, key: Buffer, storeId: string, body: StateBody, mac: string, stateFile: string): Promise<void> {
   const a = await readAnchorFile(anchor, key);
   if (a === undefined) return;
-  if (a.storeId !== storeId) throw new CorruptDataError('the freshness anchor belongs to another store', { file: anchor, reason: 'foreign' });
+  if (a.storeId !== storeId)
+    throw new CorruptDataError('the freshness anchor belongs to another store', { file: anchor, reason: 'foreign' });
   if (a.generation > body.generation || (a.generation === body.generation && a.stateMac !== mac)) {
     throw new RollbackError(
       `the store state (generation ${body.generation}) is older than its freshness anchor ${anchor} ` +
@@ -303,7 +320,12 @@ async function checkAnchor(anchor: string, key: Buffer, storeId: string, body: S
   }
 }
 
-async function checkCatalog(dir: string, body: StateBody, explain: (() => Promise<void>) | undefined, given?: Buffer | null): Promise<void> {
+async function checkCatalog(
+  dir: string,
+  body: StateBody,
+  explain: (() => Promise<void>) | undefined,
+  given?: Buffer | null,
+): Promise<void> {
   const file = join(dir, CATALOG_FILE);
   let bytes: Buffer | undefined = given ?? undefined;
   if (given === undefined) {
@@ -339,9 +361,18 @@ async function checkCatalog(dir: string, body: StateBody, explain: (() => Promis
  * entry current (a pending manifest found in place is committed in memory).
  * Returns the WAL seals that files from `firstWalSeq` on must match.
  */
-export async function checkManifestState(entry: CollectionState | undefined, manifestFile: string, stateFile: string, generation: number, firstWalSeq: number): Promise<Map<number, WalSeal>> {
+export async function checkManifestState(
+  entry: CollectionState | undefined,
+  manifestFile: string,
+  stateFile: string,
+  generation: number,
+  firstWalSeq: number,
+): Promise<Map<number, WalSeal>> {
   if (entry === undefined || (entry.manifest === undefined && entry.pending === undefined)) {
-    throw new CorruptDataError(`the store state has no record of the collection whose manifest is ${manifestFile}`, { file: stateFile, reason: 'state' });
+    throw new CorruptDataError(`the store state has no record of the collection whose manifest is ${manifestFile}`, {
+      file: stateFile,
+      reason: 'state',
+    });
   }
   const sha = sha256Hex(await fs.readFile(manifestFile));
   const is = (r: ManifestRef | undefined): boolean => r !== undefined && r.generation === generation && r.sha256 === sha;
@@ -353,13 +384,22 @@ export async function checkManifestState(entry: CollectionState | undefined, man
   } else {
     const newest = Math.max(entry.manifest?.generation ?? -1, entry.pending?.generation ?? -1);
     if (generation < newest) {
-      throw new RollbackError(`manifest generation ${generation} is older than the store state records (${newest})`, { file: manifestFile, reason: 'rollback' });
+      throw new RollbackError(`manifest generation ${generation} is older than the store state records (${newest})`, {
+        file: manifestFile,
+        reason: 'rollback',
+      });
     }
     // A sealed manifest newer than anything the state announced can only meet an older copy of STATE.
     if (generation > newest) {
-      throw new RollbackError(`the store state records manifest generation ${newest}, older than ${manifestFile} (${generation}): an older copy of STATE`, { file: stateFile, reason: 'rollback' });
+      throw new RollbackError(
+        `the store state records manifest generation ${newest}, older than ${manifestFile} (${generation}): an older copy of STATE`,
+        { file: stateFile, reason: 'rollback' },
+      );
     }
-    throw new CorruptDataError(`manifest generation ${generation} is not the one the store state records`, { file: manifestFile, reason: 'state' });
+    throw new CorruptDataError(`manifest generation ${generation} is not the one the store state records`, {
+      file: manifestFile,
+      reason: 'state',
+    });
   }
   entry.sealed = entry.sealed.filter((s) => s.seq >= firstWalSeq);
   const seals = new Map<number, WalSeal>();
@@ -378,7 +418,13 @@ export async function checkManifestState(entry: CollectionState | undefined, man
 export async function initializeStoreState(options: { dir: string; keys: KeyManager; storeId: string; anchor?: string }): Promise<void> {
   const dir = resolve(options.dir);
   const storeBytes = await fs.readFile(join(dir, 'STORE'));
-  const state = await StoreState.create({ dir, keys: options.keys, storeId: options.storeId, storeBytes, ...(options.anchor === undefined ? {} : { anchor: options.anchor }) });
+  const state = await StoreState.create({
+    dir,
+    keys: options.keys,
+    storeId: options.storeId,
+    storeBytes,
+    ...(options.anchor === undefined ? {} : { anchor: options.anchor }),
+  });
   try {
     const body = state.bodyForInit();
     const catalogBytes = await fs.readFile(join(dir, CATALOG_FILE)).catch((err: NodeJS.ErrnoException) => {
@@ -415,7 +461,10 @@ export async function initializeStoreState(options: { dir: string; keys: KeyMana
  * `vectorseal audit verify`): the recorded audit head and whether the last
  * write was a clean close.
  */
-export async function readStoreStateForAudit(options: { dir: string; keys: KeyManager }): Promise<{ audit: StateAuditHead | undefined; clean: boolean }> {
+export async function readStoreStateForAudit(options: {
+  dir: string;
+  keys: KeyManager;
+}): Promise<{ audit: StateAuditHead | undefined; clean: boolean }> {
   const key = await stateMacKey(options.keys);
   try {
     const { body } = await readStateFile(join(resolve(options.dir), STATE_FILE), key, options.keys.storeId);

@@ -2,14 +2,7 @@ import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { AuditTrail, auditFilePath, type AuditHead } from '../audit/index.js';
-import {
-  AlreadyExistsError,
-  ClosedError,
-  CorruptDataError,
-  InvalidArgumentError,
-  NotFoundError,
-  ReadOnlyError,
-} from '../errors.js';
+import { AlreadyExistsError, ClosedError, CorruptDataError, InvalidArgumentError, NotFoundError, ReadOnlyError } from '../errors.js';
 import type { DekCacheOptions } from '../keys/dek-cache.js';
 import { checkKekConfigs, defaultLocalKeyDir, type KekConfig } from '../keys/kek-config.js';
 import { KeyManager, type KeyAuditEvent, type ProviderFactory, type RotationProgress, type RotationReport } from '../keys/key-manager.js';
@@ -46,9 +39,7 @@ const SPACES: readonly Space[] = ['l2', 'ip', 'cosine'];
  * open, a local `keyDir` is where local KEKs are found, and a provider with a
  * key id configures the KEK "default", as `keks` would.
  */
-export type KeysOption =
-  | { provider: 'local'; keyDir?: string }
-  | { provider: string; keyId: string; config?: Record<string, string> };
+export type KeysOption = { provider: 'local'; keyDir?: string } | { provider: string; keyId: string; config?: Record<string, string> };
 
 export interface OpenStoreOptions {
   /** The store directory. */
@@ -211,7 +202,8 @@ export class Store {
       throw new InvalidArgumentError('"dir" expected a directory path');
     }
     const durability = options.durability ?? 'batch';
-    if (durability !== 'batch' && durability !== 'none') throw new InvalidArgumentError(`"durability" expected 'batch' or 'none', got "${String(durability)}"`);
+    if (durability !== 'batch' && durability !== 'none')
+      throw new InvalidArgumentError(`"durability" expected 'batch' or 'none', got "${String(durability)}"`);
     const autoFlush = options.autoFlushRecords;
     if (autoFlush !== undefined && (!Number.isSafeInteger(autoFlush) || autoFlush < 0)) {
       throw new InvalidArgumentError(`"autoFlushRecords" expected a non-negative integer, got ${String(autoFlush)}`);
@@ -227,7 +219,8 @@ export class Store {
     if (options.readOnly) return Store.openReadOnly(options, dir);
     const storeFile = join(dir, STORE_FILE);
     const isStore = await exists(storeFile);
-    if (!isStore && !options.create) throw new NotFoundError(`no vectorseal store in ${dir} (create one with create: true or \`vectorseal init\`)`);
+    if (!isStore && !options.create)
+      throw new NotFoundError(`no vectorseal store in ${dir} (create one with create: true or \`vectorseal init\`)`);
     if (!isStore) await mkdirs(dir, 0o700);
     const lock = await StoreLock.acquire(dir);
     const logger = options.logger ? wrapLogger(options.logger) : createLogger();
@@ -246,7 +239,8 @@ export class Store {
         storeId = parseStoreFile(storeBytes, storeFile).storeId;
         keys = await KeyManager.open(keyOptions(dir, options));
         // The keyring is authenticated; a store id that disagrees with it is STORE's damage.
-        if (keys.storeId !== storeId) throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
+        if (keys.storeId !== storeId)
+          throw new CorruptDataError(`STORE names store ${storeId}, the keyring ${keys.storeId}`, { file: storeFile, reason: 'foreign' });
         if (options.initializeState && !(await exists(join(dir, STATE_FILE)))) await initializeStoreState({ dir, keys, storeId });
         const km = keys;
         const explainCatalog = async (): Promise<void> => {
@@ -256,7 +250,13 @@ export class Store {
       } else {
         storeId = newId();
         keys = await createKeyring(dir, storeId, options);
-        const body: StoreFile = { format: STORE_FORMAT, version: STORE_VERSION, storeId, createdAt: new Date().toISOString(), options: { durability } };
+        const body: StoreFile = {
+          format: STORE_FORMAT,
+          version: STORE_VERSION,
+          storeId,
+          createdAt: new Date().toISOString(),
+          options: { durability },
+        };
         const storeBytes = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
         // STATE first: STORE is what makes the directory a store, so it is written last.
         state = await StoreState.create({ dir, keys, storeId, storeBytes, ...anchor });
@@ -276,7 +276,8 @@ export class Store {
         await exists(join(dir, CATALOG_FILE)),
       );
       const store = new Store(dir, storeId, keys, lock, staging, logger, { ...options, durability }, catalog, audit, st);
-      for (const info of store.catalog) store.collections.set(info.name, await Collection.open(store.context(), info, { lazy: options.lazy ?? false }));
+      for (const info of store.catalog)
+        store.collections.set(info.name, await Collection.open(store.context(), info, { lazy: options.lazy ?? false }));
       audit.record({ action: 'open', outcome: 'ok', details: { collections: store.catalog.length, created: !isStore } });
       await audit.durable();
       logger.debug({ dir, collections: store.catalog.length }, 'store opened');
@@ -391,13 +392,16 @@ export class Store {
    */
   async createCollections(specs: readonly (CreateCollectionOptions & { name: string })[]): Promise<Collection[]> {
     this.assertWritable();
-    if (!Array.isArray(specs) || specs.length === 0) throw new InvalidArgumentError('"collections" expected a non-empty array of { name, dim, ... }');
+    if (!Array.isArray(specs) || specs.length === 0)
+      throw new InvalidArgumentError('"collections" expected a non-empty array of { name, dim, ... }');
     const seen = new Set<string>();
     const infos: CollectionInfo[] = specs.map((options) => {
-      if (options === null || typeof options !== 'object') throw new InvalidArgumentError('"options" expected an object with at least "dim"');
+      if (options === null || typeof options !== 'object')
+        throw new InvalidArgumentError('"options" expected an object with at least "dim"');
       const name = options.name;
       checkName(name);
-      if (this.collections.has(name) || this.creating.has(name) || seen.has(name)) throw new AlreadyExistsError(`collection "${name}" already exists`);
+      if (this.collections.has(name) || this.creating.has(name) || seen.has(name))
+        throw new AlreadyExistsError(`collection "${name}" already exists`);
       seen.add(name);
       const dim = checkPositiveInt(options.dim, 'dim', 65_536);
       const space = options.space ?? 'l2';
@@ -430,7 +434,9 @@ export class Store {
   private async createBatch(infos: CollectionInfo[]): Promise<Collection[]> {
     // Keys, then marked catalog entries, then files, then the entries unmarked:
     // each crash leaves a state the next open finishes or undoes (catalog-recovery.ts).
-    await this.keys.addCollections(infos.map((info) => ({ id: info.id, name: info.name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) })));
+    await this.keys.addCollections(
+      infos.map((info) => ({ id: info.id, name: info.name, ...(info.tenant === undefined ? {} : { tenant: info.tenant }) })),
+    );
     crashPoint('create:keys-written');
     const undo = async (): Promise<void> => {
       // Undone in the order an open would undo it; if this fails too, the marked entries let the next open finish the job.
@@ -451,7 +457,10 @@ export class Store {
     let made: Collection[];
     try {
       // In groups sharing their STATE write and directory fsyncs (create-batch.ts); a lone collection as before.
-      made = infos.length === 1 ? [await Collection.create(this.context(), infos[0] as CollectionInfo)] : await createCollectionFiles(this.context(), infos);
+      made =
+        infos.length === 1
+          ? [await Collection.create(this.context(), infos[0] as CollectionInfo)]
+          : await createCollectionFiles(this.context(), infos);
     } catch (err) {
       await undo().catch(() => undefined);
       throw err;
@@ -512,7 +521,10 @@ export class Store {
     const c = this.collection(name);
     await c.close({ flush: false });
     // Marked first, so a crash before the keys are gone is finished on open, not taken for a tampered catalog.
-    await this.state.writeCatalog(this.dir, this.catalog.map((i) => (i.name === name ? { ...i, state: 'dropping' as const } : i)));
+    await this.state.writeCatalog(
+      this.dir,
+      this.catalog.map((i) => (i.name === name ? { ...i, state: 'dropping' as const } : i)),
+    );
     crashPoint('drop:marked');
     const next = this.catalog.filter((i) => i.name !== name);
     this.catalog = next;
@@ -605,7 +617,9 @@ export class Store {
    * removed), rotates KEKs and re-keys collections as the policies say, and
    * resumes unfinished re-encryptions. Audited.
    */
-  async maintain(options: { now?: Date; onProgress?: (collection: string, p: ReencryptionProgress) => void } = {}): Promise<MaintenanceReport> {
+  async maintain(
+    options: { now?: Date; onProgress?: (collection: string, p: ReencryptionProgress) => void } = {},
+  ): Promise<MaintenanceReport> {
     this.assertWritable();
     return this.durably(this.lifecycle.maintain(options));
   }
@@ -622,7 +636,13 @@ export class Store {
     this.closed = true;
     if (this.readOnly) {
       await this.refreshing?.catch(() => undefined);
-      await closeSnapshot({ storeId: this.storeId, keys: this.currentKeys, state: this.state, catalog: this.catalog, collections: this.collections });
+      await closeSnapshot({
+        storeId: this.storeId,
+        keys: this.currentKeys,
+        state: this.state,
+        catalog: this.catalog,
+        collections: this.collections,
+      });
       await this.audit.close();
       await this.staging.close();
       return;
@@ -746,7 +766,8 @@ function readerOptions(dir: string, options: OpenStoreOptions, staging: Staging,
     keyOptions: keyOptions(dir, options),
     ...(options.lazy === undefined ? {} : { lazy: options.lazy }),
     ...(options.freshnessAnchor === undefined ? {} : { anchor: checkAnchorPath(options.freshnessAnchor, dir) }),
-    onRace: (attempt, err) => logger.debug({ attempt, err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'snapshot read raced the writer; reading again'),
+    onRace: (attempt, err) =>
+      logger.debug({ attempt, err: (err as { code?: unknown })?.code ?? 'VS_ERROR' }, 'snapshot read raced the writer; reading again'),
     context: (keys, state, storeId) => ({
       storeId,
       storeDir: dir,
@@ -768,7 +789,9 @@ function keyOptions(dir: string, options: OpenStoreOptions) {
   // `keys` naming a key configures the KEK "default" (the one a store is created with), unless `keks` does.
   const k = options.keys as { provider: string; keyId?: string; config?: Record<string, string> } | undefined;
   if (k && k.provider !== 'local' && typeof k.keyId === 'string' && !keks['default']) {
-    keks['default'] = checkKekConfigs({ default: { provider: k.provider, keyId: k.keyId, ...(k.config === undefined ? {} : { config: k.config }) } })['default'] as KekConfig;
+    keks['default'] = checkKekConfigs({
+      default: { provider: k.provider, keyId: k.keyId, ...(k.config === undefined ? {} : { config: k.config }) },
+    })['default'] as KekConfig;
   }
   return {
     dir,
@@ -783,7 +806,12 @@ function keyOptions(dir: string, options: OpenStoreOptions) {
 }
 
 /** Opens the store's audit trail with the MAC key the keyring keeps for it; it must reach the head the state recorded. */
-async function openAuditTrail(dir: string, keys: KeyManager, options: OpenStoreOptions, expectHead: AuditHead | undefined): Promise<AuditTrail> {
+async function openAuditTrail(
+  dir: string,
+  keys: KeyManager,
+  options: OpenStoreOptions,
+  expectHead: AuditHead | undefined,
+): Promise<AuditTrail> {
   const lease = await keys.systemKey('audit');
   try {
     return await AuditTrail.open({
@@ -807,17 +835,31 @@ function localKeyDirOf(keys: KeyManager, options: OpenStoreOptions): string {
 
 async function createKeyring(dir: string, storeId: string, options: OpenStoreOptions): Promise<KeyManager> {
   const configured = checkKekConfigs(options.keks)['default'];
-  const keys = options.keys ?? (configured ? { provider: configured.provider, keyId: configured.keyId, ...(configured.config ? { config: configured.config } : {}) } : { provider: 'local' });
+  const keys =
+    options.keys ??
+    (configured
+      ? { provider: configured.provider, keyId: configured.keyId, ...(configured.config ? { config: configured.config } : {}) }
+      : { provider: 'local' });
   if (keys.provider === 'local' && !('keyId' in keys)) {
     const keyId = `store-${storeId}`;
     const given = (keys as { keyDir?: string }).keyDir;
     // VECTORSEAL_MASTER_KEY at init is the store's key: nothing is written to any key directory.
     if (given === undefined && process.env[MASTER_KEY_ENV]) {
-      return KeyManager.create({ ...keyOptions(dir, options), configured: keyOptions(dir, options).keks, storeId, keks: { default: { provider: 'local', keyId, config: { masterKeyEnv: MASTER_KEY_ENV } } } });
+      return KeyManager.create({
+        ...keyOptions(dir, options),
+        configured: keyOptions(dir, options).keks,
+        storeId,
+        keks: { default: { provider: 'local', keyId, config: { masterKeyEnv: MASTER_KEY_ENV } } },
+      });
     }
     const keyDir = resolve(given ?? defaultLocalKeyDir());
     await LocalKekProvider.init({ keyId, keyDir });
-    return KeyManager.create({ ...keyOptions(dir, options), configured: keyOptions(dir, options).keks, storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
+    return KeyManager.create({
+      ...keyOptions(dir, options),
+      configured: keyOptions(dir, options).keks,
+      storeId,
+      keks: { default: { provider: 'local', keyId, config: { keyDir } } },
+    });
   }
   const k = keys as { provider: string; keyId: string; config?: Record<string, string> };
   return KeyManager.create({

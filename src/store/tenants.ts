@@ -70,13 +70,17 @@ export class TenantLifecycle {
         await keys.addKek(name, { provider: 'local', keyId, config: { keyDir }, tenant });
       } else {
         const k = kek as { provider: string; keyId: string; config?: Record<string, string> };
-        if (typeof k.keyId !== 'string' || k.keyId.length === 0) throw new InvalidArgumentError(`"kek.keyId" expected the ${k.provider} key's id or ARN`);
+        if (typeof k.keyId !== 'string' || k.keyId.length === 0)
+          throw new InvalidArgumentError(`"kek.keyId" expected the ${k.provider} key's id or ARN`);
         await keys.addKek(name, { provider: k.provider, keyId: k.keyId, ...(k.config === undefined ? {} : { config: k.config }), tenant });
       }
       keks = [name];
     }
     try {
-      const entry = await keys.createTenant(tenant, { ...(keks === undefined ? {} : { keks }), ...(options.policy ? { policy: options.policy } : {}) });
+      const entry = await keys.createTenant(tenant, {
+        ...(keks === undefined ? {} : { keks }),
+        ...(options.policy ? { policy: options.policy } : {}),
+      });
       this.host.audit.record({ action: 'create-tenant', outcome: 'ok', tenant, ...(keks ? { kek: keks[0] } : {}) });
       return entry;
     } catch (err) {
@@ -136,7 +140,9 @@ export class TenantLifecycle {
   async maintainIfDue(): Promise<MaintenanceReport | undefined> {
     const now = this.host.clock();
     const ring = this.host.keys.keyring;
-    const shredDue = Object.values(ring.tenants).some((t) => t.state === 'pending-deletion' && t.deleteAfter !== undefined && Date.parse(t.deleteAfter) <= now.getTime());
+    const shredDue = Object.values(ring.tenants).some(
+      (t) => t.state === 'pending-deletion' && t.deleteAfter !== undefined && Date.parse(t.deleteAfter) <= now.getTime(),
+    );
     const due = this.host.keys.dueWork(now);
     if (!shredDue && due.kekRotations.length === 0 && due.rekeys.length === 0) return undefined;
     return this.maintain({ now });
@@ -192,7 +198,10 @@ export class TenantLifecycle {
         reencryptedCollections: report.reencrypted.length,
       },
     });
-    this.host.logger.info({ shredded: report.shredded.tenants.length, kekRotations: report.kekRotations.length, rekeys: report.rekeys.length }, 'maintenance run');
+    this.host.logger.info(
+      { shredded: report.shredded.tenants.length, kekRotations: report.kekRotations.length, rekeys: report.rekeys.length },
+      'maintenance run',
+    );
     return report;
   }
 

@@ -22,7 +22,8 @@ export interface UpgradeStoreOptions {
  * not touched.
  */
 export async function upgradeStore(options: UpgradeStoreOptions): Promise<KeyringUpgradeReport> {
-  if (!options || typeof options.dir !== 'string' || options.dir.length === 0) throw new InvalidArgumentError('"dir" expected a directory path');
+  if (!options || typeof options.dir !== 'string' || options.dir.length === 0)
+    throw new InvalidArgumentError('"dir" expected a directory path');
   const dir = resolve(options.dir);
   const keks = checkKekConfigs(options.keks);
   const lock = await StoreLock.acquire(dir);

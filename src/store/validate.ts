@@ -25,16 +25,21 @@ export function toVector(value: unknown, dim: number, where: string, space?: str
   } else if (Array.isArray(value)) {
     if (value.length !== dim) throw new InvalidArgumentError(`${where}: "vector" expected ${dim} dimensions, got ${value.length}`);
     for (let i = 0; i < value.length; i++) {
-      if (typeof value[i] !== 'number') throw new InvalidArgumentError(`${where}: "vector"[${i}] expected a number, got ${typeof value[i]}`);
+      if (typeof value[i] !== 'number')
+        throw new InvalidArgumentError(`${where}: "vector"[${i}] expected a number, got ${typeof value[i]}`);
     }
     out = Float32Array.from(value as number[]);
   } else {
-    throw new InvalidArgumentError(`${where}: "vector" expected a Float32Array or an array of numbers, got ${value === null ? 'null' : typeof value}`);
+    throw new InvalidArgumentError(
+      `${where}: "vector" expected a Float32Array or an array of numbers, got ${value === null ? 'null' : typeof value}`,
+    );
   }
   if (out.length !== dim) throw new InvalidArgumentError(`${where}: "vector" expected ${dim} dimensions, got ${out.length}`);
   for (let i = 0; i < out.length; i++) {
     if (!Number.isFinite(out[i])) {
-      throw new InvalidArgumentError(`${where}: "vector"[${i}] expected a finite float32, got ${Number.isNaN(out[i]) ? 'NaN' : 'an infinity'}`);
+      throw new InvalidArgumentError(
+        `${where}: "vector"[${i}] expected a finite float32, got ${Number.isNaN(out[i]) ? 'NaN' : 'an infinity'}`,
+      );
     }
   }
   if (space === 'cosine' && out.every((x) => x === 0)) {
@@ -55,7 +60,9 @@ export function checkPositiveInt(value: unknown, name: string, max: number): num
 /** Checks an integer option in min..max. */
 export function checkIntInRange(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidArgumentError(`"${name}" expected an integer in ${min}..${max}, got ${typeof value === 'number' ? value : typeof value}`);
+    throw new InvalidArgumentError(
+      `"${name}" expected an integer in ${min}..${max}, got ${typeof value === 'number' ? value : typeof value}`,
+    );
   }
   return value;
 }

@@ -121,7 +121,12 @@ export async function writeFileDurable(path: string, data: Uint8Array, mode = 0o
  * Writes `data` to `path` (created or replaced in place) with no fsync: for
  * files that are not durable state (exports, config the user asked for).
  */
-export async function writeFilePlain(path: string, data: Uint8Array | string, mode = 0o600, options: { exclusive?: boolean } = {}): Promise<void> {
+export async function writeFilePlain(
+  path: string,
+  data: Uint8Array | string,
+  mode = 0o600,
+  options: { exclusive?: boolean } = {},
+): Promise<void> {
   const file = await fileLayer().open(path, options.exclusive === true ? 'create' : 'truncate', mode);
   try {
     await file.write(typeof data === 'string' ? Buffer.from(data) : data);

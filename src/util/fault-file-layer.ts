@@ -120,7 +120,8 @@ export class FaultFileLayer implements FileLayer {
     this.step(`link ${this.rel(existing)} -> ${this.rel(newPath)}`);
     const node = this.nodeAt(src);
     const dp = dst.parent;
-    if (node === undefined || dp === undefined || this.nodeAt(dst) !== undefined) return this.diverged(() => realFileLayer.link(existing, newPath), newPath);
+    if (node === undefined || dp === undefined || this.nodeAt(dst) !== undefined)
+      return this.diverged(() => realFileLayer.link(existing, newPath), newPath);
     this.captureDeep(node);
     await this.attempt(this.changeEntries(dp, { t: 'set', name: dst.name, node }), () => realFileLayer.link(existing, newPath));
   }
@@ -187,10 +188,13 @@ export class FaultFileLayer implements FileLayer {
     const before = { durable: node.durable, log: node.log };
     node.durable = new Map(entries);
     node.log = [];
-    await this.attempt(() => {
-      node.durable = before.durable;
-      node.log = before.log;
-    }, () => realFileLayer.fsyncDir(dir));
+    await this.attempt(
+      () => {
+        node.durable = before.durable;
+        node.log = before.log;
+      },
+      () => realFileLayer.fsyncDir(dir),
+    );
   }
 
   /** Waits until no real operation started before the cut is still running. */

@@ -16,7 +16,7 @@ export async function importOptional<T>(pkg: string, usedBy: string): Promise<T>
       missing
         ? `${usedBy} needs the optional package ${pkg}, which is not installed: run \`npm install ${pkg}\``
         : `${usedBy} needs the optional package ${pkg}, which is installed but does not load (its native addon ` +
-          `may not have built: run \`npm rebuild ${pkg}\`)`,
+            `may not have built: run \`npm rebuild ${pkg}\`)`,
       { cause },
     );
   }

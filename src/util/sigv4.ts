@@ -61,7 +61,12 @@ function signingKey(secret: string, scope: { date: string; region: string; servi
 }
 
 /** The signature (raw bytes) of a canonical request under a secret and scope. */
-export function signature(secret: string, amzDate: string, scope: { date: string; region: string; service: string }, canonical: string): Buffer {
+export function signature(
+  secret: string,
+  amzDate: string,
+  scope: { date: string; region: string; service: string },
+  canonical: string,
+): Buffer {
   const scopeText = `${scope.date}/${scope.region}/${scope.service}/aws4_request`;
   const stringToSign = `${SIGV4_ALGORITHM}\n${amzDate}\n${scopeText}\n${hash('sha256', canonical, 'hex')}`;
   return hmac(signingKey(secret, scope), stringToSign);
@@ -100,18 +105,29 @@ export interface SignInput {
 
 /** Signs a request with `host;x-amz-date` (what AWS KMS signs for an XKS proxy). Returns the headers to send. */
 export function signRequest(input: SignInput): { 'x-amz-date': string; authorization: string } {
-  const amzDate = new Date(input.now).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const amzDate = new Date(input.now)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   const date = amzDate.slice(0, 8);
   const signedHeaders = ['host', 'x-amz-date'];
   const headers = new Map([
     ['host', input.host],
     ['x-amz-date', amzDate],
   ]);
-  const canonical = canonicalRequest({ method: input.method, path: input.path, query: '', signedHeaders, headers, bodyHash: sha256Hex(input.body) });
+  const canonical = canonicalRequest({
+    method: input.method,
+    path: input.path,
+    query: '',
+    signedHeaders,
+    headers,
+    bodyHash: sha256Hex(input.body),
+  });
   const sig = signature(input.secretAccessKey, amzDate, { date, region: input.region, service: input.service }, canonical).toString('hex');
   return {
     'x-amz-date': amzDate,
-    authorization: `${SIGV4_ALGORITHM} Credential=${input.accessKeyId}/${date}/${input.region}/${input.service}` +
+    authorization:
+      `${SIGV4_ALGORITHM} Credential=${input.accessKeyId}/${date}/${input.region}/${input.service}` +
       `/aws4_request, SignedHeaders=${signedHeaders.join(';')}, Signature=${sig}`,
   };
 }

@@ -47,7 +47,16 @@ export interface XksConfig {
 const URI_PREFIX = /^(\/[A-Za-z0-9_-]+)*\/kms\/xks\/v1$/;
 const ACCESS_KEY_ID = /^[A-Z2-7]{20,30}$/;
 const SECRET = /^[A-Za-z0-9+/=]{43,64}$/;
-const RULE_FIELDS = ['operations', 'keys', 'awsPrincipalArns', 'kmsOperations', 'kmsKeyArns', 'kmsViaServices', 'awsSourceVpcs', 'awsSourceVpces'] as const;
+const RULE_FIELDS = [
+  'operations',
+  'keys',
+  'awsPrincipalArns',
+  'kmsOperations',
+  'kmsKeyArns',
+  'kmsViaServices',
+  'awsSourceVpcs',
+  'awsSourceVpces',
+] as const;
 
 /** Checks a configuration and returns a clean copy (own, known fields only). */
 export function validateXksConfig(raw: unknown): XksConfig {
@@ -58,9 +67,11 @@ export function validateXksConfig(raw: unknown): XksConfig {
     throw new InvalidArgumentError('"uriPrefix" expected [/<prefix>]/kms/xks/v1, at most 128 characters of a-z A-Z 0-9 / - _');
   }
   const region = own(c, 'region');
-  if (typeof region !== 'string' || !/^[a-z0-9-]{1,32}$/.test(region)) throw new InvalidArgumentError('"region" expected a region name such as us-east-1');
+  if (typeof region !== 'string' || !/^[a-z0-9-]{1,32}$/.test(region))
+    throw new InvalidArgumentError('"region" expected a region name such as us-east-1');
   const creds = own(c, 'credentials');
-  if (!Array.isArray(creds) || creds.length === 0) throw new InvalidArgumentError('"credentials" expected at least one { accessKeyId, secretAccessKey }');
+  if (!Array.isArray(creds) || creds.length === 0)
+    throw new InvalidArgumentError('"credentials" expected at least one { accessKeyId, secretAccessKey }');
   const seen = new Set<string>();
   const credentials = creds.map((k, i): XksCredential => {
     const accessKeyId = typeof k === 'object' && k !== null ? own(k as Record<string, unknown>, 'accessKeyId') : undefined;
@@ -85,12 +96,14 @@ export function validateXksConfig(raw: unknown): XksConfig {
 }
 
 function validateRule(raw: unknown, i: number): XksRule {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidArgumentError(`authorization[${i}] expected an object`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new InvalidArgumentError(`authorization[${i}] expected an object`);
   const r = raw as Record<string, unknown>;
   const rule: XksRule = {};
   const name = own(r, 'name');
   if (name !== undefined) {
-    if (typeof name !== 'string' || name.length > 128) throw new InvalidArgumentError(`authorization[${i}].name expected a string of at most 128 characters`);
+    if (typeof name !== 'string' || name.length > 128)
+      throw new InvalidArgumentError(`authorization[${i}].name expected a string of at most 128 characters`);
     rule.name = name;
   }
   for (const field of RULE_FIELDS) {

@@ -72,7 +72,8 @@ export class XksHsm {
     if (!XKS_KEY_ID.test(id)) throw new InvalidArgumentError('an external key id expected 1-128 characters of A-Z a-z 0-9 . - _');
     const label = LABEL_PREFIX + id;
     await this.token.withSession(async (s) => {
-      if (findAesKeys(this.token, s, (l) => l === label, label).length > 0) throw new InvalidArgumentError(`external key ${id} already exists`);
+      if (findAesKeys(this.token, s, (l) => l === label, label).length > 0)
+        throw new InvalidArgumentError(`external key ${id} already exists`);
       await generateAesKey(this.token, s, label, {
         encrypt: usage === 'encrypt-decrypt' || usage === 'encrypt',
         decrypt: usage === 'encrypt-decrypt' || usage === 'decrypt',
@@ -116,7 +117,8 @@ export class XksHsm {
         return await gcmDecrypt(this.token, s, key.handle, iv, aad, Buffer.concat([ciphertext, tag]));
       } catch (err) {
         const name = ckrName(err);
-        if (name === 'CKR_ENCRYPTED_DATA_INVALID' || name === 'CKR_ENCRYPTED_DATA_LEN_RANGE') throw xksErrors.invalidCiphertext('The ciphertext, AAD, IV or tag does not authenticate');
+        if (name === 'CKR_ENCRYPTED_DATA_INVALID' || name === 'CKR_ENCRYPTED_DATA_LEN_RANGE')
+          throw xksErrors.invalidCiphertext('The ciphertext, AAD, IV or tag does not authenticate');
         // SoftHSM2 says CKR_GENERAL_ERROR for a tag mismatch; a device fault says the same. The health key decides.
         if (isGenericFailure(err) && (await gcmSelfTest(this.token, s, this.healthKey(s).handle))) {
           throw xksErrors.invalidCiphertext('The ciphertext, AAD, IV or tag does not authenticate');
@@ -131,7 +133,8 @@ export class XksHsm {
     try {
       return await this.token.withSession(async (s) => {
         // Thrown rather than returned: a failed self-test may leave an operation active, and the pool drops sessions whose call threw.
-        if (!(await gcmSelfTest(this.token, s, this.healthKey(s).handle))) throw new KeyProviderUnavailableError('the GCM self-test failed');
+        if (!(await gcmSelfTest(this.token, s, this.healthKey(s).handle)))
+          throw new KeyProviderUnavailableError('the GCM self-test failed');
         return true;
       });
     } catch {
@@ -174,7 +177,8 @@ export class XksHsm {
   private usable(s: Handle, id: string, use: 'encrypt' | 'decrypt'): TokenKey {
     const key = this.required(s, id);
     if (isDisabledByMarker(this.token, s, key.label)) throw xksErrors.invalidState(`External key ${id} is disabled`);
-    if (!keyUsage(this.token, s, key.handle)[use]) throw xksErrors.invalidKeyUsage(`External key ${id} does not support ${use.toUpperCase()}`);
+    if (!keyUsage(this.token, s, key.handle)[use])
+      throw xksErrors.invalidKeyUsage(`External key ${id} does not support ${use.toUpperCase()}`);
     return key;
   }
 

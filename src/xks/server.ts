@@ -169,7 +169,10 @@ export async function startXksProxy(options: XksProxyOptions): Promise<RunningXk
   const withTimeout = <T>(p: Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(xksErrors.dependencyTimeout(`The external key manager did not answer within ${hsmTimeout} ms`)), hsmTimeout);
+      timer = setTimeout(
+        () => reject(xksErrors.dependencyTimeout(`The external key manager did not answer within ${hsmTimeout} ms`)),
+        hsmTimeout,
+      );
     });
     // A late answer from the HSM is dropped; its rejection must not go unhandled.
     p.catch(() => undefined);
@@ -187,7 +190,8 @@ export async function startXksProxy(options: XksProxyOptions): Promise<RunningXk
     algorithm(input);
     const aad = base64Field(input, 'additionalAuthenticatedData', false, MAX_AAD_BYTES);
     const cdivAlgorithm = stringField(input, 'ciphertextDataIntegrityValueAlgorithm');
-    if (cdivAlgorithm !== undefined && cdivAlgorithm !== 'SHA_256') throw xksErrors.validation('ciphertextDataIntegrityValueAlgorithm must be SHA_256');
+    if (cdivAlgorithm !== undefined && cdivAlgorithm !== 'SHA_256')
+      throw xksErrors.validation('ciphertextDataIntegrityValueAlgorithm must be SHA_256');
     const hsmAadBytes = hsmAad(aad, undefined);
     try {
       const out = await withTimeout(hsm.encrypt(keyId, plaintext, hsmAadBytes));
@@ -239,7 +243,9 @@ export async function startXksProxy(options: XksProxyOptions): Promise<RunningXk
       xksProxyVendor: 'vectorseal',
       xksProxyModel: `vectorseal xks proxy ${VERSION}`,
       ekmVendor: info.manufacturer || 'unknown',
-      ekmFleetDetails: [{ id: info.serialNumber || info.label, model: info.model || 'unknown', healthStatus: ok ? 'ACTIVE' : 'UNAVAILABLE' }],
+      ekmFleetDetails: [
+        { id: info.serialNumber || info.label, model: info.model || 'unknown', healthStatus: ok ? 'ACTIVE' : 'UNAVAILABLE' },
+      ],
     };
   };
 
@@ -346,7 +352,8 @@ function requestMetadata(input: Record<string, unknown>, operation: Operation): 
     if (typeof v === 'string' && v.length <= MAX_METADATA_FIELD) out[k] = v;
   }
   for (const f of REQUIRED_METADATA[operation]) {
-    if (out[f] === undefined || out[f] === '') throw xksErrors.validation(`requestMetadata.${f} is required (a string of at most ${MAX_METADATA_FIELD} characters)`);
+    if (out[f] === undefined || out[f] === '')
+      throw xksErrors.validation(`requestMetadata.${f} is required (a string of at most ${MAX_METADATA_FIELD} characters)`);
   }
   return out;
 }
@@ -374,7 +381,13 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * "exceeded the maximum size supported"), or ValidationException where the
  * spec itself sets the limit (ciphertextMetadata: 20 bytes).
  */
-function base64Field(input: Record<string, unknown>, name: string, required: boolean, max: number, overLimit: 'unsupported' | 'validation' = 'unsupported'): Buffer | undefined {
+function base64Field(
+  input: Record<string, unknown>,
+  name: string,
+  required: boolean,
+  max: number,
+  overLimit: 'unsupported' | 'validation' = 'unsupported',
+): Buffer | undefined {
   const v = own(input, name);
   if (v === undefined) {
     if (required) throw xksErrors.validation(`${name} is required`);
@@ -392,4 +405,3 @@ function base64Field(input: Record<string, unknown>, name: string, required: boo
 function truncate(s: string): string {
   return s.length > 200 ? `${s.slice(0, 200)}...` : s;
 }
-

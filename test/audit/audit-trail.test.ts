@@ -18,7 +18,15 @@ describe('AuditTrail', () => {
     const file = join(dir, 'nested', 'audit.log');
     const key = new Uint8Array(randomBytes(32));
     const trail = await AuditTrail.open({ file, macKey: key, principal: 'svc-a' });
-    const head = trail.record({ action: 'unwrap', outcome: 'ok', tenant: 't1', collectionId: 'c1', kek: 'k', kekVersion: 3, dekVersion: 2 });
+    const head = trail.record({
+      action: 'unwrap',
+      outcome: 'ok',
+      tenant: 't1',
+      collectionId: 'c1',
+      kek: 'k',
+      kekVersion: 3,
+      dekVersion: 2,
+    });
     expect(head).toEqual(trail.head());
     expect(head.seq).toBe(1);
     const final = await trail.close();
@@ -29,7 +37,15 @@ describe('AuditTrail', () => {
       [1, 'unwrap'],
       [2, 'checkpoint'],
     ]);
-    expect(entries[1]).toMatchObject({ v: 1, principal: 'svc-a', tenant: 't1', collectionId: 'c1', kek: 'k', kekVersion: '3', dekVersion: 2 });
+    expect(entries[1]).toMatchObject({
+      v: 1,
+      principal: 'svc-a',
+      tenant: 't1',
+      collectionId: 'c1',
+      kek: 'k',
+      kekVersion: '3',
+      dekVersion: 2,
+    });
     expect(entries[1]!.prev).toBe(entries[0]!.mac);
     expect(Date.parse(entries[1]!.time)).not.toBeNaN();
     expect(final).toEqual({ trail: trail.trailId, seq: 2, mac: entries[2]!.mac });
@@ -66,7 +82,9 @@ describe('AuditTrail', () => {
 
   it('refuses to continue a tampered, torn or foreign tail, naming the file and entry', async () => {
     const { file, key } = await writeTrail(dir, 12);
-    const modified = tamperedCopy(file, 'tail-mod', (ls) => ls.map((l, i) => (i === 11 ? withField(l, 'details', { reason: 'close', entries: 99 }) : l)));
+    const modified = tamperedCopy(file, 'tail-mod', (ls) =>
+      ls.map((l, i) => (i === 11 ? withField(l, 'details', { reason: 'close', entries: 99 }) : l)),
+    );
     const err = await AuditTrail.open({ file: modified, macKey: key }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CorruptDataError);
     expect(err).toMatchObject({ file: modified, reason: 'modified' });
@@ -80,7 +98,10 @@ describe('AuditTrail', () => {
     expect((await verifyAuditTrail({ file: torn, macKey: key })).ok).toBe(true);
 
     const malformed = tamperedCopy(file, 'tail-junk', (ls) => [...ls, '{"not":"an entry"}']);
-    await expect(AuditTrail.open({ file: malformed, macKey: key })).rejects.toMatchObject({ reason: 'malformed', message: expect.stringMatching(/entry 12\b/) });
+    await expect(AuditTrail.open({ file: malformed, macKey: key })).rejects.toMatchObject({
+      reason: 'malformed',
+      message: expect.stringMatching(/entry 12\b/),
+    });
 
     await expect(AuditTrail.open({ file, macKey: new Uint8Array(randomBytes(32)) })).rejects.toBeInstanceOf(CorruptDataError);
     // The file was left alone.

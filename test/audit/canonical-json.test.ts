@@ -41,7 +41,8 @@ describe('canonicalJson against RFC 8785', () => {
       "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
       "literals": [null, true, false]
     }`;
-    const expected = String.raw`{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],` +
+    const expected =
+      String.raw`{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],` +
       String.raw`"string":"€$\u000f\nA'B\"\\\\\"/"}`;
     expect(canonicalJson(JSON.parse(input))).toBe(expected);
   });
@@ -82,6 +83,7 @@ describe('canonicalJson against RFC 8785', () => {
       [1e-7, '1e-7'],
     ];
     for (const [n, text] of cases) expect(canonicalJson(n)).toBe(text);
-    for (const n of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) expect(() => canonicalJson(n)).toThrow(InvalidArgumentError);
+    for (const n of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])
+      expect(() => canonicalJson(n)).toThrow(InvalidArgumentError);
   });
 });

@@ -61,7 +61,10 @@ describe('vectorseal audit', () => {
     expect(all.stdout.trim().split('\n')).toHaveLength(20);
     expect(all.stdout).toMatch(/trail-open/);
     const tail = await run(['audit', 'show', '--file', join(dir, 'copy.log'), '--tail', '3', '--json'], key);
-    const entries = tail.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number });
+    const entries = tail.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number });
     expect(entries.map((e) => e.seq)).toEqual([17, 18, 19]);
     expect(all.dirs).toEqual([]);
   });

@@ -13,8 +13,20 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Transpiles src/errors.ts and src/audit/*.ts into `out` so a plain `node` child can run them. */
 function buildChildModules(out: string): void {
-  const util = ['src/util/append-sink.ts', 'src/util/crash.ts', 'src/util/durable.ts', 'src/util/file-layer.ts', 'src/util/redacted-fields.ts'];
-  const sources = ['src/errors.ts', ...util, ...readdirSync(join(root, 'src/audit')).filter((f) => f.endsWith('.ts')).map((f) => `src/audit/${f}`)];
+  const util = [
+    'src/util/append-sink.ts',
+    'src/util/crash.ts',
+    'src/util/durable.ts',
+    'src/util/file-layer.ts',
+    'src/util/redacted-fields.ts',
+  ];
+  const sources = [
+    'src/errors.ts',
+    ...util,
+    ...readdirSync(join(root, 'src/audit'))
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => `src/audit/${f}`),
+  ];
   for (const source of sources) {
     const { outputText } = ts.transpileModule(readFileSync(join(root, source), 'utf8'), {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },
@@ -50,7 +62,11 @@ describe('audit trail durability', () => {
     const acknowledged = JSON.parse(child.stdout) as AuditHead;
     expect(acknowledged.seq).toBe(150);
 
-    expect(await verifyAuditTrail({ file, macKey: key, expectedHead: acknowledged })).toMatchObject({ ok: true, entries: 151, closed: false });
+    expect(await verifyAuditTrail({ file, macKey: key, expectedHead: acknowledged })).toMatchObject({
+      ok: true,
+      entries: 151,
+      closed: false,
+    });
     // Without the head, the missing close checkpoint shows the trail did not end cleanly.
     expect(await verifyAuditTrail({ file, macKey: key })).toMatchObject({ ok: false, problem: 'truncated', firstBadEntry: 151 });
 

@@ -3,7 +3,20 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditTrail, type AuditHead } from '../../src/audit/index.js';
 
-const ACTIONS = ['generate', 'unwrap', 'wrap', 'rewrap', 'rotate-kek', 'rotate-dek', 'disable', 'enable', 'schedule-deletion', 'cancel-deletion', 'shred', 'destroy'];
+const ACTIONS = [
+  'generate',
+  'unwrap',
+  'wrap',
+  'rewrap',
+  'rotate-kek',
+  'rotate-dek',
+  'disable',
+  'enable',
+  'schedule-deletion',
+  'cancel-deletion',
+  'shred',
+  'destroy',
+];
 
 export interface Trail {
   file: string;

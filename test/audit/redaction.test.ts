@@ -7,8 +7,23 @@ import { AuditTrail, type AuditEvent, detailNameAllowed, verifyAuditTrail } from
 import { tempDir } from '../helpers/tmp.js';
 
 const ALLOWED_FIELDS = new Set([
-  'v', 'trail', 'seq', 'time', 'action', 'outcome', 'principal', 'tenant', 'collectionId',
-  'kek', 'keyId', 'kekVersion', 'dekVersion', 'error', 'details', 'prev', 'mac',
+  'v',
+  'trail',
+  'seq',
+  'time',
+  'action',
+  'outcome',
+  'principal',
+  'tenant',
+  'collectionId',
+  'kek',
+  'keyId',
+  'kekVersion',
+  'dekVersion',
+  'error',
+  'details',
+  'prev',
+  'mac',
 ]);
 
 describe('audit redaction', () => {
@@ -83,14 +98,31 @@ describe('audit redaction', () => {
       }
     }
     const entry = JSON.parse(readFileSync(file, 'utf8').split('\n')[1]!);
-    expect(entry).toMatchObject({ action: 'unwrap', error: 'VS_WRONG_KEY', details: { reason: 'rotation', pages: 12, keyId: 'alias/tenant-a', dekVersion: 2 } });
+    expect(entry).toMatchObject({
+      action: 'unwrap',
+      error: 'VS_WRONG_KEY',
+      details: { reason: 'rotation', pages: 12, keyId: 'alias/tenant-a', dekVersion: 2 },
+    });
     expect(Object.keys(entry.details).sort()).toEqual(['dekVersion', 'keyId', 'pages', 'reason']);
     expect((await verifyAuditTrail({ file, macKey: key })).ok).toBe(true);
   });
 
   it('allows key references in details but not key words without a reference suffix', () => {
-    for (const name of ['keyId', 'kekVersion', 'dekVersion', 'key_arn', 'reason', 'pages', 'newKeyId']) expect(detailNameAllowed(name)).toBe(true);
-    for (const name of ['key', 'dek', 'wrappedKey', 'masterKey', 'userPin', 'PIN', 'secretValue', 'metadata', 'vectorData', 'plaintext', 'a b']) {
+    for (const name of ['keyId', 'kekVersion', 'dekVersion', 'key_arn', 'reason', 'pages', 'newKeyId'])
+      expect(detailNameAllowed(name)).toBe(true);
+    for (const name of [
+      'key',
+      'dek',
+      'wrappedKey',
+      'masterKey',
+      'userPin',
+      'PIN',
+      'secretValue',
+      'metadata',
+      'vectorData',
+      'plaintext',
+      'a b',
+    ]) {
       expect(detailNameAllowed(name)).toBe(false);
     }
   });
@@ -99,7 +131,13 @@ describe('audit redaction', () => {
     const file = join(dir, 'strings.log');
     const key = new Uint8Array(randomBytes(32));
     const trail = await AuditTrail.open({ file, macKey: key });
-    trail.record({ action: 'open', outcome: 'ok', principal: 'bad\uD800surrogate "quoted"\n\u2028', tenant: 'x'.repeat(5000), details: { n: Number.NaN, ok: true, none: null } });
+    trail.record({
+      action: 'open',
+      outcome: 'ok',
+      principal: 'bad\uD800surrogate "quoted"\n\u2028',
+      tenant: 'x'.repeat(5000),
+      details: { n: Number.NaN, ok: true, none: null },
+    });
     await trail.close();
     const entry = JSON.parse(readFileSync(file, 'utf8').split('\n')[1]!);
     expect(entry.principal).toBe('bad\uFFFDsurrogate "quoted"\n\u2028');

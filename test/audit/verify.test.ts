@@ -53,14 +53,26 @@ describe('verifyAuditTrail', () => {
     }
     // A byte flipped inside the MAC itself.
     const copy = tamperedCopy(file, 'mac', (ls) =>
-      ls.map((l, i) => (i === 30 ? withField(l, 'mac', (JSON.parse(l).mac as string).replace(/.$/, (c) => (c === 'a' ? 'b' : 'a'))) : l)),
+      ls.map((l, i) =>
+        i === 30
+          ? withField(
+              l,
+              'mac',
+              (JSON.parse(l).mac as string).replace(/.$/, (c) => (c === 'a' ? 'b' : 'a')),
+            )
+          : l,
+      ),
     );
     expectBad(await verifyAuditTrail({ file: copy, macKey: key }), 'modified', 30);
   });
 
   it('detects a deleted entry, a deleted run and a deleted first entry', async () => {
     const { file, key } = await writeTrail(dir);
-    expectBad(await verifyAuditTrail({ file: tamperedCopy(file, 'del1', (ls) => ls.filter((_, i) => i !== 17)), macKey: key }), 'deleted', 17);
+    expectBad(
+      await verifyAuditTrail({ file: tamperedCopy(file, 'del1', (ls) => ls.filter((_, i) => i !== 17)), macKey: key }),
+      'deleted',
+      17,
+    );
     expectBad(
       await verifyAuditTrail({ file: tamperedCopy(file, 'del3', (ls) => ls.filter((_, i) => i < 17 || i > 19)), macKey: key }),
       'deleted',
@@ -157,7 +169,11 @@ describe('verifyAuditTrail', () => {
   it('accepts a trail still being written when asked to', async () => {
     const { file, key } = await writeTrail(dir, 10);
     const open = tamperedCopy(file, 'open', (ls) => ls.slice(0, 9));
-    expect(await verifyAuditTrail({ file: open, macKey: key, requireClosed: false })).toMatchObject({ ok: true, entries: 9, closed: false });
+    expect(await verifyAuditTrail({ file: open, macKey: key, requireClosed: false })).toMatchObject({
+      ok: true,
+      entries: 9,
+      closed: false,
+    });
   });
 
   it('assertAuditTrailIntact throws CorruptDataError with file and reason', async () => {
@@ -176,7 +192,10 @@ describe('verifyAuditTrail', () => {
     const copy = `${file}.appended`;
     copyFileSync(file, copy);
     const last = JSON.parse(lines(file)[9]!);
-    appendFileSync(copy, `${JSON.stringify({ ...last, seq: 10, prev: last.mac, action: 'enable', mac: randomBytes(32).toString('hex') })}\n`);
+    appendFileSync(
+      copy,
+      `${JSON.stringify({ ...last, seq: 10, prev: last.mac, action: 'enable', mac: randomBytes(32).toString('hex') })}\n`,
+    );
     expectBad(await verifyAuditTrail({ file: copy, macKey: key }), 'modified', 10);
   });
 });

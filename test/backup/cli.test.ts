@@ -23,11 +23,16 @@ describe('vectorseal kek / backup / restore (built binary)', () => {
     json(['init'], env);
     json(['collection', 'create', 'docs', '--dim', '4'], env);
     const jsonl = join(d.root, 'docs.jsonl');
-    await fs.writeFile(jsonl, `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ id: `doc-${i}`, vector: [i, 1, 2, 3], metadata: { i } })).join('\n')}\n`);
+    await fs.writeFile(
+      jsonl,
+      `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ id: `doc-${i}`, vector: [i, 1, 2, 3], metadata: { i } })).join('\n')}\n`,
+    );
     json(['import', 'docs', jsonl], env);
 
     const escrowDir = join(d.root, 'escrow');
-    expect(json<{ provider: string }>(['kek', 'add', 'escrow', '--provider', 'local', '--kek-key-dir', escrowDir], env).provider).toBe('local');
+    expect(json<{ provider: string }>(['kek', 'add', 'escrow', '--provider', 'local', '--kek-key-dir', escrowDir], env).provider).toBe(
+      'local',
+    );
     expect(json<{ wrapped: number }>(['kek', 'attach', 'escrow'], env).wrapped).toBeGreaterThanOrEqual(1);
     const list = json<{ name: string; reachable: boolean; attachedTo: string[] }[]>(['kek', 'list'], env);
     expect(list.map((k) => [k.name, k.reachable, k.attachedTo])).toEqual([

@@ -43,7 +43,10 @@ describe('what a backup reveals, and what a shred does to it', () => {
       needles.push([`vector of ${rec.id}`, f32(rec.vector.slice(0, 4))]);
     }
     // Base64 and hex of the keys too (the keyring and manifest are text).
-    for (const [what, k] of [['DEK', dek], ['backup key', backupKey]] as const) {
+    for (const [what, k] of [
+      ['DEK', dek],
+      ['backup key', backupKey],
+    ] as const) {
       needles.push([`${what} (base64)`, Buffer.from(k.toString('base64'))]);
       needles.push([`${what} (hex)`, Buffer.from(k.toString('hex'))]);
     }
@@ -61,42 +64,53 @@ describe('what a backup reveals, and what a shred does to it', () => {
     expect(rep.collections[0]!.count).toBe(395);
   });
 
-  it("a backup taken before a tenant's deletion cannot restore that tenant once its own KEK is destroyed; " +
-    "other collections still restore", async () => {
-    const d = storeDirs();
-    const store = await openTestStore(d, { stagingDir: d.stagingDir });
-    await LocalKekProvider.init({ keyId: 'acme-kek', keyDir: d.keyDir });
-    await store.keys.addKek('acme', { provider: 'local', keyId: 'acme-kek', config: { keyDir: d.keyDir } });
-    await store.keys.createTenant('acme', { keks: ['acme'] });
-    const acme = await store.createCollection('acme-docs', { dim: 4, tenant: 'acme' });
-    const shared = await store.createCollection('shared-docs', { dim: 4 });
-    await acme.upsert([{ id: 'a1', vector: [1, 2, 3, 4] }]);
-    await shared.upsert([{ id: 's1', vector: [4, 3, 2, 1] }]);
-    await store.flush();
-    const to = join(d.root, 'backup');
-    await backupStore(store, { to });
-    // Before the shred the backup opens entirely.
-    await expect(verifyBackup(to, { withKeys: true, localKeyDir: d.keyDir })).resolves.toMatchObject({ mac: 'verified' });
+  it(
+    "a backup taken before a tenant's deletion cannot restore that tenant once its own KEK is destroyed; " +
+      'other collections still restore',
+    async () => {
+      const d = storeDirs();
+      const store = await openTestStore(d, { stagingDir: d.stagingDir });
+      await LocalKekProvider.init({ keyId: 'acme-kek', keyDir: d.keyDir });
+      await store.keys.addKek('acme', { provider: 'local', keyId: 'acme-kek', config: { keyDir: d.keyDir } });
+      await store.keys.createTenant('acme', { keks: ['acme'] });
+      const acme = await store.createCollection('acme-docs', { dim: 4, tenant: 'acme' });
+      const shared = await store.createCollection('shared-docs', { dim: 4 });
+      await acme.upsert([{ id: 'a1', vector: [1, 2, 3, 4] }]);
+      await shared.upsert([{ id: 's1', vector: [4, 3, 2, 1] }]);
+      await store.flush();
+      const to = join(d.root, 'backup');
+      await backupStore(store, { to });
+      // Before the shred the backup opens entirely.
+      await expect(verifyBackup(to, { withKeys: true, localKeyDir: d.keyDir })).resolves.toMatchObject({ mac: 'verified' });
 
-    const now = new Date();
-    await store.keys.scheduleTenantDeletion('acme', { days: 7, now });
-    const shred = await store.keys.shredDue({ now: new Date(now.getTime() + 8 * 86_400_000) });
-    expect(shred.keks).toEqual({ acme: 'destroyed' });
-    await store.close({ flush: false });
+      const now = new Date();
+      await store.keys.scheduleTenantDeletion('acme', { days: 7, now });
+      const shred = await store.keys.shredDue({ now: new Date(now.getTime() + 8 * 86_400_000) });
+      expect(shred.keks).toEqual({ acme: 'destroyed' });
+      await store.close({ flush: false });
 
-    // The backup is intact (hashes, MAC under the store's KEK)...
-    await expect(verifyBackup(to)).resolves.toBeDefined();
-    // ...but the tenant's DEK, wrapped only under its destroyed KEK, no longer unwraps.
-    await expect(verifyBackup(to, { withKeys: true, localKeyDir: d.keyDir })).rejects.toBeInstanceOf(KeyDestroyedError);
-    const dest = join(d.root, 'restored');
-    await expect(restoreBackup({ from: to, dir: dest, localKeyDir: d.keyDir, stagingDir: d.stagingDir })).rejects.toBeInstanceOf(KeyDestroyedError);
-    await expect(fs.access(dest)).rejects.toThrow();
-    const acmeOnly = join(d.root, 'acme-only');
-    await expect(
-      restoreBackup({ from: to, dir: acmeOnly, collections: ['acme-docs'], localKeyDir: d.keyDir, stagingDir: d.stagingDir }),
-    ).rejects.toBeInstanceOf(KeyDestroyedError);
-    // The other collections of the same backup restore.
-    const rest = await restoreBackup({ from: to, dir: dest, collections: ['shared-docs'], localKeyDir: d.keyDir, stagingDir: d.stagingDir });
-    expect(rest.collections).toEqual([expect.objectContaining({ name: 'shared-docs', count: 1 })]);
-  });
+      // The backup is intact (hashes, MAC under the store's KEK)...
+      await expect(verifyBackup(to)).resolves.toBeDefined();
+      // ...but the tenant's DEK, wrapped only under its destroyed KEK, no longer unwraps.
+      await expect(verifyBackup(to, { withKeys: true, localKeyDir: d.keyDir })).rejects.toBeInstanceOf(KeyDestroyedError);
+      const dest = join(d.root, 'restored');
+      await expect(restoreBackup({ from: to, dir: dest, localKeyDir: d.keyDir, stagingDir: d.stagingDir })).rejects.toBeInstanceOf(
+        KeyDestroyedError,
+      );
+      await expect(fs.access(dest)).rejects.toThrow();
+      const acmeOnly = join(d.root, 'acme-only');
+      await expect(
+        restoreBackup({ from: to, dir: acmeOnly, collections: ['acme-docs'], localKeyDir: d.keyDir, stagingDir: d.stagingDir }),
+      ).rejects.toBeInstanceOf(KeyDestroyedError);
+      // The other collections of the same backup restore.
+      const rest = await restoreBackup({
+        from: to,
+        dir: dest,
+        collections: ['shared-docs'],
+        localKeyDir: d.keyDir,
+        stagingDir: d.stagingDir,
+      });
+      expect(rest.collections).toEqual([expect.objectContaining({ name: 'shared-docs', count: 1 })]);
+    },
+  );
 });

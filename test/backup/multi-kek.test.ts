@@ -30,7 +30,14 @@ afterAll(async () => {
 // The endpoint comes from the caller's KEK configuration (never from the keyring); credentials from here.
 const providers = {
   'aws-kms': (b: KekBinding, _name: string, c: KekConfig | undefined) =>
-    new AwsKmsKekProvider({ keyId: b.keyId, endpoint: c?.config?.['endpoint'] as string, region: REGION, credentials: ADMIN, maxAttempts: 1, retryBaseDelayMs: 1 }),
+    new AwsKmsKekProvider({
+      keyId: b.keyId,
+      endpoint: c?.config?.['endpoint'] as string,
+      region: REGION,
+      credentials: ADMIN,
+      maxAttempts: 1,
+      retryBaseDelayMs: 1,
+    }),
 };
 const eastEntry = (): KekConfig => ({ provider: 'aws-kms', keyId: eastKey, config: { endpoint: east.service.url, region: REGION } });
 const westEntry = (): KekConfig => ({ provider: 'aws-kms', keyId: westKey, config: { endpoint: west.service.url, region: REGION } });
@@ -39,8 +46,18 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
   it('works through either; with one disabled or unreachable it works through the other; with both gone it fails typed', async () => {
     const d = storeDirs();
     const events: KeyAuditEvent[] = [];
-    const options: OpenStoreOptions = { dir: d.dir, stagingDir: d.stagingDir, providers, keks: { default: eastEntry(), west: westEntry() }, audit: (e) => events.push(e) };
-    let store: Store = await openStore({ ...options, create: true, keys: { provider: 'aws-kms', keyId: eastKey, config: eastEntry().config! } });
+    const options: OpenStoreOptions = {
+      dir: d.dir,
+      stagingDir: d.stagingDir,
+      providers,
+      keks: { default: eastEntry(), west: westEntry() },
+      audit: (e) => events.push(e),
+    };
+    let store: Store = await openStore({
+      ...options,
+      create: true,
+      keys: { provider: 'aws-kms', keyId: eastKey, config: eastEntry().config! },
+    });
     const docs = await store.createCollection('docs', { dim: 8 });
     const v = randomVectors(200, 8, 21);
     await docs.upsert(v.slice(0, 100).map((vector, i) => ({ id: `d${i}`, vector, metadata: { i } })));
@@ -48,7 +65,8 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
     await store.keys.addKek('west', westEntry());
     const wrapped = await store.keys.attachKek('west');
     expect(wrapped).toBeGreaterThanOrEqual(1); // the collection's DEK (and any store key)
-    for (const w of Object.values(store.keys.keyring.collections).flatMap((c) => c.deks.flatMap((x) => x.wraps))) expect(w.provider).toBe('aws-kms');
+    for (const w of Object.values(store.keys.keyring.collections).flatMap((c) => c.deks.flatMap((x) => x.wraps)))
+      expect(w.provider).toBe('aws-kms');
     expect(store.keys.keyring.collections[docs.info.id]!.deks[0]!.wraps.map((w) => w.kek)).toEqual(['default', 'west']);
     await docs.flush();
     const q = v[3]!;
@@ -87,7 +105,10 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
     // Both gone (east disabled, west down): a typed error, no data.
     await east.client().send(new DisableKeyCommand({ KeyId: eastKey }));
     events.length = 0;
-    const err = await openStore(options).then(() => undefined, (e: unknown) => e);
+    const err = await openStore(options).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(KeyDisabledError);
     expect(events.filter((e) => e.action === 'unwrap').map((e) => [e.kek, e.outcome, e.error])).toEqual([
       ['default', 'error', 'VS_KEY_DISABLED'],
@@ -97,7 +118,10 @@ describe('DEKs wrapped under two KEKs in two key services', () => {
     // West back but scheduled for deletion, east still disabled: still typed.
     await west.restart();
     await west.client().send(new ScheduleKeyDeletionCommand({ KeyId: westKey, PendingWindowInDays: 7 }));
-    const err2 = await openStore(options).then(() => undefined, (e: unknown) => e);
+    const err2 = await openStore(options).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err2).toBeInstanceOf(VectorsealError);
     expect([KeyDisabledError, KeyPendingDeletionError].some((C) => err2 instanceof C)).toBe(true);
   });

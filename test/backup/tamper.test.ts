@@ -32,7 +32,10 @@ async function expectCaught(d: TestStoreDirs, to: string, file: string, reason: 
   if (keyless) await verifyBackup(to).then(() => expect.unreachable('verify passed'), check);
   await verifyBackup(to, { withKeys: true, localKeyDir: d.keyDir }).then(() => expect.unreachable('verify --with-keys passed'), check);
   const dest = join(d.root, 'restored');
-  await restoreBackup({ from: to, dir: dest, localKeyDir: d.keyDir, stagingDir: d.stagingDir }).then(() => expect.unreachable('restore passed'), check);
+  await restoreBackup({ from: to, dir: dest, localKeyDir: d.keyDir, stagingDir: d.stagingDir }).then(
+    () => expect.unreachable('restore passed'),
+    check,
+  );
   // Nothing was written: no target, no hidden staging directory beside it.
   await expect(fs.access(dest)).rejects.toThrow();
   expect((await fs.readdir(d.root)).filter((n) => n.includes('restore'))).toEqual([]);
@@ -107,7 +110,9 @@ describe('tampered backups are caught by verify and by restore before anything i
     const d = storeDirs();
     const to = await makeBackup(d);
     const manifestFile = join(to, 'snapshots/00000001/BACKUP');
-    const m = JSON.parse(await fs.readFile(manifestFile, 'utf8')) as { files: { path: string; stored: string; length: number; sha256: string }[] };
+    const m = JSON.parse(await fs.readFile(manifestFile, 'utf8')) as {
+      files: { path: string; stored: string; length: number; sha256: string }[];
+    };
     const entry = m.files.find((f) => f.path === 'CATALOG')!;
     const forged = Buffer.from(JSON.stringify({ format: 'vectorseal-catalog', version: 1, collections: [] }));
     await fs.writeFile(join(to, entry.stored), forged);

@@ -22,7 +22,8 @@ import { summarize } from '../../bench/lib/summary.js';
  */
 const hasEsdk = peerInstalled('@aws-crypto/client-node');
 const hasSqlite = peerInstalled('better-sqlite3-multiple-ciphers');
-if (!hasEsdk || !hasSqlite) console.warn('test/bench: benchmark peers not installed in bench/ (run `npm run bench` once); their contenders are skipped');
+if (!hasEsdk || !hasSqlite)
+  console.warn('test/bench: benchmark peers not installed in bench/ (run `npm run bench` once); their contenders are skipped');
 
 const work = mkdtempSync(join(tmpdir(), 'vs-bench-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -33,7 +34,14 @@ let rotation: { collections: CollectionsRotation[]; data: DataRotation[] } | und
 
 describe('benchmark suite on tiny sizes', () => {
   it('pages: every contender verified and measured at 16 KiB', { timeout: 120_000 }, async () => {
-    pages = await runPageSuite({ sizes: [16384], rounds: 1, seconds: 1, quick: true, ...(hasEsdk ? { esdk: loadAwsEsdk() } : {}), log: silentLog });
+    pages = await runPageSuite({
+      sizes: [16384],
+      rounds: 1,
+      seconds: 1,
+      quick: true,
+      ...(hasEsdk ? { esdk: loadAwsEsdk() } : {}),
+      log: silentLog,
+    });
     const seal = pages.rows.find((r) => r.op === 'seal');
     expect(seal?.mbps.native).toBeGreaterThan(0);
     expect(seal?.mbps.node).toBeGreaterThan(0);
@@ -109,7 +117,8 @@ describe('benchmark suite on tiny sizes', () => {
       ...(rotation ? { rotation } : {}),
     });
     const json = JSON.parse(JSON.stringify(summary)) as Record<string, Record<string, unknown>>;
-    for (const k of ['pageSize', 'opensslMBps', 'sealMBps', 'openMBps', 'ratioToOpenssl', 'allCoresScaling', 'nodeCryptoMBps']) expect(json['hotPath']).toHaveProperty(k);
+    for (const k of ['pageSize', 'opensslMBps', 'sealMBps', 'openMBps', 'ratioToOpenssl', 'allCoresScaling', 'nodeCryptoMBps'])
+      expect(json['hotPath']).toHaveProperty(k);
     expect(json['hotPath']?.['pageSize']).toBe(16384);
     if (hasEsdk) expect(json['hotPath']).toHaveProperty('awsEsdkMBps.seal');
     for (const k of ['flushRatio', 'openRatio', 'searchP50Ratio']) expect(json['endToEnd']).toHaveProperty(k);

@@ -30,7 +30,9 @@ describe('vectorseal CLI (built binary)', () => {
     expect(json<{ name: string }[]>(['collection', 'list'], env).map((c) => c.name)).toEqual(['docs', 'raw']);
 
     const jsonl = join(d.root, 'docs.jsonl');
-    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ id: `doc-${i}`, vector: [i + 1, 1, (i % 5) + 1, 2], metadata: { lang: i % 2 ? 'en' : 'fr', i } }));
+    const lines = Array.from({ length: 50 }, (_, i) =>
+      JSON.stringify({ id: `doc-${i}`, vector: [i + 1, 1, (i % 5) + 1, 2], metadata: { lang: i % 2 ? 'en' : 'fr', i } }),
+    );
     await fs.writeFile(jsonl, `${lines.join('\n')}\n`);
     expect(json<{ imported: number }>(['import', 'docs', jsonl], env).imported).toBe(50);
 
@@ -44,19 +46,29 @@ describe('vectorseal CLI (built binary)', () => {
     expect(json<{ imported: number }>(['import', 'raw', fvecs], env).imported).toBe(3);
     expect(json<{ id: string }[]>(['search', 'raw', '--vector', '[10,11,12]', '--k', '1'], env)[0]!.id).toBe('pts-1');
 
-    const hits = json<{ id: string; score: number; metadata: { lang: string } }[]>(['search', 'docs', '--vector', '[8,1,3,2]', '--k', '3', '--filter', '{"lang":"en"}'], env);
+    const hits = json<{ id: string; score: number; metadata: { lang: string } }[]>(
+      ['search', 'docs', '--vector', '[8,1,3,2]', '--k', '3', '--filter', '{"lang":"en"}'],
+      env,
+    );
     expect(hits).toHaveLength(3);
     expect(hits[0]!.id).toBe('doc-7');
     expect(hits.every((h) => h.metadata.lang === 'en')).toBe(true);
 
-    const info = json<{ storeId: string; keks: { currentVersion: string }[]; collections: { name: string; count: number; segments: number }[] }>(['info'], env);
+    const info = json<{
+      storeId: string;
+      keks: { currentVersion: string }[];
+      collections: { name: string; count: number; segments: number }[];
+    }>(['info'], env);
     expect(info.storeId).toBe(init.storeId);
     expect(info.keks[0]!.currentVersion).toBe('1');
     expect(info.collections.find((c) => c.name === 'docs')).toMatchObject({ count: 50, segments: 1 });
     const infoText = cli(['info'], env).stdout;
     expect(infoText).toContain('docs');
 
-    const rot = json<{ rewrapped: number; fromVersion: string; toVersion: string; dataFiles: { byteIdentical: boolean; checked: number } }>(['rotate-kek'], env);
+    const rot = json<{ rewrapped: number; fromVersion: string; toVersion: string; dataFiles: { byteIdentical: boolean; checked: number } }>(
+      ['rotate-kek'],
+      env,
+    );
     // Two collection DEKs and the store's audit-trail and state keys.
     expect(rot).toMatchObject({ rewrapped: 4, fromVersion: '1', toVersion: '2' });
     expect(rot.dataFiles.byteIdentical).toBe(true);
@@ -117,7 +129,13 @@ describe('vectorseal CLI (built binary)', () => {
 
   it('demo: imports the fixture, rotates the KEK, data files byte-identical, results unchanged', async () => {
     const d = storeDirs();
-    const r = json<{ ok: boolean; plaintextOccurrences: number; dataFiles: { identical: boolean }; sameResultsAfterRotation: boolean; records: number }>(['demo', '--dir', d.root]);
+    const r = json<{
+      ok: boolean;
+      plaintextOccurrences: number;
+      dataFiles: { identical: boolean };
+      sameResultsAfterRotation: boolean;
+      records: number;
+    }>(['demo', '--dir', d.root]);
     expect(r).toMatchObject({ ok: true, plaintextOccurrences: 0, sameResultsAfterRotation: true, records: 400 });
     expect(r.dataFiles.identical).toBe(true);
   });

@@ -8,7 +8,11 @@ import { storeDirs, type TestStoreDirs } from '../helpers/store.js';
 const cli = (args: string[], env: Record<string, string>): CliResult => runCliSync(args, { env });
 
 function line(i: number, dim = 4, id = `r-${i}`): string {
-  return JSON.stringify({ id, vector: Array.from({ length: dim }, (_, j) => ((i * 7 + j * 3) % 11) + 1), metadata: { i, tag: i % 3 === 0 ? 'a' : 'b', z: 0 } }).replace('"z":0', '"z":-0');
+  return JSON.stringify({
+    id,
+    vector: Array.from({ length: dim }, (_, j) => ((i * 7 + j * 3) % 11) + 1),
+    metadata: { i, tag: i % 3 === 0 ? 'a' : 'b', z: 0 },
+  }).replace('"z":0', '"z":-0');
 }
 
 async function setUp(d: TestStoreDirs): Promise<Record<string, string>> {
@@ -26,7 +30,14 @@ async function dump(dir: string, keyDir: string): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for (const id of c.ids().sort()) {
       const r = c.get(id)!;
-      out.set(id, JSON.stringify([Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength).toString('hex'), r.metadata, Object.is((r.metadata as { z?: number })?.z, -0)]));
+      out.set(
+        id,
+        JSON.stringify([
+          Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength).toString('hex'),
+          r.metadata,
+          Object.is((r.metadata as { z?: number })?.z, -0),
+        ]),
+      );
     }
     return out;
   } finally {
@@ -61,7 +72,10 @@ describe('vectorseal import: atomic, resumable, named errors', () => {
     lines[1000] = '{"id": "x", "vector": [1,2';
     await fs.writeFile(data, `${lines.join('\n')}\n`);
     expect(cli(['import', 'docs', data], env).stderr).toContain('data.jsonl line 1001: not valid JSON');
-    await fs.writeFile(data, Buffer.concat([Buffer.from(`${line(1)}\n${line(2)}\n{"id": "`), Buffer.from([0xff, 0xfe]), Buffer.from('", "vector": [1,2,3,4]}\n')]));
+    await fs.writeFile(
+      data,
+      Buffer.concat([Buffer.from(`${line(1)}\n${line(2)}\n{"id": "`), Buffer.from([0xff, 0xfe]), Buffer.from('", "vector": [1,2,3,4]}\n')]),
+    );
     expect(cli(['import', 'docs', data], env).stderr).toContain('data.jsonl line 3: not valid UTF-8');
     expect(await dump(d.dir, d.keyDir)).toEqual(before);
   });

@@ -25,64 +25,69 @@ describe('vectorseal CLI: --json, exit codes, inputs, confirmation', () => {
     await fs.access(CLI_BIN);
   });
 
-  it('with --json every stdout line is JSON, errors included, and exit codes tell usage, ' +
-    'vectorseal errors and tampering apart', async () => {
-    const d = storeDirs();
-    const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
-    const data = join(d.root, 'docs.jsonl');
-    await fs.writeFile(data, `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ id: `d${i}`, vector: [i + 1, 1, 2, 3], metadata: { i } })).join('\n')}\n`);
-    const ok: string[][] = [
-      ['init'],
-      ['collection', 'create', 'docs', '--dim', '4'],
-      ['collection', 'list'],
-      ['import', 'docs', data],
-      ['search', 'docs', '--vector', '[1,1,2,3]', '--k', '3'],
-      ['info'],
-      ['rotate-kek'],
-      ['audit', 'verify', '--dir', d.dir, '--allow-open'],
-      ['audit', 'show', '--tail', '3', '--dir', d.dir],
-    ];
-    for (const args of ok) {
-      const r = cli([...args, '--json'], env);
-      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(EXIT.OK);
-      jsonLines(r, args.join(' '));
-    }
-    const failing: [string[], number, string][] = [
-      [['serch', 'docs'], EXIT.USAGE, 'VS_USAGE'],
-      [['search', 'docs', '--bogus'], EXIT.USAGE, 'VS_USAGE'],
-      [['search', 'docs'], EXIT.USAGE, 'VS_USAGE'],
-      [['search', 'nope', '--vector', '[1,2,3,4]'], EXIT.ERROR, 'VS_NOT_FOUND'],
-      [['search', 'docs', '--vector', '[1,2]'], EXIT.ERROR, 'VS_INVALID_ARGUMENT'],
-      [['search', 'docs', '--vector', '@/nonexistent/q.json'], EXIT.ERROR, 'VS_NOT_FOUND'],
-      [['import', 'docs', join(d.root, 'missing.jsonl')], EXIT.ERROR, 'VS_NOT_FOUND'],
-      [['collection', 'drop', 'docs'], EXIT.ERROR, 'VS_INVALID_ARGUMENT'],
-      [['init'], EXIT.ERROR, 'VS_ALREADY_EXISTS'],
-    ];
-    for (const [args, status, code] of failing) {
-      const r = cli([...args, '--json'], env);
-      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(status);
-      const [line, ...rest] = jsonLines(r, args.join(' ')) as { error: { code: string; message: string } }[];
-      expect(rest).toEqual([]);
-      expect(line!.error.code, args.join(' ')).toBe(code);
-      expect(typeof line!.error.message).toBe('string');
-      expect(line!.error.message).not.toMatch(/\n\s+at /);
-    }
-    // Without --json: the same codes, the message on stderr, stdout empty.
-    const plain = cli(['search', 'nope', '--vector', '[1,2,3,4]'], env);
-    expect(plain.status).toBe(EXIT.ERROR);
-    expect(plain.stdout).toBe('');
-    expect(plain.stderr).toMatch(/^error VS_NOT_FOUND: /);
+  it(
+    'with --json every stdout line is JSON, errors included, and exit codes tell usage, ' + 'vectorseal errors and tampering apart',
+    async () => {
+      const d = storeDirs();
+      const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
+      const data = join(d.root, 'docs.jsonl');
+      await fs.writeFile(
+        data,
+        `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ id: `d${i}`, vector: [i + 1, 1, 2, 3], metadata: { i } })).join('\n')}\n`,
+      );
+      const ok: string[][] = [
+        ['init'],
+        ['collection', 'create', 'docs', '--dim', '4'],
+        ['collection', 'list'],
+        ['import', 'docs', data],
+        ['search', 'docs', '--vector', '[1,1,2,3]', '--k', '3'],
+        ['info'],
+        ['rotate-kek'],
+        ['audit', 'verify', '--dir', d.dir, '--allow-open'],
+        ['audit', 'show', '--tail', '3', '--dir', d.dir],
+      ];
+      for (const args of ok) {
+        const r = cli([...args, '--json'], env);
+        expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(EXIT.OK);
+        jsonLines(r, args.join(' '));
+      }
+      const failing: [string[], number, string][] = [
+        [['serch', 'docs'], EXIT.USAGE, 'VS_USAGE'],
+        [['search', 'docs', '--bogus'], EXIT.USAGE, 'VS_USAGE'],
+        [['search', 'docs'], EXIT.USAGE, 'VS_USAGE'],
+        [['search', 'nope', '--vector', '[1,2,3,4]'], EXIT.ERROR, 'VS_NOT_FOUND'],
+        [['search', 'docs', '--vector', '[1,2]'], EXIT.ERROR, 'VS_INVALID_ARGUMENT'],
+        [['search', 'docs', '--vector', '@/nonexistent/q.json'], EXIT.ERROR, 'VS_NOT_FOUND'],
+        [['import', 'docs', join(d.root, 'missing.jsonl')], EXIT.ERROR, 'VS_NOT_FOUND'],
+        [['collection', 'drop', 'docs'], EXIT.ERROR, 'VS_INVALID_ARGUMENT'],
+        [['init'], EXIT.ERROR, 'VS_ALREADY_EXISTS'],
+      ];
+      for (const [args, status, code] of failing) {
+        const r = cli([...args, '--json'], env);
+        expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(status);
+        const [line, ...rest] = jsonLines(r, args.join(' ')) as { error: { code: string; message: string } }[];
+        expect(rest).toEqual([]);
+        expect(line!.error.code, args.join(' ')).toBe(code);
+        expect(typeof line!.error.message).toBe('string');
+        expect(line!.error.message).not.toMatch(/\n\s+at /);
+      }
+      // Without --json: the same codes, the message on stderr, stdout empty.
+      const plain = cli(['search', 'nope', '--vector', '[1,2,3,4]'], env);
+      expect(plain.status).toBe(EXIT.ERROR);
+      expect(plain.stdout).toBe('');
+      expect(plain.stderr).toMatch(/^error VS_NOT_FOUND: /);
 
-    // Tampered data has its own exit code.
-    const colDir = join(d.dir, 'collections', readdirSync(join(d.dir, 'collections'))[0]!);
-    const manifest = join(colDir, 'MANIFEST');
-    const bytes = await fs.readFile(manifest);
-    bytes[bytes.length - 5]! ^= 1;
-    await fs.writeFile(manifest, bytes);
-    const tampered = cli(['info', '--json'], env);
-    expect(tampered.status).toBe(EXIT.TAMPERED);
-    expect((jsonLines(tampered, 'tampered info')[0] as { error: { code: string } }).error.code).toMatch(/^VS_(CORRUPT_DATA|ROLLBACK)$/);
-  });
+      // Tampered data has its own exit code.
+      const colDir = join(d.dir, 'collections', readdirSync(join(d.dir, 'collections'))[0]!);
+      const manifest = join(colDir, 'MANIFEST');
+      const bytes = await fs.readFile(manifest);
+      bytes[bytes.length - 5]! ^= 1;
+      await fs.writeFile(manifest, bytes);
+      const tampered = cli(['info', '--json'], env);
+      expect(tampered.status).toBe(EXIT.TAMPERED);
+      expect((jsonLines(tampered, 'tampered info')[0] as { error: { code: string } }).error.code).toMatch(/^VS_(CORRUPT_DATA|ROLLBACK)$/);
+    },
+  );
 
   it('a typo suggests the command without printing the whole help', () => {
     const r = cli(['serch'], {});
@@ -99,7 +104,10 @@ describe('vectorseal CLI: --json, exit codes, inputs, confirmation', () => {
     expect(cli(['init'], env).status).toBe(0);
     expect(cli(['collection', 'create', 'c', '--dim', '3'], env).status).toBe(0);
     const data = join(d.root, 'c.jsonl');
-    await fs.writeFile(data, `${Array.from({ length: 10 }, (_, i) => JSON.stringify({ id: `p${i}`, vector: [i, i * 2, 1] })).join('\n')}\n`);
+    await fs.writeFile(
+      data,
+      `${Array.from({ length: 10 }, (_, i) => JSON.stringify({ id: `p${i}`, vector: [i, i * 2, 1] })).join('\n')}\n`,
+    );
     expect(cli(['import', 'c', data], env).status).toBe(0);
     const q = join(d.root, 'q.json');
     await fs.writeFile(q, '[4, 8, 1]\n');
@@ -131,7 +139,10 @@ describe('vectorseal CLI: --json, exit codes, inputs, confirmation', () => {
     const d = storeDirs();
     const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
     expect(cli(['init'], env).status).toBe(0);
-    const a = JSON.parse(cli(['collection', 'create', 'a', '--dim', '3', '--M', '8', '--ef-construction', '50', '--json'], env).stdout) as { M: number; efConstruction: number };
+    const a = JSON.parse(cli(['collection', 'create', 'a', '--dim', '3', '--M', '8', '--ef-construction', '50', '--json'], env).stdout) as {
+      M: number;
+      efConstruction: number;
+    };
     expect(a).toMatchObject({ M: 8, efConstruction: 50 });
     const b = JSON.parse(cli(['collection', 'create', 'b', '--dim', '3', '--m', '12', '--json'], env).stdout) as { M: number };
     expect(b.M).toBe(12);

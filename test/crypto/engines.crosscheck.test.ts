@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { open, seal } from '../../src/crypto/chunked.js';
-import { CHUNK_SIZE, MAX_CHUNKS, PageAuthFailure, SEALED_CHUNK_SIZE, openedSize, sealedSize, type ChunkEngine } from '../../src/crypto/engine.js';
+import {
+  CHUNK_SIZE,
+  MAX_CHUNKS,
+  PageAuthFailure,
+  SEALED_CHUNK_SIZE,
+  openedSize,
+  sealedSize,
+  type ChunkEngine,
+} from '../../src/crypto/engine.js';
 import { selectEngine } from '../../src/crypto/engines.js';
 import { loadNativeEngine } from '../../src/crypto/native-engine.js';
 import { nodeEngine } from '../../src/crypto/node-engine.js';
@@ -110,7 +118,9 @@ describe.runIf(native)('native vs node:crypto page engines', () => {
       expect(() => cipher.open(randomBytes(12), 0, randomBytes(SEALED_CHUNK_SIZE + 20), Buffer.alloc(CHUNK_SIZE))).toThrow(RangeError);
       expect(() => cipher.seal(randomBytes(11), 0, randomBytes(1), Buffer.alloc(17))).toThrow(RangeError);
       expect(() => cipher.seal(randomBytes(12), MAX_CHUNKS, randomBytes(1), Buffer.alloc(17))).toThrow(RangeError);
-      expect(() => cipher.seal(randomBytes(12), MAX_CHUNKS - 1, randomBytes(CHUNK_SIZE + 1), Buffer.alloc(CHUNK_SIZE + 33))).toThrow(RangeError);
+      expect(() => cipher.seal(randomBytes(12), MAX_CHUNKS - 1, randomBytes(CHUNK_SIZE + 1), Buffer.alloc(CHUNK_SIZE + 33))).toThrow(
+        RangeError,
+      );
       expect(() => cipher.seal(randomBytes(12), 1.5, randomBytes(1), Buffer.alloc(17))).toThrow(RangeError);
     } finally {
       cipher.dispose();

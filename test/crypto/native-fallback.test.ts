@@ -37,7 +37,12 @@ describe('no native addon', () => {
           same: a.equals(b),
         }));
         await pool.close();`;
-      const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: dir, encoding: 'utf8', timeout: 30_000, env: { ...process.env, VECTORSEAL_NATIVE_ADDON: '' } });
+      const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { ...process.env, VECTORSEAL_NATIVE_ADDON: '' },
+      });
       expect(run.stderr).toBe('');
       expect(JSON.parse(run.stdout)).toEqual({ native: 'none', engine: 'node', workers: 'node', same: true });
     } finally {

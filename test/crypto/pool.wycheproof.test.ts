@@ -29,34 +29,40 @@ const file = loadWycheproof<{ tests: ChunkedTest[] }>('c2sp_chunked_encryption_a
 const tests = file.testGroups.flatMap((g) => g.tests);
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex');
 
-const pools = [new CryptoPool({ minParallelBytes: 2 }), new CryptoPool({ minParallelBytes: 2, workers: 2, forceNodeWorkers: true, engine: nodeEngine })];
+const pools = [
+  new CryptoPool({ minParallelBytes: 2 }),
+  new CryptoPool({ minParallelBytes: 2, workers: 2, forceNodeWorkers: true, engine: nodeEngine }),
+];
 afterAll(async () => {
   await Promise.all(pools.map((p) => p.close()));
 });
 
-describe.each(pools.map((pool) => ({ pool, name: `${pool.workerEngine} workers` })))('Wycheproof Cobblestone-256 through the pool ($name)', ({ pool }) => {
-  it.each(tests)('tcId $tcId: $comment', async (t) => {
-    const key = hex(t.key);
-    const ctx = hex(t.ctx);
-    const ct = inflateSync(hex(t.ct));
-    if (t.result === 'valid') {
-      const msg = await openParallel(key, ctx, ct, { pool });
-      expect(msg.length).toBe(t.msgLength);
-      expect(sha512(msg)).toBe(t.msgSha512);
-      const again = await sealParallel(key, ctx, msg, { pool, salt: ct.subarray(0, 24) });
-      expect(Buffer.from(again).equals(ct)).toBe(true);
-    } else {
-      let expected: unknown;
-      try {
-        open(key, ctx, ct, { engine: nodeEngine });
-      } catch (err) {
-        expected = err;
+describe.each(pools.map((pool) => ({ pool, name: `${pool.workerEngine} workers` })))(
+  'Wycheproof Cobblestone-256 through the pool ($name)',
+  ({ pool }) => {
+    it.each(tests)('tcId $tcId: $comment', async (t) => {
+      const key = hex(t.key);
+      const ctx = hex(t.ctx);
+      const ct = inflateSync(hex(t.ct));
+      if (t.result === 'valid') {
+        const msg = await openParallel(key, ctx, ct, { pool });
+        expect(msg.length).toBe(t.msgLength);
+        expect(sha512(msg)).toBe(t.msgSha512);
+        const again = await sealParallel(key, ctx, msg, { pool, salt: ct.subarray(0, 24) });
+        expect(Buffer.from(again).equals(ct)).toBe(true);
+      } else {
+        let expected: unknown;
+        try {
+          open(key, ctx, ct, { engine: nodeEngine });
+        } catch (err) {
+          expected = err;
+        }
+        expect(expected).toBeInstanceOf(VectorsealError);
+        const got = await openParallel(key, ctx, ct, { pool }).catch((err: unknown) => err);
+        expect(got).toBeInstanceOf(VectorsealError);
+        expect((got as VectorsealError).code).toBe((expected as VectorsealError).code);
+        expect((got as { page?: number }).page).toBe((expected as { page?: number }).page);
       }
-      expect(expected).toBeInstanceOf(VectorsealError);
-      const got = await openParallel(key, ctx, ct, { pool }).catch((err: unknown) => err);
-      expect(got).toBeInstanceOf(VectorsealError);
-      expect((got as VectorsealError).code).toBe((expected as VectorsealError).code);
-      expect((got as { page?: number }).page).toBe((expected as { page?: number }).page);
-    }
-  });
-});
+    });
+  },
+);

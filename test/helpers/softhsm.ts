@@ -36,7 +36,8 @@ function findUtil(): string | undefined {
 }
 
 /** The SoftHSM2 module path, when SoftHSM2 (library and softhsm2-util) is installed. */
-export const SOFTHSM_MODULE: string | undefined = findUtil() === undefined ? undefined : MODULE_CANDIDATES.find((p) => p !== undefined && existsSync(p));
+export const SOFTHSM_MODULE: string | undefined =
+  findUtil() === undefined ? undefined : MODULE_CANDIDATES.find((p) => p !== undefined && existsSync(p));
 
 const IN_CI = Boolean(process.env['CI']);
 

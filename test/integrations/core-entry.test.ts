@@ -28,9 +28,13 @@ describe('package entry points', () => {
     expect([...core.packages].filter((p) => p.includes('langchain') || p.includes('llamaindex'))).toEqual([]);
     expect([...core.files].some((f) => f.includes('integrations'))).toBe(false);
     const lc = graph(join(REPO, 'src', 'integrations', 'langchain', 'index.ts')).packages;
-    expect([...lc].filter((p) => p.startsWith('@langchain') || p.startsWith('@llamaindex') || p === 'llamaindex').sort()).toEqual(['@langchain/core']);
+    expect([...lc].filter((p) => p.startsWith('@langchain') || p.startsWith('@llamaindex') || p === 'llamaindex').sort()).toEqual([
+      '@langchain/core',
+    ]);
     const li = graph(join(REPO, 'src', 'integrations', 'llamaindex', 'index.ts')).packages;
-    expect([...li].filter((p) => p.startsWith('@langchain') || p.startsWith('@llamaindex') || p === 'llamaindex').sort()).toEqual(['@llamaindex/core']);
+    expect([...li].filter((p) => p.startsWith('@langchain') || p.startsWith('@llamaindex') || p === 'llamaindex').sort()).toEqual([
+      '@llamaindex/core',
+    ]);
     const hn = graph(join(REPO, 'src', 'integrations', 'hnswlib', 'index.ts')).packages;
     expect([...hn].filter((p) => p.startsWith('@langchain') || p.startsWith('@llamaindex') || p === 'llamaindex')).toEqual([]);
   });
@@ -44,7 +48,10 @@ describe('package entry points', () => {
       devDependencies: Record<string, string>;
     };
     for (const name of ['langchain', 'llamaindex', 'hnswlib']) {
-      expect(pkg.exports[`./${name}`]).toEqual({ types: `./dist/integrations/${name}/index.d.ts`, default: `./dist/integrations/${name}/index.js` });
+      expect(pkg.exports[`./${name}`]).toEqual({
+        types: `./dist/integrations/${name}/index.d.ts`,
+        default: `./dist/integrations/${name}/index.js`,
+      });
     }
     for (const peer of ['@langchain/core', '@llamaindex/core']) {
       expect(pkg.peerDependenciesMeta[peer]?.optional).toBe(true);

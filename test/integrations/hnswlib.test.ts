@@ -28,39 +28,44 @@ function answers(index: InstanceType<typeof hnswlib.HierarchicalNSW>, queries: n
 
 describe('vectorseal/hnswlib: writeIndexSealed / readIndexSealed', () => {
   for (const space of ['l2', 'cosine', 'ip'] as const) {
-    it(`a ${space} index sealed and read back gives identical searchKnn results, also after a KEK rotation; ` +
-      'no vector bytes on disk', async () => {
-      const d = storeDirs();
-      const keys = { provider: 'local' as const, keyDir: d.keyDir };
-      const { index, vectors, queries } = build(space, 600, 24, space.length);
-      const before = answers(index, queries);
-      const sealed = join(d.root, 'index.sealed');
-      const info = await writeIndexSealed(index, sealed, keys, { space, stagingDir: d.stagingDir });
-      expect(info).toMatchObject({ generation: 1, space, dim: 24, count: 600 });
+    it(
+      `a ${space} index sealed and read back gives identical searchKnn results, also after a KEK rotation; ` + 'no vector bytes on disk',
+      async () => {
+        const d = storeDirs();
+        const keys = { provider: 'local' as const, keyDir: d.keyDir };
+        const { index, vectors, queries } = build(space, 600, 24, space.length);
+        const before = answers(index, queries);
+        const sealed = join(d.root, 'index.sealed');
+        const info = await writeIndexSealed(index, sealed, keys, { space, stagingDir: d.stagingDir });
+        expect(info).toMatchObject({ generation: 1, space, dim: 24, count: 600 });
 
-      const back = await readIndexSealed(sealed, keys, { stagingDir: d.stagingDir });
-      expect(answers(back, queries)).toEqual(before);
-      expect(back.getIdsList().sort((a, b) => a - b)).toEqual(index.getIdsList().sort((a, b) => a - b));
-      expect(back.getMaxElements()).toBe(index.getMaxElements());
+        const back = await readIndexSealed(sealed, keys, { stagingDir: d.stagingDir });
+        expect(answers(back, queries)).toEqual(before);
+        expect(back.getIdsList().sort((a, b) => a - b)).toEqual(index.getIdsList().sort((a, b) => a - b));
+        expect(back.getMaxElements()).toBe(index.getMaxElements());
 
-      // Rotation rewraps the DEK only: the index file is byte-identical and still reads the same.
-      const file = join(sealed, info.file);
-      const bytes = await fs.readFile(file);
-      const report = await rotateSealedIndexKek(sealed, keys, { stagingDir: d.stagingDir });
-      expect(report.rewrapped).toBeGreaterThan(0);
-      expect((await fs.readFile(file)).equals(bytes)).toBe(true);
-      expect(answers(await readIndexSealed(sealed, keys, { stagingDir: d.stagingDir }), queries)).toEqual(before);
+        // Rotation rewraps the DEK only: the index file is byte-identical and still reads the same.
+        const file = join(sealed, info.file);
+        const bytes = await fs.readFile(file);
+        const report = await rotateSealedIndexKek(sealed, keys, { stagingDir: d.stagingDir });
+        expect(report.rewrapped).toBeGreaterThan(0);
+        expect((await fs.readFile(file)).equals(bytes)).toBe(true);
+        expect(answers(await readIndexSealed(sealed, keys, { stagingDir: d.stagingDir }), queries)).toEqual(before);
 
-      // The vectors in clear are exactly what writeIndex would have put on disk...
-      // (The index's own float32 copies: hnswlib normalizes cosine vectors; deleted labels are still in the file.)
-      const needles: [string, Buffer][] = vectors.map((v, i) => [`vector ${i}`, f32(i % 17 === 0 ? v.slice(2, 6) : index.getPoint(i * 3).slice(2, 6))]);
-      const plainFile = join(d.root, 'plain.index');
-      index.writeIndexSync(plainFile);
-      expect((await findPlaintext([plainFile], needles.slice(0, 5))).length).toBeGreaterThan(0);
-      await fs.rm(plainFile);
-      // ...and none of them is in the sealed directory or the staging space.
-      expect(await findPlaintext([sealed, d.stagingDir], needles)).toEqual([]);
-    });
+        // The vectors in clear are exactly what writeIndex would have put on disk...
+        // (The index's own float32 copies: hnswlib normalizes cosine vectors; deleted labels are still in the file.)
+        const needles: [string, Buffer][] = vectors.map((v, i) => [
+          `vector ${i}`,
+          f32(i % 17 === 0 ? v.slice(2, 6) : index.getPoint(i * 3).slice(2, 6)),
+        ]);
+        const plainFile = join(d.root, 'plain.index');
+        index.writeIndexSync(plainFile);
+        expect((await findPlaintext([plainFile], needles.slice(0, 5))).length).toBeGreaterThan(0);
+        await fs.rm(plainFile);
+        // ...and none of them is in the sealed directory or the staging space.
+        expect(await findPlaintext([sealed, d.stagingDir], needles)).toEqual([]);
+      },
+    );
   }
 
   it('a new generation retires the old file; an older, foreign, changed or missing file is a typed error', async () => {
@@ -105,9 +110,12 @@ describe('vectorseal/hnswlib: writeIndexSealed / readIndexSealed', () => {
     const plain = join(d.root, 'plain.index');
     b.index.writeIndexSync(plain);
     await expect(writeIndexSealed(b.index, plain, keys, opts)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
-    await expect(writeIndexSealed(b.index, join(d.root, 'x'), keys, { space: 'hamming' as never })).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
-    await expect(writeIndexSealed(new hnswlib.HierarchicalNSW('l2', 4), join(d.root, 'y'), keys, opts)).rejects.toMatchObject({ code: 'VS_INVALID_ARGUMENT' });
+    await expect(writeIndexSealed(b.index, join(d.root, 'x'), keys, { space: 'hamming' as never })).rejects.toMatchObject({
+      code: 'VS_INVALID_ARGUMENT',
+    });
+    await expect(writeIndexSealed(new hnswlib.HierarchicalNSW('l2', 4), join(d.root, 'y'), keys, opts)).rejects.toMatchObject({
+      code: 'VS_INVALID_ARGUMENT',
+    });
     await expect(readIndexSealed(join(d.root, 'nothing'), keys, opts)).rejects.toMatchObject({ code: 'VS_NOT_FOUND' });
   });
 });
-

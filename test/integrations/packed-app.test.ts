@@ -34,13 +34,22 @@ describe('a fresh app with only vectorseal (packed) and @langchain/core', () => 
 /** Packs, installs into `root/app` and runs the README's LangChain example there. */
 async function freshApp(root: string): Promise<void> {
   // dist/ is already built (npm test builds first): the pack itself runs no scripts.
-  const { stdout: packed } = await run(NPM, ['pack', '--ignore-scripts', '--json', '--pack-destination', root], { cwd: REPO, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+  const { stdout: packed } = await run(NPM, ['pack', '--ignore-scripts', '--json', '--pack-destination', root], {
+    cwd: REPO,
+    timeout: 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const tarball = join(root, (JSON.parse(packed) as { filename: string }[])[0]!.filename);
   const app = join(root, 'app');
-  const langchainCore = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies['@langchain/core'];
+  const langchainCore = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> })
+    .devDependencies['@langchain/core'];
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'fresh-app', version: '1.0.0', type: 'module', private: true }));
-  await run(NPM, ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `@langchain/core@${langchainCore}`], { cwd: app, timeout: 480_000, maxBuffer: 64 * 1024 * 1024 });
+  await run(NPM, ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, `@langchain/core@${langchainCore}`], {
+    cwd: app,
+    timeout: 480_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   // The optional peers stay out: no LlamaIndex, no LangChain community packages.
   expect(existsSync(join(app, 'node_modules', '@llamaindex'))).toBe(false);
   expect(existsSync(join(app, 'node_modules', 'llamaindex'))).toBe(false);
@@ -51,5 +60,13 @@ async function freshApp(root: string): Promise<void> {
   expect(stdout).toContain('Refunds are accepted within 30 days.');
   expect(stdout).toContain('Annual plans are refunded pro rata.');
   expect(stdout).not.toContain('password');
-  expect(await findPlaintext([join(app, 'vectors')], [['text', Buffer.from('Refunds are accepted')], ['metadata', Buffer.from('billing')]])).toEqual([]);
+  expect(
+    await findPlaintext(
+      [join(app, 'vectors')],
+      [
+        ['text', Buffer.from('Refunds are accepted')],
+        ['metadata', Buffer.from('billing')],
+      ],
+    ),
+  ).toEqual([]);
 }

@@ -25,7 +25,8 @@ function linkedApp(): string {
   mkdirSync(join(app, 'node_modules'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', type: 'module', private: true }));
   symlinkSync(REPO, join(app, 'node_modules', 'vectorseal'));
-  for (const dep of ['llamaindex', '@llamaindex', 'hnswlib-node']) symlinkSync(join(REPO, 'node_modules', dep), join(app, 'node_modules', dep));
+  for (const dep of ['llamaindex', '@llamaindex', 'hnswlib-node'])
+    symlinkSync(join(REPO, 'node_modules', dep), join(app, 'node_modules', dep));
   return app;
 }
 
@@ -37,14 +38,22 @@ describe('README examples', () => {
     expect(stdout).toContain('Refunds are accepted within 30 days.');
     expect(stdout).not.toContain('Annual plans');
     expect(stdout).not.toContain('password');
-    expect(await findPlaintext([join(app, 'nodes')], [['text', Buffer.from('Refunds are accepted')], ['metadata', Buffer.from('billing')]])).toEqual([]);
+    expect(
+      await findPlaintext(
+        [join(app, 'nodes')],
+        [
+          ['text', Buffer.from('Refunds are accepted')],
+          ['metadata', Buffer.from('billing')],
+        ],
+      ),
+    ).toEqual([]);
   });
 
   it('the hnswlib-node example runs and the read-back index answers like the original', async () => {
     const app = linkedApp();
     const code = readmeExample('hnswlib-node').replace(
-      "console.log(loaded.searchKnn([1, 0, 0], 2));",
-      "console.log(JSON.stringify({ loaded: loaded.searchKnn([1, 0, 0], 2), original: index.searchKnn([1, 0, 0], 2) }));",
+      'console.log(loaded.searchKnn([1, 0, 0], 2));',
+      'console.log(JSON.stringify({ loaded: loaded.searchKnn([1, 0, 0], 2), original: index.searchKnn([1, 0, 0], 2) }));',
     );
     expect(code).toContain('original: index.searchKnn');
     writeFileSync(join(app, 'example.mjs'), code);

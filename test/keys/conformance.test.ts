@@ -69,7 +69,11 @@ providerConformance({
       port: 0,
       host: '127.0.0.1',
       dataDir,
-      config: { region: REGION, accountId: '111122223333', principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }] },
+      config: {
+        region: REGION,
+        accountId: '111122223333',
+        principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }],
+      },
     });
     const admin = new KMSClient({ endpoint: service.url, region: REGION, credentials: ADMIN, maxAttempts: 1 });
     const keyA = (await admin.send(new CreateKeyCommand({ Description: 'conformance A' }))).KeyMetadata!.Arn!;

@@ -115,7 +115,10 @@ describe('KeyManager with the local provider', () => {
     expect((err as WrongKeyError).code).toBe('VS_WRONG_KEY');
     // A master key given in the environment that is not the store's: also a wrong key.
     await expect(
-      KeyManager.open({ dir, providers: { local: (e) => new LocalKekProvider({ keyId: e.keyId, masterKeys: new Map([[1, randomBytes(32)]]) }) } }),
+      KeyManager.open({
+        dir,
+        providers: { local: (e) => new LocalKekProvider({ keyId: e.keyId, masterKeys: new Map([[1, randomBytes(32)]]) }) },
+      }),
     ).rejects.toBeInstanceOf(WrongKeyError);
   });
 
@@ -157,7 +160,12 @@ describe('KEK rotation', () => {
       const dek = Buffer.from(await km.withDek(cid, 1, (k) => Buffer.from(k)));
       deks.set(cid, dek);
       const file = join(dir, `${cid}.vseg`);
-      await writeSegment(file, { kind: SegmentKind.Vectors, storeId, collectionId: cid, segmentId: 1, dekVersion: 1 }, dek, randomBytes(40000));
+      await writeSegment(
+        file,
+        { kind: SegmentKind.Vectors, storeId, collectionId: cid, segmentId: 1, dekVersion: 1 },
+        dek,
+        randomBytes(40000),
+      );
       files.push(file);
     }
     const before = await Promise.all(files.map(async (f) => ({ sha: sha(await fs.readFile(f)), mtime: (await fs.stat(f)).mtimeMs })));

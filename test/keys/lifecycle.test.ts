@@ -54,7 +54,12 @@ async function tenantWithOwnKek(f: Fixture, tenant: string): Promise<void> {
 async function sealedFile(f: Fixture, cid: string, name: string): Promise<string> {
   const path = join(f.dir, name);
   await f.km.withDek(cid, 1, (dek) =>
-    writeSegment(path, { kind: SegmentKind.Vectors, storeId: f.storeId, collectionId: cid, segmentId: 1, dekVersion: 1 }, dek, randomBytes(3000)),
+    writeSegment(
+      path,
+      { kind: SegmentKind.Vectors, storeId: f.storeId, collectionId: cid, segmentId: 1, dekVersion: 1 },
+      dek,
+      randomBytes(3000),
+    ),
   );
   return path;
 }
@@ -105,62 +110,67 @@ describe('tenant keys', () => {
     await again.close();
   });
 
-  it('schedules, cancels and after the window crypto-shreds a tenant: ' +
-    'a copy of its files and of the old keyring cannot be opened', async () => {
-    const f = await setup();
-    await tenantWithOwnKek(f, 'acme');
-    await tenantWithOwnKek(f, 'globex');
-    const a = newId();
-    const b = newId();
-    await f.km.addCollection(a, { name: 'docs', tenant: 'acme' });
-    await f.km.addCollection(b, { name: 'docs', tenant: 'globex' });
-    const fileA = await sealedFile(f, a, 'a.vseg');
-    const fileB = await sealedFile(f, b, 'b.vseg');
+  it(
+    'schedules, cancels and after the window crypto-shreds a tenant: ' + 'a copy of its files and of the old keyring cannot be opened',
+    async () => {
+      const f = await setup();
+      await tenantWithOwnKek(f, 'acme');
+      await tenantWithOwnKek(f, 'globex');
+      const a = newId();
+      const b = newId();
+      await f.km.addCollection(a, { name: 'docs', tenant: 'acme' });
+      await f.km.addCollection(b, { name: 'docs', tenant: 'globex' });
+      const fileA = await sealedFile(f, a, 'a.vseg');
+      const fileB = await sealedFile(f, b, 'b.vseg');
 
-    await expect(f.km.scheduleTenantDeletion('acme', { days: 3 })).rejects.toBeInstanceOf(InvalidArgumentError);
-    const t0 = new Date('2026-01-01T00:00:00Z');
-    await f.km.scheduleTenantDeletion('acme', { days: 7, now: t0 });
-    await expect(f.km.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyPendingDeletionError);
-    await f.km.cancelTenantDeletion('acme');
-    await expect(f.km.withDek(a, 1, () => 'back')).resolves.toBe('back');
+      await expect(f.km.scheduleTenantDeletion('acme', { days: 3 })).rejects.toBeInstanceOf(InvalidArgumentError);
+      const t0 = new Date('2026-01-01T00:00:00Z');
+      await f.km.scheduleTenantDeletion('acme', { days: 7, now: t0 });
+      await expect(f.km.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyPendingDeletionError);
+      await f.km.cancelTenantDeletion('acme');
+      await expect(f.km.withDek(a, 1, () => 'back')).resolves.toBe('back');
 
-    const when = await f.km.scheduleTenantDeletion('acme', { now: t0 });
-    expect(when.toISOString()).toBe('2026-01-31T00:00:00.000Z');
-    // An attacker (or a careless backup) keeps the files and the keyring from before the deletion.
-    const keyringCopy = await fs.readFile(join(f.dir, KEYRING_FILE));
-    const fileCopy = await fs.readFile(fileA);
+      const when = await f.km.scheduleTenantDeletion('acme', { now: t0 });
+      expect(when.toISOString()).toBe('2026-01-31T00:00:00.000Z');
+      // An attacker (or a careless backup) keeps the files and the keyring from before the deletion.
+      const keyringCopy = await fs.readFile(join(f.dir, KEYRING_FILE));
+      const fileCopy = await fs.readFile(fileA);
 
-    expect((await f.km.shredDue({ now: new Date('2026-01-30T23:59:59Z') })).tenants).toEqual([]);
-    const report = await f.km.shredDue({ now: new Date('2026-01-31T00:00:01Z') });
-    expect(report.tenants).toEqual(['acme']);
-    expect(report.collections).toEqual([a]);
-    expect(report.keks).toEqual({ 'kek-acme': 'destroyed' });
-    await expect(f.km.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
-    expect(f.km.tenant('acme').state).toBe('deleted');
-    // B is intact.
-    await f.km.withDek(b, 1, (dek) => readSegment(fileB, { storeId: f.storeId, collectionId: b }, () => dek));
-    await f.km.close();
+      expect((await f.km.shredDue({ now: new Date('2026-01-30T23:59:59Z') })).tenants).toEqual([]);
+      const report = await f.km.shredDue({ now: new Date('2026-01-31T00:00:01Z') });
+      expect(report.tenants).toEqual(['acme']);
+      expect(report.collections).toEqual([a]);
+      expect(report.keks).toEqual({ 'kek-acme': 'destroyed' });
+      await expect(f.km.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyDestroyedError);
+      expect(f.km.tenant('acme').state).toBe('deleted');
+      // B is intact.
+      await f.km.withDek(b, 1, (dek) => readSegment(fileB, { storeId: f.storeId, collectionId: b }, () => dek));
+      await f.km.close();
 
-    // Restore the old keyring beside the copied file. As it is, it says the tenant is pending deletion;
-    // edited to say enabled it no longer verifies; and the KEK its wraps need is gone either way.
-    const forensic = tempDir('vs-forensic-');
-    await fs.writeFile(join(forensic, KEYRING_FILE), keyringCopy);
-    await fs.writeFile(join(forensic, 'a.vseg'), fileCopy);
-    const old = await KeyManager.open({ dir: forensic, localKeyDir: f.keyDir });
-    await expect(old.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyPendingDeletionError);
-    await expect(old.withDek(b, 1, () => 'b opens')).resolves.toBe('b opens');
-    await old.close();
-    await forgeRing(forensic, (ring) => {
-      (ring.tenants['acme'] as { state: string }).state = 'enabled';
-    });
-    await expect(KeyManager.open({ dir: forensic, localKeyDir: f.keyDir })).rejects.toBeInstanceOf(CorruptDataError);
-    const wrap = (await claimedRing(forensic)).collections[a]?.deks[0]?.wraps[0];
-    if (!wrap) throw new Error('no wrap in the copy');
-    const tenantKek = new LocalKekProvider({ keyId: wrap.keyId, keyDir: f.keyDir });
-    await expect(
-      tenantKek.unwrap({ provider: wrap.provider, keyId: wrap.keyId, blob: Buffer.from(wrap.blob, 'base64') }, { storeId: f.storeId, collectionId: a, dekVersion: 1 }),
-    ).rejects.toBeInstanceOf(KeyDestroyedError);
-  });
+      // Restore the old keyring beside the copied file. As it is, it says the tenant is pending deletion;
+      // edited to say enabled it no longer verifies; and the KEK its wraps need is gone either way.
+      const forensic = tempDir('vs-forensic-');
+      await fs.writeFile(join(forensic, KEYRING_FILE), keyringCopy);
+      await fs.writeFile(join(forensic, 'a.vseg'), fileCopy);
+      const old = await KeyManager.open({ dir: forensic, localKeyDir: f.keyDir });
+      await expect(old.leaseDek(a, 1)).rejects.toBeInstanceOf(KeyPendingDeletionError);
+      await expect(old.withDek(b, 1, () => 'b opens')).resolves.toBe('b opens');
+      await old.close();
+      await forgeRing(forensic, (ring) => {
+        (ring.tenants['acme'] as { state: string }).state = 'enabled';
+      });
+      await expect(KeyManager.open({ dir: forensic, localKeyDir: f.keyDir })).rejects.toBeInstanceOf(CorruptDataError);
+      const wrap = (await claimedRing(forensic)).collections[a]?.deks[0]?.wraps[0];
+      if (!wrap) throw new Error('no wrap in the copy');
+      const tenantKek = new LocalKekProvider({ keyId: wrap.keyId, keyDir: f.keyDir });
+      await expect(
+        tenantKek.unwrap(
+          { provider: wrap.provider, keyId: wrap.keyId, blob: Buffer.from(wrap.blob, 'base64') },
+          { storeId: f.storeId, collectionId: a, dekVersion: 1 },
+        ),
+      ).rejects.toBeInstanceOf(KeyDestroyedError);
+    },
+  );
 
   it('shreds a tenant that shared the store KEK by rotating it and destroying the old version', async () => {
     const f = await setup();

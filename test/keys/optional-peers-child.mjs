@@ -8,7 +8,10 @@ const [root] = process.argv.slice(2);
 const out = {};
 const store = await openStore({ dir: join(root, 'data'), create: true, keys: { provider: 'local', keyDir: join(root, 'keys') } });
 const col = await store.createCollection('c', { dim: 3 });
-await col.upsert([{ id: 'a', vector: [1, 0, 0] }, { id: 'b', vector: [0, 1, 0] }]);
+await col.upsert([
+  { id: 'a', vector: [1, 0, 0] },
+  { id: 'b', vector: [0, 1, 0] },
+]);
 await col.flush();
 await store.rotateKek();
 out.local = col.search([1, 0, 0], 1)[0].id;
@@ -23,8 +26,14 @@ const errorOf = async (fn) => {
   }
 };
 out.awsKms = await errorOf(() =>
-  openStore({ dir: join(root, 'kms-data'), create: true, keys: { provider: 'aws-kms', keyId: 'alias/x', config: { endpoint: 'http://127.0.0.1:48017', region: 'us-east-1' } } }),
+  openStore({
+    dir: join(root, 'kms-data'),
+    create: true,
+    keys: { provider: 'aws-kms', keyId: 'alias/x', config: { endpoint: 'http://127.0.0.1:48017', region: 'us-east-1' } },
+  }),
 );
 process.env.VS_TEST_PIN = '1234';
-out.pkcs11 = await errorOf(() => Pkcs11KekProvider.init({ module: '/usr/lib/softhsm/libsofthsm2.so', token: 'none', pinEnv: 'VS_TEST_PIN', keyLabel: 'k' }));
+out.pkcs11 = await errorOf(() =>
+  Pkcs11KekProvider.init({ module: '/usr/lib/softhsm/libsofthsm2.so', token: 'none', pinEnv: 'VS_TEST_PIN', keyLabel: 'k' }),
+);
 process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -46,7 +46,11 @@ describe('KEK rotation killed at every step', () => {
     const keyDir = join(template, 'keys');
     await fs.mkdir(join(template, 'data'));
     await LocalKekProvider.init({ keyId, keyDir });
-    const km = await KeyManager.create({ dir: join(template, 'data'), storeId, keks: { default: { provider: 'local', keyId, config: { keyDir } } } });
+    const km = await KeyManager.create({
+      dir: join(template, 'data'),
+      storeId,
+      keks: { default: { provider: 'local', keyId, config: { keyDir } } },
+    });
     deks = new Map();
     for (let i = 0; i < 6; i++) {
       const cid = newId();
@@ -70,7 +74,10 @@ describe('KEK rotation killed at every step', () => {
     const dir = join(root, 'data');
     const localKeyDir = join(root, 'keys');
 
-    const run = spawnSync(process.execPath, [child, dir, localKeyDir], { env: { ...process.env, VECTORSEAL_CRASH_AT: point }, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [child, dir, localKeyDir], {
+      env: { ...process.env, VECTORSEAL_CRASH_AT: point },
+      encoding: 'utf8',
+    });
     expect(run.signal, `child stderr: ${run.stderr}`).toBe('SIGKILL');
 
     // The keyring opens, and every DEK unwraps under whichever KEK version it names.

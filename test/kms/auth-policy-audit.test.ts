@@ -38,7 +38,10 @@ async function errorName(p: Promise<unknown>): Promise<string> {
 function signedRequest(opts: { body: string; secret?: string; accessKeyId?: string; date?: Date; target?: string }) {
   const url = new URL(h.service.url);
   const date = opts.date ?? new Date();
-  const amzDate = date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const amzDate = date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
   const headers: Record<string, string> = {
     'content-type': 'application/x-amz-json-1.1',
@@ -53,7 +56,8 @@ function signedRequest(opts: { body: string; secret?: string; accessKeyId?: stri
   let key: Buffer = hmac(`AWS4${opts.secret ?? ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
   const signature = hmac(key, toSign).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${opts.accessKeyId ?? ADMIN.accessKeyId}/${scope}, ` +
+  headers.authorization =
+    `AWS4-HMAC-SHA256 Credential=${opts.accessKeyId ?? ADMIN.accessKeyId}/${scope}, ` +
     `SignedHeaders=${signed.join(';')}, Signature=${signature}`;
   return { url: `${h.service.url}/`, headers };
 }
@@ -146,10 +150,12 @@ describe('policy', () => {
   it('denies other contexts, other keys and other operations with AccessDeniedException', async () => {
     const tenant = h.client(TENANT_A);
     const ctxB = { ...ctxA, 'vectorseal:collection': 'tenant-b-docs' };
-    expect(await errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: tenantKey, KeySpec: 'AES_256', EncryptionContext: ctxB })))).toBe(
+    expect(
+      await errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: tenantKey, KeySpec: 'AES_256', EncryptionContext: ctxB }))),
+    ).toBe('AccessDeniedException');
+    expect(await errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: tenantKey, KeySpec: 'AES_256' })))).toBe(
       'AccessDeniedException',
     );
-    expect(await errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: tenantKey, KeySpec: 'AES_256' })))).toBe('AccessDeniedException');
     expect(await errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: otherKey, KeySpec: 'AES_256', EncryptionContext: ctxA })))).toBe(
       'AccessDeniedException',
     );
@@ -188,7 +194,9 @@ describe('audit', () => {
     expect((ok?.audit.keyArns as string[])[0]).toContain(tenantKey);
     expect(typeof ok?.time).toBe('string');
     expect(ok?.audit.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    expect(gdk.some((l) => l.audit.outcome === 'denied' && l.audit.principal === 'reader' && l.audit.errorType === 'AccessDeniedException')).toBe(true);
+    expect(
+      gdk.some((l) => l.audit.outcome === 'denied' && l.audit.principal === 'reader' && l.audit.errorType === 'AccessDeniedException'),
+    ).toBe(true);
     expect(lines.some((l) => l.audit.errorType === 'InvalidSignatureException')).toBe(true);
     const raw = await readFile(join(h.dataDir, 'audit.log'), 'utf8');
     for (const secret of [

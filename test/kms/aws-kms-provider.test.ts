@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, ScheduleKeyDeletionCommand, CancelKeyDeletionCommand } from '@aws-sdk/client-kms';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DisableKeyCommand,
+  EnableKeyCommand,
+  ScheduleKeyDeletionCommand,
+  CancelKeyDeletionCommand,
+} from '@aws-sdk/client-kms';
 import {
   AccessDeniedError,
   CorruptDataError,
@@ -117,7 +124,14 @@ describe('aws-kms provider against the key service', () => {
   });
 
   it('retries network faults, then fails with KeyProviderUnavailableError', async () => {
-    const p = new AwsKmsKekProvider({ keyId: keyA, endpoint: 'http://127.0.0.1:9', region: REGION, credentials: ADMIN, maxAttempts: 2, retryBaseDelayMs: 1 });
+    const p = new AwsKmsKekProvider({
+      keyId: keyA,
+      endpoint: 'http://127.0.0.1:9',
+      region: REGION,
+      credentials: ADMIN,
+      maxAttempts: 2,
+      retryBaseDelayMs: 1,
+    });
     const err = await p.unwrap({ provider: 'aws-kms', keyId: keyA, blob: new Uint8Array(80) }, ctx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KeyProviderUnavailableError);
     expect((err as Error).cause).toBeDefined();
@@ -132,7 +146,12 @@ describe('aws-kms provider with an injected client', () => {
     const fake: Partial<KmsClientLike> = {
       async decrypt(input) {
         seen.push(input);
-        if (failures-- > 0) throw Object.assign(new Error('slow down'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+        if (failures-- > 0)
+          throw Object.assign(new Error('slow down'), {
+            name: 'ThrottlingException',
+            $fault: 'client',
+            $metadata: { httpStatusCode: 400 },
+          });
         return { Plaintext: new Uint8Array(32).fill(7), KeyId: keyA };
       },
     };
@@ -147,7 +166,11 @@ describe('aws-kms provider with an injected client', () => {
   });
 
   it('gives up after maxAttempts with KeyProviderUnavailableError keeping the cause', async () => {
-    const throttled = Object.assign(new Error('slow down'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+    const throttled = Object.assign(new Error('slow down'), {
+      name: 'ThrottlingException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+    });
     const fake: Partial<KmsClientLike> = {
       async decrypt() {
         throw throttled;

@@ -96,15 +96,21 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
     expect(took).toBeGreaterThanOrEqual(0);
     expect(Date.now() - disabledAt).toBeLessThan(1000);
     await b.send(new EnableKeyCommand({ KeyId: id }));
-    expect(await until(async () => (await a.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.Enabled === true, 1000)).toBeGreaterThanOrEqual(0);
+    expect(
+      await until(async () => (await a.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.Enabled === true, 1000),
+    ).toBeGreaterThanOrEqual(0);
   });
 
   it('concurrent changes through both nodes lose no update (compare-and-swap transactions)', async () => {
     const before = (await a.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length;
-    const made = await Promise.all(Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).send(new CreateKeyCommand({ Description: `k${i}` }))));
+    const made = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).send(new CreateKeyCommand({ Description: `k${i}` }))),
+    );
     const ids = made.map((m) => m.KeyMetadata!.KeyId!);
     for (const c of [a, b]) {
-      expect(await until(async () => (await c.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length === before + 16, 1000)).toBeGreaterThanOrEqual(0);
+      expect(
+        await until(async () => (await c.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length === before + 16, 1000),
+      ).toBeGreaterThanOrEqual(0);
     }
     // The same alias raced on both nodes: exactly one wins, and both agree which.
     const results = await Promise.allSettled([
@@ -116,7 +122,9 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
     expect((rejected.reason as Error).name).toBe('AlreadyExistsException');
     const winner = results[0]!.status === 'fulfilled' ? ids[0] : ids[1];
     for (const c of [a, b]) {
-      expect(await until(async () => (await c.send(new DescribeKeyCommand({ KeyId: 'alias/raced' }))).KeyMetadata!.KeyId === winner, 1000)).toBeGreaterThanOrEqual(0);
+      expect(
+        await until(async () => (await c.send(new DescribeKeyCommand({ KeyId: 'alias/raced' }))).KeyMetadata!.KeyId === winner, 1000),
+      ).toBeGreaterThanOrEqual(0);
     }
   });
 
@@ -129,7 +137,9 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
     await nodes[0]!.reload(config);
     expect(await until(async () => (await errorName(onB.send(new ListKeysCommand({})))) === 'no error', 1000, 5)).toBeGreaterThanOrEqual(0);
     await nodes[0]!.reload(testConfig());
-    expect(await until(async () => (await errorName(onB.send(new ListKeysCommand({})))) === 'UnrecognizedClientException', 1000, 5)).toBeGreaterThanOrEqual(0);
+    expect(
+      await until(async () => (await errorName(onB.send(new ListKeysCommand({})))) === 'UnrecognizedClientException', 1000, 5),
+    ).toBeGreaterThanOrEqual(0);
   });
 
   it('etcd holds no secret in the clear, and a record written without the root key is never served', async () => {
@@ -148,7 +158,8 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
       etcd.close();
     }
     // Once the forgery is gone, a reload (the next poll) brings both nodes back.
-    for (const c of [a, b]) expect(await until(async () => (await errorName(c.send(new ListKeysCommand({})))) === 'no error', 5000)).toBeGreaterThanOrEqual(0);
+    for (const c of [a, b])
+      expect(await until(async () => (await errorName(c.send(new ListKeysCommand({})))) === 'no error', 5000)).toBeGreaterThanOrEqual(0);
   });
 
   it('one etcd member killed: both nodes keep serving reads and writes', async () => {
@@ -159,7 +170,10 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
         const dk = await c.send(new GenerateDataKeyCommand({ KeyId: id, KeySpec: 'AES_256' }));
         const other = c === a ? b : a;
         expect(
-          await until(async () => (await other.send(new DecryptCommand({ CiphertextBlob: dk.CiphertextBlob }))).Plaintext!.length === 32, 3000),
+          await until(
+            async () => (await other.send(new DecryptCommand({ CiphertextBlob: dk.CiphertextBlob }))).Plaintext!.length === 32,
+            3000,
+          ),
         ).toBeGreaterThanOrEqual(0);
       }
     } finally {
@@ -187,13 +201,19 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
       await cluster.waitHealthy(30_000);
     }
     for (const c of [a, b]) {
-      expect(await until(async () => (await errorName(c.send(new ListKeysCommand({})))) === 'no error', 30_000, 200)).toBeGreaterThanOrEqual(0);
+      expect(
+        await until(async () => (await errorName(c.send(new ListKeysCommand({})))) === 'no error', 30_000, 200),
+      ).toBeGreaterThanOrEqual(0);
       // The refused changes did not happen, on either node.
       expect((await c.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyState).toBe('Enabled');
       expect((await c.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length).toBe(keysBefore);
     }
     // Reads come back first; a write waits for the cluster to elect a leader, so it is retried within a bound.
-    expect(await until(async () => (await errorName(a.send(new DisableKeyCommand({ KeyId: id })))) === 'no error', 30_000, 200)).toBeGreaterThanOrEqual(0);
-    expect(await until(async () => (await b.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyState === 'Disabled', 1000)).toBeGreaterThanOrEqual(0);
+    expect(
+      await until(async () => (await errorName(a.send(new DisableKeyCommand({ KeyId: id })))) === 'no error', 30_000, 200),
+    ).toBeGreaterThanOrEqual(0);
+    expect(
+      await until(async () => (await b.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyState === 'Disabled', 1000),
+    ).toBeGreaterThanOrEqual(0);
   });
 });

@@ -19,8 +19,24 @@ const children: ChildProcess[] = [];
 /** One `vectorseal kms serve` process on the shared etcd cluster; resolves with its URL. */
 async function serveNode(n: number, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const child = spawnCli(
-    ['kms', 'serve', '--port', extra.length > 0 ? '46030' : '0', '--data-dir', join(dir, `node${n}`), '--config', join(dir, 'config.json'),
-      '--root-key-file', join(dir, 'root.key'), '--create-root', '--etcd', cluster.endpoints.join(','), '--etcd-prefix', 'vs-test/failover/', ...extra],
+    [
+      'kms',
+      'serve',
+      '--port',
+      extra.length > 0 ? '46030' : '0',
+      '--data-dir',
+      join(dir, `node${n}`),
+      '--config',
+      join(dir, 'config.json'),
+      '--root-key-file',
+      join(dir, 'root.key'),
+      '--create-root',
+      '--etcd',
+      cluster.endpoints.join(','),
+      '--etcd-prefix',
+      'vs-test/failover/',
+      ...extra,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.push(child);
@@ -61,7 +77,13 @@ describe('failover between key-service nodes', () => {
         new AwsKmsKekProvider({ keyId: e.keyId, endpoints, region: REGION, credentials: ADMIN, retryBaseDelayMs: 20 }),
     });
     const open = (endpoints: string[]): Promise<Store> =>
-      openStore({ dir: d.dir, create: true, stagingDir: d.stagingDir, keys: { provider: 'aws-kms', keyId: arn, config: { region: REGION } }, providers: providerFor(endpoints) });
+      openStore({
+        dir: d.dir,
+        create: true,
+        stagingDir: d.stagingDir,
+        keys: { provider: 'aws-kms', keyId: arn, config: { region: REGION } },
+        providers: providerFor(endpoints),
+      });
 
     const vectors = randomVectors(40, 8, 5);
     let store = await open([first.url, second.url]);
@@ -96,7 +118,12 @@ describe('failover between key-service nodes', () => {
     // Reopened through the surviving node only: every acknowledged collection and record is there.
     store = await open([second.url]);
     try {
-      expect(store.listCollections().map((c) => c.name).sort()).toEqual([...acknowledged].sort());
+      expect(
+        store
+          .listCollections()
+          .map((c) => c.name)
+          .sort(),
+      ).toEqual([...acknowledged].sort());
       for (const name of acknowledged) {
         const c = store.collection(name);
         expect(c.get(`${name}-9`)?.metadata).toEqual({ round: Number(name.slice(1)) });

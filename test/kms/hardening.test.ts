@@ -19,7 +19,10 @@ const hmac = (k: string | Buffer, s: string) => createHmac('sha256', k).update(s
 /** Signs by hand over exactly `signed` headers, so tests can send what no conforming client would. */
 function sign(base: string, body: string, target: string, signed: string[]) {
   const url = new URL(base);
-  const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const amzDate = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
   const headers: Record<string, string> = {
     'content-type': 'application/x-amz-json-1.1',
@@ -33,8 +36,8 @@ function sign(base: string, body: string, target: string, signed: string[]) {
   let key: Buffer = hmac(`AWS4${ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
   const signature = hmac(key, ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n')).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, ` +
-    `Signature=${signature}`;
+  headers.authorization =
+    `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, ` + `Signature=${signature}`;
   return headers;
 }
 
@@ -63,14 +66,23 @@ describe('SigV4 signed headers', () => {
     const body = JSON.stringify({ KeyId: keyId, KeySpec: 'AES_256' });
     const all = ['content-type', 'host', 'x-amz-date', 'x-amz-target'];
     // Signed over everything: accepted.
-    const ok = await fetch(`${h.service.url}/`, { method: 'POST', headers: sign(h.service.url, body, 'GenerateDataKeyWithoutPlaintext', all), body });
+    const ok = await fetch(`${h.service.url}/`, {
+      method: 'POST',
+      headers: sign(h.service.url, body, 'GenerateDataKeyWithoutPlaintext', all),
+      body,
+    });
     expect(ok.status).toBe(200);
     // Signed over host and date only, then the target changed: the attack the requirement stops.
     const headers = sign(h.service.url, body, 'GenerateDataKeyWithoutPlaintext', ['host', 'x-amz-date']);
     headers['x-amz-target'] = 'TrentService.GenerateDataKey';
     expect(await wireError(h.service.url, headers, body)).toBe('InvalidSignatureException');
     for (const missing of all) {
-      const without = sign(h.service.url, body, 'GenerateDataKey', all.filter((n) => n !== missing));
+      const without = sign(
+        h.service.url,
+        body,
+        'GenerateDataKey',
+        all.filter((n) => n !== missing),
+      );
       expect(await wireError(h.service.url, without, body)).toBe('InvalidSignatureException');
     }
   });
@@ -228,12 +240,42 @@ describe('mutual TLS', () => {
     dir = await mkdtemp(join(tmpdir(), 'vs-kms-mtls-'));
     const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
     const ca = (name: string) => {
-      ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`);
+      ssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.crt`,
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${name}`,
+      );
     };
     const leaf = (name: string, issuer: string, ext: string) => {
       ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
       writeFileSync(join(dir, `${name}.ext`), ext);
-      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        `${issuer}.crt`,
+        '-CAkey',
+        `${issuer}.key`,
+        '-CAcreateserial',
+        '-out',
+        `${name}.crt`,
+        '-days',
+        '2',
+        '-extfile',
+        `${name}.ext`,
+      );
     };
     ca('ca');
     ca('rogue-ca');
@@ -273,9 +315,14 @@ describe('mutual TLS', () => {
       expect(service.url.startsWith('https://')).toBe(true);
       const key = (await good.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       const enc = await good.send(new EncryptCommand({ KeyId: key, Plaintext: Buffer.from('hello') }));
-      expect(Buffer.from((await good.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob }))).Plaintext!).toString()).toBe('hello');
+      expect(Buffer.from((await good.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob }))).Plaintext!).toString()).toBe(
+        'hello',
+      );
       for (const bad of [none, rogue]) {
-        const err = await bad.send(new ListKeysCommand({})).then(() => undefined, (e: unknown) => e as Error & { code?: string });
+        const err = await bad.send(new ListKeysCommand({})).then(
+          () => undefined,
+          (e: unknown) => e as Error & { code?: string },
+        );
         expect(err).toBeDefined();
         // A TLS alert or a reset: never an HTTP response.
         expect((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBeUndefined();

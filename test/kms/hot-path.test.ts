@@ -71,7 +71,10 @@ describe('group-committed audit lines', () => {
       }),
     );
     expect(missing).toEqual([]);
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const last = lines[lines.length - 1]!;
     // The line keeps the shape pino wrote.
     expect(Object.keys(last)).toEqual(['level', 'time', 'service', 'audit', 'msg']);
@@ -84,7 +87,10 @@ describe('group-committed audit lines', () => {
     const service = await startKeyService({ port: 0, host: '127.0.0.1', dataDir, config: testConfig(), auditFile: '/dev/full' });
     const kms = new KMSClient({ endpoint: service.url, region: REGION, credentials: ADMIN, maxAttempts: 1 });
     try {
-      await expect(kms.send(new ListKeysCommand({}))).rejects.toMatchObject({ name: 'KMSInternalException', $metadata: { httpStatusCode: 500 } });
+      await expect(kms.send(new ListKeysCommand({}))).rejects.toMatchObject({
+        name: 'KMSInternalException',
+        $metadata: { httpStatusCode: 500 },
+      });
       await expect(kms.send(new CreateKeyCommand({}))).rejects.toMatchObject({ name: 'KMSInternalException' });
     } finally {
       kms.destroy();
@@ -102,7 +108,11 @@ describe('per-snapshot indexes follow every change at once', () => {
   afterAll(async () => {
     await h.cleanup();
   });
-  const errorName = (p: Promise<unknown>) => p.then(() => 'ok', (e: Error) => e.name);
+  const errorName = (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: Error) => e.name,
+    );
 
   it('a disabled key is refused by the very next request, and served again once enabled', async () => {
     const kms = h.client();
@@ -122,7 +132,11 @@ describe('per-snapshot indexes follow every change at once', () => {
     const second = (await admin.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     // tenant-a's policy names only alias/tenant-a, so the key id is allowed exactly while that alias points at it.
     const gdk = (keyId: string) =>
-      errorName(tenant.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: { 'vectorseal:collection': 'tenant-a-docs' } })));
+      errorName(
+        tenant.send(
+          new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: { 'vectorseal:collection': 'tenant-a-docs' } }),
+        ),
+      );
     expect(await gdk(first)).toBe('AccessDeniedException');
     await admin.send(new CreateAliasCommand({ AliasName: 'alias/tenant-a', TargetKeyId: first }));
     expect(await gdk(first)).toBe('ok');

@@ -59,7 +59,12 @@ describe('rotation', () => {
     const d = await kms.send(new DecryptCommand({ CiphertextBlob: old.CiphertextBlob, EncryptionContext: ctx }));
     expect(Buffer.from(d.Plaintext!).toString()).toBe('v1 data');
     const re = await kms.send(
-      new ReEncryptCommand({ CiphertextBlob: old.CiphertextBlob, SourceEncryptionContext: ctx, DestinationKeyId: id, DestinationEncryptionContext: ctx }),
+      new ReEncryptCommand({
+        CiphertextBlob: old.CiphertextBlob,
+        SourceEncryptionContext: ctx,
+        DestinationKeyId: id,
+        DestinationEncryptionContext: ctx,
+      }),
     );
     expect(Buffer.from(re.CiphertextBlob!).readUInt32BE(18)).toBe(3);
     const rotations = await kms.send(new ListKeyRotationsCommand({ KeyId: id }));
@@ -86,7 +91,9 @@ describe('rotation', () => {
     clock.advance(91 * DAY);
     const after = await kms.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('after') }));
     expect(Buffer.from(after.CiphertextBlob!).readUInt32BE(18)).toBe(2);
-    expect(Buffer.from((await kms.send(new DecryptCommand({ CiphertextBlob: before.CiphertextBlob }))).Plaintext!).toString()).toBe('before');
+    expect(Buffer.from((await kms.send(new DecryptCommand({ CiphertextBlob: before.CiphertextBlob }))).Plaintext!).toString()).toBe(
+      'before',
+    );
     const rotations = await kms.send(new ListKeyRotationsCommand({ KeyId: id }));
     expect(rotations.Rotations!.map((r) => r.RotationType)).toEqual(['AUTOMATIC']);
     await kms.send(new DisableKeyRotationCommand({ KeyId: id }));
@@ -176,29 +183,72 @@ describe('bring your own key', () => {
     const wrap = (m: Buffer) => publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, m);
 
     expect(
-      await errorName(kms.send(new ImportKeyMaterialCommand({ KeyId: id, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrap(randomBytes(16)), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }))),
+      await errorName(
+        kms.send(
+          new ImportKeyMaterialCommand({
+            KeyId: id,
+            ImportToken: params.ImportToken,
+            EncryptedKeyMaterial: wrap(randomBytes(16)),
+            ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+          }),
+        ),
+      ),
     ).toBe('ValidationException');
     const otherExternal = await newKey(kms, 'EXTERNAL');
     expect(
-      await errorName(kms.send(new ImportKeyMaterialCommand({ KeyId: otherExternal, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrap(material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }))),
+      await errorName(
+        kms.send(
+          new ImportKeyMaterialCommand({
+            KeyId: otherExternal,
+            ImportToken: params.ImportToken,
+            EncryptedKeyMaterial: wrap(material),
+            ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+          }),
+        ),
+      ),
     ).toBe('InvalidImportTokenException');
 
     await kms.send(
-      new ImportKeyMaterialCommand({ KeyId: id, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrap(material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }),
+      new ImportKeyMaterialCommand({
+        KeyId: id,
+        ImportToken: params.ImportToken,
+        EncryptedKeyMaterial: wrap(material),
+        ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+      }),
     );
     const after = (await kms.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!;
     expect(after).toMatchObject({ KeyState: 'Enabled', ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
     const enc = await kms.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('byok'), EncryptionContext: { t: 'a' } }));
     // A token is single use.
     expect(
-      await errorName(kms.send(new ImportKeyMaterialCommand({ KeyId: id, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrap(material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }))),
+      await errorName(
+        kms.send(
+          new ImportKeyMaterialCommand({
+            KeyId: id,
+            ImportToken: params.ImportToken,
+            EncryptedKeyMaterial: wrap(material),
+            ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+          }),
+        ),
+      ),
     ).toBe('InvalidImportTokenException');
     // Re-import must bring the same material.
-    const again = await kms.send(new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }));
+    const again = await kms.send(
+      new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }),
+    );
     const pk2 = createPublicKey({ key: Buffer.from(again.PublicKey!), format: 'der', type: 'spki' });
     const wrongMaterial = publicEncrypt({ key: pk2, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, randomBytes(32));
     expect(
-      await errorName(kms.send(new ImportKeyMaterialCommand({ KeyId: id, ImportToken: again.ImportToken, EncryptedKeyMaterial: wrongMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }))),
+      await errorName(
+        kms.send(
+          new ImportKeyMaterialCommand({
+            KeyId: id,
+            ImportToken: again.ImportToken,
+            EncryptedKeyMaterial: wrongMaterial,
+            ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+          }),
+        ),
+      ),
     ).toBe('IncorrectKeyMaterialException');
 
     await h.restart();
@@ -212,19 +262,36 @@ describe('bring your own key', () => {
     h = await startHarness({ clock });
     const kms = h.client();
     const id = await newKey(kms, 'EXTERNAL');
-    const params = await kms.send(new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }));
+    const params = await kms.send(
+      new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }),
+    );
     clock.advance(DAY + 1000);
     const pk = createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key: pk, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, randomBytes(32));
     expect(
-      await errorName(kms.send(new ImportKeyMaterialCommand({ KeyId: id, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapped, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }))),
+      await errorName(
+        kms.send(
+          new ImportKeyMaterialCommand({
+            KeyId: id,
+            ImportToken: params.ImportToken,
+            EncryptedKeyMaterial: wrapped,
+            ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+          }),
+        ),
+      ),
     ).toBe('ExpiredImportTokenException');
     const normal = await newKey(kms);
     expect(
-      await errorName(kms.send(new GetParametersForImportCommand({ KeyId: normal, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }))),
+      await errorName(
+        kms.send(
+          new GetParametersForImportCommand({ KeyId: normal, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }),
+        ),
+      ),
     ).toBe('UnsupportedOperationException');
     expect(
-      await errorName(kms.send(new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_PKCS1_V1_5', WrappingKeySpec: 'RSA_2048' }))),
+      await errorName(
+        kms.send(new GetParametersForImportCommand({ KeyId: id, WrappingAlgorithm: 'RSAES_PKCS1_V1_5', WrappingKeySpec: 'RSA_2048' })),
+      ),
     ).toBe('UnsupportedOperationException');
   });
 });

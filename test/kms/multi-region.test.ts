@@ -75,93 +75,127 @@ afterAll(async () => {
 });
 
 describe('multi-region keys across two key-service regions', () => {
-  it('ReplicateKey, then a ciphertext from either region decrypts in the other; ' +
-    'rotation follows the primary, enablement is per region', async () => {
-    const primary = (await east.send(new CreateKeyCommand({ MultiRegion: true, Description: 'mrk' }))).KeyMetadata!;
-    const id = primary.KeyId!;
-    expect(id).toMatch(/^mrk-/);
-    const rep = await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST, Description: 'west copy', Tags: [{ TagKey: 'r', TagValue: 'w' }] }));
-    expect(rep.ReplicaKeyMetadata).toMatchObject({ KeyId: id, Arn: `arn:aws:kms:${WEST}:111122223333:key/${id}`, MultiRegion: true, Description: 'west copy' });
-    expect(rep.ReplicaKeyMetadata!.MultiRegionConfiguration).toMatchObject({ MultiRegionKeyType: 'REPLICA', PrimaryKey: { Region: EAST } });
-    expect((await east.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration!.ReplicaKeys).toEqual([
-      { Arn: `arn:aws:kms:${WEST}:111122223333:key/${id}`, Region: WEST },
-    ]);
-    expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST })))).toBe('AlreadyExistsException');
-    expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: 'ap-south-9' })))).toBe('ValidationException');
+  it(
+    'ReplicateKey, then a ciphertext from either region decrypts in the other; ' + 'rotation follows the primary, enablement is per region',
+    async () => {
+      const primary = (await east.send(new CreateKeyCommand({ MultiRegion: true, Description: 'mrk' }))).KeyMetadata!;
+      const id = primary.KeyId!;
+      expect(id).toMatch(/^mrk-/);
+      const rep = await east.send(
+        new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST, Description: 'west copy', Tags: [{ TagKey: 'r', TagValue: 'w' }] }),
+      );
+      expect(rep.ReplicaKeyMetadata).toMatchObject({
+        KeyId: id,
+        Arn: `arn:aws:kms:${WEST}:111122223333:key/${id}`,
+        MultiRegion: true,
+        Description: 'west copy',
+      });
+      expect(rep.ReplicaKeyMetadata!.MultiRegionConfiguration).toMatchObject({
+        MultiRegionKeyType: 'REPLICA',
+        PrimaryKey: { Region: EAST },
+      });
+      expect((await east.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration!.ReplicaKeys).toEqual([
+        { Arn: `arn:aws:kms:${WEST}:111122223333:key/${id}`, Region: WEST },
+      ]);
+      expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST })))).toBe('AlreadyExistsException');
+      expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: 'ap-south-9' })))).toBe('ValidationException');
 
-    const ctx = { purpose: 'mrk-test' };
-    const fromEast = (await east.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('east secret'), EncryptionContext: ctx }))).CiphertextBlob!;
-    const inWest = await west.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx }));
-    expect(Buffer.from(inWest.Plaintext!).toString()).toBe('east secret');
-    expect(inWest.KeyId).toBe(`arn:aws:kms:${WEST}:111122223333:key/${id}`);
-    const fromWest = (await west.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('west secret') }))).CiphertextBlob!;
-    expect(Buffer.from((await east.send(new DecryptCommand({ CiphertextBlob: fromWest, KeyId: id }))).Plaintext!).toString()).toBe('west secret');
+      const ctx = { purpose: 'mrk-test' };
+      const fromEast = (await east.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('east secret'), EncryptionContext: ctx })))
+        .CiphertextBlob!;
+      const inWest = await west.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx }));
+      expect(Buffer.from(inWest.Plaintext!).toString()).toBe('east secret');
+      expect(inWest.KeyId).toBe(`arn:aws:kms:${WEST}:111122223333:key/${id}`);
+      const fromWest = (await west.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('west secret') }))).CiphertextBlob!;
+      expect(Buffer.from((await east.send(new DecryptCommand({ CiphertextBlob: fromWest, KeyId: id }))).Plaintext!).toString()).toBe(
+        'west secret',
+      );
 
-    // Rotation is the primary's; the new material reaches the replica.
-    expect(await errorName(west.send(new RotateKeyOnDemandCommand({ KeyId: id })))).toBe('UnsupportedOperationException');
-    await east.send(new RotateKeyOnDemandCommand({ KeyId: id }));
-    const rotated = (await east.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('v2') }))).CiphertextBlob!;
-    expect(Buffer.from(rotated).readUInt32BE(18)).toBe(2);
-    expect(Buffer.from((await west.send(new DecryptCommand({ CiphertextBlob: rotated }))).Plaintext!).toString()).toBe('v2');
+      // Rotation is the primary's; the new material reaches the replica.
+      expect(await errorName(west.send(new RotateKeyOnDemandCommand({ KeyId: id })))).toBe('UnsupportedOperationException');
+      await east.send(new RotateKeyOnDemandCommand({ KeyId: id }));
+      const rotated = (await east.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('v2') }))).CiphertextBlob!;
+      expect(Buffer.from(rotated).readUInt32BE(18)).toBe(2);
+      expect(Buffer.from((await west.send(new DecryptCommand({ CiphertextBlob: rotated }))).Plaintext!).toString()).toBe('v2');
 
-    // Disabling is per region, as in AWS.
-    await west.send(new DisableKeyCommand({ KeyId: id }));
-    expect(await errorName(west.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx })))).toBe('DisabledException');
-    expect((await east.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx }))).Plaintext).toBeDefined();
-    await west.send(new EnableKeyCommand({ KeyId: id }));
+      // Disabling is per region, as in AWS.
+      await west.send(new DisableKeyCommand({ KeyId: id }));
+      expect(await errorName(west.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx })))).toBe(
+        'DisabledException',
+      );
+      expect((await east.send(new DecryptCommand({ CiphertextBlob: fromEast, EncryptionContext: ctx }))).Plaintext).toBeDefined();
+      await west.send(new EnableKeyCommand({ KeyId: id }));
 
-    // UpdatePrimaryRegion moves the primary; rotation then happens in the west.
-    await east.send(new UpdatePrimaryRegionCommand({ KeyId: id, PrimaryRegion: WEST }));
-    expect((await west.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration!.MultiRegionKeyType).toBe('PRIMARY');
-    expect((await east.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration).toMatchObject({
-      MultiRegionKeyType: 'REPLICA',
-      PrimaryKey: { Region: WEST },
-    });
-    expect(await errorName(east.send(new RotateKeyOnDemandCommand({ KeyId: id })))).toBe('UnsupportedOperationException');
-    await west.send(new RotateKeyOnDemandCommand({ KeyId: id }));
-    const v3 = (await west.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('v3') }))).CiphertextBlob!;
-    expect(Buffer.from((await east.send(new DecryptCommand({ CiphertextBlob: v3 }))).Plaintext!).toString()).toBe('v3');
-    // Single-region keys do not replicate.
-    const single = (await east.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-    expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: single, ReplicaRegion: WEST })))).toBe('UnsupportedOperationException');
-  });
+      // UpdatePrimaryRegion moves the primary; rotation then happens in the west.
+      await east.send(new UpdatePrimaryRegionCommand({ KeyId: id, PrimaryRegion: WEST }));
+      expect((await west.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration!.MultiRegionKeyType).toBe(
+        'PRIMARY',
+      );
+      expect((await east.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.MultiRegionConfiguration).toMatchObject({
+        MultiRegionKeyType: 'REPLICA',
+        PrimaryKey: { Region: WEST },
+      });
+      expect(await errorName(east.send(new RotateKeyOnDemandCommand({ KeyId: id })))).toBe('UnsupportedOperationException');
+      await west.send(new RotateKeyOnDemandCommand({ KeyId: id }));
+      const v3 = (await west.send(new EncryptCommand({ KeyId: id, Plaintext: Buffer.from('v3') }))).CiphertextBlob!;
+      expect(Buffer.from((await east.send(new DecryptCommand({ CiphertextBlob: v3 }))).Plaintext!).toString()).toBe('v3');
+      // Single-region keys do not replicate.
+      const single = (await east.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      expect(await errorName(east.send(new ReplicateKeyCommand({ KeyId: single, ReplicaRegion: WEST })))).toBe(
+        'UnsupportedOperationException',
+      );
+    },
+  );
 
-  it('a store whose DEKs are wrapped by the same multi-region key in both regions opens from the west ' +
-    'after the east is stopped', async () => {
-    const id = (await east.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
-    await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST }));
-    // Each region's endpoint is the caller's KEK configuration, never the keyring's.
-    const entry = (region: string): KekConfig => ({
-      provider: 'aws-kms',
-      keyId: `arn:aws:kms:${region}:111122223333:key/${id}`,
-      config: { endpoint: `http://127.0.0.1:${PORTS[region]}`, region },
-    });
-    const providers = {
-      'aws-kms': (b: KekBinding, _name: string, c: KekConfig | undefined) =>
-        new AwsKmsKekProvider({ keyId: b.keyId, endpoint: c?.config?.['endpoint'] as string, region: c?.config?.['region'] as string, credentials: ADMIN, maxAttempts: 2, retryBaseDelayMs: 1 }),
-    };
-    const d = storeDirs();
-    const options = { dir: d.dir, stagingDir: d.stagingDir, providers, keks: { default: entry(EAST), west: entry(WEST) } };
-    let store: Store = await openStore({ ...options, create: true, keys: { provider: 'aws-kms', keyId: entry(EAST).keyId, config: entry(EAST).config! } });
-    const docs = await store.createCollection('docs', { dim: 8 });
-    const v = randomVectors(50, 8, 3);
-    await docs.upsert(v.map((vector, i) => ({ id: `d${i}`, vector, metadata: { i } })));
-    await store.keys.addKek('west', entry(WEST));
-    expect(await store.keys.attachKek('west')).toBeGreaterThanOrEqual(1);
-    await docs.flush();
-    const before = docs.search(v[5]!, 3);
-    await store.close();
-
-    await services[EAST]!.close();
-    store = await openStore(options);
-    try {
-      expect(store.collection('docs').count).toBe(50);
-      expect(store.collection('docs').search(v[5]!, 3)).toEqual(before);
-      expect(store.collection('docs').get('d7')?.metadata).toEqual({ i: 7 });
-    } finally {
+  it(
+    'a store whose DEKs are wrapped by the same multi-region key in both regions opens from the west ' + 'after the east is stopped',
+    async () => {
+      const id = (await east.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
+      await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: WEST }));
+      // Each region's endpoint is the caller's KEK configuration, never the keyring's.
+      const entry = (region: string): KekConfig => ({
+        provider: 'aws-kms',
+        keyId: `arn:aws:kms:${region}:111122223333:key/${id}`,
+        config: { endpoint: `http://127.0.0.1:${PORTS[region]}`, region },
+      });
+      const providers = {
+        'aws-kms': (b: KekBinding, _name: string, c: KekConfig | undefined) =>
+          new AwsKmsKekProvider({
+            keyId: b.keyId,
+            endpoint: c?.config?.['endpoint'] as string,
+            region: c?.config?.['region'] as string,
+            credentials: ADMIN,
+            maxAttempts: 2,
+            retryBaseDelayMs: 1,
+          }),
+      };
+      const d = storeDirs();
+      const options = { dir: d.dir, stagingDir: d.stagingDir, providers, keks: { default: entry(EAST), west: entry(WEST) } };
+      let store: Store = await openStore({
+        ...options,
+        create: true,
+        keys: { provider: 'aws-kms', keyId: entry(EAST).keyId, config: entry(EAST).config! },
+      });
+      const docs = await store.createCollection('docs', { dim: 8 });
+      const v = randomVectors(50, 8, 3);
+      await docs.upsert(v.map((vector, i) => ({ id: `d${i}`, vector, metadata: { i } })));
+      await store.keys.addKek('west', entry(WEST));
+      expect(await store.keys.attachKek('west')).toBeGreaterThanOrEqual(1);
+      await docs.flush();
+      const before = docs.search(v[5]!, 3);
       await store.close();
-    }
-  });
+
+      await services[EAST]!.close();
+      store = await openStore(options);
+      try {
+        expect(store.collection('docs').count).toBe(50);
+        expect(store.collection('docs').search(v[5]!, 3)).toEqual(before);
+        expect(store.collection('docs').get('d7')?.metadata).toEqual({ i: 7 });
+      } finally {
+        await store.close();
+      }
+    },
+  );
 
   it('automatic rotation of a primary reaches its replica', async () => {
     const clock = manualClock();
@@ -174,7 +208,9 @@ describe('multi-region keys across two key-service regions', () => {
         rootKeyFile: join(dir, 'root.key'),
         config: { ...testConfig(), region },
         clock,
-        peers: { [region === EAST ? WEST : EAST]: { endpoint: `http://127.0.0.1:${ports[region === EAST ? WEST : EAST]}`, credentials: ADMIN } },
+        peers: {
+          [region === EAST ? WEST : EAST]: { endpoint: `http://127.0.0.1:${ports[region === EAST ? WEST : EAST]}`, credentials: ADMIN },
+        },
       });
     started.push(await regional(EAST), await regional(WEST));
     const w = new KMSClient({ endpoint: `http://127.0.0.1:${ports[WEST]}`, region: WEST, credentials: ADMIN, maxAttempts: 1 });

@@ -45,7 +45,13 @@ describe('keys and aliases', () => {
     const out = await kms.send(new CreateKeyCommand({ Description: 'primary' }));
     const m = out.KeyMetadata!;
     expect(m.Arn).toBe(`arn:aws:kms:${REGION}:${ACCOUNT}:key/${m.KeyId}`);
-    expect(m).toMatchObject({ KeyState: 'Enabled', Enabled: true, Origin: 'AWS_KMS', KeySpec: 'SYMMETRIC_DEFAULT', Description: 'primary' });
+    expect(m).toMatchObject({
+      KeyState: 'Enabled',
+      Enabled: true,
+      Origin: 'AWS_KMS',
+      KeySpec: 'SYMMETRIC_DEFAULT',
+      Description: 'primary',
+    });
     expect(m.CreationDate).toBeInstanceOf(Date);
     expect(Math.abs(m.CreationDate!.getTime() - Date.now())).toBeLessThan(60_000);
   });
@@ -63,15 +69,21 @@ describe('keys and aliases', () => {
     }
     expect(await errorName(kms.send(new DescribeKeyCommand({ KeyId: 'alias/nope' })))).toBe('NotFoundException');
     expect(await errorName(kms.send(new DescribeKeyCommand({ KeyId: '00000000-0000-0000-0000-000000000000' })))).toBe('NotFoundException');
-    expect(await errorName(kms.send(new DescribeKeyCommand({ KeyId: `arn:aws:kms:eu-west-1:${ACCOUNT}:key/${k.id}` })))).toBe('NotFoundException');
+    expect(await errorName(kms.send(new DescribeKeyCommand({ KeyId: `arn:aws:kms:eu-west-1:${ACCOUNT}:key/${k.id}` })))).toBe(
+      'NotFoundException',
+    );
   });
 
   it('CreateAlias errors: duplicate, bad name, missing target', async () => {
     const k = await newKey();
     await kms.send(new CreateAliasCommand({ AliasName: 'alias/dup', TargetKeyId: k.arn }));
     expect(await errorName(kms.send(new CreateAliasCommand({ AliasName: 'alias/dup', TargetKeyId: k.id })))).toBe('AlreadyExistsException');
-    expect(await errorName(kms.send(new CreateAliasCommand({ AliasName: 'alias/aws/reserved', TargetKeyId: k.id })))).toBe('InvalidAliasNameException');
-    expect(await errorName(kms.send(new CreateAliasCommand({ AliasName: 'noprefix', TargetKeyId: k.id })))).toBe('InvalidAliasNameException');
+    expect(await errorName(kms.send(new CreateAliasCommand({ AliasName: 'alias/aws/reserved', TargetKeyId: k.id })))).toBe(
+      'InvalidAliasNameException',
+    );
+    expect(await errorName(kms.send(new CreateAliasCommand({ AliasName: 'noprefix', TargetKeyId: k.id })))).toBe(
+      'InvalidAliasNameException',
+    );
     expect(
       await errorName(kms.send(new CreateAliasCommand({ AliasName: 'alias/orphan', TargetKeyId: '11111111-1111-1111-1111-111111111111' }))),
     ).toBe('NotFoundException');
@@ -168,7 +180,9 @@ describe('cryptographic operations', () => {
     const k1 = await newKey();
     const k2 = await newKey();
     const enc = await kms.send(new EncryptCommand({ KeyId: k1.id, Plaintext: Buffer.from('abc') }));
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, KeyId: k2.id })))).toBe('IncorrectKeyException');
+    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, KeyId: k2.id })))).toBe(
+      'IncorrectKeyException',
+    );
     const tampered = Buffer.from(enc.CiphertextBlob!);
     tampered[tampered.length - 1]! ^= 1;
     expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: tampered })))).toBe('InvalidCiphertextException');
@@ -196,7 +210,16 @@ describe('cryptographic operations', () => {
     const d = await kms.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob, EncryptionContext: dctx, KeyId: k2.id }));
     expect(Buffer.from(d.Plaintext!).toString()).toBe('payload');
     expect(
-      await errorName(kms.send(new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, SourceKeyId: k2.id, DestinationKeyId: k2.id, SourceEncryptionContext: ctx }))),
+      await errorName(
+        kms.send(
+          new ReEncryptCommand({
+            CiphertextBlob: enc.CiphertextBlob,
+            SourceKeyId: k2.id,
+            DestinationKeyId: k2.id,
+            SourceEncryptionContext: ctx,
+          }),
+        ),
+      ),
     ).toBe('IncorrectKeyException');
     expect(await errorName(kms.send(new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, DestinationKeyId: k2.id })))).toBe(
       'InvalidCiphertextException',

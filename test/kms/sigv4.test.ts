@@ -31,7 +31,11 @@ function toBuffer(d: string | ArrayBuffer | ArrayBufferView): Buffer {
 const CREDS = { accessKeyId: 'AKIDVECTORSEALTEST', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
 const NOW = Date.UTC(2026, 0, 15, 12, 30, 45);
 
-function signer(region = 'us-east-1', service = 'kms', credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = CREDS) {
+function signer(
+  region = 'us-east-1',
+  service = 'kms',
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = CREDS,
+) {
   return new SignatureV4({ credentials, region, service, sha256: Sha256, applyChecksum: false });
 }
 
@@ -46,7 +50,16 @@ interface Req {
 /** Signs with the library and turns the result into what our server receives. */
 async function signed(req: Req, s = signer(), signingDate = new Date(NOW)): Promise<RawRequest> {
   const out = await s.sign(
-    { method: req.method, protocol: 'http:', hostname: '127.0.0.1', port: 41301, path: req.path, query: req.query ?? {}, headers: req.headers, body: req.body },
+    {
+      method: req.method,
+      protocol: 'http:',
+      hostname: '127.0.0.1',
+      port: 41301,
+      path: req.path,
+      query: req.query ?? {},
+      headers: req.headers,
+      body: req.body,
+    },
     { signingDate },
   );
   const query = new URLSearchParams(req.query ?? {}).toString().replace(/\+/g, '%20');
@@ -65,7 +78,12 @@ const KMS_REQUEST: Req = {
   body: JSON.stringify({ KeyId: 'alias/app', Plaintext: 'AAEC' }),
 };
 
-const expectations = { region: 'us-east-1', service: 'kms', now: NOW, secretFor: (id: string) => (id === CREDS.accessKeyId ? CREDS.secretAccessKey : undefined) };
+const expectations = {
+  region: 'us-east-1',
+  service: 'kms',
+  now: NOW,
+  secretFor: (id: string) => (id === CREDS.accessKeyId ? CREDS.secretAccessKey : undefined),
+};
 
 describe('verifySigV4 against @smithy/signature-v4', () => {
   it('accepts a KMS JSON request the library signed, and returns its access key id', async () => {
@@ -116,10 +134,23 @@ describe('verifySigV4 against @smithy/signature-v4', () => {
   it('refuses a request that leaves a required header unsigned', async () => {
     const s = signer();
     const out = await s.sign(
-      { method: 'POST', protocol: 'http:', hostname: '127.0.0.1', path: '/', query: {}, headers: { host: '127.0.0.1:41301', 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Encrypt' }, body: KMS_REQUEST.body },
+      {
+        method: 'POST',
+        protocol: 'http:',
+        hostname: '127.0.0.1',
+        path: '/',
+        query: {},
+        headers: { host: '127.0.0.1:41301', 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Encrypt' },
+        body: KMS_REQUEST.body,
+      },
       { signingDate: new Date(NOW), unsignableHeaders: new Set(['x-amz-target']) },
     );
-    const raw: RawRequest = { method: 'POST', url: '/', rawHeaders: Object.entries(out.headers).flat(), body: Buffer.from(KMS_REQUEST.body) };
+    const raw: RawRequest = {
+      method: 'POST',
+      url: '/',
+      rawHeaders: Object.entries(out.headers).flat(),
+      body: Buffer.from(KMS_REQUEST.body),
+    };
     expect(() => verifySigV4(raw, expectations)).toThrow();
   });
 });
@@ -128,7 +159,16 @@ describe('signRequest (what the XKS client sends) against @smithy/signature-v4',
   it('writes the same Authorization header as the library for host;x-amz-date', async () => {
     const body = JSON.stringify({ requestMetadata: { awsPrincipalArn: 'arn:aws:iam::111122223333:user/x' }, plaintext: 'AAEC' });
     const path = '/kms/xks/v1/keys/k-1/encrypt';
-    const ours = signRequest({ method: 'POST', host: '127.0.0.1:41302', path, body: Buffer.from(body), ...CREDS, region: 'us-east-1', service: 'kms-xks-proxy', now: NOW });
+    const ours = signRequest({
+      method: 'POST',
+      host: '127.0.0.1:41302',
+      path,
+      body: Buffer.from(body),
+      ...CREDS,
+      region: 'us-east-1',
+      service: 'kms-xks-proxy',
+      now: NOW,
+    });
     const theirs = await signer('us-east-1', 'kms-xks-proxy').sign(
       { method: 'POST', protocol: 'https:', hostname: '127.0.0.1', path, query: {}, headers: { host: '127.0.0.1:41302' }, body },
       { signingDate: new Date(NOW) },

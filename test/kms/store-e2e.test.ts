@@ -11,7 +11,6 @@ import { storeDirs } from '../helpers/store.js';
 import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, startHarness, type Harness } from './helpers.js';
 
-
 describe('the vector store on the aws-kms provider, against the key service', () => {
   let kms: Harness;
 
@@ -27,9 +26,18 @@ describe('the vector store on the aws-kms provider, against the key service', ()
     const key = await client.send(new CreateKeyCommand({ Description: 'store KEK' }));
     const arn = key.KeyMetadata?.Arn as string;
     const d = storeDirs();
-    const providers = { 'aws-kms': (e: { keyId: string }) => new AwsKmsKekProvider({ keyId: e.keyId, endpoint: kms.service.url, region: REGION, credentials: ADMIN }) };
+    const providers = {
+      'aws-kms': (e: { keyId: string }) =>
+        new AwsKmsKekProvider({ keyId: e.keyId, endpoint: kms.service.url, region: REGION, credentials: ADMIN }),
+    };
     const open = (): Promise<Store> =>
-      openStore({ dir: d.dir, create: true, stagingDir: d.stagingDir, keys: { provider: 'aws-kms', keyId: arn, config: { endpoint: kms.service.url, region: REGION } }, providers });
+      openStore({
+        dir: d.dir,
+        create: true,
+        stagingDir: d.stagingDir,
+        keys: { provider: 'aws-kms', keyId: arn, config: { endpoint: kms.service.url, region: REGION } },
+        providers,
+      });
 
     const vectors = randomVectors(300, 16, 11);
     let store = await open();
@@ -40,14 +48,23 @@ describe('the vector store on the aws-kms provider, against the key service', ()
     await store.close();
 
     store = await open();
-    expect(store.collection('docs').search(vectors[7] as Float32Array, 5).map((h) => h.id)).toEqual(before);
+    expect(
+      store
+        .collection('docs')
+        .search(vectors[7] as Float32Array, 5)
+        .map((h) => h.id),
+    ).toEqual(before);
     const files = await fingerprintDataFiles(d.dir);
-    const auditBefore = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
+    const auditBefore = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('"ReEncrypt"')).length;
     const report = await store.rotateKek();
     // The collection's DEK and the store's own audit and state keys.
     expect(report).toMatchObject({ fromVersion: 'v1', toVersion: 'v2', rewrapped: 3 });
     expect(await fingerprintDataFiles(d.dir)).toEqual(files);
-    const reEncrypts = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8')).split('\n').filter((l) => l.includes('"ReEncrypt"')).length;
+    const reEncrypts = (await fs.readFile(join(kms.dataDir, 'audit.log'), 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('"ReEncrypt"')).length;
     // ...and the keyring MAC key: four ReEncrypts.
     expect(reEncrypts - auditBefore).toBe(4);
     await store.close();
@@ -60,7 +77,12 @@ describe('the vector store on the aws-kms provider, against the key service', ()
 
     await client.send(new EnableKeyCommand({ KeyId: arn }));
     store = await open();
-    expect(store.collection('docs').search(vectors[7] as Float32Array, 5).map((h) => h.id)).toEqual(before);
+    expect(
+      store
+        .collection('docs')
+        .search(vectors[7] as Float32Array, 5)
+        .map((h) => h.id),
+    ).toEqual(before);
     // A cached DEK goes with the cache: disable, evict, and the next unwrap is refused.
     await client.send(new DisableKeyCommand({ KeyId: arn }));
     store.keys.evict();

@@ -40,7 +40,11 @@ async function setUp(d: TestStoreDirs): Promise<string[]> {
   const col = await store.createCollection('c', { dim: 8 });
   const ids: string[] = [];
   for (let g = 0; g < 6; g++) {
-    const batch = Array.from({ length: g < 5 ? 20 : 10 }, (_, k) => g * 20 + k).map((i) => ({ id: `id-${i}`, vector: vectorOf(i), metadata: { i } }));
+    const batch = Array.from({ length: g < 5 ? 20 : 10 }, (_, k) => g * 20 + k).map((i) => ({
+      id: `id-${i}`,
+      vector: vectorOf(i),
+      metadata: { i },
+    }));
     await col.upsert(batch);
     ids.push(...batch.map((r) => r.id));
     if (g < 5) await col.flush();
@@ -100,7 +104,10 @@ describe('DEK re-keying with background re-encryption', () => {
     });
     expect(seen).toEqual(['0/5', '1/5', '2/5', '3/5', '4/5', '5/5']);
     expect(report).toEqual({ groups: 5, dekVersion: 2, destroyedVersions: [1] });
-    expect(store.keys.collectionKeys(col.info.id).deks.map((x) => [x.version, x.state])).toEqual([[1, 'destroyed'], [2, 'active']]);
+    expect(store.keys.collectionKeys(col.info.id).deks.map((x) => [x.version, x.state])).toEqual([
+      [1, 'destroyed'],
+      [2, 'active'],
+    ]);
     expect([...(await dekVersionsInUse(collectionDir(d.dir, col.info.id), store.storeId, col.info.id, []))]).toEqual([2]);
     checkAll(store, ids);
     await store.close();
@@ -126,7 +133,7 @@ describe('DEK re-keying with background re-encryption', () => {
     const deks = store.keys.collectionKeys(col.info.id).deks;
     expect(deks.find((x) => x.version === 1)!.state).toBe('destroyed');
     expect([...(await dekVersionsInUse(collectionDir(d.dir, col.info.id), store.storeId, col.info.id, []))]).toEqual([2]);
-    const m = (store.collection('c').stats());
+    const m = store.collection('c').stats();
     expect(m.dekVersion).toBe(2);
     checkAll(store, all);
     await store.close();

@@ -37,7 +37,8 @@ describe('the audit record of a KEK rotation', () => {
     const live = new Map<string, number>();
     for (const e of entries.slice(0, at)) {
       if (e.action === 'generate' && e.kek === 'default' && e.collectionId !== undefined) live.set(`${e.collectionId}/${e.dekVersion}`, 1);
-      if (e.action === 'destroy' && e.collectionId !== undefined) for (const k of [...live.keys()]) if (k.startsWith(`${e.collectionId}/`)) live.delete(k);
+      if (e.action === 'destroy' && e.collectionId !== undefined)
+        for (const k of [...live.keys()]) if (k.startsWith(`${e.collectionId}/`)) live.delete(k);
     }
     expect(live.size).toBe(report.rewrapped);
     const hash = createHash('sha256');

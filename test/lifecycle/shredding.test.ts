@@ -27,7 +27,11 @@ describe('scheduled deletion and crypto-shredding', () => {
     const a = await store.createCollection('a', { dim: 8, tenant: 'acme' });
     const b = await store.createCollection('b', { dim: 8, tenant: 'globex' });
     const c = await store.createCollection('c', { dim: 8, tenant: 'initech' });
-    for (const [col, salt] of [[a, 0], [b, 0.25], [c, 0.5]] as const) {
+    for (const [col, salt] of [
+      [a, 0],
+      [b, 0.25],
+      [c, 0.5],
+    ] as const) {
       await col.upsert(Array.from({ length: 30 }, (_, i) => ({ id: `r-${i}`, vector: vectorOf(i, 8, salt), metadata: { i } })));
       await col.flush();
       await col.upsert({ id: 'late', vector: vectorOf(100, 8, salt) }); // stays in the WAL
@@ -67,7 +71,9 @@ describe('scheduled deletion and crypto-shredding', () => {
     expect(() => store.collection('a')).toThrow(expect.objectContaining({ code: 'VS_NOT_FOUND' }));
     // The tenant's own local KEK is gone from its key directory.
     const acmeKeyId = store.keys.keyring.keks['tenant-acme']!.keyId;
-    expect(existsSync(join(d.keyDir, acmeKeyId)) ? readdirSync(join(d.keyDir, acmeKeyId)).filter((n) => n.endsWith('.key')) : []).toEqual([]);
+    expect(existsSync(join(d.keyDir, acmeKeyId)) ? readdirSync(join(d.keyDir, acmeKeyId)).filter((n) => n.endsWith('.key')) : []).toEqual(
+      [],
+    );
     // B is intact.
     expect(b.count).toBe(31);
     expect(b.search(vectorOf(4, 8, 0.25), 1)[0]!.id).toBe('r-4');
@@ -76,7 +82,19 @@ describe('scheduled deletion and crypto-shredding', () => {
     expect(auditEntries(d.dir).filter((e) => e.action === 'maintain').length).toBe(2);
     await store.close();
 
-    const after = await runCli(['verify-shredded', '--key-dir', d.keyDir, '--dir', d.dir, '--keyring', oldKeyring, '--key-dir', d.keyDir, '--json', ...copies]);
+    const after = await runCli([
+      'verify-shredded',
+      '--key-dir',
+      d.keyDir,
+      '--dir',
+      d.dir,
+      '--keyring',
+      oldKeyring,
+      '--key-dir',
+      d.keyDir,
+      '--json',
+      ...copies,
+    ]);
     expect(after.stderr).toBe('');
     expect(after.status).toBe(0);
     const afterJson = JSON.parse(after.stdout) as VerifyJson;

@@ -39,7 +39,9 @@ describe('tenants: disable and enable', () => {
 
     const denied = auditEntries(d.dir).filter((e) => e.action === 'denied');
     expect(denied.length).toBeGreaterThanOrEqual(5);
-    expect(denied.every((e) => e.outcome === 'denied' && e.tenant === 'acme' && e.collectionId === a.info.id && e.error === 'VS_KEY_DISABLED')).toBe(true);
+    expect(
+      denied.every((e) => e.outcome === 'denied' && e.tenant === 'acme' && e.collectionId === a.info.id && e.error === 'VS_KEY_DISABLED'),
+    ).toBe(true);
     expect(denied.map((e) => e.details?.['operation'])).toEqual(expect.arrayContaining(['search', 'get', 'upsert', 'flush', 'delete']));
     expect(denied.every((e) => e.principal === 'app:test')).toBe(true);
 
@@ -53,7 +55,7 @@ describe('tenants: disable and enable', () => {
     expect(actions).toEqual(expect.arrayContaining(['create-tenant', 'add-kek', 'generate', 'disable', 'enable']));
   });
 
-  it('a store with a disabled tenant opens; the tenant\'s collections stay unloaded until enabled', async () => {
+  it("a store with a disabled tenant opens; the tenant's collections stay unloaded until enabled", async () => {
     const d = storeDirs('vs-life-');
     let store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });
@@ -73,7 +75,7 @@ describe('tenants: disable and enable', () => {
     expect(store.collection('a-docs').count).toBe(5);
   });
 
-  it('disables and enables one collection, leaving its tenant\'s other collections alone', async () => {
+  it("disables and enables one collection, leaving its tenant's other collections alone", async () => {
     const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme');
@@ -88,7 +90,7 @@ describe('tenants: disable and enable', () => {
     expect(one.get('o')).toBeDefined();
   });
 
-  it('a scheduled deletion refuses the tenant\'s keys at once; cancelling restores them', async () => {
+  it("a scheduled deletion refuses the tenant's keys at once; cancelling restores them", async () => {
     const d = storeDirs('vs-life-');
     const store = await openLifecycleStore(d);
     await store.createTenant('acme', { kek: { provider: 'local' } });

@@ -55,7 +55,10 @@ describe('the import-boundary rule', () => {
 
   it('refuses storage in keys and kms, fsutil included (durable files come from util/file-layer)', () => {
     const dir = copyOfTree();
-    writeFileSync(join(dir, 'src/keys/planted.ts'), "export { writeFileAtomic } from '../storage/fsutil.js';\nexport * from '../storage/wal.js';\n");
+    writeFileSync(
+      join(dir, 'src/keys/planted.ts'),
+      "export { writeFileAtomic } from '../storage/fsutil.js';\nexport * from '../storage/wal.js';\n",
+    );
     writeFileSync(join(dir, 'src/kms/planted.ts'), "export * from '../storage/segment.js';\nexport * from '../keys/index.js';\n");
     const r = lint(dir);
     expect(r.status).not.toBe(0);

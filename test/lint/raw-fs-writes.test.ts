@@ -15,8 +15,14 @@ describe('the file layer is the only writer', () => {
     try {
       mkdirSync(join(root, 'src', 'store'), { recursive: true });
       writeFileSync(join(root, 'src', 'store', 'a.ts'), "import { writeFile } from 'node:fs/promises';\n");
-      writeFileSync(join(root, 'src', 'store', 'b.ts'), "import { promises as fs } from 'node:fs';\nawait fs.rename(a, b);\nawait fs.readFile(a);\n");
-      writeFileSync(join(root, 'src', 'store', 'c.ts'), "import { open } from 'node:fs/promises';\nawait open(p, 'w');\nawait open(p, 'r');\n");
+      writeFileSync(
+        join(root, 'src', 'store', 'b.ts'),
+        "import { promises as fs } from 'node:fs';\nawait fs.rename(a, b);\nawait fs.readFile(a);\n",
+      );
+      writeFileSync(
+        join(root, 'src', 'store', 'c.ts'),
+        "import { open } from 'node:fs/promises';\nawait open(p, 'w');\nawait open(p, 'r');\n",
+      );
       const found = findRawFsWrites(root).map((f) => `${f.file}:${f.line}`);
       expect(found).toEqual(['src/store/a.ts:1', 'src/store/b.ts:2', 'src/store/c.ts:2']);
     } finally {

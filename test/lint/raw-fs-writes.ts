@@ -6,11 +6,51 @@ export const FILE_LAYER = ['src/util/file-layer.ts', 'src/util/fault-file-layer.
 
 /** node:fs functions that change the file system (or write to a descriptor). */
 const WRITES = new Set([
-  'writeFile', 'writeFileSync', 'appendFile', 'appendFileSync', 'rename', 'renameSync', 'link', 'linkSync',
-  'unlink', 'unlinkSync', 'rm', 'rmSync', 'rmdir', 'rmdirSync', 'mkdir', 'mkdirSync', 'mkdtemp', 'mkdtempSync',
-  'truncate', 'truncateSync', 'ftruncate', 'ftruncateSync', 'copyFile', 'copyFileSync', 'cp', 'cpSync',
-  'chmod', 'chmodSync', 'fchmod', 'fchmodSync', 'chown', 'chownSync', 'symlink', 'symlinkSync', 'write', 'writeSync',
-  'writev', 'writevSync', 'fsync', 'fsyncSync', 'fdatasync', 'fdatasyncSync', 'createWriteStream', 'utimes', 'utimesSync',
+  'writeFile',
+  'writeFileSync',
+  'appendFile',
+  'appendFileSync',
+  'rename',
+  'renameSync',
+  'link',
+  'linkSync',
+  'unlink',
+  'unlinkSync',
+  'rm',
+  'rmSync',
+  'rmdir',
+  'rmdirSync',
+  'mkdir',
+  'mkdirSync',
+  'mkdtemp',
+  'mkdtempSync',
+  'truncate',
+  'truncateSync',
+  'ftruncate',
+  'ftruncateSync',
+  'copyFile',
+  'copyFileSync',
+  'cp',
+  'cpSync',
+  'chmod',
+  'chmodSync',
+  'fchmod',
+  'fchmodSync',
+  'chown',
+  'chownSync',
+  'symlink',
+  'symlinkSync',
+  'write',
+  'writeSync',
+  'writev',
+  'writevSync',
+  'fsync',
+  'fsyncSync',
+  'fdatasync',
+  'fdatasyncSync',
+  'createWriteStream',
+  'utimes',
+  'utimesSync',
 ]);
 /** Opening is reading unless the flags say otherwise: allowed only with a read-only flag on the same line. */
 const OPENS = new Set(['open', 'openSync']);
@@ -52,7 +92,10 @@ export function findRawFsWrites(root: string): RawWrite[] {
       if (def?.[1] !== undefined) namespaces.add(def[1]);
       const braces = /\{([^}]*)\}/s.exec(clause)?.[1] ?? '';
       for (const part of braces.split(',')) {
-        const [name, alias] = part.trim().replace(/^type\s+/, '').split(/\s+as\s+/);
+        const [name, alias] = part
+          .trim()
+          .replace(/^type\s+/, '')
+          .split(/\s+as\s+/);
         if (name === undefined || name === '' || part.trim().startsWith('type ')) continue;
         if (name === 'promises') namespaces.add(alias ?? 'promises');
         else named.add(alias ?? name);

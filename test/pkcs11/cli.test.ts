@@ -5,7 +5,6 @@ import { createSoftHsm, describeSoftHsm, type SoftHsm } from '../helpers/softhsm
 import { CLI_BIN, cliJson, runCli } from '../helpers/cli.js';
 import { storeDirs } from '../helpers/store.js';
 
-
 describeSoftHsm('vectorseal init --kek pkcs11', () => {
   let hsm: SoftHsm;
   beforeAll(async () => {
@@ -19,7 +18,19 @@ describeSoftHsm('vectorseal init --kek pkcs11', () => {
     const d = storeDirs();
     // The PIN reaches the child only through the variable named by --pin-env (set by createSoftHsm).
     const cli = async (...args: string[]) => cliJson(await runCli([...args, '--dir', d.dir, '--json']), args);
-    const init = await cli('init', '--kek', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'cli-kek');
+    const init = await cli(
+      'init',
+      '--kek',
+      'pkcs11',
+      '--pkcs11-module',
+      hsm.module,
+      '--token',
+      t.label,
+      '--pin-env',
+      t.pinEnv,
+      '--key-label',
+      'cli-kek',
+    );
     expect(init).toMatchObject({ keyProvider: 'pkcs11', keyId: 'cli-kek' });
     await cli('collection', 'create', 'docs', '--dim', '4');
     const rotated = JSON.stringify(await cli('rotate-kek'));

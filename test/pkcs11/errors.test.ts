@@ -85,7 +85,9 @@ describeSoftHsm('pkcs11 provider errors', () => {
     expect(allText(absent)).not.toContain(t.pin);
     const slot = await failure(Pkcs11KekProvider.open({ module: hsm.module, slot: 987654, pinEnv: t.pinEnv, keyLabel: 'kek' }));
     expect(slot).toBeInstanceOf(KeyProviderUnavailableError);
-    const noModule = await failure(Pkcs11KekProvider.open({ module: join(dir, 'nope.so'), token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' }));
+    const noModule = await failure(
+      Pkcs11KekProvider.open({ module: join(dir, 'nope.so'), token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' }),
+    );
     expect(noModule).toBeInstanceOf(KeyProviderUnavailableError);
   });
 
@@ -167,9 +169,16 @@ describeSoftHsm('pkcs11 provider errors', () => {
     const fromFile = await Pkcs11KekProvider.open({ module: hsm.module, token: t.label, pinFile: file, keyLabel: 'kek' });
     await fromFile.close();
 
-    expect(() => pkcs11OptionsFromConfig({ keyId: 'kek', config: { module: hsm.module, token: t.label, pin: t.pin } })).toThrow(InvalidArgumentError);
+    expect(() => pkcs11OptionsFromConfig({ keyId: 'kek', config: { module: hsm.module, token: t.label, pin: t.pin } })).toThrow(
+      InvalidArgumentError,
+    );
     const config = pkcs11KeyringConfig({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' });
     expect(JSON.stringify(config)).not.toContain(t.pin);
-    expect(pkcs11OptionsFromConfig({ keyId: 'kek', config })).toEqual({ module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'kek' });
+    expect(pkcs11OptionsFromConfig({ keyId: 'kek', config })).toEqual({
+      module: hsm.module,
+      token: t.label,
+      pinEnv: t.pinEnv,
+      keyLabel: 'kek',
+    });
   });
 });

@@ -339,10 +339,19 @@ describeSoftHsm('PKCS#11 faults against SoftHSM2', () => {
     const config = {
       region: 'us-east-1',
       accountId: '000000000000',
-      principals: [{ name: 'admin', accessKeyId: 'AKIAFAULTS0000000001', secretAccessKey: 'faults-secret-0123456789', policy: [{ operations: ['*'], keys: ['*'] }] }],
+      principals: [
+        {
+          name: 'admin',
+          accessKeyId: 'AKIAFAULTS0000000001',
+          secretAccessKey: 'faults-secret-0123456789',
+          policy: [{ operations: ['*'], keys: ['*'] }],
+        },
+      ],
     };
     const rootPkcs11 = { module: hsm.module, token: t.label, pinEnv: t.pinEnv, keyLabel: 'absent-root' };
-    const refused = await startKeyService({ dataDir: join(dir, 'kms-empty'), config, rootPkcs11, createRoot: false, port: 0 }).catch((e: unknown) => e);
+    const refused = await startKeyService({ dataDir: join(dir, 'kms-empty'), config, rootPkcs11, createRoot: false, port: 0 }).catch(
+      (e: unknown) => e,
+    );
     expect(refused).toBeInstanceOf(NotFoundError);
     expect(String(refused)).toContain('--create-root');
     // Nothing was created on the token.
@@ -356,7 +365,19 @@ describeSoftHsm('PKCS#11 faults against SoftHSM2', () => {
     registerKmsCommands(program);
     const argv = ['node', 'vectorseal', 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'kms-cli'), '--config', configFile];
     await expect(
-      program.parseAsync([...argv, '--root', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'absent-root']),
+      program.parseAsync([
+        ...argv,
+        '--root',
+        'pkcs11',
+        '--pkcs11-module',
+        hsm.module,
+        '--token',
+        t.label,
+        '--pin-env',
+        t.pinEnv,
+        '--key-label',
+        'absent-root',
+      ]),
     ).rejects.toBeInstanceOf(NotFoundError);
     // A file root that does not exist is refused the same way.
     const program2 = new Command().exitOverride();

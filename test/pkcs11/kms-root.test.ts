@@ -94,7 +94,9 @@ describeSoftHsm('key service with its root key in a PKCS#11 token', () => {
     // Started with a file root on the same data directory, the service cannot open the keys.
     service = await startKeyService({ port: 0, dataDir, config: CONFIG });
     try {
-      await expect(client(service).send(new DecryptCommand({ CiphertextBlob: sealed, KeyId: keyId, EncryptionContext: context }))).rejects.toThrow();
+      await expect(
+        client(service).send(new DecryptCommand({ CiphertextBlob: sealed, KeyId: keyId, EncryptionContext: context })),
+      ).rejects.toThrow();
     } finally {
       await service.close();
     }
@@ -147,8 +149,27 @@ describeSoftHsm('key service with its root key in a PKCS#11 token', () => {
       registerKmsCommands(program);
       // The PIN comes from the environment; it is never a command-line argument.
       await program.parseAsync([
-        'node', 'vectorseal', 'kms', 'serve', '--port', '0', '--data-dir', join(dir, 'cli'), '--config', configFile,
-        '--root', 'pkcs11', '--pkcs11-module', hsm.module, '--token', t.label, '--pin-env', t.pinEnv, '--key-label', 'cli-root', '--create-root',
+        'node',
+        'vectorseal',
+        'kms',
+        'serve',
+        '--port',
+        '0',
+        '--data-dir',
+        join(dir, 'cli'),
+        '--config',
+        configFile,
+        '--root',
+        'pkcs11',
+        '--pkcs11-module',
+        hsm.module,
+        '--token',
+        t.label,
+        '--pin-env',
+        t.pinEnv,
+        '--key-label',
+        'cli-root',
+        '--create-root',
       ]);
       const url = /listening on (\S+)/.exec(stderr.join(''))?.[1];
       expect(url).toBeDefined();

@@ -49,7 +49,12 @@ function keysMatchCatalog(store: Store): void {
     .filter(([, c]) => c.deks.some((d) => d.state !== 'destroyed'))
     .map(([id]) => id)
     .sort();
-  expect(live).toEqual(store.listCollections().map((c) => c.id).sort());
+  expect(live).toEqual(
+    store
+      .listCollections()
+      .map((c) => c.id)
+      .sort(),
+  );
 }
 
 function expectA(store: Store): void {
@@ -62,7 +67,10 @@ describe('CATALOG deleted or rolled back', () => {
   it('a deleted CATALOG with collections present is CorruptDataError naming CATALOG, not an empty store', async () => {
     const dir = copy();
     await fs.rm(join(dir, 'CATALOG'));
-    const err = await open(dir).then(() => undefined, (e: unknown) => e);
+    const err = await open(dir).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CorruptDataError);
     expect((err as CorruptDataError).code).toBe('VS_CORRUPT_DATA');
     expect((err as CorruptDataError).file).toBe(join(dir, 'CATALOG'));
@@ -72,7 +80,10 @@ describe('CATALOG deleted or rolled back', () => {
   it('an older CATALOG (before a collection was created) is RollbackError naming CATALOG', async () => {
     const dir = copy();
     await fs.writeFile(join(dir, 'CATALOG'), catalogWithA);
-    const err = await open(dir).then(() => undefined, (e: unknown) => e);
+    const err = await open(dir).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(RollbackError);
     expect((err as RollbackError).code).toBe('VS_ROLLBACK');
     expect((err as RollbackError).file).toBe(join(dir, 'CATALOG'));
@@ -83,7 +94,10 @@ describe('CATALOG deleted or rolled back', () => {
     const cat = JSON.parse(await fs.readFile(join(dir, 'CATALOG'), 'utf8')) as { collections: { name: string }[] };
     cat.collections = cat.collections.filter((c) => c.name !== 'a');
     await fs.writeFile(join(dir, 'CATALOG'), JSON.stringify(cat));
-    const err = await open(dir).then(() => undefined, (e: unknown) => e);
+    const err = await open(dir).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CorruptDataError);
     expect(err).not.toBeInstanceOf(RollbackError);
     expect((err as CorruptDataError).reason).toBe('missing-entry');
@@ -107,7 +121,9 @@ describe('createCollection and dropCollection killed part-way (SIGKILL at named 
     ['create:catalog-marked', false],
     ['create:files-written', true],
   ] as const) {
-    it(`an interrupted create (${point}) is ${finished ? 'finished' : 'undone'} on open, and the store is writable`, { timeout: 60_000 }, async () => {
+    it(`an interrupted create (${point}) is ${finished ? 'finished' : 'undone'} on open, and the store is writable`, {
+      timeout: 60_000,
+    }, async () => {
       const dir = copy();
       kill(dir, 'create', 'c', point);
       const store = await open(dir);

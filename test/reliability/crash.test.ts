@@ -25,7 +25,7 @@ describe('crash safety: writers killed with SIGKILL at random points', () => {
         `at named points, ${report.byMode.timer.killed} timed), ` +
         `${report.survived} survived, ${report.notReached} writers ran out first; ${report.acknowledgedOps} acknowledged ops; ` +
         `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, wrong ${report.wrongResults}, ` +
-          `keys lost ${report.keysLost}, not writable ${report.notWritable} (${report.durationMs} ms)`,
+        `keys lost ${report.keysLost}, not writable ${report.notWritable} (${report.durationMs} ms)`,
     );
     expect(report.failures).toEqual([]);
     expect(report.killPoints).toBeGreaterThanOrEqual(s.killPoints);

@@ -23,7 +23,17 @@ const keyDir = join(root, 'keys');
 const DIM = 32;
 let mounted = false;
 const s = sizes();
-const tally = { cases: 0, failedTyped: 0, codes: {} as Record<string, number>, reopened: 0, writableAfter: 0, acknowledgedRecords: 0, lostAcknowledgedWrites: 0, wrongResults: 0, skipped: false as boolean | string };
+const tally = {
+  cases: 0,
+  failedTyped: 0,
+  codes: {} as Record<string, number>,
+  reopened: 0,
+  writableAfter: 0,
+  acknowledgedRecords: 0,
+  lostAcknowledgedWrites: 0,
+  wrongResults: 0,
+  skipped: false as boolean | string,
+};
 
 beforeAll(() => {
   mkdirSync(mountPoint, { recursive: true });
@@ -75,7 +85,11 @@ async function openOnDisk(dir: string, create = false): Promise<Store> {
 }
 
 function records(r: Rng, prefix: string, n: number): { id: string; vector: number[]; metadata: { n: number; text: string } }[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, vector: Array.from({ length: DIM }, () => (r.int(20001) - 10000) / 64), metadata: { n: i, text: 'm'.repeat(40) } }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}${i}`,
+    vector: Array.from({ length: DIM }, () => (r.int(20001) - 10000) / 64),
+    metadata: { n: i, text: 'm'.repeat(40) },
+  }));
 }
 
 /** Every acknowledged record is there with its vector; returns how many were checked. */
@@ -97,7 +111,12 @@ function expectModel(store: Store, model: Model): void {
 }
 
 /** Runs `op` on a store whose disk is full, then frees the space and checks the store. */
-async function fullDiskCase(name: string, leave: number, op: (store: Store, model: Model, r: Rng) => Promise<unknown>, options: { walFailed?: boolean } = {}): Promise<void> {
+async function fullDiskCase(
+  name: string,
+  leave: number,
+  op: (store: Store, model: Model, r: Rng) => Promise<unknown>,
+  options: { walFailed?: boolean } = {},
+): Promise<void> {
   const dir = join(mountPoint, name);
   const r = new Rng(s.seed ^ name.length);
   const model: Model = new Map();
@@ -120,7 +139,8 @@ async function fullDiskCase(name: string, leave: number, op: (store: Store, mode
       failure = err;
     }
     expect(failure, `${name}: the operation was expected to fail on a full disk`).toBeDefined();
-    if (!(failure instanceof VectorsealError)) throw new Error(`${name}: untyped failure ${(failure as Error)?.name}: ${(failure as Error)?.message}`);
+    if (!(failure instanceof VectorsealError))
+      throw new Error(`${name}: untyped failure ${(failure as Error)?.name}: ${(failure as Error)?.message}`);
     tally.failedTyped++;
     tally.codes[failure.code] = (tally.codes[failure.code] ?? 0) + 1;
     await fs.rm(filler);
@@ -128,7 +148,13 @@ async function fullDiskCase(name: string, leave: number, op: (store: Store, mode
     if (options.walFailed) {
       // After a failed WAL append the journal refuses further appends to that file (its tail is
       // unknown) until the store is reopened: refused with a typed error, never half-applied.
-      const again = await store.collection('a').upsert(retry).then(() => undefined, (e: unknown) => e);
+      const again = await store
+        .collection('a')
+        .upsert(retry)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(again).toBeInstanceOf(VectorsealError);
     } else {
       // A full disk is often transient: once space is back, the same open store takes writes again.
@@ -167,7 +193,9 @@ describe('resource faults: a full disk', () => {
     ['no space left', 0],
     ['space for part of the segment', 40 * 1024],
   ] as const) {
-    it(`a flush with ${label} fails with a typed error; the store reopens with every acknowledged write and is writable`, { timeout: 120_000 }, async (ctx) => {
+    it(`a flush with ${label} fails with a typed error; the store reopens with every acknowledged write and is writable`, {
+      timeout: 120_000,
+    }, async (ctx) => {
       if (!mounted) return ctx.skip();
       await fullDiskCase(`flush-${leave}`, leave, (store) => store.collection('a').flush());
     });
@@ -177,7 +205,9 @@ describe('resource faults: a full disk', () => {
     ['no space left', 0],
     ['a few KiB left', 3 * 1024],
   ] as const) {
-    it(`a KEK rotation with ${label} fails with a typed error; the store reopens with every acknowledged write and its keys`, { timeout: 120_000 }, async (ctx) => {
+    it(`a KEK rotation with ${label} fails with a typed error; the store reopens with every acknowledged write and its keys`, {
+      timeout: 120_000,
+    }, async (ctx) => {
       if (!mounted) return ctx.skip();
       await fullDiskCase(`rotate-${leave}`, leave, async (store) => {
         // Rotate until the disk refuses: a rotation that fits is fine, the one that does not must fail cleanly.

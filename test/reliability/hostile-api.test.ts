@@ -14,9 +14,11 @@ describe('hostile input on the public API (fast-check)', () => {
     const s = sizes();
     const report = await runHostileApi({ dir: join(root, 'data'), keyDir: join(root, 'keys'), runs: s.hostileRuns * 3, seed: s.seed });
     await recordSection('hostile-api', report, s);
-    console.log(`hostile API input (seed ${s.seed}): ${report.tried} calls, ` +
-      `${report.rejected} typed rejections ${JSON.stringify(report.codes)}, ${report.accepted} accepted, ` +
-      `${report.untyped} untyped, ${report.damaged} damaged`);
+    console.log(
+      `hostile API input (seed ${s.seed}): ${report.tried} calls, ` +
+        `${report.rejected} typed rejections ${JSON.stringify(report.codes)}, ${report.accepted} accepted, ` +
+        `${report.untyped} untyped, ${report.damaged} damaged`,
+    );
     expect(report.failures).toEqual([]);
     expect(report.untyped).toBe(0);
     expect(report.damaged).toBe(0);

@@ -15,8 +15,10 @@ describe('hostile input on the CLI', () => {
     // Each case spawns the CLI: a tenth of the API's runs keeps the CI run short.
     const report = await runHostileCli({ root, runs: Math.max(10, Math.floor(s.hostileRuns / 10)), seed: s.seed });
     await recordSection('hostile-cli', report, s);
-    console.log(`hostile CLI input (seed ${s.seed}): ${report.tried} invocations, ` +
-      `${report.rejected} clean rejections, ${report.accepted} accepted, ${report.untyped} untyped`);
+    console.log(
+      `hostile CLI input (seed ${s.seed}): ${report.tried} invocations, ` +
+        `${report.rejected} clean rejections, ${report.accepted} accepted, ${report.untyped} untyped`,
+    );
     expect(report.failures).toEqual([]);
     expect(report.untyped).toBe(0);
   });

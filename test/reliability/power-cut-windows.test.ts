@@ -33,7 +33,8 @@ function env(): Env {
     dir: join(root, 'disk', 'data'),
     keyDir: join(root, 'disk', 'keys'),
     staging: join(root, 'staging'),
-    open: (create = false) => openStore({ dir: e.dir, create, keys: { provider: 'local', keyDir: e.keyDir }, stagingDir: e.staging, maintainOnOpen: false }),
+    open: (create = false) =>
+      openStore({ dir: e.dir, create, keys: { provider: 'local', keyDir: e.keyDir }, stagingDir: e.staging, maintainOnOpen: false }),
   };
   return e;
 }
@@ -88,27 +89,32 @@ describe('power-cut windows (each closed by a fsync)', () => {
     await store.close();
   });
 
-  it('audit trail: the entries of an acknowledged operation survive a power cut (fsynced before it ' +
-    'returns, not only at close)', async () => {
-    const e = env();
-    let head: { seq: number } | undefined;
-    await thenPowerCut(e, async () => {
-      const s = await e.open(true);
-      await s.rotateKek();
-      head = (s as unknown as { audit: { head(): { seq: number } } }).audit.head();
-    });
-    const audit = await resolveStoreAudit({ dir: e.dir, keyDir: e.keyDir });
-    const v = await verifyAuditTrail({ file: auditFilePath(e.dir), macKey: audit.macKey, requireClosed: false });
-    expect(v.ok).toBe(true);
-    expect(v.ok && v.head?.seq).toBeGreaterThanOrEqual(head?.seq ?? Number.POSITIVE_INFINITY);
-    await (await e.open()).close();
-  });
+  it(
+    'audit trail: the entries of an acknowledged operation survive a power cut (fsynced before it ' + 'returns, not only at close)',
+    async () => {
+      const e = env();
+      let head: { seq: number } | undefined;
+      await thenPowerCut(e, async () => {
+        const s = await e.open(true);
+        await s.rotateKek();
+        head = (s as unknown as { audit: { head(): { seq: number } } }).audit.head();
+      });
+      const audit = await resolveStoreAudit({ dir: e.dir, keyDir: e.keyDir });
+      const v = await verifyAuditTrail({ file: auditFilePath(e.dir), macKey: audit.macKey, requireClosed: false });
+      expect(v.ok).toBe(true);
+      expect(v.ok && v.head?.seq).toBeGreaterThanOrEqual(head?.seq ?? Number.POSITIVE_INFINITY);
+      await (await e.open()).close();
+    },
+  );
 
   it('audit trail: STATE names only an audit head that is durable (the trail is fsynced before STATE records it)', async () => {
     const e = env();
     await thenPowerCut(e, async () => {
       const s = await e.open(true);
-      await s.createCollections([{ name: 'a', dim: 2 }, { name: 'b', dim: 2 }]);
+      await s.createCollections([
+        { name: 'a', dim: 2 },
+        { name: 'b', dim: 2 },
+      ]);
       await s.collection('a').upsert({ id: 'x', vector: [1, 2] });
       await s.collection('a').flush();
     });
@@ -148,20 +154,22 @@ describe('power-cut windows (each closed by a fsync)', () => {
     await store.close();
   });
 
-  it('backup: an acknowledged backup verifies after a power cut (snapshot files, ' +
-    'object directories and removed temps are durable)', async () => {
-    const e = env();
-    const to = join(e.dir, '..', 'backup');
-    await thenPowerCut(e, async () => {
-      const s = await e.open(true);
-      const c = await s.createCollection('a', { dim: 2 });
-      await c.upsert({ id: 'x', vector: [1, 2] });
-      await c.flush();
-      await backupStore(s, { to });
-      await c.upsert({ id: 'y', vector: [3, 4] });
-      await backupStore(s, { to });
-    });
-    const report = await verifyBackup(to, { withKeys: true, localKeyDir: e.keyDir });
-    expect(report.snapshots).toEqual([1, 2]);
-  });
+  it(
+    'backup: an acknowledged backup verifies after a power cut (snapshot files, ' + 'object directories and removed temps are durable)',
+    async () => {
+      const e = env();
+      const to = join(e.dir, '..', 'backup');
+      await thenPowerCut(e, async () => {
+        const s = await e.open(true);
+        const c = await s.createCollection('a', { dim: 2 });
+        await c.upsert({ id: 'x', vector: [1, 2] });
+        await c.flush();
+        await backupStore(s, { to });
+        await c.upsert({ id: 'y', vector: [3, 4] });
+        await backupStore(s, { to });
+      });
+      const report = await verifyBackup(to, { withKeys: true, localKeyDir: e.keyDir });
+      expect(report.snapshots).toEqual([1, 2]);
+    },
+  );
 });

@@ -11,7 +11,9 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('power loss: simulated power cuts through the fault-injecting file layer', () => {
   const s = sizes();
-  it('loses no acknowledged write, tears no batch, loses no key, every store opens and stays writable', { timeout: s.full ? 3_600_000 : 600_000 }, async () => {
+  it('loses no acknowledged write, tears no batch, loses no key, every store opens and stays writable', {
+    timeout: s.full ? 3_600_000 : 600_000,
+  }, async () => {
     const report = await runPowerCuts({
       root,
       seed: s.seed,
@@ -27,12 +29,14 @@ describe('power loss: simulated power cuts through the fault-injecting file laye
       `power cuts (seed ${s.seed}): ${report.cuts} cuts (${report.everyBoundary} at boundaries of ` +
         `${report.boundaries}, ${report.random} random); ` +
         `lost ${report.lostAcknowledgedWrites}, torn ${report.tornBatches}, keys lost ${report.keysLost}, ` +
-          `unopenable ${report.unopenable}, ` +
+        `unopenable ${report.unopenable}, ` +
         `not writable ${report.notWritable}, audit broken ${report.auditBroken}, ` +
-          `backups broken ${report.backupsBroken} (${report.durationMs} ms)`,
+        `backups broken ${report.backupsBroken} (${report.durationMs} ms)`,
     );
     const bc = report.backgroundCompaction;
-    console.log(`background compaction: ${bc.groupsBefore} -> ${bc.groupsAfter} groups, ${bc.cuts} cuts at its ${bc.boundaries} boundaries`);
+    console.log(
+      `background compaction: ${bc.groupsBefore} -> ${bc.groupsAfter} groups, ${bc.cuts} cuts at its ${bc.boundaries} boundaries`,
+    );
     expect(bc.groupsAfter).toBeLessThan(bc.groupsBefore);
     expect(bc.cuts).toBeGreaterThanOrEqual(bc.boundaries);
     expect(report.failures).toEqual([]);

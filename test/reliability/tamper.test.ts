@@ -10,7 +10,9 @@ const root = mkdtempSync(join(tmpdir(), 'vs-rel-tamper-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('tamper matrix: every file kind, every kind of damage', () => {
-  it('gives a typed error naming the file, or exactly the expected data where the change is harmless by design', { timeout: 600_000 }, async () => {
+  it('gives a typed error naming the file, or exactly the expected data where the change is harmless by design', {
+    timeout: 600_000,
+  }, async () => {
     const s = sizes();
     const report = await runTamperMatrix({
       root,

@@ -112,7 +112,8 @@ describe('segment files', () => {
   it('detects two chunks swapped and a chunk duplicated', async () => {
     const { path } = await makeSegment('swap.vseg');
     const bytes = await fs.readFile(path);
-    const chunk = (i: number): Buffer => Buffer.from(bytes.subarray(CHUNKS_START + i * SEALED_CHUNK_SIZE, CHUNKS_START + (i + 1) * SEALED_CHUNK_SIZE));
+    const chunk = (i: number): Buffer =>
+      Buffer.from(bytes.subarray(CHUNKS_START + i * SEALED_CHUNK_SIZE, CHUNKS_START + (i + 1) * SEALED_CHUNK_SIZE));
     const swapped = Buffer.from(bytes);
     chunk(2).copy(swapped, CHUNKS_START + 1 * SEALED_CHUNK_SIZE);
     chunk(1).copy(swapped, CHUNKS_START + 2 * SEALED_CHUNK_SIZE);

@@ -45,7 +45,11 @@ describe('WAL files', () => {
     const damaged = Buffer.from(good);
     damaged[good.length - 3] = (damaged[good.length - 3] as number) ^ 1;
     await fs.writeFile(path, damaged);
-    await expect(readWal(path, { storeId, collectionId, walSeq: 7 }, keyFor)).rejects.toMatchObject({ file: path, page: 1, reason: 'auth' });
+    await expect(readWal(path, { storeId, collectionId, walSeq: 7 }, keyFor)).rejects.toMatchObject({
+      file: path,
+      page: 1,
+      reason: 'auth',
+    });
 
     await fs.writeFile(path, good);
     await expect(readWal(path, { storeId, collectionId, walSeq: 7 }, () => randomBytes(32))).rejects.toBeInstanceOf(CorruptDataError);

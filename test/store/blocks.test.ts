@@ -58,7 +58,11 @@ describe('vector blocks', () => {
   it('keep every float32 bit pattern: -0, infinities, subnormals, NaN payloads', () => {
     const raw = new Uint32Array([0x80000000, 0x7f800000, 0xff800000, 0x00000001, 0x807fffff, 0x7fc00001, 0xffffffff, 0x3f800000]);
     const v = new Float32Array(raw.buffer);
-    const back = decodeVectorBlock(encodeVectorBlock(['one'], () => v, v.length), v.length, FILE);
+    const back = decodeVectorBlock(
+      encodeVectorBlock(['one'], () => v, v.length),
+      v.length,
+      FILE,
+    );
     expect(bits(back.vectors as Float32Array)).toEqual([...raw]);
   });
 

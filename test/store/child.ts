@@ -26,4 +26,3 @@ export function runChild(args: string[], crashAt?: string): Promise<ChildRun> {
     child.on('close', (code, signal) => resolve({ code, signal, acks: out.split('\n').filter(Boolean), stderr: err }));
   });
 }
-

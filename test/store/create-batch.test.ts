@@ -78,12 +78,18 @@ describe('createCollections in groups', () => {
     });
 
     for (const point of ['create:catalog-marked', 'manifest:committed#100', 'manifest:committed#280', 'create:files-written']) {
-      it(`at ${point}: the next open finishes or undoes each collection of the batch, and the store is consistent`, { timeout: 120_000 }, async () => {
+      it(`at ${point}: the next open finishes or undoes each collection of the batch, and the store is consistent`, {
+        timeout: 120_000,
+      }, async () => {
         const dir = join(d.root, 'case');
         const s = await openStore({ ...options(), dir, create: true });
         await s.createCollection('first', { dim: 4 });
         await s.close();
-        const r = spawnSync(process.execPath, [CHILD, dir, d.keyDir, String(COUNT)], { env: { ...process.env, VECTORSEAL_CRASH_AT: point }, encoding: 'utf8', timeout: 100_000 });
+        const r = spawnSync(process.execPath, [CHILD, dir, d.keyDir, String(COUNT)], {
+          env: { ...process.env, VECTORSEAL_CRASH_AT: point },
+          encoding: 'utf8',
+          timeout: 100_000,
+        });
         expect(r.stderr).toBe('');
         expect(r.signal).toBe('SIGKILL');
         const store = await openStore({ ...options(), dir });

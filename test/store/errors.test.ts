@@ -96,7 +96,9 @@ describe('one writer per store', () => {
     const store = await openTestStore(d);
     await store.createCollection('c', { dim: 4 });
     await store.close();
-    const holder = spawn(process.execPath, [join(here, 'lock-child.mjs'), d.dir, d.keyDir, 'hold'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn(process.execPath, [join(here, 'lock-child.mjs'), d.dir, d.keyDir, 'hold'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
     try {
       const second = spawnSync(process.execPath, [join(here, 'lock-child.mjs'), d.dir, d.keyDir], { encoding: 'utf8' });

@@ -203,7 +203,7 @@ describe('compileFilter: malformed filters get VS_INVALID_ARGUMENT naming the pl
 });
 
 describe('compileFilter and fieldValue: strange valid input', () => {
-  it('only a record\'s own properties match: nothing from Object.prototype, nothing inherited', () => {
+  it("only a record's own properties match: nothing from Object.prototype, nothing inherited", () => {
     const inherited = Object.create({ lang: 'en', team: { name: 'core' } }) as Metadata;
     const records = { plain: {}, inherited, none: undefined };
     for (const field of ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf', 'lang', 'team.name', 'team']) {
@@ -265,7 +265,7 @@ describe('compileFilter and fieldValue: strange valid input', () => {
     expect(matches({ ['\uFFFD']: 1 }, records)).toEqual([]);
   });
 
-  it('a getter on the filter that throws gets VS_INVALID_ARGUMENT, not the getter\'s own error', () => {
+  it("a getter on the filter that throws gets VS_INVALID_ARGUMENT, not the getter's own error", () => {
     const field = Object.defineProperty({}, 'lang', {
       enumerable: true,
       get() {

@@ -25,13 +25,20 @@ function dataset(seed: number): { vectors: Float32Array[]; meta: Meta[]; queries
   const r = prng(seed);
   // Loose clusters: wide enough that a filtered graph walk loses neighbours (tight ones would hide it), tight enough for HNSW's own recall.
   const centres = Array.from({ length: 40 }, () => Float32Array.from({ length: DIM }, () => r() * 4 - 2));
-  const around = (): Float32Array => Float32Array.from(centres[Math.floor(r() * centres.length)] as Float32Array, (x) => x + (r() + r() + r() - 1.5) * SPREAD);
+  const around = (): Float32Array =>
+    Float32Array.from(centres[Math.floor(r() * centres.length)] as Float32Array, (x) => x + (r() + r() + r() - 1.5) * SPREAD);
   const vectors = Array.from({ length: N }, around);
   const meta = vectors.map((_, i) => ({ s1: i % 100, s10: i % 10, s50: i % 2, n: i, tag: `t${i % 50}` }));
   return { vectors, meta, queries: Array.from({ length: QUERIES }, around) };
 }
 
-function exact(vectors: Float32Array[], q: Float32Array, k: number, accept: (i: number) => boolean, space: 'l2' | 'cosine' = 'l2'): string[] {
+function exact(
+  vectors: Float32Array[],
+  q: Float32Array,
+  k: number,
+  accept: (i: number) => boolean,
+  space: 'l2' | 'cosine' = 'l2',
+): string[] {
   const scored: [number, number][] = [];
   const qn = Math.hypot(...q);
   for (let i = 0; i < vectors.length; i++) {
@@ -63,15 +70,36 @@ const CASES: Case[] = [
   { name: 'unfiltered (the same walk, for reference)', filter: () => ({}), accept: () => true },
   { name: '1% (equality)', filter: (i) => ({ s1: i % 100 }), accept: (i, m) => m.s1 === i % 100, exact: true },
   { name: '2% ($in)', filter: (i) => ({ tag: { $in: [`t${i % 50}`] } }), accept: (i, m) => m.tag === `t${i % 50}`, exact: true },
-  { name: '2% ($in of two 1% values)', filter: (i) => ({ s1: { $in: [i % 100, (i + 7) % 100] } }), accept: (i, m) => m.s1 === i % 100 || m.s1 === (i + 7) % 100, exact: true },
+  {
+    name: '2% ($in of two 1% values)',
+    filter: (i) => ({ s1: { $in: [i % 100, (i + 7) % 100] } }),
+    accept: (i, m) => m.s1 === i % 100 || m.s1 === (i + 7) % 100,
+    exact: true,
+  },
   { name: '10% (equality)', filter: (i) => ({ s10: i % 10 }), accept: (i, m) => m.s10 === i % 10 },
   { name: '50% (equality)', filter: (i) => ({ s50: i % 2 }), accept: (i, m) => m.s50 === i % 2 },
-  { name: '1% within $and, with a range', filter: (i) => ({ $and: [{ s10: i % 10 }, { n: { $lt: N / 10 } }] }), accept: (i, m) => m.s10 === i % 10 && m.n < N / 10, exact: true },
+  {
+    name: '1% within $and, with a range',
+    filter: (i) => ({ $and: [{ s10: i % 10 }, { n: { $lt: N / 10 } }] }),
+    accept: (i, m) => m.s10 === i % 10 && m.n < N / 10,
+    exact: true,
+  },
   { name: '5% by a range only (no index: sampled)', filter: () => ({ n: { $gte: N * 0.95 } }), accept: (_i, m) => m.n >= N * 0.95 },
-  { name: '0.5% by a range only (no index: sampled, none in the sample)', filter: () => ({ n: { $lt: N * 0.005 } }), accept: (_i, m) => m.n < N * 0.005 },
+  {
+    name: '0.5% by a range only (no index: sampled, none in the sample)',
+    filter: () => ({ n: { $lt: N * 0.005 } }),
+    accept: (_i, m) => m.n < N * 0.005,
+  },
 ];
 
-function recallOf(col: Collection<Meta>, vectors: Float32Array[], meta: Meta[], queries: Float32Array[], c: Case, space: 'l2' | 'cosine' = 'l2'): number {
+function recallOf(
+  col: Collection<Meta>,
+  vectors: Float32Array[],
+  meta: Meta[],
+  queries: Float32Array[],
+  c: Case,
+  space: 'l2' | 'cosine' = 'l2',
+): number {
   let hits = 0;
   let total = 0;
   queries.forEach((q, qi) => {
@@ -92,7 +120,8 @@ describe('filtered search against exact brute force', () => {
     const d = storeDirs();
     let store = await openTestStore(d, { autoFlushRecords: 0 });
     let col = await store.createCollection<Meta>('f', { dim: DIM, space: 'l2' });
-    for (let i = 0; i < N; i += 2000) await col.upsert(vectors.slice(i, i + 2000).map((v, j) => ({ id: `r${i + j}`, vector: v, metadata: meta[i + j] as Meta })));
+    for (let i = 0; i < N; i += 2000)
+      await col.upsert(vectors.slice(i, i + 2000).map((v, j) => ({ id: `r${i + j}`, vector: v, metadata: meta[i + j] as Meta })));
     const phases: [string, () => Promise<void>][] = [
       ['memtable', async () => undefined],
       ['flushed', () => col.flush()],
@@ -126,7 +155,12 @@ describe('filtered search against exact brute force', () => {
     // Every record with s1 = 3 moves to s1 = 1003; every one with s1 = 4 is deleted.
     const moved = meta.slice(0, n).filter((m) => m.s1 === 3);
     await col.updateMetadata(moved.map((m) => ({ id: `r${m.n}`, metadata: { ...m, s1: 1003 } })));
-    await col.delete(meta.slice(0, n).filter((m) => m.s1 === 4).map((m) => `r${m.n}`));
+    await col.delete(
+      meta
+        .slice(0, n)
+        .filter((m) => m.s1 === 4)
+        .map((m) => `r${m.n}`),
+    );
     const q = queries[0] as Float32Array;
     expect(col.search(q, K, { filter: { s1: 3 } })).toEqual([]);
     expect(col.search(q, K, { filter: { s1: 4 } })).toEqual([]);
@@ -153,7 +187,8 @@ describe('filtered search against exact brute force', () => {
       const got = c.search(q, K, { filter: { s1: qi } });
       expect(got.map((h) => h.id)).toEqual(exact(vectors.slice(0, n), q, K, (i) => (meta[i] as Meta).s1 === qi, 'cosine'));
       // Scores as hnswlib reports them: 1 - distance.
-      for (let j = 1; j < got.length; j++) expect((got[j] as { score: number }).score).toBeLessThanOrEqual((got[j - 1] as { score: number }).score + 1e-6);
+      for (let j = 1; j < got.length; j++)
+        expect((got[j] as { score: number }).score).toBeLessThanOrEqual((got[j - 1] as { score: number }).score + 1e-6);
     });
   });
 });
@@ -165,7 +200,12 @@ describe('metadata index and filter planning', () => {
     const idx = new MetadataIndex(metas);
     const labels = (f: Record<string, unknown>): number[] => {
       const [c] = equalityConditions(f);
-      return c ? idx.postings(c).flat().sort((x, y) => x - y) : [];
+      return c
+        ? idx
+            .postings(c)
+            .flat()
+            .sort((x, y) => x - y)
+        : [];
     };
     expect(labels({ a: 1 })).toEqual([0, 7]);
     expect(labels({ a: '1' })).toEqual([1]);
@@ -233,7 +273,10 @@ describe('exact scan and routing', () => {
           .map((i) => [dist(i, q, space), i] as const)
           .sort((a, b) => a[0] - b[0])
           .slice(0, 10);
-        for (const rows of [{ flat, dim }, { perRow, dim }]) {
+        for (const rows of [
+          { flat, dim },
+          { perRow, dim },
+        ]) {
           const got = scanNearest(rows, q, 10, space, dead, every === 1 ? undefined : lists, n, admit);
           expect(got.neighbors, `${space} 1/${every}`).toEqual(want.map(([, i]) => i));
           got.distances.forEach((d, j) => expect(d).toBeCloseTo((want[j] as readonly [number, number])[0], 9));
@@ -250,7 +293,10 @@ describe('exact scan and routing', () => {
       xs.forEach((x, i) => {
         if (x < top.bound) top.push(i, x);
       });
-      const want = xs.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]).slice(0, k);
+      const want = xs
+        .map((x, i) => [x, i] as const)
+        .sort((a, b) => a[0] - b[0])
+        .slice(0, k);
       expect(top.sorted().neighbors).toEqual(want.map(([, i]) => i));
     }
   });

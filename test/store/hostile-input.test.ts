@@ -35,7 +35,13 @@ describe('input that must never be changed silently', () => {
     const col = await store.createCollection('c', { dim: 2 });
     await col.upsert({ id: 'ok', vector: [1, 0] });
     // Both would be stored as "\uFFFD": one record lost on reopen, and a flush would make the store fail to open.
-    await expectInvalid(col.upsert([{ id: '\ud800', vector: [0, 1] }, { id: '\udc00', vector: [1, 1] }]), 'lone surrogates in a batch');
+    await expectInvalid(
+      col.upsert([
+        { id: '\ud800', vector: [0, 1] },
+        { id: '\udc00', vector: [1, 1] },
+      ]),
+      'lone surrogates in a batch',
+    );
     await expectInvalid(col.upsert({ id: 'a\udbff', vector: [0, 1] }), 'trailing lone high surrogate');
     await expectInvalid(col.delete('\udc00'), 'delete');
     await expectInvalid(() => col.get('\ud800'), 'get');
@@ -75,7 +81,13 @@ describe('input that must never be changed silently', () => {
       expect(Object.getOwnPropertyDescriptor(m['n'], '__proto__')?.value, where).toBe(3);
       expect(({} as Record<string, unknown>)['polluted'], `${where}: no prototype pollution`).toBeUndefined();
       // The filter reaches the own key, never the prototype.
-      expect(s.collection('c').search([1, 0], 5, { filter: { '__proto__.polluted': true } }).map((h) => h.id), where).toEqual(['a']);
+      expect(
+        s
+          .collection('c')
+          .search([1, 0], 5, { filter: { '__proto__.polluted': true } })
+          .map((h) => h.id),
+        where,
+      ).toEqual(['a']);
     };
     check(store, 'in memory');
     store = await reopen(store, d, false);
@@ -98,7 +110,10 @@ describe('input that must never be changed silently', () => {
       const m = s.collection('c').get('a')?.metadata as { z: number; p: number; list: number[]; o: { z: number } };
       expect(Object.is(m.z, -0), where).toBe(true);
       expect(Object.is(m.p, 0), where).toBe(true);
-      expect(m.list.map((x) => Object.is(x, -0)), where).toEqual([true, false, false]);
+      expect(
+        m.list.map((x) => Object.is(x, -0)),
+        where,
+      ).toEqual([true, false, false]);
       expect(Object.is(m.o.z, -0), where).toBe(true);
     };
     check(store, 'in memory');
@@ -118,7 +133,11 @@ describe('input that must never be changed silently', () => {
       { id: 'c', vector: [1, 1] },
     ]);
     const ids = (s: Store, filter: Record<string, unknown>): string[] =>
-      s.collection('c').search([1, 0], 10, { filter }).map((h) => h.id).sort();
+      s
+        .collection('c')
+        .search([1, 0], 10, { filter })
+        .map((h) => h.id)
+        .sort();
     for (const round of ['in memory', 'after a reopen']) {
       if (round !== 'in memory') store = await reopen(store, d);
       const s = store;
@@ -194,14 +213,16 @@ describe('several processes opening a free store at once', () => {
     await store.close();
     const outcomes: string[] = [];
     for (let round = 0; round < 6; round++) {
-      const runs = Array.from({ length: 5 }, () =>
-        new Promise<string>((resolve) => {
-          const p = spawn(process.execPath, [join(here, 'lock-child.mjs'), d.dir, d.keyDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-          let out = '';
-          p.stdout.on('data', (b: Buffer) => (out += b.toString()));
-          p.stderr.on('data', (b: Buffer) => (out += b.toString()));
-          p.on('close', () => resolve(out.trim()));
-        }),
+      const runs = Array.from(
+        { length: 5 },
+        () =>
+          new Promise<string>((resolve) => {
+            const p = spawn(process.execPath, [join(here, 'lock-child.mjs'), d.dir, d.keyDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+            let out = '';
+            p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+            p.stderr.on('data', (b: Buffer) => (out += b.toString()));
+            p.on('close', () => resolve(out.trim()));
+          }),
       );
       outcomes.push(...(await Promise.all(runs)));
     }

@@ -16,7 +16,9 @@ async function bigStore(d: ReturnType<typeof storeDirs>): Promise<string> {
   const store = await openTestStore(d, { autoFlushRecords: 0 });
   const c = await store.createCollection('big', { dim: DIM });
   for (let at = 0; at < N; at += 1000) {
-    await c.upsert(Array.from({ length: 1000 }, (_, i) => ({ id: `r${at + i}`, vector: Array.from({ length: DIM }, r), metadata: { n: at + i } })));
+    await c.upsert(
+      Array.from({ length: 1000 }, (_, i) => ({ id: `r${at + i}`, vector: Array.from({ length: DIM }, r), metadata: { n: at + i } })),
+    );
   }
   await c.flush();
   await c.upsert(Array.from({ length: 100 }, (_, i) => ({ id: `w${i}`, vector: Array.from({ length: DIM }, r) })));
@@ -26,7 +28,7 @@ async function bigStore(d: ReturnType<typeof storeDirs>): Promise<string> {
 }
 
 describe('lazy opening', () => {
-  it('info, list, stats and the key lifecycle commands read no segment payload and no WAL: they work with both directories gone', async () => {
+  it('info, list, stats and key lifecycle commands read no segment payload and no WAL, and work with both gone', async () => {
     const d = storeDirs();
     const dir = await bigStore(d);
     const opts = { dir: d.dir, keys: { provider: 'local' as const, keyDir: d.keyDir }, autoFlushRecords: 0 };
@@ -52,7 +54,9 @@ describe('lazy opening', () => {
     const env = { VECTORSEAL_DIR: d.dir, VECTORSEAL_KEY_DIR: d.keyDir };
     const info = runCliSync(['info', '--json'], { env });
     expect(info.status, info.stderr).toBe(0);
-    expect((JSON.parse(info.stdout) as { collections: { name: string; count: number; segments: number }[] }).collections).toMatchObject([{ name: 'big', count: N, segments: 1 }]);
+    expect((JSON.parse(info.stdout) as { collections: { name: string; count: number; segments: number }[] }).collections).toMatchObject([
+      { name: 'big', count: N, segments: 1 },
+    ]);
     const list = runCliSync(['collection', 'list', '--json'], { env });
     expect(list.status, list.stderr).toBe(0);
     expect(JSON.parse(list.stdout)).toMatchObject([{ name: 'big', count: N }]);

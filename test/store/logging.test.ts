@@ -19,7 +19,10 @@ describe('logs', () => {
   it('redact vector, metadata, id and key fields, even when a caller logs them by mistake', () => {
     const { stream, text } = capture();
     const log = createLogger({ level: 'trace', destination: stream });
-    log.info({ vector: [123.456], metadata: { secret: 'OKAPI-SECRET' }, dek: 'DEKBYTES', nested: { key: 'KEYBYTES', id: 'ID-SECRET' } }, 'oops');
+    log.info(
+      { vector: [123.456], metadata: { secret: 'OKAPI-SECRET' }, dek: 'DEKBYTES', nested: { key: 'KEYBYTES', id: 'ID-SECRET' } },
+      'oops',
+    );
     const out = text();
     expect(out).toContain('[redacted]');
     for (const s of ['123.456', 'OKAPI-SECRET', 'DEKBYTES', 'KEYBYTES', 'ID-SECRET']) expect(out).not.toContain(s);

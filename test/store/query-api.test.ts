@@ -21,7 +21,13 @@ async function filled(d: TestStoreDirs, n = 40): Promise<{ store: Store; col: Co
   const store = await openTestStore(d);
   const col = await store.createCollection<Doc>('docs', { dim: 8 });
   const vectors = randomVectors(n, 8, 3);
-  await col.upsert(vectors.map((vector, i) => ({ id: `d-${String(i).padStart(3, '0')}`, vector, metadata: { lang: i % 2 ? 'en' : 'fr', year: 2000 + i, ...(i % 5 === 0 ? { tag: 'five' } : {}) } })));
+  await col.upsert(
+    vectors.map((vector, i) => ({
+      id: `d-${String(i).padStart(3, '0')}`,
+      vector,
+      metadata: { lang: i % 2 ? 'en' : 'fr', year: 2000 + i, ...(i % 5 === 0 ? { tag: 'five' } : {}) },
+    })),
+  );
   return { store, col, vectors };
 }
 
@@ -93,7 +99,12 @@ describe('the query API', () => {
     s = await reopen(s, d);
     check(s, 'from segments');
     await expect(s.collection('docs').updateMetadata({ id: 'd-001' } as never)).rejects.toBeInstanceOf(InvalidArgumentError);
-    await expect(s.collection('docs').updateMetadata([{ id: 'a', metadata: {} }, { id: 'a', metadata: {} }])).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(
+      s.collection('docs').updateMetadata([
+        { id: 'a', metadata: {} },
+        { id: 'a', metadata: {} },
+      ]),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
   it('records() iterates every record with metadata in id order, page by page; list() pages by cursor', async () => {
@@ -144,7 +155,12 @@ describe('the query API', () => {
     const ids = (f: NonNullable<Parameters<typeof col.countWhere>[0]>): string[] => col.list({ filter: f }).records.map((r) => r.id);
     expect(ids({ $or: [{ year: 2001 }, { year: 2002 }] })).toEqual(['d-001', 'd-002']);
     expect(ids({ $not: { lang: 'en' }, year: { $lt: 2005 } })).toEqual(['d-000', 'd-002', 'd-004']);
-    expect(ids({ $and: [{ $or: [{ tag: 'five' }, { year: 2003 }] }, { $not: { year: 2015 } }] })).toEqual(['d-000', 'd-003', 'd-005', 'd-010']);
+    expect(ids({ $and: [{ $or: [{ tag: 'five' }, { year: 2003 }] }, { $not: { year: 2015 } }] })).toEqual([
+      'd-000',
+      'd-003',
+      'd-005',
+      'd-010',
+    ]);
     expect(ids({ $not: { tag: { $exists: true } }, $or: [{ year: 2001 }] })).toEqual(['d-001']);
     expect(() => col.countWhere({ $or: [] })).toThrow(InvalidArgumentError);
     expect(() => col.countWhere({ $nor: [] } as never)).toThrow(InvalidArgumentError);

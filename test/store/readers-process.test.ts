@@ -154,8 +154,10 @@ describe('readers in other processes than the writer', () => {
     // The rounds ran beside real flushes and compactions (and their file removals).
     expect(w.flushes).toBeGreaterThan(3);
     expect(w.compactions).toBeGreaterThan(0);
-    console.log(`30 reader rounds beside ${w.flushes} flushes and ${w.compactions} compactions: ` +
-      `${races} snapshot reads raced the writer and were read again`);
+    console.log(
+      `30 reader rounds beside ${w.flushes} flushes and ${w.compactions} compactions: ` +
+        `${races} snapshot reads raced the writer and were read again`,
+    );
     w.child.stdin.write('stop\n');
     expect(await w.exited).toBe(0);
     // After the writer closed, a reader sees everything it acknowledged.

@@ -21,7 +21,9 @@ async function tree(dir: string): Promise<string[]> {
       if (e.isDirectory()) await walk(p, `${rel}/${e.name}`);
       else {
         const s = await fs.stat(p, { bigint: true });
-        const h = createHash('sha256').update(await fs.readFile(p)).digest('hex');
+        const h = createHash('sha256')
+          .update(await fs.readFile(p))
+          .digest('hex');
         out.push(`${rel}/${e.name} ${s.size} ${s.mtimeNs} ${s.ino} ${s.mode} ${h}`);
       }
     }
@@ -71,26 +73,28 @@ describe('readers beside a writer (readOnly: true)', () => {
     await r.close();
   });
 
-  it('writes no file: the whole tree (sizes, mtimes, inodes, hashes) is the same after open, searches, ' +
-    'refresh, backup and close', async () => {
-    const d = storeDirs();
-    const w = await openTestStore(d);
-    const c = await w.createCollection('docs', { dim: 4 });
-    await c.upsert(Array.from({ length: 20 }, (_, i) => ({ id: `a${i}`, vector: vec(i) })));
-    await c.flush();
-    await c.upsert({ id: 'tail', vector: vec(99) });
-    (await w.keys.systemKey('backup')).release();
-    const before = await tree(d.dir);
-    const r = await openReader(d);
-    r.collection('docs').search(vec(1), 3);
-    r.collection('docs').stats();
-    r.listCollections();
-    await r.refresh();
-    const backupDir = join(d.root, 'backup');
-    await backupStore(r, { to: backupDir });
-    await r.close();
-    expect(await tree(d.dir)).toEqual(before);
-  });
+  it(
+    'writes no file: the whole tree (sizes, mtimes, inodes, hashes) is the same after open, searches, ' + 'refresh, backup and close',
+    async () => {
+      const d = storeDirs();
+      const w = await openTestStore(d);
+      const c = await w.createCollection('docs', { dim: 4 });
+      await c.upsert(Array.from({ length: 20 }, (_, i) => ({ id: `a${i}`, vector: vec(i) })));
+      await c.flush();
+      await c.upsert({ id: 'tail', vector: vec(99) });
+      (await w.keys.systemKey('backup')).release();
+      const before = await tree(d.dir);
+      const r = await openReader(d);
+      r.collection('docs').search(vec(1), 3);
+      r.collection('docs').stats();
+      r.listCollections();
+      await r.refresh();
+      const backupDir = join(d.root, 'backup');
+      await backupStore(r, { to: backupDir });
+      await r.close();
+      expect(await tree(d.dir)).toEqual(before);
+    },
+  );
 
   it('refuses every write with ReadOnlyError, and a read-only create', async () => {
     const d = storeDirs();
@@ -192,7 +196,7 @@ describe('readers beside a writer (readOnly: true)', () => {
     }
   });
 
-  it('a reader cannot take a store\'s first backup (it would write the keyring): ReadOnlyError', async () => {
+  it("a reader cannot take a store's first backup (it would write the keyring): ReadOnlyError", async () => {
     const d = storeDirs();
     const w = await openTestStore(d);
     await w.createCollection('docs', { dim: 4 });
@@ -207,53 +211,55 @@ afterEach(async () => {
 });
 
 describe('readCoherent: a race is read again, damage is thrown as it is', () => {
-  it('an error while none of the deciding files changed is thrown at once; ' +
-    'one while they change each time ends in VS_SNAPSHOT_BUSY', async () => {
-    const d = storeDirs();
-    const w = await openTestStore(d);
-    await w.createCollection('docs', { dim: 4 });
-    await w.close();
-    const damage = new CorruptDataError('damaged', { file: 'x', reason: 'auth' });
-    let calls = 0;
-    const still = await readCoherent(d.dir, async () => {
-      calls++;
-      throw damage;
-    }).catch((e: unknown) => e);
-    expect(still).toBe(damage);
-    expect(calls).toBe(1);
-
-    // A "writer" that changes CATALOG during every attempt (as a racing flush or create would change a deciding file).
-    const catalog = join(d.dir, 'CATALOG');
-    let n = 0;
-    calls = 0;
-    const busy = await readCoherent(
-      d.dir,
-      async () => {
+  it(
+    'an error while none of the deciding files changed is thrown at once; ' + 'one while they change each time ends in VS_SNAPSHOT_BUSY',
+    async () => {
+      const d = storeDirs();
+      const w = await openTestStore(d);
+      await w.createCollection('docs', { dim: 4 });
+      await w.close();
+      const damage = new CorruptDataError('damaged', { file: 'x', reason: 'auth' });
+      let calls = 0;
+      const still = await readCoherent(d.dir, async () => {
         calls++;
-        await fs.appendFile(catalog, ' ');
-        throw new CorruptDataError(`race ${n++}`, { file: catalog, reason: 'state' });
-      },
-      { attempts: 4, pauseMs: 1 },
-    ).catch((e: unknown) => e);
-    expect(busy).toBeInstanceOf(SnapshotBusyError);
-    expect((busy as SnapshotBusyError).code).toBe('VS_SNAPSHOT_BUSY');
-    expect(((busy as Error).cause as Error).message).toMatch(/^race 3/);
-    expect(calls).toBe(4);
+        throw damage;
+      }).catch((e: unknown) => e);
+      expect(still).toBe(damage);
+      expect(calls).toBe(1);
 
-    // A race that ends: the next attempt succeeds.
-    calls = 0;
-    const ok = await readCoherent(
-      d.dir,
-      async () => {
-        if (calls++ === 0) {
+      // A "writer" that changes CATALOG during every attempt (as a racing flush or create would change a deciding file).
+      const catalog = join(d.dir, 'CATALOG');
+      let n = 0;
+      calls = 0;
+      const busy = await readCoherent(
+        d.dir,
+        async () => {
+          calls++;
           await fs.appendFile(catalog, ' ');
-          throw new Error('ENOENT-like race');
-        }
-        return 'snapshot';
-      },
-      { pauseMs: 1 },
-    );
-    expect(ok).toBe('snapshot');
-    expect(calls).toBe(2);
-  });
+          throw new CorruptDataError(`race ${n++}`, { file: catalog, reason: 'state' });
+        },
+        { attempts: 4, pauseMs: 1 },
+      ).catch((e: unknown) => e);
+      expect(busy).toBeInstanceOf(SnapshotBusyError);
+      expect((busy as SnapshotBusyError).code).toBe('VS_SNAPSHOT_BUSY');
+      expect(((busy as Error).cause as Error).message).toMatch(/^race 3/);
+      expect(calls).toBe(4);
+
+      // A race that ends: the next attempt succeeds.
+      calls = 0;
+      const ok = await readCoherent(
+        d.dir,
+        async () => {
+          if (calls++ === 0) {
+            await fs.appendFile(catalog, ' ');
+            throw new Error('ENOENT-like race');
+          }
+          return 'snapshot';
+        },
+        { pauseMs: 1 },
+      );
+      expect(ok).toBe('snapshot');
+      expect(calls).toBe(2);
+    },
+  );
 });

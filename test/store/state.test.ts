@@ -35,7 +35,10 @@ async function openError(d: TestStoreDirs, extra: Record<string, unknown> = {}):
 }
 
 async function walFiles(colDir: string): Promise<string[]> {
-  return (await fs.readdir(join(colDir, 'wal'))).filter((n) => n.endsWith('.wal')).sort().map((n) => join(colDir, 'wal', n));
+  return (await fs.readdir(join(colDir, 'wal')))
+    .filter((n) => n.endsWith('.wal'))
+    .sort()
+    .map((n) => join(colDir, 'wal', n));
 }
 
 /** Lists every file under `dir` (relative paths, sorted). */
@@ -56,7 +59,10 @@ async function tree(dir: string): Promise<string[]> {
 async function threeWalFiles(d: TestStoreDirs): Promise<{ store: Store; colDir: string }> {
   const store = await openTestStore(d);
   const c = await store.createCollection('c', { dim: 4 });
-  await c.upsert([{ id: 'a', vector: v(1) }, { id: 'b', vector: v(2) }]);
+  await c.upsert([
+    { id: 'a', vector: v(1) },
+    { id: 'b', vector: v(2) },
+  ]);
   await c.rekey();
   await c.upsert({ id: 'c', vector: v(3) });
   await c.delete('a');
@@ -75,11 +81,14 @@ function crashImage(d: TestStoreDirs, into: string): TestStoreDirs {
 const runAudit = (args: string[]) => runCommands((program) => registerAuditCommands(program, resolveStoreAudit), args);
 
 describe('store state: partial rollbacks are refused', () => {
-  it('a manifest rolled back with the collection\'s WAL files deleted: RollbackError naming MANIFEST', async () => {
+  it("a manifest rolled back with the collection's WAL files deleted: RollbackError naming MANIFEST", async () => {
     const d = storeDirs();
     const store = await openTestStore(d);
     const c = await store.createCollection('c', { dim: 4 });
-    await c.upsert([{ id: 'a', vector: v(1) }, { id: 'b', vector: v(2) }]);
+    await c.upsert([
+      { id: 'a', vector: v(1) },
+      { id: 'b', vector: v(2) },
+    ]);
     await c.flush();
     const older = await fs.readFile(join(c.dir, 'MANIFEST'));
     await c.delete('a');
@@ -123,29 +132,28 @@ describe('store state: partial rollbacks are refused', () => {
     expect(err.file).toBe(middle);
   });
 
-  it('after a clean close, the newest WAL file cut, emptied or deleted is detected; ' +
-    'untouched it opens with exactly the acknowledged data', async () => {
-    const d = storeDirs();
-    const { store, colDir } = await threeWalFiles(d);
-    await store.close({ flush: false });
-    const newest = (await walFiles(colDir)).at(-1) as string;
-    const good = await fs.readFile(newest);
-    for (const attack of [
-      () => fs.truncate(newest, good.length - 5),
-      () => fs.truncate(newest, WAL_HEADER_SIZE),
-      () => fs.rm(newest),
-    ]) {
-      await attack();
-      const err = await openError(d);
-      expect(err.file).toBe(newest);
-      await fs.writeFile(newest, good);
-    }
-    const s = await reopen(d);
-    const c = s.collection('c');
-    expect(c.ids().sort()).toEqual(['b', 'c', 'd']);
-    expect(Array.from(c.get('d')?.vector ?? [])).toEqual(v(4));
-    await s.close();
-  });
+  it(
+    'after a clean close, the newest WAL file cut, emptied or deleted is detected; ' +
+      'untouched it opens with exactly the acknowledged data',
+    async () => {
+      const d = storeDirs();
+      const { store, colDir } = await threeWalFiles(d);
+      await store.close({ flush: false });
+      const newest = (await walFiles(colDir)).at(-1) as string;
+      const good = await fs.readFile(newest);
+      for (const attack of [() => fs.truncate(newest, good.length - 5), () => fs.truncate(newest, WAL_HEADER_SIZE), () => fs.rm(newest)]) {
+        await attack();
+        const err = await openError(d);
+        expect(err.file).toBe(newest);
+        await fs.writeFile(newest, good);
+      }
+      const s = await reopen(d);
+      const c = s.collection('c');
+      expect(c.ids().sort()).toEqual(['b', 'c', 'd']);
+      expect(Array.from(c.get('d')?.vector ?? [])).toEqual(v(4));
+      await s.close();
+    },
+  );
 
   it('a crash image opens with every acknowledged write', async () => {
     const d = storeDirs();
@@ -179,7 +187,10 @@ describe('store state: partial rollbacks are refused', () => {
     await store.close();
     const file = join(d.dir, 'STORE');
     const text = await fs.readFile(file, 'utf8');
-    await fs.writeFile(file, text.replace(/"storeId": "([0-9a-f])/, (_m, c: string) => `"storeId": "${c === 'a' ? 'b' : 'a'}`));
+    await fs.writeFile(
+      file,
+      text.replace(/"storeId": "([0-9a-f])/, (_m, c: string) => `"storeId": "${c === 'a' ? 'b' : 'a'}`),
+    );
     expect((await openError(d)).file).toBe(file);
     await fs.writeFile(file, text.replace('"durability": "batch"', '"durability": "none"'));
     const err = await openError(d);
@@ -189,30 +200,33 @@ describe('store state: partial rollbacks are refused', () => {
 });
 
 describe('store state: the audit trail head', () => {
-  it('a trail cut back to the close checkpoint of an earlier open: ' +
-    'refused on open (RollbackError naming audit.log) and TAMPERED in audit verify', async () => {
-    const d = storeDirs();
-    let store = await openTestStore(d);
-    await store.createCollection('c', { dim: 4 });
-    await store.close();
-    const trail = join(d.dir, 'audit.log');
-    const earlier = await fs.readFile(trail);
-    store = await reopen(d);
-    await store.createTenant('t1');
-    await store.close();
-    await fs.writeFile(trail, earlier);
-    const err = await openError(d);
-    expect(err).toBeInstanceOf(RollbackError);
-    expect(err.file).toBe(trail);
-    process.env['VECTORSEAL_KEY_DIR'] = d.keyDir;
-    try {
-      const r = await runAudit(['audit', 'verify', '--dir', d.dir]);
-      expect(r.exitCode).toBe(2);
-      expect(r.stdout).toMatch(/TAMPERED \(truncated\)/);
-    } finally {
-      delete process.env['VECTORSEAL_KEY_DIR'];
-    }
-  });
+  it(
+    'a trail cut back to the close checkpoint of an earlier open: ' +
+      'refused on open (RollbackError naming audit.log) and TAMPERED in audit verify',
+    async () => {
+      const d = storeDirs();
+      let store = await openTestStore(d);
+      await store.createCollection('c', { dim: 4 });
+      await store.close();
+      const trail = join(d.dir, 'audit.log');
+      const earlier = await fs.readFile(trail);
+      store = await reopen(d);
+      await store.createTenant('t1');
+      await store.close();
+      await fs.writeFile(trail, earlier);
+      const err = await openError(d);
+      expect(err).toBeInstanceOf(RollbackError);
+      expect(err.file).toBe(trail);
+      process.env['VECTORSEAL_KEY_DIR'] = d.keyDir;
+      try {
+        const r = await runAudit(['audit', 'verify', '--dir', d.dir]);
+        expect(r.exitCode).toBe(2);
+        expect(r.stdout).toMatch(/TAMPERED \(truncated\)/);
+      } finally {
+        delete process.env['VECTORSEAL_KEY_DIR'];
+      }
+    },
+  );
 
   it('audit verify reports a store that is open as "open", honours VECTORSEAL_DIR, and says intact once it is closed', async () => {
     const d = storeDirs();
@@ -291,7 +305,10 @@ describe('store state: backup and restore', () => {
     const d = storeDirs();
     const store = await openTestStore(d);
     const c = await store.createCollection('c', { dim: 4 });
-    await c.upsert([{ id: 'a', vector: v(1) }, { id: 'b', vector: v(2) }]);
+    await c.upsert([
+      { id: 'a', vector: v(1) },
+      { id: 'b', vector: v(2) },
+    ]);
     await c.flush();
     await c.upsert({ id: 'x', vector: v(5) });
     await backupStore(store, { to: join(d.root, 'backup') });
@@ -311,34 +328,36 @@ describe('store state: backup and restore', () => {
 });
 
 describe('the keyring pinned by the store state', () => {
-  it('an older authentic KEYRING (a disabled collection enabled again by putting back its copy) ' +
-    'is a RollbackError naming KEYRING', async () => {
-    const d = storeDirs();
-    const store = await openTestStore(d);
-    const c = await store.createCollection('c', { dim: 4 });
-    await c.upsert({ id: 'a', vector: v(1) });
-    await store.close();
-    const older = await fs.readFile(join(d.dir, 'KEYRING'));
+  it(
+    'an older authentic KEYRING (a disabled collection enabled again by putting back its copy) ' + 'is a RollbackError naming KEYRING',
+    async () => {
+      const d = storeDirs();
+      const store = await openTestStore(d);
+      const c = await store.createCollection('c', { dim: 4 });
+      await c.upsert({ id: 'a', vector: v(1) });
+      await store.close();
+      const older = await fs.readFile(join(d.dir, 'KEYRING'));
 
-    const again = await reopen(d);
-    await again.disableCollection('c');
-    await again.close();
+      const again = await reopen(d);
+      await again.disableCollection('c');
+      await again.close();
 
-    // The older keyring is authentic (its MAC chain verifies): only the state can tell it is behind.
-    const newest = await fs.readFile(join(d.dir, 'KEYRING'));
-    await fs.writeFile(join(d.dir, 'KEYRING'), older);
-    const err = await openError(d);
-    expect(err).toBeInstanceOf(RollbackError);
-    expect(err.file).toBe(join(d.dir, 'KEYRING'));
+      // The older keyring is authentic (its MAC chain verifies): only the state can tell it is behind.
+      const newest = await fs.readFile(join(d.dir, 'KEYRING'));
+      await fs.writeFile(join(d.dir, 'KEYRING'), older);
+      const err = await openError(d);
+      expect(err).toBeInstanceOf(RollbackError);
+      expect(err.file).toBe(join(d.dir, 'KEYRING'));
 
-    // Put back, the newest keyring opens, with the collection still disabled until it is enabled.
-    await fs.writeFile(join(d.dir, 'KEYRING'), newest);
-    const s = await reopen(d);
-    try {
-      await s.enableCollection('c');
-      expect(s.collection('c').get('a')?.id).toBe('a');
-    } finally {
-      await s.close();
-    }
-  });
+      // Put back, the newest keyring opens, with the collection still disabled until it is enabled.
+      await fs.writeFile(join(d.dir, 'KEYRING'), newest);
+      const s = await reopen(d);
+      try {
+        await s.enableCollection('c');
+        expect(s.collection('c').get('a')?.id).toBe('a');
+      } finally {
+        await s.close();
+      }
+    },
+  );
 });

@@ -68,7 +68,9 @@ describe('tampering is detected with a typed error naming the file', () => {
     const km = await KeyManager.open({ dir: d.dir, localKeyDir: d.keyDir });
     const storeId = km.storeId;
     // Sealed under the right key with the right header: only the manifest's hash can tell.
-    await km.withDek(aId, 1, (dek) => writeSegment(file, { kind: SegmentKind.Metadata, storeId, collectionId: aId, segmentId: 1, dekVersion: 1 }, dek, Buffer.from([0x90])));
+    await km.withDek(aId, 1, (dek) =>
+      writeSegment(file, { kind: SegmentKind.Metadata, storeId, collectionId: aId, segmentId: 1, dekVersion: 1 }, dek, Buffer.from([0x90])),
+    );
     await km.close();
     const err = await corruptError(d);
     expect(err.file).toBe(file);
@@ -87,7 +89,12 @@ describe('tampering is detected with a typed error naming the file', () => {
     // A second store life writes group 1 again after the manifest is reset: simulate by resealing.
     const km = await KeyManager.open({ dir: d.dir, localKeyDir: d.keyDir });
     await km.withDek(col.info.id, 1, (dek) =>
-      writeSegment(file, { kind: SegmentKind.Metadata, storeId: km.storeId, collectionId: col.info.id, segmentId: 1, dekVersion: 1 }, dek, Buffer.alloc(old.length - 52 - 56 - 16, 0x90)),
+      writeSegment(
+        file,
+        { kind: SegmentKind.Metadata, storeId: km.storeId, collectionId: col.info.id, segmentId: 1, dekVersion: 1 },
+        dek,
+        Buffer.alloc(old.length - 52 - 56 - 16, 0x90),
+      ),
     );
     await km.close();
     expect((await fs.readFile(file)).length).toBe(old.length);

@@ -69,7 +69,9 @@ describe('vectors kept once: in the index for l2 and ip, in the vector block for
     const hit = c.search(new Float32Array([1, 0, 0, 0]), 1)[0];
     expect(hit?.metadata).toEqual({ n: 1, nested: { list: [1, { x: 2 }] } });
     const m = hit?.metadata as { nested: { list: [number, { x: number }] } };
-    expect(Object.isFrozen(m) && Object.isFrozen(m.nested) && Object.isFrozen(m.nested.list) && Object.isFrozen(m.nested.list[1])).toBe(true);
+    expect(Object.isFrozen(m) && Object.isFrozen(m.nested) && Object.isFrozen(m.nested.list) && Object.isFrozen(m.nested.list[1])).toBe(
+      true,
+    );
     expect(() => {
       (m.nested.list[1] as { x: number }).x = 3;
     }).toThrow(TypeError);
@@ -92,7 +94,8 @@ describe('vectors kept once: in the index for l2 and ip, in the vector block for
       .slice(0, 5);
     const got = c.search(q, 5, { ef: 300 });
     expect(got.map((h) => h.id)).toEqual(brute.map((b) => b.id));
-    for (let i = 1; i < got.length; i++) expect((got[i] as { score: number }).score).toBeGreaterThanOrEqual((got[i - 1] as { score: number }).score);
+    for (let i = 1; i < got.length; i++)
+      expect((got[i] as { score: number }).score).toBeGreaterThanOrEqual((got[i - 1] as { score: number }).score);
     // Arrays and Float32Arrays give the same hits; bad queries are refused.
     expect(c.search(Array.from(q), 5, { ef: 300 }).map((h) => h.id)).toEqual(got.map((h) => h.id));
     expect(() => c.search(new Float32Array(8).fill(Number.NaN), 5)).toThrow(/finite/);

@@ -13,7 +13,13 @@ export function vectorOf(i) {
   return Array.from({ length: 8 }, (_, j) => i + j / 8);
 }
 
-const store = await openStore({ dir, create: true, keys: { provider: 'local', keyDir }, maxSegments: 3, ...(stagingDir ? { stagingDir } : {}) });
+const store = await openStore({
+  dir,
+  create: true,
+  keys: { provider: 'local', keyDir },
+  maxSegments: 3,
+  ...(stagingDir ? { stagingDir } : {}),
+});
 const col = store.listCollections().some((c) => c.name === 'c') ? store.collection('c') : await store.createCollection('c', { dim: 8 });
 const meta = (i) => ({ i, tag: `${marker ?? 'secret'}-${i}` });
 

@@ -45,9 +45,18 @@ async function victim(root: string): Promise<{ dir: string; keyDir: string; stor
  * attacker MAC key wrapped under the attacker's KEK (`wrap`), the way 0.1.0
  * keyrings recorded provider settings (`config`).
  */
-async function plant(dir: string, kek: { name: string; provider: string; keyId: string; config: Record<string, string> }, wrap: StoredWrap): Promise<void> {
+async function plant(
+  dir: string,
+  kek: { name: string; provider: string; keyId: string; config: Record<string, string> },
+  wrap: StoredWrap,
+): Promise<void> {
   const state = (await claimedRing(dir)) as KeyringData & { keks: Record<string, unknown> };
-  (state.keks as Record<string, unknown>)[kek.name] = { provider: kek.provider, keyId: kek.keyId, config: kek.config, createdAt: new Date().toISOString() };
+  (state.keks as Record<string, unknown>)[kek.name] = {
+    provider: kek.provider,
+    keyId: kek.keyId,
+    config: kek.config,
+    createdAt: new Date().toISOString(),
+  };
   state.defaultKeks = [kek.name];
   for (const col of Object.values(state.collections)) col.keks = [kek.name, ...col.keks];
   state.macKey = [wrap];
@@ -73,7 +82,9 @@ describe('KEK injection through the data directory', () => {
     // Made under the attacker's key with their MAC key, so with 0.1.0's rules it would verify.
     const state = await claimedRing(v.dir);
     expect(state.defaultKeks).toEqual(['evil']);
-    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch((e: unknown) => e);
+    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch(
+      (e: unknown) => e,
+    );
     // The local key id is looked up in the caller's key directory only, where there is no such key.
     expectTyped(err);
     expect(err).toBeInstanceOf(KeyDestroyedError);
@@ -86,17 +97,26 @@ describe('KEK injection through the data directory', () => {
     const marker = join(root, 'planted-module-was-loaded');
     const src = join(root, 'planted.c');
     const so = join(v.dir, 'planted.so');
-    writeFileSync(src, `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) ` +
-      `{ FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) { fputs("loaded", f); fclose(f); } }\n`);
+    writeFileSync(
+      src,
+      `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) ` +
+        `{ FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) { fputs("loaded", f); fclose(f); } }\n`,
+    );
     execFileSync('gcc', ['-shared', '-fPIC', '-o', so, src]);
-    await plant(v.dir, { name: 'hsm', provider: 'pkcs11', keyId: 'store-kek', config: { module: so, token: 'any', pinEnv: 'PATH' } }, {
-      kek: 'hsm',
-      provider: 'pkcs11',
-      keyId: 'store-kek',
-      kekVersion: '1',
-      blob: randomBytes(81).toString('base64'),
-    });
-    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch((e: unknown) => e);
+    await plant(
+      v.dir,
+      { name: 'hsm', provider: 'pkcs11', keyId: 'store-kek', config: { module: so, token: 'any', pinEnv: 'PATH' } },
+      {
+        kek: 'hsm',
+        provider: 'pkcs11',
+        keyId: 'store-kek',
+        kekVersion: '1',
+        blob: randomBytes(81).toString('base64'),
+      },
+    );
+    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(KekNotConfiguredError);
     expect(existsSync(marker)).toBe(false);
     // The control: the planted library does write the marker when something loads it.
@@ -114,13 +134,19 @@ describe('KEK injection through the data directory', () => {
     await new Promise<void>((r) => server.listen(45017, '127.0.0.1', r));
     try {
       const arn = 'arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000';
-      await plant(v.dir, { name: 'kms', provider: 'aws-kms', keyId: arn, config: { endpoint: 'http://127.0.0.1:45017', region: 'us-east-1' } }, {
-        kek: 'kms',
-        provider: 'aws-kms',
-        keyId: arn,
-        blob: randomBytes(64).toString('base64'),
-      });
-      const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch((e: unknown) => e);
+      await plant(
+        v.dir,
+        { name: 'kms', provider: 'aws-kms', keyId: arn, config: { endpoint: 'http://127.0.0.1:45017', region: 'us-east-1' } },
+        {
+          kek: 'kms',
+          provider: 'aws-kms',
+          keyId: arn,
+          blob: randomBytes(64).toString('base64'),
+        },
+      );
+      const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch(
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(KekNotConfiguredError);
       // Even when the caller does use that KMS key, the endpoint is the caller's, not the keyring's.
       const err2 = await openStore({
@@ -145,7 +171,9 @@ describe('an edited keyring', () => {
       if (!c) throw new Error('no disabled collection');
       delete c.disabled;
     });
-    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch((e: unknown) => e);
+    const err = await openStore({ dir: v.dir, keys: { provider: 'local', keyDir: v.keyDir }, maintainOnOpen: false }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CorruptDataError);
     expect((err as CorruptDataError).file).toBe(join(v.dir, KEYRING_FILE));
     expect((err as CorruptDataError).message).toContain('KEYRING');
@@ -174,13 +202,23 @@ describe('an edited keyring', () => {
     await fs.writeFile(file, `${good}{"m":"00`);
     const s = await open();
     opened.push(s);
-    expect(s.listCollections().map((c) => c.name).sort()).toEqual(['docs', 'paused']);
+    expect(
+      s
+        .listCollections()
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual(['docs', 'paused']);
     // The next change cuts the torn line off before appending.
     await s.createCollection('after', { dim: 4 });
     await s.close();
     const again = await open();
     opened.push(again);
-    expect(again.listCollections().map((c) => c.name).sort()).toEqual(['after', 'docs', 'paused']);
+    expect(
+      again
+        .listCollections()
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual(['after', 'docs', 'paused']);
   });
 
   it('with several KEKs, any one of them verifies the keyring', async () => {

@@ -25,7 +25,12 @@ async function copyFixture(): Promise<{ root: string; dir: string }> {
 }
 
 async function checkContents(s: Store): Promise<void> {
-  expect(s.listCollections().map((c) => [c.name, c.count]).sort()).toEqual([
+  expect(
+    s
+      .listCollections()
+      .map((c) => [c.name, c.count])
+      .sort(),
+  ).toEqual([
     ['acme-notes', 1],
     ['docs', 21],
     ['paused', 0],
@@ -39,7 +44,7 @@ async function checkContents(s: Store): Promise<void> {
 }
 
 describe('stores made by 0.1.0', () => {
-  it('get a typed error saying how to upgrade, and upgradeStore converts them with the owner\'s KEK, verifying every wrap', async () => {
+  it("get a typed error saying how to upgrade, and upgradeStore converts them with the owner's KEK, verifying every wrap", async () => {
     const { dir } = await copyFixture();
     const keks = { default: { provider: 'local', keyId: '', config: { masterKeyEnv: 'VS_TEST_FIXTURE_KEY' } } };
     process.env['VS_TEST_FIXTURE_KEY'] = FIXTURE_KEY;
@@ -57,7 +62,12 @@ describe('stores made by 0.1.0', () => {
       process.env['VS_TEST_FIXTURE_KEY'] = FIXTURE_KEY;
       const report = await upgradeStore({ dir, keks });
       // docs, acme-notes, paused, and the audit key: one wrap each.
-      expect(report).toMatchObject({ storeId, collections: 3, verifiedWraps: 4, keks: { default: { provider: 'local', keyId: `store-${storeId}` } } });
+      expect(report).toMatchObject({
+        storeId,
+        collections: 3,
+        verifiedWraps: 4,
+        keks: { default: { provider: 'local', keyId: `store-${storeId}` } },
+      });
       const s = await openStore({ dir, keks, maintainOnOpen: false });
       opened.push(s);
       await checkContents(s);
@@ -86,10 +96,18 @@ describe('stores made by 0.1.0', () => {
     expect(report.verifiedWraps).toBe(4);
     expect(report.config).toBe(join(root, 'config', 'vectorseal', 'stores', `${report.storeId}.json`));
     const config = JSON.parse(await fs.readFile(report.config, 'utf8'));
-    expect(config.keks.default).toEqual({ provider: 'local', keyId: `store-${report.storeId}`, config: { masterKeyEnv: 'VECTORSEAL_MASTER_KEY' } });
+    expect(config.keks.default).toEqual({
+      provider: 'local',
+      keyId: `store-${report.storeId}`,
+      config: { masterKeyEnv: 'VECTORSEAL_MASTER_KEY' },
+    });
     const info = run('info', '--json');
     expect(info.status, info.stderr).toBe(0);
-    expect(JSON.parse(info.stdout).collections.map((c: { name: string; count: number }) => [c.name, c.count]).sort()).toEqual([
+    expect(
+      JSON.parse(info.stdout)
+        .collections.map((c: { name: string; count: number }) => [c.name, c.count])
+        .sort(),
+    ).toEqual([
       ['acme-notes', 1],
       ['docs', 21],
       ['paused', 0],

@@ -50,12 +50,28 @@ describeSoftHsm('vectorseal xks (command line)', () => {
     };
     const config = join(dir, 'xks.json');
     await cli('init-config', '--config', config, '--uri-prefix', '/cli/kms/xks/v1');
-    const first = JSON.parse(out.join('').slice(out.join('').indexOf('{'))) as { XksProxyUriPath: string; XksProxyAuthenticationCredential: { AccessKeyId: string; RawSecretAccessKey: string } };
+    const first = JSON.parse(out.join('').slice(out.join('').indexOf('{'))) as {
+      XksProxyUriPath: string;
+      XksProxyAuthenticationCredential: { AccessKeyId: string; RawSecretAccessKey: string };
+    };
     expect(first.XksProxyUriPath).toBe('/cli/kms/xks/v1');
     await cli('create-key', '--id', 'cli-key', ...token);
     await writeFile(join(dir, 'cert.pem'), pki.server.cert);
     await writeFile(join(dir, 'key.pem'), pki.server.key, { mode: 0o600 });
-    await cli('serve', '--port', '0', '--config', config, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--audit-file', join(dir, 'audit.log'), ...token);
+    await cli(
+      'serve',
+      '--port',
+      '0',
+      '--config',
+      config,
+      '--tls-cert',
+      join(dir, 'cert.pem'),
+      '--tls-key',
+      join(dir, 'key.pem'),
+      '--audit-file',
+      join(dir, 'audit.log'),
+      ...token,
+    );
     const base = /listening on (\S+)/.exec(err.join(''))?.[1];
     expect(base).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/cli\/kms\/xks\/v1$/);
 
@@ -75,8 +91,22 @@ describeSoftHsm('vectorseal xks (command line)', () => {
     );
     const curl = (c: { AccessKeyId: string; RawSecretAccessKey: string }) =>
       run('curl', [
-        '--silent', '--cacert', pki.caFile, '--aws-sigv4', 'aws:amz:us-east-1:kms-xks-proxy', '--user', `${c.AccessKeyId}:${c.RawSecretAccessKey}`,
-        '-X', 'POST', '-H', 'Content-Type:application/json', '--data', `@${body}`, '-w', '\n%{response_code}', `${base}/keys/cli-key/encrypt`,
+        '--silent',
+        '--cacert',
+        pki.caFile,
+        '--aws-sigv4',
+        'aws:amz:us-east-1:kms-xks-proxy',
+        '--user',
+        `${c.AccessKeyId}:${c.RawSecretAccessKey}`,
+        '-X',
+        'POST',
+        '-H',
+        'Content-Type:application/json',
+        '--data',
+        `@${body}`,
+        '-w',
+        '\n%{response_code}',
+        `${base}/keys/cli-key/encrypt`,
       ]).then((r) => ({ status: r.stdout.split('\n').at(-1), json: r.stdout.split('\n')[0] }));
     const r1 = await curl(first.XksProxyAuthenticationCredential);
     expect(r1.status).toBe('200');

@@ -62,10 +62,15 @@ describe('XKS byte layouts', () => {
     expect(matches('a*b*c', 'abc')).toBe(true);
     expect(matches('a*a', 'a')).toBe(false);
     const rules = [{ name: 'alice', awsPrincipalArns: [ALICE] }];
-    expect(authorize(rules, { operation: 'Encrypt', externalKeyId: 'k', metadata: { awsPrincipalArn: ALICE } })).toEqual({ allowed: true, rule: 'alice' });
+    expect(authorize(rules, { operation: 'Encrypt', externalKeyId: 'k', metadata: { awsPrincipalArn: ALICE } })).toEqual({
+      allowed: true,
+      rule: 'alice',
+    });
     const hostile = Object.create({ awsPrincipalArn: ALICE }) as Record<string, string>;
     expect(authorize(rules, { operation: 'Encrypt', externalKeyId: 'k', metadata: hostile }).allowed).toBe(false);
-    expect(() => validateXksConfig(JSON.parse('{"__proto__":{"uriPrefix":"/kms/xks/v1"},"region":"us-east-1","credentials":[]}'))).toThrow();
+    expect(() =>
+      validateXksConfig(JSON.parse('{"__proto__":{"uriPrefix":"/kms/xks/v1"},"region":"us-east-1","credentials":[]}')),
+    ).toThrow();
   });
 });
 
@@ -81,7 +86,15 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
   const restore: Array<() => void> = [];
 
   const call = (path: string, body: unknown, over: Partial<Parameters<typeof xksCall>[0]> = {}) =>
-    xksCall({ url: proxy.url, path: PREFIX + path, body, ca: pki.ca, accessKeyId: cred.accessKeyId, secretAccessKey: cred.secretAccessKey, ...over });
+    xksCall({
+      url: proxy.url,
+      path: PREFIX + path,
+      body,
+      ca: pki.ca,
+      accessKeyId: cred.accessKeyId,
+      secretAccessKey: cred.secretAccessKey,
+      ...over,
+    });
 
   /** Replaces a pkcs11js method for one test (a device fault SoftHSM2 cannot produce). */
   const patch = (name: string, impl: (original: (...a: unknown[]) => unknown, ...a: unknown[]) => unknown) => {
@@ -154,7 +167,9 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
     });
 
     it('AuthenticationFailedException, InvalidUriPathException, ThrottlingException apply to it too', async () => {
-      expect((await call('/health', {}, { secretAccessKey: `${cred.secretAccessKey.slice(0, -2)}AA` })).body['errorName']).toBe('AuthenticationFailedException');
+      expect((await call('/health', {}, { secretAccessKey: `${cred.secretAccessKey.slice(0, -2)}AA` })).body['errorName']).toBe(
+        'AuthenticationFailedException',
+      );
       expect((await call('/healthz', {})).body['errorName']).toBe('InvalidUriPathException');
     });
   });
@@ -175,11 +190,19 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       expect((await call('/keys/both/metadata', 'not json')).body['errorName']).toBe('ValidationException');
       const nf = await call('/keys/no-such-key/metadata', { requestMetadata: meta() });
       expect([nf.status, nf.body['errorName']]).toEqual([404, 'KeyNotFoundException']);
-      const denied = await call('/keys/both/metadata', { requestMetadata: meta({ awsPrincipalArn: 'arn:aws:iam::999999999999:user/Mallory' }) });
+      const denied = await call('/keys/both/metadata', {
+        requestMetadata: meta({ awsPrincipalArn: 'arn:aws:iam::999999999999:user/Mallory' }),
+      });
       expect([denied.status, denied.body['errorName']]).toEqual([403, 'AccessDeniedException']);
       const badPath = await call('/keys/both/rotate', { requestMetadata: meta() });
       expect([badPath.status, badPath.body['errorName']]).toEqual([404, 'InvalidUriPathException']);
-      const wrongPrefix = await xksCall({ url: proxy.url, path: '/other/kms/xks/v1/keys/both/metadata', body: { requestMetadata: meta() }, ca: pki.ca, ...cred });
+      const wrongPrefix = await xksCall({
+        url: proxy.url,
+        path: '/other/kms/xks/v1/keys/both/metadata',
+        body: { requestMetadata: meta() },
+        ca: pki.ca,
+        ...cred,
+      });
       expect([wrongPrefix.status, wrongPrefix.body['errorName']]).toEqual([404, 'InvalidUriPathException']);
     });
   });
@@ -202,7 +225,9 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       expect(ct).toHaveLength(4300);
       expect(iv).toHaveLength(12);
       expect(tag).toHaveLength(16);
-      const expected = createHash('sha256').update(Buffer.concat([aad, iv, ct, tag])).digest('base64');
+      const expected = createHash('sha256')
+        .update(Buffer.concat([aad, iv, ct, tag]))
+        .digest('base64');
       expect(enc.body['ciphertextDataIntegrityValue']).toBe(expected);
       expect(enc.body['ciphertextMetadata']).toBeUndefined();
       const dec = await call('/keys/both/decrypt', {
@@ -216,7 +241,11 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       expect(dec.status).toBe(200);
       expect(Buffer.from(dec.body['plaintext'] as string, 'base64').equals(plaintext)).toBe(true);
       // No CDIV asked, none given.
-      const plain = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64('Hello World!'), encryptionAlgorithm: 'AES_GCM' });
+      const plain = await call('/keys/both/encrypt', {
+        requestMetadata: meta(),
+        plaintext: b64('Hello World!'),
+        encryptionAlgorithm: 'AES_GCM',
+      });
       expect(plain.body['ciphertextDataIntegrityValue']).toBeUndefined();
     });
 
@@ -267,10 +296,15 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
         { requestMetadata: meta(), plaintext: 'not base64!', encryptionAlgorithm: 'AES_GCM' },
         { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_CBC' },
         { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM', ciphertextDataIntegrityValueAlgorithm: 'MD5' },
-        { requestMetadata: { awsPrincipalArn: ALICE, kmsOperation: 'Encrypt', kmsRequestId: 'r' }, plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' },
+        {
+          requestMetadata: { awsPrincipalArn: ALICE, kmsOperation: 'Encrypt', kmsRequestId: 'r' },
+          plaintext: b64('x'),
+          encryptionAlgorithm: 'AES_GCM',
+        },
         { plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' },
       ];
-      for (const body of encBad) expect((await call('/keys/both/encrypt', body)).body['errorName'], JSON.stringify(body)).toBe('ValidationException');
+      for (const body of encBad)
+        expect((await call('/keys/both/encrypt', body)).body['errorName'], JSON.stringify(body)).toBe('ValidationException');
       for (const body of [
         { ...good, ciphertext: undefined },
         { ...good, encryptionAlgorithm: 'AES_GCM_SIV' },
@@ -282,7 +316,8 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
     });
 
     it('key usage: InvalidKeyUsageException for an operation the key does not allow (enforced by the token)', async () => {
-      const enc = (id: string) => call(`/keys/${id}/encrypt`, { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
+      const enc = (id: string) =>
+        call(`/keys/${id}/encrypt`, { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
       const good = await sealed();
       const dec = (id: string) => call(`/keys/${id}/decrypt`, good);
       expect((await enc('enc-only')).status).toBe(200);
@@ -293,7 +328,12 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       // A decrypt-only key decrypts (here: a ciphertext made under another key fails to authenticate, which proves it got that far).
       expect((await dec('dec-only')).body['errorName']).toBe('InvalidCiphertextException');
       // An encrypt-only key with a CDIV request: no decrypt check is possible, the CDIV is still given.
-      const cd = await call('/keys/enc-only/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM', ciphertextDataIntegrityValueAlgorithm: 'SHA_256' });
+      const cd = await call('/keys/enc-only/encrypt', {
+        requestMetadata: meta(),
+        plaintext: b64('x'),
+        encryptionAlgorithm: 'AES_GCM',
+        ciphertextDataIntegrityValueAlgorithm: 'SHA_256',
+      });
       expect(cd.body['ciphertextDataIntegrityValue']).toBeDefined();
     });
 
@@ -302,9 +342,11 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       expect([r.status, r.body['errorName']]).toEqual([400, 'InvalidStateException']);
       const good = await sealed();
       expect((await call('/keys/disabled/decrypt', good)).body['errorName']).toBe('InvalidStateException');
-      expect((await call('/keys/nope/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' })).body['errorName']).toBe(
-        'KeyNotFoundException',
-      );
+      expect(
+        (await call('/keys/nope/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' })).body[
+          'errorName'
+        ],
+      ).toBe('KeyNotFoundException');
       expect((await call('/keys/nope/decrypt', good)).body['errorName']).toBe('KeyNotFoundException');
     });
 
@@ -312,10 +354,16 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       const good = await sealed();
       const role = 'arn:aws:iam::123456789012:role/ebs-volume';
       // The role may decrypt via EBS only.
-      expect((await call('/keys/both/decrypt', { ...good, requestMetadata: meta({ awsPrincipalArn: role, kmsOperation: 'Decrypt' }) })).status).toBe(200);
+      expect(
+        (await call('/keys/both/decrypt', { ...good, requestMetadata: meta({ awsPrincipalArn: role, kmsOperation: 'Decrypt' }) })).status,
+      ).toBe(200);
       const viaS3 = await call('/keys/both/decrypt', { ...good, requestMetadata: meta({ awsPrincipalArn: role, kmsViaService: 's3' }) });
       expect([viaS3.status, viaS3.body['errorName']]).toEqual([403, 'AccessDeniedException']);
-      const encrypt = await call('/keys/both/encrypt', { requestMetadata: meta({ awsPrincipalArn: role }), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
+      const encrypt = await call('/keys/both/encrypt', {
+        requestMetadata: meta({ awsPrincipalArn: role }),
+        plaintext: b64('x'),
+        encryptionAlgorithm: 'AES_GCM',
+      });
       expect(encrypt.body['errorName']).toBe('AccessDeniedException');
       // The denial and the rule that would have applied are in the audit log.
       const log = await readFile(join(dir, 'audit.log'), 'utf8');
@@ -323,39 +371,56 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
     });
 
     it('UnsupportedOperationException past the supported size; 405 for GET on an API path', async () => {
-      const big = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64(Buffer.alloc(70_000)), encryptionAlgorithm: 'AES_GCM' });
+      const big = await call('/keys/both/encrypt', {
+        requestMetadata: meta(),
+        plaintext: b64(Buffer.alloc(70_000)),
+        encryptionAlgorithm: 'AES_GCM',
+      });
       expect([big.status, big.body['errorName']]).toEqual([501, 'UnsupportedOperationException']);
       for (const path of ['/keys/both/encrypt', '/keys/both/decrypt', '/keys/both/metadata', '/health']) {
         expect((await call(path, {}, { method: 'GET' })).status).toBe(405);
       }
     });
 
-    it('ThrottlingException past the in-flight limit, DependencyTimeoutException for a slow HSM, ' +
-      'InternalException for a failing one', async () => {
-      const delayed = (ms: number) => (original: (...a: unknown[]) => unknown, ...a: unknown[]) =>
-        new Promise((r) => setTimeout(r, ms)).then(() => original(...a));
-      patch('C_EncryptAsync', delayed(400));
-      const slow = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
-      expect([slow.status, slow.body['errorName']]).toEqual([503, 'DependencyTimeoutException']);
-      for (const r of restore.splice(0).reverse()) r();
-      await new Promise((r) => setTimeout(r, 450));
+    it(
+      'ThrottlingException past the in-flight limit, DependencyTimeoutException for a slow HSM, ' + 'InternalException for a failing one',
+      async () => {
+        const delayed =
+          (ms: number) =>
+          (original: (...a: unknown[]) => unknown, ...a: unknown[]) =>
+            new Promise((r) => setTimeout(r, ms)).then(() => original(...a));
+        patch('C_EncryptAsync', delayed(400));
+        const slow = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
+        expect([slow.status, slow.body['errorName']]).toEqual([503, 'DependencyTimeoutException']);
+        for (const r of restore.splice(0).reverse()) r();
+        await new Promise((r) => setTimeout(r, 450));
 
-      const tight = await startXksProxy({ hsm: keys, config, tls: pki.server, auditFile: join(dir, 'audit-tight.log'), maxInFlight: 1, hsmTimeoutMs: 1000 });
-      try {
-        patch('C_EncryptAsync', delayed(150));
-        const body = { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' };
-        const both = await Promise.all([0, 1].map(() => xksCall({ url: tight.url, path: `${PREFIX}/keys/both/encrypt`, body, ca: pki.ca, ...cred })));
-        expect(both.map((r) => r.status).sort()).toEqual([200, 429]);
-        expect(both.find((r) => r.status === 429)!.body['errorName']).toBe('ThrottlingException');
-      } finally {
-        await tight.close();
-      }
-      for (const r of restore.splice(0).reverse()) r();
+        const tight = await startXksProxy({
+          hsm: keys,
+          config,
+          tls: pki.server,
+          auditFile: join(dir, 'audit-tight.log'),
+          maxInFlight: 1,
+          hsmTimeoutMs: 1000,
+        });
+        try {
+          patch('C_EncryptAsync', delayed(150));
+          const body = { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' };
+          const both = await Promise.all(
+            [0, 1].map(() => xksCall({ url: tight.url, path: `${PREFIX}/keys/both/encrypt`, body, ca: pki.ca, ...cred })),
+          );
+          expect(both.map((r) => r.status).sort()).toEqual([200, 429]);
+          expect(both.find((r) => r.status === 429)!.body['errorName']).toBe('ThrottlingException');
+        } finally {
+          await tight.close();
+        }
+        for (const r of restore.splice(0).reverse()) r();
 
-      patch('C_EncryptAsync', () => Promise.reject(new Error('CKR_DEVICE_ERROR:48')));
-      const failing = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
-      expect([failing.status, failing.body['errorName']]).toEqual([500, 'InternalException']);
-    });
+        patch('C_EncryptAsync', () => Promise.reject(new Error('CKR_DEVICE_ERROR:48')));
+        const failing = await call('/keys/both/encrypt', { requestMetadata: meta(), plaintext: b64('x'), encryptionAlgorithm: 'AES_GCM' });
+        expect([failing.status, failing.body['errorName']]).toEqual([500, 'InternalException']);
+      },
+    );
   });
 
   describe('SigV4', () => {
@@ -386,12 +451,24 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
       const { request } = await import('node:https');
       const signed = Buffer.from(JSON.stringify(body));
       const sent = Buffer.from(JSON.stringify({ requestMetadata: meta({ kmsOperation: 'Tampered' }) }));
-      const headers = signRequest({ method: 'POST', host: u.host, path: PREFIX + path, body: signed, ...cred, region: 'us-east-1', service: 'kms-xks-proxy', now: Date.now() });
+      const headers = signRequest({
+        method: 'POST',
+        host: u.host,
+        path: PREFIX + path,
+        body: signed,
+        ...cred,
+        region: 'us-east-1',
+        service: 'kms-xks-proxy',
+        now: Date.now(),
+      });
       const status = await new Promise<number>((resolve, reject) => {
-        const req = request({ host: u.hostname, port: u.port, path: PREFIX + path, method: 'POST', headers, ca: pki.ca, agent: false }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
+        const req = request(
+          { host: u.hostname, port: u.port, path: PREFIX + path, method: 'POST', headers, ca: pki.ca, agent: false },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
         req.on('error', reject);
         req.end(sent);
       });
@@ -433,9 +510,20 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
 
   it('audit: every call logged with its request metadata, never the plaintext', async () => {
     const secret = 'the plaintext nobody may log';
-    await call('/keys/both/encrypt', { requestMetadata: meta({ kmsRequestId: 'audit-me-1' }), plaintext: b64(secret), encryptionAlgorithm: 'AES_GCM' });
-    await call('/keys/both/encrypt', { requestMetadata: meta({ kmsRequestId: 'audit-me-2' }), plaintext: b64(secret), encryptionAlgorithm: 'AES_GCM' }, { service: 'kms' });
-    const lines = (await readFile(join(dir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { audit: Record<string, unknown> });
+    await call('/keys/both/encrypt', {
+      requestMetadata: meta({ kmsRequestId: 'audit-me-1' }),
+      plaintext: b64(secret),
+      encryptionAlgorithm: 'AES_GCM',
+    });
+    await call(
+      '/keys/both/encrypt',
+      { requestMetadata: meta({ kmsRequestId: 'audit-me-2' }), plaintext: b64(secret), encryptionAlgorithm: 'AES_GCM' },
+      { service: 'kms' },
+    );
+    const lines = (await readFile(join(dir, 'audit.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { audit: Record<string, unknown> });
     const one = lines.find((l) => (l.audit['requestMetadata'] as Record<string, string> | undefined)?.['kmsRequestId'] === 'audit-me-1')!;
     expect(one.audit).toMatchObject({
       operation: 'Encrypt',
@@ -459,21 +547,39 @@ describeSoftHsm('XKS proxy conformance (SoftHSM2)', () => {
     await writeFile(
       req,
       JSON.stringify({
-        requestMetadata: { awsPrincipalArn: ALICE, kmsKeyArn: KEY_ARN, kmsOperation: 'GenerateDataKey', kmsRequestId: '4112f4d6-db54-4af4-ae30-c55a22a8dfae' },
+        requestMetadata: {
+          awsPrincipalArn: ALICE,
+          kmsKeyArn: KEY_ARN,
+          kmsOperation: 'GenerateDataKey',
+          kmsRequestId: '4112f4d6-db54-4af4-ae30-c55a22a8dfae',
+        },
         plaintext: 'SGVsbG8gV29ybGQh',
         encryptionAlgorithm: 'AES_GCM',
       }),
     );
     const health = join(dir, 'xks_get_health_status_request.json');
-    await writeFile(health, JSON.stringify({ requestMetadata: { kmsOperation: 'KmsHealthCheck', kmsRequestId: '1124f4d6-db54-4af4-ae30-c55a22a8abcd' } }));
+    await writeFile(
+      health,
+      JSON.stringify({ requestMetadata: { kmsOperation: 'KmsHealthCheck', kmsRequestId: '1124f4d6-db54-4af4-ae30-c55a22a8abcd' } }),
+    );
     const curl = (file: string, uri: string) =>
       run('curl', [
-        '--silent', '--show-error', '--cacert', pki.caFile,
-        '--aws-sigv4', 'aws:amz:us-east-1:kms-xks-proxy',
-        '--user', `${cred.accessKeyId}:${cred.secretAccessKey}`,
-        '-X', 'POST', '-H', 'Content-Type:application/json',
-        '--data', `@${file}`,
-        '-w', '\n%{response_code} %{time_total}',
+        '--silent',
+        '--show-error',
+        '--cacert',
+        pki.caFile,
+        '--aws-sigv4',
+        'aws:amz:us-east-1:kms-xks-proxy',
+        '--user',
+        `${cred.accessKeyId}:${cred.secretAccessKey}`,
+        '-X',
+        'POST',
+        '-H',
+        'Content-Type:application/json',
+        '--data',
+        `@${file}`,
+        '-w',
+        '\n%{response_code} %{time_total}',
         uri,
       ]);
     const enc = await curl(req, `${proxy.url}${PREFIX}/keys/both/encrypt`);

@@ -56,7 +56,8 @@ describeSoftHsm('the vector store on the xks provider', () => {
       }),
     };
     // Files a flush retires go at once (no reader here), so the data-file fingerprint covers only live files.
-    const open = (): Promise<Store> => openStore({ dir, create: true, stagingDir, keys: { provider: 'xks', keyId: 'tenant-kek' }, providers, retiredFileGraceMs: 0 });
+    const open = (): Promise<Store> =>
+      openStore({ dir, create: true, stagingDir, keys: { provider: 'xks', keyId: 'tenant-kek' }, providers, retiredFileGraceMs: 0 });
 
     const vecs = randomVectors(120, 8, 5);
     let store = await open();

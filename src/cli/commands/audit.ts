@@ -67,7 +67,11 @@ export function registerAuditCommands(
       // The store's own trail is held to the head its authenticated state recorded, and may be open right now.
       const own = resolve(file) === resolve(auditFilePath(dir));
       const given = opts.head === undefined ? undefined : parseAuditHead(opts.head);
-      const resolved = await resolveMacKey({ dir, ...(opts.keyDir === undefined ? {} : { keyDir: opts.keyDir }), ...(opts.config === undefined ? {} : { config: opts.config }) });
+      const resolved = await resolveMacKey({
+        dir,
+        ...(opts.keyDir === undefined ? {} : { keyDir: opts.keyDir }),
+        ...(opts.config === undefined ? {} : { config: opts.config }),
+      });
       const { macKey, recordedHead } = resolved instanceof Uint8Array ? { macKey: resolved, recordedHead: undefined } : resolved;
       const expectedHead = given ?? (own ? recordedHead : undefined);
       const holder = own ? await liveLockHolder(dir) : undefined;
@@ -83,9 +87,16 @@ export function registerAuditCommands(
         macKey.fill(0);
       }
       // While a live process writes the trail, its end (past the recorded head) is not final: that is "open", not tampering.
-      const open = holder !== undefined && (result.ok || (result.problem === 'truncated' && result.firstBadEntry > (expectedHead?.seq ?? -1)));
+      const open =
+        holder !== undefined && (result.ok || (result.problem === 'truncated' && result.firstBadEntry > (expectedHead?.seq ?? -1)));
       if (open) {
-        const status = { file, open: true, holder: { pid: holder.pid, hostname: holder.hostname, since: holder.startedAt }, entries: result.entries, head: result.head };
+        const status = {
+          file,
+          open: true,
+          holder: { pid: holder.pid, hostname: holder.hostname, since: holder.startedAt },
+          entries: result.entries,
+          head: result.head,
+        };
         process.stdout.write(opts.json ? `${JSON.stringify({ ok: true, ...status })}\n` : describeOpen(file, holder, result));
         process.exitCode = EXIT.OK;
         return;
@@ -164,8 +175,9 @@ function describeEntry(entry: AuditEntry): string {
   if (entry.details !== undefined) {
     for (const [name, value] of Object.entries(entry.details)) refs.push(`${name}=${String(value)}`);
   }
-  return (`${String(entry.seq).padStart(6)}  ${entry.time}  ${entry.action.padEnd(18)} ` +
-    `${entry.outcome.padEnd(6)} ${refs.join(' ')}`).trimEnd();
+  return (
+    `${String(entry.seq).padStart(6)}  ${entry.time}  ${entry.action.padEnd(18)} ` + `${entry.outcome.padEnd(6)} ${refs.join(' ')}`
+  ).trimEnd();
 }
 
 function parseCount(value: string): number {

@@ -71,13 +71,21 @@ export function registerDemoCommand(program: Command): void {
         const dataDir = join(root, 'data');
         const keyDir = opts.keyDir ? resolve(opts.keyDir) : join(root, 'keys');
         const open = () =>
-          openStore({ dir: dataDir, create: true, keys: { provider: 'local', keyDir }, ...(opts.stagingDir ? { stagingDir: opts.stagingDir } : {}) });
+          openStore({
+            dir: dataDir,
+            create: true,
+            keys: { provider: 'local', keyDir },
+            ...(opts.stagingDir ? { stagingDir: opts.stagingDir } : {}),
+          });
 
         say(`vectorseal demo — every persisted byte encrypted under a per-collection key`);
         say(`1. creating a store in ${dataDir} (local master key in ${keyDir})`);
         let store = await open();
         storeKeyDir = join(keyDir, `store-${store.storeId}`);
-        const haveFixture = await fs.access(FIXTURE).then(() => true, () => false);
+        const haveFixture = await fs.access(FIXTURE).then(
+          () => true,
+          () => false,
+        );
         const dim = haveFixture ? 32 : 64;
         const name = `articles-${Date.now().toString(36)}`;
         const col = await store.createCollection(name, { dim, space: 'cosine' });
@@ -85,14 +93,18 @@ export function registerDemoCommand(program: Command): void {
         const records: VectorRecord[] = [];
         if (haveFixture) for await (const { batch } of readRecords(FIXTURE, 1000)) records.push(...batch);
         else records.push(...generated(2000, dim));
-        say(`2. importing ${records.length} records from ` +
-          `${haveFixture ? relative(process.cwd(), FIXTURE) || FIXTURE : 'a generated data set'} into ` +
-          `collection "${name}"`);
+        say(
+          `2. importing ${records.length} records from ` +
+            `${haveFixture ? relative(process.cwd(), FIXTURE) || FIXTURE : 'a generated data set'} into ` +
+            `collection "${name}"`,
+        );
         for (let i = 0; i < records.length; i += 500) await col.upsert(records.slice(i, i + 500));
         await col.flush();
         const stats = col.stats();
-        say(`   ${stats.count} records in ${stats.segments} encrypted segment group(s), ` +
-          `${stats.segmentFiles} files, ${stats.segmentBytes} bytes`);
+        say(
+          `   ${stats.count} records in ${stats.segments} encrypted segment group(s), ` +
+            `${stats.segmentFiles} files, ${stats.segmentBytes} bytes`,
+        );
 
         const probe = records[3] as VectorRecord;
         const query = Array.from(probe.vector);
@@ -117,9 +129,13 @@ export function registerDemoCommand(program: Command): void {
         const diff = compareFingerprints(fpBefore, fpAfter);
         const after = search();
         const sameResults = JSON.stringify(after) === JSON.stringify(before);
-        say(`5. rotating the KEK: ${report.keyId} version ${report.fromVersion} -> ${report.toVersion}, ${report.rewrapped} DEK(s) rewrapped`);
-        say(`   data files: ${diff.files} checked by SHA-256 and mtime: ` +
-          `${diff.identical ? 'all byte-identical' : `changed: ${diff.changed.join(', ')}`}`);
+        say(
+          `5. rotating the KEK: ${report.keyId} version ${report.fromVersion} -> ${report.toVersion}, ${report.rewrapped} DEK(s) rewrapped`,
+        );
+        say(
+          `   data files: ${diff.files} checked by SHA-256 and mtime: ` +
+            `${diff.identical ? 'all byte-identical' : `changed: ${diff.changed.join(', ')}`}`,
+        );
         say(`   search results after rotation: ${sameResults ? 'identical' : 'DIFFERENT'}`);
 
         await store.close();
@@ -129,14 +145,18 @@ export function registerDemoCommand(program: Command): void {
         say(`6. closed and reopened (DEKs unwrapped under the new KEK version): results ${sameAfterReopen ? 'identical' : 'DIFFERENT'}`);
         await store.close();
 
-        say(keep ? `7. where everything is (kept: --dir was given):` : `7. where everything was (removed at the end; pass --dir to keep it):`);
+        say(
+          keep ? `7. where everything is (kept: --dir was given):` : `7. where everything was (removed at the end; pass --dir to keep it):`,
+        );
         say(`   data (encrypted segments, WAL, sealed manifests): ${dataDir}`);
         say(`   keyring (wrapped DEKs only):                      ${join(dataDir, 'KEYRING')}`);
         say(`   local master key (KEK versions, mode 0600):        ${join(keyDir, `store-${store.storeId}`)}`);
         say(`   index staging (RAM-backed, unlinked at once):     ${opts.stagingDir ?? '/dev/shm/vectorseal-<pid>-*'}`);
         for (const f of fpAfter) say(`     ${f.path}  ${f.size} bytes  sha256 ${f.sha256.slice(0, 16)}…`);
         const ok = found === 0 && diff.identical && sameResults && sameAfterReopen;
-        say(ok ? 'demo passed: no plaintext on disk, rotation left every data file untouched, results unchanged.' : 'demo FAILED: see above');
+        say(
+          ok ? 'demo passed: no plaintext on disk, rotation left every data file untouched, results unchanged.' : 'demo FAILED: see above',
+        );
         if (opts.json) {
           const summary = {
             ok,

@@ -9,8 +9,10 @@ export function registerImportCommand(program: Command): void {
   storeOptions(
     program
       .command('import <collection> <file>')
-      .description('import JSON Lines ({"id","vector","metadata"}) or .fvecs: ' +
-        'every record is checked before any is written; a repeated id: the last one wins'),
+      .description(
+        'import JSON Lines ({"id","vector","metadata"}) or .fvecs: ' +
+          'every record is checked before any is written; a repeated id: the last one wins',
+      ),
   )
     .option('--batch <n>', 'records per write batch', parseIntOption('--batch', 1, 100_000), 1000)
     .option('--resume', 'continue an import that stopped: records already stored exactly are skipped')
@@ -33,7 +35,8 @@ export function registerImportCommand(program: Command): void {
               const h = await openInput(file);
               const now = await h.stat();
               await h.close();
-              if (now.size !== before.size || now.mtimeMs !== before.mtimeMs) throw new InvalidArgumentError(`input file ${file} changed while it was being checked; nothing was written`);
+              if (now.size !== before.size || now.mtimeMs !== before.mtimeMs)
+                throw new InvalidArgumentError(`input file ${file} changed while it was being checked; nothing was written`);
             },
             onStopped: (stop) => {
               bar.stop();
@@ -41,7 +44,7 @@ export function registerImportCommand(program: Command): void {
                 stop.committed === 0
                   ? `import stopped before any record was committed\n`
                   : `import stopped: ${stop.committed} records committed, up to ${stop.where}; ` +
-                    `run the same command with --resume to continue\n`,
+                      `run the same command with --resume to continue\n`,
               );
             },
           });

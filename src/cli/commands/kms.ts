@@ -28,13 +28,28 @@ export function registerKmsCommands(program: Command): void {
     .option('--tls-client-ca <file>', 'require client certificates issued by this PEM CA (mutual TLS)')
     .option('--etcd <urls>', 'keep the state in this etcd cluster (comma-separated client URLs) instead of <data-dir>')
     .option('--etcd-prefix <prefix>', 'etcd key prefix (default vectorseal/kms/)')
-    .option('--workers <n>', 'serve from n node:cluster worker processes sharing the port (needs --etcd: the workers share state through it)', parseWorkers, 1)
+    .option(
+      '--workers <n>',
+      'serve from n node:cluster worker processes sharing the port (needs --etcd: the workers share state through it)',
+      parseWorkers,
+      1,
+    )
     .option('--audit-file <file>', 'audit log file (default <data-dir>/audit.log)')
-    .addOption(new Option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)').choices(['file', 'pkcs11']).default('file'))
-    .option('--create-root', 'create the root key when it does not exist (first start only; without it a missing root key refuses to start)')
-    .option('--root-key-file <file>', 'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key');
-  pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)')
-    .action(async (opts: ServeFlags & Pkcs11RootCliFlags) => {
+    .addOption(
+      new Option('--root <kind>', 'where the root key lives: file (<data-dir>/root.key) or pkcs11 (an HSM token)')
+        .choices(['file', 'pkcs11'])
+        .default('file'),
+    )
+    .option(
+      '--create-root',
+      'create the root key when it does not exist (first start only; without it a missing root key refuses to start)',
+    )
+    .option(
+      '--root-key-file <file>',
+      'with --root file: the root key file (default <data-dir>/root.key); every node of a cluster needs the same root key',
+    );
+  pkcs11FlagOptions(serve, 'with --root pkcs11', 'the root key label (default vectorseal-kms-root)').action(
+    async (opts: ServeFlags & Pkcs11RootCliFlags) => {
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together');
       }
@@ -46,7 +61,8 @@ export function registerKmsCommands(program: Command): void {
               ...(opts.tlsClientCa === undefined ? {} : { clientCa: await readFile(opts.tlsClientCa) }),
             }
           : undefined;
-      if (tls === undefined && opts.tlsClientCa !== undefined) throw new InvalidArgumentError('--tls-client-ca needs --tls-cert and --tls-key');
+      if (tls === undefined && opts.tlsClientCa !== undefined)
+        throw new InvalidArgumentError('--tls-client-ca needs --tls-cert and --tls-key');
       const etcd =
         opts.etcd === undefined
           ? undefined
@@ -87,7 +103,8 @@ export function registerKmsCommands(program: Command): void {
       });
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-    });
+    },
+  );
 
   kms
     .command('init-config')
@@ -100,9 +117,7 @@ export function registerKmsCommands(program: Command): void {
       const config = createKeyServiceConfig(opts.region, opts.accountId);
       await writeFilePlain(opts.config, `${JSON.stringify(config, null, 2)}\n`, 0o600, { exclusive: !opts.force });
       const admin = config.principals[0]!;
-      process.stdout.write(
-        `wrote ${opts.config}\naccess key id:     ${admin.accessKeyId}\nsecret access key: ${admin.secretAccessKey}\n`,
-      );
+      process.stdout.write(`wrote ${opts.config}\naccess key id:     ${admin.accessKeyId}\nsecret access key: ${admin.secretAccessKey}\n`);
     });
 
   kms
@@ -157,7 +172,8 @@ interface ServeFlags {
  * SIGHUP, SIGINT and SIGTERM on to them. It serves no requests itself.
  */
 async function superviseWorkers(opts: ServeFlags): Promise<void> {
-  if (opts.root === 'file') await LocalRootKeyFile.open(opts.rootKeyFile ?? join(opts.dataDir, 'root.key'), { create: opts.createRoot === true });
+  if (opts.root === 'file')
+    await LocalRootKeyFile.open(opts.rootKeyFile ?? join(opts.dataDir, 'root.key'), { create: opts.createRoot === true });
   const workers = Array.from({ length: opts.workers }, () => cluster.fork());
   let stopping = false;
   for (const w of workers) {

@@ -18,15 +18,25 @@ export const OPENABLE_EXIT_CODE = EXIT.OPENABLE;
 export function registerVerifyShreddedCommand(program: Command): void {
   program
     .command('verify-shredded <paths...>')
-    .description('show that no remaining key opens the given files (segments, manifests, WAL files, ' +
-      'or directories of them); exit 0 if none opens, 3 if one does')
+    .description(
+      'show that no remaining key opens the given files (segments, manifests, WAL files, ' +
+        'or directories of them); exit 0 if none opens, 3 if one does',
+    )
     .option('--dir <dir>', 'the store, whose current keyring is tried (default: env VECTORSEAL_DIR)')
-    .option('--keyring <file>', 'an old keyring copy to try as well (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option(
+      '--keyring <file>',
+      'an old keyring copy to try as well (repeatable)',
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
     .option('--key-dir <dir>', 'local master key directory, where the keyring does not say')
     .option('--json', 'print JSON')
     .action(async (paths: string[], opts: { dir?: string; keyring: string[]; keyDir?: string; json?: boolean }) => {
       const dir = opts.dir ?? process.env['VECTORSEAL_DIR'];
-      const keyrings = [...(dir !== undefined && existsSync(join(dir, KEYRING_FILE)) ? [join(resolve(dir), KEYRING_FILE)] : []), ...opts.keyring.map((k) => resolve(k))];
+      const keyrings = [
+        ...(dir !== undefined && existsSync(join(dir, KEYRING_FILE)) ? [join(resolve(dir), KEYRING_FILE)] : []),
+        ...opts.keyring.map((k) => resolve(k)),
+      ];
       if (keyrings.length === 0) throw new InvalidArgumentError('no keyring to try: pass --dir <store> and/or --keyring <file>');
       // The KEKs tried are the store's configured ones (its config file), and local keys in the key directory.
       const config = dir !== undefined && existsSync(join(dir, 'STORE')) ? await cliKekConfig({ dir }) : undefined;

@@ -29,10 +29,23 @@ export function registerXksCommands(program: Command): void {
     .option('--client-cn <cn>', 'mutual TLS: required client certificate subject CN (e.g. cks.kms.us-east-1.amazonaws.com)')
     .option('--hsm-timeout-ms <ms>', 'answer DependencyTimeoutException when the HSM takes longer', '200');
   pkcs11FlagOptions(serve, 'the key token', 'unused').action(
-    async (opts: { port: number; tlsCert: string; tlsKey: string; auditFile: string; host: string; config: string; clientCa?: string; clientCn?: string; hsmTimeoutMs: string } & Pkcs11CliFlags) => {
+    async (
+      opts: {
+        port: number;
+        tlsCert: string;
+        tlsKey: string;
+        auditFile: string;
+        host: string;
+        config: string;
+        clientCa?: string;
+        clientCn?: string;
+        hsmTimeoutMs: string;
+      } & Pkcs11CliFlags,
+    ) => {
       if (opts.clientCn !== undefined && opts.clientCa === undefined) throw new InvalidArgumentError('--client-cn needs --client-ca');
       const timeout = Number(opts.hsmTimeoutMs);
-      if (!Number.isInteger(timeout) || timeout < 1) throw new InvalidArgumentError(`--hsm-timeout-ms expected a positive integer, got "${opts.hsmTimeoutMs}"`);
+      if (!Number.isInteger(timeout) || timeout < 1)
+        throw new InvalidArgumentError(`--hsm-timeout-ms expected a positive integer, got "${opts.hsmTimeoutMs}"`);
       const config = await loadXksConfig(opts.config);
       const hsm = await XksHsm.open(pkcs11TokenOptionsFromFlags(opts, 'xks serve'));
       try {
@@ -40,7 +53,9 @@ export function registerXksCommands(program: Command): void {
           hsm,
           config,
           tls: { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) },
-          ...(opts.clientCa === undefined ? {} : { mtls: { ca: await readFile(opts.clientCa), ...(opts.clientCn === undefined ? {} : { subjectCn: opts.clientCn }) } }),
+          ...(opts.clientCa === undefined
+            ? {}
+            : { mtls: { ca: await readFile(opts.clientCa), ...(opts.clientCn === undefined ? {} : { subjectCn: opts.clientCn }) } }),
           port: opts.port,
           host: opts.host,
           auditFile: opts.auditFile,
@@ -117,7 +132,11 @@ export function registerXksCommands(program: Command): void {
     .command('create-key')
     .description('generate an external key (AES-256, non-extractable) in the token')
     .requiredOption('--id <externalKeyId>', 'the external key id (1-128 of A-Z a-z 0-9 . - _)')
-    .addOption(new Option('--usage <usage>', 'what the key may do').choices(['encrypt-decrypt', 'encrypt', 'decrypt', 'none']).default('encrypt-decrypt'));
+    .addOption(
+      new Option('--usage <usage>', 'what the key may do')
+        .choices(['encrypt-decrypt', 'encrypt', 'decrypt', 'none'])
+        .default('encrypt-decrypt'),
+    );
   pkcs11FlagOptions(createKey, 'the key token', 'unused').action(async (opts: { id: string; usage: string } & Pkcs11CliFlags) => {
     await withHsm(opts, (hsm) => hsm.createKey(opts.id, opts.usage as XksKeyUsage));
     process.stdout.write(`created external key ${opts.id} (${opts.usage})\n`);
@@ -149,7 +168,10 @@ async function withHsm(flags: Pkcs11CliFlags, fn: (hsm: XksHsm) => Promise<void>
 
 /** The JSON the AWS KMS console accepts for an external key store's proxy settings. */
 function consoleFile(uriPath: string, credential: { accessKeyId: string; secretAccessKey: string }) {
-  return { XksProxyUriPath: uriPath, XksProxyAuthenticationCredential: { AccessKeyId: credential.accessKeyId, RawSecretAccessKey: credential.secretAccessKey } };
+  return {
+    XksProxyUriPath: uriPath,
+    XksProxyAuthenticationCredential: { AccessKeyId: credential.accessKeyId, RawSecretAccessKey: credential.secretAccessKey },
+  };
 }
 
 function parsePort(value: string): number {

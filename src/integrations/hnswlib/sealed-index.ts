@@ -81,7 +81,12 @@ interface Pointer {
  * writes a new generation and then retires the previous file; a crash at any
  * point leaves the previous generation readable.
  */
-export async function writeIndexSealed(index: HnswIndex, path: string, keys: OpenStoreOptions['keys'], options: WriteSealedOptions): Promise<SealedIndexInfo> {
+export async function writeIndexSealed(
+  index: HnswIndex,
+  path: string,
+  keys: OpenStoreOptions['keys'],
+  options: WriteSealedOptions,
+): Promise<SealedIndexInfo> {
   if (index === null || typeof index !== 'object' || typeof (index as HnswIndex).writeIndexSync !== 'function') {
     throw new InvalidArgumentError('"index" expected an hnswlib-node HierarchicalNSW');
   }
@@ -95,7 +100,9 @@ export async function writeIndexSealed(index: HnswIndex, path: string, keys: Ope
   if (index.getMaxElements() === 0) throw new InvalidArgumentError('"index" is not initialized (call initIndex or readIndex first)');
   return withStore(dir, keys, storeOptions, true, async (store, staging) => {
     const existing = store.listCollections().some((c) => c.name === SEALED_INDEX_COLLECTION);
-    const collection = existing ? store.collection(SEALED_INDEX_COLLECTION) : await store.createCollection(SEALED_INDEX_COLLECTION, { dim: 1, space: 'l2' });
+    const collection = existing
+      ? store.collection(SEALED_INDEX_COLLECTION)
+      : await store.createCollection(SEALED_INDEX_COLLECTION, { dim: 1, space: 'l2' });
     const previous = existing ? pointerOf(collection, dir) : undefined;
     const generation = (previous?.generation ?? 0) + 1;
     const file = `index-${generation}.vseg`;
@@ -104,7 +111,16 @@ export async function writeIndexSealed(index: HnswIndex, path: string, keys: Ope
     const written = await store.keys.withDek(collection.info.id, dekVersion, (dek) =>
       withSerializedIndex(index, staging, (bytes) => writeSegment(join(dir, file), header, dek, bytes)),
     );
-    const pointer: Pointer = { generation, file, length: written.length, sha256: written.sha256, space, dim, count: index.getCurrentCount(), dekVersion };
+    const pointer: Pointer = {
+      generation,
+      file,
+      length: written.length,
+      sha256: written.sha256,
+      space,
+      dim,
+      count: index.getCurrentCount(),
+      dekVersion,
+    };
     await collection.upsert({ id: POINTER_ID, vector: [0], metadata: { ...pointer } });
     await collection.flush();
     // Files of older generations (and of a write that crashed before its pointer) are retired.
@@ -130,7 +146,15 @@ export async function readIndexSealed(path: string, keys: OpenStoreOptions['keys
       try {
         const reader = await SegmentReader.open(
           file,
-          { storeId: store.storeId, collectionId: collection.info.id, kind: SegmentKind.Index, segmentId: p.generation, dekVersion: p.dekVersion, length: p.length, sha256: p.sha256 },
+          {
+            storeId: store.storeId,
+            collectionId: collection.info.id,
+            kind: SegmentKind.Index,
+            segmentId: p.generation,
+            dekVersion: p.dekVersion,
+            length: p.length,
+            sha256: p.sha256,
+          },
           () => lease.key,
         );
         try {
@@ -162,7 +186,11 @@ export async function readIndexSealed(path: string, keys: OpenStoreOptions['keys
 }
 
 /** Describes the sealed index in `path` (its authenticated pointer), without loading the graph. */
-export async function sealedIndexInfo(path: string, keys: OpenStoreOptions['keys'], options: SealedIndexStoreOptions = {}): Promise<SealedIndexInfo> {
+export async function sealedIndexInfo(
+  path: string,
+  keys: OpenStoreOptions['keys'],
+  options: SealedIndexStoreOptions = {},
+): Promise<SealedIndexInfo> {
   const dir = await checkDir(path, false);
   return withStore(dir, keys, options, false, async (store) => {
     const p = pointerOf(pointerCollection(store, dir), dir);
@@ -175,7 +203,11 @@ export async function sealedIndexInfo(path: string, keys: OpenStoreOptions['keys
  * Rotates the KEK of the sealed index in `path`: its DEK is rewrapped under
  * a new KEK version; the index file is not touched.
  */
-export async function rotateSealedIndexKek(path: string, keys: OpenStoreOptions['keys'], options: SealedIndexStoreOptions = {}): Promise<RotationReport> {
+export async function rotateSealedIndexKek(
+  path: string,
+  keys: OpenStoreOptions['keys'],
+  options: SealedIndexStoreOptions = {},
+): Promise<RotationReport> {
   const dir = await checkDir(path, false);
   return withStore(dir, keys, options, false, (store) => store.rotateKek());
 }
@@ -184,12 +216,21 @@ async function checkDir(path: string, create: boolean): Promise<string> {
   if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('"path" expected the directory of a sealed index');
   const dir = resolve(path);
   const st = await fs.stat(dir).catch(() => undefined);
-  if (st && !st.isDirectory()) throw new InvalidArgumentError(`${dir} is a file; a sealed index is a directory (choose a new path; the plaintext index there is not touched)`);
+  if (st && !st.isDirectory())
+    throw new InvalidArgumentError(
+      `${dir} is a file; a sealed index is a directory (choose a new path; the plaintext index there is not touched)`,
+    );
   if (!st && !create) throw new NotFoundError(`no sealed index at ${dir}`);
   return dir;
 }
 
-async function withStore<T>(dir: string, keys: OpenStoreOptions['keys'], options: SealedIndexStoreOptions, create: boolean, fn: (store: Store, staging: Staging) => Promise<T>): Promise<T> {
+async function withStore<T>(
+  dir: string,
+  keys: OpenStoreOptions['keys'],
+  options: SealedIndexStoreOptions,
+  create: boolean,
+  fn: (store: Store, staging: Staging) => Promise<T>,
+): Promise<T> {
   let store: Store;
   try {
     store = await openStore({ ...options, dir, create, ...(keys === undefined ? {} : { keys }) });
@@ -220,14 +261,19 @@ function pointerOf(collection: Collection, dir: string): Pointer | undefined {
   const m = rec.metadata as Partial<Pointer> | undefined;
   const ok =
     m !== undefined &&
-    Number.isSafeInteger(m.generation) && (m.generation as number) > 0 &&
+    Number.isSafeInteger(m.generation) &&
+    (m.generation as number) > 0 &&
     m.file === `index-${m.generation}.vseg` &&
     Number.isSafeInteger(m.length) &&
-    typeof m.sha256 === 'string' && /^[0-9a-f]{64}$/.test(m.sha256) &&
+    typeof m.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(m.sha256) &&
     SPACES.includes(m.space as Space) &&
-    Number.isSafeInteger(m.dim) && (m.dim as number) > 0 &&
-    Number.isSafeInteger(m.count) && (m.count as number) >= 0 &&
-    Number.isSafeInteger(m.dekVersion) && (m.dekVersion as number) > 0;
+    Number.isSafeInteger(m.dim) &&
+    (m.dim as number) > 0 &&
+    Number.isSafeInteger(m.count) &&
+    (m.count as number) >= 0 &&
+    Number.isSafeInteger(m.dekVersion) &&
+    (m.dekVersion as number) > 0;
   // Authenticated, so only a bug could make it malformed; still refused rather than trusted.
   if (!ok) throw new CorruptDataError('the sealed index pointer is malformed', { file: dir, reason: 'decode' });
   return m as Pointer;
@@ -236,4 +282,3 @@ function pointerOf(collection: Collection, dir: string): Pointer | undefined {
 function infoOf(p: Pointer): SealedIndexInfo {
   return { generation: p.generation, file: p.file, space: p.space, dim: p.dim, count: p.count, dekVersion: p.dekVersion };
 }
-

@@ -48,13 +48,16 @@ interface SourceDoc {
  */
 export async function migrateHNSWLib(source: string, target: VectorsealLibArgs): Promise<HNSWLibMigrationReport> {
   if (typeof source !== 'string' || source.length === 0) throw new InvalidArgumentError('"source" expected the HNSWLib directory');
-  if (target === null || typeof target !== 'object' || typeof target.dir !== 'string') throw new InvalidArgumentError('"dir" expected the directory of the vectorseal store');
+  if (target === null || typeof target !== 'object' || typeof target.dir !== 'string')
+    throw new InvalidArgumentError('"dir" expected the directory of the vectorseal store');
   const src = resolve(source);
   const args = await readJson(join(src, 'args.json'));
   const space = (args as { space?: unknown }).space;
   const dim = (args as { numDimensions?: unknown }).numDimensions;
-  if (typeof space !== 'string' || !SPACES.includes(space as Space)) throw new CorruptDataError('args.json names no space hnswlib knows', { file: join(src, 'args.json'), reason: 'decode' });
-  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1) throw new CorruptDataError('args.json has no valid numDimensions', { file: join(src, 'args.json'), reason: 'decode' });
+  if (typeof space !== 'string' || !SPACES.includes(space as Space))
+    throw new CorruptDataError('args.json names no space hnswlib knows', { file: join(src, 'args.json'), reason: 'decode' });
+  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1)
+    throw new CorruptDataError('args.json has no valid numDimensions', { file: join(src, 'args.json'), reason: 'decode' });
   const docs = docstoreOf(await readJson(join(src, 'docstore.json')), join(src, 'docstore.json'));
 
   const indexFile = join(src, 'hnswlib.index');
@@ -70,7 +73,11 @@ export async function migrateHNSWLib(source: string, target: VectorsealLibArgs):
   const labels = index.getIdsList().sort((a, b) => a - b);
   const records = labels.map((label) => {
     const doc = docs.get(String(label));
-    if (!doc) throw new CorruptDataError(`the index holds label ${label}, which docstore.json does not`, { file: join(src, 'docstore.json'), reason: 'missing' });
+    if (!doc)
+      throw new CorruptDataError(`the index holds label ${label}, which docstore.json does not`, {
+        file: join(src, 'docstore.json'),
+        reason: 'missing',
+      });
     const id = typeof doc.id === 'string' && doc.id.length > 0 ? doc.id : `hnswlib-${label}`;
     return { id, vector: Float32Array.from(index.getPoint(label)), metadata: toStoredMetadata(doc, label), label };
   });
@@ -113,7 +120,10 @@ export async function migrateHNSWLib(source: string, target: VectorsealLibArgs):
       collection: name,
       documents: records.length,
       deletable: HNSWLIB_FILES.filter((f) => present.has(f)).map((f) => join(src, f)),
-      otherFiles: [...present].filter((f) => !(HNSWLIB_FILES as readonly string[]).includes(f)).sort().map((f) => join(src, f)),
+      otherFiles: [...present]
+        .filter((f) => !(HNSWLIB_FILES as readonly string[]).includes(f))
+        .sort()
+        .map((f) => join(src, f)),
     };
   } finally {
     await handle.release();
@@ -140,7 +150,14 @@ function docstoreOf(value: unknown, file: string): Map<string, SourceDoc> {
   const out = new Map<string, SourceDoc>();
   value.forEach((entry: unknown, i) => {
     const doc = Array.isArray(entry) ? (entry[1] as unknown) : undefined;
-    if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || doc === null || typeof doc !== 'object' || typeof (doc as SourceDoc).pageContent !== 'string') {
+    if (
+      !Array.isArray(entry) ||
+      entry.length !== 2 ||
+      typeof entry[0] !== 'string' ||
+      doc === null ||
+      typeof doc !== 'object' ||
+      typeof (doc as SourceDoc).pageContent !== 'string'
+    ) {
       throw new CorruptDataError(`docstore.json entry ${i} is not a [label, document] pair`, { file, reason: 'decode' });
     }
     out.set(entry[0], doc as SourceDoc);

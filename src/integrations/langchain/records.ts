@@ -34,12 +34,15 @@ export function toStoredMetadata(doc: DocumentInterface, i: number): Metadata {
 /** Maps a filter on document metadata onto the stored records (fields under `m`). */
 export function toStoreFilter(filter: unknown): Filter {
   if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) {
-    throw new InvalidArgumentError('"filter" expected a filter object or a function of the document, ' +
-      `got ${filter === null ? 'null' : Array.isArray(filter) ? 'an array' : typeof filter}`);
+    throw new InvalidArgumentError(
+      '"filter" expected a filter object or a function of the document, ' +
+        `got ${filter === null ? 'null' : Array.isArray(filter) ? 'an array' : typeof filter}`,
+    );
   }
   const out: Filter = {};
   for (const [field, cond] of Object.entries(filter)) {
-    if (field.length === 0 || field.startsWith('$')) throw new InvalidArgumentError(`"filter" field names must be non-empty and not start with "$", got "${field.slice(0, 64)}"`);
+    if (field.length === 0 || field.startsWith('$'))
+      throw new InvalidArgumentError(`"filter" field names must be non-empty and not start with "$", got "${field.slice(0, 64)}"`);
     Object.defineProperty(out, `m.${field}`, { value: cond, enumerable: true, writable: true, configurable: true });
   }
   return out;

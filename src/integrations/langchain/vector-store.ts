@@ -68,7 +68,8 @@ export class VectorsealVectorStore extends SaveableVectorStore {
 
   constructor(embeddings: EmbeddingsInterface, args: VectorsealStoreArgs) {
     super(embeddings, {});
-    if (args === null || typeof args !== 'object' || args.store === undefined) throw new InvalidArgumentError('"args.store" expected an open vectorseal store');
+    if (args === null || typeof args !== 'object' || args.store === undefined)
+      throw new InvalidArgumentError('"args.store" expected an open vectorseal store');
     this.store = args.store;
     this.args = { ...args };
     this.tenant = args.tenant;
@@ -76,9 +77,11 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     const existing = this.store.listCollections().find((c) => c.name === this.collectionName);
     if (existing) {
       if (existing.tenant !== args.tenant) {
-        throw new InvalidArgumentError(`collection "${this.collectionName}" belongs to ` +
-          `${existing.tenant === undefined ? 'no tenant' : `tenant "${existing.tenant}"`}, ` +
-          `not to ${args.tenant === undefined ? 'no tenant' : `tenant "${args.tenant}"`}`);
+        throw new InvalidArgumentError(
+          `collection "${this.collectionName}" belongs to ` +
+            `${existing.tenant === undefined ? 'no tenant' : `tenant "${existing.tenant}"`}, ` +
+            `not to ${args.tenant === undefined ? 'no tenant' : `tenant "${args.tenant}"`}`,
+        );
       }
       this.collection = this.store.collection(this.collectionName);
     }
@@ -93,7 +96,11 @@ export class VectorsealVectorStore extends SaveableVectorStore {
    * Opens an existing store and collection, as HNSWLib.load does with a
    * saved directory; NotFoundError when either is missing.
    */
-  static override async load(directory: string, embeddings: EmbeddingsInterface, config: Omit<VectorsealLibArgs, 'dir'> = {}): Promise<VectorsealVectorStore> {
+  static override async load(
+    directory: string,
+    embeddings: EmbeddingsInterface,
+    config: Omit<VectorsealLibArgs, 'dir'> = {},
+  ): Promise<VectorsealVectorStore> {
     const vs = await this.openWith(embeddings, { ...config, dir: directory }, false);
     if (!vs.collection) {
       await vs.close();
@@ -102,13 +109,25 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     return vs;
   }
 
-  static override async fromTexts(texts: string[], metadatas: object[] | object, embeddings: EmbeddingsInterface, config: VectorsealLibArgs): Promise<VectorsealVectorStore> {
+  static override async fromTexts(
+    texts: string[],
+    metadatas: object[] | object,
+    embeddings: EmbeddingsInterface,
+    config: VectorsealLibArgs,
+  ): Promise<VectorsealVectorStore> {
     if (!Array.isArray(texts)) throw new InvalidArgumentError('"texts" expected an array of strings');
-    const docs = texts.map((pageContent, i) => new Document({ pageContent, metadata: (Array.isArray(metadatas) ? metadatas[i] : metadatas) as Record<string, unknown> ?? {} }));
+    const docs = texts.map(
+      (pageContent, i) =>
+        new Document({ pageContent, metadata: ((Array.isArray(metadatas) ? metadatas[i] : metadatas) as Record<string, unknown>) ?? {} }),
+    );
     return this.fromDocuments(docs, embeddings, config);
   }
 
-  static override async fromDocuments(docs: DocumentInterface[], embeddings: EmbeddingsInterface, config: VectorsealLibArgs): Promise<VectorsealVectorStore> {
+  static override async fromDocuments(
+    docs: DocumentInterface[],
+    embeddings: EmbeddingsInterface,
+    config: VectorsealLibArgs,
+  ): Promise<VectorsealVectorStore> {
     const vs = await this.open(embeddings, config);
     try {
       await vs.addDocuments(docs);
@@ -119,7 +138,11 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     return vs;
   }
 
-  private static async openWith(embeddings: EmbeddingsInterface, config: VectorsealLibArgs, create: boolean): Promise<VectorsealVectorStore> {
+  private static async openWith(
+    embeddings: EmbeddingsInterface,
+    config: VectorsealLibArgs,
+    create: boolean,
+  ): Promise<VectorsealVectorStore> {
     if (config === null || typeof config !== 'object' || typeof config.dir !== 'string') {
       throw new InvalidArgumentError('"dir" expected the directory of the vectorseal store');
     }
@@ -147,7 +170,8 @@ export class VectorsealVectorStore extends SaveableVectorStore {
   override async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
     if (!Array.isArray(documents)) throw new InvalidArgumentError('"documents" expected an array');
     documents.forEach((d, i) => {
-      if (d === null || typeof d !== 'object' || typeof d.pageContent !== 'string') throw new InvalidArgumentError(`documents[${i}]: "pageContent" expected a string`);
+      if (d === null || typeof d !== 'object' || typeof d.pageContent !== 'string')
+        throw new InvalidArgumentError(`documents[${i}]: "pageContent" expected a string`);
     });
     if (documents.length === 0) return [];
     const vectors = await this.embeddings.embedDocuments(documents.map((d) => d.pageContent));
@@ -165,7 +189,8 @@ export class VectorsealVectorStore extends SaveableVectorStore {
     }
     if (documents.length === 0) return [];
     const first = vectors[0];
-    if (first === undefined || (!Array.isArray(first) && !((first as unknown) instanceof Float32Array))) throw new InvalidArgumentError('vectors[0] expected an array of numbers');
+    if (first === undefined || (!Array.isArray(first) && !((first as unknown) instanceof Float32Array)))
+      throw new InvalidArgumentError('vectors[0] expected an array of numbers');
     const collection = await this.ensureCollection(first.length);
     const records = documents.map((doc, i) => ({
       id: ids?.[i] ?? (typeof doc.id === 'string' && doc.id.length > 0 ? doc.id : randomUUID()),
@@ -182,7 +207,8 @@ export class VectorsealVectorStore extends SaveableVectorStore {
    * smaller is closer).
    */
   async similaritySearchVectorWithScore(query: number[], k: number, filter?: this['FilterType']): Promise<[Document, number][]> {
-    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw new InvalidArgumentError(`"k" expected a positive integer, got ${typeof k === 'number' ? k : typeof k}`);
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1)
+      throw new InvalidArgumentError(`"k" expected a positive integer, got ${typeof k === 'number' ? k : typeof k}`);
     const c = this.collection;
     if (!c || c.count === 0) return [];
     // As HNSWLib: a k beyond the number of documents asks for all of them.
@@ -207,7 +233,9 @@ export class VectorsealVectorStore extends SaveableVectorStore {
    */
   async save(directory?: string): Promise<void> {
     if (directory !== undefined && resolve(directory) !== this.store.dir) {
-      throw new UnsupportedOperationError(`this store lives in ${this.store.dir} and is saved there (use backupStore to copy it elsewhere)`);
+      throw new UnsupportedOperationError(
+        `this store lives in ${this.store.dir} and is saved there (use backupStore to copy it elsewhere)`,
+      );
     }
     await this.collection?.flush();
   }

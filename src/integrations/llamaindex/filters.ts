@@ -21,7 +21,8 @@ export function compileMetadataFilters(filters: unknown): NodePredicate | undefi
     throw new InvalidArgumentError('"filters" expected MetadataFilters ({ filters: MetadataFilter[], condition? })');
   }
   const { filters: list, condition = 'and' } = filters as MetadataFilters;
-  if (condition !== 'and' && condition !== 'or') throw new InvalidArgumentError(`"filters.condition" expected "and" or "or", got "${String(condition).slice(0, 32)}"`);
+  if (condition !== 'and' && condition !== 'or')
+    throw new InvalidArgumentError(`"filters.condition" expected "and" or "or", got "${String(condition).slice(0, 32)}"`);
   const tests = list.map((f, i) => compileOne(f, i));
   if (tests.length === 0) return undefined;
   return condition === 'and' ? (m) => tests.every((t) => t(m)) : (m) => tests.some((t) => t(m));
@@ -47,10 +48,12 @@ function compileOne(f: MetadataFilter, i: number): NodePredicate {
     throw new InvalidArgumentError(`filters[${i}] expected { key, value, operator } with a non-empty key`);
   }
   const key = f.key;
-  const present = (t: (v: unknown) => boolean): NodePredicate => (m) => {
-    const v = own(m, key);
-    return v !== undefined && t(v);
-  };
+  const present =
+    (t: (v: unknown) => boolean): NodePredicate =>
+    (m) => {
+      const v = own(m, key);
+      return v !== undefined && t(v);
+    };
   switch (f.operator) {
     case '==': {
       const x = scalarOf(f, i);
@@ -67,7 +70,11 @@ function compileOne(f: MetadataFilter, i: number): NodePredicate {
       const x = scalarOf(f, i);
       const op = f.operator;
       // Only like with like: a string never compares with a number.
-      return present((v) => typeof v === typeof x && (op === '>' ? (v as Scalar) > x : op === '<' ? (v as Scalar) < x : op === '>=' ? (v as Scalar) >= x : (v as Scalar) <= x));
+      return present(
+        (v) =>
+          typeof v === typeof x &&
+          (op === '>' ? (v as Scalar) > x : op === '<' ? (v as Scalar) < x : op === '>=' ? (v as Scalar) >= x : (v as Scalar) <= x),
+      );
     }
     case 'in': {
       const set = new Set<unknown>(arrayOf(f, i));

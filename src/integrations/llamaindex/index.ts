@@ -1,2 +1,7 @@
-export { VectorsealNodeStore, type VectorsealNodeStoreArgs, type VectorsealNodeStoreOpenArgs, type VectorsealNodeCollectionArgs } from './vector-store.js';
+export {
+  VectorsealNodeStore,
+  type VectorsealNodeStoreArgs,
+  type VectorsealNodeStoreOpenArgs,
+  type VectorsealNodeCollectionArgs,
+} from './vector-store.js';
 export { compileMetadataFilters, type NodePredicate } from './filters.js';

@@ -60,14 +60,16 @@ export class VectorsealNodeStore extends BaseVectorStore<Store> {
   private handle: StoreHandle | undefined;
 
   constructor(args: VectorsealNodeStoreArgs) {
-    if (args === null || typeof args !== 'object' || args.store === undefined) throw new InvalidArgumentError('"args.store" expected an open vectorseal store');
+    if (args === null || typeof args !== 'object' || args.store === undefined)
+      throw new InvalidArgumentError('"args.store" expected an open vectorseal store');
     super(args.embedModel === undefined ? undefined : { embedModel: args.embedModel });
     this.store = args.store;
     this.tenant = args.tenant;
     this.space = args.space ?? 'cosine';
     const base = args.collectionName ?? DEFAULT_COLLECTION;
     if (typeof base !== 'string') throw new InvalidArgumentError('"collectionName" expected a string');
-    if (args.tenant !== undefined && (typeof args.tenant !== 'string' || args.tenant.length === 0)) throw new InvalidArgumentError('"tenant" expected a non-empty string');
+    if (args.tenant !== undefined && (typeof args.tenant !== 'string' || args.tenant.length === 0))
+      throw new InvalidArgumentError('"tenant" expected a non-empty string');
     this.collectionName = args.tenant === undefined ? base : `${args.tenant}.${base}`;
     const existing = this.store.listCollections().find((c) => c.name === this.collectionName);
     if (existing) {
@@ -78,7 +80,8 @@ export class VectorsealNodeStore extends BaseVectorStore<Store> {
 
   /** Opens (by default creating) the store in `args.dir`; close it with {@link close}. */
   static async open(args: VectorsealNodeStoreOpenArgs): Promise<VectorsealNodeStore> {
-    if (args === null || typeof args !== 'object' || typeof args.dir !== 'string') throw new InvalidArgumentError('"dir" expected the directory of the vectorseal store');
+    if (args === null || typeof args !== 'object' || typeof args.dir !== 'string')
+      throw new InvalidArgumentError('"dir" expected the directory of the vectorseal store');
     const { collectionName, tenant, space, embedModel, create, ...storeOptions } = args;
     const handle = await acquireStore({ ...storeOptions, create: create ?? true });
     try {
@@ -107,7 +110,8 @@ export class VectorsealNodeStore extends BaseVectorStore<Store> {
     if (nodes.length === 0) return [];
     const records = nodes.map((node, i) => {
       const vector = node?.embedding;
-      if (!Array.isArray(vector) || vector.length === 0) throw new InvalidArgumentError(`nodes[${i}] has no embedding (embed the nodes first)`);
+      if (!Array.isArray(vector) || vector.length === 0)
+        throw new InvalidArgumentError(`nodes[${i}] has no embedding (embed the nodes first)`);
       return { id: node.id_, vector, metadata: storedOf(node, i) };
     });
     const collection = await this.ensureCollection(records[0]!.vector.length);
@@ -137,13 +141,17 @@ export class VectorsealNodeStore extends BaseVectorStore<Store> {
     }
     if (!Array.isArray(query.queryEmbedding)) throw new InvalidArgumentError('"queryEmbedding" expected an array of numbers');
     const topK = query.similarityTopK;
-    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) throw new InvalidArgumentError(`"similarityTopK" expected a positive integer, got ${typeof topK === 'number' ? topK : typeof topK}`);
+    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1)
+      throw new InvalidArgumentError(`"similarityTopK" expected a positive integer, got ${typeof topK === 'number' ? topK : typeof topK}`);
     const test = compileMetadataFilters(query.filters);
     if (query.docIds !== undefined && !Array.isArray(query.docIds)) throw new InvalidArgumentError('"docIds" expected an array of ids');
     const docIds = query.docIds === undefined ? undefined : new Set(query.docIds);
     const c = this.collection;
     if (!c || c.count === 0) return { nodes: [], similarities: [], ids: [] };
-    const where = test === undefined && docIds === undefined ? undefined : (m: Metadata | undefined, id: string) => (docIds === undefined || docIds.has(id)) && (test === undefined || test(m ?? {}));
+    const where =
+      test === undefined && docIds === undefined
+        ? undefined
+        : (m: Metadata | undefined, id: string) => (docIds === undefined || docIds.has(id)) && (test === undefined || test(m ?? {}));
     const hits = c.search(query.queryEmbedding, Math.min(topK, c.count), where === undefined ? {} : { where });
     const l2 = c.info.space === 'l2';
     return {
@@ -175,7 +183,11 @@ export class VectorsealNodeStore extends BaseVectorStore<Store> {
       const exists = this.store.listCollections().some((c) => c.name === this.collectionName);
       this.creating = exists
         ? Promise.resolve(this.store.collection(this.collectionName))
-        : this.store.createCollection(this.collectionName, { dim, space: this.space, ...(this.tenant === undefined ? {} : { tenant: this.tenant }) });
+        : this.store.createCollection(this.collectionName, {
+            dim,
+            space: this.space,
+            ...(this.tenant === undefined ? {} : { tenant: this.tenant }),
+          });
       this.creating.catch(() => {
         this.creating = undefined;
       });

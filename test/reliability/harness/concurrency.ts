@@ -42,8 +42,22 @@ const DIM = 8;
  */
 export async function runSearchRace(options: { dir: string; keyDir: string; seed: number; rounds: number }): Promise<SearchRaceReport> {
   const r = new Rng(options.seed);
-  const report: SearchRaceReport = { searches: 0, duringMaintenance: 0, flushes: 0, compactions: 0, acknowledgedOps: 0, wrongResults: 0, failures: [] };
-  const store = await openStore({ dir: options.dir, create: true, keys: { provider: 'local', keyDir: options.keyDir }, durability: 'none', maxSegments: 4 });
+  const report: SearchRaceReport = {
+    searches: 0,
+    duringMaintenance: 0,
+    flushes: 0,
+    compactions: 0,
+    acknowledgedOps: 0,
+    wrongResults: 0,
+    failures: [],
+  };
+  const store = await openStore({
+    dir: options.dir,
+    create: true,
+    keys: { provider: 'local', keyDir: options.keyDir },
+    durability: 'none',
+    maxSegments: 4,
+  });
   const model = new Map<string, number[]>();
   const vec = (): number[] => Array.from({ length: DIM }, () => (r.int(2001) - 1000) / 8);
   const POOL = 400;
@@ -107,7 +121,10 @@ function l2(a: readonly number[], b: readonly number[]): number {
 /** Undefined when the search equals brute force over the model (ties may come in either order). */
 function compareWithBruteForce(col: Collection, model: Map<string, number[]>, q: number[], k: number): string | undefined {
   const got = col.search(q, k, { ef: 2_000 });
-  const exact = [...model].map(([id, v]) => ({ id, d: l2(v, q) })).sort((a, b) => a.d - b.d).slice(0, k);
+  const exact = [...model]
+    .map(([id, v]) => ({ id, d: l2(v, q) }))
+    .sort((a, b) => a.d - b.d)
+    .slice(0, k);
   if (got.length !== exact.length) return `search returned ${got.length} results, brute force ${exact.length}`;
   const seen = new Set<string>();
   for (const [i, h] of got.entries()) {
@@ -117,7 +134,8 @@ function compareWithBruteForce(col: Collection, model: Map<string, number[]>, q:
     if (v === undefined) return `result ${h.id} is deleted or never acknowledged`;
     const d = l2(v, q);
     if (Math.abs(d - h.score) > 1e-3 * Math.max(1, d)) return `result ${h.id} has distance ${h.score}, its acknowledged vector ${d}`;
-    if (Math.abs(h.score - (exact[i] as { d: number }).d) > 1e-3 * Math.max(1, h.score)) return `rank ${i}: distance ${h.score}, brute force ${(exact[i] as { d: number }).d}`;
+    if (Math.abs(h.score - (exact[i] as { d: number }).d) > 1e-3 * Math.max(1, h.score))
+      return `rank ${i}: distance ${h.score}, brute force ${(exact[i] as { d: number }).d}`;
   }
   return undefined;
 }
@@ -155,14 +173,18 @@ try {
  */
 export async function runLockRace(options: { dir: string; keyDir: string; seed: number; attempts: number }): Promise<LockRaceReport> {
   const report: LockRaceReport = { attempts: 0, refusedLocked: 0, writerOpsWhileRefused: 0, openedAfterWriterGone: false, failures: [] };
-  const writer = spawn(process.execPath, [WRITER_SCRIPT(), options.dir, options.keyDir, String(options.seed), '100000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const writer = spawn(process.execPath, [WRITER_SCRIPT(), options.dir, options.keyDir, String(options.seed), '100000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let exited = false;
   writer.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const gone = new Promise<void>((res) => writer.on('exit', () => {
-    exited = true;
-    res();
-  }));
+  const gone = new Promise<void>((res) =>
+    writer.on('exit', () => {
+      exited = true;
+      res();
+    }),
+  );
   try {
     for (let i = 0; i < 600 && !out.includes('ready\n') && !exited; i++) await new Promise((res) => setTimeout(res, 100));
     if (!out.includes('ready\n')) throw new Error('the writer never became ready');
@@ -171,13 +193,16 @@ export async function runLockRace(options: { dir: string; keyDir: string; seed: 
     for (let i = 0; i < options.attempts; i++) {
       report.attempts++;
       // Alternate another process and this one.
-      const code = i % 2 === 0 ? await openInChild(options.dir, options.keyDir) : await openStore({ dir: options.dir, keys: { provider: 'local', keyDir: options.keyDir } }).then(
-          async (s) => {
-            await s.close();
-            return 'opened';
-          },
-          (e: unknown) => (e instanceof StoreLockedError ? e.code : `other: ${(e as Error).name}`),
-        );
+      const code =
+        i % 2 === 0
+          ? await openInChild(options.dir, options.keyDir)
+          : await openStore({ dir: options.dir, keys: { provider: 'local', keyDir: options.keyDir } }).then(
+              async (s) => {
+                await s.close();
+                return 'opened';
+              },
+              (e: unknown) => (e instanceof StoreLockedError ? e.code : `other: ${(e as Error).name}`),
+            );
       if (code === 'VS_STORE_LOCKED') report.refusedLocked++;
       else report.failures.push(`attempt ${i}: ${code}`);
       if (exited) {
@@ -229,10 +254,28 @@ export async function runKmsRace(options: { dataDir: string; seed: number; clien
     port: 0,
     host: '127.0.0.1',
     dataDir: options.dataDir,
-    config: { region: 'us-east-1', accountId: '111122223333', principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }] },
+    config: {
+      region: 'us-east-1',
+      accountId: '111122223333',
+      principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }],
+    },
   });
-  const clients = Array.from({ length: options.clients }, () => new KMSClient({ endpoint: service.url, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 }));
-  const report: KmsRaceReport = { clients: options.clients, requests: 0, expectedStateErrors: {}, unexpectedErrors: 0, rotations: 0, deletionCycles: 0, ciphertexts: 0, lostCiphertexts: 0, reEncrypted: 0, failures: [] };
+  const clients = Array.from(
+    { length: options.clients },
+    () => new KMSClient({ endpoint: service.url, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 }),
+  );
+  const report: KmsRaceReport = {
+    clients: options.clients,
+    requests: 0,
+    expectedStateErrors: {},
+    unexpectedErrors: 0,
+    rotations: 0,
+    deletionCycles: 0,
+    ciphertexts: 0,
+    lostCiphertexts: 0,
+    reEncrypted: 0,
+    failures: [],
+  };
   const r = new Rng(options.seed);
   const sealed: { blob: Uint8Array; plaintext: Buffer; context: Record<string, string> }[] = [];
   /** Runs one request; an expected state refusal is counted, anything else is a failure. */
@@ -262,10 +305,14 @@ export async function runKmsRace(options: { dataDir: string; seed: number; clien
         const kind = r.int(4);
         if (kind === 0 || sealed.length === 0) {
           const plaintext = Buffer.from(`worker ${w} op ${i}`);
-          const res = await call('Encrypt', () => c.send(new EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionContext: context })));
+          const res = await call('Encrypt', () =>
+            c.send(new EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionContext: context })),
+          );
           if (res) sealed.push({ blob: res.CiphertextBlob!, plaintext, context });
         } else if (kind === 1) {
-          const res = await call('GenerateDataKey', () => c.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context })));
+          const res = await call('GenerateDataKey', () =>
+            c.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context })),
+          );
           if (res) sealed.push({ blob: res.CiphertextBlob!, plaintext: Buffer.from(res.Plaintext!), context });
         } else if (kind === 2) {
           const s = sealed[r.int(sealed.length)]!;
@@ -277,7 +324,14 @@ export async function runKmsRace(options: { dataDir: string; seed: number; clien
         } else {
           const s = sealed[r.int(sealed.length)]!;
           const res = await call('ReEncrypt', () =>
-            c.send(new ReEncryptCommand({ CiphertextBlob: s.blob, SourceEncryptionContext: s.context, DestinationKeyId: keyId, DestinationEncryptionContext: s.context })),
+            c.send(
+              new ReEncryptCommand({
+                CiphertextBlob: s.blob,
+                SourceEncryptionContext: s.context,
+                DestinationKeyId: keyId,
+                DestinationEncryptionContext: s.context,
+              }),
+            ),
           );
           if (res) sealed.push({ blob: res.CiphertextBlob!, plaintext: s.plaintext, context: s.context });
         }
@@ -293,7 +347,9 @@ export async function runKmsRace(options: { dataDir: string; seed: number; clien
     for (let round = 0; round < options.rounds; round++) {
       report.rotations += await both('RotateKeyOnDemand', (c) => c.send(new RotateKeyOnDemandCommand({ KeyId: keyId })));
       await pause();
-      const scheduled = await both('ScheduleKeyDeletion', (c) => c.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 })));
+      const scheduled = await both('ScheduleKeyDeletion', (c) =>
+        c.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 })),
+      );
       if (scheduled !== 1) report.failures.push(`round ${round}: ${scheduled} ScheduleKeyDeletion calls succeeded, expected exactly 1`);
       await pause();
       const cancelled = await both('CancelKeyDeletion', (c) => c.send(new CancelKeyDeletionCommand({ KeyId: keyId })));
@@ -307,15 +363,24 @@ export async function runKmsRace(options: { dataDir: string; seed: number; clien
     stop = true;
     await Promise.all(workers);
     const rotations = await admin.send(new ListKeyRotationsCommand({ KeyId: keyId, Limit: 1000 }));
-    if ((rotations.Rotations ?? []).length !== report.rotations) report.failures.push(`ListKeyRotations lists ${(rotations.Rotations ?? []).length} rotations, ${report.rotations} succeeded`);
+    if ((rotations.Rotations ?? []).length !== report.rotations)
+      report.failures.push(`ListKeyRotations lists ${(rotations.Rotations ?? []).length} rotations, ${report.rotations} succeeded`);
     // Every ciphertext, under whichever backing key made it, decrypts and moves to another key and back.
     report.ciphertexts = sealed.length;
     for (const s of sealed) {
       try {
         const d = await admin.send(new DecryptCommand({ CiphertextBlob: s.blob, EncryptionContext: s.context }));
-        const moved = await admin.send(new ReEncryptCommand({ CiphertextBlob: s.blob, SourceEncryptionContext: s.context, DestinationKeyId: other, DestinationEncryptionContext: s.context }));
+        const moved = await admin.send(
+          new ReEncryptCommand({
+            CiphertextBlob: s.blob,
+            SourceEncryptionContext: s.context,
+            DestinationKeyId: other,
+            DestinationEncryptionContext: s.context,
+          }),
+        );
         const back = await admin.send(new DecryptCommand({ CiphertextBlob: moved.CiphertextBlob!, EncryptionContext: s.context }));
-        if (!Buffer.from(d.Plaintext!).equals(s.plaintext) || !Buffer.from(back.Plaintext!).equals(s.plaintext)) throw new Error('other bytes');
+        if (!Buffer.from(d.Plaintext!).equals(s.plaintext) || !Buffer.from(back.Plaintext!).equals(s.plaintext))
+          throw new Error('other bytes');
         report.reEncrypted++;
       } catch (err) {
         report.lostCiphertexts++;

@@ -3,7 +3,16 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore, type Store } from '../../../src/index.js';
 import { discoverCrashPoints, typicalHits } from './crash-points.js';
-import { applyToModel, collectionModel, parseChildLog, unwrapEveryDek, verifyStore, type ChildLog, type StoreModel, type WireOp } from './model.js';
+import {
+  applyToModel,
+  collectionModel,
+  parseChildLog,
+  unwrapEveryDek,
+  verifyStore,
+  type ChildLog,
+  type StoreModel,
+  type WireOp,
+} from './model.js';
 import { DIST_DIR, WRITER_SCRIPT } from './paths.js';
 import { Rng } from './rng.js';
 
@@ -59,13 +68,24 @@ interface ChildResult {
   stderr: string;
 }
 
-function runWriter(dir: string, keyDir: string, seed: number, budget: number, crashAt: string | undefined, killAfterReadyMs: number | undefined, killAfterSpawnMs: number | undefined): Promise<ChildResult> {
+function runWriter(
+  dir: string,
+  keyDir: string,
+  seed: number,
+  budget: number,
+  crashAt: string | undefined,
+  killAfterReadyMs: number | undefined,
+  killAfterSpawnMs: number | undefined,
+): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env['VECTORSEAL_CRASH_AT'];
     delete env['VECTORSEAL_MASTER_KEY'];
     if (crashAt) env['VECTORSEAL_CRASH_AT'] = crashAt;
-    const child = spawn(process.execPath, [WRITER_SCRIPT(), dir, keyDir, String(seed), String(budget)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [WRITER_SCRIPT(), dir, keyDir, String(seed), String(budget)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     let timer: NodeJS.Timeout | undefined;
@@ -140,7 +160,15 @@ export async function runCrashCampaign(options: CrashCampaignOptions): Promise<C
       // A tenth of the timed kills land while the writer is still opening (recovery code).
       const early = !byPoint && rng.next() < 0.1;
       const t0 = Date.now();
-      const r = await runWriter(dir, keyDir, seed, options.writerBudget ?? 35, crashAt, !byPoint && !early ? rng.int(400) : undefined, early ? 60 + rng.int(400) : undefined);
+      const r = await runWriter(
+        dir,
+        keyDir,
+        seed,
+        options.writerBudget ?? 35,
+        crashAt,
+        !byPoint && !early ? rng.int(400) : undefined,
+        early ? 60 + rng.int(400) : undefined,
+      );
       const killed = r.signal === 'SIGKILL';
       const label = crashAt ?? 'timer';
       const tally = (report.byPoint[point ?? 'timer'] ??= { killed: 0, survived: 0, notReached: 0 });
@@ -163,21 +191,33 @@ export async function runCrashCampaign(options: CrashCampaignOptions): Promise<C
       const inflight: WireOp[] = [...r.log.ops].filter(([n]) => !acked.has(n)).map(([, op]) => op);
       if (r.log.errors.length > 0 || (!killed && r.code !== 0)) {
         report.writerErrors++;
-        fail(`lane ${laneNo} seed ${seed} ${label}: writer failed (` +
-          `${r.log.errors.map((e) => `${e.code} ${e.message}`).join('; ') || `exit ${r.code}`}) ` +
-          `${r.stderr.slice(-600)}`);
+        fail(
+          `lane ${laneNo} seed ${seed} ${label}: writer failed (` +
+            `${r.log.errors.map((e) => `${e.code} ${e.message}`).join('; ') || `exit ${r.code}`}) ` +
+            `${r.stderr.slice(-600)}`,
+        );
       }
       if (killed) report.inflightAtKill += inflight.filter((o) => o.t === 'u' || o.t === 'd').length;
       const t1 = Date.now();
-      const ok = await checkAfterKill(dir, keyDir, model, inflight, { lane: laneNo, n: probe++ }, (text) => fail(`lane ${laneNo} seed ${seed} ${label}: ${text}`), report);
+      const ok = await checkAfterKill(
+        dir,
+        keyDir,
+        model,
+        inflight,
+        { lane: laneNo, n: probe++ },
+        (text) => fail(`lane ${laneNo} seed ${seed} ${label}: ${text}`),
+        report,
+      );
       if (ok && killed) {
         report.survived++;
         tally.survived++;
         modeTally.survived++;
       }
-      options.log?.(`[lane ${laneNo}] ${killed ? 'killed' : 'ran out'} at ${label} (seed ${seed}): ${acked.size} acked, ` +
-        `${inflight.length} in flight, ${ok ? 'ok' : 'FAILED'} (writer ${t1 - t0} ms, ` +
-        `check ${Date.now() - t1} ms) — ${report.killPoints}/${options.killPoints}`);
+      options.log?.(
+        `[lane ${laneNo}] ${killed ? 'killed' : 'ran out'} at ${label} (seed ${seed}): ${acked.size} acked, ` +
+          `${inflight.length} in flight, ${ok ? 'ok' : 'FAILED'} (writer ${t1 - t0} ms, ` +
+          `check ${Date.now() - t1} ms) — ${report.killPoints}/${options.killPoints}`,
+      );
     }
   };
   await Promise.all(Array.from({ length: options.lanes }, (_, i) => lane(i)));

@@ -37,7 +37,24 @@ function hostileValue(): fc.Arbitrary<unknown> {
     return v;
   };
   return fc.oneof(
-    fc.constantFrom<unknown>(undefined, null, NaN, Infinity, -Infinity, -0, 0, '', 'x'.repeat(70_000), () => 1, Symbol('s'), 10n, new Odd(), new Date(0), new Map([[1, 2]]), /re/),
+    fc.constantFrom<unknown>(
+      undefined,
+      null,
+      NaN,
+      Infinity,
+      -Infinity,
+      -0,
+      0,
+      '',
+      'x'.repeat(70_000),
+      () => 1,
+      Symbol('s'),
+      10n,
+      new Odd(),
+      new Date(0),
+      new Map([[1, 2]]),
+      /re/,
+    ),
     fc.constant(null).map(cyclic),
     fc.integer({ min: 1, max: 5000 }).map(deep),
     fc.constant(null).map(() => ({ big: 'y'.repeat(2_000_000) })),
@@ -52,18 +69,45 @@ function hostileValue(): fc.Arbitrary<unknown> {
 function hostileVector(): fc.Arbitrary<unknown> {
   return fc.oneof(
     fc.array(fc.oneof(fc.double(), fc.constantFrom(NaN, Infinity, -Infinity)), { minLength: 0, maxLength: 9 }),
-    fc.constantFrom<unknown>(new Float32Array(DIM).fill(NaN), new Float32Array(DIM).fill(Infinity), new Float64Array(DIM), [1, 2, 3, '4'], 'abcd', null, {}, new Float32Array(0)),
+    fc.constantFrom<unknown>(
+      new Float32Array(DIM).fill(NaN),
+      new Float32Array(DIM).fill(Infinity),
+      new Float64Array(DIM),
+      [1, 2, 3, '4'],
+      'abcd',
+      null,
+      {},
+      new Float32Array(0),
+    ),
     hostileValue(),
   );
 }
 
 const call = fc.oneof(
-  fc.record({ op: fc.constant('upsert'), id: fc.oneof(fc.string({ maxLength: 20 }), hostileValue()), vector: hostileVector(), metadata: fc.oneof(fc.constant(undefined), hostileValue(), fc.jsonValue()) }),
+  fc.record({
+    op: fc.constant('upsert'),
+    id: fc.oneof(fc.string({ maxLength: 20 }), hostileValue()),
+    vector: hostileVector(),
+    metadata: fc.oneof(fc.constant(undefined), hostileValue(), fc.jsonValue()),
+  }),
   fc.record({ op: fc.constant('upsertMany'), records: fc.oneof(fc.array(fc.anything(), { maxLength: 4 }), hostileValue()) }),
   fc.record({ op: fc.constant('delete'), ids: fc.oneof(fc.array(hostileValue(), { maxLength: 3 }), hostileValue()) }),
-  fc.record({ op: fc.constant('search'), vector: hostileVector(), k: fc.oneof(fc.integer({ min: -5, max: 20_000 }), hostileValue()), options: fc.oneof(fc.constant(undefined), fc.record({ filter: hostileValue(), ef: hostileValue() }, { requiredKeys: [] }), hostileValue()) }),
+  fc.record({
+    op: fc.constant('search'),
+    vector: hostileVector(),
+    k: fc.oneof(fc.integer({ min: -5, max: 20_000 }), hostileValue()),
+    options: fc.oneof(
+      fc.constant(undefined),
+      fc.record({ filter: hostileValue(), ef: hostileValue() }, { requiredKeys: [] }),
+      hostileValue(),
+    ),
+  }),
   fc.record({ op: fc.constant('get'), id: hostileValue() }),
-  fc.record({ op: fc.constant('createCollection'), name: fc.oneof(fc.string({ maxLength: 10 }), hostileValue()), options: fc.oneof(fc.record({ dim: hostileValue(), space: hostileValue(), M: hostileValue() }, { requiredKeys: [] }), hostileValue()) }),
+  fc.record({
+    op: fc.constant('createCollection'),
+    name: fc.oneof(fc.string({ maxLength: 10 }), hostileValue()),
+    options: fc.oneof(fc.record({ dim: hostileValue(), space: hostileValue(), M: hostileValue() }, { requiredKeys: [] }), hostileValue()),
+  }),
   fc.record({ op: fc.constant('collection'), name: hostileValue() }),
 );
 
@@ -74,7 +118,10 @@ async function apply(store: Store, c: Call): Promise<void> {
   const s = store as unknown as Record<string, (...a: unknown[]) => unknown>;
   switch (c.op) {
     case 'upsert':
-      await col['upsert']!.call(col, c['metadata'] === undefined ? { id: c['id'], vector: c['vector'] } : { id: c['id'], vector: c['vector'], metadata: c['metadata'] });
+      await col['upsert']!.call(
+        col,
+        c['metadata'] === undefined ? { id: c['id'], vector: c['vector'] } : { id: c['id'], vector: c['vector'], metadata: c['metadata'] },
+      );
       return;
     case 'upsertMany':
       await col['upsert']!.call(col, c['records']);
@@ -111,7 +158,10 @@ export async function runHostileApi(options: { dir: string; keyDir: string; runs
   const open = () => openStore({ dir: options.dir, create: true, keys: { provider: 'local', keyDir: options.keyDir } });
   let store = await open();
   const h = await store.createCollection('h', { dim: DIM });
-  await h.upsert([{ id: 'keep-1', vector: [1, 2, 3, 4], metadata: { k: 1 } }, { id: 'keep-2', vector: [4, 3, 2, 1] }]);
+  await h.upsert([
+    { id: 'keep-1', vector: [1, 2, 3, 4], metadata: { k: 1 } },
+    { id: 'keep-2', vector: [4, 3, 2, 1] },
+  ]);
   await h.flush();
   await fc.assert(
     fc.asyncProperty(call, async (c) => {
@@ -125,7 +175,8 @@ export async function runHostileApi(options: { dir: string; keyDir: string; runs
           report.codes[err.code] = (report.codes[err.code] ?? 0) + 1;
         } else {
           report.untyped++;
-          if (report.failures.length < 20) report.failures.push(`${c.op}: ${(err as Error)?.name}: ${String((err as Error)?.message).slice(0, 200)}`);
+          if (report.failures.length < 20)
+            report.failures.push(`${c.op}: ${(err as Error)?.name}: ${String((err as Error)?.message).slice(0, 200)}`);
         }
       }
       return true;

@@ -34,7 +34,10 @@ export async function runHostileCli(options: { root: string; runs: number; seed:
   await must(['init', '--dir', dir]);
   await must(['collection', 'create', 'docs', '--dim', '4', '--dir', dir]);
   const data = join(options.root, 'data.jsonl');
-  await fs.writeFile(data, `${[0, 1, 2].map((i) => JSON.stringify({ id: `d${i}`, vector: [i, 1, 2, 3], metadata: { lang: 'en' } })).join('\n')}\n`);
+  await fs.writeFile(
+    data,
+    `${[0, 1, 2].map((i) => JSON.stringify({ id: `d${i}`, vector: [i, 1, 2, 3], metadata: { lang: 'en' } })).join('\n')}\n`,
+  );
   await must(['import', 'docs', data, '--dir', dir]);
   const query = ['search', 'docs', '--vector', '[1,1,2,3]', '--k', '2', '--json', '--dir', dir];
   const baseline = (await must(query)).stdout;

@@ -76,7 +76,10 @@ interface Response {
 /** Signs and sends one request with SigV4 over exactly the headers given. */
 function send(url: string, c: HostileCase): Promise<Response> {
   const u = new URL(url);
-  const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const amzDate = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
   const headers: Record<string, string> = { host: u.host, 'x-amz-date': amzDate };
   if (c.contentType !== undefined) headers['content-type'] = c.contentType;
@@ -86,12 +89,15 @@ function send(url: string, c: HostileCase): Promise<Response> {
   const path = c.path ?? '/';
   const signed = Object.keys(headers).sort();
   const [pathname, query = ''] = path.split('?') as [string, string?];
-  const canonical = [method, pathname, query, signed.map((k) => `${k}:${headers[k]}\n`).join(''), signed.join(';'), sha256(c.body)].join('\n');
+  const canonical = [method, pathname, query, signed.map((k) => `${k}:${headers[k]}\n`).join(''), signed.join(';'), sha256(c.body)].join(
+    '\n',
+  );
   const scope = `${day}/${REGION}/kms/aws4_request`;
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(Buffer.from(canonical))].join('\n');
   let key = hmac(`AWS4${ADMIN.secretAccessKey}`, day);
   for (const part of [REGION, 'kms', 'aws4_request']) key = hmac(key, part);
-  const authorization = `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, ` +
+  const authorization =
+    `AWS4-HMAC-SHA256 Credential=${ADMIN.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, ` +
     `Signature=${hmac(key, toSign).toString('hex')}`;
   const wire: Record<string, string | number> = { ...headers, authorization };
   if (!c.chunked) wire['content-length'] = c.body.length;
@@ -220,7 +226,11 @@ function handPicked(f: Fixture): HostileCase[] {
     c('CiphertextBlob random bytes', 'Decrypt', json({ CiphertextBlob: Buffer.alloc(200, 7).toString('base64') })),
     c('CiphertextBlob cut short', 'Decrypt', json({ CiphertextBlob: Buffer.from(f.sealed[0]!.blob).subarray(0, 40).toString('base64') })),
     c('CiphertextBlob with a wrong context', 'Decrypt', json({ CiphertextBlob: blob, EncryptionContext: { other: 'context' } })),
-    c('CiphertextBlob under the other KeyId', 'Decrypt', json({ CiphertextBlob: blob, KeyId: f.otherKeyId, EncryptionContext: f.sealed[0]!.context })),
+    c(
+      'CiphertextBlob under the other KeyId',
+      'Decrypt',
+      json({ CiphertextBlob: blob, KeyId: f.otherKeyId, EncryptionContext: f.sealed[0]!.context }),
+    ),
     c('KeyId an unknown UUID', 'DescribeKey', json({ KeyId: randomUUID() })),
     c('KeyId a foreign ARN', 'DescribeKey', json({ KeyId: `arn:aws:kms:eu-west-1:999999999999:key/${f.keyId}` })),
     c('KeyId an unknown alias', 'Encrypt', json({ KeyId: 'alias/none', Plaintext: 'YWJj' })),
@@ -265,8 +275,21 @@ interface OpSpec {
 }
 
 const OPS: OpSpec[] = [
-  { op: 'Encrypt', fields: [{ name: 'KeyId', kind: 'key', required: true }, { name: 'Plaintext', kind: 'blob', required: true, max: 4096 }, { name: 'EncryptionContext', kind: 'ctx', required: false }] },
-  { op: 'Decrypt', fields: [{ name: 'CiphertextBlob', kind: 'cipher', required: true, max: 6144 }, { name: 'EncryptionContext', kind: 'ctx', required: false }] },
+  {
+    op: 'Encrypt',
+    fields: [
+      { name: 'KeyId', kind: 'key', required: true },
+      { name: 'Plaintext', kind: 'blob', required: true, max: 4096 },
+      { name: 'EncryptionContext', kind: 'ctx', required: false },
+    ],
+  },
+  {
+    op: 'Decrypt',
+    fields: [
+      { name: 'CiphertextBlob', kind: 'cipher', required: true, max: 6144 },
+      { name: 'EncryptionContext', kind: 'ctx', required: false },
+    ],
+  },
   {
     op: 'GenerateDataKey',
     fields: [
@@ -275,7 +298,13 @@ const OPS: OpSpec[] = [
       { name: 'EncryptionContext', kind: 'ctx', required: false },
     ],
   },
-  { op: 'GenerateDataKey', fields: [{ name: 'KeyId', kind: 'key', required: true }, { name: 'KeySpec', kind: 'enum', required: false, values: ['AES_256', 'AES_128'] }] },
+  {
+    op: 'GenerateDataKey',
+    fields: [
+      { name: 'KeyId', kind: 'key', required: true },
+      { name: 'KeySpec', kind: 'enum', required: false, values: ['AES_256', 'AES_128'] },
+    ],
+  },
   {
     op: 'ReEncrypt',
     fields: [
@@ -285,11 +314,35 @@ const OPS: OpSpec[] = [
     ],
   },
   { op: 'DescribeKey', fields: [{ name: 'KeyId', kind: 'key', required: true }] },
-  { op: 'CreateAlias', fields: [{ name: 'AliasName', kind: 'string', required: true, max: 256 }, { name: 'TargetKeyId', kind: 'key', required: true }] },
-  { op: 'ScheduleKeyDeletion', fields: [{ name: 'KeyId', kind: 'key', required: true }, { name: 'PendingWindowInDays', kind: 'int', required: false, range: [7, 30] }] },
-  { op: 'EnableKeyRotation', fields: [{ name: 'KeyId', kind: 'key', required: true }, { name: 'RotationPeriodInDays', kind: 'int', required: false, range: [90, 2560] }] },
+  {
+    op: 'CreateAlias',
+    fields: [
+      { name: 'AliasName', kind: 'string', required: true, max: 256 },
+      { name: 'TargetKeyId', kind: 'key', required: true },
+    ],
+  },
+  {
+    op: 'ScheduleKeyDeletion',
+    fields: [
+      { name: 'KeyId', kind: 'key', required: true },
+      { name: 'PendingWindowInDays', kind: 'int', required: false, range: [7, 30] },
+    ],
+  },
+  {
+    op: 'EnableKeyRotation',
+    fields: [
+      { name: 'KeyId', kind: 'key', required: true },
+      { name: 'RotationPeriodInDays', kind: 'int', required: false, range: [90, 2560] },
+    ],
+  },
   { op: 'DisableKey', fields: [{ name: 'KeyId', kind: 'key', required: true }] },
-  { op: 'CreateKey', fields: [{ name: 'KeyUsage', kind: 'enum', required: false, values: ['ENCRYPT_DECRYPT'] }, { name: 'Origin', kind: 'enum', required: false, values: ['AWS_KMS'] }] },
+  {
+    op: 'CreateKey',
+    fields: [
+      { name: 'KeyUsage', kind: 'enum', required: false, values: ['ENCRYPT_DECRYPT'] },
+      { name: 'Origin', kind: 'enum', required: false, values: ['AWS_KMS'] },
+    ],
+  },
   { op: 'ListKeys', fields: [{ name: 'Limit', kind: 'int', required: false, range: [1, 1000] }] },
 ];
 
@@ -322,7 +375,8 @@ function badValue(field: Field): fc.Arbitrary<unknown> {
         fc.integer({ min: max + 1, max: max + 4096 }).map((n) => Buffer.alloc(n, 0x61).toString('base64')),
       );
       // Well-formed base64 of random bytes is never a valid ciphertext.
-      if (field.kind === 'cipher') choices.push(fc.uint8Array({ minLength: 1, maxLength: 600 }).map((b) => Buffer.from(b).toString('base64')));
+      if (field.kind === 'cipher')
+        choices.push(fc.uint8Array({ minLength: 1, maxLength: 600 }).map((b) => Buffer.from(b).toString('base64')));
       break;
     }
     case 'ctx':
@@ -330,7 +384,11 @@ function badValue(field: Field): fc.Arbitrary<unknown> {
         // A key such as "__proto__" can vanish when the dictionary is serialised, leaving a valid empty
         // context: keep only dictionaries whose JSON still carries a non-string member.
         fc
-          .dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string())), { minKeys: 1, maxKeys: 3 })
+          .dictionary(
+            fc.string({ minLength: 1, maxLength: 8 }),
+            fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string())),
+            { minKeys: 1, maxKeys: 3 },
+          )
           .filter((d) => Object.keys(JSON.parse(JSON.stringify(d)) as object).length > 0),
         fc.string({ maxLength: 10 }).map((v) => ({ '': v })),
       );
@@ -399,24 +457,73 @@ function generatedCases(f: Fixture, runs: number, seed: number): HostileCase[] {
       } else if (other.required) body[other.name] = goodValue(other, f);
     }
     if (spec.op === 'Decrypt' && field.kind !== 'ctx') body['EncryptionContext'] = f.sealed[0]!.context;
-    return { name: `${spec.op}: ${field.name} ${bad === MISSING ? 'missing' : describe(bad)}`, target: spec.op, contentType: JSON_TYPE, body: json(body) };
+    return {
+      name: `${spec.op}: ${field.name} ${bad === MISSING ? 'missing' : describe(bad)}`,
+      target: spec.op,
+      contentType: JSON_TYPE,
+      body: json(body),
+    };
   });
   // Bodies that are not a JSON object, sent to operations with required members.
-  const notObject = fc.oneof(
-    fc.string({ unit: 'binary', minLength: 1, maxLength: 200 }),
-    fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? 'null'),
-    fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b).toString('latin1')),
-  ).filter((s) => !isJsonObject(s));
-  const junk = fc.sample(fc.tuple(notObject, fc.constantFrom('DescribeKey', 'Encrypt', 'Decrypt', 'ReEncrypt', 'ScheduleKeyDeletion')), { numRuns: Math.ceil(runs / 3), seed: seed + 1 });
-  const junkCases = junk.map(([text, op]): HostileCase => ({ name: `${op}: body not a JSON object`, target: op, contentType: JSON_TYPE, body: Buffer.from(text, 'latin1') }));
+  const notObject = fc
+    .oneof(
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 200 }),
+      fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? 'null'),
+      fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b).toString('latin1')),
+    )
+    .filter((s) => !isJsonObject(s));
+  const junk = fc.sample(fc.tuple(notObject, fc.constantFrom('DescribeKey', 'Encrypt', 'Decrypt', 'ReEncrypt', 'ScheduleKeyDeletion')), {
+    numRuns: Math.ceil(runs / 3),
+    seed: seed + 1,
+  });
+  const junkCases = junk.map(
+    ([text, op]): HostileCase => ({
+      name: `${op}: body not a JSON object`,
+      target: op,
+      contentType: JSON_TYPE,
+      body: Buffer.from(text, 'latin1'),
+    }),
+  );
   // Targets and content types that are not the service's.
-  const supported = new Set(['CreateKey', 'DescribeKey', 'ListKeys', 'CreateAlias', 'ListAliases', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'Encrypt', 'Decrypt', 'ReEncrypt', 'EnableKey', 'DisableKey', 'EnableKeyRotation', 'DisableKeyRotation', 'GetKeyRotationStatus', 'RotateKeyOnDemand', 'ListKeyRotations', 'ScheduleKeyDeletion', 'CancelKeyDeletion', 'GetParametersForImport', 'ImportKeyMaterial']);
+  const supported = new Set([
+    'CreateKey',
+    'DescribeKey',
+    'ListKeys',
+    'CreateAlias',
+    'ListAliases',
+    'GenerateDataKey',
+    'GenerateDataKeyWithoutPlaintext',
+    'Encrypt',
+    'Decrypt',
+    'ReEncrypt',
+    'EnableKey',
+    'DisableKey',
+    'EnableKeyRotation',
+    'DisableKeyRotation',
+    'GetKeyRotationStatus',
+    'RotateKeyOnDemand',
+    'ListKeyRotations',
+    'ScheduleKeyDeletion',
+    'CancelKeyDeletion',
+    'GetParametersForImport',
+    'ImportKeyMaterial',
+  ]);
   // Header values must be legal header characters (tab and printable ASCII) to reach the service at all.
   const headerText = fc.string({ maxLength: 40 }).map((s) => s.replace(/[^\x20-\x7e]/g, 'x').trim());
-  const targets = fc.sample(headerText.filter((s) => !supported.has(s)), { numRuns: Math.ceil(runs / 6), seed: seed + 2 });
-  const targetCases = targets.map((t): HostileCase => ({ name: 'unknown target', target: t, contentType: JSON_TYPE, body: Buffer.from('{}') }));
-  const types = fc.sample(headerText.filter((s) => s.length > 0 && !/^application\/x-amz-json-1\.[01]\b/i.test(s)), { numRuns: Math.ceil(runs / 6), seed: seed + 3 });
-  const typeCases = types.map((t): HostileCase => ({ name: 'wrong Content-Type', target: 'ListKeys', contentType: t, body: Buffer.from('{}') }));
+  const targets = fc.sample(
+    headerText.filter((s) => !supported.has(s)),
+    { numRuns: Math.ceil(runs / 6), seed: seed + 2 },
+  );
+  const targetCases = targets.map(
+    (t): HostileCase => ({ name: 'unknown target', target: t, contentType: JSON_TYPE, body: Buffer.from('{}') }),
+  );
+  const types = fc.sample(
+    headerText.filter((s) => s.length > 0 && !/^application\/x-amz-json-1\.[01]\b/i.test(s)),
+    { numRuns: Math.ceil(runs / 6), seed: seed + 3 },
+  );
+  const typeCases = types.map(
+    (t): HostileCase => ({ name: 'wrong Content-Type', target: 'ListKeys', contentType: t, body: Buffer.from('{}') }),
+  );
   return [...memberCases, ...junkCases, ...targetCases, ...typeCases];
 }
 
@@ -441,7 +548,11 @@ function isJsonObject(s: string): boolean {
 // ---- the run ------------------------------------------------------------------
 
 function config(): KeyServiceConfig {
-  return { region: REGION, accountId: '111122223333', principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }] };
+  return {
+    region: REGION,
+    accountId: '111122223333',
+    principals: [{ name: 'admin', ...ADMIN, policy: [{ operations: ['*'], keys: ['*'] }] }],
+  };
 }
 
 async function makeFixture(kms: KMSClient): Promise<Fixture> {
@@ -461,7 +572,14 @@ async function makeFixture(kms: KMSClient): Promise<Fixture> {
       sealed.push({ keyId, blob: r.CiphertextBlob!, plaintext: Buffer.from(r.Plaintext!), context });
     }
   }
-  return { keyId: keyMeta.KeyId!, keyArn: keyMeta.Arn!, otherKeyId: other.KeyId!, sealed, keyStates: await keyStates(kms), aliases: ['alias/hostile-main'] };
+  return {
+    keyId: keyMeta.KeyId!,
+    keyArn: keyMeta.Arn!,
+    otherKeyId: other.KeyId!,
+    sealed,
+    keyStates: await keyStates(kms),
+    aliases: ['alias/hostile-main'],
+  };
 }
 
 async function keyStates(kms: KMSClient): Promise<Map<string, string>> {
@@ -479,7 +597,10 @@ async function damage(kms: KMSClient, f: Fixture): Promise<string[]> {
   for (const [i, s] of f.sealed.entries()) {
     try {
       const r = await kms.send(new DecryptCommand({ CiphertextBlob: s.blob, EncryptionContext: s.context }));
-      if (r.KeyId !== (await kms.send(new DescribeKeyCommand({ KeyId: s.keyId }))).KeyMetadata!.Arn || !Buffer.from(r.Plaintext!).equals(s.plaintext)) {
+      if (
+        r.KeyId !== (await kms.send(new DescribeKeyCommand({ KeyId: s.keyId }))).KeyMetadata!.Arn ||
+        !Buffer.from(r.Plaintext!).equals(s.plaintext)
+      ) {
         problems.push(`ciphertext #${i} decrypts to something else`);
       }
     } catch (err) {
@@ -487,7 +608,8 @@ async function damage(kms: KMSClient, f: Fixture): Promise<string[]> {
     }
   }
   const states = await keyStates(kms);
-  for (const [id, state] of f.keyStates) if (states.get(id) !== state) problems.push(`key ${id} is ${states.get(id) ?? 'gone'}, was ${state}`);
+  for (const [id, state] of f.keyStates)
+    if (states.get(id) !== state) problems.push(`key ${id} is ${states.get(id) ?? 'gone'}, was ${state}`);
   for (const id of states.keys()) if (!f.keyStates.has(id)) problems.push(`a key appeared: ${id}`);
   const aliases = ((await kms.send(new ListAliasesCommand({}))).Aliases ?? []).map((a) => a.AliasName).sort();
   if (JSON.stringify(aliases) !== JSON.stringify(f.aliases)) problems.push(`aliases changed: ${aliases.join(', ')}`);
@@ -497,7 +619,8 @@ async function damage(kms: KMSClient, f: Fixture): Promise<string[]> {
 /** Runs the hand-picked and generated hostile requests against a fresh key service. */
 export async function runHostileKms(options: { runs: number; seed: number; livenessEvery?: number }): Promise<HostileKmsReport> {
   const dataDir = await mkdtemp(join(tmpdir(), 'vs-rel-kms-'));
-  const start = (): Promise<RunningKeyService> => startKeyService({ port: 0, host: '127.0.0.1', dataDir, config: config(), maxBodyBytes: MAX_BODY });
+  const start = (): Promise<RunningKeyService> =>
+    startKeyService({ port: 0, host: '127.0.0.1', dataDir, config: config(), maxBodyBytes: MAX_BODY });
   let service = await start();
   const clients: KMSClient[] = [];
   const client = (): KMSClient => {
@@ -505,7 +628,18 @@ export async function runHostileKms(options: { runs: number; seed: number; liven
     clients.push(c);
     return c;
   };
-  const report: HostileKmsReport = { tried: 0, rejected: 0, accepted: 0, untyped: 0, damaged: 0, handPicked: 0, generated: 0, livenessChecks: 0, byType: {}, failures: [] };
+  const report: HostileKmsReport = {
+    tried: 0,
+    rejected: 0,
+    accepted: 0,
+    untyped: 0,
+    damaged: 0,
+    handPicked: 0,
+    generated: 0,
+    livenessChecks: 0,
+    byType: {},
+    failures: [],
+  };
   try {
     let kms = client();
     const f = await makeFixture(kms);

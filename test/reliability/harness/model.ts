@@ -114,11 +114,13 @@ export function verifyStore(store: Store, model: StoreModel, inflight: WireOp[])
         const isOld = same(seen, want.get(id));
         if (isNew && !isOld) applied++;
         else if (isOld && !isNew) notApplied++;
-        else if (!isNew && !isOld) problem(want.has(id) ? 'lost' : 'wrong', `${name}/${id} matches neither the acknowledged value nor the in-flight one`);
+        else if (!isNew && !isOld)
+          problem(want.has(id) ? 'lost' : 'wrong', `${name}/${id} matches neither the acknowledged value nor the in-flight one`);
       }
-      if (applied > 0 && notApplied > 0) problem('torn', `${name}: in-flight ${op.t} batch of ${after.size} found ${applied} applied, ${notApplied} not`);
+      if (applied > 0 && notApplied > 0)
+        problem('torn', `${name}: in-flight ${op.t} batch of ${after.size} found ${applied} applied, ${notApplied} not`);
       if (applied > 0) out.applied++;
-      if (applied > 0) for (const [id, next] of after) (next === undefined ? want.delete(id) : want.set(id, next));
+      if (applied > 0) for (const [id, next] of after) next === undefined ? want.delete(id) : want.set(id, next);
     }
     for (const [id, value] of want) {
       if (judged.has(id)) continue;
@@ -144,7 +146,8 @@ function checkSearches(name: string, col: Searchable, want: CollectionModel, pro
     const [id, value] = entries[i] as [string, RecordValue];
     const hits = col.search(value.vector, 3);
     const top = hits[0];
-    const duplicate = top !== undefined && top.id !== id && top.score === 0 && want.get(top.id)?.vector.every((x, j) => x === value.vector[j]);
+    const duplicate =
+      top !== undefined && top.id !== id && top.score === 0 && want.get(top.id)?.vector.every((x, j) => x === value.vector[j]);
     if (!top || (top.id !== id && !duplicate)) problem('wrong', `${name}: exact query for ${id} returned ${top?.id ?? 'nothing'}`);
     for (const h of hits) {
       const live = want.get(h.id);
@@ -154,7 +157,8 @@ function checkSearches(name: string, col: Searchable, want: CollectionModel, pro
   }
   const filtered = col.search(entries[0]?.[1].vector ?? new Array<number>(8).fill(0), 10, { filter: { tag: 't1' } });
   for (const h of filtered) {
-    if ((want.get(h.id)?.metadata as { tag?: string } | undefined)?.tag !== 't1') problem('wrong', `${name}: filtered search returned ${h.id}, which does not match`);
+    if ((want.get(h.id)?.metadata as { tag?: string } | undefined)?.tag !== 't1')
+      problem('wrong', `${name}: filtered search returned ${h.id}, which does not match`);
   }
 }
 

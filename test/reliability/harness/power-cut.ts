@@ -84,7 +84,10 @@ function upsert(collection: string, from: number, n: number, tag: string): Step 
     async run(c) {
       const ids = Array.from({ length: n }, (_, i) => `${collection}-${from + i}`);
       c.ack.inflight = { collection, ids, tag };
-      await c.store().collection(collection).upsert(ids.map((id, i) => ({ id, vector: vec(from + i + tag.length), metadata: { tag } })));
+      await c
+        .store()
+        .collection(collection)
+        .upsert(ids.map((id, i) => ({ id, vector: vec(from + i + tag.length), metadata: { tag } })));
       const m = c.ack.records.get(collection) ?? new Map<string, Expected>();
       ids.forEach((id, i) => m.set(id, { vector: vec(from + i + tag.length), tag }));
       c.ack.records.set(collection, m);
@@ -99,7 +102,12 @@ function upsert(collection: string, from: number, n: number, tag: string): Step 
  */
 export const SCRIPT: readonly Step[] = [
   op('create store', (c) => c.open(true)),
-  op('create collections a, b', (c) => c.store().createCollections([{ name: 'a', dim: DIM }, { name: 'b', dim: DIM }])),
+  op('create collections a, b', (c) =>
+    c.store().createCollections([
+      { name: 'a', dim: DIM },
+      { name: 'b', dim: DIM },
+    ]),
+  ),
   upsert('a', 0, 6, 'first'),
   upsert('b', 0, 3, 'first'),
   op('flush a', (c) => c.store().collection('a').flush()),
@@ -336,7 +344,13 @@ async function check(base: string, ack: Acknowledged, problems: string[]): Promi
   }
   let store: Store;
   try {
-    store = await openStore({ dir, create: !ack.storeCreated, keys: { provider: 'local', keyDir }, stagingDir: staging, clock: () => LATER });
+    store = await openStore({
+      dir,
+      create: !ack.storeCreated,
+      keys: { provider: 'local', keyDir },
+      stagingDir: staging,
+      clock: () => LATER,
+    });
   } catch (err) {
     problems.push(`unopenable: ${describe(err)}`);
     return;
@@ -353,16 +367,21 @@ async function check(base: string, ack: Acknowledged, problems: string[]): Promi
       for (const [id, want] of records) {
         const inflight = ack.inflight?.collection === name && ack.inflight.ids.includes(id);
         const got = col.get(id);
-        const ok = got !== undefined && (got.metadata as { tag?: string } | undefined)?.tag === want.tag && [...got.vector].every((x, i) => x === want.vector[i]);
+        const ok =
+          got !== undefined &&
+          (got.metadata as { tag?: string } | undefined)?.tag === want.tag &&
+          [...got.vector].every((x, i) => x === want.vector[i]);
         const newer = inflight && got !== undefined && (got.metadata as { tag?: string } | undefined)?.tag === ack.inflight?.tag;
-        if (!ok && !newer) problems.push(`lost: acknowledged record ${name}/${id} (${want.tag}) ${got === undefined ? 'missing' : 'changed'}`);
+        if (!ok && !newer)
+          problems.push(`lost: acknowledged record ${name}/${id} (${want.tag}) ${got === undefined ? 'missing' : 'changed'}`);
       }
     }
     if (ack.inflight !== undefined && names.has(ack.inflight.collection)) {
       const col = store.collection(ack.inflight.collection);
       const tag = ack.inflight.tag;
       const applied = ack.inflight.ids.filter((id) => (col.get(id)?.metadata as { tag?: string } | undefined)?.tag === tag).length;
-      if (applied !== 0 && applied !== ack.inflight.ids.length) problems.push(`torn batch: ${applied} of ${ack.inflight.ids.length} records of the in-flight upsert applied`);
+      if (applied !== 0 && applied !== ack.inflight.ids.length)
+        problems.push(`torn batch: ${applied} of ${ack.inflight.ids.length} records of the in-flight upsert applied`);
     }
     for (const name of ack.shredded) if (names.has(name)) problems.push(`shred undone: collection ${name} is back`);
     // Every DEK the keyring keeps unwraps.
@@ -375,7 +394,8 @@ async function check(base: string, ack: Acknowledged, problems: string[]): Promi
         try {
           (await store.keys.leaseDek(id, d.version)).release();
         } catch (err) {
-          if (d.version >= (keys.minDecryptVersion ?? 0)) problems.push(`keys lost: DEK v${d.version} of ${info.name} does not unwrap: ${describe(err)}`);
+          if (d.version >= (keys.minDecryptVersion ?? 0))
+            problems.push(`keys lost: DEK v${d.version} of ${info.name} does not unwrap: ${describe(err)}`);
         }
       }
     }
@@ -388,20 +408,30 @@ async function check(base: string, ack: Acknowledged, problems: string[]): Promi
     await store.close();
     const again = await openStore({ dir, keys: { provider: 'local', keyDir }, stagingDir: staging, clock: () => LATER });
     try {
-      if (target !== undefined && again.collection(target).get('after-cut') === undefined) problems.push('not writable: a write after the cut is gone after a clean close');
+      if (target !== undefined && again.collection(target).get('after-cut') === undefined)
+        problems.push('not writable: a write after the cut is gone after a clean close');
     } finally {
       await again.close();
     }
     // After a clean close the whole trail verifies, closed.
     const audit = await resolveStoreAudit({ dir, keyDir });
     try {
-      const v = await verifyAuditTrail({ file: auditFilePath(dir), macKey: audit.macKey, ...(audit.recordedHead === undefined ? {} : { expectedHead: audit.recordedHead }) });
+      const v = await verifyAuditTrail({
+        file: auditFilePath(dir),
+        macKey: audit.macKey,
+        ...(audit.recordedHead === undefined ? {} : { expectedHead: audit.recordedHead }),
+      });
       if (!v.ok) problems.push(`audit broken after a clean close: ${v.problem} at entry ${v.firstBadEntry}: ${v.detail}`);
     } finally {
       audit.macKey.fill(0);
     }
   } catch (err) {
-    problems.push(`not writable: ${describe(err)} ${String((err as Error)?.stack ?? '').split('\n').slice(1, 4).join(' <- ')}`);
+    problems.push(
+      `not writable: ${describe(err)} ${String((err as Error)?.stack ?? '')
+        .split('\n')
+        .slice(1, 4)
+        .join(' <- ')}`,
+    );
     await store.close().catch(() => undefined);
   }
   if (ack.backups > 0) {

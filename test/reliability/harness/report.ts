@@ -144,7 +144,9 @@ function renderMarkdown(file: ReportFile): string {
         `${crash['inflightFoundApplied']}) | ${crash['lostAcknowledgedWrites']} | ${crash['tornBatches']} | ` +
         `${crash['wrongResults']} | ${crash['keysLost']} | ${crash['notWritable']} |`,
       '',
-      `Seed ${crash['seed']}, ${crash['durationMs']} ms. Named points killed at: ${Object.entries(crash['byPoint'] as Record<string, { killed: number }>)
+      `Seed ${crash['seed']}, ${crash['durationMs']} ms. Named points killed at: ${Object.entries(
+        crash['byPoint'] as Record<string, { killed: number }>,
+      )
         .filter(([p, t]) => p !== 'timer' && t.killed > 0)
         .map(([p, t]) => `${p} ×${t.killed}`)
         .join(', ')}.`,
@@ -175,16 +177,29 @@ function renderMarkdown(file: ReportFile): string {
     const bc = cut['backgroundCompaction'] as PowerCutCompaction | undefined;
     if (bc) {
       lines.push(
-        `Background compaction ("${bc.step}"): the flush takes the collection to ${bc.groupsBefore} segment groups, over the run's limit; ` +
+        `Background compaction ("${bc.step}"): the flush takes the collection to ${bc.groupsBefore} ` +
+          "segment groups, over the run's limit; " +
           `the merge it starts leaves ${bc.groupsAfter}. ${bc.cuts} cuts landed in that step's ${bc.boundaries} boundaries.`,
         '',
       );
     }
   }
   type Listed = { case: string; reason: string }[];
-  const tamper = sec['tamper'] as { byKind?: Record<string, { tried: number; detected: number; harmless: number }>; accepted?: Listed; documentedLimits?: Listed; findings?: Listed } | undefined;
+  const tamper = sec['tamper'] as
+    | {
+        byKind?: Record<string, { tried: number; detected: number; harmless: number }>;
+        accepted?: Listed;
+        documentedLimits?: Listed;
+        findings?: Listed;
+      }
+    | undefined;
   if (tamper?.byKind) {
-    lines.push(heading('Tamper matrix', sec['tamper']), '', '| file kind | cases | detected (typed error naming the file) | accepted, harmless |', '| --- | ---: | ---: | ---: |');
+    lines.push(
+      heading('Tamper matrix', sec['tamper']),
+      '',
+      '| file kind | cases | detected (typed error naming the file) | accepted, harmless |',
+      '| --- | ---: | ---: | ---: |',
+    );
     for (const [kind, t] of Object.entries(tamper.byKind)) lines.push(`| ${kind} | ${t.tried} | ${t.detected} | ${t.harmless} |`);
     lines.push('');
     const list = (title: string, items: Listed | undefined): void => {
@@ -206,9 +221,17 @@ function renderMarkdown(file: ReportFile): string {
   const hostile = Object.entries(sec).filter(([k]) => k.startsWith('hostile'));
   if (hostile.length > 0) {
     // Each surface is its own section, so each row names its run.
-    lines.push('## Hostile input', '', '| surface | run | inputs tried | typed rejections | accepted | untyped / crashes | damage |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    lines.push(
+      '## Hostile input',
+      '',
+      '| surface | run | inputs tried | typed rejections | accepted | untyped / crashes | damage |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    );
     for (const [k, h] of hostile) {
-      lines.push(`| ${k.slice('hostile-'.length)} | ${RUN_NAME[h.size ?? 'ci']} | ${h['tried']} | ${h['rejected']} | ${h['accepted']} | ${h['untyped']} | ${h['damaged'] ?? 0} |`);
+      lines.push(
+        `| ${k.slice('hostile-'.length)} | ${RUN_NAME[h.size ?? 'ci']} | ${h['tried']} | ${h['rejected']} | ` +
+          `${h['accepted']} | ${h['untyped']} | ${h['damaged'] ?? 0} |`,
+      );
     }
     lines.push('');
     const kms = sec['hostile-kms'];
@@ -218,8 +241,10 @@ function renderMarkdown(file: ReportFile): string {
         `Key service: ${kms['handPicked']} hand-picked and ${kms['generated']} fast-check requests, ` +
           'each answered 4xx with {"__type","message"}; ' +
           `${kms['livenessChecks']} valid requests in between all succeeded; ` +
-            'stored keys and ciphertexts checked at the end and after a restart. ' +
-          `Rejections by exception: ${Object.entries((kms['byType'] ?? {}) as Record<string, number>).map(([t, n]) => `${t} ${n}`).join(', ')}.`,
+          'stored keys and ciphertexts checked at the end and after a restart. ' +
+          `Rejections by exception: ${Object.entries((kms['byType'] ?? {}) as Record<string, number>)
+            .map(([t, n]) => `${t} ${n}`)
+            .join(', ')}.`,
         '',
       );
     }
@@ -230,9 +255,12 @@ function renderMarkdown(file: ReportFile): string {
     lines.push(heading(key === 'disk-full' ? 'Resource faults (full disk)' : 'Concurrency', s), '');
     for (const [k, v] of Object.entries(s)) {
       if (k === 'recordedAt' || k === 'seed' || k === 'size') continue;
-      const text = typeof v === 'object' && v !== null
-        ? Object.entries(v as Record<string, unknown>).map(([a, b]) => `${a} ${typeof b === 'object' ? JSON.stringify(b) : String(b)}`).join(', ')
-        : String(v);
+      const text =
+        typeof v === 'object' && v !== null
+          ? Object.entries(v as Record<string, unknown>)
+              .map(([a, b]) => `${a} ${typeof b === 'object' ? JSON.stringify(b) : String(b)}`)
+              .join(', ')
+          : String(v);
       lines.push(`- ${k}: ${text}`);
     }
     lines.push('');

@@ -82,7 +82,12 @@ async function buildTemplate(root: string, seed: number): Promise<Template> {
   };
   await snapshot('CATALOG', join(dir, 'CATALOG'));
   const b = await store.createCollection('b', { dim: DIM });
-  const big = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, vector: vec(r), metadata: { n: i, tag: `t${i % 7}`, text: 'x'.repeat(20 + (i % 50)) } }));
+  const big = (prefix: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      id: `${prefix}${i}`,
+      vector: vec(r),
+      metadata: { n: i, tag: `t${i % 7}`, text: 'x'.repeat(20 + (i % 50)) },
+    }));
   await a.upsert(big('a', 1200));
   await b.upsert(big('b', 900));
   await store.flush();
@@ -146,11 +151,15 @@ function compare(store: Store, expected: Expected): string | undefined {
     for (const [id, rec] of want) {
       const got = col.get(id);
       if (!got) return `${name}/${id} missing`;
-      if (!isDeepStrictEqual(Array.from(got.vector), rec.vector) || !isDeepStrictEqual(got.metadata, rec.metadata)) return `${name}/${id} differs`;
+      if (!isDeepStrictEqual(Array.from(got.vector), rec.vector) || !isDeepStrictEqual(got.metadata, rec.metadata))
+        return `${name}/${id} differs`;
     }
   }
   for (const q of expected.queries) {
-    const ids = store.collection(q.collection).search(q.vector, 10).map((h) => h.id);
+    const ids = store
+      .collection(q.collection)
+      .search(q.vector, 10)
+      .map((h) => h.id);
     if (!isDeepStrictEqual(ids, q.ids)) return `${q.collection}: search results differ`;
   }
   return undefined;
@@ -170,8 +179,20 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
   const seg = (col: string, group: number, kind: string) => join(col, 'seg', `${String(group).padStart(12, '0')}.${kind}.vseg`);
   const files: { kind: string; rel: string; segment?: boolean; other?: string; sibling?: string }[] = [
     { kind: 'index segment', rel: seg(colA, 1, 'index'), segment: true, other: seg(colB, 1, 'index'), sibling: seg(colA, 2, 'index') },
-    { kind: 'vectors segment', rel: seg(colA, 1, 'vectors'), segment: true, other: seg(colB, 1, 'vectors'), sibling: seg(colA, 2, 'vectors') },
-    { kind: 'metadata segment', rel: seg(colA, 1, 'metadata'), segment: true, other: seg(colB, 1, 'metadata'), sibling: seg(colA, 2, 'metadata') },
+    {
+      kind: 'vectors segment',
+      rel: seg(colA, 1, 'vectors'),
+      segment: true,
+      other: seg(colB, 1, 'vectors'),
+      sibling: seg(colA, 2, 'vectors'),
+    },
+    {
+      kind: 'metadata segment',
+      rel: seg(colA, 1, 'metadata'),
+      segment: true,
+      other: seg(colB, 1, 'metadata'),
+      sibling: seg(colA, 2, 'metadata'),
+    },
     { kind: 'tombstones segment', rel: seg(colA, 2, 'tombstones'), segment: true, other: seg(colB, 2, 'tombstones') },
     { kind: 'WAL', rel: '', other: '' },
     { kind: 'MANIFEST', rel: join(colA, 'MANIFEST'), segment: true, other: join(colB, 'MANIFEST') },
@@ -205,11 +226,27 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
     add('truncated to 0 bytes', (file) => fs.truncate(file, 0).then(() => ''));
     add('truncated by half', async (file) => fs.truncate(file, Math.floor((await fs.stat(file)).size / 2)).then(() => ''));
     add('last byte cut', async (file) => fs.truncate(file, (await fs.stat(file)).size - 1).then(() => ''), {
-      ...(f.kind === 'KEYRING' ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed and checksummed contents are identical' } : {}),
+      ...(f.kind === 'KEYRING'
+        ? { harmlessBecause: 'the byte cut is the trailing newline of the JSON text; the parsed and checksummed contents are identical' }
+        : {}),
     });
-    add('extended by 1 byte', (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : f.kind === 'KEYRING' ? { harmlessBecause: KEYRING_TORN_TAIL } : f.kind === 'audit log' ? { harmlessBecause: AUDIT_TORN_TAIL } : {});
+    add(
+      'extended by 1 byte',
+      (file) => fs.appendFile(file, Buffer.from([0])).then(() => ''),
+      f.kind === 'WAL'
+        ? { harmlessBecause: TORN_TAIL }
+        : f.kind === 'KEYRING'
+          ? { harmlessBecause: KEYRING_TORN_TAIL }
+          : f.kind === 'audit log'
+            ? { harmlessBecause: AUDIT_TORN_TAIL }
+            : {},
+    );
     // Random bytes after the live WAL either fail authentication or read as a torn record (dropped, never applied).
-    add('extended by a page of random bytes', (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''), f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {});
+    add(
+      'extended by a page of random bytes',
+      (file) => fs.appendFile(file, Buffer.from(Array.from({ length: SEALED_PAGE }, () => rng.int(256)))).then(() => ''),
+      f.kind === 'WAL' ? { harmlessBecause: TORN_TAIL } : {},
+    );
     add('deleted', (file) => fs.rm(file).then(() => ''), {
       ...(f.kind === 'STORE' ? { unnamedBecause: 'without STORE the directory is not a store: NotFoundError names the directory' } : {}),
     });
@@ -233,7 +270,10 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
       add('page 0 duplicated (inserted)', async (file) => {
         const b = await fs.readFile(file);
         const p0 = b.subarray(SEGMENT_DATA_START, SEGMENT_DATA_START + SEALED_PAGE);
-        await fs.writeFile(file, Buffer.concat([b.subarray(0, SEGMENT_DATA_START + SEALED_PAGE), p0, b.subarray(SEGMENT_DATA_START + SEALED_PAGE)]));
+        await fs.writeFile(
+          file,
+          Buffer.concat([b.subarray(0, SEGMENT_DATA_START + SEALED_PAGE), p0, b.subarray(SEGMENT_DATA_START + SEALED_PAGE)]),
+        );
         return '';
       });
     }
@@ -244,9 +284,18 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
         return '';
       });
     }
-    if (f.sibling) add('replaced by another group\'s segment of the same kind', (file, dir) => fs.copyFile(join(dir, f.sibling as string), file).then(() => ''));
+    if (f.sibling)
+      add("replaced by another group's segment of the same kind", (file, dir) =>
+        fs.copyFile(join(dir, f.sibling as string), file).then(() => ''),
+      );
   }
-  const old = (kind: string, name: string, key: string, rel: (dir: string) => Promise<string> | string, extra: Partial<TamperCase> = {}): void => {
+  const old = (
+    kind: string,
+    name: string,
+    key: string,
+    rel: (dir: string) => Promise<string> | string,
+    extra: Partial<TamperCase> = {},
+  ): void => {
     out.push({
       kind,
       name,
@@ -261,11 +310,13 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
   old('MANIFEST', 'older copy (before a flush)', 'MANIFEST.a', (d) => join(d, colA, 'MANIFEST'));
   old('MANIFEST', 'older copy (before the last flush, after a re-key)', 'MANIFEST.a.before-flush3', (d) => join(d, colA, 'MANIFEST'));
   old('KEYRING', 'older copy (before a KEK rotation)', 'KEYRING.before-rotation', (d) => join(d, 'KEYRING'), {
-    harmlessBecause: 'the old KEK version still exists and unwraps the very same DEKs; rotation rewraps, ' +
+    harmlessBecause:
+      'the old KEK version still exists and unwraps the very same DEKs; rotation rewraps, ' +
       'it does not change a DEK, so the store opens the same data',
   });
   old('KEYRING', 'older copy (before a DEK re-key)', 'KEYRING.before-rekey', (d) => join(d, 'KEYRING'), {
-    unnamedBecause: 'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the ' +
+    unnamedBecause:
+      'the refusal comes from the key manager: NotFoundError names the collection and the DEK version the ' +
       'segments need, not the KEYRING file',
   });
   old('CATALOG', 'older copy (before a collection was created)', 'CATALOG', (d) => join(d, 'CATALOG'));
@@ -273,8 +324,8 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
   old('STATE', 'older copy (the one before the clean close)', 'STATE.before-close', (d) => join(d, 'STATE'), {
     limitBecause:
       'STATE put back to its version before the clean close, when no file it covers changed since: ' +
-        'the same data opens, only the newest WAL file is no longer covered whole; ' +
-        'a whole-store rollback like this is caught with a freshness anchor (openStore freshnessAnchor)',
+      'the same data opens, only the newest WAL file is no longer covered whole; ' +
+      'a whole-store rollback like this is caught with a freshness anchor (openStore freshnessAnchor)',
   });
   // The template store was closed cleanly: the store state seals its newest WAL file with record count and hash.
   old('WAL', 'older copy of the newest WAL file (a prefix of its records)', 'WAL.a.partial', (d) => lastWal(join(d, colA)));
@@ -283,16 +334,36 @@ function casesFor(t: Template, rng: Rng, flips: number): TamperCase[] {
 
 class Skip extends Error {}
 
-const KEYRING_TORN_TAIL = 'bytes after the keyring log\'s last newline are a torn record (a crash mid-append) and are dropped; ' +
+const KEYRING_TORN_TAIL =
+  "bytes after the keyring log's last newline are a torn record (a crash mid-append) and are dropped; " +
   'every complete record is MAC-verified, so the keyring opens the same data';
 const TORN_TAIL = 'a partial record at the end of the live WAL is what a crash mid-append leaves; it is dropped on open and never applied';
-const AUDIT_TORN_TAIL = 'bytes after the audit trail\'s last newline are a torn entry (a power cut mid-append) ' +
+const AUDIT_TORN_TAIL =
+  "bytes after the audit trail's last newline are a torn entry (a power cut mid-append) " +
   'and are cut off on open; the entries left must still reach the head the store state recorded';
 /** Runs every tamper case against copies of one template store. */
-export async function runTamperMatrix(options: { root: string; seed: number; bitFlipsPerFile: number; log?: (l: string) => void }): Promise<TamperReport> {
+export async function runTamperMatrix(options: {
+  root: string;
+  seed: number;
+  bitFlipsPerFile: number;
+  log?: (l: string) => void;
+}): Promise<TamperReport> {
   const t = await buildTemplate(options.root, options.seed);
   const rng = new Rng(options.seed ^ 0x5eed);
-  const report: TamperReport = { cases: 0, detected: 0, harmless: 0, limits: 0, wrongResults: 0, untyped: 0, undetected: 0, byKind: {}, accepted: [], documentedLimits: [], findings: [], failures: [] };
+  const report: TamperReport = {
+    cases: 0,
+    detected: 0,
+    harmless: 0,
+    limits: 0,
+    wrongResults: 0,
+    untyped: 0,
+    undetected: 0,
+    byKind: {},
+    accepted: [],
+    documentedLimits: [],
+    findings: [],
+    failures: [],
+  };
   let n = 0;
   for (const c of casesFor(t, rng, options.bitFlipsPerFile)) {
     const caseRoot = join(options.root, `case${n++}`);
@@ -359,13 +430,18 @@ async function judge(c: TamperCase, dir: string, t: Template, file: string): Pro
     if (c.limitBecause) return { ...base, result: 'limit', detail: diff };
     return { ...base, result: 'wrong-result', detail: diff };
   } catch (err) {
-    if (!(err instanceof VectorsealError)) return { ...base, result: 'untyped', detail: `${(err as Error)?.name}: ${(err as Error)?.message}` };
+    if (!(err instanceof VectorsealError))
+      return { ...base, result: 'untyped', detail: `${(err as Error)?.name}: ${(err as Error)?.message}` };
     const named = (err as { file?: string }).file;
     const mentions = (named !== undefined && basename(named) === fileName) || err.message.includes(fileName);
     if (c.knownFinding) return { ...base, result: 'finding', detail: `${err.code}: ${err.message}` };
     if (!mentions && c.unnamedBecause) return { ...base, result: 'detected', detail: `${err.code} (unnamed file: ${c.unnamedBecause})` };
     if (!mentions) return { ...base, result: 'wrong-file', detail: `${err.code}: ${err.message}` };
-    return { ...base, result: 'detected', detail: `${err.code}${(err as { page?: number }).page === undefined ? '' : ` page ${(err as { page?: number }).page}`}` };
+    return {
+      ...base,
+      result: 'detected',
+      detail: `${err.code}${(err as { page?: number }).page === undefined ? '' : ` page ${(err as { page?: number }).page}`}`,
+    };
   } finally {
     await store?.close({ flush: false }).catch(() => undefined);
   }

@@ -97,7 +97,11 @@ async function run(op) {
     }
     line(`a ${n}`);
   } catch (err) {
-    line(`e ${n} ${err && typeof err.code === 'string' ? err.code : 'UNTYPED'} ${String(err && err.message).slice(0, 200).replace(/\n/g, ' ')}`);
+    line(
+      `e ${n} ${err && typeof err.code === 'string' ? err.code : 'UNTYPED'} ${String(err && err.message)
+        .slice(0, 200)
+        .replace(/\n/g, ' ')}`,
+    );
     throw err;
   }
 }
