@@ -1,9 +1,6 @@
-import { join } from 'node:path';
-import { CorruptDataError } from '../errors.js';
-import { readManifest } from '../storage/manifest.js';
 import type { CollectionMemory } from './collection-memory.js';
+import { readCheckedManifest } from './collection-manifest.js';
 import type { CollectionStats } from './collection-types.js';
-import { STATE_FILE, checkManifestState } from './state.js';
 
 /*
  * Lazy opening: a collection whose data is not needed yet (info, list,
@@ -16,17 +13,8 @@ import { STATE_FILE, checkManifestState } from './state.js';
 /** Reads and checks the manifest of `s` and marks it as waiting for its load. */
 export async function openLazily(s: CollectionMemory): Promise<void> {
   await s.withKeys(async (keyFor) => {
-    const m = await readManifest(s.dir, s.ctx.storeId, s.info.id, keyFor);
-    const manifestFile = join(s.dir, 'MANIFEST');
-    const want = s.paramsRecord();
-    if (m.name !== s.info.name || Object.entries(want).some(([k, v]) => m.params[k] !== v)) {
-      throw new CorruptDataError(`the catalog entry "${s.info.name}" does not match the collection's sealed manifest`, {
-        file: manifestFile,
-        reason: 'catalog',
-      });
-    }
     // An older authentic manifest is a rollback here too: the figures shown must be the current ones.
-    await checkManifestState(s.ctx.state.find(s.info.id), manifestFile, join(s.ctx.storeDir, STATE_FILE), m.generation, m.firstWalSeq);
+    const { manifest: m } = await readCheckedManifest(s, keyFor);
     s.manifest = m;
     s.pendingLoad = true;
   });

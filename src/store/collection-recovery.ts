@@ -2,7 +2,7 @@ import { removeFile } from '../util/durable.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
-import { readManifest, segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
+import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, SegmentReader, readSegment, type DekLookup } from '../storage/segment.js';
 import { sha256Hex } from '../storage/state-file.js';
 import { WAL_HEADER_SIZE, listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
@@ -14,8 +14,9 @@ import { deserializeIndex } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
-import { STATE_FILE, checkManifestState, type CollectionState } from './state.js';
+import { STATE_FILE, type CollectionState } from './state.js';
 import { openLazily } from './collection-lazy.js';
+import { readCheckedManifest } from './collection-manifest.js';
 
 /*
  * Recovery: loading a collection from its files. The manifest is checked
@@ -49,18 +50,8 @@ export async function reload(s: CollectionMemory, options: { lazy?: boolean } = 
 /** Checks the manifest, loads its segments and replays the WAL into `s` (whose memory is empty). */
 export async function load(s: CollectionMemory): Promise<void> {
   await s.withKeys(async (keyFor) => {
-    const m = await readManifest(s.dir, s.ctx.storeId, s.info.id, keyFor);
-    const manifestFile = join(s.dir, 'MANIFEST');
-    const want = s.paramsRecord();
-    if (m.name !== s.info.name || Object.entries(want).some(([k, v]) => m.params[k] !== v)) {
-      throw new CorruptDataError(`the catalog entry "${s.info.name}" does not match the collection's sealed manifest`, {
-        file: manifestFile,
-        reason: 'catalog',
-      });
-    }
     // The manifest must be the one the store state records (or announced): an older copy is a rollback.
-    const entry = s.ctx.state.find(s.info.id);
-    const seals = await checkManifestState(entry, manifestFile, join(s.ctx.storeDir, STATE_FILE), m.generation, m.firstWalSeq);
+    const { manifest: m, manifestFile, entry, seals } = await readCheckedManifest(s, keyFor);
     const walSeqs = await listWalFiles(s.walDir);
     for (const n of walSeqs) {
       if (n > (entry?.liveSeq ?? 0)) {
