@@ -1,7 +1,4 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { createAuditLog, type AuditRecord } from './audit.js';
@@ -18,6 +15,8 @@ import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
 import { collectHeaders } from '../util/sigv4.js';
+import { createHttpServer, type HttpRequest, type Reply } from './http-server.js';
+import type { HttpRejection } from './http-parser.js';
 import type { WireInput } from './wire.js';
 import { mkdirs } from '../util/durable.js';
 
@@ -74,6 +73,13 @@ export interface KeyServiceOptions {
   auditStdout?: boolean;
   /** Largest accepted request body. Default 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Deadlines against slow clients: a request head must be whole this long
+   * after its first byte (default 10 s), its body this long after the head
+   * (default 30 s); an idle keep-alive connection closes after `idleMs`
+   * (default 5 s).
+   */
+  timeouts?: { headersMs?: number; bodyMs?: number; idleMs?: number };
   /** How often scheduled deletions and rotations are checked besides on each request. Default 60 s. */
   sweepIntervalMs?: number;
 }
@@ -155,58 +161,60 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   }
   const maxBody = options.maxBodyBytes ?? 1024 * 1024;
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handle = (req: HttpRequest, reply: Reply): void => {
     const started = Date.now();
     const requestId = randomUUID();
     const entry: AuditRecord = { requestId, outcome: 'error', status: 500, durationMs: 0 };
-    if (req.socket.remoteAddress !== undefined) entry.remoteAddress = req.socket.remoteAddress;
-    const finish = (status: number, body: WireInput, closeConnection = false): void => {
-      entry.status = status;
-      entry.durationMs = Date.now() - started;
-      const payload = JSON.stringify(body);
-      // The answer leaves only once its audit line is written; if that fails the request is not acknowledged.
-      audit.record(entry, (err) => {
-        if (err === undefined) respond(res, status, payload, requestId, closeConnection);
-        else respond(res, 500, AUDIT_FAILED, requestId, true);
-      });
-    };
-    const fail = (err: unknown, closeConnection = false): void => {
+    if (req.remoteAddress !== undefined) entry.remoteAddress = req.remoteAddress;
+    const fail = (err: unknown): void => {
       const e = err instanceof KmsException ? err : kmsErrors.internal('An internal error occurred');
       entry.outcome = e.type === 'AccessDeniedException' ? 'denied' : 'error';
       // Only the exception name of unexpected faults is recorded: their messages are not vetted for secrets.
       entry.errorType = err instanceof KmsException ? e.type : `KMSInternalException:${(err as Error)?.name ?? 'unknown'}`;
-      finish(e.status, { __type: e.type, message: e.message }, closeConnection);
+      answer(reply, entry, started, e.status, JSON.stringify({ __type: e.type, message: e.message }), e.status === 405);
     };
-
     // One header map serves the signature check and every decision after it, so what is acted on is what was signed.
     const headers = collectHeaders(req.rawHeaders);
-    readBody(req, headers, maxBody).then(
-      async (body) => {
-        try {
-          if (body === undefined) {
-            fail(kmsErrors.validation(`Request body exceeds ${maxBody} bytes`), true);
-            return;
-          }
-          const output = await serve(req, headers, body, entry);
-          entry.outcome = 'success';
-          finish(200, output);
-        } catch (err) {
-          fail(err);
-        }
-      },
-      (err: unknown) => fail(err, true),
-    );
+    serve(req, headers, entry).then((output) => {
+      entry.outcome = 'success';
+      answer(reply, entry, started, 200, JSON.stringify(output), false);
+    }, fail);
   };
 
-  const serve = async (req: IncomingMessage, headers: Map<string, string>, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
+  /** Answers once the audit line is written; if that fails the request is not acknowledged. */
+  const answer = (reply: Reply, entry: AuditRecord, started: number, status: number, payload: string, allowPost: boolean): void => {
+    entry.status = status;
+    entry.durationMs = Date.now() - started;
+    audit.record(entry, (err) => {
+      if (err !== undefined) reply(500, responseHeaders(entry.requestId, false), AUDIT_FAILED, true);
+      else reply(status, responseHeaders(entry.requestId, allowPost), payload);
+    });
+  };
+
+  /** A request the transport refused (malformed, too large, too slow): audited and answered in the AWS error shape. */
+  const refuse = (rejection: HttpRejection, remoteAddress: string | undefined, reply: Reply): void => {
+    const entry: AuditRecord = { requestId: randomUUID(), outcome: 'error', status: 500, durationMs: 0 };
+    if (remoteAddress !== undefined) entry.remoteAddress = remoteAddress;
+    // An oversized body keeps the answer the service always gave it (400 ValidationException); the rest keep their HTTP status.
+    const status = rejection.kind === 'body-too-large' ? 400 : rejection.status;
+    const type = rejection.kind === 'timeout' ? 'RequestTimeoutException' : 'ValidationException';
+    entry.errorType = type;
+    answer(reply, entry, Date.now(), status, JSON.stringify({ __type: type, message: rejection.reason }), false);
+  };
+
+  const serve = async (req: HttpRequest, headers: Map<string, string>, entry: AuditRecord): Promise<WireInput> => {
     const target = headers.get('x-amz-target');
     if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
     // Recorded before verification, so failed authentications name the access key that was tried.
     const tried = triedAccessKey(headers.get('authorization'));
     if (tried !== undefined) entry.accessKeyId = tried;
 
+    // The protocol has one resource and one method; anything else is refused before the signature is checked.
+    if (req.target !== '/') throw new KmsException('UnknownOperationException', 'Requests must be POST /', 404);
+    if (req.method !== 'POST') throw new KmsException('UnknownOperationException', 'Requests must be POST /', 405);
+    const body = req.body;
     const { accessKeyId } = verifySigV4(
-      { method: req.method ?? '', url: req.url ?? '/', rawHeaders: req.rawHeaders, body, headers },
+      { method: req.method, url: req.target, rawHeaders: req.rawHeaders, body, headers },
       {
         region: config.region,
         service: 'kms',
@@ -221,7 +229,6 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
       throw kmsErrors.unrecognizedClient('The security token included in the request is invalid.');
     }
 
-    if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw kmsErrors.unknownOperation('Requests must be POST /');
     // Anything else is not this protocol's body, however it parses.
     if (!/^application\/x-amz-json-1\.[01]\s*(;|$)/i.test(headers.get('content-type') ?? '')) {
       throw kmsErrors.serialization(`Content-Type must be ${JSON_CONTENT_TYPE}`);
@@ -270,16 +277,23 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     return output;
   };
 
-  const server: Server = options.tls
-    ? createHttpsServer(
-        {
-          cert: options.tls.cert,
-          key: options.tls.key,
-          ...(options.tls.clientCa === undefined ? {} : { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }),
-        },
-        handle,
-      )
-    : createHttpServer(handle);
+  const http = createHttpServer({
+    maxBodyBytes: maxBody,
+    ...(options.timeouts?.headersMs === undefined ? {} : { headersTimeoutMs: options.timeouts.headersMs }),
+    ...(options.timeouts?.bodyMs === undefined ? {} : { bodyTimeoutMs: options.timeouts.bodyMs }),
+    ...(options.timeouts?.idleMs === undefined ? {} : { idleTimeoutMs: options.timeouts.idleMs }),
+    ...(options.tls === undefined
+      ? {}
+      : {
+          tls: {
+            cert: options.tls.cert,
+            key: options.tls.key,
+            ...(options.tls.clientCa === undefined ? {} : { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }),
+          },
+        }),
+    onRequest: handle,
+    onReject: refuse,
+  });
   const sweepTimer = setInterval(() => {
     service.sweep().catch(() => {
       audit.record({ requestId: 'sweep', outcome: 'error', errorType: 'SweepFailed', status: 500, durationMs: 0 });
@@ -287,15 +301,14 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
   }, options.sweepIntervalMs ?? 60_000);
   sweepTimer.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
   const host = options.host ?? '127.0.0.1';
+  const address = await http.listen(options.port ?? 0, host).catch(async (err: unknown) => {
+    clearInterval(sweepTimer);
+    await store.close();
+    await pkcs11Root?.close();
+    await audit.close();
+    throw err;
+  });
   const urlHost = host.includes(':') ? `[${host}]` : host;
 
   let closed: Promise<void> | undefined;
@@ -318,10 +331,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     close() {
       closed ??= (async () => {
         clearInterval(sweepTimer);
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        await http.close();
         await store.close();
         await pkcs11Root?.close();
         await audit.close();
@@ -333,43 +343,11 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
 
 const AUDIT_FAILED = JSON.stringify({ __type: 'KMSInternalException', message: 'The request could not be recorded in the audit log' });
 
-/** Sends one JSON answer: the head and body leave in one write, with their length declared. */
-function respond(res: ServerResponse, status: number, payload: string, requestId: string, closeConnection: boolean): void {
-  const headers = ['Content-Type', JSON_CONTENT_TYPE, 'Content-Length', String(Buffer.byteLength(payload)), 'x-amzn-RequestId', requestId];
-  if (closeConnection) headers.push('Connection', 'close');
-  res.writeHead(status, headers);
-  res.end(payload);
-}
-
-/** Reads the whole body, or resolves undefined once it passes `max` bytes (the rest is discarded). */
-function readBody(req: IncomingMessage, headers: Map<string, string>, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(headers.get('content-length'));
-    if (Number.isFinite(declared) && declared > max) {
-      req.resume();
-      resolve(undefined);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on('data', (chunk: Buffer) => {
-      if (over) return;
-      size += chunk.length;
-      if (size > max) {
-        over = true;
-        chunks.length = 0;
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      // A small body arrives in one chunk: no copy.
-      if (!over) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-    });
-    req.on('error', reject);
-  });
+/** The answer's headers: the request id, and for a 405 the one method there is. */
+function responseHeaders(requestId: string, allowPost: boolean): string[] {
+  return allowPost
+    ? ['Content-Type', JSON_CONTENT_TYPE, 'x-amzn-RequestId', requestId, 'Allow', 'POST']
+    : ['Content-Type', JSON_CONTENT_TYPE, 'x-amzn-RequestId', requestId];
 }
 
 function parseJson(body: Buffer): WireInput {
