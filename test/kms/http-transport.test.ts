@@ -95,7 +95,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function request(opts: { method?: string; target?: string; headers?: string[]; body?: string; version?: string } = {}): string {
   const body = opts.body ?? '';
   const headers = opts.headers ?? ['Host: t', `Content-Length: ${Buffer.byteLength(body)}`];
-  return `${opts.method ?? 'POST'} ${opts.target ?? '/'} ${opts.version ?? 'HTTP/1.1'}\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n${body}`;
+  const line = `${opts.method ?? 'POST'} ${opts.target ?? '/'} ${opts.version ?? 'HTTP/1.1'}`;
+  return `${line}\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n${body}`;
 }
 
 interface TestServer {
