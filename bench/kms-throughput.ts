@@ -4,9 +4,10 @@
  * in flight on each) against the service in two shapes:
  *   - one process on the file store;
  *   - two node:cluster workers sharing state through a one-member etcd;
- * and, as the floor under both, a bare node:http server answering a fixed
- * body (bench/kms-floor-server.ts: no SigV4, policy, crypto or audit), so the
- * HTTP stack's and loopback TCP's share is shown apart from the service's.
+ * and, as the floors under both, a server answering a fixed body
+ * (bench/kms-floor-server.ts: no SigV4, policy, crypto or audit) on bare
+ * node:http and on the service's own transport (src/kms/http-server.ts), so
+ * the HTTP layer's and loopback TCP's share is shown apart from the service's.
  * The shapes run interleaved for `--rounds` rounds (the machine is shared and
  * its load drifts); each shape reports its median round and every round with
  * the load average it ran at. Every service request is still authenticated
@@ -85,6 +86,8 @@ async function waitEtcd(url: string): Promise<void> {
 interface Shape {
   workers: number;
   store: 'file' | 'etcd' | 'none';
+  /** For the floors: node:http or the service's transport. */
+  transport?: 'node' | 'lean';
 }
 
 interface ShapeResult {
@@ -141,7 +144,7 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
     const port = BASE_PORT + 10 * index + 5;
     const serverArgs =
       shape.store === 'none'
-        ? [join(HERE, 'kms-floor-server.js'), '--port', String(port)]
+        ? [join(HERE, 'kms-floor-server.js'), '--port', String(port), '--transport', shape.transport ?? 'node']
         : [
             join(HERE, 'kms-server.js'),
             '--workers',
@@ -215,6 +218,9 @@ async function runShape(shape: Shape, index: number, seconds: number, concurrenc
 }
 
 function shapeName(shape: Shape): string {
+  if (shape.store === 'none' && shape.transport === 'lean') {
+    return "floor: the service's transport (src/kms/http-server.ts), fixed answer (no auth, crypto or audit)";
+  }
   if (shape.store === 'none') return 'floor: bare node:http, fixed answer (no auth, crypto or audit)';
   return shape.workers === 1 ? 'one process, file store' : `${shape.workers} cluster workers, etcd store`;
 }
@@ -232,7 +238,8 @@ async function main(): Promise<void> {
   const kinds: Shape[] = [
     { workers: 1, store: 'file' },
     { workers: 2, store: 'etcd' },
-    { workers: 1, store: 'none' },
+    { workers: 1, store: 'none', transport: 'node' },
+    { workers: 1, store: 'none', transport: 'lean' },
   ];
   const rounds: ShapeResult[][] = kinds.map(() => []);
   for (let r = 0; r < roundCount; r++) {
@@ -253,6 +260,7 @@ async function main(): Promise<void> {
   });
   const shapes = [withRounds(0), withRounds(1)];
   const floor = withRounds(2);
+  const transportFloor = withRounds(3);
   for (const m of medians) {
     const figures =
       `${m.requestsPerSecond}/s, ${m.requestsPerServerCpuSecond} per server CPU-second ` + `(${m.serverCpuMicrosPerRequest} µs/request)`;
@@ -284,6 +292,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     shapes,
     floor,
+    transportFloor,
     goals,
   };
   const resultsDir = join(ROOT, 'bench', 'results');
