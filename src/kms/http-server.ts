@@ -138,8 +138,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const server: Server =
     options.tls === undefined
       ? createNetServer({ noDelay: true, allowHalfOpen: true }, onSocket)
-      : createTlsServer({ ...options.tls, allowHalfOpen: true }, onSocket);
-  if (options.tls !== undefined) server.on('connection', (s: Socket) => s.setNoDelay(true));
+      : // A handshake that never completes is cut off at the headers deadline, like a head that never does.
+        createTlsServer({ handshakeTimeout: limits.headersMs, ...options.tls, allowHalfOpen: true }, onSocket);
+  // Every TCP connection, TLS handshakes still under way included, so close() leaves none behind.
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    if (options.tls !== undefined) s.setNoDelay(true);
+  });
   // Deadlines are checked on one timer for every connection, at a quarter of the shortest timeout.
   const tick = Math.max(10, Math.min(1000, Math.floor(Math.min(limits.headersMs, limits.bodyMs, limits.idleMs, limits.lingerMs) / 4)));
   let sweeper: NodeJS.Timeout | undefined;
@@ -165,6 +172,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return new Promise((resolve) => {
         server.close(() => resolve());
         for (const c of connections) c.socket.destroy();
+        for (const s of sockets) s.destroy();
       });
     },
   };

@@ -2,12 +2,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { createHttpServer, type HttpRequest, type HttpServer, type HttpServerOptions, type Reply } from '../../src/kms/http-server.js';
 import type { HttpRejection } from '../../src/kms/http-parser.js';
 import { signKmsRequest } from '../../src/kms/sigv4-sign.js';
+import { createTestPki, type TestPki } from '../helpers/tls.js';
 import { ADMIN, REGION, startHarness, type Harness } from './helpers.js';
 
 /**
@@ -467,6 +469,52 @@ describe('limits and deadlines', () => {
     expect(a!.status).toBe(500);
     expect(errors.length).toBe(1);
     c.socket.destroy();
+  });
+});
+
+describe('TLS with client certificates', () => {
+  let pki: TestPki;
+  beforeAll(() => {
+    pki = createTestPki();
+  });
+  afterAll(() => pki.cleanup());
+
+  const tlsServer = () =>
+    startTransport({ tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true } });
+
+  it('a client with a certificate from the CA is served pipelined requests in order; one without gets no HTTP answer', async () => {
+    const t = await tlsServer();
+    const good = tlsConnect({ port: t.port, host: '127.0.0.1', ca: pki.ca, cert: pki.client.cert, key: pki.client.key });
+    const got: Buffer[] = [];
+    good.on('data', (d: Buffer) => got.push(d));
+    await new Promise((r) => good.once('secureConnect', r));
+    good.write([1, 2, 3].map((i) => request({ target: `/${i}` })).join(''));
+    const until = Date.now() + 5000;
+    while (parseAnswers(Buffer.concat(got)).length < 3 && Date.now() < until) await sleep(5);
+    expect(parseAnswers(Buffer.concat(got)).map((a) => JSON.parse(a.body).target)).toEqual(['/1', '/2', '/3']);
+    good.destroy();
+
+    const none = tlsConnect({ port: t.port, host: '127.0.0.1', ca: pki.ca });
+    const noneData: Buffer[] = [];
+    none.on('data', (d: Buffer) => noneData.push(d));
+    const failed = await new Promise<boolean>((resolve) => {
+      none.once('error', () => resolve(true));
+      none.once('close', () => resolve(true));
+      none.once('secureConnect', () => none.write(request()));
+      setTimeout(() => resolve(false), 5000);
+    });
+    expect(failed).toBe(true);
+    expect(Buffer.concat(noneData).length).toBe(0);
+    expect(t.requests.length).toBe(3);
+  });
+
+  it('close() returns at once with a TCP connection that never starts its handshake', async () => {
+    const t = await tlsServer();
+    const idle = await client(t.port);
+    const started = Date.now();
+    await t.http.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await idle.waitClosed(2000)).toBe(true);
   });
 });
 
