@@ -43,11 +43,6 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** The request target: visible ASCII, no spaces. */
 const TARGET = /^[\x21-\x7e]+$/;
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
-/** Control characters other than CR, LF and HTAB. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
-const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
-/** A CR not followed by LF, or an LF not preceded by CR. */
-const BARE_CR_OR_LF = /\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^\d{1,15}$/;
 
 /** Removes leading and trailing spaces and tabs (the only whitespace a field value's OWS allows). */
@@ -66,13 +61,33 @@ function listsToken(value: string, token: string): boolean {
 }
 
 /**
- * Parses a whole request head: the text before the blank line, decoded as
- * latin1 (one character per byte), without the final CRLF CRLF.
+ * Checks a head's bytes in one pass: no control character but HTAB, and CR
+ * only in CRLF pairs (so no bare CR or LF). A byte loop: two regular
+ * expressions over the decoded text cost twice as much.
  */
-export function parseRequestHead(head: string, maxHeaders: number): RequestHead | HttpRejection {
-  if (CONTROL.test(head)) return reject(400, 'malformed', 'The request head contains a control character');
-  if (BARE_CR_OR_LF.test(head)) return reject(400, 'malformed', 'Lines of the request head must end with CRLF');
-  const lines = head.split('\r\n');
+function checkHeadBytes(buf: Buffer, end: number): HttpRejection | undefined {
+  for (let i = 0; i < end; i++) {
+    const c = buf[i]!;
+    if (c >= 32 && c !== 127) continue;
+    if (c === 9) continue;
+    if (c === 13 && i + 1 < end && buf[i + 1] === 10) {
+      i++;
+      continue;
+    }
+    if (c === 13 || c === 10) return reject(400, 'malformed', 'Lines of the request head must end with CRLF');
+    return reject(400, 'malformed', 'The request head contains a control character');
+  }
+  return undefined;
+}
+
+/**
+ * Parses a whole request head: `buf[0..end)`, the bytes before the blank
+ * line (without the final CRLF CRLF), read as latin1 (one character per byte).
+ */
+export function parseRequestHead(buf: Buffer, end: number, maxHeaders: number): RequestHead | HttpRejection {
+  const fault = checkHeadBytes(buf, end);
+  if (fault !== undefined) return fault;
+  const lines = buf.toString('latin1', 0, end).split('\r\n');
   const requestLine = lines[0]!;
   const sp1 = requestLine.indexOf(' ');
   const sp2 = sp1 < 0 ? -1 : requestLine.indexOf(' ', sp1 + 1);

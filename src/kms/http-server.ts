@@ -310,7 +310,7 @@ class Connection {
       this.refuse({ rejected: true, status: 431, kind: 'head-too-large', reason: `The request head exceeds ${this.limits.maxHead} bytes` });
       return false;
     }
-    const parsed = parseRequestHead(buf.toString('latin1', 0, end), this.limits.maxHeaders);
+    const parsed = parseRequestHead(buf, end, this.limits.maxHeaders);
     if (isRejection(parsed)) {
       this.refuse(parsed);
       return false;
