@@ -180,25 +180,47 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
 
     // One header map serves the signature check and every decision after it, so what is acted on is what was signed.
     const headers = collectHeaders(req.rawHeaders);
+    const succeed = (output: WireInput): void => {
+      try {
+        entry.outcome = 'success';
+        finish(200, output);
+      } catch (err) {
+        fail(err);
+      }
+    };
     readBody(req, headers, maxBody).then(
-      async (body) => {
+      (body) => {
+        if (body === undefined) {
+          fail(kmsErrors.validation(`Request body exceeds ${maxBody} bytes`), true);
+          return;
+        }
+        let output: WireInput | Promise<WireInput>;
         try {
-          if (body === undefined) {
-            fail(kmsErrors.validation(`Request body exceeds ${maxBody} bytes`), true);
-            return;
-          }
-          const output = await serve(req, headers, body, entry);
-          entry.outcome = 'success';
-          finish(200, output);
+          output = serve(req, headers, body, entry);
         } catch (err) {
           fail(err);
+          return;
         }
+        // The crypto operations answer synchronously (no promise per request); the rest may wait.
+        if (output instanceof Promise) output.then(succeed, (err: unknown) => fail(err));
+        else succeed(output);
       },
       (err: unknown) => fail(err, true),
     );
   };
 
-  const serve = async (req: IncomingMessage, headers: Map<string, string>, body: Buffer, entry: AuditRecord): Promise<WireInput> => {
+  /** The caller object of a principal, made once per principal record (a reload makes new records). */
+  const callers = new WeakMap<PrincipalConfig, Caller>();
+  const callerOf = (principal: PrincipalConfig): Caller => {
+    let caller = callers.get(principal);
+    if (caller === undefined) {
+      caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
+      callers.set(principal, caller);
+    }
+    return caller;
+  };
+
+  const serve = (req: IncomingMessage, headers: Map<string, string>, body: Buffer, entry: AuditRecord): WireInput | Promise<WireInput> => {
     const target = headers.get('x-amz-target');
     if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
     // Recorded before verification, so failed authentications name the access key that was tried.
@@ -236,9 +258,20 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const input = parseJson(body);
 
     store.assertFresh();
-    if (service.sweepDue()) await service.sweep();
+    // Something (a deletion, a rotation) falls due: rare, and only then does the request wait.
+    if (service.sweepDue()) return service.sweep().then(() => authorizeAndRun(operation, input, principal, entry));
+    return authorizeAndRun(operation, input, principal, entry);
+  };
+
+  /** Policy, grants and the operation itself, on the current snapshot; records the targets in the audit entry. */
+  const authorizeAndRun = (
+    operation: string,
+    input: WireInput,
+    principal: PrincipalConfig,
+    entry: AuditRecord,
+  ): WireInput | Promise<WireInput> => {
     const state = store.snapshot;
-    const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
+    const caller = callerOf(principal);
     const targets = service.targets(operation, input);
     const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
     if (arns.length > 0) entry.keyArns = arns;
@@ -262,10 +295,13 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
           config.accountId,
         ),
     };
-    const output = await service.execute(operation, input, serviceCaller);
+    const output = service.run(operation, input, serviceCaller);
     if (operation === 'CreateKey') {
-      const arn = (output.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
-      if (typeof arn === 'string') entry.keyArns = [arn];
+      return Promise.resolve(output).then((created) => {
+        const arn = (created.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
+        if (typeof arn === 'string') entry.keyArns = [arn];
+        return created;
+      });
     }
     return output;
   };
