@@ -20,7 +20,7 @@ import { defaultKeyPolicy, parseKeyPolicy } from './key-policy.js';
 import type { Peers } from './peers.js';
 import type { GrantRecord, KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
 import type { PolicyRequest } from './policy.js';
-import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, type WireInput } from './wire.js';
+import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, withJson, type WireInput } from './wire.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -248,17 +248,22 @@ export class KeyService {
 
   // ---- references ----------------------------------------------------------
 
-  private readonly arns = new Map<string, string>();
+  private readonly arns = new Map<string, { arn: string; json: string }>();
 
-  /** The ARN of a key id (kept per id: every request names its key's ARN several times). */
-  keyArn(keyId: string): string {
-    let arn = this.arns.get(keyId);
-    if (arn === undefined) {
-      arn = `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
+  private arnOf(keyId: string): { arn: string; json: string } {
+    let entry = this.arns.get(keyId);
+    if (entry === undefined) {
+      const arn = `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
+      entry = { arn, json: JSON.stringify(arn) };
       if (this.arns.size >= 8192) this.arns.clear();
-      this.arns.set(keyId, arn);
+      this.arns.set(keyId, entry);
     }
-    return arn;
+    return entry;
+  }
+
+  /** The ARN of a key id (kept per id, with its JSON text: every request names its key's ARN several times). */
+  keyArn(keyId: string): string {
+    return this.arnOf(keyId).arn;
   }
 
   private aliasArn(name: string): string {
@@ -475,10 +480,16 @@ export class KeyService {
     const answer = (material: Buffer, version: number): WireInput => {
       const plaintext = poolRandomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
       try {
-        const blob = sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context);
-        const out: WireInput = { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId) };
-        if (withPlaintext) out.Plaintext = b64(plaintext);
-        return out;
+        const blob = b64(sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context));
+        const { arn, json } = this.arnOf(key.keyId);
+        const out: WireInput = { CiphertextBlob: blob, KeyId: arn };
+        // Base64 and the ARN's JSON text: nothing to escape, so the answer's text is written here (wire.ts WIRE_JSON).
+        let text = `{"CiphertextBlob":"${blob}","KeyId":${json}`;
+        if (withPlaintext) {
+          out.Plaintext = b64(plaintext);
+          text += `,"Plaintext":"${out.Plaintext}"`;
+        }
+        return withJson(out, `${text}}`);
       } finally {
         plaintext.fill(0);
       }
@@ -498,8 +509,10 @@ export class KeyService {
       throw err;
     }
     const answer = (material: Buffer, version: number): WireInput => {
-      const blob = sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context);
-      return { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+      const blob = b64(sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context));
+      const { arn, json } = this.arnOf(key.keyId);
+      const out = { CiphertextBlob: blob, KeyId: arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+      return withJson(out, `{"CiphertextBlob":"${blob}","KeyId":${json},"EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}`);
     };
     const zero = (): void => void plaintext.fill(0);
     try {
@@ -516,7 +529,10 @@ export class KeyService {
   private decrypt(input: WireInput): WireInput | Promise<WireInput> {
     const answer = ({ key, plaintext }: { key: KeyRecord; plaintext: Buffer }): WireInput => {
       try {
-        return { KeyId: this.keyArn(key.keyId), Plaintext: b64(plaintext), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+        const { arn, json } = this.arnOf(key.keyId);
+        const text = b64(plaintext);
+        const out = { KeyId: arn, Plaintext: text, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+        return withJson(out, `{"KeyId":${json},"Plaintext":"${text}","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}`);
       } finally {
         plaintext.fill(0);
       }

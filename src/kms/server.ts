@@ -18,7 +18,7 @@ import { LocalRootKeyFile, type RootKeyProtector } from './root-key.js';
 import { Pkcs11RootKey, type Pkcs11RootKeyOptions } from './root-pkcs11.js';
 import { verifySigV4 } from './sigv4.js';
 import { collectHeaders } from '../util/sigv4.js';
-import type { WireInput } from './wire.js';
+import { answerJson, type WireInput } from './wire.js';
 import { mkdirs } from '../util/durable.js';
 
 export interface KeyServiceOptions {
@@ -163,7 +163,7 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const finish = (status: number, body: WireInput, closeConnection = false): void => {
       entry.status = status;
       entry.durationMs = Date.now() - started;
-      const payload = JSON.stringify(body);
+      const payload = answerJson(body);
       // The answer leaves only once its audit line is written; if that fails the request is not acknowledged.
       audit.record(entry, (err) => {
         if (err === undefined) respond(res, status, payload, requestId, closeConnection);
