@@ -13,6 +13,19 @@ export interface AeadAddon {
   open(handle: object, baseNonce: Uint8Array, counter: number, ciphertext: Uint8Array, out: Uint8Array): number;
   dispose(handle: object): void;
   gcm(encrypt: boolean, key: Uint8Array, iv: Uint8Array, aad: Uint8Array, input: Uint8Array): Buffer | null;
+  /** One-shot HMAC-SHA256 (absent from builds older than the key service's one-shot calls). */
+  hmacSha256?(key: Uint8Array, data: Uint8Array): Buffer;
+  /** HKDF-SHA256 message key + AES-256-GCM (zero IV) in one call: bytes written, or -1 when opening fails. */
+  hkdfGcm?(
+    encrypt: boolean,
+    ikm: Uint8Array,
+    salt: Uint8Array,
+    infoPrefix: Uint8Array,
+    infoSuffix: Uint8Array,
+    aad: Uint8Array,
+    input: Uint8Array,
+    out: Uint8Array,
+  ): number;
 }
 
 const ADDON_FILE = 'vectorseal_aead.node';

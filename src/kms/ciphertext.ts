@@ -1,7 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { defaultGcm } from '../crypto/gcm.js';
+import { defaultHkdfGcm, hkdfSha256Key } from '../crypto/hkdf-gcm.js';
 import { kmsErrors } from './errors.js';
-import { poolRandomBytes } from './random-pool.js';
+import { poolRandomFill } from './random-pool.js';
 
 /**
  * The key service's ciphertext blobs.
@@ -32,7 +32,6 @@ const V2_HEADER = 2 + ID_BYTES + 4;
 const IV_BYTES = 12;
 const NONCE_BYTES = 32;
 const TAG_BYTES = 16;
-const ZERO_IV = Buffer.alloc(IV_BYTES);
 const MESSAGE_KEY_INFO = Buffer.from('vectorseal/kms/message-key/v2\0', 'utf8');
 const MRK = /^mrk-[0-9a-f]{32}$/;
 
@@ -61,25 +60,24 @@ export function sealCiphertext(
   plaintext: Uint8Array,
   context: Record<string, string>,
 ): Buffer {
-  const head = Buffer.alloc(V2_HEADER);
-  head[0] = CIPHERTEXT_V2;
-  if (MRK.test(header.keyId)) {
-    head[1] = 1;
-    Buffer.from(header.keyId.slice(4), 'hex').copy(head, 2);
-  } else {
-    head[1] = 0;
-    uuidToBytes(header.keyId).copy(head, 2);
-  }
-  head.writeUInt32BE(header.backingVersion, 2 + ID_BYTES);
-  const nonce = poolRandomBytes(NONCE_BYTES);
-  const messageKey = deriveMessageKey(backingKey, nonce, head);
-  try {
-    // One-shot AES-256-GCM (the native addon's when built): no cipher object per message.
-    const sealed = defaultGcm().seal(messageKey, ZERO_IV, encodeEncryptionContext(context, head), plaintext);
-    return Buffer.concat([head, nonce, sealed]);
-  } finally {
-    messageKey.fill(0);
-  }
+  // The blob is built in place: header, nonce, then the sealed body written by the AEAD itself.
+  const bodyStart = V2_HEADER + NONCE_BYTES;
+  const out = Buffer.allocUnsafe(bodyStart + plaintext.length + TAG_BYTES);
+  out.set(idBytes(header.keyId), 0);
+  out.writeUInt32BE(header.backingVersion, 2 + ID_BYTES);
+  poolRandomFill(out, V2_HEADER, NONCE_BYTES);
+  const head = out.subarray(0, V2_HEADER);
+  // HKDF-SHA256 message key and AES-256-GCM in one call (one native crossing when the addon is built).
+  defaultHkdfGcm().seal(
+    backingKey,
+    out.subarray(V2_HEADER, bodyStart),
+    MESSAGE_KEY_INFO,
+    head,
+    encodeEncryptionContext(context, head),
+    plaintext,
+    out.subarray(bodyStart),
+  );
+  return out;
 }
 
 /** Opens a blob whose header was already parsed; any mismatch is InvalidCiphertextException. */
@@ -89,39 +87,56 @@ export function openCiphertext(backingKey: Uint8Array, blob: Uint8Array, context
   const headerEnd = v2 ? V2_HEADER : V1_HEADER;
   const bodyStart = headerEnd + (v2 ? NONCE_BYTES : IV_BYTES);
   const head = b.subarray(0, headerEnd);
-  const key = v2 ? deriveMessageKey(backingKey, b.subarray(headerEnd, bodyStart), head) : backingKey;
-  try {
-    const iv = v2 ? ZERO_IV : b.subarray(headerEnd, bodyStart);
-    let plain: Uint8Array | undefined;
+  const aad = encodeEncryptionContext(context, head);
+  const sealed = b.subarray(bodyStart);
+  let plain: Buffer | undefined;
+  if (v2) {
+    const out = Buffer.alloc(Math.max(0, sealed.length - TAG_BYTES));
+    const n = defaultHkdfGcm().open(backingKey, b.subarray(headerEnd, bodyStart), MESSAGE_KEY_INFO, head, aad, sealed, out);
+    plain = n < 0 ? undefined : out;
+  } else {
+    let opened: Uint8Array | undefined;
     try {
-      plain = defaultGcm().open(key, iv, encodeEncryptionContext(context, head), b.subarray(bodyStart));
+      opened = defaultGcm().open(backingKey, b.subarray(headerEnd, bodyStart), aad, sealed);
     } catch {
-      plain = undefined;
+      opened = undefined;
     }
-    // Wrong context and tampering look the same to GCM, and AWS reports both this way.
-    if (plain === undefined) throw kmsErrors.invalidCiphertext('The ciphertext or its encryption context is not valid for this key');
-    return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-  } finally {
-    if (v2) key.fill(0);
+    plain = opened === undefined ? undefined : Buffer.from(opened.buffer, opened.byteOffset, opened.byteLength);
   }
+  // Wrong context and tampering look the same to GCM, and AWS reports both this way.
+  if (plain === undefined) throw kmsErrors.invalidCiphertext('The ciphertext or its encryption context is not valid for this key');
+  return plain;
 }
-
-const ONE = Uint8Array.of(1);
 
 /**
  * HKDF-SHA256 (RFC 5869) of the backing key, salt = nonce, info = label +
- * header, 32 bytes: Extract (PRK = HMAC(salt, key)) then the single Expand
- * block (HMAC(PRK, info | 0x01)). Written out as two HMACs because
- * `hkdfSync` builds and checks a KeyObject per call, which cost more than the
- * hashing itself; the output is the same (a test compares the two).
+ * header, 32 bytes: the message key of a version 2 blob (sealCiphertext
+ * derives it inside the one-call AEAD; this is the same derivation on its
+ * own, which tests compare with `hkdfSync`).
  */
 export function deriveMessageKey(backingKey: Uint8Array, nonce: Uint8Array, header: Buffer): Buffer {
-  const prk = createHmac('sha256', nonce).update(backingKey).digest();
-  try {
-    return createHmac('sha256', prk).update(MESSAGE_KEY_INFO).update(header).update(ONE).digest();
-  } finally {
-    prk.fill(0);
+  return hkdfSha256Key(backingKey, nonce, MESSAGE_KEY_INFO, header);
+}
+
+/** A version 2 header's first 18 bytes (version, id kind, 16-byte id) by key id; ids are few, so they are kept. */
+const idCache = new Map<string, Buffer>();
+
+function idBytes(keyId: string): Buffer {
+  let b = idCache.get(keyId);
+  if (b === undefined) {
+    b = Buffer.alloc(2 + ID_BYTES);
+    b[0] = CIPHERTEXT_V2;
+    if (MRK.test(keyId)) {
+      b[1] = 1;
+      Buffer.from(keyId.slice(4), 'hex').copy(b, 2);
+    } else {
+      b[1] = 0;
+      uuidToBytes(keyId).copy(b, 2);
+    }
+    if (idCache.size >= 4096) idCache.clear();
+    idCache.set(keyId, b);
   }
+  return b;
 }
 
 /**

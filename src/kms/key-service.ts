@@ -20,7 +20,7 @@ import { defaultKeyPolicy, parseKeyPolicy } from './key-policy.js';
 import type { Peers } from './peers.js';
 import type { GrantRecord, KeyRecord, KeyStore, KeyStoreState } from './key-store.js';
 import type { PolicyRequest } from './policy.js';
-import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, type WireInput } from './wire.js';
+import { b64, epochSeconds, optContext, optEnum, optInt, optString, reqBlob, reqString, withJson, type WireInput } from './wire.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -47,7 +47,8 @@ export interface ServiceCaller {
   may(operation: string, key: KeyRecord): boolean;
 }
 
-type Handler = (input: WireInput, caller: ServiceCaller) => Promise<WireInput>;
+/** A handler answers synchronously when it needs nothing asynchronous (the crypto operations, with their backing key cached). */
+type Handler = (input: WireInput, caller: ServiceCaller) => WireInput | Promise<WireInput>;
 
 /**
  * When a key next needs the sweep: its deletion date when pending deletion,
@@ -134,9 +135,19 @@ export class KeyService {
     return UNSUPPORTED.has(operation);
   }
 
-  /** Runs one operation. Throws KmsException for every client-visible failure. */
+  /** Runs one operation. Throws (or rejects with) KmsException for every client-visible failure. */
   async execute(operation: string, input: WireInput, caller: ServiceCaller = ANONYMOUS): Promise<WireInput> {
-    const handler = this.handlers[operation];
+    return this.run(operation, input, caller);
+  }
+
+  /**
+   * execute() without the promise when the operation completes synchronously
+   * (GenerateDataKey, Encrypt, Decrypt with their backing key already
+   * unwrapped): the request path then allocates no promise per request. Throws
+   * synchronously or returns a promise that rejects, as the handler does.
+   */
+  run(operation: string, input: WireInput, caller: ServiceCaller = ANONYMOUS): WireInput | Promise<WireInput> {
+    const handler = Object.hasOwn(this.handlers, operation) ? this.handlers[operation] : undefined;
     if (handler === undefined) throw kmsErrors.unknownOperation(`Operation ${operation} is not supported`);
     if (GRANT_TOKEN_OPERATIONS.has(operation)) checkGrantTokens(this.store.snapshot, input.GrantTokens);
     return handler(input, caller);
@@ -237,9 +248,22 @@ export class KeyService {
 
   // ---- references ----------------------------------------------------------
 
-  /** The ARN of a key id. */
+  private readonly arns = new Map<string, { arn: string; json: string }>();
+
+  private arnOf(keyId: string): { arn: string; json: string } {
+    let entry = this.arns.get(keyId);
+    if (entry === undefined) {
+      const arn = `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
+      entry = { arn, json: JSON.stringify(arn) };
+      if (this.arns.size >= 8192) this.arns.clear();
+      this.arns.set(keyId, entry);
+    }
+    return entry;
+  }
+
+  /** The ARN of a key id (kept per id, with its JSON text: every request names its key's ARN several times). */
   keyArn(keyId: string): string {
-    return `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
+    return this.arnOf(keyId).arn;
   }
 
   private aliasArn(name: string): string {
@@ -280,12 +304,30 @@ export class KeyService {
       return out;
     }
     const arn = this.keyArn(key.keyId);
-    const names = [key.keyId, arn];
-    for (const alias of snapshotIndex(this.store.snapshot, dueAt).aliasesOf.get(key.keyId) ?? []) names.push(alias, this.aliasArn(alias));
-    out.keyNames = names;
+    out.keyNames = this.namesOf(key.keyId, arn);
     out.keyArn = arn;
     out.keyId = key.keyId;
     return out;
+  }
+
+  /** Names of a key per snapshot (aliases change only with the snapshot); shared, never modified. */
+  private readonly names = new WeakMap<object, Map<string, string[]>>();
+
+  /** Every name a key goes by (id, ARN, its aliases' names and ARNs), for policy matching. */
+  private namesOf(keyId: string, arn: string): string[] {
+    const snapshot = this.store.snapshot;
+    let byKey = this.names.get(snapshot);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.names.set(snapshot, byKey);
+    }
+    let names = byKey.get(keyId);
+    if (names === undefined) {
+      names = [keyId, arn];
+      for (const alias of snapshotIndex(snapshot, dueAt).aliasesOf.get(keyId) ?? []) names.push(alias, this.aliasArn(alias));
+      byKey.set(keyId, names);
+    }
+    return names;
   }
 
   // ---- key metadata --------------------------------------------------------
@@ -426,7 +468,7 @@ export class KeyService {
 
   // ---- cryptographic operations -------------------------------------------
 
-  private async generateDataKey(input: WireInput, withPlaintext: boolean): Promise<WireInput> {
+  private generateDataKey(input: WireInput, withPlaintext: boolean): WireInput | Promise<WireInput> {
     const key = this.requireKey(input);
     const context = optContext(input, 'EncryptionContext');
     const bytes = optInt(input, 'NumberOfBytes', 1, 1024);
@@ -435,38 +477,68 @@ export class KeyService {
       throw kmsErrors.validation('Exactly one of NumberOfBytes and KeySpec is required');
     }
     this.requireUsable(key);
-    const plaintext = poolRandomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
-    try {
-      const blob = await this.seal(key, plaintext, context);
-      const out: WireInput = { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId) };
-      if (withPlaintext) out.Plaintext = b64(plaintext);
-      return out;
-    } finally {
-      plaintext.fill(0);
-    }
+    const answer = (material: Buffer, version: number): WireInput => {
+      const plaintext = poolRandomBytes(bytes ?? (spec === 'AES_128' ? 16 : 32));
+      try {
+        const blob = b64(sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context));
+        const { arn, json } = this.arnOf(key.keyId);
+        const out: WireInput = { CiphertextBlob: blob, KeyId: arn };
+        // Base64 and the ARN's JSON text: nothing to escape, so the answer's text is written here (wire.ts WIRE_JSON).
+        let text = `{"CiphertextBlob":"${blob}","KeyId":${json}`;
+        if (withPlaintext) {
+          out.Plaintext = b64(plaintext);
+          text += `,"Plaintext":"${out.Plaintext}"`;
+        }
+        return withJson(out, `${text}}`);
+      } finally {
+        plaintext.fill(0);
+      }
+    };
+    return this.withNewestMaterial(key, answer);
   }
 
-  private async encrypt(input: WireInput): Promise<WireInput> {
+  private encrypt(input: WireInput): WireInput | Promise<WireInput> {
     const key = this.requireKey(input);
     const plaintext = reqBlob(input, 'Plaintext', MAX_PLAINTEXT);
     const context = optContext(input, 'EncryptionContext');
-    checkAlgorithm(input, 'EncryptionAlgorithm');
-    this.requireUsable(key);
     try {
-      const blob = await this.seal(key, plaintext, context);
-      return { CiphertextBlob: b64(blob), KeyId: this.keyArn(key.keyId), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
-    } finally {
+      checkAlgorithm(input, 'EncryptionAlgorithm');
+      this.requireUsable(key);
+    } catch (err) {
       plaintext.fill(0);
+      throw err;
+    }
+    const answer = (material: Buffer, version: number): WireInput => {
+      const blob = b64(sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context));
+      const { arn, json } = this.arnOf(key.keyId);
+      const out = { CiphertextBlob: blob, KeyId: arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+      return withJson(out, `{"CiphertextBlob":"${blob}","KeyId":${json},"EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}`);
+    };
+    const zero = (): void => void plaintext.fill(0);
+    try {
+      const out = this.withNewestMaterial(key, answer);
+      if (out instanceof Promise) return out.finally(zero);
+      zero();
+      return out;
+    } catch (err) {
+      zero();
+      throw err;
     }
   }
 
-  private async decrypt(input: WireInput): Promise<WireInput> {
-    const { key, plaintext } = await this.open(input, 'KeyId', 'EncryptionContext', 'EncryptionAlgorithm');
-    try {
-      return { KeyId: this.keyArn(key.keyId), Plaintext: b64(plaintext), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
-    } finally {
-      plaintext.fill(0);
-    }
+  private decrypt(input: WireInput): WireInput | Promise<WireInput> {
+    const answer = ({ key, plaintext }: { key: KeyRecord; plaintext: Buffer }): WireInput => {
+      try {
+        const { arn, json } = this.arnOf(key.keyId);
+        const text = b64(plaintext);
+        const out = { KeyId: arn, Plaintext: text, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+        return withJson(out, `{"KeyId":${json},"Plaintext":"${text}","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}`);
+      } finally {
+        plaintext.fill(0);
+      }
+    };
+    const opened = this.open(input, 'KeyId', 'EncryptionContext', 'EncryptionAlgorithm');
+    return opened instanceof Promise ? opened.then(answer) : answer(opened);
   }
 
   private async reEncrypt(input: WireInput): Promise<WireInput> {
@@ -490,7 +562,12 @@ export class KeyService {
   }
 
   /** Decrypts a request's CiphertextBlob; the blob names its key, and a given key id must agree. */
-  private async open(input: WireInput, keyField: string, contextField: string, algorithmField: string) {
+  private open(
+    input: WireInput,
+    keyField: string,
+    contextField: string,
+    algorithmField: string,
+  ): { key: KeyRecord; plaintext: Buffer } | Promise<{ key: KeyRecord; plaintext: Buffer }> {
     const blob = reqBlob(input, 'CiphertextBlob', MAX_CIPHERTEXT);
     const context = optContext(input, contextField);
     checkAlgorithm(input, algorithmField);
@@ -502,29 +579,42 @@ export class KeyService {
     }
     if (key === undefined) throw kmsErrors.notFound(`Key '${this.keyArn(header.keyId)}' does not exist`);
     this.requireUsable(key);
-    const material = this.store.cachedBackingKey(key, header.backingVersion) ?? (await this.store.backingKey(key, header.backingVersion));
-    if (material === undefined) throw kmsErrors.invalidCiphertext('The ciphertext refers to key material that does not exist');
-    return { key, plaintext: openCiphertext(material, blob, context) };
+    const opened = (material: Buffer | undefined): { key: KeyRecord; plaintext: Buffer } => {
+      if (material === undefined) throw kmsErrors.invalidCiphertext('The ciphertext refers to key material that does not exist');
+      return { key, plaintext: openCiphertext(material, blob, context) };
+    };
+    // The backing key is unwrapped once per version and kept: the common case needs no promise.
+    const cached = this.store.cachedBackingKey(key, header.backingVersion);
+    return cached !== undefined ? opened(cached) : this.store.backingKey(key, header.backingVersion).then(opened);
+  }
+
+  /** Runs `use` with the newest backing key of `key` (synchronously when it is already unwrapped). */
+  private withNewestMaterial<T>(key: KeyRecord, use: (material: Buffer, version: number) => T): T | Promise<T> {
+    const newest = key.backing[key.backing.length - 1];
+    if (newest === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
+    const cached = this.store.cachedBackingKey(key, newest.version);
+    if (cached !== undefined) return use(cached, newest.version);
+    return this.store.backingKey(key, newest.version).then((material) => {
+      if (material === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
+      return use(material, newest.version);
+    });
   }
 
   private async seal(key: KeyRecord, plaintext: Uint8Array, context: Record<string, string>): Promise<Buffer> {
-    const newest = key.backing[key.backing.length - 1];
-    const material =
-      newest === undefined
-        ? undefined
-        : (this.store.cachedBackingKey(key, newest.version) ?? (await this.store.backingKey(key, newest.version)));
-    if (newest === undefined || material === undefined) throw kmsErrors.invalidState(`${this.keyArn(key.keyId)} has no key material.`);
-    return sealCiphertext(material, { keyId: key.keyId, backingVersion: newest.version }, plaintext, context);
+    return this.withNewestMaterial(key, (material, version) =>
+      sealCiphertext(material, { keyId: key.keyId, backingVersion: version }, plaintext, context),
+    );
   }
 
   // ---- key state -----------------------------------------------------------
 
   /** Refuses keys that cannot be used for cryptography, with the exception AWS uses for each state. */
   private requireUsable(key: KeyRecord): void {
+    if (key.state === 'Enabled') return;
     const arn = this.keyArn(key.keyId);
     if (key.state === 'Disabled') throw kmsErrors.disabled(`${arn} is disabled.`);
     this.requireNotPending(key);
-    if (key.state !== 'Enabled') throw kmsErrors.invalidState(`${arn} is ${key.state}.`);
+    throw kmsErrors.invalidState(`${arn} is ${key.state}.`);
   }
 
   private requireNotPending(key: KeyRecord): void {

@@ -14,14 +14,22 @@ let offset = POOL_BYTES;
  * pool as it leaves, so the pool never holds a value already in use.
  */
 export function poolRandomBytes(n: number): Buffer {
-  if (n > MAX_POOLED) return randomFillSync(Buffer.alloc(n));
+  const out = Buffer.alloc(n);
+  poolRandomFill(out, 0, n);
+  return out;
+}
+
+/** Fills `n` bytes of `target` from `at` with fresh random bytes, as poolRandomBytes does, into a buffer the caller already has. */
+export function poolRandomFill(target: Uint8Array, at: number, n: number): void {
+  if (n > MAX_POOLED) {
+    randomFillSync(target, at, n);
+    return;
+  }
   if (offset + n > POOL_BYTES) {
     randomFillSync(pool);
     offset = 0;
   }
-  const out = Buffer.alloc(n);
-  pool.copy(out, 0, offset, offset + n);
+  pool.copy(target, at, offset, offset + n);
   pool.fill(0, offset, offset + n);
   offset += n;
-  return out;
 }

@@ -17,7 +17,7 @@ import { verifySigV4 } from './sigv4.js';
 import { collectHeaders } from '../util/sigv4.js';
 import { createHttpServer, type HttpRequest, type Reply } from './http-server.js';
 import type { HttpRejection } from './http-parser.js';
-import type { WireInput } from './wire.js';
+import { answerJson, type WireInput } from './wire.js';
 import { mkdirs } from '../util/durable.js';
 
 export interface KeyServiceOptions {
@@ -175,10 +175,24 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     };
     // One header map serves the signature check and every decision after it, so what is acted on is what was signed.
     const headers = collectHeaders(req.rawHeaders);
-    serve(req, headers, entry).then((output) => {
-      entry.outcome = 'success';
-      answer(reply, entry, started, 200, JSON.stringify(output), false);
-    }, fail);
+    const succeed = (output: WireInput): void => {
+      try {
+        entry.outcome = 'success';
+        answer(reply, entry, started, 200, answerJson(output), false);
+      } catch (err) {
+        fail(err);
+      }
+    };
+    let output: WireInput | Promise<WireInput>;
+    try {
+      output = serve(req, headers, entry);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    // The crypto operations answer synchronously (no promise per request); the rest may wait.
+    if (output instanceof Promise) output.then(succeed, fail);
+    else succeed(output);
   };
 
   /** Answers once the audit line is written; if that fails the request is not acknowledged. */
@@ -202,7 +216,18 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     answer(reply, entry, Date.now(), status, JSON.stringify({ __type: type, message: rejection.reason }), false);
   };
 
-  const serve = async (req: HttpRequest, headers: Map<string, string>, entry: AuditRecord): Promise<WireInput> => {
+  /** The caller object of a principal, made once per principal record (a reload makes new records). */
+  const callers = new WeakMap<PrincipalConfig, Caller>();
+  const callerOf = (principal: PrincipalConfig): Caller => {
+    let caller = callers.get(principal);
+    if (caller === undefined) {
+      caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
+      callers.set(principal, caller);
+    }
+    return caller;
+  };
+
+  const serve = (req: HttpRequest, headers: Map<string, string>, entry: AuditRecord): WireInput | Promise<WireInput> => {
     const target = headers.get('x-amz-target');
     if (typeof target === 'string' && target.startsWith(SERVICE_PREFIX)) entry.operation = target.slice(SERVICE_PREFIX.length);
     // Recorded before verification, so failed authentications name the access key that was tried.
@@ -243,9 +268,20 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     const input = parseJson(body);
 
     store.assertFresh();
-    if (service.sweepDue()) await service.sweep();
+    // Something (a deletion, a rotation) falls due: rare, and only then does the request wait.
+    if (service.sweepDue()) return service.sweep().then(() => authorizeAndRun(operation, input, principal, entry));
+    return authorizeAndRun(operation, input, principal, entry);
+  };
+
+  /** Policy, grants and the operation itself, on the current snapshot; records the targets in the audit entry. */
+  const authorizeAndRun = (
+    operation: string,
+    input: WireInput,
+    principal: PrincipalConfig,
+    entry: AuditRecord,
+  ): WireInput | Promise<WireInput> => {
     const state = store.snapshot;
-    const caller: Caller = { name: principal.name, arn: principalArn(config.accountId, principal.name), policy: principal.policy };
+    const caller = callerOf(principal);
     const targets = service.targets(operation, input);
     const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
     if (arns.length > 0) entry.keyArns = arns;
@@ -269,10 +305,13 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
           config.accountId,
         ),
     };
-    const output = await service.execute(operation, input, serviceCaller);
+    const output = service.run(operation, input, serviceCaller);
     if (operation === 'CreateKey') {
-      const arn = (output.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
-      if (typeof arn === 'string') entry.keyArns = [arn];
+      return Promise.resolve(output).then((created) => {
+        const arn = (created.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;
+        if (typeof arn === 'string') entry.keyArns = [arn];
+        return created;
+      });
     }
     return output;
   };

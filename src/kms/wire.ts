@@ -72,3 +72,24 @@ export function epochSeconds(ms: number): number {
 export function b64(data: Uint8Array): string {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
 }
+
+/**
+ * An answer's JSON text, made by the operation itself when every member is
+ * known to need no escaping (base64 blobs, the key's ARN, constants): the
+ * server then sends it instead of running JSON.stringify, which scans every
+ * character of the blobs. Symbol-keyed, so JSON.stringify and every other
+ * reader of the answer object never see it.
+ */
+export const WIRE_JSON: unique symbol = Symbol('vectorseal.kms.wireJson');
+
+/** The JSON text of an answer: its precomputed text when it has one, else JSON.stringify's. */
+export function answerJson(answer: WireInput): string {
+  const text = (answer as { [WIRE_JSON]?: unknown })[WIRE_JSON];
+  return typeof text === 'string' ? text : JSON.stringify(answer);
+}
+
+/** Attaches an answer's JSON text (non-enumerable: a copy of the answer, which might differ, never carries it). */
+export function withJson<T extends WireInput>(answer: T, text: string): T {
+  Object.defineProperty(answer, WIRE_JSON, { value: text });
+  return answer;
+}

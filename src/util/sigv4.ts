@@ -49,7 +49,8 @@ export function canonicalRequest(parts: CanonicalParts): string {
 const signingKeys = new Map<string, Buffer>();
 const MAX_SIGNING_KEYS = 4096;
 
-function signingKey(secret: string, scope: { date: string; region: string; service: string }): Buffer {
+/** The SigV4 signing key of a secret and scope (day/region/service), derived once and cached. */
+export function signingKey(secret: string, scope: { date: string; region: string; service: string }): Buffer {
   const id = `${scope.date}\0${scope.region}\0${scope.service}\0${secret}`;
   let key = signingKeys.get(id);
   if (key === undefined) {
@@ -67,9 +68,13 @@ export function signature(
   scope: { date: string; region: string; service: string },
   canonical: string,
 ): Buffer {
+  return hmac(signingKey(secret, scope), stringToSign(amzDate, scope, canonical));
+}
+
+/** The string to sign of a canonical request: algorithm, time, credential scope and the canonical request's SHA-256. */
+export function stringToSign(amzDate: string, scope: { date: string; region: string; service: string }, canonical: string): string {
   const scopeText = `${scope.date}/${scope.region}/${scope.service}/aws4_request`;
-  const stringToSign = `${SIGV4_ALGORITHM}\n${amzDate}\n${scopeText}\n${hash('sha256', canonical, 'hex')}`;
-  return hmac(signingKey(secret, scope), stringToSign);
+  return `${SIGV4_ALGORITHM}\n${amzDate}\n${scopeText}\n${hash('sha256', canonical, 'hex')}`;
 }
 
 /** Anything but printable ASCII and lone spaces (what `\s+` could match beyond a single space). */

@@ -17,6 +17,7 @@ import { Etcd3 } from 'etcd3';
 import { startKeyService, type KeyServiceConfig, type RunningKeyService } from '../../src/kms/index.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { ADMIN, REGION, testConfig } from './helpers.js';
+import { testPort } from '../helpers/ports.js';
 
 const PREFIX = 'vs-test/cluster/';
 let cluster: EtcdCluster;
@@ -65,7 +66,7 @@ async function until(probe: () => Promise<boolean>, timeoutMs: number, stepMs = 
 let a: KMSClient;
 let b: KMSClient;
 beforeAll(async () => {
-  cluster = await startEtcdCluster(46010);
+  cluster = await startEtcdCluster(testPort(46010));
   dir = await mkdtemp(join(tmpdir(), 'vs-kms-etcd-'));
   a = client(await startNode());
   b = client(await startNode());

@@ -11,6 +11,7 @@ import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { storeDirs } from '../helpers/store.js';
 import { randomVectors } from '../store/helpers.js';
 import { ADMIN, REGION, testConfig } from './helpers.js';
+import { testPort } from '../helpers/ports.js';
 
 let cluster: EtcdCluster;
 let dir: string;
@@ -23,7 +24,7 @@ async function serveNode(n: number, extra: string[] = []): Promise<{ url: string
       'kms',
       'serve',
       '--port',
-      extra.length > 0 ? '46030' : '0',
+      extra.length > 0 ? String(testPort(46030)) : '0',
       '--data-dir',
       join(dir, `node${n}`),
       '--config',
@@ -52,7 +53,7 @@ async function serveNode(n: number, extra: string[] = []): Promise<{ url: string
 }
 
 beforeAll(async () => {
-  cluster = await startEtcdCluster(46020);
+  cluster = await startEtcdCluster(testPort(46020));
   dir = await mkdtemp(join(tmpdir(), 'vs-kms-failover-'));
   await writeFile(join(dir, 'config.json'), JSON.stringify(testConfig()), { mode: 0o600 });
 });

@@ -23,10 +23,11 @@ import { openStore, type Store } from '../../src/store/index.js';
 import { storeDirs } from '../helpers/store.js';
 import { randomVectors } from '../store/helpers.js';
 import { ADMIN, DAY, manualClock, testConfig } from './helpers.js';
+import { testPort } from '../helpers/ports.js';
 
 const EAST = 'us-east-1';
 const WEST = 'eu-west-1';
-const PORTS: Record<string, number> = { [EAST]: 46100, [WEST]: 46101 };
+const PORTS: Record<string, number> = { [EAST]: testPort(46040), [WEST]: testPort(46041) };
 let dir: string;
 const services: Record<string, RunningKeyService> = {};
 const clients: KMSClient[] = [];
@@ -199,7 +200,7 @@ describe('multi-region keys across two key-service regions', () => {
 
   it('automatic rotation of a primary reaches its replica', async () => {
     const clock = manualClock();
-    const ports: Record<string, number> = { [EAST]: 46102, [WEST]: 46103 };
+    const ports: Record<string, number> = { [EAST]: testPort(46042), [WEST]: testPort(46043) };
     const started: RunningKeyService[] = [];
     const regional = (region: string) =>
       startKeyService({

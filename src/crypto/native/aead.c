@@ -31,9 +31,13 @@
 /* C2SP: chunk counters stay below 2^38. */
 #define MAX_CHUNKS ((uint64_t)1 << 38)
 
-/* Per-environment (main thread or worker) state: the fetched cipher. */
+/* Per-environment (main thread or worker) state: the fetched cipher and digest, and one reusable context of each. */
 typedef struct {
   EVP_CIPHER *aes;
+  EVP_MD *sha256;
+  /* Reused by the one-shot KMS calls (one JS thread per environment): no context is allocated per message. */
+  EVP_MD_CTX *md_ctx;
+  EVP_CIPHER_CTX *gcm_ctx;
 } addon_state;
 
 /* One key: a cipher context with the key schedule done once. */
@@ -370,10 +374,144 @@ static napi_value js_gcm(napi_env env, napi_callback_info info) {
   return result;
 }
 
+#define SHA256_SIZE 32
+#define SHA256_BLOCK 64
+
+/*
+ * HMAC-SHA256 (RFC 2104) on the environment's fetched SHA-256 and reused
+ * digest context: H(K ^ opad || H(K ^ ipad || m)), m given as up to three
+ * pieces. Node's createHmac builds a JS object, a native handle and a fresh
+ * OpenSSL context per call; the key service computes three HMACs per request
+ * (two for the message key's HKDF, one for the SigV4 signature), and that
+ * setup cost more than the hashing.
+ */
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+} piece;
+
+static int hmac_sha256(addon_state *state, const uint8_t *key, size_t key_len, const piece *m, int pieces, uint8_t out[SHA256_SIZE]) {
+  EVP_MD_CTX *ctx = state->md_ctx;
+  uint8_t block[SHA256_BLOCK];
+  uint8_t inner[SHA256_SIZE];
+  unsigned int n = 0;
+  int ok = 1;
+  memset(block, 0, sizeof block);
+  if (key_len > SHA256_BLOCK) {
+    ok = EVP_DigestInit_ex(ctx, state->sha256, NULL) && EVP_DigestUpdate(ctx, key, key_len) && EVP_DigestFinal_ex(ctx, block, &n);
+  } else if (key_len > 0) {
+    memcpy(block, key, key_len);
+  }
+  for (int i = 0; i < SHA256_BLOCK; i++) block[i] ^= 0x36;
+  ok = ok && EVP_DigestInit_ex(ctx, state->sha256, NULL) && EVP_DigestUpdate(ctx, block, SHA256_BLOCK);
+  for (int i = 0; ok && i < pieces; i++) {
+    if (m[i].len > 0) ok = EVP_DigestUpdate(ctx, m[i].data, m[i].len);
+  }
+  ok = ok && EVP_DigestFinal_ex(ctx, inner, &n);
+  for (int i = 0; i < SHA256_BLOCK; i++) block[i] ^= 0x36 ^ 0x5c;
+  ok = ok && EVP_DigestInit_ex(ctx, state->sha256, NULL) && EVP_DigestUpdate(ctx, block, SHA256_BLOCK) &&
+       EVP_DigestUpdate(ctx, inner, SHA256_SIZE) && EVP_DigestFinal_ex(ctx, out, &n);
+  /* A fresh Init overwrites the chaining state, which after Final holds the HMAC itself. */
+  ok = EVP_DigestInit_ex(ctx, state->sha256, NULL) && ok;
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(inner, sizeof inner);
+  return ok;
+}
+
+/* hmacSha256(key, data) -> Buffer(32) */
+static napi_value js_hmac_sha256(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_type(env, "expected (key, data)");
+  uint8_t *key, *data;
+  size_t key_len, data_len;
+  if (!get_bytes(env, argv[0], "key", &key, &key_len) || !get_bytes(env, argv[1], "data", &data, &data_len)) return NULL;
+  addon_state *state = NULL;
+  CALL(env, napi_get_instance_data(env, (void **)&state));
+  napi_value result;
+  void *out = NULL;
+  CALL(env, napi_create_buffer(env, SHA256_SIZE, &out, &result));
+  piece m = {data, data_len};
+  if (!hmac_sha256(state, key, key_len, &m, 1, (uint8_t *)out)) return throw_openssl(env, "HMAC-SHA256 failed");
+  return result;
+}
+
+/*
+ * hkdfGcm(encrypt, ikm, salt, infoPrefix, infoSuffix, aad, input, out) -> bytes
+ * written, or -1 when opening fails to authenticate (out is then zeroed).
+ *
+ * The key service's per-message AEAD in one crossing: the message key is
+ * HKDF-SHA256 (RFC 5869) of ikm with salt, info = infoPrefix || infoSuffix,
+ * 32 bytes (Extract, then the single Expand block), and seals or opens input
+ * with AES-256-GCM under it, IV all zeros (the key seals one message only),
+ * the given AAD. Sealing writes ciphertext || 16-byte tag; opening takes
+ * ciphertext || tag and writes the plaintext. src/kms/ciphertext.ts computes
+ * the same with node:crypto when the addon is not built. The message key
+ * never leaves this function and is cleansed before it returns.
+ */
+static napi_value js_hkdf_gcm(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 8) return throw_type(env, "expected (encrypt, ikm, salt, infoPrefix, infoSuffix, aad, input, out)");
+  bool encrypt = false;
+  CALL(env, napi_get_value_bool(env, argv[0], &encrypt));
+  uint8_t *ikm, *salt, *info1, *info2, *aad, *in, *out;
+  size_t ikm_len, salt_len, info1_len, info2_len, aad_len, in_len, out_len;
+  if (!get_bytes(env, argv[1], "ikm", &ikm, &ikm_len) || !get_bytes(env, argv[2], "salt", &salt, &salt_len) ||
+      !get_bytes(env, argv[3], "infoPrefix", &info1, &info1_len) || !get_bytes(env, argv[4], "infoSuffix", &info2, &info2_len) ||
+      !get_bytes(env, argv[5], "aad", &aad, &aad_len) || !get_bytes(env, argv[6], "input", &in, &in_len) ||
+      !get_bytes(env, argv[7], "out", &out, &out_len)) {
+    return NULL;
+  }
+  if (!encrypt && in_len < TAG_SIZE) return throw_range(env, "\"input\" expected at least 16 bytes");
+  if (in_len > INT32_MAX - TAG_SIZE || aad_len > INT32_MAX) return throw_range(env, "input too large");
+  size_t body = encrypt ? in_len : in_len - TAG_SIZE;
+  size_t need = encrypt ? in_len + TAG_SIZE : body;
+  if (out_len < need) return throw_range(env, "\"out\" is too small");
+  addon_state *state = NULL;
+  CALL(env, napi_get_instance_data(env, (void **)&state));
+
+  static const uint8_t one = 1;
+  static const uint8_t zero_iv[NONCE_SIZE] = {0};
+  uint8_t prk[SHA256_SIZE];
+  uint8_t key[SHA256_SIZE];
+  /* Extract: PRK = HMAC(salt, ikm). Expand's single block: HMAC(PRK, info || 0x01). */
+  piece extract = {ikm, ikm_len};
+  piece expand[3] = {{info1, info1_len}, {info2, info2_len}, {&one, 1}};
+  int ok = hmac_sha256(state, salt, salt_len, &extract, 1, prk) && hmac_sha256(state, prk, SHA256_SIZE, expand, 3, key);
+  OPENSSL_cleanse(prk, sizeof prk);
+
+  EVP_CIPHER_CTX *ctx = state->gcm_ctx;
+  int len = 0;
+  ok = ok && EVP_CipherInit_ex(ctx, state->aes, NULL, key, zero_iv, encrypt ? 1 : 0);
+  OPENSSL_cleanse(key, sizeof key);
+  if (ok && aad_len > 0) ok = EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len);
+  if (ok && !encrypt) ok = set_tag(ctx, in + body);
+  if (ok && body > 0) ok = EVP_CipherUpdate(ctx, out, &len, in, (int)body);
+  int auth = 1;
+  if (ok && EVP_CipherFinal_ex(ctx, out + body, &len) <= 0) {
+    if (encrypt) ok = 0;
+    else auth = 0;
+  }
+  if (ok && encrypt) ok = get_tag(ctx, out + body);
+  /* Drops the message key's schedule from the reused context. */
+  EVP_CIPHER_CTX_reset(ctx);
+  if (!ok || !auth) OPENSSL_cleanse(out, need);
+  if (!ok) return throw_openssl(env, "HKDF-SHA256 + AES-256-GCM failed");
+  napi_value result;
+  CALL(env, napi_create_double(env, auth ? (double)need : -1, &result));
+  return result;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   addon_state *state = (addon_state *)data;
+  EVP_CIPHER_CTX_free(state->gcm_ctx);
+  EVP_MD_CTX_free(state->md_ctx);
+  EVP_MD_free(state->sha256);
   EVP_CIPHER_free(state->aes);
   free(state);
 }
@@ -383,13 +521,15 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   if (state == NULL) return throw_openssl(env, "out of memory");
   /* Fetched once per environment so that making a cipher does no provider lookup. */
   state->aes = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-  if (state->aes == NULL) {
-    free(state);
-    return throw_openssl(env, "AES-256-GCM is not available from Node's OpenSSL");
+  state->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  state->md_ctx = EVP_MD_CTX_new();
+  state->gcm_ctx = EVP_CIPHER_CTX_new();
+  if (state->aes == NULL || state->sha256 == NULL || state->md_ctx == NULL || state->gcm_ctx == NULL) {
+    finalize_state(env, state, NULL);
+    return throw_openssl(env, "AES-256-GCM or SHA-256 is not available from Node's OpenSSL");
   }
   if (napi_set_instance_data(env, state, finalize_state, NULL) != napi_ok) {
-    EVP_CIPHER_free(state->aes);
-    free(state);
+    finalize_state(env, state, NULL);
     return NULL;
   }
   napi_property_descriptor props[] = {
@@ -398,6 +538,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dispose", NULL, js_dispose, NULL, NULL, NULL, napi_enumerable, NULL},
       {"gcm", NULL, js_gcm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hmacSha256", NULL, js_hmac_sha256, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hkdfGcm", NULL, js_hkdf_gcm, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
