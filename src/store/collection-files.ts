@@ -84,11 +84,11 @@ async function newWal(s: CollectionMemory, walSeq: number, generation: number): 
   );
 }
 
-/** A layer to write and the staging file holding its serialized graph (the worker's, see graph-build.ts). */
-export interface GroupGraph {
-  layer: Layer;
-  file: string;
-}
+/**
+ * A layer to write and its serialized graph: in memory (the native build), or
+ * in a staging file (the hnswlib-node worker's, see graph-build.ts).
+ */
+export type GroupGraph = { layer: Layer; bytes: Uint8Array } | { layer: Layer; file: string };
 
 /** Chunks sealed per write of the index segment: 4 MiB batches for the native one-shot sealer. */
 const INDEX_BATCH_CHUNKS = 256;
@@ -142,8 +142,13 @@ export async function writeGroup(
       await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
       crashPoint(`${step}:metadata-written`);
       crashPoint('index:staged');
-      // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
-      await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));
+      if ('bytes' in graph) {
+        // Sealed from the one in-memory serialization (the caller zeroes it).
+        await write(SegmentKind.Index, graph.bytes, INDEX_BATCH_CHUNKS);
+      } else {
+        // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
+        await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));
+      }
       crashPoint(`${step}:index-written`);
     }
     if (tombstones.length > 0) {

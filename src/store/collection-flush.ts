@@ -3,7 +3,8 @@ import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import type { SegmentFileEntry } from '../storage/manifest.js';
 import { commit, endWalFile, removeWalBefore, retire, rotateWal, writeGroup } from './collection-files.js';
-import { buildGraphFile, loadGraph } from './graph-build.js';
+import { graphBackend } from '../hnsw/index.js';
+import { buildGraph, buildGraphFile, loadGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
 import type { CompactionReport, FlushTimings } from './collection-types.js';
 import { Layer } from './layer.js';
@@ -139,6 +140,7 @@ export async function buildAndWriteGroup(
     const files = await writeGroup(s, segId, undefined, tombstones, step);
     return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0 } };
   }
+  if (graphBackend() === 'native') return buildAndWriteInMemory(s, entries, segId, tombstones, step);
   return s.ctx.staging.withFile(async (graphFile) => {
     const t0 = process.hrtime.bigint();
     const layer = await assembleLayer(entries, s);
@@ -166,6 +168,43 @@ export async function buildAndWriteGroup(
     layer.attachIndex(await loading);
     return { layer, files, timings: { graphSeconds, writeSeconds, loadSeconds } };
   });
+}
+
+/**
+ * The native path: the graph is built in this process on two threads (the
+ * caller's thread free meanwhile) and is the layer's index as built; it is
+ * serialized once into one buffer, the index segment sealed from it and the
+ * buffer zeroed. No plaintext graph byte reaches a file, not even tmpfs.
+ */
+async function buildAndWriteInMemory(
+  s: CollectionMemory,
+  entries: Location[],
+  segId: number,
+  tombstones: string[],
+  step: string,
+): Promise<BuiltGroup> {
+  const t0 = process.hrtime.bigint();
+  const layer = await assembleLayer(entries, s);
+  const graph = await buildGraph(s.params, layer.flatVectors());
+  layer.segmentId = segId;
+  crashPoint(`${step}:built`);
+  const graphSeconds = since(t0);
+  const t1 = process.hrtime.bigint();
+  let files: SegmentFileEntry[];
+  try {
+    const bytes = new Uint8Array(graph.serializedSize());
+    try {
+      graph.serializeInto(bytes);
+      files = await writeGroup(s, segId, { layer, bytes }, tombstones, step);
+    } finally {
+      bytes.fill(0);
+    }
+  } catch (err) {
+    graph.free();
+    throw err;
+  }
+  layer.attachIndex(graph);
+  return { layer, files, timings: { graphSeconds, writeSeconds: since(t1), loadSeconds: 0 } };
 }
 
 /** A tail layer holding the given live records, in order (labels 0..n-1): the caller's thread only copies references. */

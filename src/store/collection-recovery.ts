@@ -10,7 +10,8 @@ import { decodeList, decodeVectorBlock } from './blocks.js';
 import { openNextWal, removeWalBefore } from './collection-files.js';
 import type { CollectionMemory, Op } from './collection-memory.js';
 import { HnswVectorExtractor } from './hnsw-vectors.js';
-import { deserializeIndex } from './index-io.js';
+import { graphBackend, type GraphIndex } from '../hnsw/index.js';
+import { deserializeIndex, deserializeIndexInMemory } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
@@ -216,42 +217,57 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
   };
   // 'l2' and 'ip' blocks leave the vectors to the index: a flat copy is read out of its stream on the way (for exact scans).
   const extractor = s.indexHoldsVectors ? new HnswVectorExtractor(g.count, s.info.dim, idxFile) : undefined;
-  let index;
+  const idxExpect = {
+    storeId: s.ctx.storeId,
+    collectionId: s.info.id,
+    kind: SegmentKind.Index,
+    segmentId: g.id,
+    dekVersion: idx.dekVersion,
+    length: idx.length,
+    sha256: idx.sha256,
+  };
+  let index: GraphIndex;
   let blocks;
   try {
-    // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
-    const loaded = await deserializeIndex(
-      async (sink) => {
-        const reader = await SegmentReader.open(
-          idxFile,
-          {
-            storeId: s.ctx.storeId,
-            collectionId: s.info.id,
-            kind: SegmentKind.Index,
-            segmentId: g.id,
-            dekVersion: idx.dekVersion,
-            length: idx.length,
-            sha256: idx.sha256,
-          },
-          keyFor,
-        );
-        try {
-          await reader.readInto(
-            extractor
-              ? (bytes) => {
-                  extractor.push(bytes);
-                  sink(bytes);
-                }
-              : sink,
+    const loaded =
+      graphBackend() === 'native'
+        ? // Decrypted into one buffer whose hash is checked before the graph is read from it (no staging file).
+          await deserializeIndexInMemory(
+            async () => {
+              const plain = await readSegment(idxFile, idxExpect, keyFor);
+              try {
+                extractor?.push(plain);
+              } catch (err) {
+                plain.fill(0);
+                throw err;
+              }
+              return plain;
+            },
+            s.params,
+            idxFile,
+            readBlocks,
+          )
+        : await deserializeIndex(
+            async (sink) => {
+              // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
+              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
+              try {
+                await reader.readInto(
+                  extractor
+                    ? (bytes) => {
+                        extractor.push(bytes);
+                        sink(bytes);
+                      }
+                    : sink,
+                );
+              } finally {
+                await reader.close();
+              }
+            },
+            s.params,
+            s.ctx.staging,
+            readBlocks,
           );
-        } finally {
-          await reader.close();
-        }
-      },
-      s.params,
-      s.ctx.staging,
-      readBlocks,
-    );
     index = loaded.index;
     blocks = loaded.beside;
   } catch (err) {

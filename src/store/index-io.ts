@@ -3,7 +3,8 @@ import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { removeFile } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
-import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
+import { HnswlibGraph, NativeGraph } from '../hnsw/index.js';
+import type { HnswIndex, IndexParams } from './layer.js';
 
 /**
  * hnswlib serializes only to a path: these go through a staging file on a
@@ -84,7 +85,7 @@ export async function deserializeIndex<T>(
   params: IndexParams,
   staging: Staging,
   beside: () => Promise<T>,
-): Promise<{ index: HnswIndex; beside: T }> {
+): Promise<{ index: HnswlibGraph; beside: T }> {
   return staging.withFile(async (path) => {
     try {
       const file = fileLayer().openSync(path, 'truncate', 0o600);
@@ -93,8 +94,8 @@ export async function deserializeIndex<T>(
       } finally {
         file.closeSync();
       }
-      const index = emptyIndex(params);
-      const loading = index.readIndex(path, false);
+      const index = HnswlibGraph.empty(params);
+      const loading = index.raw.readIndex(path, false);
       // Awaited below on every path: never an unhandled rejection.
       loading.catch(() => undefined);
       let other: T;
@@ -110,4 +111,34 @@ export async function deserializeIndex<T>(
       await removeFile(path);
     }
   });
+}
+
+/**
+ * Loads an index from its serialized bytes in memory (the native addon: no
+ * staging file). `produce` returns the whole plaintext once its hash has been
+ * checked; the graph is read from it on the thread pool while `beside` runs
+ * on this thread, and the plaintext is zeroed on every path once read.
+ */
+export async function deserializeIndexInMemory<T>(
+  produce: () => Promise<Uint8Array>,
+  params: IndexParams,
+  file: string,
+  beside: () => Promise<T>,
+): Promise<{ index: NativeGraph; beside: T }> {
+  const bytes = await produce();
+  try {
+    const loading = NativeGraph.deserialize(params, bytes, file);
+    // Awaited below on every path: never an unhandled rejection.
+    loading.catch(() => undefined);
+    let other: T;
+    try {
+      other = await beside();
+    } catch (err) {
+      await loading.catch(() => undefined);
+      throw err;
+    }
+    return { index: await loading, beside: other };
+  } finally {
+    bytes.fill(0);
+  }
 }

@@ -1,12 +1,13 @@
-import hnswlib from 'hnswlib-node';
 import { UnsupportedOperationError } from '../errors.js';
+import { graphBackend, HnswlibGraph, NativeGraph, type GraphIndex, type LabelFilter } from '../hnsw/index.js';
 import type { Metadata } from './metadata.js';
 import { MetadataIndex } from './metadata-index.js';
 import { type ScanRows, scanNearest } from './exact-scan.js';
 
-const { HierarchicalNSW } = hnswlib;
-export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
-export type Space = 'l2' | 'ip' | 'cosine';
+/** hnswlib-node's index (the hnswlib integration's type). */
+export type HnswIndex = HnswlibIndex;
+export type { Space } from '../hnsw/index.js';
+import type { HnswlibIndex, Space } from '../hnsw/index.js';
 
 export interface IndexParams {
   space: Space;
@@ -15,21 +16,15 @@ export interface IndexParams {
   efConstruction: number;
 }
 
-/** A fresh, empty HNSW index. */
-export function newIndex(p: IndexParams, capacity: number): HnswIndex {
-  const index = new HierarchicalNSW(p.space, p.dim);
-  index.initIndex({ maxElements: Math.max(1, capacity), m: p.M, efConstruction: p.efConstruction, randomSeed: 100 });
-  return index;
-}
-
-export function emptyIndex(p: IndexParams): HnswIndex {
-  return new HierarchicalNSW(p.space, p.dim);
+/** A fresh, empty HNSW index, on the process's graph backend. */
+export function newIndex(p: IndexParams, capacity: number): GraphIndex {
+  return graphBackend() === 'native' ? NativeGraph.create(p, capacity) : HnswlibGraph.create(p, capacity);
 }
 
 /** Raw result of one layer's search: labels and distances, closest first. */
 export interface LayerHits {
-  neighbors: number[];
-  distances: number[];
+  neighbors: ArrayLike<number>;
+  distances: ArrayLike<number>;
 }
 
 const NO_HITS: LayerHits = { neighbors: [], distances: [] };
@@ -56,11 +51,11 @@ export class Layer {
   /** Ids deleted while this layer was the memtable: they mask older layers. */
   readonly tombstones = new Set<string>();
 
-  private made: HnswIndex | undefined;
+  private made: GraphIndex | undefined;
   /** The graph's capacity, read once (a native call per search costs the unfiltered path); -1 until read or after a resize. */
   private maxElements = -1;
   private metaIndex: MetadataIndex | undefined;
-  private readonly make: (() => HnswIndex) | undefined;
+  private readonly make: (() => GraphIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
   private scanSpace: Space | undefined;
 
@@ -69,7 +64,7 @@ export class Layer {
      * The index, or (for a memtable) how to make it on first use: an empty HNSW index
      * costs megabytes, and most memtables of a store with many collections stay empty.
      */
-    index: HnswIndex | (() => HnswIndex),
+    index: GraphIndex | (() => GraphIndex),
     capacity: number,
     /** Segment group id once flushed; undefined for a memtable. */
     public segmentId: number | undefined,
@@ -107,7 +102,7 @@ export class Layer {
    * Gives a tail its graph, built elsewhere over labels 0..size-1 in order;
    * labels that died meanwhile are marked deleted in it.
    */
-  attachIndex(index: HnswIndex): void {
+  attachIndex(index: GraphIndex): void {
     if (!this.isTail) throw new UnsupportedOperationError('the layer already has its graph');
     this.made = index;
     this.maxElements = -1;
@@ -128,8 +123,8 @@ export class Layer {
     return out;
   }
 
-  get index(): HnswIndex {
-    this.made ??= (this.make as () => HnswIndex)();
+  get index(): GraphIndex {
+    this.made ??= (this.make as () => GraphIndex)();
     return this.made;
   }
 
@@ -170,7 +165,7 @@ export class Layer {
         this.index.resizeIndex(next);
         this.maxElements = -1;
       }
-      this.index.addPoint(Array.from(vector), label);
+      this.index.addPoint(vector, label);
     }
     if (label >= this.dead.length) {
       const grown = new Uint8Array(Math.max(this.dead.length * 2, label + 1));
@@ -219,7 +214,7 @@ export class Layer {
   }
 
   /** The index's copy of `label`, also when the label is marked deleted (superseded while being copied). */
-  private pointOf(label: number): number[] {
+  private pointOf(label: number): ArrayLike<number> {
     try {
       return this.index.getPoint(label);
     } catch (err) {
@@ -259,8 +254,11 @@ export class Layer {
     return this.searchIndex(query, k, ef, accept && ((label) => accept(metadata[label], ids[label] as string)));
   }
 
-  /** The HNSW graph's nearest live labels, closest first, optionally restricted to labels `admit` accepts (called from native code). */
-  searchIndex(query: number[], k: number, ef: number, admit?: (label: number) => boolean): LayerHits {
+  /**
+   * The HNSW graph's nearest live labels, closest first, optionally restricted to the labels `admit` accepts: a
+   * predicate (called from native code) or a bitmap of labels (tested in C++ by the native backend).
+   */
+  searchIndex(query: number[], k: number, ef: number, admit?: LabelFilter): LayerHits {
     if (this.maxElements < 0) this.maxElements = this.index.getMaxElements();
     const n = Math.min(k, this.maxElements);
     this.index.setEf(Math.max(ef, n));
