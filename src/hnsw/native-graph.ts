@@ -1,5 +1,5 @@
 import { CorruptDataError, GraphBusyError, IndexBuildError, InvalidArgumentError, UnsupportedOperationError } from '../errors.js';
-import type { GraphHits, GraphIndex, GraphParams, LabelFilter, Space } from './graph.js';
+import type { GraphIndex, GraphParams, LabelFilter, Space } from './graph.js';
 import { loadHnswAddon, type AddonGraph } from './native-addon.js';
 
 /** The typed error for an error the addon threw (its `code` says which kind). */
@@ -99,7 +99,7 @@ export class NativeGraph implements GraphIndex {
     call(() => this.g.addPoint(point, label));
   }
 
-  searchKnn(query: number[] | Float32Array, k: number, filter?: LabelFilter): GraphHits {
+  searchKnn(query: number[] | Float32Array, k: number, filter?: LabelFilter): { neighbors: Uint32Array; distances: Float32Array } {
     return call(() => (filter === undefined ? this.g.searchKnn(query, k) : this.g.searchKnn(query, k, filter)));
   }
 

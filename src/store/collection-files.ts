@@ -17,7 +17,16 @@ import type { Layer } from './layer.js';
  * removal, and the writing of one segment group.
  */
 
-/** Replaces the manifest: named in the store state (as pending) before it is renamed into place. */
+/**
+ * Replaces the manifest: named in the store state (as pending) before it is renamed into place.
+ *
+ * The fsyncs of a commit, each one the durability promise needs (test/store/fsync-count.test.ts counts them):
+ * - the manifest's temp file: its bytes must be durable before a rename can make them the collection's manifest;
+ * - the STATE's temp file and the store directory: the state must name the new manifest (generation and hash)
+ *   before the rename, or an open after a power cut would take the new manifest for a swapped-in file;
+ * - the collection directory after the rename: the next state write marks this manifest committed, and an older
+ *   manifest found after that is a rollback (the store would refuse to open).
+ */
 export async function commit(s: CollectionMemory, next: ManifestData): Promise<void> {
   const version = s.ctx.keys.activeDekVersion(s.info.id);
   let ref: { generation: number; sha256: string } | undefined;
@@ -95,8 +104,11 @@ const INDEX_BATCH_CHUNKS = 256;
 
 /**
  * Writes the segment files of one group; returns their manifest entries.
- * Each file is written and fdatasynced on its own handle; then the group's
- * directory is fsynced once, before the manifest names any of them.
+ * Each file is written and fsynced on its own handle (its bytes must be
+ * durable before the manifest names its hash); then the group's directory is
+ * fsynced once (the files' names), before the manifest names any of them.
+ * One fsync per file plus one per group is the least that promise allows:
+ * no file is renamed twice, no directory fsynced twice.
  */
 export async function writeGroup(
   s: CollectionMemory,
