@@ -27,6 +27,11 @@ export interface AddonGraph {
   serializedSize(): number;
   serializeInto(out: Uint8Array): number;
   deserialize(bytes: Uint8Array): Promise<void>;
+  loadBegin(total: number): void;
+  loadPush(bytes: Uint8Array): void;
+  loadEnd(): Promise<void>;
+  loadAbort(): void;
+  serializeRange(out: Uint8Array, offset: number): number;
   busy(): boolean;
   free(): void;
 }

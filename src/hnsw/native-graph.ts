@@ -24,6 +24,16 @@ function call<T>(f: () => T): T {
   }
 }
 
+/** A streamed load of a serialized graph (see {@link NativeGraph.loader}). */
+export interface GraphLoader {
+  /** Copies the next bytes into the graph (in order; a malformed header or size throws CorruptDataError at once). */
+  push(bytes: Uint8Array): void;
+  /** Checks every level and link once all bytes are in; resolves to the graph. */
+  end(): Promise<NativeGraph>;
+  /** Drops what was loaded so far. */
+  abort(): void;
+}
+
 /**
  * A graph held by vectorseal's own binding of hnswlib's headers
  * (native/graph.cc). Beside what hnswlib-node offers it adds points in
@@ -70,6 +80,36 @@ export class NativeGraph implements GraphIndex {
       throw typed(err, file);
     }
     return graph;
+  }
+
+  /**
+   * A graph read from its serialization (`total` bytes) pushed in pieces of
+   * any size: each piece is copied at once into the graph's own memory (the
+   * caller may reuse or zero its buffer), and nothing larger than `total`
+   * declares is allocated. end() checks every size and link and resolves to
+   * the graph; a malformed serialization is a CorruptDataError naming `file`.
+   */
+  static loader(p: Pick<GraphParams, 'space' | 'dim'>, total: number, file?: string): GraphLoader {
+    const graph = new NativeGraph(p.space, p.dim);
+    call(() => graph.g.loadBegin(total));
+    return {
+      push: (bytes) => {
+        try {
+          graph.g.loadPush(bytes);
+        } catch (err) {
+          throw typed(err, file);
+        }
+      },
+      end: async () => {
+        try {
+          await graph.g.loadEnd();
+        } catch (err) {
+          throw typed(err, file);
+        }
+        return graph;
+      },
+      abort: () => call(() => graph.g.loadAbort()),
+    };
   }
 
   /**
@@ -143,6 +183,15 @@ export class NativeGraph implements GraphIndex {
   /** Writes the graph into `out` (at least serializedSize() bytes) in hnswlib's saveIndex format; returns the bytes written. */
   serializeInto(out: Uint8Array): number {
     return call(() => this.g.serializeInto(out));
+  }
+
+  /**
+   * Writes bytes [offset, offset + out.length) of what {@link serializeInto}
+   * writes into `out`; returns how many (fewer at the end, 0 past it): the
+   * serialization streams through one reused buffer.
+   */
+  serializeRange(out: Uint8Array, offset: number): number {
+    return call(() => this.g.serializeRange(out, offset));
   }
 
   /** Frees the graph's memory now (not at garbage collection); the object is unusable afterwards. */

@@ -97,7 +97,7 @@ async function newWal(s: CollectionMemory, walSeq: number, generation: number): 
  * A layer to write and its serialized graph: in memory (the native build), or
  * in a staging file (the hnswlib-node worker's, see graph-build.ts).
  */
-export type GroupGraph = { layer: Layer; bytes: Uint8Array } | { layer: Layer; file: string };
+export type GroupGraph = { layer: Layer; bytes: Uint8Array | AsyncIterable<Uint8Array> } | { layer: Layer; file: string };
 
 /** Chunks sealed per write of the index segment: 4 MiB batches for the native one-shot sealer. */
 const INDEX_BATCH_CHUNKS = 256;
@@ -155,7 +155,7 @@ export async function writeGroup(
       crashPoint(`${step}:metadata-written`);
       crashPoint('index:staged');
       if ('bytes' in graph) {
-        // Sealed from the one in-memory serialization (the caller zeroes it).
+        // Sealed from the in-memory serialization (the caller's buffer, zeroed by the caller).
         await write(SegmentKind.Index, graph.bytes, INDEX_BATCH_CHUNKS);
       } else {
         // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).

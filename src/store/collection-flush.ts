@@ -172,9 +172,10 @@ export async function buildAndWriteGroup(
 
 /**
  * The native path: the graph is built in this process on two threads (the
- * caller's thread free meanwhile) and is the layer's index as built; it is
- * serialized once into one buffer, the index segment sealed from it and the
- * buffer zeroed. No plaintext graph byte reaches a file, not even tmpfs.
+ * caller's thread free meanwhile) and is the layer's index as built; the
+ * index segment is sealed from its serialization, streamed out of the graph's
+ * memory through one reused buffer that is zeroed after. No plaintext graph
+ * byte reaches a file, not even tmpfs.
  */
 async function buildAndWriteInMemory(
   s: CollectionMemory,
@@ -192,12 +193,21 @@ async function buildAndWriteInMemory(
   const t1 = process.hrtime.bigint();
   let files: SegmentFileEntry[];
   try {
-    const bytes = new Uint8Array(graph.serializedSize());
+    // Streamed out of the graph's memory through one reused buffer (no whole-graph copy), zeroed at the end.
+    const size = graph.serializedSize();
+    const buf = Buffer.allocUnsafeSlow(Math.max(1, Math.min(SERIALIZE_BATCH, size)));
+    async function* batches(): AsyncGenerator<Uint8Array> {
+      for (let off = 0; off < size; ) {
+        const n = graph.serializeRange(buf, off);
+        if (n === 0) return;
+        off += n;
+        yield buf.subarray(0, n);
+      }
+    }
     try {
-      graph.serializeInto(bytes);
-      files = await writeGroup(s, segId, { layer, bytes }, tombstones, step);
+      files = await writeGroup(s, segId, { layer, bytes: batches() }, tombstones, step);
     } finally {
-      bytes.fill(0);
+      buf.fill(0);
     }
   } catch (err) {
     graph.free();
@@ -206,6 +216,9 @@ async function buildAndWriteInMemory(
   layer.attachIndex(graph);
   return { layer, files, timings: { graphSeconds, writeSeconds: since(t1), loadSeconds: 0 } };
 }
+
+/** Bytes of the graph's serialization sealed per batch: the index segment's 4 MiB write batches. */
+const SERIALIZE_BATCH = 256 * 16 * 1024;
 
 /** A tail layer holding the given live records, in order (labels 0..n-1): the caller's thread only copies references. */
 async function assembleLayer(entries: Location[], s: CollectionMemory): Promise<Layer> {

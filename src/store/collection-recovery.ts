@@ -11,7 +11,7 @@ import { openNextWal, removeWalBefore } from './collection-files.js';
 import type { CollectionMemory, Op } from './collection-memory.js';
 import { HnswVectorExtractor } from './hnsw-vectors.js';
 import { graphBackend, type GraphIndex } from '../hnsw/index.js';
-import { deserializeIndex, deserializeIndexInMemory } from './index-io.js';
+import { deserializeIndex, loadIndexStreamed } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
@@ -231,17 +231,24 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
   try {
     const loaded =
       graphBackend() === 'native'
-        ? // Decrypted into one buffer whose hash is checked before the graph is read from it (no staging file).
-          await deserializeIndexInMemory(
-            async () => {
-              const plain = await readSegment(idxFile, idxExpect, keyFor);
+        ? // Decrypted in batches straight into the graph's memory (no staging file, no whole-graph buffer); the graph is
+          // checked and handed out once the hash matched.
+          await loadIndexStreamed(
+            async (openGraph) => {
+              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
               try {
-                extractor?.push(plain);
-              } catch (err) {
-                plain.fill(0);
-                throw err;
+                const sink = openGraph(reader.length);
+                await reader.readInto(
+                  extractor
+                    ? (bytes) => {
+                        extractor.push(bytes);
+                        sink(bytes);
+                      }
+                    : sink,
+                );
+              } finally {
+                await reader.close();
               }
-              return plain;
             },
             s.params,
             idxFile,

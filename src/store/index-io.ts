@@ -3,7 +3,8 @@ import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { removeFile } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
-import { HnswlibGraph, NativeGraph } from '../hnsw/index.js';
+import { CorruptDataError } from '../errors.js';
+import { type GraphLoader, HnswlibGraph, NativeGraph } from '../hnsw/index.js';
 import type { HnswIndex, IndexParams } from './layer.js';
 
 /**
@@ -114,31 +115,33 @@ export async function deserializeIndex<T>(
 }
 
 /**
- * Loads an index from its serialized bytes in memory (the native addon: no
- * staging file). `produce` returns the whole plaintext once its hash has been
- * checked; the graph is read from it on the thread pool while `beside` runs
- * on this thread, and the plaintext is zeroed on every path once read.
+ * Loads an index whose serialized bytes `produce` streams (the native addon:
+ * no staging file, no whole-graph buffer). `produce` calls `open` with the
+ * plaintext length, then hands the bytes in order to the sink it returns;
+ * each batch is copied at once into the graph's own memory, so the caller's
+ * buffer is reused and zeroed as it wishes. The graph's levels and links are
+ * checked and the graph handed out only once `produce` has resolved (for a
+ * segment: once its hash has been checked). `beside` runs meanwhile (the
+ * group's other blocks are decrypted and decoded between the reads).
  */
-export async function deserializeIndexInMemory<T>(
-  produce: () => Promise<Uint8Array>,
+export async function loadIndexStreamed<T>(
+  produce: (open: (total: number) => (bytes: Uint8Array) => void) => Promise<void>,
   params: IndexParams,
   file: string,
   beside: () => Promise<T>,
 ): Promise<{ index: NativeGraph; beside: T }> {
-  const bytes = await produce();
-  try {
-    const loading = NativeGraph.deserialize(params, bytes, file);
-    // Awaited below on every path: never an unhandled rejection.
-    loading.catch(() => undefined);
-    let other: T;
-    try {
-      other = await beside();
-    } catch (err) {
-      await loading.catch(() => undefined);
-      throw err;
-    }
-    return { index: await loading, beside: other };
-  } finally {
-    bytes.fill(0);
+  let loader: GraphLoader | undefined;
+  const produced = produce((total) => {
+    const l = NativeGraph.loader(params, total, file);
+    loader = l;
+    return (bytes) => l.push(bytes);
+  });
+  const [p, b] = await Promise.allSettled([produced, beside()]);
+  if (p.status === 'rejected' || b.status === 'rejected' || !loader) {
+    loader?.abort();
+    if (p.status === 'rejected') throw p.reason;
+    if (b.status === 'rejected') throw b.reason;
+    throw new CorruptDataError('the index segment was never read', { file, reason: 'missing' });
   }
+  return { index: await loader.end(), beside: b.value };
 }

@@ -76,124 +76,210 @@ struct Cursor {
   }
 };
 
-// Reads hnswlib's saveIndex format from memory into a new graph, checking every size, count, level and
-// neighbour id against the buffer and the header, so that a search over the result never reads out of bounds.
-std::unique_ptr<Hnsw> LoadFromMemory(hnswlib::SpaceInterface<float>* space, const uint8_t* bytes, size_t length) {
-  Cursor c{bytes, length};
-  const size_t offsetLevel0 = c.pod<size_t>();
-  const size_t maxElements = c.pod<size_t>();
-  const size_t count = c.pod<size_t>();
-  const size_t sizePer = c.pod<size_t>();
-  const size_t labelOffset = c.pod<size_t>();
-  const size_t offsetData = c.pod<size_t>();
-  const int maxLevel = c.pod<int>();
-  const tableint enter = c.pod<tableint>();
-  const size_t maxM = c.pod<size_t>();
-  const size_t maxM0 = c.pod<size_t>();
-  const size_t M = c.pod<size_t>();
-  const double mult = c.pod<double>();
-  const size_t efConstruction = c.pod<size_t>();
-
-  const size_t dataSize = space->get_data_size();
-  if (M < 1 || M > 10000 || maxM != M || maxM0 != 2 * M) throw FormatError{"M does not match its level sizes"};
-  const size_t links0 = maxM0 * sizeof(tableint) + sizeof(linklistsizeint);
-  const size_t linksPer = maxM * sizeof(tableint) + sizeof(linklistsizeint);
-  if (offsetLevel0 != 0 || offsetData != links0 || labelOffset != links0 + dataSize || sizePer != labelOffset + sizeof(labeltype))
-    throw FormatError{"the record layout does not match the dimension and M"};
-  if (count > maxElements) throw FormatError{"more records than capacity"};
-  if (count > 0xffffffffull) throw FormatError{"too many records"};
-  if (!(std::isfinite(mult) && mult > 0.0)) throw FormatError{"bad level factor"};
-  if (efConstruction < 1 || efConstruction > (1u << 24)) throw FormatError{"bad efConstruction"};
-  if (count > 0 && (enter >= count || maxLevel < 0 || maxLevel > 1000)) throw FormatError{"bad entry point or level"};
-  if (count > (length - c.off) / sizePer) throw FormatError{"truncated level 0"};
-  const uint8_t* level0 = c.take(count * sizePer);
-
-  // First pass: the upper levels' sizes (each element's level), within the buffer.
-  std::vector<int> levels(count, 0);
-  std::vector<const uint8_t*> upper(count, nullptr);
-  for (size_t i = 0; i < count; i++) {
-    const uint32_t size = c.pod<uint32_t>();
-    if (size == 0) continue;
-    if (size % linksPer != 0) throw FormatError{"an upper link list has a partial level"};
-    const size_t lv = size / linksPer;
-    if (lv > static_cast<size_t>(maxLevel)) throw FormatError{"an element above the top level"};
-    levels[i] = static_cast<int>(lv);
-    upper[i] = c.take(size);
+// Reads hnswlib's saveIndex format, pushed in pieces of any size, into memory laid out as hnswlib holds it (each
+// byte is copied once, into its final place). Every size and count is checked against the total the caller
+// declared before anything is allocated for it; finish() checks every level and neighbour id, so that a search
+// over the result never reads out of bounds, and only then builds the graph.
+class StreamLoad {
+ public:
+  StreamLoad(hnswlib::SpaceInterface<float>* space, size_t total) : space_(space), total_(total) {}
+  ~StreamLoad() {
+    std::free(level0_);
+    for (char* p : lists_) std::free(p);
   }
-  if (c.off != length) throw FormatError{"trailing bytes"};
-  if (count > 0 && levels[enter] != maxLevel) throw FormatError{"the entry point is not on the top level"};
+  StreamLoad(const StreamLoad&) = delete;
+  StreamLoad& operator=(const StreamLoad&) = delete;
 
-  // Second pass: every neighbour id in range, on a level its neighbour has, and no list longer than allowed.
-  auto checkList = [&](const uint8_t* list, size_t maxLinks, int level) {
-    uint16_t n;
-    std::memcpy(&n, list, sizeof(n));
-    if (n > maxLinks) throw FormatError{"a link list is longer than M allows"};
-    for (size_t j = 0; j < n; j++) {
-      tableint id;
-      std::memcpy(&id, list + sizeof(linklistsizeint) + j * sizeof(tableint), sizeof(id));
-      if (id >= count || levels[id] < level) throw FormatError{"a link to no element on its level"};
+  void push(const uint8_t* p, size_t n) {
+    if (n > total_ - received_) throw FormatError{"trailing bytes"};
+    received_ += n;
+    while (n > 0) {
+      size_t k = 0;
+      switch (state_) {
+        case kHeader:
+          k = std::min(n, kHeaderSize - have_);
+          std::memcpy(head_ + have_, p, k);
+          have_ += k;
+          consumed_ += k;
+          if (have_ == kHeaderSize) parseHeader();
+          break;
+        case kLevel0:
+          k = std::min(n, count_ * sizePer_ - have_);
+          std::memcpy(level0_ + have_, p, k);
+          have_ += k;
+          consumed_ += k;
+          if (have_ == count_ * sizePer_) nextElement(true);
+          break;
+        case kSize:
+          k = std::min(n, sizeof(uint32_t) - have_);
+          std::memcpy(sizeBytes_ + have_, p, k);
+          have_ += k;
+          consumed_ += k;
+          if (have_ == sizeof(uint32_t)) parseSize();
+          break;
+        case kList:
+          k = std::min(n, listSize_ - have_);
+          std::memcpy(lists_[elem_] + have_, p, k);
+          have_ += k;
+          consumed_ += k;
+          if (have_ == listSize_) nextElement(false);
+          break;
+        case kDone:
+          throw FormatError{"trailing bytes"};
+      }
+      p += k;
+      n -= k;
     }
-  };
-  std::vector<uint8_t> seen;
-  for (size_t i = 0; i < count; i++) {
-    const uint8_t* rec = level0 + i * sizePer;
-    checkList(rec, maxM0, 0);
-    for (int l = 1; l <= levels[i]; l++) checkList(upper[i] + (l - 1) * linksPer, maxM, l);
   }
 
-  // Built aside, then handed to the graph whole: a failure above leaves nothing half-assigned.
-  const size_t capacity = std::max<size_t>(count, 1);
-  char* data = static_cast<char*>(std::malloc(capacity * sizePer));
-  char** lists = static_cast<char**>(std::calloc(capacity, sizeof(char*)));
-  if (data == nullptr || lists == nullptr) {
-    std::free(data);
-    std::free(lists);
-    throw std::bad_alloc();
+  std::unique_ptr<Hnsw> finish() {
+    if (state_ != kDone || received_ != total_) throw FormatError{"truncated"};
+    if (count_ > 0 && levels_[enter_] != maxLevel_) throw FormatError{"the entry point is not on the top level"};
+    // Every neighbour id in range, on a level its neighbour has, and no list longer than allowed.
+    auto checkList = [&](const char* list, size_t maxLinks, int level) {
+      uint16_t n;
+      std::memcpy(&n, list, sizeof(n));
+      if (n > maxLinks) throw FormatError{"a link list is longer than M allows"};
+      for (size_t j = 0; j < n; j++) {
+        tableint id;
+        std::memcpy(&id, list + sizeof(linklistsizeint) + j * sizeof(tableint), sizeof(id));
+        if (id >= count_ || levels_[id] < level) throw FormatError{"a link to no element on its level"};
+      }
+    };
+    for (size_t i = 0; i < count_; i++) {
+      checkList(level0_ + i * sizePer_, maxM0_, 0);
+      for (int l = 1; l <= levels_[i]; l++) checkList(lists_[i] + (l - 1) * linksPer_, maxM_, l);
+    }
+    const size_t capacity = std::max<size_t>(count_, 1);
+    char** lists = static_cast<char**>(std::calloc(capacity, sizeof(char*)));
+    if (lists == nullptr) throw std::bad_alloc();
+    std::unique_ptr<Hnsw> g(new Hnsw(space_));
+    // From here the graph owns the memory (its destructor frees level 0 and the lists of elements with levels).
+    g->data_level0_memory_ = level0_;
+    level0_ = nullptr;
+    g->linkLists_ = lists;
+    g->element_levels_ = std::vector<int>(capacity, 0);
+    for (size_t i = 0; i < count_; i++) {
+      lists[i] = lists_[i];
+      lists_[i] = nullptr;
+      g->element_levels_[i] = levels_[i];
+    }
+    g->cur_element_count = count_;
+    g->max_elements_ = capacity;
+    g->size_data_per_element_ = sizePer_;
+    g->label_offset_ = labelOffset_;
+    g->offsetData_ = offsetData_;
+    g->offsetLevel0_ = 0;
+    g->maxlevel_ = maxLevel_;
+    g->enterpoint_node_ = enter_;
+    g->maxM_ = maxM_;
+    g->maxM0_ = maxM0_;
+    g->M_ = M_;
+    g->mult_ = mult_;
+    g->revSize_ = 1.0 / mult_;
+    g->ef_construction_ = efConstruction_;
+    g->ef_ = 10;
+    g->data_size_ = space_->get_data_size();
+    g->fstdistfunc_ = space_->get_dist_func();
+    g->dist_func_param_ = space_->get_dist_func_param();
+    g->size_links_per_element_ = linksPer_;
+    g->size_links_level0_ = maxM0_ * sizeof(tableint) + sizeof(linklistsizeint);
+    std::vector<std::mutex>(capacity).swap(g->link_list_locks_);
+    std::vector<std::mutex>(Hnsw::MAX_LABEL_OPERATION_LOCKS).swap(g->label_op_locks_);
+    g->visited_list_pool_.reset(new hnswlib::VisitedListPool(1, capacity));
+    g->num_deleted_ = 0;
+    g->label_lookup_.reserve(count_);
+    for (size_t i = 0; i < count_; i++) {
+      const labeltype label = g->getExternalLabel(static_cast<tableint>(i));
+      if (!g->label_lookup_.emplace(label, static_cast<tableint>(i)).second) throw FormatError{"a label repeats"};
+      if (g->isMarkedDeleted(static_cast<tableint>(i))) g->num_deleted_ += 1;
+    }
+    return g;
   }
-  std::memcpy(data, level0, count * sizePer);
-  std::unique_ptr<Hnsw> g(new Hnsw(space));
-  g->data_level0_memory_ = data;
-  g->linkLists_ = lists;
-  g->element_levels_ = std::vector<int>(capacity, 0);
-  for (size_t i = 0; i < count; i++) {
-    if (levels[i] == 0) continue;
-    const size_t size = levels[i] * linksPer;
-    lists[i] = static_cast<char*>(std::malloc(size));
-    if (lists[i] == nullptr) throw std::bad_alloc();  // the destructor frees what was assigned so far
-    std::memcpy(lists[i], upper[i], size);
-    g->element_levels_[i] = levels[i];
-    g->cur_element_count = i + 1;
+
+ private:
+  enum State { kHeader, kLevel0, kSize, kList, kDone };
+  hnswlib::SpaceInterface<float>* space_;
+  size_t total_;
+  size_t received_ = 0;
+  size_t consumed_ = 0;
+  State state_ = kHeader;
+  size_t have_ = 0;
+  uint8_t head_[kHeaderSize];
+  uint8_t sizeBytes_[sizeof(uint32_t)];
+  size_t count_ = 0, sizePer_ = 0, labelOffset_ = 0, offsetData_ = 0, maxM_ = 0, maxM0_ = 0, M_ = 0, efConstruction_ = 0;
+  size_t linksPer_ = 0, listSize_ = 0, elem_ = 0;
+  int maxLevel_ = 0;
+  tableint enter_ = 0;
+  double mult_ = 0;
+  char* level0_ = nullptr;
+  std::vector<char*> lists_;
+  std::vector<int> levels_;
+
+  void parseHeader() {
+    Cursor c{head_, kHeaderSize};
+    const size_t offsetLevel0 = c.pod<size_t>();
+    const size_t maxElements = c.pod<size_t>();
+    count_ = c.pod<size_t>();
+    sizePer_ = c.pod<size_t>();
+    labelOffset_ = c.pod<size_t>();
+    offsetData_ = c.pod<size_t>();
+    maxLevel_ = c.pod<int>();
+    enter_ = c.pod<tableint>();
+    maxM_ = c.pod<size_t>();
+    maxM0_ = c.pod<size_t>();
+    M_ = c.pod<size_t>();
+    mult_ = c.pod<double>();
+    efConstruction_ = c.pod<size_t>();
+    const size_t dataSize = space_->get_data_size();
+    if (M_ < 1 || M_ > 10000 || maxM_ != M_ || maxM0_ != 2 * M_) throw FormatError{"M does not match its level sizes"};
+    const size_t links0 = maxM0_ * sizeof(tableint) + sizeof(linklistsizeint);
+    linksPer_ = maxM_ * sizeof(tableint) + sizeof(linklistsizeint);
+    if (offsetLevel0 != 0 || offsetData_ != links0 || labelOffset_ != links0 + dataSize || sizePer_ != labelOffset_ + sizeof(labeltype))
+      throw FormatError{"the record layout does not match the dimension and M"};
+    if (count_ > maxElements) throw FormatError{"more records than capacity"};
+    if (count_ > 0xffffffffull) throw FormatError{"too many records"};
+    if (!(std::isfinite(mult_) && mult_ > 0.0)) throw FormatError{"bad level factor"};
+    if (efConstruction_ < 1 || efConstruction_ > (1u << 24)) throw FormatError{"bad efConstruction"};
+    if (count_ > 0 && (enter_ >= count_ || maxLevel_ < 0 || maxLevel_ > 1000)) throw FormatError{"bad entry point or level"};
+    // Level 0 and one size field per record must fit what the caller declared: nothing larger is allocated.
+    if (count_ > (total_ - kHeaderSize) / (sizePer_ + sizeof(uint32_t))) throw FormatError{"truncated level 0"};
+    level0_ = static_cast<char*>(std::malloc(std::max<size_t>(count_, 1) * sizePer_));
+    if (level0_ == nullptr) throw std::bad_alloc();
+    lists_.assign(count_, nullptr);
+    levels_.assign(count_, 0);
+    have_ = 0;
+    state_ = count_ > 0 ? kLevel0 : kDone;
   }
-  g->cur_element_count = count;
-  g->max_elements_ = capacity;
-  g->size_data_per_element_ = sizePer;
-  g->label_offset_ = labelOffset;
-  g->offsetData_ = offsetData;
-  g->offsetLevel0_ = offsetLevel0;
-  g->maxlevel_ = maxLevel;
-  g->enterpoint_node_ = enter;
-  g->maxM_ = maxM;
-  g->maxM0_ = maxM0;
-  g->M_ = M;
-  g->mult_ = mult;
-  g->revSize_ = 1.0 / mult;
-  g->ef_construction_ = efConstruction;
-  g->ef_ = 10;
-  g->data_size_ = dataSize;
-  g->fstdistfunc_ = space->get_dist_func();
-  g->dist_func_param_ = space->get_dist_func_param();
-  g->size_links_per_element_ = linksPer;
-  g->size_links_level0_ = links0;
-  std::vector<std::mutex>(capacity).swap(g->link_list_locks_);
-  std::vector<std::mutex>(Hnsw::MAX_LABEL_OPERATION_LOCKS).swap(g->label_op_locks_);
-  g->visited_list_pool_.reset(new hnswlib::VisitedListPool(1, capacity));
-  g->num_deleted_ = 0;
-  for (size_t i = 0; i < count; i++) {
-    const labeltype label = g->getExternalLabel(static_cast<tableint>(i));
-    if (!g->label_lookup_.emplace(label, static_cast<tableint>(i)).second) throw FormatError{"a label repeats"};
-    if (g->isMarkedDeleted(static_cast<tableint>(i))) g->num_deleted_ += 1;
+
+  void parseSize() {
+    uint32_t size;
+    std::memcpy(&size, sizeBytes_, sizeof(size));
+    have_ = 0;
+    if (size == 0) return nextElement(false);
+    if (size % linksPer_ != 0) throw FormatError{"an upper link list has a partial level"};
+    const size_t lv = size / linksPer_;
+    if (lv > static_cast<size_t>(maxLevel_)) throw FormatError{"an element above the top level"};
+    if (size > total_ - consumed_) throw FormatError{"truncated"};
+    lists_[elem_] = static_cast<char*>(std::malloc(size));
+    if (lists_[elem_] == nullptr) throw std::bad_alloc();
+    levels_[elem_] = static_cast<int>(lv);
+    listSize_ = size;
+    state_ = kList;
   }
-  return g;
+
+  // After level 0 (first) or one element's upper lists: on to the next size field, or done.
+  void nextElement(bool first) {
+    have_ = 0;
+    if (!first) elem_++;
+    state_ = elem_ < count_ ? kSize : kDone;
+  }
+};
+
+std::unique_ptr<Hnsw> LoadFromMemory(hnswlib::SpaceInterface<float>* space, const uint8_t* bytes, size_t length) {
+  StreamLoad load(space, length);
+  load.push(bytes, length);
+  return load.finish();
 }
 
 size_t SerializedSize(const Hnsw& g) {
@@ -228,6 +314,39 @@ size_t SerializeInto(const Hnsw& g, uint8_t* out) {
     if (size) put(g.linkLists_[i], size);
   }
   return off;
+}
+
+// Bytes [start, start + len) of what SerializeInto writes, into `out`; returns how many (fewer at the end).
+size_t SerializeRange(const Hnsw& g, size_t start, uint8_t* out, size_t len) {
+  size_t pos = 0;
+  const size_t end = start + len;
+  auto put = [&](const void* v, size_t n) {
+    const size_t a = std::max(pos, start);
+    const size_t b = std::min(pos + n, end);
+    if (a < b) std::memcpy(out + (a - start), static_cast<const char*>(v) + (a - pos), b - a);
+    pos += n;
+  };
+  const size_t count = g.cur_element_count;
+  put(&g.offsetLevel0_, sizeof(g.offsetLevel0_));
+  put(&g.max_elements_, sizeof(g.max_elements_));
+  put(&count, sizeof(count));
+  put(&g.size_data_per_element_, sizeof(g.size_data_per_element_));
+  put(&g.label_offset_, sizeof(g.label_offset_));
+  put(&g.offsetData_, sizeof(g.offsetData_));
+  put(&g.maxlevel_, sizeof(g.maxlevel_));
+  put(&g.enterpoint_node_, sizeof(g.enterpoint_node_));
+  put(&g.maxM_, sizeof(g.maxM_));
+  put(&g.maxM0_, sizeof(g.maxM0_));
+  put(&g.M_, sizeof(g.M_));
+  put(&g.mult_, sizeof(g.mult_));
+  put(&g.ef_construction_, sizeof(g.ef_construction_));
+  put(g.data_level0_memory_, count * g.size_data_per_element_);
+  for (size_t i = 0; i < count && pos < end; i++) {
+    const unsigned int size = g.element_levels_[i] > 0 ? g.size_links_per_element_ * g.element_levels_[i] : 0;
+    put(&size, sizeof(size));
+    if (size) put(g.linkLists_[i], size);
+  }
+  return std::min(pos, end) > start ? std::min(pos, end) - start : 0;
 }
 
 class BitmapFilter : public hnswlib::BaseFilterFunctor {
@@ -287,6 +406,11 @@ class Graph : public Napi::ObjectWrap<Graph> {
                            InstanceMethod("serializedSize", &Graph::SerializedSizeJs),
                            InstanceMethod("serializeInto", &Graph::SerializeIntoJs),
                            InstanceMethod("deserialize", &Graph::Deserialize),
+                           InstanceMethod("loadBegin", &Graph::LoadBegin),
+                           InstanceMethod("loadPush", &Graph::LoadPush),
+                           InstanceMethod("loadEnd", &Graph::LoadEnd),
+                           InstanceMethod("loadAbort", &Graph::LoadAbort),
+                           InstanceMethod("serializeRange", &Graph::SerializeRangeJs),
                            InstanceMethod("busy", &Graph::Busy),
                            InstanceMethod("free", &Graph::Free),
                        });
@@ -324,6 +448,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
   bool normalize_ = false;
   // Set on the JS thread while a batch or a load runs on the thread pool; only the JS thread reads it.
   bool busy_ = false;
+  std::unique_ptr<StreamLoad> stream_;
 
   friend class BatchWork;
   friend class LoadWork;
@@ -392,6 +517,59 @@ class Graph : public Napi::ObjectWrap<Graph> {
 
   Napi::Value AddBatch(const Napi::CallbackInfo& info);
   Napi::Value Deserialize(const Napi::CallbackInfo& info);
+  Napi::Value LoadEnd(const Napi::CallbackInfo& info);
+
+  // A streamed load: loadBegin(total bytes), loadPush(piece)..., loadEnd() (a promise). A piece is copied at once
+  // into its final place (the caller may reuse its buffer); the graph is replaced only if every check passes.
+  Napi::Value LoadBegin(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "loadBegin");
+    if (!info[0].IsNumber()) Fail(env, "ARG", "loadBegin expects the serialized length");
+    const double total = info[0].As<Napi::Number>().DoubleValue();
+    if (!(total >= 0 && total <= 9007199254740991.0 && std::floor(total) == total)) Fail(env, "ARG", "bad serialized length");
+    stream_.reset(new StreamLoad(space_.get(), static_cast<size_t>(total)));
+    return env.Undefined();
+  }
+
+  Napi::Value LoadPush(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "loadPush");
+    if (!stream_) Fail(env, "ARG", "loadPush before loadBegin");
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      Fail(env, "ARG", "loadPush expects a Uint8Array");
+    Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+    try {
+      stream_->push(bytes.Data(), bytes.ElementLength());
+    } catch (const FormatError& e) {
+      stream_.reset();
+      Fail(env, "FORMAT", e.why);
+    } catch (const std::bad_alloc&) {
+      stream_.reset();
+      Fail(env, "HNSW", "out of memory");
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value LoadAbort(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "loadAbort");
+    stream_.reset();
+    return env.Undefined();
+  }
+
+  // Writes bytes [offset, offset + out.length) of the serialization (saveIndex's bytes) into `out`; returns how many.
+  Napi::Value SerializeRangeJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "serializeRange");
+    Hnsw* g = Ready(env);
+    if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        !info[1].IsNumber())
+      Fail(env, "ARG", "serializeRange expects (Uint8Array, offset)");
+    Napi::Uint8Array out = info[0].As<Napi::Uint8Array>();
+    const double offset = info[1].As<Napi::Number>().DoubleValue();
+    if (!(offset >= 0 && std::floor(offset) == offset)) Fail(env, "ARG", "bad offset");
+    return Napi::Number::New(env, static_cast<double>(SerializeRange(*g, static_cast<size_t>(offset), out.Data(), out.ElementLength())));
+  }
 
   Napi::Value SearchKnn(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -646,11 +824,18 @@ class LoadWork : public Napi::AsyncWorker {
     self_ = Napi::Persistent(self);
     bytes_ = Napi::Persistent(bytes.As<Napi::Object>());
   }
+  // The end of a streamed load: every byte is in `stream`; only the checks and the graph's assembly are left.
+  LoadWork(Napi::Env env, Graph* graph, Napi::Object self, std::unique_ptr<StreamLoad> stream)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), graph_(graph), data_(nullptr), length_(0),
+        stream_(std::move(stream)) {
+    self_ = Napi::Persistent(self);
+  }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      loaded_ = LoadFromMemory(graph_->space(), data_, length_);
+      loaded_ = stream_ ? stream_->finish() : LoadFromMemory(graph_->space(), data_, length_);
+      stream_.reset();
     } catch (const FormatError& e) {
       format_ = true;
       SetError(e.why);
@@ -681,6 +866,7 @@ class LoadWork : public Napi::AsyncWorker {
   Napi::ObjectReference bytes_;
   const uint8_t* data_;
   size_t length_;
+  std::unique_ptr<StreamLoad> stream_;
   std::unique_ptr<Hnsw> loaded_;
   bool format_ = false;
 };
@@ -698,6 +884,16 @@ Napi::Value Graph::Deserialize(const Napi::CallbackInfo& info) {
     return d.Promise();
   }
   LoadWork* work = new LoadWork(env, this, Value(), info[0].As<Napi::Uint8Array>());
+  busy_ = true;
+  work->Queue();
+  return work->Promise();
+}
+
+Napi::Value Graph::LoadEnd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Idle(env, "loadEnd");
+  if (!stream_) Fail(env, "ARG", "loadEnd before loadBegin");
+  LoadWork* work = new LoadWork(env, this, Value(), std::move(stream_));
   busy_ = true;
   work->Queue();
   return work->Promise();
