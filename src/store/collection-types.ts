@@ -89,7 +89,7 @@ export interface FlushTimings {
   graphSeconds: number;
   /** Serializing the graph to memory (native), sealing and writing the group's segment files until they are durable. */
   writeSeconds: number;
-  /** The fallback only: loading the staged graph into the caller's thread (beside the writes); 0 on the native path, which loads nothing. */
+  /** The fallback only: loading the staged graph into the caller's thread (beside the writes); 0 on the native path. */
   loadSeconds: number;
 }
 
