@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 export interface AddonGraph {
   initIndex(maxElements: number, M: number, efConstruction: number, randomSeed: number): void;
   addPoint(point: Float32Array | number[], label: number): void;
-  addBatch(vectors: Float32Array, firstLabel: number, threads: number): Promise<void>;
+  addBatch(vectors: Float32Array | readonly Float32Array[], firstLabel: number, threads: number): Promise<void>;
   searchKnn(
     query: Float32Array | number[],
     k: number,

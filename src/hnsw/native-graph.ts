@@ -113,12 +113,13 @@ export class NativeGraph implements GraphIndex {
   }
 
   /**
-   * Adds the points of `vectors` (count × dim) with labels firstLabel.. on
+   * Adds the points of `vectors` (one Float32Array of count × dim, or count
+   * rows of dim each, read where they are) with labels firstLabel.. on
    * `threads` threads, off the JS thread. Until it resolves, `vectors` must
    * stay unchanged, and resize, serialize, delete marks, addPoint and free
    * throw GraphBusyError; searches may run meanwhile.
    */
-  async addBatch(vectors: Float32Array, firstLabel: number, threads: number): Promise<void> {
+  async addBatch(vectors: Float32Array | readonly Float32Array[], firstLabel: number, threads: number): Promise<void> {
     let pending: Promise<void>;
     try {
       pending = this.g.addBatch(vectors, firstLabel, threads);

@@ -186,7 +186,8 @@ async function buildAndWriteInMemory(
 ): Promise<BuiltGroup> {
   const t0 = process.hrtime.bigint();
   const layer = await assembleLayer(entries, s);
-  const graph = await buildGraph(s.params, layer.flatVectors());
+  // The layer's own rows (the memtable's vectors, by reference): no flat copy of the vectors is made.
+  const graph = await buildGraph(s.params, layer.rows());
   layer.segmentId = segId;
   crashPoint(`${step}:built`);
   const graphSeconds = since(t0);

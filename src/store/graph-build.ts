@@ -23,21 +23,18 @@ import type { IndexParams } from './layer.js';
 export const BUILD_THREADS = 2;
 
 /**
- * Builds the HNSW graph of `vectors` (count × dim, label i at i × dim) with
- * the native addon on {@link BUILD_THREADS} threads. `vectors` is zeroed once
- * the build has read it, whether it succeeded or not.
+ * Builds the HNSW graph of `rows` (label i is rows[i]) with the native addon
+ * on {@link BUILD_THREADS} threads, reading each row where it is (no flat
+ * copy of the vectors is made). The rows must not change until this resolves.
  */
-export async function buildGraph(params: IndexParams, vectors: Float32Array): Promise<NativeGraph> {
-  const n = vectors.length / params.dim;
-  const graph = NativeGraph.create(params, n);
+export async function buildGraph(params: IndexParams, rows: readonly Float32Array[]): Promise<NativeGraph> {
+  const graph = NativeGraph.create(params, rows.length);
   try {
     crashPoint('graph:started');
-    await graph.addBatch(vectors, 0, BUILD_THREADS);
+    await graph.addBatch(rows, 0, BUILD_THREADS);
   } catch (err) {
     if (!graph.busy) graph.free();
     throw err;
-  } finally {
-    vectors.fill(0);
   }
   crashPoint('graph:built');
   return graph;

@@ -123,6 +123,13 @@ export class Layer {
     return out;
   }
 
+  /** Every record's vector in label order, each a view of the layer's memory or a copy (callers must not modify them). */
+  rows(): Float32Array[] {
+    const out: Float32Array[] = new Array(this.ids.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.vectorOf(i);
+    return out;
+  }
+
   get index(): GraphIndex {
     this.made ??= (this.make as () => GraphIndex)();
     return this.made;

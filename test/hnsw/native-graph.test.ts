@@ -325,11 +325,18 @@ describe('the native HNSW addon', () => {
     expect(() => small.push(whole.subarray(0, 200))).toThrow(CorruptDataError);
   });
 
-  it('the graph build zeroes its input vectors', async () => {
+  it('a batch of rows (read where they are) builds the graph a flat batch builds', async () => {
     const dim = 16;
-    const v = vectors(500, dim);
-    const g = await buildGraph({ space: 'l2', dim, ...PARAMS }, v);
-    expect(g.getCurrentCount()).toBe(500);
-    expect(v.every((x) => x === 0)).toBe(true);
+    const n = 700;
+    const v = vectors(n, dim);
+    const rows = Array.from({ length: n }, (_, i) => v.slice(i * dim, (i + 1) * dim));
+    const a = await buildGraph({ space: 'l2', dim, ...PARAMS }, rows);
+    const b = NativeGraph.create({ space: 'l2', dim, ...PARAMS }, n);
+    await b.addBatch(v, 0, 1);
+    const c = NativeGraph.create({ space: 'l2', dim, ...PARAMS }, n);
+    await c.addBatch(rows, 0, 1);
+    expect(a.getCurrentCount()).toBe(n);
+    expect(Buffer.compare(Buffer.from(serialize(b)), Buffer.from(serialize(c)))).toBe(0);
+    await expect(c.addBatch([new Float32Array(dim - 1)], 0, 1)).rejects.toThrow(InvalidArgumentError);
   });
 });

@@ -726,11 +726,12 @@ class Graph : public Napi::ObjectWrap<Graph> {
 // the vectors are held by references for the whole work, so neither is collected while the threads read them.
 class BatchWork : public Napi::AsyncWorker {
  public:
-  BatchWork(Napi::Env env, Graph* graph, Napi::Object self, Napi::Float32Array vectors, size_t first, size_t count, size_t threads)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), graph_(graph), first_(first), count_(count),
-        threads_(threads), data_(vectors.Data()) {
+  BatchWork(Napi::Env env, Graph* graph, Napi::Object self, Napi::Object vectors, std::vector<const float*> rows, size_t first,
+            size_t threads)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), graph_(graph), first_(first), count_(rows.size()),
+        threads_(threads), rows_(std::move(rows)) {
     self_ = Napi::Persistent(self);
-    vectors_ = Napi::Persistent(vectors.As<Napi::Object>());
+    vectors_ = Napi::Persistent(vectors);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -745,7 +746,7 @@ class BatchWork : public Napi::AsyncWorker {
       std::vector<float> v(dim);
       try {
         for (size_t i; !failed && (i = next.fetch_add(1)) < count_;) {
-          const float* p = data_ + i * dim;
+          const float* p = rows_[i];
           if (normalize) {
             std::memcpy(v.data(), p, dim * sizeof(float));
             Normalize(v.data(), dim);
@@ -792,24 +793,45 @@ class BatchWork : public Napi::AsyncWorker {
   Napi::ObjectReference self_;
   Napi::ObjectReference vectors_;
   size_t first_, count_, threads_;
-  const float* data_;
+  std::vector<const float*> rows_;
 };
 
+// addBatch(vectors, firstLabel, threads): `vectors` is one Float32Array of count × dim, or an array of count
+// Float32Arrays of dim each (rows kept where they are: no flat copy). The rows' memory is held by references
+// for the whole batch; the caller must not change it until the promise settles.
 Napi::Value Graph::AddBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Idle(env, "addBatch");
   Hnsw* g = Ready(env);
-  if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    Fail(env, "ARG", "addBatch expects (Float32Array, firstLabel, threads)");
-  Napi::Float32Array vectors = info[0].As<Napi::Float32Array>();
-  if (vectors.ElementLength() % dim_ != 0) Fail(env, "ARG", "the vectors are not a whole number of points");
-  const size_t count = vectors.ElementLength() / dim_;
+  if (info.Length() < 3) Fail(env, "ARG", "addBatch expects (vectors, firstLabel, threads)");
+  std::vector<const float*> rows;
+  if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+    Napi::Float32Array vectors = info[0].As<Napi::Float32Array>();
+    if (vectors.ElementLength() % dim_ != 0) Fail(env, "ARG", "the vectors are not a whole number of points");
+    const size_t count = vectors.ElementLength() / dim_;
+    rows.reserve(count);
+    for (size_t i = 0; i < count; i++) rows.push_back(vectors.Data() + i * dim_);
+  } else if (info[0].IsArray()) {
+    Napi::Array list = info[0].As<Napi::Array>();
+    rows.reserve(list.Length());
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+          v.As<Napi::Float32Array>().ElementLength() != dim_)
+        Fail(env, "ARG", "every row must be a Float32Array of the graph's dimension");
+      rows.push_back(v.As<Napi::Float32Array>().Data());
+    }
+  } else {
+    Fail(env, "ARG", "addBatch expects a Float32Array or an array of Float32Array rows");
+  }
+  const size_t count = rows.size();
   const size_t first = Count(env, info[1], "firstLabel");
   const size_t threads = Count(env, info[2], "threads");
   if (threads < 1 || threads > 64) Fail(env, "ARG", "threads must be in 1..64");
   if (count > g->max_elements_ - g->cur_element_count) Fail(env, "ARG", "the batch does not fit the graph's capacity");
   if (first + count > 4294967296ull) Fail(env, "ARG", "labels past 2^32");
-  BatchWork* work = new BatchWork(env, this, Value(), vectors, first, count, std::min(threads, std::max<size_t>(count, 1)));
+  const size_t used = std::min(threads, std::max<size_t>(count, 1));
+  BatchWork* work = new BatchWork(env, this, Value(), info[0].As<Napi::Object>(), std::move(rows), first, used);
   busy_ = true;
   work->Queue();
   return work->Promise();
