@@ -32,6 +32,8 @@ export interface AddonGraph {
   loadEnd(): Promise<void>;
   loadAbort(): void;
   serializeRange(out: Uint8Array, offset: number): number;
+  copyVectors(out: Float32Array): void;
+  labelsDense(): boolean;
   busy(): boolean;
   free(): void;
 }

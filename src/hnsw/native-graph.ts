@@ -195,6 +195,21 @@ export class NativeGraph implements GraphIndex {
     return call(() => this.g.serializeRange(out, offset));
   }
 
+  /**
+   * The stored vector of every label 0..n-1, in one flat copy (n × dim);
+   * exact for 'l2' and 'ip', normalized for 'cosine'.
+   */
+  copyVectors(n: number): Float32Array {
+    const out = new Float32Array(n * this.dim);
+    call(() => this.g.copyVectors(out));
+    return out;
+  }
+
+  /** Whether the graph's labels are exactly 0..count-1. */
+  labelsDense(): boolean {
+    return call(() => this.g.labelsDense());
+  }
+
   /** Frees the graph's memory now (not at garbage collection); the object is unusable afterwards. */
   free(): void {
     call(() => this.g.free());

@@ -45,6 +45,8 @@ export class Layer {
   readonly metadata: (Metadata | undefined)[] = [];
   private perRecord: Float32Array[] | undefined = [];
   private flat: Float32Array | undefined;
+  /** How to make {@link flat} on first use (a loaded segment whose index holds the vectors exactly). */
+  private lazyFlat: (() => Float32Array) | undefined;
   private dim = 0;
   private dead: Uint8Array;
   private deadCount = 0;
@@ -143,7 +145,25 @@ export class Layer {
 
   /** Whether {@link vectorOf} is a memory read (not a copy out of the index), so that an exact scan is cheap. */
   get canScan(): boolean {
-    return this.perRecord !== undefined || this.flat !== undefined;
+    return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined;
+  }
+
+  /**
+   * {@link load} for a segment whose index holds its vectors exactly ('l2', 'ip'): the flat copy that exact scans
+   * and compaction read is made by `copy` on first use, so an open allocates no second copy of the vectors.
+   */
+  loadLazily(ids: string[], metadata: (Metadata | undefined)[], dim: number, copy: () => Float32Array): void {
+    this.load(ids, metadata, undefined, dim);
+    this.lazyFlat = copy;
+  }
+
+  /** The flat copy of the vectors, made now if it was left for first use. */
+  private flatRows(): Float32Array | undefined {
+    if (this.flat === undefined && this.lazyFlat !== undefined) {
+      this.flat = this.lazyFlat();
+      this.lazyFlat = undefined;
+    }
+    return this.flat;
   }
 
   get size(): number {
@@ -208,6 +228,7 @@ export class Layer {
   releaseVectors(): void {
     this.perRecord = undefined;
     this.flat = undefined;
+    this.lazyFlat = undefined;
   }
 
   /**
@@ -216,7 +237,8 @@ export class Layer {
    */
   vectorOf(label: number): Float32Array {
     if (this.perRecord) return this.perRecord[label] as Float32Array;
-    if (this.flat) return this.flat.subarray(label * this.dim, (label + 1) * this.dim);
+    const flat = this.flatRows();
+    if (flat) return flat.subarray(label * this.dim, (label + 1) * this.dim);
     return Float32Array.from(this.pointOf(label));
   }
 
@@ -288,8 +310,8 @@ export class Layer {
   ): LayerHits {
     const rows: ScanRows | undefined = this.perRecord
       ? { perRow: this.perRecord, dim: this.dim }
-      : this.flat
-        ? { flat: this.flat, dim: this.dim }
+      : this.flatRows() !== undefined
+        ? { flat: this.flatRows() as Float32Array, dim: this.dim }
         : undefined;
     if (!rows) throw new UnsupportedOperationError('the layer keeps its vectors only in its HNSW index: no exact scan');
     return scanNearest(rows, query, k, space, this.dead, lists, this.ids.length, admit);

@@ -411,6 +411,8 @@ class Graph : public Napi::ObjectWrap<Graph> {
                            InstanceMethod("loadEnd", &Graph::LoadEnd),
                            InstanceMethod("loadAbort", &Graph::LoadAbort),
                            InstanceMethod("serializeRange", &Graph::SerializeRangeJs),
+                           InstanceMethod("copyVectors", &Graph::CopyVectors),
+                           InstanceMethod("labelsDense", &Graph::LabelsDense),
                            InstanceMethod("busy", &Graph::Busy),
                            InstanceMethod("free", &Graph::Free),
                        });
@@ -710,6 +712,33 @@ class Graph : public Napi::ObjectWrap<Graph> {
     const size_t need = SerializedSize(*g);
     if (buf.ElementLength() < need) Fail(env, "ARG", "the buffer is smaller than serializedSize()");
     return Napi::Number::New(env, static_cast<double>(SerializeInto(*g, buf.Data())));
+  }
+
+  // Copies every point's stored vector into `out` at label × dim (labels 0..n-1; deleted points included).
+  Napi::Value CopyVectors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "copyVectors");
+    Hnsw* g = Ready(env);
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      Fail(env, "ARG", "copyVectors expects a Float32Array");
+    Napi::Float32Array out = info[0].As<Napi::Float32Array>();
+    const size_t rows = out.ElementLength() / dim_;
+    for (size_t i = 0; i < g->cur_element_count; i++) {
+      const labeltype label = g->getExternalLabel(static_cast<tableint>(i));
+      if (label < rows) std::memcpy(out.Data() + label * dim_, g->getDataByInternalId(static_cast<tableint>(i)), dim_ * sizeof(float));
+    }
+    return env.Undefined();
+  }
+
+  // Whether the labels are exactly 0..count-1 (they are unique once loaded: the loader refuses a repeated one).
+  Napi::Value LabelsDense(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Idle(env, "labelsDense");
+    Hnsw* g = Ready(env);
+    const size_t count = g->cur_element_count;
+    for (size_t i = 0; i < count; i++)
+      if (g->getExternalLabel(static_cast<tableint>(i)) >= count) return Napi::Boolean::New(env, false);
+    return Napi::Boolean::New(env, g->label_lookup_.size() == count);
   }
 
   Napi::Value Busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_); }
