@@ -197,6 +197,7 @@ export const ERROR_CODES = [
   'VS_READ_ONLY',
   'VS_SNAPSHOT_BUSY',
   'VS_INDEX_BUILD',
+  'VS_GRAPH_BUSY',
   'VS_AUDIT_WRITE',
 ] as const;
 
@@ -213,4 +214,13 @@ export function errorCode(err: unknown): VectorsealErrorCode {
 /** Building an HNSW graph on a worker thread failed (the worker crashed or could not start); nothing acknowledged is lost. */
 export class IndexBuildError extends VectorsealError {
   override readonly code = 'VS_INDEX_BUILD';
+}
+
+/**
+ * A call on an HNSW graph that is unsafe while a batch of points is being added
+ * to it (or it is being loaded) on other threads: resize, serialize, delete
+ * marks, free. Nothing was changed; retry once the batch has resolved.
+ */
+export class GraphBusyError extends VectorsealError {
+  override readonly code = 'VS_GRAPH_BUSY';
 }

@@ -107,11 +107,11 @@ export function renderMarkdown(s: Summary): string {
         `${sc.flush.steps ? '; the graph is built in the flush' : ' + graph'}) ` +
         `| ${sc.ingest.leanBuildSeconds} (graph build) | | ${sc.ingest.sqliteVecSeconds ?? 'n/a'} (bulk ` +
         'insert, no graph) |',
-      `| flush (s) | ${sc.flush.vectorsealSeconds}${sc.flush.steps ? ' (graph build on the worker + writes)' : ''} ` +
+      `| flush (s) | ${sc.flush.vectorsealSeconds}${sc.flush.steps ? ' (graph build + writes)' : ''} ` +
         `| ${sc.flush.leanMedianSeconds} (median of ${sc.flush.leanSeconds.join(', ')}) | ${x2(sc.flush.ratio)} | (in the insert) |`,
       ...(sc.flush.steps
         ? [
-            `| flush: graph build on the worker (s) | ${sc.flush.steps.graphSeconds} | (in the ingest) | | |`,
+            `| flush: graph build (s) | ${sc.flush.steps.graphSeconds} | (in the ingest) | | |`,
             `| flush: segment writes, durable (s) | ${sc.flush.steps.writeSeconds} (graph load beside them: ` +
               `${sc.flush.steps.loadSeconds}) | ${sc.flush.leanMedianSeconds} | ${x2(sc.flush.writeRatio)} | |`,
           ]

@@ -134,7 +134,7 @@ export function summarize(run: SuiteRun): Summary {
         ? []
         : [
             {
-              goal: 'flush, the writes alone (graph build on the worker excluded) ≤ 1.15× lean plaintext',
+              goal: 'flush, the writes alone (graph build excluded) ≤ 1.15× lean plaintext',
               measured:
                 `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph build took ${e.flush.steps.graphSeconds} s, ` +
                 `its load ${e.flush.steps.loadSeconds} s beside the writes)`,

@@ -17,7 +17,16 @@ import type { Layer } from './layer.js';
  * removal, and the writing of one segment group.
  */
 
-/** Replaces the manifest: named in the store state (as pending) before it is renamed into place. */
+/**
+ * Replaces the manifest: named in the store state (as pending) before it is renamed into place.
+ *
+ * The fsyncs of a commit, each one the durability promise needs (test/store/fsync-count.test.ts counts them):
+ * - the manifest's temp file: its bytes must be durable before a rename can make them the collection's manifest;
+ * - the STATE's temp file and the store directory: the state must name the new manifest (generation and hash)
+ *   before the rename, or an open after a power cut would take the new manifest for a swapped-in file;
+ * - the collection directory after the rename: the next state write marks this manifest committed, and an older
+ *   manifest found after that is a rollback (the store would refuse to open).
+ */
 export async function commit(s: CollectionMemory, next: ManifestData): Promise<void> {
   const version = s.ctx.keys.activeDekVersion(s.info.id);
   let ref: { generation: number; sha256: string } | undefined;
@@ -84,19 +93,22 @@ async function newWal(s: CollectionMemory, walSeq: number, generation: number): 
   );
 }
 
-/** A layer to write and the staging file holding its serialized graph (the worker's, see graph-build.ts). */
-export interface GroupGraph {
-  layer: Layer;
-  file: string;
-}
+/**
+ * A layer to write and its serialized graph: in memory (the native build), or
+ * in a staging file (the hnswlib-node worker's, see graph-build.ts).
+ */
+export type GroupGraph = { layer: Layer; bytes: Uint8Array | AsyncIterable<Uint8Array> } | { layer: Layer; file: string };
 
 /** Chunks sealed per write of the index segment: 4 MiB batches for the native one-shot sealer. */
 const INDEX_BATCH_CHUNKS = 256;
 
 /**
  * Writes the segment files of one group; returns their manifest entries.
- * Each file is written and fdatasynced on its own handle; then the group's
- * directory is fsynced once, before the manifest names any of them.
+ * Each file is written and fsynced on its own handle (its bytes must be
+ * durable before the manifest names its hash); then the group's directory is
+ * fsynced once (the files' names), before the manifest names any of them.
+ * One fsync per file plus one per group is the least that promise allows:
+ * no file is renamed twice, no directory fsynced twice.
  */
 export async function writeGroup(
   s: CollectionMemory,
@@ -142,8 +154,13 @@ export async function writeGroup(
       await put(SegmentKind.Metadata, encodeList(layer.metadata.slice(0, n).map((m) => m ?? null)));
       crashPoint(`${step}:metadata-written`);
       crashPoint('index:staged');
-      // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
-      await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));
+      if ('bytes' in graph) {
+        // Sealed from the in-memory serialization (the caller's buffer, zeroed by the caller).
+        await write(SegmentKind.Index, graph.bytes, INDEX_BATCH_CHUNKS);
+      } else {
+        // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
+        await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));
+      }
       crashPoint(`${step}:index-written`);
     }
     if (tombstones.length > 0) {

@@ -3,7 +3,8 @@ import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import type { SegmentFileEntry } from '../storage/manifest.js';
 import { commit, endWalFile, removeWalBefore, retire, rotateWal, writeGroup } from './collection-files.js';
-import { buildGraphFile, loadGraph } from './graph-build.js';
+import { graphBackend } from '../hnsw/index.js';
+import { buildGraph, buildGraphFile, loadGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
 import type { CompactionReport, FlushTimings } from './collection-types.js';
 import { Layer } from './layer.js';
@@ -139,6 +140,7 @@ export async function buildAndWriteGroup(
     const files = await writeGroup(s, segId, undefined, tombstones, step);
     return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0 } };
   }
+  if (graphBackend() === 'native') return buildAndWriteInMemory(s, entries, segId, tombstones, step);
   return s.ctx.staging.withFile(async (graphFile) => {
     const t0 = process.hrtime.bigint();
     const layer = await assembleLayer(entries, s);
@@ -167,6 +169,57 @@ export async function buildAndWriteGroup(
     return { layer, files, timings: { graphSeconds, writeSeconds, loadSeconds } };
   });
 }
+
+/**
+ * The native path: the graph is built in this process on two threads (the
+ * caller's thread free meanwhile) and is the layer's index as built; the
+ * index segment is sealed from its serialization, streamed out of the graph's
+ * memory through one reused buffer that is zeroed after. No plaintext graph
+ * byte reaches a file, not even tmpfs.
+ */
+async function buildAndWriteInMemory(
+  s: CollectionMemory,
+  entries: Location[],
+  segId: number,
+  tombstones: string[],
+  step: string,
+): Promise<BuiltGroup> {
+  const t0 = process.hrtime.bigint();
+  const layer = await assembleLayer(entries, s);
+  // The layer's own rows (the memtable's vectors, by reference): no flat copy of the vectors is made.
+  const graph = await buildGraph(s.params, layer.rows());
+  layer.segmentId = segId;
+  crashPoint(`${step}:built`);
+  const graphSeconds = since(t0);
+  const t1 = process.hrtime.bigint();
+  let files: SegmentFileEntry[];
+  try {
+    // Streamed out of the graph's memory through one reused buffer (no whole-graph copy), zeroed at the end.
+    const size = graph.serializedSize();
+    const buf = Buffer.allocUnsafeSlow(Math.max(1, Math.min(SERIALIZE_BATCH, size)));
+    async function* batches(): AsyncGenerator<Uint8Array> {
+      for (let off = 0; off < size; ) {
+        const n = graph.serializeRange(buf, off);
+        if (n === 0) return;
+        off += n;
+        yield buf.subarray(0, n);
+      }
+    }
+    try {
+      files = await writeGroup(s, segId, { layer, bytes: batches() }, tombstones, step);
+    } finally {
+      buf.fill(0);
+    }
+  } catch (err) {
+    graph.free();
+    throw err;
+  }
+  layer.attachIndex(graph);
+  return { layer, files, timings: { graphSeconds, writeSeconds: since(t1), loadSeconds: 0 } };
+}
+
+/** Bytes of the graph's serialization sealed per batch: the index segment's 4 MiB write batches. */
+const SERIALIZE_BATCH = 256 * 16 * 1024;
 
 /** A tail layer holding the given live records, in order (labels 0..n-1): the caller's thread only copies references. */
 async function assembleLayer(entries: Location[], s: CollectionMemory): Promise<Layer> {

@@ -10,7 +10,8 @@ import { decodeList, decodeVectorBlock } from './blocks.js';
 import { openNextWal, removeWalBefore } from './collection-files.js';
 import type { CollectionMemory, Op } from './collection-memory.js';
 import { HnswVectorExtractor } from './hnsw-vectors.js';
-import { deserializeIndex } from './index-io.js';
+import { graphBackend, NativeGraph, type GraphIndex } from '../hnsw/index.js';
+import { deserializeIndex, loadIndexStreamed } from './index-io.js';
 import { Journal } from './journal.js';
 import { Layer } from './layer.js';
 import { unpack, type Metadata } from './metadata.js';
@@ -215,43 +216,67 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     return { block, metas };
   };
   // 'l2' and 'ip' blocks leave the vectors to the index: a flat copy is read out of its stream on the way (for exact scans).
-  const extractor = s.indexHoldsVectors ? new HnswVectorExtractor(g.count, s.info.dim, idxFile) : undefined;
-  let index;
+  // The native backend copies them out of its graph on first use instead (Layer.loadLazily): no copy at open.
+  const native = graphBackend() === 'native';
+  const extractor = s.indexHoldsVectors && !native ? new HnswVectorExtractor(g.count, s.info.dim, idxFile) : undefined;
+  const idxExpect = {
+    storeId: s.ctx.storeId,
+    collectionId: s.info.id,
+    kind: SegmentKind.Index,
+    segmentId: g.id,
+    dekVersion: idx.dekVersion,
+    length: idx.length,
+    sha256: idx.sha256,
+  };
+  let index: GraphIndex;
   let blocks;
   try {
-    // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
-    const loaded = await deserializeIndex(
-      async (sink) => {
-        const reader = await SegmentReader.open(
-          idxFile,
-          {
-            storeId: s.ctx.storeId,
-            collectionId: s.info.id,
-            kind: SegmentKind.Index,
-            segmentId: g.id,
-            dekVersion: idx.dekVersion,
-            length: idx.length,
-            sha256: idx.sha256,
-          },
-          keyFor,
-        );
-        try {
-          await reader.readInto(
-            extractor
-              ? (bytes) => {
-                  extractor.push(bytes);
-                  sink(bytes);
-                }
-              : sink,
+    const loaded =
+      graphBackend() === 'native'
+        ? // Decrypted in batches straight into the graph's memory (no staging file, no whole-graph buffer); the graph is
+          // checked and handed out once the hash matched.
+          await loadIndexStreamed(
+            async (openGraph) => {
+              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
+              try {
+                const sink = openGraph(reader.length);
+                await reader.readInto(
+                  extractor
+                    ? (bytes) => {
+                        extractor.push(bytes);
+                        sink(bytes);
+                      }
+                    : sink,
+                );
+              } finally {
+                await reader.close();
+              }
+            },
+            s.params,
+            idxFile,
+            readBlocks,
+          )
+        : await deserializeIndex(
+            async (sink) => {
+              // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
+              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
+              try {
+                await reader.readInto(
+                  extractor
+                    ? (bytes) => {
+                        extractor.push(bytes);
+                        sink(bytes);
+                      }
+                    : sink,
+                );
+              } finally {
+                await reader.close();
+              }
+            },
+            s.params,
+            s.ctx.staging,
+            readBlocks,
           );
-        } finally {
-          await reader.close();
-        }
-      },
-      s.params,
-      s.ctx.staging,
-      readBlocks,
-    );
     index = loaded.index;
     blocks = loaded.beside;
   } catch (err) {
@@ -260,7 +285,7 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     throw new CorruptDataError('HNSW index does not load', { file: idxFile, reason: 'decode', cause: err });
   }
   const { block, metas } = blocks;
-  const vectors = block.vectors ?? (extractor as HnswVectorExtractor).finish();
+  const vectors = block.vectors ?? extractor?.finish();
   if (block.vectors) extractor?.wipe();
   const n = block.ids.length;
   if (index.getCurrentCount() !== n) {
@@ -271,7 +296,15 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     const m = metas[i];
     metas[i] = m === null ? undefined : m;
   }
-  layer.load(block.ids, metas as (Metadata | undefined)[], vectors, s.info.dim);
+  if (vectors) layer.load(block.ids, metas as (Metadata | undefined)[], vectors, s.info.dim);
+  else {
+    // The index's own copies are the vectors: its labels must be exactly the block's records 0..n-1.
+    if (!(index instanceof NativeGraph) || !index.labelsDense()) {
+      throw new CorruptDataError('the index repeats a label or holds one out of range', { file: idxFile, reason: 'decode' });
+    }
+    const graph = index;
+    layer.loadLazily(block.ids, metas as (Metadata | undefined)[], s.info.dim, () => graph.copyVectors(n));
+  }
   for (let i = 0; i < n; i++) {
     const id = block.ids[i] as string;
     const prev = s.current.get(id);

@@ -82,11 +82,14 @@ export interface CollectionStats {
 export interface FlushTimings {
   /** Records written. */
   records: number;
-  /** Assembling the new layer and building its HNSW graph on the worker thread, the graph's one serialization included. */
+  /**
+   * Assembling the new layer and building its HNSW graph: on two native threads (the native backend), or on the
+   * worker thread with its one serialization to the staging file (the hnswlib-node fallback).
+   */
   graphSeconds: number;
-  /** Sealing and writing the group's segment files until they are durable (the graph loads beside this). */
+  /** Serializing the graph to memory (native), sealing and writing the group's segment files until they are durable. */
   writeSeconds: number;
-  /** Loading the serialized graph into the caller's thread (hnswlib, on the thread pool), from the end of the build. */
+  /** The fallback only: loading the staged graph into the caller's thread (beside the writes); 0 on the native path. */
   loadSeconds: number;
 }
 

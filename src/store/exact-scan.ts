@@ -1,4 +1,10 @@
-import type { LayerHits, Space } from './layer.js';
+import type { Space } from './layer.js';
+
+/** An exact scan's hits: plain arrays (a subtype of the layer's LayerHits). */
+interface ScanHits {
+  neighbors: number[];
+  distances: number[];
+}
 
 /**
  * The exact k-nearest scan shared by every path that does not walk a graph:
@@ -71,7 +77,7 @@ export class TopK {
   }
 
   /** The held candidates, closest first. */
-  sorted(): LayerHits {
+  sorted(): ScanHits {
     const order = Array.from({ length: this.size }, (_, i) => i).sort((a, b) => (this.dists[a] as number) - (this.dists[b] as number));
     return { neighbors: order.map((i) => this.labels[i] as number), distances: order.map((i) => this.dists[i] as number) };
   }
@@ -92,7 +98,7 @@ export function scanNearest(
   lists: readonly (readonly number[])[] | undefined,
   count: number,
   admit?: (label: number) => boolean,
-): LayerHits {
+): ScanHits {
   const dim = rows.dim;
   const q = new Float64Array(dim);
   for (let j = 0; j < dim; j++) q[j] = query[j] as number;

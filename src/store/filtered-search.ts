@@ -112,7 +112,8 @@ function walkMarked(layer: Layer, query: number[], k: number, ef: number, postin
   const b = bits;
   for (const list of postings) for (let i = 0; i < list.length; i++) b[list[i] as number] = 1;
   try {
-    return layer.searchIndex(query, k, ef, (label) => b[label] === 1);
+    // The bitmap itself is the filter: the native backend tests it in C++, with no JS call per candidate.
+    return layer.searchIndex(query, k, ef, b);
   } finally {
     for (const list of postings) for (let i = 0; i < list.length; i++) b[list[i] as number] = 0;
   }

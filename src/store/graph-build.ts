@@ -2,15 +2,43 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { IndexBuildError } from '../errors.js';
 import { crashPoint } from '../util/crash.js';
-import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
+import { HnswlibGraph, NativeGraph } from '../hnsw/index.js';
+import type { IndexParams } from './layer.js';
 
 /*
- * HNSW graphs for new segments are built on a worker thread, so the caller's
- * path (upserts, searches on the main thread) never waits for graph work and
- * a second core does it. hnswlib index objects cannot cross threads: the
- * worker serializes its graph to a staging file (RAM-backed, 0600, unlinked
- * once read, as every serialized graph) and the main thread reads it back.
+ * HNSW graphs for new segments are built off the caller's path (upserts and
+ * searches on the main thread never wait for graph work), on both cores.
+ *
+ * With vectorseal's own addon ({@link buildGraph}) the graph is built in this
+ * process by BUILD_THREADS native threads inside async work, and the built
+ * graph is the layer's index: nothing is serialized to build it.
+ *
+ * The hnswlib-node fallback ({@link buildGraphFile}) builds on a worker
+ * thread; hnswlib-node index objects cannot cross threads, so the worker
+ * serializes its graph to a staging file (RAM-backed, 0600, unlinked once
+ * read, as every serialized graph) and the main thread reads it back.
  */
+
+/** Threads adding points to a new segment's graph: the machine's two cores (the JS thread waits meanwhile). */
+export const BUILD_THREADS = 2;
+
+/**
+ * Builds the HNSW graph of `rows` (label i is rows[i]) with the native addon
+ * on {@link BUILD_THREADS} threads, reading each row where it is (no flat
+ * copy of the vectors is made). The rows must not change until this resolves.
+ */
+export async function buildGraph(params: IndexParams, rows: readonly Float32Array[]): Promise<NativeGraph> {
+  const graph = NativeGraph.create(params, rows.length);
+  try {
+    crashPoint('graph:started');
+    await graph.addBatch(rows, 0, BUILD_THREADS);
+  } catch (err) {
+    if (!graph.busy) graph.free();
+    throw err;
+  }
+  crashPoint('graph:built');
+  return graph;
+}
 
 // The module is resolved by this code, never named by anything in the data directory.
 const HNSWLIB = createRequire(import.meta.url).resolve('hnswlib-node');
@@ -80,10 +108,10 @@ export async function buildGraphFile(params: IndexParams, vectors: Float32Array,
  * the libuv thread pool: the caller's thread seals and writes the same
  * file meanwhile instead of blocking on the load.
  */
-export async function loadGraph(params: IndexParams, path: string): Promise<HnswIndex> {
-  const index = emptyIndex(params);
+export async function loadGraph(params: IndexParams, path: string): Promise<HnswlibGraph> {
+  const index = HnswlibGraph.empty(params);
   try {
-    await index.readIndex(path, false);
+    await index.raw.readIndex(path, false);
   } catch (err) {
     throw new IndexBuildError('the built HNSW graph does not load', { cause: err });
   }

@@ -3,7 +3,9 @@ import type { Staging } from '../storage/staging.js';
 import { crashPoint } from '../util/crash.js';
 import { removeFile } from '../util/durable.js';
 import { fileLayer } from '../util/file-layer.js';
-import { emptyIndex, type HnswIndex, type IndexParams } from './layer.js';
+import { CorruptDataError } from '../errors.js';
+import { type GraphLoader, HnswlibGraph, NativeGraph } from '../hnsw/index.js';
+import type { HnswIndex, IndexParams } from './layer.js';
 
 /**
  * hnswlib serializes only to a path: these go through a staging file on a
@@ -84,7 +86,7 @@ export async function deserializeIndex<T>(
   params: IndexParams,
   staging: Staging,
   beside: () => Promise<T>,
-): Promise<{ index: HnswIndex; beside: T }> {
+): Promise<{ index: HnswlibGraph; beside: T }> {
   return staging.withFile(async (path) => {
     try {
       const file = fileLayer().openSync(path, 'truncate', 0o600);
@@ -93,8 +95,8 @@ export async function deserializeIndex<T>(
       } finally {
         file.closeSync();
       }
-      const index = emptyIndex(params);
-      const loading = index.readIndex(path, false);
+      const index = HnswlibGraph.empty(params);
+      const loading = index.raw.readIndex(path, false);
       // Awaited below on every path: never an unhandled rejection.
       loading.catch(() => undefined);
       let other: T;
@@ -110,4 +112,36 @@ export async function deserializeIndex<T>(
       await removeFile(path);
     }
   });
+}
+
+/**
+ * Loads an index whose serialized bytes `produce` streams (the native addon:
+ * no staging file, no whole-graph buffer). `produce` calls `open` with the
+ * plaintext length, then hands the bytes in order to the sink it returns;
+ * each batch is copied at once into the graph's own memory, so the caller's
+ * buffer is reused and zeroed as it wishes. The graph's levels and links are
+ * checked and the graph handed out only once `produce` has resolved (for a
+ * segment: once its hash has been checked). `beside` runs meanwhile (the
+ * group's other blocks are decrypted and decoded between the reads).
+ */
+export async function loadIndexStreamed<T>(
+  produce: (open: (total: number) => (bytes: Uint8Array) => void) => Promise<void>,
+  params: IndexParams,
+  file: string,
+  beside: () => Promise<T>,
+): Promise<{ index: NativeGraph; beside: T }> {
+  let loader: GraphLoader | undefined;
+  const produced = produce((total) => {
+    const l = NativeGraph.loader(params, total, file);
+    loader = l;
+    return (bytes) => l.push(bytes);
+  });
+  const [p, b] = await Promise.allSettled([produced, beside()]);
+  if (p.status === 'rejected' || b.status === 'rejected' || !loader) {
+    loader?.abort();
+    if (p.status === 'rejected') throw p.reason;
+    if (b.status === 'rejected') throw b.reason;
+    throw new CorruptDataError('the index segment was never read', { file, reason: 'missing' });
+  }
+  return { index: await loader.end(), beside: b.value };
 }

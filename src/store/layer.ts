@@ -1,12 +1,13 @@
-import hnswlib from 'hnswlib-node';
 import { UnsupportedOperationError } from '../errors.js';
+import { graphBackend, HnswlibGraph, NativeGraph, type GraphIndex, type LabelFilter } from '../hnsw/index.js';
 import type { Metadata } from './metadata.js';
 import { MetadataIndex } from './metadata-index.js';
 import { type ScanRows, scanNearest } from './exact-scan.js';
 
-const { HierarchicalNSW } = hnswlib;
-export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
-export type Space = 'l2' | 'ip' | 'cosine';
+/** hnswlib-node's index (the hnswlib integration's type). */
+export type HnswIndex = HnswlibIndex;
+export type { Space } from '../hnsw/index.js';
+import type { HnswlibIndex, Space } from '../hnsw/index.js';
 
 export interface IndexParams {
   space: Space;
@@ -15,21 +16,15 @@ export interface IndexParams {
   efConstruction: number;
 }
 
-/** A fresh, empty HNSW index. */
-export function newIndex(p: IndexParams, capacity: number): HnswIndex {
-  const index = new HierarchicalNSW(p.space, p.dim);
-  index.initIndex({ maxElements: Math.max(1, capacity), m: p.M, efConstruction: p.efConstruction, randomSeed: 100 });
-  return index;
-}
-
-export function emptyIndex(p: IndexParams): HnswIndex {
-  return new HierarchicalNSW(p.space, p.dim);
+/** A fresh, empty HNSW index, on the process's graph backend. */
+export function newIndex(p: IndexParams, capacity: number): GraphIndex {
+  return graphBackend() === 'native' ? NativeGraph.create(p, capacity) : HnswlibGraph.create(p, capacity);
 }
 
 /** Raw result of one layer's search: labels and distances, closest first. */
 export interface LayerHits {
-  neighbors: number[];
-  distances: number[];
+  neighbors: ArrayLike<number>;
+  distances: ArrayLike<number>;
 }
 
 const NO_HITS: LayerHits = { neighbors: [], distances: [] };
@@ -50,17 +45,19 @@ export class Layer {
   readonly metadata: (Metadata | undefined)[] = [];
   private perRecord: Float32Array[] | undefined = [];
   private flat: Float32Array | undefined;
+  /** How to make {@link flat} on first use (a loaded segment whose index holds the vectors exactly). */
+  private lazyFlat: (() => Float32Array) | undefined;
   private dim = 0;
   private dead: Uint8Array;
   private deadCount = 0;
   /** Ids deleted while this layer was the memtable: they mask older layers. */
   readonly tombstones = new Set<string>();
 
-  private made: HnswIndex | undefined;
+  private made: GraphIndex | undefined;
   /** The graph's capacity, read once (a native call per search costs the unfiltered path); -1 until read or after a resize. */
   private maxElements = -1;
   private metaIndex: MetadataIndex | undefined;
-  private readonly make: (() => HnswIndex) | undefined;
+  private readonly make: (() => GraphIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
   private scanSpace: Space | undefined;
 
@@ -69,7 +66,7 @@ export class Layer {
      * The index, or (for a memtable) how to make it on first use: an empty HNSW index
      * costs megabytes, and most memtables of a store with many collections stay empty.
      */
-    index: HnswIndex | (() => HnswIndex),
+    index: GraphIndex | (() => GraphIndex),
     capacity: number,
     /** Segment group id once flushed; undefined for a memtable. */
     public segmentId: number | undefined,
@@ -107,7 +104,7 @@ export class Layer {
    * Gives a tail its graph, built elsewhere over labels 0..size-1 in order;
    * labels that died meanwhile are marked deleted in it.
    */
-  attachIndex(index: HnswIndex): void {
+  attachIndex(index: GraphIndex): void {
     if (!this.isTail) throw new UnsupportedOperationError('the layer already has its graph');
     this.made = index;
     this.maxElements = -1;
@@ -128,8 +125,15 @@ export class Layer {
     return out;
   }
 
-  get index(): HnswIndex {
-    this.made ??= (this.make as () => HnswIndex)();
+  /** Every record's vector in label order, each a view of the layer's memory or a copy (callers must not modify them). */
+  rows(): Float32Array[] {
+    const out: Float32Array[] = new Array(this.ids.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.vectorOf(i);
+    return out;
+  }
+
+  get index(): GraphIndex {
+    this.made ??= (this.make as () => GraphIndex)();
     return this.made;
   }
 
@@ -141,7 +145,25 @@ export class Layer {
 
   /** Whether {@link vectorOf} is a memory read (not a copy out of the index), so that an exact scan is cheap. */
   get canScan(): boolean {
-    return this.perRecord !== undefined || this.flat !== undefined;
+    return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined;
+  }
+
+  /**
+   * {@link load} for a segment whose index holds its vectors exactly ('l2', 'ip'): the flat copy that exact scans
+   * and compaction read is made by `copy` on first use, so an open allocates no second copy of the vectors.
+   */
+  loadLazily(ids: string[], metadata: (Metadata | undefined)[], dim: number, copy: () => Float32Array): void {
+    this.load(ids, metadata, undefined, dim);
+    this.lazyFlat = copy;
+  }
+
+  /** The flat copy of the vectors, made now if it was left for first use. */
+  private flatRows(): Float32Array | undefined {
+    if (this.flat === undefined && this.lazyFlat !== undefined) {
+      this.flat = this.lazyFlat();
+      this.lazyFlat = undefined;
+    }
+    return this.flat;
   }
 
   get size(): number {
@@ -170,7 +192,7 @@ export class Layer {
         this.index.resizeIndex(next);
         this.maxElements = -1;
       }
-      this.index.addPoint(Array.from(vector), label);
+      this.index.addPoint(vector, label);
     }
     if (label >= this.dead.length) {
       const grown = new Uint8Array(Math.max(this.dead.length * 2, label + 1));
@@ -206,6 +228,7 @@ export class Layer {
   releaseVectors(): void {
     this.perRecord = undefined;
     this.flat = undefined;
+    this.lazyFlat = undefined;
   }
 
   /**
@@ -214,12 +237,13 @@ export class Layer {
    */
   vectorOf(label: number): Float32Array {
     if (this.perRecord) return this.perRecord[label] as Float32Array;
-    if (this.flat) return this.flat.subarray(label * this.dim, (label + 1) * this.dim);
+    const flat = this.flatRows();
+    if (flat) return flat.subarray(label * this.dim, (label + 1) * this.dim);
     return Float32Array.from(this.pointOf(label));
   }
 
   /** The index's copy of `label`, also when the label is marked deleted (superseded while being copied). */
-  private pointOf(label: number): number[] {
+  private pointOf(label: number): ArrayLike<number> {
     try {
       return this.index.getPoint(label);
     } catch (err) {
@@ -259,12 +283,17 @@ export class Layer {
     return this.searchIndex(query, k, ef, accept && ((label) => accept(metadata[label], ids[label] as string)));
   }
 
-  /** The HNSW graph's nearest live labels, closest first, optionally restricted to labels `admit` accepts (called from native code). */
-  searchIndex(query: number[], k: number, ef: number, admit?: (label: number) => boolean): LayerHits {
+  /**
+   * The HNSW graph's nearest live labels, closest first, optionally restricted to the labels `admit` accepts: a
+   * predicate (called from native code) or a bitmap of labels (tested in C++ by the native backend).
+   */
+  searchIndex(query: number[], k: number, ef: number, admit?: LabelFilter): LayerHits {
     if (this.maxElements < 0) this.maxElements = this.index.getMaxElements();
     const n = Math.min(k, this.maxElements);
     this.index.setEf(Math.max(ef, n));
-    return admit ? this.index.searchKnn(query, n, admit) : this.index.searchKnn(query, n);
+    // The native binding copies a Float32Array's bytes in one step; an array costs one N-API call per component.
+    const q = this.index.backend === 'native' ? Float32Array.from(query) : query;
+    return admit ? this.index.searchKnn(q, n, admit) : this.index.searchKnn(q, n);
   }
 
   /**
@@ -281,8 +310,8 @@ export class Layer {
   ): LayerHits {
     const rows: ScanRows | undefined = this.perRecord
       ? { perRow: this.perRecord, dim: this.dim }
-      : this.flat
-        ? { flat: this.flat, dim: this.dim }
+      : this.flatRows() !== undefined
+        ? { flat: this.flatRows() as Float32Array, dim: this.dim }
         : undefined;
     if (!rows) throw new UnsupportedOperationError('the layer keeps its vectors only in its HNSW index: no exact scan');
     return scanNearest(rows, query, k, space, this.dead, lists, this.ids.length, admit);
