@@ -386,7 +386,7 @@ describe('readFilter: the filter is read once, into plain frozen data that both 
     expect(Object.getPrototypeOf(r.tree)).toBeNull();
     expect(Object.keys(r.tree).sort()).toEqual(['$or', '__proto__', 'n']);
     expect(Object.hasOwn(r.tree, '__proto__')).toBe(true);
-    expect(r.tree['__proto__']).toBe('x');
+    expect(Object.getOwnPropertyDescriptor(r.tree, '__proto__')?.value).toBe('x');
     const or = r.tree['$or'] as Record<string, unknown>[];
     expect(Object.isFrozen(or) && Object.isFrozen(or[0]) && Object.isFrozen(r.tree['n'])).toBe(true);
     expect(Object.hasOwn(or[0]!, '__proto__')).toBe(true);
