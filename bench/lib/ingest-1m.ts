@@ -111,7 +111,8 @@ export async function runIngest1m(o: Ingest1mOptions): Promise<Ingest1mResult> {
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
       const rate = end / s;
       log(
-        `ingest1m: ${end.toLocaleString('en-US')}/${o.count.toLocaleString('en-US')} (${Math.round(rate)}/s, ETA ${Math.round((o.count - end) / rate)} s)`,
+        `ingest1m: ${end.toLocaleString('en-US')}/${o.count.toLocaleString('en-US')} ` +
+          `(${Math.round(rate)}/s, ETA ${Math.round((o.count - end) / rate)} s)`,
       );
     }
   }
@@ -250,7 +251,8 @@ export function renderIngest1m(r: Ingest1mResult): string[] {
     `| flush median / p99 / max | ${r.flush.median} / ${r.flush.p99} / ${r.flush.max} s (${r.flush.p99ToMedian ?? 'n/a'}× median) |`,
     `| each flush (s) | ${r.flushSeconds.join(', ')} |`,
     `| background compaction settled after the ingest | ${r.settleSeconds} s, at ${r.steadyGroups} group(s) |`,
-    `| search p50 / p99, ${r.steadyGroups} groups | ${r.search.steady.p50Ms} / ${r.search.steady.p99Ms} ms, recall@${r.search.k} ${r.search.steady.recall} |`,
+    `| search p50 / p99, ${r.steadyGroups} groups | ${r.search.steady.p50Ms} / ${r.search.steady.p99Ms} ms, ` +
+      `recall@${r.search.k} ${r.search.steady.recall} |`,
     `| search p50 / p99, one group (copy compacted in ${r.compactSeconds} s) | ${r.search.single.p50Ms} / ${r.search.single.p99Ms} ms, ` +
       `recall@${r.search.k} ${r.search.single.recall} |`,
     `| steady-state p50 / one-group p50 | ${r.search.p50Ratio ?? 'n/a'}× (${r.search.queries} queries, alternated) |`,
