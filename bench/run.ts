@@ -18,6 +18,9 @@
  *               rotating their KEK, and KEK rotation over stores
  *               of growing data size, with every data file fingerprinted
  *   kms load    bench/results/kms-load.json (run when absent)
+ *   ingest1m    (only with --only ingest1m) 1,000,000 × 64 through the public API
+ *               with background compaction: flush p99 against the median, and
+ *               search at the steady-state group count against one group
  *   e2e         (only with --only e2e) the project's former baseline, plaintext
  *               hnswlib with a second copy of every vector: it doubles the
  *               baseline's I/O and so flatters vectorseal; kept for comparison
@@ -25,7 +28,8 @@
  * run writes latest-quick.json, latest-quick.md and throughput-quick.svg, so
  * that it never replaces the full run's figures).
  *
- * Options: --quick, --only pages,seal64,scale,e2e,rotation,kms, --records N (scale, e2e), --work-dir DIR,
+ * Options: --quick, --only pages,seal64,scale,e2e,rotation,kms,ingest1m, --records N (scale, e2e),
+ * --ingest-records N (ingest1m), --work-dir DIR,
  * --rerun-kms; --render rewrites latest.md and throughput.svg from latest.json
  * without measuring anything. Progress goes to stderr.
  */
@@ -35,6 +39,7 @@ import { join } from 'node:path';
 import { closeDefaultPool } from '../src/crypto/pool.js';
 import { renderChart } from './lib/chart.js';
 import { runEndToEnd } from './lib/end-to-end.js';
+import { runIngest1m } from './lib/ingest-1m.js';
 import { kmsLoadResult } from './lib/kms-load.js';
 import { describeMachine } from './lib/machine.js';
 import { renderMarkdown } from './lib/markdown.js';
@@ -47,8 +52,8 @@ import { runScale } from './lib/scale.js';
 import { runSealLarge } from './lib/seal-large.js';
 import { summarize, type Summary, type SuiteRun } from './lib/summary.js';
 
-const SECTIONS = ['pages', 'seal64', 'scale', 'e2e', 'rotation', 'kms'] as const;
-/** Run unless --only names others; 'e2e' (the old double-I/O baseline) only when named. */
+const SECTIONS = ['pages', 'seal64', 'scale', 'e2e', 'rotation', 'kms', 'ingest1m'] as const;
+/** Run unless --only names others; 'e2e' (the old double-I/O baseline) and 'ingest1m' (long) only when named. */
 const DEFAULT_SECTIONS: readonly Section[] = ['pages', 'seal64', 'scale', 'rotation', 'kms'];
 type Section = (typeof SECTIONS)[number];
 
@@ -152,6 +157,20 @@ async function main(): Promise<void> {
       const data = [];
       for (const bytes of quick ? [10e6, 100e6] : [10e6, 1e9]) data.push(await rotateWithData(workDir, bytes, 3, log));
       run.rotation = { collections, data };
+    }
+    if (want('ingest1m')) {
+      // Flush p99 over a million-record ingest, and search at the steady-state group count (bench/lib/ingest-1m.ts).
+      run.ingest1m = await runIngest1m({
+        count: Number(flag('--ingest-records') ?? (quick ? 200_000 : 1_000_000)),
+        dim: 64,
+        batch: 1000,
+        flushEvery: 100_000,
+        queries: 1000,
+        recallQueries: 100,
+        k: 10,
+        workDir: join(workDir, 'ingest1m'),
+        log,
+      });
     }
     if (want('kms')) {
       const kms = await kmsLoadResult(log, { rerun: process.argv.includes('--rerun-kms'), seconds: quick ? 3 : 10 });

@@ -1,3 +1,4 @@
+import { renderIngest1m } from './ingest-1m.js';
 import { SUITE_CONTENDERS, rowRatios } from './pages-suite.js';
 import { median } from './stats.js';
 import type { Summary } from './summary.js';
@@ -227,5 +228,6 @@ export function renderMarkdown(s: Summary): string {
         `${String(k['errors'])} errors (${String(k['date'])}).`,
     );
   }
+  if (s.details.ingest1m) out.push(...renderIngest1m(s.details.ingest1m));
   return `${out.join('\n')}\n`;
 }

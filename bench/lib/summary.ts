@@ -1,5 +1,6 @@
 import type { DataRotation, CollectionsRotation } from './rotation.js';
 import type { EndToEndResult } from './end-to-end.js';
+import { ingest1mGoals, type Ingest1mResult } from './ingest-1m.js';
 import type { Machine } from './machine.js';
 import type { ScaleResult } from './scale.js';
 import type { SealLargeResult } from './seal-large.js';
@@ -18,6 +19,7 @@ export interface SuiteRun {
   sealLarge?: SealLargeResult;
   rotation?: { collections: CollectionsRotation[]; data: DataRotation[] };
   kmsLoad?: Record<string, unknown>;
+  ingest1m?: Ingest1mResult;
 }
 
 type PerOp = { seal: number | undefined; open: number | undefined };
@@ -63,6 +65,7 @@ export interface Summary {
     scale?: ScaleResult;
     sealLarge?: SealLargeResult;
     rotation?: SuiteRun['rotation'];
+    ingest1m?: Ingest1mResult;
   };
 }
 
@@ -253,6 +256,7 @@ export function summarize(run: SuiteRun): Summary {
       { goal: '0 data bytes rewritten by rotation', measured: `${rewritten} bytes`, met: r.data.length > 0 ? rewritten === 0 : undefined },
     );
   }
+  if (run.ingest1m) goals.push(...ingest1mGoals(run.ingest1m));
   return {
     date: run.date,
     quick: run.quick,
@@ -269,6 +273,7 @@ export function summarize(run: SuiteRun): Summary {
       ...(run.scale ? { scale: run.scale } : {}),
       ...(run.sealLarge ? { sealLarge: run.sealLarge } : {}),
       ...(run.rotation ? { rotation: run.rotation } : {}),
+      ...(run.ingest1m ? { ingest1m: run.ingest1m } : {}),
     },
   };
 }

@@ -71,7 +71,9 @@ export interface BackupReport {
  * compactions wait) and all cuts are held together while the files are
  * copied, so the snapshot is one point in time for the whole store. Writes
  * acknowledged before the call are in it; writes made meanwhile go to new
- * WAL files and may or may not be. Segments and WAL files are stored once by
+ * WAL files and may or may not be. A collection opened lazily (`lazy: true`)
+ * is not loaded for it: its cut is taken from its files and the store state
+ * (store/collection-cut.ts), and the restore is the same. Segments and WAL files are stored once by
  * SHA-256 and shared by later snapshots in the same directory (incremental);
  * the manifest, catalog, keyring and STORE file are stored per snapshot. The
  * backup manifest lists every file with its length and SHA-256 and is MACed
@@ -155,10 +157,13 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
     });
     try {
       if (expect && (got.sha256 !== expect.sha256 || got.length !== expect.length)) {
-        throw new CorruptDataError('store file does not match the hash its manifest records; not backing up damaged data', {
-          file: src,
-          reason: 'hash',
-        });
+        throw new CorruptDataError(
+          'store file does not match the hash its manifest or the store state records; not backing up damaged data',
+          {
+            file: src,
+            reason: 'hash',
+          },
+        );
       }
       const dest = join(root, objectPath(got.sha256));
       await mkdirDurable(dirname(dest));
@@ -226,7 +231,8 @@ export async function backupStore(store: Store, options: BackupOptions): Promise
       const src = join(cut.dir, 'wal', walFileName(s));
       dekVersions.add((await readWalHeader(src, { storeId: store.storeId, collectionId: c.info.id, walSeq: s })).dekVersion);
       // A reader's cut ends where its snapshot did: the writer may be appending to the newest file.
-      await putShared(`${rel}/wal/${walFileName(s)}`, src, undefined, cut.walLengths?.get(s));
+      // A lazy cut knows the hash the store state sealed a file with: checked as it is copied (or found stored already).
+      await putShared(`${rel}/wal/${walFileName(s)}`, src, cut.walHashes?.get(s), cut.walLengths?.get(s));
     }
     entries.push({ id: c.info.id, generation: cut.manifest.generation, firstWalSeq: cut.firstWalSeq, lastWalSeq: cut.lastWalSeq });
     report.collections.push({
@@ -310,7 +316,8 @@ function chooseCollections(store: Store, names: string[] | undefined, skipped: B
       .filter((c) => {
         try {
           store.keys.assertUsable(c.info.id);
-          if (c.isLoaded) return true;
+          // A collection opened lazily is backed up from its files, unloaded (store/collection-cut.ts).
+          if (c.isLoaded || c.awaitsLoad) return true;
           skipped.push({ name: c.info.name, id: c.info.id, code: 'VS_KEY_DISABLED' });
         } catch (err) {
           skipped.push({ name: c.info.name, id: c.info.id, code: (err as { code?: string }).code ?? 'VS_ERROR' });

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadNativeGcm, nodeGcm, type GcmPrimitive } from '../crypto/gcm.js';
 import { hkdfExpandSha512 } from '../crypto/hkdf.js';
@@ -329,6 +330,64 @@ export async function walFileSeal(path: string, seq: number): Promise<{ seq: num
     records++;
   }
   return { seq, records, sha256: createHash('sha256').update(file).digest('hex') };
+}
+
+/**
+ * Where the whole records of a WAL file end, found from the length prefixes
+ * alone (no key, nothing decrypted), as readWal frames them: a torn last
+ * record (a length running past the end, or a zero-filled tail) is not
+ * counted, an impossible length is a CorruptDataError. With `maxRecords`,
+ * stops after that many (a sealed file's records; bytes after them were
+ * never part of it). For copying a file's ciphertext up to a cut point (a
+ * backup of a collection whose data is not loaded).
+ */
+export async function walRecordsEnd(
+  path: string,
+  maxRecords: number = Number.POSITIVE_INFINITY,
+): Promise<{ length: number; records: number }> {
+  const h = await fs.open(path, constants.O_RDONLY);
+  try {
+    const size = (await h.stat()).size;
+    if (size < WAL_HEADER_SIZE) throw new CorruptDataError('not a vectorseal WAL file (short header)', { file: path, reason: 'header' });
+    const prefix = Buffer.alloc(4);
+    let off = WAL_HEADER_SIZE;
+    let records = 0;
+    while (records < maxRecords && off + 4 <= size) {
+      await readFully(h, prefix, off, path);
+      const len = prefix.readUInt32BE(0);
+      if (len === 0 && (await zeroFrom(h, off + 4, size))) break;
+      if (len < TAG || len > MAX_WAL_RECORD) {
+        throw new CorruptDataError(`WAL record ${records} has an impossible length ${len}`, {
+          file: path,
+          page: records,
+          reason: 'length',
+        });
+      }
+      if (off + 4 + len > size) break;
+      off += 4 + len;
+      records++;
+    }
+    return { length: off, records };
+  } finally {
+    await h.close();
+  }
+}
+
+async function readFully(h: FileHandle, buf: Buffer, position: number, file: string): Promise<void> {
+  const { bytesRead } = await h.read(buf, 0, buf.length, position);
+  if (bytesRead !== buf.length) throw new CorruptDataError('WAL file shrank while it was read', { file, reason: 'length' });
+}
+
+/** Whether every byte from `from` to `size` is zero (the tail a crash during an append leaves). */
+async function zeroFrom(h: FileHandle, from: number, size: number): Promise<boolean> {
+  const buf = Buffer.alloc(64 * 1024);
+  for (let at = from; at < size; ) {
+    const { bytesRead } = await h.read(buf, 0, Math.min(buf.length, size - at), at);
+    if (bytesRead === 0) break;
+    if (!allZero(buf.subarray(0, bytesRead))) return false;
+    at += bytesRead;
+  }
+  return true;
 }
 
 /** Cuts a WAL file back to `length` bytes (a torn tail), durably. */

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import type { SearchOptions, SearchResult } from './collection-types.js';
 import { equalityConditions, onlyEquality } from './filter-plan.js';
-import { compileFilter, type Filter } from './filter.js';
+import { compileFilter, readFilter, type Filter, type ReadFilter } from './filter.js';
 import { type FilterPlan, searchLayerFiltered } from './filtered-search.js';
 import type { Layer, LayerHits } from './layer.js';
 import { readOnly, type Metadata } from './metadata.js';
@@ -29,12 +29,15 @@ export function searchLayers<M extends object>(
   const q = queryOf(vector, s.info.dim, s.info.space);
   checkPositiveInt(k, 'k', MAX_K);
   const ef = options.ef === undefined ? Math.max(64, k) : checkPositiveInt(options.ef, 'ef', 100_000);
-  const accept = acceptOf(options as SearchOptions);
+  // The filter and the predicate are read once: the plan and the test both use these (filter.ts readFilter).
+  const filter = options.filter === undefined ? undefined : readFilter(options.filter);
+  const where = options.where;
+  const accept = acceptOf(filter, where);
   // A filtered layer is planned on its own: exact scan of the few matches, or a filtered walk with a raised ef (filtered-search.ts).
-  const conditions = options.filter === undefined ? [] : equalityConditions(options.filter);
+  const conditions = filter === undefined ? [] : equalityConditions(filter.tree);
   const plan: FilterPlan = {
     conditions,
-    indexDecides: options.where === undefined && options.filter !== undefined && onlyEquality(options.filter),
+    indexDecides: where === undefined && filter !== undefined && onlyEquality(filter.tree),
   };
   const space = s.info.space;
   const searchLayer = (layer: Layer): LayerHits =>
@@ -120,9 +123,11 @@ export function matchingIds<M extends object>(s: CollectionMemory, filter: Filte
  * exception: the first error is kept, every later candidate refused, and the
  * error is thrown by {@link rethrowPredicateError} once the search returns.
  */
-function acceptOf(options: SearchOptions): ((m: Metadata | undefined, id: string) => boolean) | undefined {
-  const compiled = options.filter === undefined ? undefined : compileFilter(options.filter);
-  const where = options.where;
+function acceptOf(
+  filter: ReadFilter | undefined,
+  where: SearchOptions['where'],
+): ((m: Metadata | undefined, id: string) => boolean) | undefined {
+  const compiled = filter?.test;
   if (where === undefined) return compiled;
   if (typeof where !== 'function')
     throw new InvalidArgumentError(`"where" expected a function, got ${where === null ? 'null' : typeof where}`);

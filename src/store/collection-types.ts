@@ -112,6 +112,8 @@ export interface CollectionCut {
   manifestBytes?: Buffer;
   /** A reader's cut: how many bytes of each WAL file its snapshot holds (the writer may be appending). */
   walLengths?: ReadonlyMap<number, number>;
+  /** The SHA-256 and length the store state sealed WAL files with, where the cut knows it (a lazy cut, collection-cut.ts). */
+  walHashes?: ReadonlyMap<number, { sha256: string; length: number }>;
 }
 
 /** What a collection needs from its store. */

@@ -9,6 +9,7 @@ import { endWalFile, rotateWal } from './collection-files.js';
 import { compactLocked, flushLocked } from './collection-flush.js';
 import { CollectionMemory, collectionDir, type Op } from './collection-memory.js';
 import { lazyStats, openLazily } from './collection-lazy.js';
+import { lazyCut } from './collection-cut.js';
 import { load, reload } from './collection-recovery.js';
 import { scheduleCompaction } from './compaction.js';
 import { matchingIds, searchLayers } from './collection-search.js';
@@ -337,15 +338,23 @@ export class Collection<M extends object = Metadata> {
    * call is in a closed file) and no flush or compaction runs until `fn`
    * returns: the manifest, the segment files it lists and WAL files
    * `firstWalSeq..lastWalSeq` stay unchanged while writes go on into newer
-   * WAL files.
+   * WAL files. A collection opened lazily and not loaded yet is not loaded
+   * for it: its cut is taken from its files and the store state alone
+   * (collection-cut.ts), and a write arriving meanwhile (which loads it)
+   * waits until `fn` returns.
    */
   async snapshot<T>(fn: (cut: CollectionCut) => Promise<T>): Promise<T> {
     const s = this.s;
-    await admit(s, 'backup');
-    // A reader's cut is its snapshot as loaded: nothing to close, nothing the writer's flushes can change.
-    if (s.ctx.readOnly) return this.readerSnapshot(fn);
+    await admit(s, 'backup', { keepLazy: true });
+    const lazy = (): boolean => s.pendingLoad && !s.loaded;
+    if (s.ctx.readOnly) {
+      // A reader's cut is its snapshot as loaded: nothing to close, nothing the writer's flushes can change.
+      if (lazy()) return fn(await lazyCut(s));
+      return this.readerSnapshot(fn);
+    }
     return s.exclusive(async () => {
       authorize(s, 'backup');
+      if (lazy()) return fn(await lazyCut(s));
       await rotateWal(s);
       const m = structuredClone(s.manifest);
       return fn({ dir: this.dir, manifest: m, firstWalSeq: m.firstWalSeq, lastWalSeq: s.walNext - 1 });
@@ -416,6 +425,11 @@ export class Collection<M extends object = Metadata> {
   /** Whether the collection's data is in memory (false while its keys are refused). */
   get isLoaded(): boolean {
     return this.s.loaded;
+  }
+
+  /** Whether the collection was opened lazily and its data has not loaded yet (its keys were usable then). */
+  get awaitsLoad(): boolean {
+    return this.s.pendingLoad && !this.s.loaded;
   }
 
   /**

@@ -20,8 +20,9 @@ export interface EqualityCondition {
 const MAX_DEPTH = 32;
 
 /**
- * Equality conditions implied by `filter`, which must already have passed
- * compileFilter (so it is well formed); an empty list when none is.
+ * Equality conditions implied by `filter`, which must be the `tree` of
+ * readFilter (well formed, and read once: the predicate was compiled from
+ * the same copy); an empty list when none is.
  */
 export function equalityConditions(filter: unknown): EqualityCondition[] {
   const out: EqualityCondition[] = [];
@@ -50,7 +51,7 @@ function collect(filter: unknown, out: EqualityCondition[], depth: number): void
 }
 
 /**
- * Whether `filter` (already compiled, so well formed) is nothing but
+ * Whether `filter` (readFilter's `tree`, so well formed) is nothing but
  * equality conditions (plain values, `$eq`, `$in`, within `$and`): then a
  * record matches exactly when it meets every condition
  * {@link equalityConditions} returns, and a metadata index's postings decide

@@ -91,17 +91,84 @@ function describe(v: unknown): string {
 }
 
 /**
- * Compiles a filter into a predicate; InvalidArgumentError on a malformed one.
- * The filter is read once, here: anything reading it throws (a getter, a Proxy
- * trap) becomes an InvalidArgumentError too, with the thrown value as its cause.
+ * A filter read once: `tree` is a plain copy of the caller's filter (own
+ * enumerable string keys only, null-prototype objects, arrays copied, all
+ * frozen), already validated, and `test` its compiled predicate. The planner
+ * (filter-plan.ts) and the predicate both read `tree`, never the caller's
+ * object, so a getter or Proxy that answers differently on each read cannot
+ * make the plan and the test disagree.
  */
-export function compileFilter(filter: unknown): Predicate {
+export interface ReadFilter {
+  readonly tree: Readonly<Record<string, unknown>>;
+  readonly test: Predicate;
+}
+
+/**
+ * Reads and validates a filter; InvalidArgumentError on a malformed one.
+ * The caller's object is read once, here: anything reading it throws (a
+ * getter, a Proxy trap) becomes an InvalidArgumentError too, with the
+ * thrown value as its cause.
+ */
+export function readFilter(filter: unknown): ReadFilter {
+  let tree: Record<string, unknown>;
   try {
-    return compile(filter, 'filter', 0);
+    tree = copyFilter(filter, 'filter', 0);
   } catch (err) {
     if (err instanceof VectorsealError) throw err;
     throw new InvalidArgumentError('"filter" could not be read as plain data', { cause: err });
   }
+  return Object.freeze({ tree, test: compile(tree, 'filter', 0) });
+}
+
+/** Compiles a filter into a predicate (see {@link readFilter}, which also keeps the copy a planner reads). */
+export function compileFilter(filter: unknown): Predicate {
+  return readFilter(filter).test;
+}
+
+/** A frozen, null-prototype object with `entries` as own data properties (`__proto__` included, as data). */
+function frozenRecord(entries: [string, unknown][]): Record<string, unknown> {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of entries) Object.defineProperty(out, k, { value: v, enumerable: true });
+  return Object.freeze(out);
+}
+
+/** Each own enumerable string-keyed property of `o`, read once. */
+function ownEntries(o: object): [string, unknown][] {
+  return Object.entries(o);
+}
+
+/** A frozen copy of an array's elements, each read once. */
+function copyArray(a: readonly unknown[]): readonly unknown[] {
+  const n = a.length;
+  const out: unknown[] = [];
+  for (let i = 0; i < n; i++) out.push(a[i]);
+  return Object.freeze(out);
+}
+
+/**
+ * The plain copy of a filter node. Only the shape a filter can have is
+ * copied ($and/$or arrays of filters, $not's filter, operator objects and
+ * their `$in`/`$nin` arrays); anything else is kept as read, and compile
+ * rejects it by its type without reading into it.
+ */
+function copyFilter(filter: unknown, at: string, depth: number): Record<string, unknown> {
+  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+    throw new InvalidArgumentError(`"${at}" expected an object of field conditions, got ${describe(filter)}`);
+  }
+  if (depth > MAX_FILTER_DEPTH) throw new InvalidArgumentError(`"filter" nests $and/$or/$not deeper than ${MAX_FILTER_DEPTH} levels`);
+  const out: [string, unknown][] = [];
+  for (const [field, cond] of ownEntries(filter)) {
+    if ((field === '$and' || field === '$or') && Array.isArray(cond)) {
+      out.push([field, Object.freeze(copyArray(cond).map((f, i) => copyFilter(f, `${at}.${field}[${i}]`, depth + 1)))]);
+    } else if (field === '$not') {
+      out.push([field, copyFilter(cond, `${at}.$not`, depth + 1)]);
+    } else if (!field.startsWith('$') && cond !== null && typeof cond === 'object' && !Array.isArray(cond)) {
+      out.push([field, frozenRecord(ownEntries(cond).map(([op, arg]) => [op, Array.isArray(arg) ? copyArray(arg) : arg]))]);
+    } else {
+      out.push([field, cond]);
+    }
+  }
+  return frozenRecord(out);
 }
 
 function compile(filter: unknown, at: string, depth: number): Predicate {
@@ -136,7 +203,14 @@ function compile(filter: unknown, at: string, depth: number): Predicate {
     if (cond === null || typeof cond !== 'object' || Array.isArray(cond)) {
       throw new InvalidArgumentError(`"${at}.${field}" expected a string, number, boolean, null or operator object`);
     }
-    for (const [op, arg] of Object.entries(cond)) {
+    const ops = Object.entries(cond);
+    // An operator object with no operator would match every record: almost certainly a filter built wrong.
+    if (ops.length === 0) {
+      throw new InvalidArgumentError(
+        `"${at}.${field}" is an operator object with no operator (expected at least one of ${[...OPS].join(', ')})`,
+      );
+    }
+    for (const [op, arg] of ops) {
       if (!OPS.has(op))
         throw new InvalidArgumentError(`"${at}.${field}" has unknown operator "${op}" (expected one of ${[...OPS].join(', ')})`);
       if (op === '$in' || op === '$nin') {

@@ -12,9 +12,10 @@ import { reload } from './collection-recovery.js';
  * Gate of every asynchronous operation: the keys' state (disable, deletion:
  * a map lookup) and, once the DEK's cache entry has expired, one
  * re-validation through the provider, so that a KEK disabled there takes
- * effect within the cache TTL.
+ * effect within the cache TTL. With `keepLazy`, a collection opened lazily
+ * and not loaded yet stays so.
  */
-export async function admit(s: CollectionMemory, operation: string): Promise<void> {
+export async function admit(s: CollectionMemory, operation: string, options: { keepLazy?: boolean } = {}): Promise<void> {
   s.assertOpen();
   if (s.ctx.readOnly && operation !== 'backup') {
     const what = `collection "${s.info.name}" belongs to a store opened read-only (a snapshot)`;
@@ -23,7 +24,8 @@ export async function admit(s: CollectionMemory, operation: string): Promise<voi
   // A refusal by the provider is asked again before an asynchronous operation: it may have been lifted.
   if (s.keyFailure !== undefined) await revalidate(s).catch(() => undefined);
   authorize(s, operation);
-  if (!s.loaded) await reload(s);
+  // A backup copies a lazily opened collection's files as they are (collection-cut.ts): nothing to load.
+  if (!s.loaded && !(options.keepLazy && s.pendingLoad)) await reload(s);
   if (!s.ctx.keys.isDekCached(s.info.id, s.ctx.keys.activeDekVersion(s.info.id))) {
     await revalidate(s).catch(() => undefined);
     authorize(s, operation);

@@ -50,17 +50,55 @@ const POINTS = [
   'flush:wal-rotated',
   'flush:done',
   'flush:committed#2',
+  // The graph build of a flush, on its worker thread (flushes 1 and 4).
   'graph:started',
   'graph:built#2',
-  // The fifth graph is the background compaction's.
+  'flush:built',
+  'flush:built#4',
+];
+
+/**
+ * Every crash point of the two compactions the child runs after its fourth
+ * flush: the background one (the fifth graph, merging the two newest groups,
+ * whose tombstone it carries) and the full one (the sixth graph, every group
+ * into one). The occurrence numbers of manifest, state and atomic writes
+ * count from the child's start (the collection's creation and four flushes
+ * come first).
+ */
+const COMPACTION_POINTS = [
+  // Background: graph build on the worker, group files, manifest announced in STATE, committed, WAL rotated, old files retired.
   'graph:started#5',
   'graph:built#5',
   'compact:built',
   'compact:vectors-written',
+  'compact:metadata-written',
+  'index:staged#5',
   'compact:index-written',
+  'compact:tombstones-written',
+  'manifest:before-write#6',
+  'state:before-write#13',
+  'atomic:temp-written#17',
+  'atomic:renamed#17',
+  'state:written#13',
   'manifest:committed#6',
   'compact:committed',
   'compact:done',
+  // Full compaction (Collection.compact), the same steps without tombstones.
+  'graph:started#6',
+  'graph:built#6',
+  'compact:built#2',
+  'compact:vectors-written#2',
+  'compact:metadata-written#2',
+  'index:staged#6',
+  'compact:index-written#2',
+  'manifest:before-write#7',
+  'state:before-write#14',
+  'atomic:temp-written#18',
+  'atomic:renamed#18',
+  'state:written#14',
+  'manifest:committed#7',
+  'compact:committed#2',
+  'compact:done#2',
 ];
 
 describe('crash recovery (child killed with SIGKILL)', () => {
@@ -76,9 +114,24 @@ describe('crash recovery (child killed with SIGKILL)', () => {
     expect(run.acks.at(-1)).toBe('end');
     const store = await openTestStore(d, { maxSegments: 3 });
     checkAcked(store, run.acks);
-    expect(store.collection('c').count).toBe(70 - 4);
+    expect(store.collection('c').count).toBe(70 - 5);
     await store.collection('c').upsert({ id: 'after', vector: vectorOf(999) });
     await store.collection('c').flush();
+  });
+
+  it.each(COMPACTION_POINTS)('killed in a compaction at %s: reopens with every acknowledged write', async (point) => {
+    const d = storeDirs();
+    const run = await runChild([d.dir, d.keyDir, 'sequence'], point);
+    // Reached, and inside the compactions: after the fourth flush began, before the full compaction was acknowledged.
+    expect(run.signal, run.stderr).toBe('SIGKILL');
+    expect(run.acks.filter((a) => a === 'f').length).toBeGreaterThanOrEqual(3);
+    expect(run.acks).not.toContain('c');
+    const store = await openTestStore(d, { maxSegments: 3 });
+    checkAcked(store, run.acks);
+    expect(store.collection('c').count).toBe(60 - 4);
+    await store.collection('c').upsert({ id: 'after', vector: vectorOf(999) });
+    await store.collection('c').compact();
+    expect(store.collection('c').count).toBe(60 - 4 + 1);
   });
 
   it.each(POINTS)('killed at %s: reopens with every acknowledged write', async (point) => {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { compileFilter, fieldValue, isScalar } from '../../src/store/filter.js';
+import { compileFilter, fieldValue, isScalar, readFilter } from '../../src/store/filter.js';
+import { equalityConditions, onlyEquality } from '../../src/store/filter-plan.js';
+import { openTestStore, storeDirs } from '../helpers/store.js';
 import type { Metadata } from '../../src/store/metadata.js';
 
 /**
@@ -326,5 +328,112 @@ describe('compileFilter and fieldValue: strange valid input', () => {
     expect(matches({ 0: 'en' }, records)).toEqual([]);
     expect(matches({ 'a.0.b': 1 }, records)).toEqual([]);
     expect(matches({ length: { $exists: true } }, records)).toEqual([]);
+  });
+});
+
+describe('readFilter: the filter is read once, into plain frozen data that both the planner and the predicate use', () => {
+  /** A filter whose `lang` getter alternates between two values on each read. */
+  function alternating(first: string, second: string): { filter: object; reads: () => number } {
+    let n = 0;
+    const filter = Object.defineProperty({}, 'lang', {
+      enumerable: true,
+      get() {
+        n += 1;
+        return n % 2 === 1 ? first : second;
+      },
+    });
+    return { filter, reads: () => n };
+  }
+
+  it('a getter that alternates is read once: the plan and the test see the same value', () => {
+    const { filter, reads } = alternating('en', 'sv');
+    const r = readFilter(filter);
+    expect(reads()).toBe(1);
+    expect({ ...r.tree }).toEqual({ lang: 'en' });
+    expect(equalityConditions(r.tree)).toEqual([{ path: ['lang'], field: 'lang', values: ['en'] }]);
+    expect(onlyEquality(r.tree)).toBe(true);
+    expect(Object.keys(people).filter((k) => r.test(people[k]))).toEqual(['ada', 'cy']);
+    expect(reads()).toBe(1);
+  });
+
+  it('so does a Proxy whose traps answer differently each time, at any depth ($and, operator objects, $in arrays)', () => {
+    const counts = new Map<string, number>();
+    const flip = <T extends object>(target: T, key: string, a: unknown, b: unknown): T =>
+      new Proxy(target, {
+        get(t, k, recv) {
+          if (k !== key) return Reflect.get(t, k, recv);
+          const n = (counts.get(key) ?? 0) + 1;
+          counts.set(key, n);
+          return n % 2 === 1 ? a : b;
+        },
+      });
+    const inner = flip({ $in: ['x'] }, '$in', ['en'], ['sv', 'fr']);
+    const filter = { $and: [flip({ lang: 'x' }, 'lang', inner, 'sv')] };
+    const r = readFilter(filter);
+    expect(Object.fromEntries(counts)).toEqual({ lang: 1, $in: 1 });
+    expect(JSON.parse(JSON.stringify(r.tree))).toEqual({ $and: [{ lang: { $in: ['en'] } }] });
+    expect(equalityConditions(r.tree)).toEqual([{ path: ['lang'], field: 'lang', values: ['en'] }]);
+    expect(Object.keys(people).filter((k) => r.test(people[k]))).toEqual(['ada', 'cy']);
+    expect(Object.fromEntries(counts)).toEqual({ lang: 1, $in: 1 });
+  });
+
+  it('the copy is frozen, has no prototype, keeps own "__proto__" keys as data and drops inherited or non-enumerable ones', () => {
+    const filter = JSON.parse('{"__proto__": "x", "n": {"$eq": 1}, "$or": [{"__proto__": {"$exists": true}}]}') as object;
+    Object.defineProperty(filter, 'hidden', { value: 1, enumerable: false });
+    Object.setPrototypeOf(filter, { inherited: 1 });
+    const r = readFilter(filter);
+    expect(Object.isFrozen(r.tree)).toBe(true);
+    expect(Object.getPrototypeOf(r.tree)).toBeNull();
+    expect(Object.keys(r.tree).sort()).toEqual(['$or', '__proto__', 'n']);
+    expect(Object.hasOwn(r.tree, '__proto__')).toBe(true);
+    expect(Object.getOwnPropertyDescriptor(r.tree, '__proto__')?.value).toBe('x');
+    const or = r.tree['$or'] as Record<string, unknown>[];
+    expect(Object.isFrozen(or) && Object.isFrozen(or[0]) && Object.isFrozen(r.tree['n'])).toBe(true);
+    expect(Object.hasOwn(or[0]!, '__proto__')).toBe(true);
+    const own = JSON.parse('{"__proto__": "x", "n": 1}') as Metadata;
+    expect(r.test(own)).toBe(true);
+    expect(r.test({ n: 1 })).toBe(false);
+  });
+
+  it('a search through a collection with an alternating getter returns what the same filter as plain data returns', async () => {
+    const d = storeDirs();
+    const store = await openTestStore(d, { autoFlushRecords: 0 });
+    const c = await store.createCollection('c', { dim: 4 });
+    const langs = ['en', 'sv', 'fr', 'de'];
+    await c.upsert(
+      Array.from({ length: 400 }, (_, i) => ({
+        id: `r${i}`,
+        vector: [Math.sin(i), Math.cos(i), (i % 7) / 7, (i % 11) / 11],
+        metadata: { lang: langs[i % 4] as string },
+      })),
+    );
+    await c.flush();
+    const q = [0.2, 0.4, 0.1, 0.3];
+    for (const k of [1, 10, 50]) {
+      const plain = c.search(q, k, { filter: { lang: 'en' } });
+      expect(plain.every((h) => h.metadata?.['lang'] === 'en')).toBe(true);
+      // Read once (as 'en'): the metadata index's plan and the test agree, every hit is 'en' and none is missed.
+      const got = c.search(q, k, { filter: alternating('en', 'sv').filter as Record<string, unknown> });
+      expect(got).toEqual(plain);
+      expect(c.countWhere(alternating('en', 'sv').filter as Record<string, unknown>)).toBe(100);
+    }
+  });
+});
+
+describe('an operator object with no operator', () => {
+  it('is VS_INVALID_ARGUMENT naming the field, at any depth: it would otherwise match every record', () => {
+    expect(refusal({ lang: {} }).message).toMatch(/"filter\.lang" is an operator object with no operator/);
+    expect(refusal({ $and: [{ lang: 'en' }, { age: {} }] }).message).toMatch(/"filter\.\$and\[1\]\.age"/);
+    refusal({ $or: [{ lang: {} }] });
+    refusal({ $not: { 'team.name': {} } });
+    // Operators that are not own enumerable properties are not there either.
+    refusal({ lang: Object.create({ $eq: 'en' }) as object });
+    refusal({ lang: Object.defineProperty({}, '$eq', { value: 'en', enumerable: false }) });
+  });
+
+  it('an empty filter (no field at all) still matches every record, and an own "__proto__" operator is unknown, not absent', () => {
+    expect(matches({}, people)).toEqual(Object.keys(people));
+    expect(matches({ $and: [{}] }, people)).toEqual(Object.keys(people));
+    expect(refusal(JSON.parse('{"lang": {"__proto__": {"$eq": "en"}}}')).message).toMatch(/unknown operator "__proto__"/);
   });
 });

@@ -51,9 +51,14 @@ if (mode === 'sequence') {
   await col.flush();
   ack('f');
   await upserts(10);
+  // Masks id-1 in the oldest group: the background compaction of the two newest groups carries this tombstone.
+  await del(1);
   await col.flush(); // 4 groups > maxSegments 3: a background compaction merges two
   ack('f');
   await col.whenIdle();
+  // A full compaction too: every group into one (its own graph build, files and manifest commit).
+  await col.compact();
+  ack('c');
   await upserts(10);
   await del(61);
   ack('end');

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { backupStore, restoreBackup, verifyBackup } from '../../backup/index.js';
-import { InvalidArgumentError, ReadOnlyError } from '../../errors.js';
+import { InvalidArgumentError, ReadOnlyError, SnapshotBusyError } from '../../errors.js';
 import { liveLockHolder } from '../../storage/lock.js';
 import type { Store } from '../../store/index.js';
 import { readTarget, pickSnapshot } from '../../backup/target.js';
@@ -9,6 +9,9 @@ import { configPath, readStoreConfig, writeStoreConfig } from '../config-file.js
 import { output, parseIntOption, storeDir, storeOptions, withStore, type StoreCliOptions } from '../context.js';
 import { kekEntryFromCli, kekSourceOptions, type KekSourceOptions } from '../kek-source.js';
 import { progressBar } from '../progress.js';
+
+/** Backups a lazy reader tries, each on a newer snapshot, while its writer keeps flushing. */
+const BACKUP_ATTEMPTS = 3;
 
 /**
  * `vectorseal backup`, `backup verify` and `restore` (which can rewrap the
@@ -26,11 +29,23 @@ export function registerBackupCommands(program: Command): void {
       const to = opts.to;
       const run = async (store: Store): Promise<void> => {
         const bar = progressBar(opts, 'backup [{bar}] {value}/{total} files', { clearOnComplete: true });
-        const report = await backupStore(store, {
-          to,
-          ...(opts.collections === undefined ? {} : { collections: splitList(opts.collections) }),
-          onProgress: (p) => bar.update(p.files, p.totalFiles),
-        }).finally(() => bar.stop());
+        const backupOnce = (): ReturnType<typeof backupStore> =>
+          backupStore(store, {
+            to,
+            ...(opts.collections === undefined ? {} : { collections: splitList(opts.collections) }),
+            onProgress: (p) => bar.update(p.files, p.totalFiles),
+          });
+        const report = await (async () => {
+          // A lazy reader's cut is taken when the backup runs: a flush of the writer since the snapshot means a newer one.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await backupOnce();
+            } catch (err) {
+              if (!(err instanceof SnapshotBusyError) || !store.readOnly || attempt >= BACKUP_ATTEMPTS) throw err;
+              await store.refresh();
+            }
+          }
+        })().finally(() => bar.stop());
         output(opts, report, () =>
           [
             `snapshot ${report.snapshot} of store ${report.storeId} in ${report.to}`,
@@ -46,11 +61,12 @@ export function registerBackupCommands(program: Command): void {
       };
       // A snapshot, so a backup runs beside the application that holds the store. Only a store's
       // first backup writes (it adds the backup key to the keyring), and only when nobody holds the store.
+      // Lazily: a backup copies ciphertext and needs no collection's data in memory (store/collection-cut.ts).
       try {
-        await withStore(opts, run, { readOnly: true });
+        await withStore(opts, run, { readOnly: true, lazy: true });
       } catch (err) {
         if (!(err instanceof ReadOnlyError) || (await liveLockHolder(storeDir(opts)))) throw err;
-        await withStore(opts, run);
+        await withStore(opts, run, { lazy: true });
       }
     });
 
