@@ -25,8 +25,17 @@ import { SnapshotBusyError } from '../errors.js';
  * without the full verification.
  */
 
-/** Attempts before a reader gives up with {@link SnapshotBusyError}. */
-export const SNAPSHOT_ATTEMPTS = 10;
+/**
+ * Attempts before a reader gives up with {@link SnapshotBusyError}. A writer
+ * that flushes in well under a second (the native graph build) changes the
+ * deciding files more often than a reader's full read takes, so ten attempts
+ * were not enough beside a busy writer; forty, with the pause capped (below),
+ * still give up after about seven seconds of pauses.
+ */
+export const SNAPSHOT_ATTEMPTS = 40;
+
+/** The longest pause between two attempts. */
+const MAX_PAUSE_MS = 200;
 
 /** The files whose change marks a concurrent writer step (see above), relative to the store directory. */
 const ROOT_FILES = ['STATE', 'KEYRING', 'CATALOG', 'STORE'];
@@ -84,7 +93,7 @@ export async function readCoherent<T>(
       options.onRace?.(i + 1, err);
     }
     // A little longer each time, with jitter, so a reader does not fall into step with a writer's flushes.
-    await new Promise((r) => setTimeout(r, pause * (i + 1) * (0.5 + Math.random())));
+    await new Promise((r) => setTimeout(r, Math.min(MAX_PAUSE_MS, pause * (i + 1)) * (0.5 + Math.random())));
   }
   throw new SnapshotBusyError(`no coherent snapshot of ${dir} after ${attempts} attempts: the writer changed the store during each`, {
     cause: last,
