@@ -1,7 +1,4 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadOwnAddon } from '../util/native-addon.js';
 import { ClosedError, InvalidArgumentError } from '../errors.js';
 import { AEAD_KEY_SIZE, PageAuthFailure, type ChunkCipher, type ChunkEngine } from './engine.js';
 
@@ -28,42 +25,18 @@ export interface AeadAddon {
   ): number;
 }
 
-const ADDON_FILE = 'vectorseal_aead.node';
-
-/**
- * Where node-gyp leaves the addon: src/crypto/native/build/Release. Found by
- * walking up from this module, so that it is found from src/crypto (tests),
- * dist/crypto (the compiled package) and any other compiled copy.
- */
-function candidatePaths(): string[] {
-  const override = process.env['VECTORSEAL_NATIVE_ADDON'];
-  const paths = override ? [override] : [];
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    paths.push(join(dir, 'src', 'crypto', 'native', 'build', 'Release', ADDON_FILE));
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  return paths;
-}
-
 let loaded: { addon: AeadAddon; path: string } | null | undefined;
 
-/** The addon and its path, or undefined when it is not built or fails to load. */
+/**
+ * The addon and its path (src/crypto/native/build/Release/vectorseal_aead.node,
+ * found from this module's own location; VECTORSEAL_NATIVE_ADDON in the
+ * process environment is tried first), or undefined when it is not built or
+ * cannot load.
+ */
 export function loadNativeAddon(): { addon: AeadAddon; path: string } | undefined {
   if (loaded === undefined) {
-    loaded = null;
-    const require = createRequire(import.meta.url);
-    for (const path of candidatePaths()) {
-      if (!existsSync(path)) continue;
-      try {
-        loaded = { addon: require(path) as AeadAddon, path };
-        break;
-      } catch {
-        // A stale build for another Node ABI or a missing symbol: try the next, else fall back.
-      }
-    }
+    const buildDir = ['src', 'crypto', 'native', 'build', 'Release'];
+    loaded = loadOwnAddon<AeadAddon>(import.meta.url, buildDir, 'vectorseal_aead.node', process.env['VECTORSEAL_NATIVE_ADDON']) ?? null;
   }
   return loaded ?? undefined;
 }

@@ -1,7 +1,4 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadOwnAddon } from '../util/native-addon.js';
 
 /** The class the addon (src/hnsw/native/graph.cc) exports; every error it throws has a `code` (BUSY, FORMAT, ARG, HNSW). */
 export interface AddonGraph {
@@ -43,42 +40,16 @@ export interface HnswAddon {
   headerSize: number;
 }
 
-const ADDON_FILE = 'vectorseal_hnsw.node';
-
-/**
- * Where node-gyp leaves the addon: src/hnsw/native/build/Release. Found by
- * walking up from this module (src/hnsw in tests, dist/hnsw in the package):
- * the path comes from the package's own location, never from the data
- * directory, the environment or any other input.
- */
-function candidatePaths(): string[] {
-  const paths: string[] = [];
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    paths.push(join(dir, 'src', 'hnsw', 'native', 'build', 'Release', ADDON_FILE));
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  return paths;
-}
-
 let loaded: { addon: HnswAddon; path: string } | null | undefined;
 
-/** The addon and its path, or undefined when it is not built or fails to load. */
+/**
+ * The addon and its path (src/hnsw/native/build/Release/vectorseal_hnsw.node,
+ * found from this module's own location), or undefined when it is not built
+ * or fails to load: the store then falls back to hnswlib-node.
+ */
 export function loadHnswAddon(): { addon: HnswAddon; path: string } | undefined {
   if (loaded === undefined) {
-    loaded = null;
-    const require = createRequire(import.meta.url);
-    for (const path of candidatePaths()) {
-      if (!existsSync(path)) continue;
-      try {
-        loaded = { addon: require(path) as HnswAddon, path };
-        break;
-      } catch {
-        // A stale build for another Node ABI: try the next, else the store falls back to hnswlib-node.
-      }
-    }
+    loaded = loadOwnAddon<HnswAddon>(import.meta.url, ['src', 'hnsw', 'native', 'build', 'Release'], 'vectorseal_hnsw.node') ?? null;
   }
   return loaded ?? undefined;
 }
