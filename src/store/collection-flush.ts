@@ -122,11 +122,12 @@ export interface BuiltGroup {
 const since = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e9;
 
 /**
- * Builds the layer of `entries` (its graph on a worker thread, serialized
- * into a staging file) and writes the segment group: the index segment is
- * sealed from the worker's serialization, while hnswlib loads the same file
- * into this thread on the thread pool. The graph is serialized once per
- * group; the staging file is removed when both are done.
+ * Builds the layer of `entries` and writes the segment group. With the native
+ * binding the graph is built in memory (see buildAndWriteInMemory). On the
+ * hnswlib-node fallback it is built on a worker thread and serialized into a
+ * staging file: the index segment is sealed from that serialization while
+ * hnswlib loads the same file into this thread on the thread pool; the
+ * staging file is removed when both are done.
  */
 export async function buildAndWriteGroup(
   s: CollectionMemory,

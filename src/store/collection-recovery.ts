@@ -231,52 +231,30 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
   let index: GraphIndex;
   let blocks;
   try {
+    // Decrypts the index segment into the sink made for its length (the extractor copies the rows out on the way).
+    const decryptInto = async (sinkFor: (length: number) => (bytes: Uint8Array) => void): Promise<void> => {
+      const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
+      try {
+        const sink = sinkFor(reader.length);
+        await reader.readInto(
+          extractor
+            ? (bytes) => {
+                extractor.push(bytes);
+                sink(bytes);
+              }
+            : sink,
+        );
+      } finally {
+        await reader.close();
+      }
+    };
     const loaded =
       graphBackend() === 'native'
         ? // Decrypted in batches straight into the graph's memory (no staging file, no whole-graph buffer); the graph is
           // checked and handed out once the hash matched.
-          await loadIndexStreamed(
-            async (openGraph) => {
-              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
-              try {
-                const sink = openGraph(reader.length);
-                await reader.readInto(
-                  extractor
-                    ? (bytes) => {
-                        extractor.push(bytes);
-                        sink(bytes);
-                      }
-                    : sink,
-                );
-              } finally {
-                await reader.close();
-              }
-            },
-            s.params,
-            idxFile,
-            readBlocks,
-          )
-        : await deserializeIndex(
-            async (sink) => {
-              // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
-              const reader = await SegmentReader.open(idxFile, idxExpect, keyFor);
-              try {
-                await reader.readInto(
-                  extractor
-                    ? (bytes) => {
-                        extractor.push(bytes);
-                        sink(bytes);
-                      }
-                    : sink,
-                );
-              } finally {
-                await reader.close();
-              }
-            },
-            s.params,
-            s.ctx.staging,
-            readBlocks,
-          );
+          await loadIndexStreamed((openGraph) => decryptInto(openGraph), s.params, idxFile, readBlocks)
+        : // Decrypted straight into the staging file (no whole-graph buffer); hnswlib reads it once the hash matched.
+          await deserializeIndex((sink) => decryptInto(() => sink), s.params, s.ctx.staging, readBlocks);
     index = loaded.index;
     blocks = loaded.beside;
   } catch (err) {
