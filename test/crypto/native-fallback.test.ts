@@ -18,6 +18,8 @@ describe('no native addon', () => {
     try {
       cpSync(join(dist, 'crypto'), join(dir, 'crypto'), { recursive: true });
       cpSync(join(dist, 'errors.js'), join(dir, 'errors.js'));
+      // The crypto layer's helpers (the addon loader among them) live in util.
+      cpSync(join(dist, 'util'), join(dir, 'util'), { recursive: true });
       // type: module, so that the copied .js files load as ESM.
       writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
       const code = `
