@@ -73,9 +73,10 @@ export function renderMarkdown(s: Summary): string {
       `## Sealing 64 MiB (${big.bytes / 1024 / 1024} MiB of ${big.pageSize / 1024} KiB pages, one thread, MB/s)`,
       '',
       'One pass over a buffer far larger than the caches per contender and round, ' +
-        `${big.rounds} paired rounds in rotating order; ratios are medians of the per-round ratios. ` +
-        `createCipheriv keeps node:crypto's own output buffers (no concatenation). openssl speed runs on its ` +
-        `cache-resident 16 KiB buffer: the hardware limit, not a pass over memory. Engine: ${big.engine}.`,
+        `${big.rounds} paired rounds of the engine and createCipheriv in rotating order; their ratio is the median of the ` +
+        `per-round ratios. createCipheriv keeps node:crypto's own output buffers (no concatenation). openssl speed runs ` +
+        `on its cache-resident 16 KiB buffer, before and after the rounds (a child process between passes would make ` +
+        `the next pass pay copy-on-write faults): the hardware limit, not a pass over memory. Engine: ${big.engine}.`,
       '',
       '| op | vectorseal page engine | createCipheriv, no extra copy | openssl speed | engine / createCipheriv | engine / openssl |',
       '|---|---:|---:|---:|---:|---:|',
