@@ -181,8 +181,12 @@ export function renderMarkdown(s: Summary): string {
       `| search p99 (ms) | ${e.search.vectorseal.p99Ms} | ${e.search.plaintext.p99Ms} | ${e.search.p99Ratio ?? 'n/a'}× | |`,
       '',
       `Search: ${e.search.queries} queries, k=${e.search.k}, ef=${e.search.ef}, ` +
-        `alternating query by query; ${e.search.identicalResults}/${e.search.queries} returned identical ids ` +
-        'on both sides.',
+        `alternating query by query; ${e.search.identicalResults}/${e.search.queries} returned identical ids on both sides` +
+        // Results written before the field existed render without it.
+        (e.search.sharedIds === undefined
+          ? '.'
+          : `, and ${e.search.sharedIds} of the plaintext side's ids came back from vectorseal too ` +
+            '(its graph is built on two threads, so a near tie can fall the other way).'),
     );
   }
   const r = s.details.rotation;
