@@ -3,7 +3,7 @@ import { SegmentKind } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import type { SegmentFileEntry } from '../storage/manifest.js';
 import { commit, endWalFile, removeWalBefore, retire, rotateWal, writeGroup } from './collection-files.js';
-import { graphBackend } from '../hnsw/index.js';
+import { graphBackend, type NativeGraph } from '../hnsw/index.js';
 import { buildGraph, buildGraphFile, loadGraph } from './graph-build.js';
 import { YIELD_EVERY, type CollectionMemory, type Location } from './collection-memory.js';
 import type { CompactionReport, FlushTimings } from './collection-types.js';
@@ -47,8 +47,12 @@ async function writeFrozen(s: CollectionMemory): Promise<void> {
   for (let i = 0; i < frozen.size; i++) if (!frozen.isDead(i)) labels.push(i);
   const segId = s.takeSegmentId();
   const entries = labels.map((label) => ({ layer: frozen, label }));
-  // Searches go on meanwhile: the frozen memtable is scanned exactly until the new layer replaces it.
-  const { layer, files, timings } = await buildAndWriteGroup(s, entries, segId, [...frozen.tombstones], 'flush');
+  // The graph grown in the background has a label for every record, so it is the new group's graph only when none died.
+  const grown = frozen.grown;
+  const prebuilt = grown && labels.length === frozen.size ? () => grown.finish() : undefined;
+  if (grown && !prebuilt) await grown.dispose();
+  // Searches go on meanwhile: the frozen memtable is searched (graph and scan) until the new layer replaces it.
+  const { layer, files, timings } = await buildAndWriteGroup(s, entries, segId, [...frozen.tombstones], 'flush', prebuilt);
   const next: ManifestData = {
     ...s.manifest,
     generation: s.manifest.generation + 1,
@@ -135,13 +139,15 @@ export async function buildAndWriteGroup(
   segId: number,
   tombstones: string[],
   step: string,
+  /** The graph of exactly `entries`, in order, if one was grown already (undefined: build it). */
+  prebuilt?: () => Promise<NativeGraph | undefined>,
 ): Promise<BuiltGroup> {
   if (entries.length === 0) {
     const t = process.hrtime.bigint();
     const files = await writeGroup(s, segId, undefined, tombstones, step);
     return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0 } };
   }
-  if (graphBackend() === 'native') return buildAndWriteInMemory(s, entries, segId, tombstones, step);
+  if (graphBackend() === 'native') return buildAndWriteInMemory(s, entries, segId, tombstones, step, prebuilt);
   return s.ctx.staging.withFile(async (graphFile) => {
     const t0 = process.hrtime.bigint();
     const layer = await assembleLayer(entries, s);
@@ -184,11 +190,14 @@ async function buildAndWriteInMemory(
   segId: number,
   tombstones: string[],
   step: string,
+  prebuilt: (() => Promise<NativeGraph | undefined>) | undefined,
 ): Promise<BuiltGroup> {
   const t0 = process.hrtime.bigint();
   const layer = await assembleLayer(entries, s);
-  // The layer's own rows (the memtable's vectors, by reference): no flat copy of the vectors is made.
-  const graph = await buildGraph(s.params, layer.rows());
+  // The memtable's background graph, caught up; else built now from the layer's own rows (the memtable's
+  // vectors, by reference: no flat copy of the vectors is made).
+  const grown = prebuilt ? await prebuilt() : undefined;
+  const graph = grown ?? (await buildGraph(s.params, layer.rows()));
   layer.segmentId = segId;
   crashPoint(`${step}:built`);
   const graphSeconds = since(t0);
@@ -216,7 +225,7 @@ async function buildAndWriteInMemory(
     throw err;
   }
   layer.attachIndex(graph);
-  return { layer, files, timings: { graphSeconds, writeSeconds: since(t1), loadSeconds: 0 } };
+  return { layer, files, timings: { graphSeconds, writeSeconds: since(t1), loadSeconds: 0, grownGraph: grown !== undefined } };
 }
 
 /** Bytes of the graph's serialization sealed per batch: the index segment's 4 MiB write batches. */

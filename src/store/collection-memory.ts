@@ -117,9 +117,18 @@ export class CollectionMemory {
     };
   }
 
-  /** An empty memtable: a tail, searched by exact scan (its graph is built when it is flushed). */
+  /**
+   * An empty memtable: a tail, searched by exact scan, whose graph grows in
+   * the background once enough records arrive (memtable-graph.ts); a flush
+   * finishes that graph, or builds one.
+   */
   newMemtable(): Layer {
-    return Layer.tail(this.info.space, this.info.dim);
+    return Layer.memtable(this.params);
+  }
+
+  /** Frees the background graphs of the memtable and a frozen one (dropped without a flush); waits for a batch under way. */
+  async disposeGraphs(): Promise<void> {
+    await Promise.all([this.memtable.grown?.dispose(), this.frozen?.grown?.dispose()]);
   }
 
   /**
@@ -134,6 +143,8 @@ export class CollectionMemory {
   }
 
   resetMemory(): void {
+    // Their graphs' native memory now, not at garbage collection (a batch under way finishes first).
+    void this.disposeGraphs();
     this.segments = [];
     this.frozen = undefined;
     this.frozenWalSeq = 0;
@@ -175,6 +186,8 @@ export class CollectionMemory {
       this.current.set(r.id, { layer: this.memtable, label });
       this.memtable.tombstones.delete(r.id);
     }
+    // Off the caller's path: a batch starts only when none runs and enough records wait.
+    this.memtable.grown?.grow();
   }
 
   applyDelete(ids: string[]): number {

@@ -91,6 +91,11 @@ export interface FlushTimings {
   writeSeconds: number;
   /** The fallback only: loading the staged graph into the caller's thread (beside the writes); 0 on the native path. */
   loadSeconds: number;
+  /**
+   * Whether the graph was the memtable's, grown in the background while records arrived (graphSeconds is then
+   * only its catching up); absent or false when the flush built it.
+   */
+  grownGraph?: boolean;
 }
 
 export interface CompactionReport {

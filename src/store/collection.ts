@@ -408,6 +408,8 @@ export class Collection<M extends object = Metadata> {
       if ((options.flush ?? true) && usable(s)) await flushLocked(s);
       await s.journal.drain();
       s.closed = true;
+      // A background graph batch finishes before close returns; the graphs' memory is freed now.
+      await s.disposeGraphs();
       const { seal } = await s.journal.endFile();
       // The newest file, whole: a clean close of the store writes it to the state.
       const e = s.ctx.state.find(this.info.id);
@@ -418,6 +420,17 @@ export class Collection<M extends object = Metadata> {
         else delete e.closed;
       }
     });
+  }
+
+  /**
+   * Resolves once every record applied so far is in an HNSW graph: the
+   * memtable's background graph has caught up (a memtable too small for one
+   * is searched by exact scan and built at flush). Records are searchable
+   * without this; after it, a flush only writes.
+   */
+  async waitForIndex(): Promise<void> {
+    this.s.assertOpen();
+    await this.s.memtable.grown?.catchUp();
   }
 
   // ---- key lifecycle: refusal, unloading, re-keying ----

@@ -98,6 +98,8 @@ export function scanNearest(
   lists: readonly (readonly number[])[] | undefined,
   count: number,
   admit?: (label: number) => boolean,
+  /** Without `lists`: the first label scanned (the labels before it are answered elsewhere). */
+  first = 0,
 ): ScanHits {
   const dim = rows.dim;
   const q = new Float64Array(dim);
@@ -115,7 +117,7 @@ export function scanNearest(
   const sources: readonly (readonly number[] | undefined)[] = lists ?? [undefined];
   for (const list of sources) {
     const n = list ? list.length : count;
-    for (let i = 0; i < n; i++) {
+    for (let i = list ? 0 : first; i < n; i++) {
       const label = list ? (list[i] as number) : i;
       if (dead[label] === 1 || (admit !== undefined && !admit(label))) continue;
       const v = flat ?? (perRow as readonly Float32Array[])[label];

@@ -3,6 +3,7 @@ import { graphBackend, HnswlibGraph, NativeGraph, type GraphIndex, type LabelFil
 import type { Metadata } from './metadata.js';
 import { MetadataIndex } from './metadata-index.js';
 import { type ScanRows, scanNearest } from './exact-scan.js';
+import { MemtableGraph } from './memtable-graph.js';
 
 /** hnswlib-node's index (the hnswlib integration's type). */
 export type HnswIndex = HnswlibIndex;
@@ -28,6 +29,25 @@ export interface LayerHits {
 }
 
 const NO_HITS: LayerHits = { neighbors: [], distances: [] };
+
+/** The k closest of two hit lists, each closest first, with no label in both. */
+function mergeHits(a: LayerHits, b: LayerHits, k: number): LayerHits {
+  const neighbors: number[] = [];
+  const distances: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (neighbors.length < k && (i < a.neighbors.length || j < b.neighbors.length)) {
+    const takeA = j >= b.neighbors.length || (i < a.neighbors.length && (a.distances[i] as number) <= (b.distances[j] as number));
+    if (takeA) {
+      neighbors.push(a.neighbors[i] as number);
+      distances.push(a.distances[i++] as number);
+    } else {
+      neighbors.push(b.neighbors[j] as number);
+      distances.push(b.distances[j++] as number);
+    }
+  }
+  return { neighbors, distances };
+}
 
 /**
  * One searchable set of records: a flushed segment group or a memtable.
@@ -60,6 +80,8 @@ export class Layer {
   private readonly make: (() => GraphIndex) | undefined;
   /** Set for a tail (a layer searched by exact scan until a graph is attached): the space its scan measures in. */
   private scanSpace: Space | undefined;
+  /** A memtable's graph grown in the background (memtable-graph.ts): it answers for a prefix of the labels. */
+  grown: MemtableGraph | undefined;
 
   constructor(
     /**
@@ -93,6 +115,19 @@ export class Layer {
     layer.scanSpace = space;
     layer.dim = dim;
     return layer;
+  }
+
+  /** A memtable: a tail whose graph grows in the background as records arrive (native backend only). */
+  static memtable(params: IndexParams): Layer {
+    const layer = Layer.tail(params.space, params.dim);
+    if (graphBackend() === 'native') layer.grown = new MemtableGraph(params, layer);
+    return layer;
+  }
+
+  /** The rows of labels [from, to), as appended (the input of a background batch). */
+  rowsBetween(from: number, to: number): Float32Array[] {
+    if (!this.perRecord) throw new UnsupportedOperationError('only a memtable grows a graph');
+    return this.perRecord.slice(from, to);
   }
 
   /** Whether the layer has no graph yet (searched by exact scan). */
@@ -264,6 +299,7 @@ export class Layer {
     if (this.dead[label] === 1) return;
     this.dead[label] = 1;
     this.deadCount += 1;
+    this.grown?.kill(label);
     if (this.isTail) return;
     try {
       this.index.markDelete(label);
@@ -277,10 +313,27 @@ export class Layer {
     if (this.live === 0) return NO_HITS;
     if (this.scanSpace !== undefined) {
       const { metadata, ids } = this;
+      const indexed = accept === undefined ? (this.grown?.indexed ?? 0) : 0;
+      if (indexed > 0) return this.searchGrown(query, k, ef, indexed);
       return this.scanExact(query, k, this.scanSpace, undefined, accept && ((label) => accept(metadata[label], ids[label] as string)));
     }
     const { metadata, ids } = this;
     return this.searchIndex(query, k, ef, accept && ((label) => accept(metadata[label], ids[label] as string)));
+  }
+
+  /**
+   * A memtable whose graph answers for labels 0..indexed-1: the graph's
+   * nearest there, merged with an exact scan of the labels after them.
+   */
+  private searchGrown(query: number[], k: number, ef: number, indexed: number): LayerHits {
+    const fromGraph = (this.grown as MemtableGraph).search(Float32Array.from(query), k, ef);
+    const rows: ScanRows = { perRow: this.perRecord as Float32Array[], dim: this.dim };
+    const fromScan =
+      indexed < this.ids.length
+        ? scanNearest(rows, query, k, this.scanSpace as Space, this.dead, undefined, this.ids.length, undefined, indexed)
+        : NO_HITS;
+    if (!fromGraph) return fromScan;
+    return mergeHits(fromGraph, fromScan, k);
   }
 
   /**
