@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { graphBackend } from '../../src/hnsw/index.js';
 import type { Store } from '../../src/store/index.js';
 import { runChild } from './child.js';
 import { openTestStore, storeDirs } from '../helpers/store.js';
@@ -12,8 +13,13 @@ function vectorOf(i: number): number[] {
   return Array.from({ length: 8 }, (_, j) => i + j / 8);
 }
 
+/** Vector of record i in the child's 'grow' sequence (writer-child.mjs spreadOf). */
+function spreadOf(i: number): number[] {
+  return Array.from({ length: 8 }, (_, j) => Math.fround(Math.sin((i + 1) * (j + 1) * 12.9898) * 43.758));
+}
+
 /** Checks that every acknowledged operation is reflected in the reopened collection. */
-export function checkAcked(store: Store, acks: string[]): void {
+export function checkAcked(store: Store, acks: string[], vector: (i: number) => number[] = vectorOf): void {
   const col = store.collection('c');
   const expected = new Map<number, boolean>();
   for (const a of acks) {
@@ -25,9 +31,9 @@ export function checkAcked(store: Store, acks: string[]): void {
     const r = col.get(`id-${i}`);
     if (present) {
       expect(r, `acknowledged id-${i}`).toBeDefined();
-      expect(Array.from(r!.vector)).toEqual(vectorOf(i));
+      expect(Array.from(r!.vector)).toEqual(vector(i));
       expect(r!.metadata).toEqual({ i, tag: `secret-${i}` });
-      expect(col.search(vectorOf(i), 1)[0]!.id).toBe(`id-${i}`);
+      expect(col.search(vector(i), 1)[0]!.id).toBe(`id-${i}`);
     } else {
       expect(r, `deleted id-${i}`).toBeUndefined();
     }
@@ -101,6 +107,14 @@ const COMPACTION_POINTS = [
   'compact:done#2',
 ];
 
+/**
+ * The memtable's background graph (memtable-graph.ts) in the child's 'grow'
+ * sequence: three memtables of 2,500, 1,500 and 1,200 records, so at least
+ * one background batch in each; the first flush takes its grown graph and
+ * catches it up, the second (a record died) drops it after its batch ends.
+ */
+const GROW_POINTS = ['memgraph:batch', 'memgraph:added', 'memgraph:catch-up', 'memgraph:batch#2', 'memgraph:added#2', 'memgraph:batch#3'];
+
 describe('crash recovery (child killed with SIGKILL)', () => {
   beforeAll(async () => {
     // The child runs the built package: run `npm run build` first.
@@ -133,6 +147,24 @@ describe('crash recovery (child killed with SIGKILL)', () => {
     await store.collection('c').compact();
     expect(store.collection('c').count).toBe(60 - 4 + 1);
   });
+
+  // The fallback (hnswlib-node) grows no background graph: these points are never reached there.
+  it.skipIf(graphBackend() !== 'native').each(GROW_POINTS)(
+    'killed in a background graph batch at %s: reopens with every acknowledged write',
+    async (point) => {
+      const d = storeDirs();
+      const run = await runChild([d.dir, d.keyDir, 'grow'], point);
+      expect(run.signal, run.stderr).toBe('SIGKILL');
+      // Killed at the point, not at the end of the sequence.
+      expect(run.acks.at(-1)).not.toBe('end');
+      const store = await openTestStore(d);
+      checkAcked(store, run.acks, spreadOf);
+      const col = store.collection('c');
+      await col.upsert({ id: 'after', vector: vectorOf(9999) });
+      await col.flush();
+      expect(col.get('after')).toBeDefined();
+    },
+  );
 
   it.each(POINTS)('killed at %s: reopens with every acknowledged write', async (point) => {
     const d = storeDirs();
