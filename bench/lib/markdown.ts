@@ -1,6 +1,6 @@
 import { renderIngest1m } from './ingest-1m.js';
 import { SUITE_CONTENDERS, rowRatios } from './pages-suite.js';
-import { median } from './stats.js';
+import { median, ratio } from './stats.js';
 import type { Summary } from './summary.js';
 
 const LABELS: Record<string, string> = {
@@ -90,6 +90,8 @@ export function renderMarkdown(s: Summary): string {
   }
   const sc = s.details.scale;
   if (sc) {
+    // The flush took the memtable's graph grown during ingest (it only caught up), or built one.
+    const grown = sc.flush.steps?.grownGraph === true;
     const mb = (b: number | undefined): string => (b === undefined ? 'n/a' : `${(b / 1e6).toFixed(1)} MB`);
     const sv = sc.search.sqliteVec;
     out.push(
@@ -105,15 +107,22 @@ export function renderMarkdown(s: Summary): string {
       '',
       '| step | vectorseal (encrypted) | lean plaintext | ratio | SQLCipher + sqlite-vec |',
       '|---|---:|---:|---:|---:|',
-      `| ingest (s) | ${sc.ingest.vectorsealSeconds} (upserts: WAL` +
-        `${sc.flush.steps ? '; the graph is built in the flush' : ' + graph'}) ` +
-        `| ${sc.ingest.leanBuildSeconds} (graph build) | | ${sc.ingest.sqliteVecSeconds ?? 'n/a'} (bulk ` +
-        'insert, no graph) |',
-      `| flush (s) | ${sc.flush.vectorsealSeconds}${sc.flush.steps ? ' (graph build + writes)' : ''} ` +
+      `| ingest, durable and searchable (s) | ${sc.ingest.vectorsealSeconds} (upserts: WAL` +
+        `${grown ? '; the graph grows in the background' : sc.flush.steps ? '; the graph is built in the flush' : ' + graph'}) ` +
+        `| ${sc.ingest.leanBuildSeconds} (graph build) | ${x2(ratio(sc.ingest.vectorsealSeconds, sc.ingest.leanBuildSeconds))} ` +
+        `| ${sc.ingest.sqliteVecSeconds ?? 'n/a'} (bulk insert, no graph) |`,
+      ...(sc.ingest.vectorsealIndexedSeconds === undefined
+        ? []
+        : [
+            `| ingest, durable, searchable and indexed (s) | ${sc.ingest.vectorsealIndexedSeconds} (until the ` +
+              `background graph caught up) | ${sc.ingest.leanBuildSeconds} | ` +
+              `${x2(ratio(sc.ingest.vectorsealIndexedSeconds, sc.ingest.leanBuildSeconds))} | |`,
+          ]),
+      `| flush (s) | ${sc.flush.vectorsealSeconds}${grown ? ' (catch-up + writes)' : sc.flush.steps ? ' (graph build + writes)' : ''} ` +
         `| ${sc.flush.leanMedianSeconds} (median of ${sc.flush.leanSeconds.join(', ')}) | ${x2(sc.flush.ratio)} | (in the insert) |`,
       ...(sc.flush.steps
         ? [
-            `| flush: graph build (s) | ${sc.flush.steps.graphSeconds} | (in the ingest) | | |`,
+            `| flush: ${grown ? 'graph catch-up' : 'graph build'} (s) | ${sc.flush.steps.graphSeconds} | (in the ingest) | | |`,
             `| flush: segment writes, durable (s) | ${sc.flush.steps.writeSeconds} (graph load beside them: ` +
               `${sc.flush.steps.loadSeconds}) | ${sc.flush.leanMedianSeconds} | ${x2(sc.flush.writeRatio)} | |`,
           ]

@@ -5,6 +5,7 @@ import type { Machine } from './machine.js';
 import type { ScaleResult } from './scale.js';
 import type { SealLargeResult } from './seal-large.js';
 import { rowRatios, suiteHotPath, type PageSuiteResult } from './pages-suite.js';
+import { ratio } from './stats.js';
 
 /** Everything one run measured, as it measured it. */
 export interface SuiteRun {
@@ -137,11 +138,41 @@ export function summarize(run: SuiteRun): Summary {
         ? []
         : [
             {
-              goal: 'flush, the writes alone (graph build excluded) ≤ 1.15× lean plaintext',
+              goal: 'flush, the writes alone (graph build or catch-up excluded) ≤ 1.15× lean plaintext',
               measured:
-                `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph build took ${e.flush.steps.graphSeconds} s, ` +
+                `${e.flush.writeRatio}× (${e.flush.steps.writeSeconds} s; the graph ` +
+                `${e.flush.steps.grownGraph ? 'catch-up' : 'build'} took ${e.flush.steps.graphSeconds} s, ` +
                 `its load ${e.flush.steps.loadSeconds} s beside the writes)`,
               met: check(e.flush.writeRatio, (v) => v <= 1.15),
+            },
+          ]),
+      {
+        goal: 'ingest, durable and searchable, ≤ 0.7× a single-threaded lean hnswlib build (stated for 100,000)',
+        measured:
+          `${ratio(e.ingest.vectorsealSeconds, e.ingest.leanBuildSeconds) ?? 'n/a'}× ` +
+          `(${e.ingest.vectorsealSeconds} s against ${e.ingest.leanBuildSeconds} s at ${e.records.toLocaleString('en-US')})`,
+        met: check(ratio(e.ingest.vectorsealSeconds, e.ingest.leanBuildSeconds), (v) => v <= 0.7),
+      },
+      ...(e.ingest.sqliteVecSeconds === undefined
+        ? []
+        : [
+            {
+              goal: 'ingest, durable and searchable, ≤ 2× SQLCipher + sqlite-vec bulk insert',
+              measured:
+                `${ratio(e.ingest.vectorsealSeconds, e.ingest.sqliteVecSeconds) ?? 'n/a'}× ` +
+                `(${e.ingest.vectorsealSeconds} s against ${e.ingest.sqliteVecSeconds} s)`,
+              met: check(ratio(e.ingest.vectorsealSeconds, e.ingest.sqliteVecSeconds), (v) => v <= 2),
+            },
+          ]),
+      ...(e.ingest.vectorsealIndexedSeconds === undefined
+        ? []
+        : [
+            {
+              goal: 'ingest until indexed (the background graph caught up) against the lean build (no goal set; reported)',
+              measured:
+                `${ratio(e.ingest.vectorsealIndexedSeconds, e.ingest.leanBuildSeconds) ?? 'n/a'}× ` +
+                `(${e.ingest.vectorsealIndexedSeconds} s against ${e.ingest.leanBuildSeconds} s)`,
+              met: undefined,
             },
           ]),
       ...(e.flush.toIndexed === undefined
