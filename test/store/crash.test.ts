@@ -109,9 +109,10 @@ const COMPACTION_POINTS = [
 
 /**
  * The memtable's background graph (memtable-graph.ts) in the child's 'grow'
- * sequence: three memtables of 2,500, 1,500 and 1,200 records, so at least
+ * sequence: three memtables of 2,550, 1,500 and 1,200 records, so at least
  * one background batch in each; the first flush takes its grown graph and
- * catches it up, the second (a record died) drops it after its batch ends.
+ * catches it up on its last 50 records (added after waitForIndex, too few
+ * for a batch), the second (a record died) drops it after its batch ends.
  */
 const GROW_POINTS = ['memgraph:batch', 'memgraph:added', 'memgraph:catch-up', 'memgraph:batch#2', 'memgraph:added#2', 'memgraph:batch#3'];
 

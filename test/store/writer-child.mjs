@@ -79,11 +79,14 @@ if (mode === 'sequence') {
 if (mode === 'grow') {
   // Memtables large enough for a background graph (memtable-graph.ts: a batch per 1000 waiting records).
   await upserts(2500, 50, spreadOf);
+  await col.waitForIndex();
+  // Too few for a batch of their own: the flush catches up on them.
+  await upserts(50, 50, spreadOf);
   // No record died: this flush takes the grown graph, catching up on the last records.
   await col.flush();
   ack('f');
   await upserts(1500, 50, spreadOf);
-  await del(2600);
+  await del(2700);
   // A record died: this flush drops the grown graph (its batch finishes first) and builds one.
   await col.flush();
   ack('f');
