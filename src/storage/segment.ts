@@ -205,7 +205,16 @@ export class SegmentWriter {
   private readonly sealer: MessageSealer;
   private readonly hash: Hash = createHash('sha256');
   private readonly pending: Buffer;
-  private readonly out: Buffer;
+  /**
+   * Two output buffers, used in turn: the next batch is sealed (and hashed)
+   * into one while the other is being written, so the JS thread's sealing
+   * overlaps the write on the thread pool. Writes are issued one at a time,
+   * in order.
+   */
+  private readonly outs: [Buffer, Buffer];
+  private turn = 0;
+  /** The write under way from the other buffer, if any (its failure surfaces at the next await of it). */
+  private inflight: Promise<void> | undefined;
   private pendingLength = 0;
   /** How far into `pending` plaintext was ever copied: all that wipe() must zero. */
   private dirty = 0;
@@ -230,7 +239,7 @@ export class SegmentWriter {
     this.syncDir = options.syncDir ?? true;
     this.sealer = new MessageSealer(dek, header, options.engine ? { engine: options.engine } : {});
     this.pending = Buffer.allocUnsafe(batch * CHUNK_SIZE);
-    this.out = Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE);
+    this.outs = [Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE), Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE)];
     this.initial = Buffer.concat([header, this.sealer.header]);
   }
 
@@ -272,8 +281,9 @@ export class SegmentWriter {
       }
       const whole = Math.floor(this.pendingLength / CHUNK_SIZE) * CHUNK_SIZE;
       if (whole > 0) await this.sealPending(whole);
-      const n = this.sealer.sealFinal(this.pending.subarray(0, this.pendingLength), this.out);
-      await this.emit(this.out.subarray(0, n));
+      const out = this.out();
+      const n = this.sealer.sealFinal(this.pending.subarray(0, this.pendingLength), out);
+      await this.emit(out.subarray(0, n));
       this.done = true;
       await this.handle.fsync();
       await this.handle.close();
@@ -293,6 +303,9 @@ export class SegmentWriter {
   /** Drops the temp file. */
   async abort(): Promise<void> {
     this.done = true;
+    // No write may still be running on the handle when it closes.
+    await this.inflight?.catch(() => undefined);
+    this.inflight = undefined;
     this.wipe();
     await this.handle.close().catch(() => undefined);
     await removeFile(this.tmp);
@@ -304,21 +317,48 @@ export class SegmentWriter {
     this.pending.fill(0, 0, this.dirty);
   }
 
-  private async sealPending(bytes: number): Promise<void> {
-    const n = this.sealer.sealChunks(this.pending.subarray(0, bytes), this.out);
-    await this.emit(this.out.subarray(0, n));
-    this.pending.copy(this.pending, 0, bytes, this.pendingLength);
-    this.pendingLength -= bytes;
+  /** The output buffer not being written. */
+  private out(): Buffer {
+    return this.turn === 0 ? this.outs[0] : this.outs[1];
   }
 
-  private async emit(bytes: Uint8Array): Promise<void> {
+  private async sealPending(bytes: number): Promise<void> {
+    const out = this.out();
+    const n = this.sealer.sealChunks(this.pending.subarray(0, bytes), out);
+    this.pending.copy(this.pending, 0, bytes, this.pendingLength);
+    this.pendingLength -= bytes;
+    // Sealed while the previous batch was being written; this one is written while the next is sealed.
+    await this.emit(out.subarray(0, n), false);
+    this.turn ^= 1;
+  }
+
+  /**
+   * Hashes `bytes` and writes them after the write under way. With `wait`
+   * false the write is left running (its buffer must not change until the
+   * next emit or finish, which await it).
+   */
+  private async emit(bytes: Uint8Array, wait = true): Promise<void> {
     this.hash.update(bytes);
+    const previous = this.inflight;
+    this.inflight = undefined;
     try {
-      await this.handle.write(bytes);
+      await previous;
     } catch (err) {
       throw storageError(err, this.path);
     }
+    const writing = this.handle.write(bytes);
     this.length += bytes.length;
+    if (wait) {
+      try {
+        await writing;
+      } catch (err) {
+        throw storageError(err, this.path);
+      }
+    } else {
+      // Awaited by the next emit, finish or abort: never an unhandled rejection.
+      writing.catch(() => undefined);
+      this.inflight = writing;
+    }
   }
 }
 
@@ -479,20 +519,31 @@ export class SegmentReader {
     const hash = this.expect.sha256 === undefined ? undefined : createHash('sha256');
     const prefix = SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE;
     const batch = Math.min(READ_BATCH_CHUNKS * SEALED_CHUNK_SIZE, this.fileLength - prefix);
-    const sealed = Buffer.allocUnsafe(Math.max(prefix, batch));
+    // Two read buffers used in turn: the next batch is read on the thread pool while this one is hashed and opened.
+    const sealed = [Buffer.allocUnsafe(Math.max(prefix, batch)), Buffer.allocUnsafe(Math.max(prefix, batch))] as const;
     const plain = out === undefined ? Buffer.allocUnsafe(Math.min(READ_BATCH_CHUNKS * CHUNK_SIZE, this.length)) : undefined;
+    let reading: Promise<Buffer> | undefined;
+    const readAt = (turn: number, pos: number): Promise<Buffer> => {
+      const part = (turn === 0 ? sealed[0] : sealed[1]).subarray(0, Math.min(batch, this.fileLength - pos));
+      return this.readExactly(part, pos).then(() => part);
+    };
     try {
       if (hash) {
-        await this.readExactly(sealed.subarray(0, prefix), 0);
-        hash.update(sealed.subarray(0, prefix));
+        await this.readExactly(sealed[0].subarray(0, prefix), 0);
+        hash.update(sealed[0].subarray(0, prefix));
       }
       let pos = prefix;
       let chunk = 0;
       let written = 0;
-      while (pos < this.fileLength) {
-        const n = Math.min(batch, this.fileLength - pos);
-        const part = sealed.subarray(0, n);
-        await this.readExactly(part, pos);
+      let turn = 0;
+      if (pos < this.fileLength) reading = readAt(turn, pos);
+      while (reading) {
+        const part = await reading;
+        reading = undefined;
+        const n = part.length;
+        // The following batch, into the other buffer, while this one is hashed and opened.
+        if (pos + n < this.fileLength) reading = readAt(turn ^ 1, pos + n);
+        turn ^= 1;
         hash?.update(part);
         const last = pos + n === this.fileLength;
         const target = out === undefined ? (plain as Buffer) : out.subarray(written);
@@ -508,6 +559,8 @@ export class SegmentReader {
         pos += n;
       }
     } finally {
+      // A read still under way (this batch failed) ends before the caller may close the handle.
+      await reading?.catch(() => undefined);
       plain?.fill(0);
     }
     if (hash && hash.digest('hex') !== this.expect.sha256) {
