@@ -1,5 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
 import { constants, promises as fs, type Stats } from 'node:fs';
+import { OFFTHREAD_MIN_BYTES, segmentHash, type SegmentHash } from '../crypto/offthread-hash.js';
+import { sharedBuffer } from '../crypto/pool.js';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import {
@@ -194,6 +195,8 @@ export interface SegmentWriteOptions {
    * fsyncs the directory once, before anything names the files.
    */
   syncDir?: boolean;
+  /** Plaintext bytes the caller expects to write: a large segment is hashed on the hashing worker (crypto/offthread-hash.ts). */
+  sizeHint?: number;
 }
 
 /**
@@ -203,7 +206,7 @@ export interface SegmentWriteOptions {
  */
 export class SegmentWriter {
   private readonly sealer: MessageSealer;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: SegmentHash;
   private readonly pending: Buffer;
   /**
    * Two output buffers, used in turn: the next batch is sealed (and hashed)
@@ -239,7 +242,11 @@ export class SegmentWriter {
     this.syncDir = options.syncDir ?? true;
     this.sealer = new MessageSealer(dek, header, options.engine ? { engine: options.engine } : {});
     this.pending = Buffer.allocUnsafe(batch * CHUNK_SIZE);
-    this.outs = [Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE), Buffer.allocUnsafe(batch * SEALED_CHUNK_SIZE)];
+    const size = options.sizeHint ?? 0;
+    this.hash = segmentHash(size);
+    // Shared memory when the hashing worker reads the sealed batches in place.
+    const alloc = size >= OFFTHREAD_MIN_BYTES ? sharedBuffer : Buffer.allocUnsafe;
+    this.outs = [alloc(batch * SEALED_CHUNK_SIZE), alloc(batch * SEALED_CHUNK_SIZE)];
     this.initial = Buffer.concat([header, this.sealer.header]);
   }
 
@@ -287,7 +294,7 @@ export class SegmentWriter {
       this.done = true;
       await this.handle.fsync();
       await this.handle.close();
-      const result = { length: this.length, sha256: this.hash.digest('hex'), plaintextLength: this.plaintextLength };
+      const result = { length: this.length, sha256: await this.hash.digest(), plaintextLength: this.plaintextLength };
       await this.beforeRename?.(result);
       await renameFile(this.tmp, this.path);
       if (this.syncDir) await fsyncDir(dirname(this.path));
@@ -338,7 +345,9 @@ export class SegmentWriter {
    * next emit or finish, which await it).
    */
   private async emit(bytes: Uint8Array, wait = true): Promise<void> {
-    this.hash.update(bytes);
+    // Hashed (on the worker, for a large segment) beside the write; updates reach the hash in file order.
+    const hashing = this.hash.update(bytes);
+    hashing.catch(() => undefined);
     const previous = this.inflight;
     this.inflight = undefined;
     try {
@@ -346,18 +355,18 @@ export class SegmentWriter {
     } catch (err) {
       throw storageError(err, this.path);
     }
-    const writing = this.handle.write(bytes);
+    const done = Promise.all([this.handle.write(bytes), hashing]).then(() => undefined);
     this.length += bytes.length;
     if (wait) {
       try {
-        await writing;
+        await done;
       } catch (err) {
         throw storageError(err, this.path);
       }
     } else {
       // Awaited by the next emit, finish or abort: never an unhandled rejection.
-      writing.catch(() => undefined);
-      this.inflight = writing;
+      done.catch(() => undefined);
+      this.inflight = done;
     }
   }
 }
@@ -371,10 +380,11 @@ export async function writeSegment(
   options: SegmentWriteOptions = {},
 ): Promise<SegmentWriteResult> {
   // A buffer of known size needs no staging larger than itself (a manifest is a few hundred bytes).
-  const sized =
+  const batched =
     data instanceof Uint8Array && options.batchChunks === undefined
       ? { ...options, batchChunks: Math.min(64, Math.max(1, Math.ceil(data.length / CHUNK_SIZE))) }
       : options;
+  const sized = data instanceof Uint8Array && batched.sizeHint === undefined ? { ...batched, sizeHint: data.length } : batched;
   const writer = await SegmentWriter.create(path, header, dek, sized);
   try {
     if (data instanceof Uint8Array) {
@@ -516,11 +526,16 @@ export class SegmentReader {
   }
 
   private async decryptAll(out: Uint8Array | undefined, sink: ((plain: Uint8Array) => void | Promise<void>) | undefined): Promise<void> {
-    const hash = this.expect.sha256 === undefined ? undefined : createHash('sha256');
+    const hash = this.expect.sha256 === undefined ? undefined : segmentHash(this.fileLength);
     const prefix = SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE;
+    const large = this.fileLength >= OFFTHREAD_MIN_BYTES;
     const batch = Math.min(READ_BATCH_CHUNKS * SEALED_CHUNK_SIZE, this.fileLength - prefix);
-    // Two read buffers used in turn: the next batch is read on the thread pool while this one is hashed and opened.
-    const sealed = [Buffer.allocUnsafe(Math.max(prefix, batch)), Buffer.allocUnsafe(Math.max(prefix, batch))] as const;
+    // Two read buffers used in turn: the next batch is read on the thread pool while this one is hashed and opened
+    // (shared memory when the hashing worker reads them in place).
+    const alloc = large ? sharedBuffer : Buffer.allocUnsafe;
+    const sealed = [alloc(Math.max(prefix, batch)), alloc(Math.max(prefix, batch))] as const;
+    /** Per buffer, its batch's hash update under way: the buffer is read into again only once it is done. */
+    const hashing: [Promise<void> | undefined, Promise<void> | undefined] = [undefined, undefined];
     const plain = out === undefined ? Buffer.allocUnsafe(Math.min(READ_BATCH_CHUNKS * CHUNK_SIZE, this.length)) : undefined;
     let reading: Promise<Buffer> | undefined;
     const readAt = (turn: number, pos: number): Promise<Buffer> => {
@@ -530,7 +545,7 @@ export class SegmentReader {
     try {
       if (hash) {
         await this.readExactly(sealed[0].subarray(0, prefix), 0);
-        hash.update(sealed[0].subarray(0, prefix));
+        await hash.update(sealed[0].subarray(0, prefix));
       }
       let pos = prefix;
       let chunk = 0;
@@ -541,10 +556,19 @@ export class SegmentReader {
         const part = await reading;
         reading = undefined;
         const n = part.length;
-        // The following batch, into the other buffer, while this one is hashed and opened.
-        if (pos + n < this.fileLength) reading = readAt(turn ^ 1, pos + n);
-        turn ^= 1;
-        hash?.update(part);
+        // The following batch, into the other buffer (once its last batch is hashed), while this one is hashed and opened.
+        const other = turn ^ 1;
+        if (pos + n < this.fileLength) {
+          await (other === 0 ? hashing[0] : hashing[1]);
+          reading = readAt(other, pos + n);
+        }
+        if (hash) {
+          const h = hash.update(part);
+          h.catch(() => undefined);
+          if (turn === 0) hashing[0] = h;
+          else hashing[1] = h;
+        }
+        turn = other;
         const last = pos + n === this.fileLength;
         const target = out === undefined ? (plain as Buffer) : out.subarray(written);
         let m: number;
@@ -558,12 +582,15 @@ export class SegmentReader {
         chunk += Math.ceil(n / SEALED_CHUNK_SIZE);
         pos += n;
       }
+      // Every batch hashed (a failed update is an error here, not a mismatch).
+      await Promise.all(hashing);
     } finally {
       // A read still under way (this batch failed) ends before the caller may close the handle.
       await reading?.catch(() => undefined);
+      await Promise.all(hashing.map((h) => h?.catch(() => undefined)));
       plain?.fill(0);
     }
-    if (hash && hash.digest('hex') !== this.expect.sha256) {
+    if (hash && (await hash.digest()) !== this.expect.sha256) {
       throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
         file: this.path,
         reason: 'hash',

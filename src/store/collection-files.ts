@@ -97,7 +97,7 @@ async function newWal(s: CollectionMemory, walSeq: number, generation: number): 
  * A layer to write and its serialized graph: in memory (the native build), or
  * in a staging file (the hnswlib-node worker's, see graph-build.ts).
  */
-export type GroupGraph = { layer: Layer; bytes: Uint8Array | AsyncIterable<Uint8Array> } | { layer: Layer; file: string };
+export type GroupGraph = { layer: Layer; bytes: Uint8Array | AsyncIterable<Uint8Array>; size?: number } | { layer: Layer; file: string };
 
 /** Chunks sealed per write of the index segment: 4 MiB batches for the native one-shot sealer. */
 const INDEX_BATCH_CHUNKS = 256;
@@ -122,7 +122,12 @@ export async function writeGroup(
   let pages = 0;
   // A layer is written from a snapshot of its live labels: a reused memtable has none dead.
   await s.ctx.keys.withDek(s.info.id, version, async (dek) => {
-    const write = async (kind: SegmentKind, data: Uint8Array | AsyncIterable<Uint8Array>, batchChunks?: number): Promise<void> => {
+    const write = async (
+      kind: SegmentKind,
+      data: Uint8Array | AsyncIterable<Uint8Array>,
+      batchChunks?: number,
+      sizeHint?: number,
+    ): Promise<void> => {
       // One directory fsync for the whole group (below), before the manifest names any of its files.
       const r = await writeSegment(
         segmentFile(s.dir, segId, kind),
@@ -132,6 +137,7 @@ export async function writeGroup(
         {
           syncDir: false,
           ...(batchChunks === undefined ? {} : { batchChunks }),
+          ...(sizeHint === undefined ? {} : { sizeHint }),
         },
       );
       files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
@@ -156,7 +162,7 @@ export async function writeGroup(
       crashPoint('index:staged');
       if ('bytes' in graph) {
         // Sealed from the in-memory serialization (the caller's buffer, zeroed by the caller).
-        await write(SegmentKind.Index, graph.bytes, INDEX_BATCH_CHUNKS);
+        await write(SegmentKind.Index, graph.bytes, INDEX_BATCH_CHUNKS, graph.size);
       } else {
         // Sealed straight from the worker's serialization (read in batches through one reused buffer, zeroed at the end).
         await readStaged(graph.file, INDEX_BATCH_CHUNKS * CHUNK_SIZE, (bytes) => write(SegmentKind.Index, bytes, INDEX_BATCH_CHUNKS));

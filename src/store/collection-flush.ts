@@ -216,7 +216,7 @@ async function buildAndWriteInMemory(
       }
     }
     try {
-      files = await writeGroup(s, segId, { layer, bytes: batches() }, tombstones, step);
+      files = await writeGroup(s, segId, { layer, bytes: batches(), size }, tombstones, step);
     } finally {
       buf.fill(0);
     }
