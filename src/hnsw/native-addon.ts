@@ -35,8 +35,14 @@ export interface AddonGraph {
   free(): void;
 }
 
+/** The addon's Graph class: its constructor and its one static method (see NativeGraph.searchEach). */
+export interface AddonGraphClass {
+  new (space: string, dim: number): AddonGraph;
+  searchEach(graphs: AddonGraph[], query: Float32Array, ks: number[]): { neighbors: Uint32Array; distances: Float32Array }[];
+}
+
 export interface HnswAddon {
-  Graph: new (space: string, dim: number) => AddonGraph;
+  Graph: AddonGraphClass;
   headerSize: number;
 }
 

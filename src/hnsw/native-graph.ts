@@ -140,6 +140,28 @@ export class NativeGraph implements GraphIndex {
     call(() => this.g.addPoint(point, label));
   }
 
+  /**
+   * The unfiltered k nearest of several graphs for one query (ks[i] for
+   * graphs[i], each at its own ef): the first graph on the calling thread,
+   * each other on a thread of its own, all joined before this returns. The
+   * graphs must be distinct and none of them loading.
+   */
+  static searchEach(
+    graphs: readonly NativeGraph[],
+    query: Float32Array,
+    ks: readonly number[],
+  ): { neighbors: Uint32Array; distances: Float32Array }[] {
+    const found = loadHnswAddon();
+    if (!found) throw new UnsupportedOperationError('the native HNSW addon is not built');
+    return call(() =>
+      found.addon.Graph.searchEach(
+        graphs.map((g) => g.g),
+        query,
+        [...ks],
+      ),
+    );
+  }
+
   searchKnn(query: number[] | Float32Array, k: number, filter?: LabelFilter): { neighbors: Uint32Array; distances: Float32Array } {
     return call(() => (filter === undefined ? this.g.searchKnn(query, k) : this.g.searchKnn(query, k, filter)));
   }

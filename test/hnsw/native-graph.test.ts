@@ -339,4 +339,37 @@ describe('the native HNSW addon', () => {
     expect(Buffer.compare(Buffer.from(serialize(b)), Buffer.from(serialize(c)))).toBe(0);
     await expect(c.addBatch([new Float32Array(dim - 1)], 0, 1)).rejects.toThrow(InvalidArgumentError);
   });
+
+  it('searchEach walks several graphs at once and answers exactly what one walk each answers', async () => {
+    const dim = 24;
+    for (const space of ['l2', 'cosine'] as Space[]) {
+      const sizes = [3000, 1200, 40];
+      const graphs: NativeGraph[] = [];
+      for (const [i, n] of sizes.entries()) {
+        const g = NativeGraph.create({ space, dim, M: 12, efConstruction: 60 }, n);
+        await g.addBatch(vectors(n, dim, 11 + i), 0, 2);
+        g.setEf(40 + 10 * i);
+        graphs.push(g);
+      }
+      const queries = vectors(200, dim, 99);
+      for (let qi = 0; qi < 200; qi++) {
+        const q = queries.subarray(qi * dim, (qi + 1) * dim);
+        // The smallest graph is asked for every point it has.
+        const ks = [10, 25, 40];
+        const each = NativeGraph.searchEach(graphs, q, ks);
+        graphs.forEach((g, i) => {
+          const one = g.searchKnn(q, ks[i] as number);
+          expect(Array.from(each[i]?.neighbors ?? [])).toEqual(Array.from(one.neighbors));
+          expect(Array.from(each[i]?.distances ?? [])).toEqual(Array.from(one.distances));
+        });
+      }
+      expect(() => NativeGraph.searchEach([graphs[0] as NativeGraph, graphs[0] as NativeGraph], queries.subarray(0, dim), [5, 5])).toThrow(
+        InvalidArgumentError,
+      );
+      expect(() => NativeGraph.searchEach(graphs.slice(0, 2), queries.subarray(0, dim - 1), [5, 5])).toThrow(InvalidArgumentError);
+      expect(() => NativeGraph.searchEach(graphs.slice(0, 2), queries.subarray(0, dim), [5])).toThrow(InvalidArgumentError);
+      expect(() => NativeGraph.searchEach(graphs.slice(0, 1), queries.subarray(0, dim), [1e9])).toThrow(InvalidArgumentError);
+      for (const g of graphs) g.free();
+    }
+  });
 });
