@@ -1,3 +1,4 @@
+import { NativeGraph } from '../hnsw/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { CollectionMemory } from './collection-memory.js';
 import type { SearchOptions, SearchResult } from './collection-types.js';
@@ -85,7 +86,9 @@ export function searchLayers<M extends object>(
   // Each layer's hits come closest first: merge them, k at most.
   const results: LayerHits[] = new Array<LayerHits>(nLayers);
   const at = new Array<number>(nLayers).fill(0);
-  for (let i = 0; i < nLayers; i++) results[i] = searchLayer(layerAt(i));
+  // Unfiltered, over two or more groups large enough to be worth a thread each: their graph walks run at once.
+  if (!accept) searchGroupsAtOnce(layerAt, nLayers, q, k, ef, results);
+  for (let i = 0; i < nLayers; i++) results[i] ??= searchLayer(layerAt(i));
   rethrowPredicateError(accept);
   while (out.length < k) {
     let best = -1;
@@ -107,6 +110,44 @@ export function searchLayers<M extends object>(
     if (!layer.isDead(label)) hit(layer, label, bestDistance);
   }
   return out;
+}
+
+/**
+ * Live records a segment group needs before its walk gets a thread of its
+ * own: below it, starting and joining the thread costs more than the walk.
+ */
+export const PARALLEL_WALK_MIN = 10_000;
+
+/**
+ * Fills `results` for the segment groups of at least PARALLEL_WALK_MIN live
+ * records, searched at once on threads of their own (NativeGraph.searchEach),
+ * when there are two or more; the same walks, at the same ef, as one by one.
+ */
+function searchGroupsAtOnce(
+  layerAt: (i: number) => Layer,
+  nLayers: number,
+  q: number[],
+  k: number,
+  ef: number,
+  results: LayerHits[],
+): void {
+  const picked: number[] = [];
+  for (let i = 0; i < nLayers; i++) {
+    const layer = layerAt(i);
+    if (!layer.isTail && layer.live >= PARALLEL_WALK_MIN && layer.index instanceof NativeGraph) picked.push(i);
+  }
+  if (picked.length < 2) return;
+  const graphs: NativeGraph[] = [];
+  const ks: number[] = [];
+  for (const i of picked) {
+    const g = layerAt(i).graphForSearch(k, ef) as { graph: NativeGraph; n: number };
+    graphs.push(g.graph);
+    ks.push(g.n);
+  }
+  const hits = NativeGraph.searchEach(graphs, Float32Array.from(q), ks);
+  picked.forEach((i, j) => {
+    results[i] = hits[j] as LayerHits;
+  });
 }
 
 /** Ids of the live records whose metadata matches `filter` (every id without one). */

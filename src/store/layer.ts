@@ -322,6 +322,22 @@ export class Layer {
   }
 
   /**
+   * For an unfiltered search over several groups at once
+   * (NativeGraph.searchEach): this layer's native graph, its ef set as
+   * {@link searchIndex} sets it, and how many neighbours to ask it for.
+   * Undefined for a tail, an empty layer or the hnswlib-node fallback.
+   */
+  graphForSearch(k: number, ef: number): { graph: NativeGraph; n: number } | undefined {
+    if (this.isTail || this.live === 0) return undefined;
+    const index = this.index;
+    if (!(index instanceof NativeGraph)) return undefined;
+    if (this.maxElements < 0) this.maxElements = index.getMaxElements();
+    const n = Math.min(k, this.maxElements);
+    index.setEf(Math.max(ef, n));
+    return { graph: index, n };
+  }
+
+  /**
    * A memtable whose graph answers for labels 0..indexed-1: the graph's
    * nearest there, merged with an exact scan of the labels after them.
    */
