@@ -100,7 +100,8 @@ export function renderMarkdown(s: Summary): string {
       '',
       `HNSW M=${sc.M}, efConstruction=${sc.efConstruction}, ef=${sc.ef}, ` +
         `k=${sc.k} on both HNSW sides. Lean plaintext: hnswlib-node writeIndex plus one msgpackr file of ids ` +
-        'and metadata, each fsynced (the index already holds the vectors). SQLCipher + sqlite-vec: ' +
+        'and metadata, each fsynced (the index already holds the vectors), each flush round into a new directory ' +
+        '(none removed until all ran, as vectorseal writes new files). SQLCipher + sqlite-vec: ' +
         'better-sqlite3-multiple-ciphers (raw key) with the vec0 extension, ' +
         'records and vectors inserted in one transaction; its k-NN is an exact scan. Recall@10 is against ' +
         'exact brute force.',

@@ -156,9 +156,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   // Flush: lean flushes bracket vectorseal's one (a flush empties the memtable).
   const leanFlush: number[] = [];
   let leanBytes = 0;
-  const leanDir = join(o.workDir, 'lean');
+  let leanDir = join(o.workDir, 'lean');
+  // Each round writes a new directory and none is removed until every round ran: vectorseal's flush writes new
+  // files into space nothing just freed, and so must the baseline. (On this machine's virtual disk, writing into
+  // blocks a removal had just freed ran about 4× faster than into fresh ones: 0.3 s against 1.1 s for 328 MB.)
+  const leanDirs: string[] = [];
   const flushLean = async (): Promise<void> => {
-    await fs.rm(leanDir, { recursive: true, force: true });
+    leanDir = join(o.workDir, `lean-${leanDirs.length}`);
+    leanDirs.push(leanDir);
     await fs.mkdir(leanDir, { recursive: true });
     collectGarbage();
     const t = await timed(() => leanBuilt.value.flush(leanDir));
@@ -170,6 +175,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   collectGarbage();
   const vsFlush = await timed(() => vsBuilt.value.flush());
   for (let i = half; i < Math.max(half + 1, o.leanFlushes); i++) await flushLean();
+  // The last round's files are the ones reopened below.
+  for (const dir of leanDirs) if (dir !== leanDir) await fs.rm(dir, { recursive: true, force: true });
   const vsBytes = vsBuilt.value.stats().segmentBytes;
   const steps = vsBuilt.value.stats().lastFlush;
   log(
