@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { sharedBuffer } from './pool.js';
+import { copyToShared } from './pool.js';
 
 /*
  * SHA-256 of a large segment file, computed on a worker thread while the
@@ -114,7 +114,7 @@ class WorkerHash implements SegmentHash {
 
   async update(bytes: Uint8Array): Promise<void> {
     // A buffer of the caller's own (a header) is copied into shared memory: only shared memory crosses in place.
-    const view = bytes.buffer instanceof SharedArrayBuffer ? bytes : sharedBuffer(bytes.length).fill(bytes);
+    const view = bytes.buffer instanceof SharedArrayBuffer ? bytes : copyToShared(bytes);
     await this.worker.post(this.id, { op: 'update', buffer: view.buffer, offset: view.byteOffset, length: view.byteLength });
   }
 
@@ -144,7 +144,7 @@ class LocalHash implements SegmentHash {
 /**
  * A SHA-256 for a file of `bytes`: on the hashing worker when the file is
  * large (its updates should then be SharedArrayBuffer-backed, see
- * {@link sharedBuffer}), else on the caller's thread. Where the worker
+ * pool.ts sharedBuffer), else on the caller's thread. Where the worker
  * cannot start, the caller's thread hashes.
  */
 export function segmentHash(bytes: number): SegmentHash {

@@ -97,7 +97,8 @@ export function sharedBuffer(size: number): Buffer {
 
 const isShared = (b: Uint8Array): boolean => b.buffer instanceof SharedArrayBuffer;
 
-function copyToShared(b: Uint8Array): Buffer {
+/** A copy of `b` in shared memory (for a worker to read in place). */
+export function copyToShared(b: Uint8Array): Buffer {
   const copy = sharedBuffer(b.length);
   copy.set(b);
   return copy;

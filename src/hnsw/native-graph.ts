@@ -143,8 +143,8 @@ export class NativeGraph implements GraphIndex {
   /**
    * The unfiltered k nearest of several graphs for one query (ks[i] for
    * graphs[i], each at its own ef): the first graph on the calling thread,
-   * each other on a thread of its own, all joined before this returns. The
-   * graphs must be distinct and none of them loading.
+   * the others meanwhile on the addon's one helper thread, all done before
+   * this returns. The graphs must be distinct and none of them loading.
    */
   static searchEach(
     graphs: readonly NativeGraph[],

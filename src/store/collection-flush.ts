@@ -145,7 +145,7 @@ export async function buildAndWriteGroup(
   if (entries.length === 0) {
     const t = process.hrtime.bigint();
     const files = await writeGroup(s, segId, undefined, tombstones, step);
-    return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0 } };
+    return { layer: undefined, files, timings: { graphSeconds: 0, writeSeconds: since(t), loadSeconds: 0, grownGraph: false } };
   }
   if (graphBackend() === 'native') return buildAndWriteInMemory(s, entries, segId, tombstones, step, prebuilt);
   return s.ctx.staging.withFile(async (graphFile) => {
@@ -173,7 +173,7 @@ export async function buildAndWriteGroup(
       throw err;
     }
     layer.attachIndex(await loading);
-    return { layer, files, timings: { graphSeconds, writeSeconds, loadSeconds } };
+    return { layer, files, timings: { graphSeconds, writeSeconds, loadSeconds, grownGraph: false } };
   });
 }
 

@@ -120,8 +120,8 @@ export const PARALLEL_WALK_MIN = 10_000;
 
 /**
  * Fills `results` for the segment groups of at least PARALLEL_WALK_MIN live
- * records, searched at once on threads of their own (NativeGraph.searchEach),
- * when there are two or more; the same walks, at the same ef, as one by one.
+ * records, searched at once (NativeGraph.searchEach) when there are two or
+ * more; the same walks, at the same ef, as one by one.
  */
 function searchGroupsAtOnce(
   layerAt: (i: number) => Layer,
@@ -132,18 +132,17 @@ function searchGroupsAtOnce(
   results: LayerHits[],
 ): void {
   const picked: number[] = [];
-  for (let i = 0; i < nLayers; i++) {
-    const layer = layerAt(i);
-    if (!layer.isTail && layer.live >= PARALLEL_WALK_MIN && layer.index instanceof NativeGraph) picked.push(i);
-  }
-  if (picked.length < 2) return;
   const graphs: NativeGraph[] = [];
   const ks: number[] = [];
-  for (const i of picked) {
-    const g = layerAt(i).graphForSearch(k, ef) as { graph: NativeGraph; n: number };
+  for (let i = 0; i < nLayers; i++) {
+    const layer = layerAt(i);
+    const g = layer.live >= PARALLEL_WALK_MIN ? layer.graphForSearch(k, ef) : undefined;
+    if (!g) continue;
+    picked.push(i);
     graphs.push(g.graph);
     ks.push(g.n);
   }
+  if (picked.length < 2) return;
   const hits = NativeGraph.searchEach(graphs, Float32Array.from(q), ks);
   picked.forEach((i, j) => {
     results[i] = hits[j] as LayerHits;

@@ -93,9 +93,9 @@ export interface FlushTimings {
   loadSeconds: number;
   /**
    * Whether the graph was the memtable's, grown in the background while records arrived (graphSeconds is then
-   * only its catching up); absent or false when the flush built it.
+   * only its catching up); false when the flush built it.
    */
-  grownGraph?: boolean;
+  grownGraph: boolean;
 }
 
 export interface CompactionReport {

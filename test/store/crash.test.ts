@@ -149,23 +149,21 @@ describe('crash recovery (child killed with SIGKILL)', () => {
     expect(store.collection('c').count).toBe(60 - 4 + 1);
   });
 
-  // The fallback (hnswlib-node) grows no background graph: these points are never reached there.
-  it.skipIf(graphBackend() !== 'native').each(GROW_POINTS)(
-    'killed in a background graph batch at %s: reopens with every acknowledged write',
-    async (point) => {
-      const d = storeDirs();
-      const run = await runChild([d.dir, d.keyDir, 'grow'], point);
-      expect(run.signal, run.stderr).toBe('SIGKILL');
-      // Killed at the point, not at the end of the sequence.
-      expect(run.acks.at(-1)).not.toBe('end');
-      const store = await openTestStore(d);
-      checkAcked(store, run.acks, spreadOf);
-      const col = store.collection('c');
-      await col.upsert({ id: 'after', vector: vectorOf(9999) });
-      await col.flush();
-      expect(col.get('after')).toBeDefined();
-    },
-  );
+  it.each(GROW_POINTS)('killed in a background graph batch at %s: reopens with every acknowledged write', async (point) => {
+    const d = storeDirs();
+    const run = await runChild([d.dir, d.keyDir, 'grow'], point);
+    expect(run.signal, run.stderr).toBe('SIGKILL');
+    // Killed at the point, not at the end of the sequence. On the hnswlib-node fallback (CI runs test/store on
+    // it too) no memtable grows a graph, so the point is never reached: the child runs its whole sequence, kills
+    // itself after 'end', and its store must reopen the same.
+    expect(run.acks.at(-1) === 'end').toBe(graphBackend() !== 'native');
+    const store = await openTestStore(d);
+    checkAcked(store, run.acks, spreadOf);
+    const col = store.collection('c');
+    await col.upsert({ id: 'after', vector: vectorOf(9999) });
+    await col.flush();
+    expect(col.get('after')).toBeDefined();
+  });
 
   it.each(POINTS)('killed at %s: reopens with every acknowledged write', async (point) => {
     const d = storeDirs();
