@@ -54,6 +54,7 @@ export class EtcdKeyStore extends KeyStore {
   private poller: NodeJS.Timeout | undefined;
   private behindSince: number | undefined;
   private closed = false;
+  private catchingUp: Promise<void> | undefined;
   private readonly prefix: string;
   private readonly revKey: string;
   private readonly maxStaleness: number;
@@ -98,6 +99,14 @@ export class EtcdKeyStore extends KeyStore {
     if (Date.now() - this.freshAt > this.maxStaleness) {
       throw kmsErrors.dependencyTimeout('The key store cannot confirm it is current (etcd unavailable); retry the request');
     }
+  }
+
+  override catchUp(): Promise<void> {
+    // Concurrent requests for missing names share one quorum read.
+    this.catchingUp ??= this.confirmCurrent().finally(() => {
+      this.catchingUp = undefined;
+    });
+    return this.catchingUp;
   }
 
   mutate<T>(change: (draft: KeyStoreState) => T | Promise<T>): Promise<T> {
@@ -228,6 +237,30 @@ export class EtcdKeyStore extends KeyStore {
     this.applied = Math.max(this.applied, top);
     this.revMod = Math.max(this.revMod, revMod);
     this.published();
+  }
+
+  /** A quorum read of the revision key; reloads at once when the snapshot is behind it. */
+  private async confirmCurrent(): Promise<void> {
+    const sentAt = Date.now();
+    let latest: number;
+    try {
+      const res = await this.client.get(this.revKey).exec();
+      latest = res.kvs[0] === undefined ? 0 : Number(res.kvs[0].mod_revision);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (latest <= this.revMod) {
+      this.freshAt = Math.max(this.freshAt, sentAt);
+      return;
+    }
+    // The watch may deliver meanwhile; a reload at an older revision than applied is a no-op.
+    await this.watchQueue;
+    if (latest <= this.revMod) return;
+    try {
+      await this.reload();
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 
   /** The freshness check: a quorum read of the revision key. */

@@ -120,6 +120,17 @@ export abstract class KeyStore {
    */
   assertFresh(): void {}
 
+  /**
+   * Makes sure the snapshot holds every change committed before this call,
+   * made through any node; undefined when nothing can be missing (a store only
+   * this process writes). Requests call it before answering that a key or
+   * alias does not exist, so a key created through one node is found through
+   * every other at once instead of after the watch delivers it.
+   */
+  catchUp(): Promise<void> | undefined {
+    return undefined;
+  }
+
   /** Stops background work (watches) and zeroes cached material. */
   async close(): Promise<void> {
     this.clearMaterial();

@@ -273,16 +273,33 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
     return authorizeAndRun(operation, input, principal, entry);
   };
 
-  /** Policy, grants and the operation itself, on the current snapshot; records the targets in the audit entry. */
+  /**
+   * Policy, grants and the operation itself, on the current snapshot; records the targets in the audit entry.
+   * A name that does not resolve (or a NotFoundException) may be a change another node committed that this
+   * one's watch has not delivered yet: the request is then answered once more after a quorum read caught the
+   * snapshot up, so what one node created every node finds at once. Handlers throw before they change state.
+   */
   const authorizeAndRun = (
     operation: string,
     input: WireInput,
     principal: PrincipalConfig,
     entry: AuditRecord,
+    caughtUp = false,
   ): WireInput | Promise<WireInput> => {
+    const again = (): Promise<WireInput> | undefined =>
+      caughtUp ? undefined : store.catchUp()?.then(() => authorizeAndRun(operation, input, principal, entry, true));
+    const retryMissing = (err: unknown): WireInput | Promise<WireInput> => {
+      const retry = err instanceof KmsException && err.type === 'NotFoundException' ? again() : undefined;
+      if (retry === undefined) throw err;
+      return retry;
+    };
     const state = store.snapshot;
     const caller = callerOf(principal);
     const targets = service.targets(operation, input);
+    if (targets.some((t) => t.keyId === undefined && (t.keyNames?.length ?? 0) > 0)) {
+      const retry = again();
+      if (retry !== undefined) return retry;
+    }
     const arns = targets.map((t) => t.keyArn).filter((a): a is string => a !== undefined);
     if (arns.length > 0) entry.keyArns = arns;
     const context = targets.find((t) => t.encryptionContext !== undefined)?.encryptionContext;
@@ -305,7 +322,13 @@ export async function startKeyService(options: KeyServiceOptions): Promise<Runni
           config.accountId,
         ),
     };
-    const output = service.run(operation, input, serviceCaller);
+    let output: WireInput | Promise<WireInput>;
+    try {
+      output = service.run(operation, input, serviceCaller);
+    } catch (err) {
+      return retryMissing(err);
+    }
+    if (output instanceof Promise) output = output.catch(retryMissing);
     if (operation === 'CreateKey') {
       return Promise.resolve(output).then((created) => {
         const arn = (created.KeyMetadata as { Arn?: unknown } | undefined)?.Arn;

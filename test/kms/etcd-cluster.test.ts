@@ -15,7 +15,10 @@ import {
 } from '@aws-sdk/client-kms';
 import { Etcd3 } from 'etcd3';
 import { startKeyService, type KeyServiceConfig, type RunningKeyService } from '../../src/kms/index.js';
+import { EtcdKeyStore } from '../../src/kms/etcd-key-store.js';
+import { LocalRootKeyFile } from '../../src/kms/root-key.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { startLatencyProxy } from '../helpers/latency-proxy.js';
 import { ADMIN, REGION, testConfig } from './helpers.js';
 import { testPort } from '../helpers/ports.js';
 
@@ -100,6 +103,56 @@ describe('two key-service nodes on a three-member etcd cluster', () => {
     expect(
       await until(async () => (await a.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.Enabled === true, 1000),
     ).toBeGreaterThanOrEqual(0);
+  });
+
+  it('what one node creates another finds at once, even while its watch lags 150 ms behind (keys, aliases, the store)', async () => {
+    // Node C reaches etcd through a proxy that holds every reply 150 ms: its watch delivers A's changes late, for real.
+    const proxy = await startLatencyProxy(cluster.endpoints[0]!, 150);
+    const options = { endpoints: [proxy.url], prefix: PREFIX };
+    const nodeC = await startKeyService({
+      port: 0,
+      dataDir: join(dir, 'lagging'),
+      rootKeyFile: join(dir, 'root.key'),
+      config: testConfig(),
+      etcd: options,
+    });
+    const c = client(nodeC);
+    try {
+      for (let round = 0; round < 6; round++) {
+        const id = (await a.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+        expect((await c.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!.KeyId).toBe(id);
+        const alias = `alias/at-once-${round}`;
+        await a.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: id }));
+        const dk = await c.send(new GenerateDataKeyCommand({ KeyId: alias, KeySpec: 'AES_256', EncryptionContext: ctx }));
+        expect(dk.KeyId).toContain(id);
+      }
+      // A name nobody created is still NotFound after the catch-up.
+      expect(await errorName(c.send(new DescribeKeyCommand({ KeyId: 'alias/never-made' })))).toBe('NotFoundException');
+
+      // At the store: the lagging snapshot lacks a change committed through another node until catchUp resolves.
+      const root = await LocalRootKeyFile.open(join(dir, 'root.key'));
+      const storeOptions = { prefix: 'vs-test/catch-up/' };
+      const one = await EtcdKeyStore.open({ ...storeOptions, endpoints: cluster.endpoints }, root);
+      const two = await EtcdKeyStore.open({ ...storeOptions, endpoints: [proxy.url] }, root);
+      try {
+        for (let i = 0; i < 4; i++) {
+          const name = `alias/store-${i}`;
+          const at = Date.now();
+          await one.mutate((draft) => {
+            draft.aliases[name] = { name, targetKeyId: '0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f', creationDate: at, lastUpdatedDate: at };
+          });
+          expect(two.snapshot.aliases[name]).toBeUndefined();
+          await two.catchUp();
+          expect(two.snapshot.aliases[name]?.name).toBe(name);
+        }
+      } finally {
+        await one.close();
+        await two.close();
+      }
+    } finally {
+      await nodeC.close();
+      await proxy.close();
+    }
   });
 
   it('concurrent changes through both nodes lose no update (compare-and-swap transactions)', async () => {
