@@ -33,7 +33,7 @@ export interface CorruptDataDetails extends VectorsealErrorOptions {
   file?: string;
   /** The page (chunk) index inside that file, when the damage is in one page. */
   page?: number;
-  /** A short machine-readable reason: 'auth', 'truncated', 'trailing', 'header', 'hash', 'rollback', 'missing', ... */
+  /** A short machine-readable reason: 'auth', 'truncated', 'trailing', 'header', 'hash', 'seal', 'rollback', 'missing', ... */
   reason?: string;
 }
 

@@ -22,8 +22,20 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 export interface SegmentFileEntry {
   kind: SegmentKind;
   length: number;
+  /** SHA-256 of the file: backups address and verify the file by it. */
   sha256: string;
+  /**
+   * The sealed message's salt and key commitment (hex): an open checks it
+   * instead of hashing the file (see SegmentExpectation.seal). Absent in
+   * manifests written before it was recorded; their files are hashed.
+   */
+  seal?: string;
   dekVersion: number;
+}
+
+/** What a reader checks a live file against: its length and its seal (or, for older manifests, its SHA-256). */
+export function filePins(f: SegmentFileEntry): { length: number; sha256: string; seal?: string } {
+  return typeof f.seal === 'string' ? { length: f.length, sha256: f.sha256, seal: f.seal } : { length: f.length, sha256: f.sha256 };
 }
 
 /** The files one flush (or compaction) produced; they share a segment id. */

@@ -78,8 +78,21 @@ export interface SegmentExpectation {
   dekVersion?: number;
   /** File length recorded in the manifest. */
   length?: number;
-  /** SHA-256 (hex) of the whole file recorded in the manifest; checked by readAll. */
+  /**
+   * SHA-256 (hex) of the whole file recorded in the manifest; checked by
+   * readAll when no `seal` is given (manifests written before seals were
+   * recorded).
+   */
   sha256?: string;
+  /**
+   * The message's salt and key commitment (hex) recorded in the manifest;
+   * checked at open, before any page is read. Under one DEK a salt is never
+   * used twice and every chunk is authenticated under keys derived from it,
+   * so with the length pinned too only the very file the manifest names
+   * opens: an older or replayed authentic file has another salt. It makes
+   * the SHA-256 redundant, which readAll then skips.
+   */
+  seal?: string;
 }
 
 /** Returns the DEK of a given version of the collection named in the header. */
@@ -175,6 +188,8 @@ export interface SegmentWriteResult {
   length: number;
   /** SHA-256 (hex) of the whole file. */
   sha256: string;
+  /** The message's salt and key commitment (hex), for the manifest to pin (see SegmentExpectation.seal). */
+  seal: string;
   /** Plaintext bytes sealed. */
   plaintextLength: number;
 }
@@ -228,6 +243,7 @@ export class SegmentWriter {
   private initial: Buffer | undefined;
   private readonly beforeRename: SegmentWriteOptions['beforeRename'];
   private readonly syncDir: boolean;
+  private readonly seal: string;
 
   private constructor(
     private readonly handle: DurableFile,
@@ -248,6 +264,7 @@ export class SegmentWriter {
     const alloc = size >= OFFTHREAD_MIN_BYTES ? sharedBuffer : Buffer.allocUnsafe;
     this.outs = [alloc(batch * SEALED_CHUNK_SIZE), alloc(batch * SEALED_CHUNK_SIZE)];
     this.initial = Buffer.concat([header, this.sealer.header]);
+    this.seal = Buffer.from(this.sealer.header).toString('hex');
   }
 
   static async create(path: string, header: SegmentHeader, dek: Uint8Array, options: SegmentWriteOptions = {}): Promise<SegmentWriter> {
@@ -294,7 +311,7 @@ export class SegmentWriter {
       this.done = true;
       await this.handle.fsync();
       await this.handle.close();
-      const result = { length: this.length, sha256: await this.hash.digest(), plaintextLength: this.plaintextLength };
+      const result = { length: this.length, sha256: await this.hash.digest(), seal: this.seal, plaintextLength: this.plaintextLength };
       await this.beforeRename?.(result);
       await renameFile(this.tmp, this.path);
       if (this.syncDir) await fsyncDir(dirname(this.path));
@@ -450,6 +467,12 @@ export class SegmentReader {
       const headerBytes = prefix.subarray(0, SEGMENT_HEADER_SIZE);
       const header = decodeSegmentHeader(headerBytes, path);
       checkExpectation(header, expect, path);
+      if (expect.seal !== undefined && prefix.subarray(SEGMENT_HEADER_SIZE).toString('hex') !== expect.seal) {
+        throw new CorruptDataError('segment salt and commitment do not match the manifest (replaced by an older or foreign file)', {
+          file: path,
+          reason: 'seal',
+        });
+      }
       let length: number;
       try {
         length = messageLength(stat.size - SEGMENT_HEADER_SIZE);
@@ -526,7 +549,8 @@ export class SegmentReader {
   }
 
   private async decryptAll(out: Uint8Array | undefined, sink: ((plain: Uint8Array) => void | Promise<void>) | undefined): Promise<void> {
-    const hash = this.expect.sha256 === undefined ? undefined : segmentHash(this.fileLength);
+    // A pinned seal was checked at open and binds every chunk: hashing the file again would add nothing.
+    const hash = this.expect.sha256 === undefined || this.expect.seal !== undefined ? undefined : segmentHash(this.fileLength);
     const prefix = SEGMENT_HEADER_SIZE + MESSAGE_HEADER_SIZE;
     const large = this.fileLength >= OFFTHREAD_MIN_BYTES;
     const batch = Math.min(READ_BATCH_CHUNKS * SEALED_CHUNK_SIZE, this.fileLength - prefix);

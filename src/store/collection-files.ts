@@ -140,7 +140,7 @@ export async function writeGroup(
           ...(sizeHint === undefined ? {} : { sizeHint }),
         },
       );
-      files.push({ kind, length: r.length, sha256: r.sha256, dekVersion: version });
+      files.push({ kind, length: r.length, sha256: r.sha256, seal: r.seal, dekVersion: version });
       pages += Math.max(1, Math.ceil(r.plaintextLength / CHUNK_SIZE));
     };
     const put = async (kind: SegmentKind, data: Buffer): Promise<void> => {

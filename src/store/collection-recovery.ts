@@ -2,7 +2,7 @@ import { removeFile } from '../util/durable.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError, RollbackError, VectorsealError } from '../errors.js';
-import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
+import { filePins, segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, SegmentReader, readSegment, type DekLookup } from '../storage/segment.js';
 import { sha256Hex } from '../storage/state-file.js';
 import { WAL_HEADER_SIZE, listWalFiles, readWal, readWalHeader, truncateWal, walFileName } from '../storage/wal.js';
@@ -162,8 +162,7 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
         kind,
         segmentId: g.id,
         dekVersion: f.dekVersion,
-        length: f.length,
-        sha256: f.sha256,
+        ...filePins(f),
       },
       keyFor,
     );
@@ -225,8 +224,7 @@ async function loadGroup(s: CollectionMemory, g: SegmentGroup, keyFor: DekLookup
     kind: SegmentKind.Index,
     segmentId: g.id,
     dekVersion: idx.dekVersion,
-    length: idx.length,
-    sha256: idx.sha256,
+    ...filePins(idx),
   };
   let index: GraphIndex;
   let blocks;

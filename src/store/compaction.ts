@@ -1,6 +1,6 @@
 import { removeFile } from '../util/durable.js';
 import { errorCode } from '../errors.js';
-import { segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
+import { filePins, segmentFile, type ManifestData, type SegmentGroup } from '../storage/manifest.js';
 import { SegmentKind, readSegment } from '../storage/segment.js';
 import { crashPoint } from '../util/crash.js';
 import { decodeList } from './blocks.js';
@@ -155,8 +155,7 @@ async function readTombstones(s: CollectionMemory, chosen: SegmentGroup[]): Prom
           kind: SegmentKind.Tombstones,
           segmentId: g.id,
           dekVersion: f.dekVersion,
-          length: f.length,
-          sha256: f.sha256,
+          ...filePins(f),
         },
         keyFor,
       );

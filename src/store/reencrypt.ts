@@ -1,8 +1,6 @@
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptDataError } from '../errors.js';
-import { MANIFEST_FILE, segmentFile, type ManifestData, type SegmentFileEntry, type SegmentGroup } from '../storage/manifest.js';
+import { MANIFEST_FILE, filePins, segmentFile, type ManifestData, type SegmentFileEntry, type SegmentGroup } from '../storage/manifest.js';
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, readSegment, writeSegment, type DekLookup } from '../storage/segment.js';
 import { listWalFiles, readWalHeader, walFileName } from '../storage/wal.js';
 import { crashPoint } from '../util/crash.js';
@@ -41,8 +39,8 @@ export interface GroupRewrite {
 
 /**
  * Rewrites the files of one segment group under another DEK version: each
- * file is opened under its own version, its hash checked against the
- * manifest, and its exact plaintext sealed again into a new file. The caller
+ * file is opened under its own version, checked against the manifest's
+ * seal (or hash), and its exact plaintext sealed again into a new file. The caller
  * commits a manifest naming the new files, then removes the old ones; a crash
  * before that commit leaves orphans that opening the collection removes.
  */
@@ -58,27 +56,20 @@ export async function rewriteSegmentGroup(job: GroupRewrite): Promise<SegmentFil
         kind: f.kind,
         segmentId: job.group.id,
         dekVersion: f.dekVersion,
-        length: f.length,
+        // An authentic but different file (an older copy) must not be carried over under a fresh seal:
+        // its seal (or, for an older manifest, its hash over the bytes decrypted) must be the manifest's.
+        ...filePins(f),
       },
       job.keyFor,
     );
     try {
-      // An authentic but different file (an older copy) must not be carried over under a fresh hash.
-      const sha256 = createHash('sha256')
-        .update(await fs.readFile(path))
-        .digest('hex');
-      if (sha256 !== f.sha256)
-        throw new CorruptDataError('segment hash does not match the manifest (replaced by an older or foreign file)', {
-          file: path,
-          reason: 'hash',
-        });
       const r = await writeSegment(
         segmentFile(job.collectionDir, job.newSegmentId, f.kind),
         { kind: f.kind, storeId: job.storeId, collectionId: job.collectionId, segmentId: job.newSegmentId, dekVersion: job.toVersion },
         job.toKey,
         plain,
       );
-      out.push({ kind: f.kind, length: r.length, sha256: r.sha256, dekVersion: job.toVersion });
+      out.push({ kind: f.kind, length: r.length, sha256: r.sha256, seal: r.seal, dekVersion: job.toVersion });
     } finally {
       plain.fill(0);
     }

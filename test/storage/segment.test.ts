@@ -184,6 +184,26 @@ describe('segment files', () => {
     await expectCorrupt(readSegment(second, { ...expectA(7), sha256: written.sha256 }, keyForA), second, 'hash');
   });
 
+  it('a pinned seal (salt and commitment) tells an older version of the same id apart at open, before any page is read', async () => {
+    const first = join(dir, 'sealed-v1.vseg');
+    const plain = randomBytes(3 * 16384 + 100);
+    const written = await writeSegment(first, header(collectionA, 7), dekA, plain);
+    expect(written.seal).toMatch(/^[0-9a-f]{112}$/);
+    const bytes = await fs.readFile(first);
+    expect(written.seal).toBe(bytes.subarray(SEGMENT_HEADER_SIZE, CHUNKS_START).toString('hex'));
+    const pins = { ...expectA(7), length: written.length, seal: written.seal };
+    expect((await readSegment(first, pins, keyForA)).equals(plain)).toBe(true);
+    // The same id sealed again (same length): authentic under the same DEK, another salt.
+    const second = join(dir, 'sealed-v2.vseg');
+    await writeSegment(second, header(collectionA, 7), dekA, randomBytes(plain.length));
+    await expectCorrupt(SegmentReader.open(second, pins, keyForA), second, 'seal');
+    // The seal supersedes the hash (it binds every chunk already): the file is not hashed again.
+    const wrongHash = { ...pins, sha256: '00'.repeat(32) };
+    expect((await readSegment(first, wrongHash, keyForA)).equals(plain)).toBe(true);
+    // Without a seal (a manifest written before seals were recorded), the hash decides as before.
+    await expectCorrupt(readSegment(first, { ...expectA(7), sha256: '00'.repeat(32) }, keyForA), first, 'hash');
+  });
+
   it('reports a missing file by name', async () => {
     const gone = join(dir, 'gone.vseg');
     await expectCorrupt(readSegment(gone, expectA(7), keyForA), gone, 'missing');

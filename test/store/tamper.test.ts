@@ -61,23 +61,23 @@ describe('tampering is detected with a typed error naming the file', () => {
     expect(err.file).toBe(file);
   });
 
-  it('a segment replaced by another authentic version of itself: hash mismatch', async () => {
+  it('a segment replaced by another authentic version of itself: its seal does not match the manifest', async () => {
     const d = storeDirs();
     const { a, aId } = await twoCollections(d);
     const file = join(a, 'seg', '000000000001.metadata.vseg');
     const km = await KeyManager.open({ dir: d.dir, localKeyDir: d.keyDir });
     const storeId = km.storeId;
-    // Sealed under the right key with the right header: only the manifest's hash can tell.
+    // Sealed under the right key with the right header: only the manifest's pin (its seal) can tell.
     await km.withDek(aId, 1, (dek) =>
       writeSegment(file, { kind: SegmentKind.Metadata, storeId, collectionId: aId, segmentId: 1, dekVersion: 1 }, dek, Buffer.from([0x90])),
     );
     await km.close();
     const err = await corruptError(d);
     expect(err.file).toBe(file);
-    expect(['hash', 'truncated', 'extended']).toContain(err.reason);
+    expect(['seal', 'truncated', 'extended']).toContain(err.reason);
   });
 
-  it('an older segment file of the same id (same length) is caught by its hash', async () => {
+  it('an older segment file of the same id (same length) is caught by its seal', async () => {
     const d = storeDirs();
     const store = await openTestStore(d);
     const col = await store.createCollection('c', { dim: 4 });
@@ -99,7 +99,7 @@ describe('tampering is detected with a typed error naming the file', () => {
     await km.close();
     expect((await fs.readFile(file)).length).toBe(old.length);
     const err = await corruptError(d);
-    expect(err.reason).toBe('hash');
+    expect(err.reason).toBe('seal');
   });
 
   it('a rolled-back MANIFEST: RollbackError naming MANIFEST', async () => {
