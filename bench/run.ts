@@ -112,8 +112,10 @@ async function main(): Promise<void> {
       run.scale = await runScale({
         count: records,
         dim: 768,
+        // The store's defaults (createCollection's M and efConstruction, search's ef for k = 10): the recall
+        // goals are "at default settings", and a user who sets nothing gets exactly this graph.
         M: 16,
-        efConstruction: 64,
+        efConstruction: 200,
         ef: 64,
         k: 10,
         queries: quick ? 500 : 1000,
