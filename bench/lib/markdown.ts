@@ -152,7 +152,8 @@ export function renderMarkdown(s: Summary): string {
       '',
       '### Filtered search (p50 ms, recall@10)',
       '',
-      '| filter | vectorseal | vectorseal unfiltered, same queries and loop | ×unfiltered | lean plaintext (hnswlib filter callback) | SQLCipher + sqlite-vec (vec0 metadata column) |',
+      '| filter | vectorseal | vectorseal unfiltered, same queries and loop | ×unfiltered | ' +
+        'lean plaintext (hnswlib filter callback) | SQLCipher + sqlite-vec (vec0 metadata column) |',
       '|---|---:|---:|---:|---:|---:|',
       ...sc.filtered.map(
         (f) =>

@@ -207,7 +207,8 @@ export function summarize(run: SuiteRun): Summary {
       {
         goal: '1% filter: p50 ≤ 2× unfiltered, recall@10 ≥ 0.99',
         measured: f1
-          ? `${f1.toUnfiltered ?? 'n/a'}× unfiltered (${f1.vectorseal.p50Ms} ms against ${f1.unfilteredP50Ms} ms in the same loop), recall@10 ${f1.vectorseal.recall}`
+          ? `${f1.toUnfiltered ?? 'n/a'}× unfiltered (${f1.vectorseal.p50Ms} ms against ${f1.unfilteredP50Ms} ms in the same loop), ` +
+            `recall@10 ${f1.vectorseal.recall}`
           : 'n/a',
         met: f1 ? f1.toUnfiltered !== undefined && f1.toUnfiltered <= 2 && f1.vectorseal.recall >= 0.99 : undefined,
       },
