@@ -13,6 +13,7 @@ export interface AddonGraph {
     neighbors: Uint32Array;
     distances: Float32Array;
   };
+  scanLabels(query: Float32Array | number[], k: number, labels: Uint32Array): { neighbors: Uint32Array; distances: Float32Array };
   markDelete(label: number): void;
   unmarkDelete(label: number): void;
   getPoint(label: number): Float32Array;

@@ -166,6 +166,15 @@ export class NativeGraph implements GraphIndex {
     return call(() => (filter === undefined ? this.g.searchKnn(query, k) : this.g.searchKnn(query, k, filter)));
   }
 
+  /**
+   * The exact k nearest among `labels` (every one must be in the graph),
+   * closest first, with searchKnn's distances: computed in C++ on the
+   * graph's own copy of each vector, so nothing is copied out to scan it.
+   */
+  scanLabels(query: Float32Array, k: number, labels: Uint32Array): { neighbors: Uint32Array; distances: Float32Array } {
+    return call(() => this.g.scanLabels(query, k, labels));
+  }
+
   markDelete(label: number): void {
     call(() => this.g.markDelete(label));
   }

@@ -180,7 +180,12 @@ export class Layer {
 
   /** Whether {@link vectorOf} is a memory read (not a copy out of the index), so that an exact scan is cheap. */
   get canScan(): boolean {
-    return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined;
+    return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined || this.scansNatively;
+  }
+
+  /** A segment on the native backend: its exact scans run in C++ on the graph's vectors (NativeGraph.scanLabels). */
+  private get scansNatively(): boolean {
+    return !this.isTail && this.perRecord === undefined && this.index instanceof NativeGraph;
   }
 
   /**
@@ -377,6 +382,7 @@ export class Layer {
     lists: readonly (readonly number[])[] | undefined,
     admit?: (label: number) => boolean,
   ): LayerHits {
+    if (this.scansNatively) return this.scanNative(this.index as NativeGraph, query, k, lists, admit);
     const rows: ScanRows | undefined = this.perRecord
       ? { perRow: this.perRecord, dim: this.dim }
       : this.flatRows() !== undefined
@@ -384,5 +390,34 @@ export class Layer {
         : undefined;
     if (!rows) throw new UnsupportedOperationError('the layer keeps its vectors only in its HNSW index: no exact scan');
     return scanNearest(rows, query, k, space, this.dead, lists, this.ids.length, admit);
+  }
+
+  /**
+   * {@link scanExact} on the native backend: the live, admitted labels are
+   * gathered here (the dead bitmap and the filter are JavaScript's), their
+   * distances computed in C++ by the graph's own SIMD distance on its own
+   * vectors. No flat copy of the vectors is made for it, and the distances
+   * are the graph walk's, so the hits merge with other layers'.
+   */
+  private scanNative(
+    index: NativeGraph,
+    query: number[],
+    k: number,
+    lists: readonly (readonly number[])[] | undefined,
+    admit: ((label: number) => boolean) | undefined,
+  ): LayerHits {
+    const dead = this.dead;
+    let bound = 0;
+    if (lists === undefined) bound = this.ids.length;
+    else for (const list of lists) bound += list.length;
+    const labels = new Uint32Array(bound);
+    let n = 0;
+    const take = (label: number): void => {
+      if (dead[label] !== 1 && (admit === undefined || admit(label))) labels[n++] = label;
+    };
+    if (lists === undefined) for (let label = 0; label < bound; label++) take(label);
+    else for (const list of lists) for (let i = 0; i < list.length; i++) take(list[i] as number);
+    if (n === 0 || k === 0) return NO_HITS;
+    return index.scanLabels(Float32Array.from(query), Math.min(k, n), labels.subarray(0, n));
   }
 }

@@ -372,4 +372,50 @@ describe('the native HNSW addon', () => {
       for (const g of graphs) g.free();
     }
   });
+
+  it('scanLabels: the exact nearest among the given labels, with the distances searchKnn reports (l2, ip, cosine)', async () => {
+    const dim = 20;
+    const n = 2000;
+    const all = vectors(n, dim, 5);
+    const queries = vectors(50, dim, 77);
+    for (const space of ['l2', 'ip', 'cosine'] as Space[]) {
+      const g = NativeGraph.create({ space, dim, M: 12, efConstruction: 60 }, n);
+      await g.addBatch(all, 0, 2);
+      const norm = (v: Float32Array): Float64Array => {
+        const out = Float64Array.from(v);
+        if (space !== 'cosine') return out;
+        const len = Math.sqrt(out.reduce((a, x) => a + x * x, 0)) || 1;
+        return out.map((x) => x / len);
+      };
+      const distance = (q: Float32Array, label: number): number => {
+        const a = norm(q);
+        const b = norm(all.subarray(label * dim, (label + 1) * dim));
+        let s = 0;
+        for (let j = 0; j < dim; j++)
+          s += space === 'l2' ? ((a[j] as number) - (b[j] as number)) ** 2 : (a[j] as number) * (b[j] as number);
+        return space === 'l2' ? s : 1 - s;
+      };
+      // Every seventh label, as a filter's matches would be; out of order on purpose.
+      const m = Math.floor(n / 7);
+      const subset = Uint32Array.from({ length: m }, (_, i) => ((i * 13) % m) * 7);
+      for (let qi = 0; qi < 50; qi++) {
+        const q = queries.subarray(qi * dim, (qi + 1) * dim);
+        const got = g.scanLabels(q, 10, subset);
+        const want = [...subset].sort((x, y) => distance(q, x) - distance(q, y)).slice(0, 10);
+        expect(Array.from(got.neighbors)).toEqual(want);
+        got.neighbors.forEach((label, i) => expect(got.distances[i]).toBeCloseTo(distance(q, label), 4));
+        // The same label, walked to: the same distance as the graph's own search gives it.
+        const walked = g.searchKnn(q, 1);
+        const alone = g.scanLabels(q, 1, Uint32Array.of(walked.neighbors[0] as number));
+        expect(alone.distances[0]).toBe(walked.distances[0]);
+      }
+      // Fewer labels than k, none, and the typed refusals.
+      expect(g.scanLabels(queries.subarray(0, dim), 10, Uint32Array.of(3, 4)).neighbors.length).toBe(2);
+      expect(g.scanLabels(queries.subarray(0, dim), 10, new Uint32Array(0)).neighbors.length).toBe(0);
+      expect(() => g.scanLabels(queries.subarray(0, dim), 10, Uint32Array.of(n + 5))).toThrow(InvalidArgumentError);
+      expect(() => g.scanLabels(queries.subarray(0, dim - 1), 10, Uint32Array.of(1))).toThrow(InvalidArgumentError);
+      expect(() => g.scanLabels(queries.subarray(0, dim), 10, Int32Array.of(1) as unknown as Uint32Array)).toThrow(InvalidArgumentError);
+      g.free();
+    }
+  });
 });

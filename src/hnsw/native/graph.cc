@@ -482,6 +482,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
                            InstanceMethod("addPoint", &Graph::AddPoint),
                            InstanceMethod("addBatch", &Graph::AddBatch),
                            InstanceMethod("searchKnn", &Graph::SearchKnn),
+                           InstanceMethod("scanLabels", &Graph::ScanLabels),
                            InstanceMethod("markDelete", &Graph::MarkDelete),
                            InstanceMethod("unmarkDelete", &Graph::UnmarkDelete),
                            InstanceMethod("getPoint", &Graph::GetPoint),
@@ -765,6 +766,54 @@ class Graph : public Napi::ObjectWrap<Graph> {
       neighbors[i] = static_cast<uint32_t>(found.top().second);
       distances[i] = found.top().first;
       found.pop();
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("neighbors", neighbors);
+    out.Set("distances", distances);
+    return out;
+  }
+
+  // The exact k nearest among the given labels, by the graph's own distance function on its own copy of each
+  // vector (SIMD, no copy out to JS), closest first: the scan of a selective filter's matches. Distances are those
+  // searchKnn reports, so scan and walk results merge. The caller passes live labels only.
+  Napi::Value ScanLabels(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Hnsw* g = Ready(env);
+    std::vector<float> q;
+    VectorArg(env, info[0], q);
+    const size_t k = Count(env, info[1], "k");
+    if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      Fail(env, "ARG", "scanLabels expects a Uint32Array of labels");
+    Napi::Uint32Array labels = info[2].As<Napi::Uint32Array>();
+    const uint32_t* at = labels.Data();
+    const size_t n = labels.ElementLength();
+    hnswlib::DISTFUNC<float> dist = g->fstdistfunc_;
+    void* param = g->dist_func_param_;
+    std::priority_queue<std::pair<float, labeltype>> top;
+    {
+      std::unique_lock<std::mutex> lock(g->label_lookup_lock);
+      for (size_t i = 0; i < n; i++) {
+        auto found = g->label_lookup_.find(static_cast<labeltype>(at[i]));
+        if (found == g->label_lookup_.end()) {
+          lock.unlock();
+          Fail(env, "ARG", "scanLabels: a label is not in the graph");
+        }
+        const float d = dist(q.data(), g->getDataByInternalId(found->second), param);
+        if (top.size() < k) {
+          top.emplace(d, static_cast<labeltype>(at[i]));
+        } else if (k > 0 && d < top.top().first) {
+          top.pop();
+          top.emplace(d, static_cast<labeltype>(at[i]));
+        }
+      }
+    }
+    const size_t m = top.size();
+    Napi::Uint32Array neighbors = Napi::Uint32Array::New(env, m);
+    Napi::Float32Array distances = Napi::Float32Array::New(env, m);
+    for (size_t i = m; i-- > 0;) {
+      neighbors[i] = static_cast<uint32_t>(top.top().second);
+      distances[i] = top.top().first;
+      top.pop();
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("neighbors", neighbors);
