@@ -789,7 +789,9 @@ class Graph : public Napi::ObjectWrap<Graph> {
     const size_t n = labels.ElementLength();
     hnswlib::DISTFUNC<float> dist = g->fstdistfunc_;
     void* param = g->dist_func_param_;
-    std::priority_queue<std::pair<float, labeltype>> top;
+    // The rows first, then the distances: a selective filter's matches lie far apart in the graph's memory, so each
+    // row is a cold read, and knowing the rows ahead lets the next ones be fetched while this one is measured.
+    std::vector<const char*> rows(n);
     {
       std::unique_lock<std::mutex> lock(g->label_lookup_lock);
       for (size_t i = 0; i < n; i++) {
@@ -798,13 +800,24 @@ class Graph : public Napi::ObjectWrap<Graph> {
           lock.unlock();
           Fail(env, "ARG", "scanLabels: a label is not in the graph");
         }
-        const float d = dist(q.data(), g->getDataByInternalId(found->second), param);
-        if (top.size() < k) {
-          top.emplace(d, static_cast<labeltype>(at[i]));
-        } else if (k > 0 && d < top.top().first) {
-          top.pop();
-          top.emplace(d, static_cast<labeltype>(at[i]));
-        }
+        rows[i] = g->getDataByInternalId(found->second);
+      }
+    }
+    const size_t rowBytes = dim_ * sizeof(float);
+    const size_t ahead = 2;
+    auto prefetch = [&](size_t i) {
+      for (size_t off = 0; off < rowBytes; off += 64) __builtin_prefetch(rows[i] + off, 0, 0);
+    };
+    for (size_t i = 0; i < std::min(ahead, n); i++) prefetch(i);
+    std::priority_queue<std::pair<float, labeltype>> top;
+    for (size_t i = 0; i < n; i++) {
+      if (i + ahead < n) prefetch(i + ahead);
+      const float d = dist(q.data(), rows[i], param);
+      if (top.size() < k) {
+        top.emplace(d, static_cast<labeltype>(at[i]));
+      } else if (k > 0 && d < top.top().first) {
+        top.pop();
+        top.emplace(d, static_cast<labeltype>(at[i]));
       }
     }
     const size_t m = top.size();
