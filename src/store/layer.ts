@@ -29,6 +29,8 @@ export interface LayerHits {
 }
 
 const NO_HITS: LayerHits = { neighbors: [], distances: [] };
+/** Candidates beyond 2k that a native scan hands back to be measured again in double precision. */
+const REFINE_MARGIN = 16;
 
 /** The k closest of two hit lists, each closest first, with no label in both. */
 function mergeHits(a: LayerHits, b: LayerHits, k: number): LayerHits {
@@ -183,9 +185,12 @@ export class Layer {
     return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined || this.scansNatively;
   }
 
-  /** A segment on the native backend: its exact scans run in C++ on the graph's vectors (NativeGraph.scanLabels). */
+  /**
+   * A segment on the native backend whose index is its only copy of the vectors (exact for 'l2' and 'ip'): its exact
+   * scans run in C++ on the graph's vectors (NativeGraph.scanLabels) rather than on a flat copy made for them.
+   */
   private get scansNatively(): boolean {
-    return !this.isTail && this.perRecord === undefined && this.index instanceof NativeGraph;
+    return !this.isTail && this.perRecord === undefined && this.flat === undefined && this.index instanceof NativeGraph;
   }
 
   /**
@@ -382,7 +387,7 @@ export class Layer {
     lists: readonly (readonly number[])[] | undefined,
     admit?: (label: number) => boolean,
   ): LayerHits {
-    if (this.scansNatively) return this.scanNative(this.index as NativeGraph, query, k, lists, admit);
+    if (this.scansNatively) return this.scanNative(this.index as NativeGraph, query, k, space, lists, admit);
     const rows: ScanRows | undefined = this.perRecord
       ? { perRow: this.perRecord, dim: this.dim }
       : this.flatRows() !== undefined
@@ -394,15 +399,18 @@ export class Layer {
 
   /**
    * {@link scanExact} on the native backend: the live, admitted labels are
-   * gathered here (the dead bitmap and the filter are JavaScript's), their
-   * distances computed in C++ by the graph's own SIMD distance on its own
-   * vectors. No flat copy of the vectors is made for it, and the distances
-   * are the graph walk's, so the hits merge with other layers'.
+   * gathered here (the dead bitmap and the filter are JavaScript's) and
+   * ranked in C++ by the graph's own SIMD distance on its own vectors, so no
+   * flat copy of the vectors is made for it. The few best are then measured
+   * again exactly as the JavaScript scan measures (double precision): a
+   * record scores the same whichever kind of layer holds it, before and
+   * after a flush, a compaction or a restore.
    */
   private scanNative(
     index: NativeGraph,
     query: number[],
     k: number,
+    space: Space,
     lists: readonly (readonly number[])[] | undefined,
     admit: ((label: number) => boolean) | undefined,
   ): LayerHits {
@@ -418,6 +426,11 @@ export class Layer {
     if (lists === undefined) for (let label = 0; label < bound; label++) take(label);
     else for (const list of lists) for (let i = 0; i < list.length; i++) take(list[i] as number);
     if (n === 0 || k === 0) return NO_HITS;
-    return index.scanLabels(Float32Array.from(query), Math.min(k, n), labels.subarray(0, n));
+    // Float and double rankings can differ only among near ties: a margin of candidates keeps the exact k among them.
+    const coarse = index.scanLabels(Float32Array.from(query), Math.min(n, 2 * k + REFINE_MARGIN), labels.subarray(0, n));
+    const m = coarse.neighbors.length;
+    const rows = Array.from(coarse.neighbors, (label) => this.pointOf(label) as Float32Array);
+    const fine = scanNearest({ perRow: rows, dim: this.dim }, query, Math.min(k, m), space, new Uint8Array(m), undefined, m);
+    return { neighbors: fine.neighbors.map((i) => coarse.neighbors[i] as number), distances: fine.distances };
   }
 }
