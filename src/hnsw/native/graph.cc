@@ -47,6 +47,22 @@ constexpr size_t kHeaderSize = 6 * 8 + 4 + 4 + 3 * 8 + 8 + 8;
   throw e;
 }
 
+// A max-heap of (distance, label) as { neighbors, distances }, closest first; empties the heap.
+Napi::Object HitsObject(Napi::Env env, std::priority_queue<std::pair<float, labeltype>>& heap) {
+  const size_t n = heap.size();
+  Napi::Uint32Array neighbors = Napi::Uint32Array::New(env, n);
+  Napi::Float32Array distances = Napi::Float32Array::New(env, n);
+  for (size_t i = n; i-- > 0;) {
+    neighbors[i] = static_cast<uint32_t>(heap.top().second);
+    distances[i] = heap.top().first;
+    heap.pop();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("neighbors", neighbors);
+  out.Set("distances", distances);
+  return out;
+}
+
 struct FormatError {
   std::string why;
 };
@@ -715,18 +731,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
     for (uint32_t i = 0; i < n; i++) {
       Job& job = jobs[i];
       if (!job.error.empty()) Fail(env, "HNSW", job.error);
-      const size_t m = job.found.size();
-      Napi::Uint32Array neighbors = Napi::Uint32Array::New(env, m);
-      Napi::Float32Array distances = Napi::Float32Array::New(env, m);
-      for (size_t j = m; j-- > 0;) {
-        neighbors[j] = static_cast<uint32_t>(job.found.top().second);
-        distances[j] = job.found.top().first;
-        job.found.pop();
-      }
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("neighbors", neighbors);
-      r.Set("distances", distances);
-      out.Set(i, r);
+      out.Set(i, HitsObject(env, job.found));
     }
     return out;
   }
@@ -759,23 +764,12 @@ class Graph : public Napi::ObjectWrap<Graph> {
       Fail(env, "HNSW", e.what());
     }
     if (callback) callback->rethrow();
-    const size_t n = found.size();
-    Napi::Uint32Array neighbors = Napi::Uint32Array::New(env, n);
-    Napi::Float32Array distances = Napi::Float32Array::New(env, n);
-    for (size_t i = n; i-- > 0;) {
-      neighbors[i] = static_cast<uint32_t>(found.top().second);
-      distances[i] = found.top().first;
-      found.pop();
-    }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("neighbors", neighbors);
-    out.Set("distances", distances);
-    return out;
+    return HitsObject(env, found);
   }
 
   // The exact k nearest among the given labels, by the graph's own distance function on its own copy of each
-  // vector (SIMD, no copy out to JS), closest first: the scan of a selective filter's matches. Distances are those
-  // searchKnn reports, so scan and walk results merge. The caller passes live labels only.
+  // vector (SIMD, no copy out to JS), closest first: the scan of a selective filter's matches, in float as searchKnn
+  // measures (store/layer.ts measures the best again as its JavaScript scan does). The caller passes live labels only.
   Napi::Value ScanLabels(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Hnsw* g = Ready(env);
@@ -820,18 +814,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
         top.emplace(d, static_cast<labeltype>(at[i]));
       }
     }
-    const size_t m = top.size();
-    Napi::Uint32Array neighbors = Napi::Uint32Array::New(env, m);
-    Napi::Float32Array distances = Napi::Float32Array::New(env, m);
-    for (size_t i = m; i-- > 0;) {
-      neighbors[i] = static_cast<uint32_t>(top.top().second);
-      distances[i] = top.top().first;
-      top.pop();
-    }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("neighbors", neighbors);
-    out.Set("distances", distances);
-    return out;
+    return HitsObject(env, top);
   }
 
   Napi::Value MarkDelete(const Napi::CallbackInfo& info) {
