@@ -180,7 +180,7 @@ export class Layer {
     return this.metaIndex;
   }
 
-  /** Whether {@link vectorOf} is a memory read (not a copy out of the index), so that an exact scan is cheap. */
+  /** Whether an exact scan is cheap: the vectors are a memory read (not a copy out of the index), or the native graph scans them. */
   get canScan(): boolean {
     return this.perRecord !== undefined || this.flat !== undefined || this.lazyFlat !== undefined || this.scansNatively;
   }
